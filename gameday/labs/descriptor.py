@@ -1,0 +1,194 @@
+"""The lab descriptor: loaded once, validated against the schema, turned into typed records.
+
+Both labs (netns and kind) and hand-written descriptors for real clusters go through
+`load()`, so an experiment never sees a half-valid descriptor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from gameday.errors import ConfigError, LabError
+
+DEFAULT_LAB_FILE = ".gameday/lab.json"
+SCHEMA_ID = "gameday.lab/v1"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Region:
+    name: str
+    role: str
+    driver: str
+    address: str
+    storefront_url: str
+    db_host: str
+    db_port: int = 5432
+    netns: str | None = None
+    kube_context: str | None = None
+    namespace: str | None = None
+    node_selector: str | None = None
+    node_containers: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DnsServer:
+    address: str
+    port: int = 53
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Dns:
+    name: str
+    authoritative: DnsServer
+    resolver: DnsServer
+    zone: str = ""
+    ttl_s: float | None = None
+    health_interval_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Database:
+    name: str
+    user: str
+    password: str = dataclasses.field(repr=False)
+    port: int = 5432
+    replication: str | None = None
+    canary_table: str = "gameday_canary"
+
+    def dsn(self, host: str, port: int | None = None, **extra: str) -> str:
+        """A libpq keyword DSN; callers must never log it (it holds the password)."""
+        parts = {
+            "host": host,
+            "port": str(port or self.port),
+            "dbname": self.name,
+            "user": self.user,
+            "password": self.password,
+            "connect_timeout": "2",
+            **extra,
+        }
+        return " ".join(f"{k}={_quote(v)}" for k, v in parts.items())
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Lab:
+    lab: str
+    regions: tuple[Region, ...]
+    dns: Dns
+    database: Database
+    state_dir: str | None = None
+    inter_region_delay_ms: float | None = None
+    path: str = ""
+
+    def region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        known = ", ".join(r.name for r in self.regions)
+        raise ConfigError(f"unknown region '{name}': the lab descriptor names {known}")
+
+    @property
+    def primary(self) -> Region:
+        return next(r for r in self.regions if r.role == "primary")
+
+    @property
+    def secondary(self) -> Region:
+        return next(r for r in self.regions if r.role == "secondary")
+
+    def region_of_address(self, address: str | None) -> str | None:
+        for region in self.regions:
+            if address in (region.address, region.db_host):
+                return region.name
+        return None
+
+    def writer_dsn(self) -> str:
+        """Follows the writable primary across failover, as an application would."""
+        hosts = ",".join(r.db_host for r in self.regions)
+        ports = ",".join(str(r.db_port) for r in self.regions)
+        return self.database.dsn(hosts, None, target_session_attrs="read-write").replace(
+            f"port={self.database.port}", f"port={ports}", 1
+        )
+
+
+def _quote(value: str) -> str:
+    if value and all(c not in value for c in " '\\"):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def schema() -> dict[str, Any]:
+    text = resources.files("gameday.labs").joinpath("descriptor.schema.json").read_text()
+    return json.loads(text)
+
+
+def validate(data: Any, *, source: str = "lab descriptor") -> None:
+    """Raise ConfigError naming the first bad field, so the fix is obvious."""
+    validator = jsonschema.Draft202012Validator(
+        schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"{source}: field '{where}': {err.message}")
+    roles = sorted(r["role"] for r in data["regions"])
+    if roles != ["primary", "secondary"]:
+        raise ConfigError(f"{source}: regions need one 'primary' and one 'secondary' role")
+    names = {r["name"] for r in data["regions"]}
+    if len(names) != 2:
+        raise ConfigError(f"{source}: the two regions need distinct names")
+
+
+def from_dict(data: dict[str, Any], *, path: str = "") -> Lab:
+    validate(data, source=path or "lab descriptor")
+    regions = tuple(
+        Region(**{**r, "node_containers": tuple(r.get("node_containers", ()))})
+        for r in data["regions"]
+    )
+    dns = data["dns"]
+    return Lab(
+        lab=data["lab"],
+        regions=regions,
+        dns=Dns(
+            name=dns["name"],
+            zone=dns.get("zone", ""),
+            authoritative=DnsServer(**dns["authoritative"]),
+            resolver=DnsServer(**dns["resolver"]),
+            ttl_s=dns.get("ttl_s"),
+            health_interval_s=dns.get("health_interval_s"),
+        ),
+        database=Database(**data["database"]),
+        state_dir=data.get("state_dir"),
+        inter_region_delay_ms=data.get("inter_region_delay_ms"),
+        path=path,
+    )
+
+
+def lab_file(configuration: dict[str, Any] | None = None) -> Path:
+    configured = (configuration or {}).get("lab_file")
+    return Path(configured or os.environ.get("GAMEDAY_LAB") or DEFAULT_LAB_FILE)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Lab:
+    """Read and validate a descriptor; a missing one means the lab is not up."""
+    p = Path(path) if path is not None else lab_file()
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise LabError(
+            f"no lab descriptor at {p}: run `gameday lab up` (or kind-lab/up.sh), "
+            "or point configuration 'lab_file' / env GAMEDAY_LAB at yours"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: not valid JSON (line {exc.lineno}): fix or regenerate it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a lab descriptor is a JSON object")
+    return from_dict(data, path=str(p))
