@@ -1,0 +1,626 @@
+"""The Kubernetes driver against two kmock API servers (one per region), through the real
+kubernetes client and chaostoolkit-kubernetes.
+
+kmock is installed by .ci/kind-lab-tools.sh (pinned); without it these tests fail with that
+reason rather than skip. Facts about the emulator this relies on: DESIGN.md section 9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    import kmock
+except ImportError as exc:  # pragma: no cover - exercised only on a machine without kmock
+    raise ImportError(
+        "kmock is missing: run `.ci/kind-lab-tools.sh .venv` (installs the pinned kmock)"
+    ) from exc
+
+from kubernetes.config import kube_config
+
+from gameday.errors import ConfigError, LabError, TargetError
+from gameday.labs import descriptor
+from gameday.labs.kubernetes import (
+    EGRESS_POLICY,
+    REPLICAS_ANNOTATION,
+    KubernetesDriver,
+    allowed_contexts_from,
+)
+
+NS = "gameday"
+REGION_LABEL = "topology.kubernetes.io/region"
+DEPLOY = "apps/v1/deployments"
+STS = "apps/v1/statefulsets"
+NODES = "v1/nodes"
+NETPOL = "networking.k8s.io/v1/networkpolicies"
+
+
+class RegionApiServer(kmock.KubernetesEmulator):
+    """kmock's emulator plus what a real API server does and kmock 0.8 does not:
+    labelSelector / fieldSelector (metadata.name) on LIST. And injected failures that
+    happen before any state changes, like a refused request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: list[tuple[str, re.Pattern[str]]] = []
+
+    async def _handle(self, request: Any) -> Any:
+        for method, pattern in self.failures:
+            if request.method.value.upper() == method and pattern.search(request.url.path):
+                raise kmock.KubernetesError(status=500, reason="InternalError", message="injected")
+        return await super()._handle(request)
+
+    async def _serve_list(self, request: Any) -> Any:
+        result = await super()._serve_list(request)
+        labels = request.params.get("labelSelector")
+        fields = request.params.get("fieldSelector")
+        items = result["items"]
+        if labels:
+            wanted = dict(t.split("=", 1) for t in labels.split(","))
+            items = [
+                i
+                for i in items
+                if all(i["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+            ]
+        if fields:
+            key, _, value = fields.partition("=")
+            assert key == "metadata.name", f"unsupported fieldSelector {fields}"
+            items = [i for i in items if i["metadata"]["name"] == value]
+        return {**result, "items": items}
+
+    def writes(self) -> list[tuple[str, str, Any]]:
+        return [
+            (r.method.value.upper(), r.url.path, r.data)
+            for r in self
+            if r.method.value.upper() in ("POST", "PATCH", "PUT", "DELETE")
+        ]
+
+
+def _deployment(name: str, replicas: int | None, running: int, **meta: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": name, "image": f"example/{name}:1"}]},
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "metadata": {"name": name, "namespace": NS, **meta},
+        "spec": spec,
+        "status": {"replicas": running},
+    }
+
+
+def _statefulset(name: str, replicas: int, running: int) -> dict[str, Any]:
+    obj = _deployment(name, replicas, running)
+    obj["spec"]["serviceName"] = name
+    return obj
+
+
+def _node(name: str, region: str, unschedulable: bool = False) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {REGION_LABEL: region}},
+        "spec": {},
+    }
+    if unschedulable:
+        node["spec"]["unschedulable"] = True
+    return node
+
+
+def _seed(server: RegionApiServer, region: str) -> None:
+    for resource in (DEPLOY, STS, NETPOL):
+        server.resources[resource] = {"namespaced": True, "verbs": ["list", "get", "patch"]}
+    server.resources[NODES] = {"namespaced": False, "verbs": ["list", "get", "patch"]}
+    server.objects[DEPLOY, NS, "storefront"] = _deployment("storefront", 2, 2)
+    server.objects[DEPLOY, NS, "idle"] = _deployment("idle", 0, 0)
+    server.objects[DEPLOY, NS, "defaulted"] = _deployment("defaulted", None, 1)
+    server.objects[STS, NS, "postgres"] = _statefulset("postgres", 1, 1)
+    other = _deployment("bystander", 3, 3)
+    other["metadata"]["namespace"] = "other"
+    server.objects[DEPLOY, "other", "bystander"] = other
+    server.objects[NODES, None, f"{region}-control-plane"] = _node(
+        f"{region}-control-plane", region
+    )
+    server.objects[NODES, None, f"{region}-worker"] = _node(f"{region}-worker", region)
+    server.objects[NODES, None, f"{region}-worker2"] = _node(
+        f"{region}-worker2", region, unschedulable=True
+    )
+    # A node of the other region in the same API: the selector must keep it out.
+    server.objects[NODES, None, "elsewhere"] = _node("elsewhere", "region-9")
+
+
+class Clusters:
+    """Two emulated API servers on one background event loop (the kubernetes client is
+    synchronous: it must not block the servers' loop)."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, RegionApiServer] = {}
+        self.urls: dict[str, str] = {}
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        r1, r2 = RegionApiServer(), RegionApiServer()
+        async with r1, kmock.Server(r1) as s1, r2, kmock.Server(r2) as s2:
+            self.servers = {"region-1": r1, "region-2": r2}
+            self.urls = {"region-1": str(s1.url).rstrip("/"), "region-2": str(s2.url).rstrip("/")}
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(10) or self._error is not None:
+            raise RuntimeError(f"kmock servers did not start: {self._error!r}")
+
+    def stop(self) -> None:
+        if self._thread.is_alive() and self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clusters]:
+    c = Clusters()
+    c.start()
+    try:
+        for region, server in c.servers.items():
+            _seed(server, region)
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": f"kind-{r}", "cluster": {"server": url}} for r, url in c.urls.items()
+            ],
+            "users": [{"name": "tester", "user": {"token": "t"}}],
+            "contexts": [
+                {"name": f"kind-{r}", "context": {"cluster": f"kind-{r}", "user": "tester"}}
+                for r in c.urls
+            ]
+            + [{"name": "prod-eu", "context": {"cluster": "kind-region-1", "user": "tester"}}],
+            "current-context": "kind-region-2",
+        }
+        path = tmp_path / "kubeconfig"
+        path.write_text(json.dumps(kubeconfig))
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+        monkeypatch.delenv("GAMEDAY_KUBE_CONTEXT_ALLOWLIST", raising=False)
+        yield c
+    finally:
+        c.stop()
+
+
+def _lab(**region1: Any) -> descriptor.Lab:
+    def region(name: str, role: str, n: int) -> dict[str, Any]:
+        return {
+            "name": name,
+            "role": role,
+            "driver": "kubernetes",
+            "address": f"172.30.1.{n}",
+            "storefront_url": f"http://172.30.1.{n}:8080",
+            "db_host": f"172.30.1.{n + 10}",
+            "kube_context": f"kind-{name}",
+            "namespace": NS,
+            "node_selector": f"{REGION_LABEL}={name}",
+            "node_containers": [f"{name}-control-plane", f"{name}-worker"],
+        }
+
+    data = {
+        "schema": "gameday.lab/v1",
+        "lab": "kind",
+        "regions": [
+            {**region("region-1", "primary", 1), **region1},
+            region("region-2", "secondary", 2),
+        ],
+        "dns": {
+            "zone": "gameday.test",
+            "name": "shop.gameday.test",
+            "authoritative": {"address": "172.30.0.53"},
+            "resolver": {"address": "172.30.0.54"},
+        },
+        "database": {"name": "storefront", "user": "gameday", "password": "pw", "port": 5432},
+    }
+    return descriptor.from_dict(data)
+
+
+def _plain(value: Any) -> Any:
+    """kmock's versioned dicts as plain JSON values, comparable and printable."""
+    return json.loads(json.dumps(value, default=dict))
+
+
+def _state(server: RegionApiServer) -> dict[Any, Any]:
+    """Every live object, as the API server would serve it. kmock's merge leaves an empty
+    `annotations: {}` after the last annotation is removed; the API server omits it."""
+    state = {}
+    for key, obj in server.objects.items():
+        if obj.deleted:
+            continue
+        plain = _plain(dict(obj))
+        if plain.get("metadata", {}).get("annotations") == {}:
+            del plain["metadata"]["annotations"]
+        state[(str(key[0].plural), key[1], key[2])] = plain
+    return state
+
+
+def _replicas(server: RegionApiServer, resource: str, name: str, ns: str = NS) -> Any:
+    return server.objects[resource, ns, name]["spec"].get("replicas")
+
+
+def _set_running(server: RegionApiServer, resource: str, name: str, running: int) -> None:
+    server.objects[resource, NS, name]["status"] = {"replicas": running}
+
+
+# -- scale-to-zero --------------------------------------------------------------------------
+
+
+def test_scale_to_zero_annotates_then_scales_and_revert_restores_exactly(clusters: Clusters):
+    lab = _lab()
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    before, before_r2 = _state(r1), _state(r2)
+    driver = KubernetesDriver(lab)
+
+    undo = driver.plan("scale-to-zero", lab.primary)
+    assert json.loads(json.dumps(undo)) == undo  # the ledger stores it as JSON
+    assert undo["context"] == "kind-region-1" and undo["namespace"] == NS
+    assert undo["workloads"] == [
+        {"kind": "Deployment", "name": "defaulted", "replicas": 1},
+        {"kind": "Deployment", "name": "idle", "replicas": 0},
+        {"kind": "Deployment", "name": "storefront", "replicas": 2},
+        {"kind": "StatefulSet", "name": "postgres", "replicas": 1},
+    ]
+    assert r1.writes() == []  # planning changes nothing
+
+    driver.inject("scale-to-zero", lab.primary, undo)
+    for resource, name in ((DEPLOY, "storefront"), (DEPLOY, "idle"), (STS, "postgres")):
+        assert _replicas(r1, resource, name) == 0
+    storefront = r1.objects[DEPLOY, NS, "storefront"]
+    assert storefront["metadata"]["annotations"] == {REPLICAS_ANNOTATION: "2"}
+    # The annotation was written before the scale: a crash between them loses nothing.
+    history = storefront.history
+    assert history[-2]["metadata"]["annotations"][REPLICAS_ANNOTATION] == "2"
+    assert history[-2]["spec"]["replicas"] == 2
+    assert r1.objects[DEPLOY, "other", "bystander"]["spec"]["replicas"] == 3
+    assert r2.writes() == [] and _state(r2) == before_r2  # the other cluster is untouched
+
+    # Pods still run until the controllers catch up: not effective yet.
+    assert driver.is_effective("scale-to-zero", lab.primary, undo) is False
+    for resource, name in ((DEPLOY, "storefront"), (DEPLOY, "defaulted"), (STS, "postgres")):
+        _set_running(r1, resource, name, 0)
+    assert driver.is_effective("scale-to-zero", lab.primary, undo) is True
+
+    for resource, name, running in (
+        (DEPLOY, "storefront", 2),
+        (DEPLOY, "defaulted", 1),
+        (STS, "postgres", 1),
+    ):
+        _set_running(r1, resource, name, running)
+    driver.revert("scale-to-zero", lab.primary, undo)
+    after = _state(r1)
+    # `defaulted` had no spec.replicas (the API's default of 1); it now says 1 explicitly.
+    after[("deployments", NS, "defaulted")]["spec"].pop("replicas")
+    assert after == before
+    writes_after_first_revert = len(r1.writes())
+
+    driver.revert("scale-to-zero", lab.primary, undo)  # idempotent: nothing left to restore
+    assert len(r1.writes()) == writes_after_first_revert
+
+
+def test_scale_patches_go_through_chaostoolkit_kubernetes_bodies(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    driver = KubernetesDriver(lab)
+    undo = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, undo)
+    patches = [(path, body) for method, path, body in r1.writes() if method == "PATCH"]
+    sts_path = f"/apis/apps/v1/namespaces/{NS}/statefulsets/postgres"
+    assert (sts_path, {"metadata": {"annotations": {REPLICAS_ANNOTATION: "1"}}}) in patches
+    assert (sts_path, {"spec": {"replicas": 0}}) in patches  # chaosk8s scale_statefulset's body
+    assert all("/namespaces/other/" not in path for path, _ in patches)
+
+
+def test_partial_scale_failure_then_revert_restores_what_was_changed(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    before = _state(r1)
+    driver = KubernetesDriver(lab)
+    undo = driver.plan("scale-to-zero", lab.primary)
+    r1.failures.append(("PATCH", re.compile(r"/statefulsets/postgres$")))
+
+    with pytest.raises(TargetError, match="region-1"):
+        driver.inject("scale-to-zero", lab.primary, undo)
+    assert _replicas(r1, DEPLOY, "storefront") == 0  # done before the failure
+    assert _replicas(r1, STS, "postgres") == 1  # refused: unchanged, not annotated
+    assert "annotations" not in r1.objects[STS, NS, "postgres"]["metadata"]
+
+    r1.failures.clear()
+    driver.revert("scale-to-zero", lab.primary, undo)
+    after = _state(r1)
+    after[("deployments", NS, "defaulted")]["spec"].pop("replicas")
+    assert after == before
+
+
+def test_crashed_run_keeps_original_count_on_replan(clusters: Clusters):
+    """A run that died after scaling leaves annotated objects at 0; the next plan must record
+    the saved count, not 0, and the next revert must restore it."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    driver = KubernetesDriver(lab)
+    first = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, first)
+
+    second = driver.plan("scale-to-zero", lab.primary)
+    assert second["workloads"] == first["workloads"]
+    driver.inject("scale-to-zero", lab.primary, second)  # again: annotation kept as it was
+    assert r1.objects[DEPLOY, NS, "storefront"]["metadata"]["annotations"] == {
+        REPLICAS_ANNOTATION: "2"
+    }
+    driver.revert("scale-to-zero", lab.primary, second)
+    assert _replicas(r1, DEPLOY, "storefront") == 2
+    assert _replicas(r1, STS, "postgres") == 1
+    assert not r1.objects[DEPLOY, NS, "storefront"]["metadata"].get("annotations")
+
+
+# -- cordon ---------------------------------------------------------------------------------
+
+
+def test_cordon_only_region_nodes_and_keep_already_cordoned(clusters: Clusters):
+    lab = _lab()
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    before = _state(r1)
+    driver = KubernetesDriver(lab)
+
+    undo = driver.plan("cordon", lab.primary)
+    assert undo["nodes"] == [
+        {"name": "region-1-control-plane", "was_unschedulable": False},
+        {"name": "region-1-worker", "was_unschedulable": False},
+        {"name": "region-1-worker2", "was_unschedulable": True},
+    ]
+    assert driver.is_effective("cordon", lab.primary, undo) is False
+    driver.inject("cordon", lab.primary, undo)
+    for name in ("region-1-control-plane", "region-1-worker", "region-1-worker2"):
+        assert r1.objects[NODES, None, name]["spec"]["unschedulable"] is True
+    assert "unschedulable" not in r1.objects[NODES, None, "elsewhere"]["spec"]
+    patched = {path for method, path, _ in r1.writes() if method == "PATCH"}
+    assert patched == {"/api/v1/nodes/region-1-control-plane", "/api/v1/nodes/region-1-worker"}
+    assert driver.is_effective("cordon", lab.primary, undo) is True
+    assert r2.writes() == []
+
+    driver.revert("cordon", lab.primary, undo)
+    assert r1.objects[NODES, None, "region-1-worker2"]["spec"]["unschedulable"] is True
+    assert r1.objects[NODES, None, "region-1-worker"]["spec"]["unschedulable"] is False
+    assert r1.objects[NODES, None, "region-1-control-plane"]["spec"]["unschedulable"] is False
+    assert "unschedulable" not in r1.objects[NODES, None, "elsewhere"]["spec"]
+    driver.revert("cordon", lab.primary, undo)  # twice is harmless
+    assert r1.objects[NODES, None, "region-1-worker2"]["spec"]["unschedulable"] is True
+    assert {k: v for k, v in _state(r1).items() if k[0] != "nodes"} == {
+        k: v for k, v in before.items() if k[0] != "nodes"
+    }
+
+
+def test_cordon_with_a_selector_matching_nothing_is_a_lab_error(clusters: Clusters):
+    lab = _lab(node_selector=f"{REGION_LABEL}=nowhere")
+    with pytest.raises(LabError, match="node_selector"):
+        KubernetesDriver(lab).plan("cordon", lab.primary)
+
+
+def test_cordon_without_node_selector_is_not_applicable(clusters: Clusters):
+    lab = _lab()
+    region = lab.primary.__class__(**{**lab.primary.__dict__, "node_selector": None})
+    assert KubernetesDriver(lab).plan("cordon", region)["applicable"] is False
+
+
+# -- block-egress ---------------------------------------------------------------------------
+
+
+def test_block_egress_creates_our_policy_and_revert_deletes_it(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    driver = KubernetesDriver(lab)
+    undo = driver.plan("block-egress", lab.primary)
+    assert undo["policy"] == EGRESS_POLICY
+    assert driver.is_effective("block-egress", lab.primary, undo) is False
+
+    driver.inject("block-egress", lab.primary, undo)
+    policy = r1.objects[NETPOL, NS, EGRESS_POLICY]
+    assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
+    assert policy["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "gameday"}
+    assert driver.is_effective("block-egress", lab.primary, undo) is True
+    driver.inject("block-egress", lab.primary, undo)  # already there: no conflict
+    assert sum(1 for m, _, _ in r1.writes() if m == "POST") == 1
+
+    driver.revert("block-egress", lab.primary, undo)
+    assert r1.objects[NETPOL, NS, EGRESS_POLICY].deleted
+    driver.revert("block-egress", lab.primary, undo)  # gone already: harmless
+    assert sum(1 for m, _, _ in r1.writes() if m == "DELETE") == 1
+    assert clusters.servers["region-2"].writes() == []
+
+
+# -- guards and errors ----------------------------------------------------------------------
+
+
+def test_context_outside_allow_list_is_refused_before_any_call(clusters: Clusters):
+    lab = _lab(kube_context="prod-eu")
+    with pytest.raises(ConfigError) as info:
+        KubernetesDriver(lab).plan("scale-to-zero", lab.primary)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "prod-eu" in message and "kube_context_allowlist" in message
+    assert list(clusters.servers["region-1"]) == []  # no request at all
+
+    widened = KubernetesDriver(
+        lab,
+        allowed_contexts=allowed_contexts_from({"kube_context_allowlist": "staging-*, prod-eu"}),
+    )
+    assert widened.plan("scale-to-zero", lab.primary)["context"] == "prod-eu"
+
+
+def test_allow_list_sources(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("GAMEDAY_KUBE_CONTEXT_ALLOWLIST", raising=False)
+    assert allowed_contexts_from(None) == ("kind-*",)
+    assert allowed_contexts_from({"kube_context_allowlist": ["a-*", "b"]}) == ("kind-*", "a-*", "b")
+    monkeypatch.setenv("GAMEDAY_KUBE_CONTEXT_ALLOWLIST", "eks-*")
+    assert allowed_contexts_from({}) == ("kind-*", "eks-*")
+    with pytest.raises(ConfigError, match="kube_context_allowlist"):
+        allowed_contexts_from({"kube_context_allowlist": 3})
+
+
+def test_undo_of_another_context_is_also_guarded(clusters: Clusters):
+    lab = _lab()
+    driver = KubernetesDriver(lab)
+    undo = driver.plan("block-egress", lab.primary)
+    with pytest.raises(ConfigError, match="allow-list"):
+        driver.revert("block-egress", lab.primary, {**undo, "context": "prod-eu"})
+
+
+def test_unknown_context_names_the_fix(clusters: Clusters):
+    lab = _lab(kube_context="kind-region-7")
+    with pytest.raises(LabError, match="no context 'kind-region-7'"):
+        KubernetesDriver(lab).plan("scale-to-zero", lab.primary)
+
+
+def test_kubeconfig_changed_after_import_is_detected(
+    clusters: Clusters, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    other = tmp_path / "other-kubeconfig"
+    other.write_text("{}")
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(other))
+    lab = _lab()
+    with pytest.raises(LabError, match="set KUBECONFIG before starting chaos"):
+        KubernetesDriver(lab).plan("scale-to-zero", lab.primary)
+
+
+def test_api_errors_become_target_errors(clusters: Clusters):
+    lab = _lab()
+    clusters.servers["region-1"].failures.append(("GET", re.compile(r"/deployments$")))
+    with pytest.raises(TargetError, match="context 'kind-region-1': API server answered 500"):
+        KubernetesDriver(lab).plan("scale-to-zero", lab.primary)
+
+
+def test_unreachable_api_server_is_a_target_error(clusters: Clusters):
+    lab = _lab()
+    clusters.stop()
+    with pytest.raises(TargetError, match="kind-region-1"):
+        KubernetesDriver(lab).plan("cordon", lab.primary)
+
+
+def test_wrong_undo_record_is_refused(clusters: Clusters):
+    lab = _lab()
+    driver = KubernetesDriver(lab)
+    undo = driver.plan("block-egress", lab.primary)
+    with pytest.raises(ConfigError, match="undo record is for fault 'block-egress'"):
+        driver.inject("cordon", lab.primary, undo)
+
+
+# -- blackhole ------------------------------------------------------------------------------
+
+
+class FakeDocker:
+    def __init__(self, paused: dict[str, bool], fail_on: str | None = None) -> None:
+        self.paused = paused
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+
+    def __call__(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        args = list(args)
+        self.calls.append(args)
+        assert args[0] == "docker"
+        verb = args[1]
+        if verb == "inspect":
+            names = args[4:]
+            if any(n not in self.paused for n in names):
+                return subprocess.CompletedProcess(args, 1, "", "Error: No such object")
+            out = "".join(f"{str(self.paused[n]).lower()}\n" for n in names)
+            return subprocess.CompletedProcess(args, 0, out, "")
+        name = args[2]
+        if name == self.fail_on:
+            return subprocess.CompletedProcess(args, 1, "", f"cannot {verb} {name}")
+        self.paused[name] = verb == "pause"
+        return subprocess.CompletedProcess(args, 0, name + "\n", "")
+
+
+def test_blackhole_pauses_node_containers_and_unpauses_only_ours(clusters: Clusters):
+    lab = _lab(node_containers=["region-1-control-plane", "region-1-worker", "region-1-worker2"])
+    docker = FakeDocker(
+        {"region-1-control-plane": False, "region-1-worker": False, "region-1-worker2": True}
+    )
+    driver = KubernetesDriver(lab, runner=docker)
+    undo = driver.plan("blackhole", lab.primary)
+    assert undo["paused_before"] == ["region-1-worker2"]
+    assert driver.is_effective("blackhole", lab.primary, undo) is False
+
+    driver.inject("blackhole", lab.primary, undo)
+    assert ["docker", "pause", "region-1-control-plane"] in docker.calls
+    assert ["docker", "pause", "region-1-worker2"] not in docker.calls
+    assert driver.is_effective("blackhole", lab.primary, undo) is True
+
+    driver.revert("blackhole", lab.primary, undo)
+    assert docker.paused == {
+        "region-1-control-plane": False,
+        "region-1-worker": False,
+        "region-1-worker2": True,
+    }
+    n = len(docker.calls)
+    driver.revert("blackhole", lab.primary, undo)  # nothing paused by us any more
+    assert [c[1] for c in docker.calls[n:]] == ["inspect"]
+    assert all(list(s) == [] for s in clusters.servers.values())  # no API call at all
+
+
+def test_blackhole_failure_is_a_target_error_and_revert_recovers(clusters: Clusters):
+    lab = _lab()
+    docker = FakeDocker(
+        {"region-1-control-plane": False, "region-1-worker": False}, fail_on="region-1-worker"
+    )
+    driver = KubernetesDriver(lab, runner=docker)
+    undo = driver.plan("blackhole", lab.primary)
+    with pytest.raises(TargetError, match="docker pause region-1-worker failed"):
+        driver.inject("blackhole", lab.primary, undo)
+    assert docker.paused["region-1-control-plane"] is True
+    driver.revert("blackhole", lab.primary, undo)
+    assert docker.paused == {"region-1-control-plane": False, "region-1-worker": False}
+
+
+def test_blackhole_unknown_container_names_the_descriptor(clusters: Clusters):
+    lab = _lab(node_containers=["ghost"])
+    driver = KubernetesDriver(lab, runner=FakeDocker({}))
+    with pytest.raises(TargetError, match="node_containers"):
+        driver.plan("blackhole", lab.primary)
+
+
+def test_blackhole_without_containers_is_not_applicable_and_revert_is_a_no_op(clusters: Clusters):
+    lab = _lab(node_containers=[])
+    driver = KubernetesDriver(lab, runner=FakeDocker({}))
+    undo = driver.plan("blackhole", lab.primary)
+    assert undo["applicable"] is False and "node_containers" in undo["reason"]
+    driver.revert("blackhole", lab.primary, undo)
+
+
+def test_for_region_returns_this_driver():
+    from gameday.labs.driver import for_region
+
+    lab = _lab()
+    assert isinstance(for_region(lab, lab.primary), KubernetesDriver)
