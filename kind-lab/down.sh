@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Tear kind-lab down: the LoadBalancer Services first (so that cloud-provider-kind removes its
+# own containers while it still runs), both clusters, the DNS and cloud-provider-kind
+# containers, the Docker network, kind-lab's state and the descriptor it wrote.
+#
+#   kind-lab/down.sh [--dry-run] [--keep-network]
+#
+# Safe to run twice, and on a half-built lab.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+
+cluster_exists() { [[ $DRY_RUN == 1 ]] || kind get clusters 2>/dev/null | grep -qx "$1"; }
+
+main() {
+    local keep_network=0 arg region
+    for arg in "$@"; do
+        case $arg in
+            --dry-run) DRY_RUN=1 ;;
+            --keep-network) keep_network=1 ;;
+            -h | --help) usage; exit 0 ;;
+            *) usage >&2; die "unknown argument '$arg'" ;;
+        esac
+    done
+    [[ $DRY_RUN == 1 ]] && log "dry run: nothing is changed"
+    need docker kind kubectl
+
+    for region in "${REGIONS[@]}"; do
+        if cluster_exists "$region"; then
+            log "cluster $region"
+            run kubectl --context "$(context_of "$region")" -n "$NAMESPACE" delete service \
+                storefront postgres-lb --ignore-not-found --wait=true --timeout=60s || true
+            run kind delete cluster --name "$region"
+        fi
+    done
+
+    log "containers on the kind network"
+    run docker rm -f gameday-pdns gameday-unbound gameday-cloud-provider-kind || true
+
+    if ((keep_network == 0)); then
+        # Other kind clusters may share the network: leave it to them.
+        local others=""
+        [[ $DRY_RUN == 1 ]] || others=$(kind get clusters 2>/dev/null | grep -vx -e region-1 -e region-2 || true)
+        if [[ -n $others ]]; then
+            log "network '$KIND_NETWORK' kept: still used by kind clusters: $others"
+        elif [[ $DRY_RUN == 1 ]] || docker network inspect "$KIND_NETWORK" >/dev/null 2>&1; then
+            run docker network rm "$KIND_NETWORK"
+        fi
+    fi
+
+    log "state"
+    run rm -rf "$STATE_DIR"
+    if [[ $DRY_RUN == 1 ]] || { [[ -f $LAB_FILE ]] && grep -q '"lab": "kind"' "$LAB_FILE"; }; then
+        run rm -f "$LAB_FILE"  # only a descriptor up.sh wrote: never the netns lab's
+    fi
+    log "kind-lab is down"
+}
+
+main "$@"
