@@ -7,6 +7,7 @@
 #
 # Safe to run twice, and on a half-built lab.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

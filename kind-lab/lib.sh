@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR
 # Shared by up.sh and down.sh: pinned versions, and the command runner behind --dry-run.
 # Every command that touches Docker, kind or a cluster goes through run/capture/wait_until,
 # which print it ("+ cmd") and, with --dry-run, do nothing else.

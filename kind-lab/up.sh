@@ -13,6 +13,7 @@
 # GAMEDAY_GITOPS_REPO, PYTHON (an interpreter that can import gameday, to validate the
 # descriptor), KUBECONFIG (kind adds the contexts kind-region-1 and kind-region-2 to it).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -255,8 +256,8 @@ print(json.dumps({
 PY
 )
     if [[ $DRY_RUN == 1 ]]; then
-        printf '+ write %q (mode 600):\n' "$LAB_FILE"
-        printf '%s\n' "--- lab descriptor ---" "$json" "--- end lab descriptor ---"
+        printf '+ write %q (mode 600), the password masked here:\n' "$LAB_FILE"
+        printf '%s\n' "--- lab descriptor ---" "${json//"$DB_PASSWORD"/********}" "--- end lab descriptor ---"
         return
     fi
     printf '%s\n' "$json" | write_file "$LAB_FILE" 600

@@ -1,0 +1,448 @@
+"""kind-lab checked without Docker: scripts (shellcheck, --dry-run), manifests and rendered
+overlays (kubernetes-validate), the workflow (GitHub's schema), and the descriptor up.sh writes
+(the same schema as the netns lab's).
+
+The tools come from .ci/kind-lab-tools.sh; a missing one fails the test with that reason.
+What only a Docker host can check is listed in docs/kind-lab.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gameday.labs import descriptor
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "kind-lab"
+WORKFLOW = ROOT / ".github" / "workflows" / "game-day.yml"
+K8S_VERSION = "1.34.0"  # kindest/node in versions.env
+FIX = "run `.ci/kind-lab-tools.sh .venv` (it installs the pinned kind-lab tools)"
+
+
+def tool(name: str) -> str:
+    """A tool from the test's venv first (pip-installed ones), then PATH; fail if missing."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"'{name}' is missing: {FIX}")
+    return found
+
+
+def versions() -> dict[str, str]:
+    pairs = re.findall(r"^([A-Z_]+)=(.*)$", (LAB / "versions.env").read_text(), re.M)
+    return dict(pairs)
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
+
+
+# -- shell scripts ----------------------------------------------------------------------------
+
+SCRIPTS = sorted([*LAB.rglob("*.sh"), ROOT / ".ci" / "kind-lab-tools.sh"])
+
+
+def test_scripts_pass_shellcheck():
+    assert len(SCRIPTS) >= 6
+    result = run(tool("shellcheck"), "-x", "--severity=style", *map(str, SCRIPTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_entry_scripts_are_executable():
+    for script in (LAB / "up.sh", LAB / "down.sh", ROOT / ".ci" / "kind-lab-tools.sh"):
+        assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> dict[str, Any]:
+    """PATH with recording stand-ins for every external tool, so that a dry run that executed
+    anything would leave a trace; state and descriptor paths inside tmp_path."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    trace = tmp_path / "executed"
+    for name in ("docker", "kind", "kubectl", "curl", "dig", "git", "install", "rm"):
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> "{trace}"\nexit 1\n')
+        stub.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "GAMEDAY_LAB": str(tmp_path / "lab" / "lab.json"),
+        "GAMEDAY_KIND_STATE": str(tmp_path / "state"),
+        "GAMEDAY_DB_PASSWORD": "s3cret-pw",
+        "PYTHON": sys.executable,
+    }
+    return {"env": env, "trace": trace, "tmp": tmp_path}
+
+
+def commands(stdout: str) -> list[str]:
+    return [line[2:] for line in stdout.splitlines() if line.startswith("+ ")]
+
+
+def dry_run_descriptor(stdout: str) -> dict[str, Any]:
+    m = re.search(
+        r"^--- lab descriptor ---\n(.*?)\n^--- end lab descriptor ---$", stdout, re.M | re.S
+    )
+    assert m, "up.sh --dry-run printed no lab descriptor"
+    return json.loads(m.group(1))
+
+
+def test_up_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str, Any]):
+    v = versions()
+    result = run("bash", str(LAB / "up.sh"), "--dry-run", env=sandbox["env"])
+    assert result.returncode == 0, result.stderr
+    assert not sandbox["trace"].exists(), sandbox["trace"].read_text()
+    assert not (sandbox["tmp"] / "state").exists() and not (sandbox["tmp"] / "lab").exists()
+    cmds = commands(result.stdout)
+    text = "\n".join(cmds)
+    assert "s3cret-pw" not in result.stdout + result.stderr
+
+    assert cmds[0].startswith("docker network create")
+    assert f"--subnet {v['KIND_SUBNET']}" in cmds[0] and cmds[0].endswith(" kind")
+    for region in ("region-1", "region-2"):
+        assert (
+            f"kind create cluster --name {region} --image {v['KIND_NODE_IMAGE']} "
+            f"--config {LAB}/kind/{region}.yaml" in text
+        )
+        assert (
+            f"kind load docker-image --name {region} {v['STOREFRONT_IMAGE']} {v['POSTGRES_IMAGE']}"
+            in text
+        )
+        assert f"kubectl --context kind-{region} apply -k {LAB}/overlays/{region}" in text
+    assert "docker run -d --name gameday-cloud-provider-kind" in text
+    assert v["CLOUD_PROVIDER_KIND_IMAGE"] in text
+    # Every kubectl call names its cluster: never the kubeconfig's current context.
+    for cmd in cmds:
+        for part in cmd.split("|"):
+            if part.strip().startswith("kubectl"):
+                assert re.search(r"--context kind-region-[12]|--kubeconfig ", part), cmd
+    # Region-1's database is up and its LoadBalancer IP known before region-2 follows it.
+    i_r1_db = next(i for i, c in enumerate(cmds) if "kind-region-1" in c and "postgres-lb" in c)
+    i_r2_cm = next(
+        i for i, c in enumerate(cmds) if "kind-region-2" in c and "configmap gameday-db" in c
+    )
+    assert i_r1_db < i_r2_cm
+    assert "--from-literal=role=standby --from-literal=primary_host=172.30.1.12" in cmds[i_r2_cm]
+    assert "--from-literal=role=primary" in text
+    assert f"< {ROOT}/gameday/labs/storefront.sql" in text  # the one schema of both labs
+    assert re.search(
+        rf"--network kind --ip {re.escape(v['PDNS_IP'])} .*{re.escape(v['PDNS_IMAGE'])}", text
+    )
+    assert re.search(rf"--ip {re.escape(v['RESOLVER_IP'])} .*{re.escape(v['UNBOUND_IMAGE'])}", text)
+    assert f"dig +short +time=1 +tries=1 @{v['RESOLVER_IP']} shop.gameday.test A" in text
+
+
+def test_up_dry_run_descriptor_validates_against_the_lab_schema(sandbox: dict[str, Any]):
+    v = versions()
+    result = run("bash", str(LAB / "up.sh"), "--dry-run", "descriptor", env=sandbox["env"])
+    assert result.returncode == 0, result.stderr
+    data = dry_run_descriptor(result.stdout)
+    lab = descriptor.from_dict(data)  # the netns lab's schema and checks
+    assert lab.lab == "kind"
+    assert [r.name for r in lab.regions] == ["region-1", "region-2"]
+    for region, n in ((lab.primary, 1), (lab.secondary, 2)):
+        assert region.driver == "kubernetes"
+        assert region.kube_context == f"kind-region-{n}"
+        assert region.namespace == "gameday"
+        assert region.node_selector == f"topology.kubernetes.io/region=region-{n}"
+        assert region.node_containers == (f"region-{n}-control-plane", f"region-{n}-worker")
+        assert region.storefront_url == f"http://{region.address}:8080"
+        assert region.db_port == 5432
+    assert lab.primary.address != lab.secondary.address
+    assert lab.dns.authoritative.address == v["PDNS_IP"]
+    assert lab.dns.resolver.address == v["RESOLVER_IP"]
+    assert (lab.dns.name, lab.dns.zone, lab.dns.ttl_s, lab.dns.health_interval_s) == (
+        "shop.gameday.test",
+        "gameday.test",
+        1,
+        1,
+    )
+    assert (lab.database.name, lab.database.user, lab.database.password) == (
+        "storefront",
+        "gameday",
+        "********",  # masked in the dry run's output
+    )
+    # The node containers kind will create are the ones the kind configs declare.
+    for region in lab.regions:
+        config = yaml.safe_load((LAB / "kind" / f"{region.name}.yaml").read_text())
+        roles = [n["role"] for n in config["nodes"]]
+        expected = [f"{region.name}-{r}" for r in ("control-plane", "worker")]
+        assert len(roles) == len(expected) and roles == ["control-plane", "worker"]
+        assert list(region.node_containers) == expected
+
+
+def test_up_gitops_dry_run(sandbox: dict[str, Any]):
+    env = {**sandbox["env"], "GAMEDAY_GITOPS_REPO": "https://example.test/gameday.git"}
+    result = run("bash", str(LAB / "up.sh"), "--dry-run", "gitops", env=env)
+    assert result.returncode == 0, result.stderr
+    text = "\n".join(commands(result.stdout))
+    assert f"argo-cd/{versions()['ARGOCD_VERSION']}/manifests/install.yaml" in text
+    assert "--from-literal=server=https://region-2-control-plane:6443" in text
+    assert "argocd.argoproj.io/secret-type=cluster" in text
+
+
+def test_up_rejects_unknown_arguments(sandbox: dict[str, Any]):
+    result = run("bash", str(LAB / "up.sh"), "--dry-run", "everything", env=sandbox["env"])
+    assert result.returncode != 0 and "unknown argument 'everything'" in result.stderr
+
+
+def test_down_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str, Any]):
+    result = run("bash", str(LAB / "down.sh"), "--dry-run", env=sandbox["env"])
+    assert result.returncode == 0, result.stderr
+    assert not sandbox["trace"].exists(), sandbox["trace"].read_text()
+    cmds = commands(result.stdout)
+    for region in ("region-1", "region-2"):
+        delete_svc = cmds.index(
+            f"kubectl --context kind-{region} -n gameday delete service storefront postgres-lb "
+            "--ignore-not-found --wait=true --timeout=60s"
+        )
+        assert delete_svc < cmds.index(f"kind delete cluster --name {region}")
+    assert "docker rm -f gameday-pdns gameday-unbound gameday-cloud-provider-kind" in cmds
+    assert cmds.index("kind delete cluster --name region-2") < cmds.index(
+        "docker rm -f gameday-pdns gameday-unbound gameday-cloud-provider-kind"
+    )
+    assert "docker network rm kind" in cmds
+    assert f"rm -f {sandbox['env']['GAMEDAY_LAB']}" in cmds
+
+
+# -- manifests --------------------------------------------------------------------------------
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    result = run(tool("kubectl"), "kustomize", str(LAB / "overlays" / overlay))
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def validate(*paths: Path) -> str:
+    result = run(tool("kubernetes-validate"), "--strict", "-k", K8S_VERSION, *map(str, paths))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Couldn't find schema" not in output, output
+    return output
+
+
+@pytest.mark.parametrize("region", ["region-1", "region-2"])
+def test_overlay_renders_and_validates(region: str, tmp_path: Path):
+    docs = render(region)
+    rendered = tmp_path / f"{region}.yaml"
+    rendered.write_text(yaml.safe_dump_all(docs))
+    output = validate(rendered)
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert output.count(" passed for resource ") == len(docs)
+
+    assert ("Namespace", "gameday") in by_kind
+    assert all(
+        d["metadata"].get("namespace") == "gameday" for d in docs if d["kind"] != "Namespace"
+    )
+    assert all(d["metadata"]["labels"]["topology.kubernetes.io/region"] == region for d in docs)
+    region_cm = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["data"].get("name") == region
+    )
+    v = versions()
+    for kind, name, image in (
+        ("Deployment", "storefront", v["STOREFRONT_IMAGE"]),
+        ("StatefulSet", "postgres", v["POSTGRES_IMAGE"]),
+    ):
+        pod = by_kind[(kind, name)]["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"topology.kubernetes.io/region": region}
+        (container,) = pod["containers"]
+        assert container["image"] == image
+        refs = [
+            e["valueFrom"]["configMapKeyRef"]["name"]
+            for e in container["env"]
+            if "configMapKeyRef" in e.get("valueFrom", {})
+        ]
+        assert refs == [region_cm["metadata"]["name"]]  # the generated name, hash and all
+    for svc in ("storefront", "postgres-lb"):
+        assert by_kind[("Service", svc)]["spec"]["type"] == "LoadBalancer"
+    sts = by_kind[("StatefulSet", "postgres")]
+    volumes = {vol["name"]: vol for vol in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["role"]["configMap"]["name"] == "gameday-db"  # written by up.sh, not in git
+    scripts = next(d for d in docs if d["metadata"]["name"].startswith("postgres-scripts-"))
+    assert volumes["scripts"]["configMap"]["name"] == scripts["metadata"]["name"]
+    assert scripts["data"]["entrypoint.sh"] == (LAB / "base/postgres/entrypoint.sh").read_text()
+    assert "wal_log_hints=on" in scripts["data"]["entrypoint.sh"]
+
+
+def test_overlays_differ_only_by_region():
+    one, two = (yaml.safe_dump_all(render(r)) for r in ("region-1", "region-2"))
+    one = re.sub(r"region-[a-z0-9]{10}\b", "region-HASH", one).replace("region-1", "region-N")
+    two = re.sub(r"region-[a-z0-9]{10}\b", "region-HASH", two).replace("region-2", "region-N")
+    assert one == two
+
+
+def test_base_manifests_validate():
+    output = validate(*sorted((LAB / "base").glob("[!k]*.yaml")))
+    assert "statefulset/postgres" in output and "deployment/storefront" in output
+
+
+def test_validator_can_fail(tmp_path: Path):
+    """The check above is real: a wrong manifest is rejected."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n"
+        "spec: {replicas: two, selector: {}, template: {spec: {containers: []}}}\n"
+    )
+    result = run(tool("kubernetes-validate"), "--strict", "-k", K8S_VERSION, str(broken))
+    assert result.returncode != 0
+
+
+def test_kind_configs_have_distinct_ranges_and_region_labels():
+    seen: set[str] = set()
+    for n in (1, 2):
+        config = yaml.safe_load((LAB / "kind" / f"region-{n}.yaml").read_text())
+        assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4" and config["kind"] == "Cluster"
+        net = config["networking"]
+        for key in ("podSubnet", "serviceSubnet"):
+            assert net[key] not in seen
+            seen.add(net[key])
+        for node in config["nodes"]:
+            assert node["labels"] == {"topology.kubernetes.io/region": f"region-{n}"}
+
+
+def test_argo_cd_applications_point_at_the_overlays():
+    up = (LAB / "up.sh").read_text()
+    for n in (1, 2):
+        app = yaml.safe_load((LAB / "clusters" / f"region-{n}.yaml").read_text())
+        assert app["apiVersion"] == "argoproj.io/v1alpha1" and app["kind"] == "Application"
+        source = app["spec"]["source"]
+        assert (ROOT / source["path"] / "kustomization.yaml").exists()
+        assert source["path"] == f"kind-lab/overlays/region-{n}"
+        assert source["repoURL"] in up  # the placeholder up.sh --gitops replaces
+        assert app["spec"]["syncPolicy"]["automated"]["selfHeal"] is False
+        ignored = {d["kind"]: d["jsonPointers"] for d in app["spec"]["ignoreDifferences"]}
+        assert ignored == {"Deployment": ["/spec/replicas"], "StatefulSet": ["/spec/replicas"]}
+    assert yaml.safe_load((LAB / "clusters/region-1.yaml").read_text())["spec"]["destination"] == {
+        "server": "https://kubernetes.default.svc",
+        "namespace": "gameday",
+    }
+
+
+# -- images, DNS, versions --------------------------------------------------------------------
+
+
+def test_every_version_is_pinned():
+    v = versions()
+    for key in (
+        "KIND_NODE_IMAGE",
+        "CLOUD_PROVIDER_KIND_IMAGE",
+        "POSTGRES_IMAGE",
+        "PDNS_IMAGE",
+        "UNBOUND_IMAGE",
+        "STOREFRONT_IMAGE",
+    ):
+        assert re.fullmatch(r"[\w./-]+:v?\d+(\.\d+)+[\w.-]*", v[key]), f"{key}={v[key]}"
+    for key in ("KIND_VERSION", "KUBECTL_VERSION", "ARGOCD_VERSION"):
+        assert re.fullmatch(r"v\d+\.\d+\.\d+", v[key]), f"{key}={v[key]}"
+    assert v["KIND_NODE_IMAGE"].endswith(f":v{K8S_VERSION}")
+    assert v["POSTGRES_IMAGE"].startswith("postgres:15.")
+    everything = "\n".join(p.read_text() for p in LAB.rglob("*") if p.is_file())
+    assert ":latest" not in everything and "@latest" not in everything
+    assert (LAB / "storefront/Dockerfile").read_text().count("FROM python:3.11.") == 1
+
+
+def test_storefront_image_installs_the_package_and_runs_the_module():
+    dockerfile = (LAB / "storefront" / "Dockerfile").read_text()
+    assert (
+        "COPY pyproject.toml README.md ./" in dockerfile and "COPY gameday ./gameday" in dockerfile
+    )
+    assert "RUN pip install ." in dockerfile
+    assert 'ENTRYPOINT ["python", "-m", "gameday.labs.storefront"]' in dockerfile
+    ignore = (LAB / "storefront" / "Dockerfile.dockerignore").read_text().split()
+    assert ignore[ignore.index("*") + 1 : ignore.index("*") + 4] == [
+        "!pyproject.toml",
+        "!README.md",
+        "!gameday/",
+    ]
+
+
+def test_dns_configuration():
+    zone = (LAB / "dns" / "gameday.test.zone.in").read_text()
+    assert "$TTL 1" in zone
+    (lua,) = [line for line in zone.splitlines() if line.startswith("shop")]
+    assert re.fullmatch(
+        r"shop\s+1 IN LUA A \"ifurlup\('http://shop\.gameday\.test:8080/healthz', "
+        r"\{\{'@REGION1_ADDRESS@'\}, \{'@REGION2_ADDRESS@'\}\}, \{stringmatch='ok'\}\)\"",
+        lua,
+    ), lua
+    pdns = dict(
+        line.split("=", 1)
+        for line in (LAB / "dns" / "pdns.conf").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert pdns["enable-lua-records"] == "yes"
+    assert pdns["lua-health-checks-interval"] == "1"
+    assert pdns["security-poll-suffix"] == ""
+    assert pdns["bind-config"] == "/etc/gameday-pdns/named.conf"
+    assert "/etc/gameday-pdns/gameday.test.zone" in (LAB / "dns" / "named.conf").read_text()
+    unbound = (LAB / "dns" / "unbound.conf.in").read_text()
+    for line in (
+        'local-zone: "test." transparent',
+        'local-zone: "." refuse',
+        'local-zone: "@KIND_REVERSE_ZONE@" static',
+        "stub-addr: @PDNS_IP@",
+    ):
+        assert line in unbound
+    v = versions()
+    assert (
+        v["KIND_REVERSE_ZONE"]
+        == ".".join(reversed(v["KIND_SUBNET"].split(".")[:2])) + ".in-addr.arpa."
+    )
+
+
+# -- the workflow -----------------------------------------------------------------------------
+
+
+def test_workflow_validates_against_github_schema():
+    result = run(
+        tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_runs_the_game_day():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    triggers = wf[True]  # YAML 1.1 reads the key `on` as True
+    (cron,) = [s["cron"] for s in triggers["schedule"]]
+    minute = cron.split()[0]
+    assert minute.isdigit() and int(minute) != 0, cron
+    assert "workflow_dispatch" in triggers
+    steps = wf["jobs"]["game-day"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    script = "\n".join(runs)
+
+    def index(fragment: str) -> int:
+        return next(i for i, r in enumerate(runs) if fragment in r)
+
+    assert "fs.inotify.max_user_watches" in script
+    order = [
+        index("fs.inotify"),
+        index("kind-lab/up.sh network clusters"),
+        next(i for i, r in enumerate(runs) if r.strip() == "kind-lab/up.sh"),
+        index("chaos --no-version-check run experiments/game-day.json"),
+        index("chaos --no-version-check run experiments/failback.json"),
+        index("GITHUB_STEP_SUMMARY"),
+        index("gameday report --fail-on-regression"),
+        index("kind-lab/down.sh"),
+    ]
+    assert order == sorted(order)
+    uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert uploads and uploads[0]["with"]["path"] == "reports/"
+    assert uploads[0]["if"] == "${{ always() }}"
+    assert steps[index("kind-lab/down.sh")]["if"] == "${{ always() }}"
+    assert steps[index("experiments/failback.json")]["if"] == "${{ !cancelled() }}"
