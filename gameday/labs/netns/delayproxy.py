@@ -1,0 +1,93 @@
+"""A TCP proxy that adds a fixed one-way delay to every chunk, in both directions.
+
+This kernel has no sch_netem, so `tc qdisc ... netem delay` fails; the lab puts this proxy
+on the cross-region paths instead. Each chunk is stamped when it is read and written when
+its delay has passed, by a separate writer task: chunks overlap in flight, so latency rises
+by the delay and throughput does not fall (a proxy that sleeps before each write would
+serialise them). Small PyPI proxies (faulty, sloww) were considered; they either sleep
+inline or pull in a framework, and this is 80 lines we can reason about.
+
+Run: python -m gameday.labs.netns.delayproxy LISTEN_HOST:PORT TARGET_HOST:PORT DELAY_MS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def deliver() -> None:
+        while True:
+            due, data = await queue.get()
+            if not data:
+                with contextlib.suppress(OSError):
+                    writer.write_eof()
+                return
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(data)
+            await writer.drain()
+
+    sender = asyncio.create_task(deliver())
+    try:
+        while True:
+            data = await reader.read(65536)
+            queue.put_nowait((loop.time() + delay, data))
+            if not data:
+                break
+        await sender
+    except (ConnectionError, OSError):
+        sender.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await sender
+
+
+async def _handle(client_r, client_w, target: tuple[str, int], delay: float) -> None:
+    try:
+        server_r, server_w = await asyncio.wait_for(asyncio.open_connection(*target), 5)
+    except (OSError, asyncio.TimeoutError):
+        client_w.close()
+        return
+    try:
+        await asyncio.gather(
+            _pump(client_r, server_w, delay), _pump(server_r, client_w, delay),
+            return_exceptions=True,
+        )
+    finally:
+        for w in (client_w, server_w):
+            w.close()
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+async def serve(listen: tuple[str, int], target: tuple[str, int], delay_ms: float) -> None:
+    delay = delay_ms / 1000.0
+    server = await asyncio.start_server(
+        lambda r, w: _handle(r, w, target, delay), *listen, reuse_address=True
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: list[str]) -> None:
+    listen, target, delay_ms = argv
+    asyncio.run(serve(_addr(listen), _addr(target), float(delay_ms)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,173 @@
+"""Start lab processes inside namespaces and stop them by pid, never by name.
+
+Each pid file also records the process start time from /proc, so a recycled pid is never
+signalled by mistake after a reboot or a long pause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal as signals
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gameday.errors import LabError
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # field 22 (starttime) comes after the parenthesised command name, which may hold spaces
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+class Processes:
+    """The pid files of one lab, under `<state>/pids/`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.pid_dir = state_dir / "pids"
+        self.log_dir = state_dir / "logs"
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        netns: str | None = None,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> int:
+        """Start `argv` (in `netns`, as `user`) with its output in logs/<name>.log."""
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.alive(name):
+            raise LabError(f"{name} is already running (pid {self.pid(name)})")
+        cmd: list[str] = []
+        if netns:
+            cmd += ["ip", "netns", "exec", netns]
+        if user:
+            cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
+        cmd += list(argv)
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            # ip netns exec and setpriv exec their command, so the pid is the service's own
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+            )
+        record = {"pid": proc.pid, "start_time": _start_time(proc.pid), "argv": cmd}
+        tmp = self.pid_dir / f".{name}.json.tmp"
+        tmp.write_text(json.dumps(record))
+        tmp.replace(self.pid_dir / f"{name}.json")
+        # The Popen object is dropped on purpose: the lab outlives this process. Keep a
+        # reference so Python does not warn about an unwaited child while we run.
+        _children.append(proc)
+        return proc.pid
+
+    def _record(self, name: str) -> dict | None:
+        try:
+            return json.loads((self.pid_dir / f"{name}.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def pid(self, name: str) -> int | None:
+        record = self._record(name)
+        if record is None:
+            return None
+        pid = int(record["pid"])
+        if _start_time(pid) != record.get("start_time") or _is_zombie(pid):
+            return None
+        return pid
+
+    def alive(self, name: str) -> bool:
+        return self.pid(name) is not None
+
+    def names(self) -> list[str]:
+        if not self.pid_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.pid_dir.glob("*.json"))
+
+    def signal(self, name: str, sig: int) -> bool:
+        pid = self.pid(name)
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        return True
+
+    def stop(self, name: str, *, sig: int = signals.SIGTERM, timeout: float = 10.0) -> bool:
+        """Signal the recorded pid, wait for it to go, SIGKILL after `timeout`.
+
+        Returns True when a live process was stopped. The pid file is removed either way."""
+        pid = self.pid(name)
+        stopped = False
+        if pid is not None:
+            stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            if not self.wait_gone(name, pid, timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signals.SIGKILL)
+                self.wait_gone(name, pid, 5.0)
+        with contextlib.suppress(FileNotFoundError):
+            (self.pid_dir / f"{name}.json").unlink()
+        return stopped
+
+    def wait_gone(self, name: str, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap()
+            if self.pid(name) != pid:
+                return True
+            time.sleep(0.01)
+        return False
+
+
+_children: list[subprocess.Popen] = []
+
+
+def _reap() -> None:
+    """Collect our own exited children so they do not linger as zombies."""
+    for proc in list(_children):
+        if proc.poll() is not None:
+            _children.remove(proc)
+
+
+def run(argv: Sequence[str], *, netns: str | None = None, user: str | None = None,
+        check: bool = True, input: str | None = None, timeout: float = 60.0,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a short command (optionally in a namespace / as a user) and capture its output."""
+    cmd: list[str] = []
+    if netns:
+        cmd += ["ip", "netns", "exec", netns]
+    if user:
+        cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
+    cmd += list(argv)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, input=input, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise LabError(f"`{' '.join(argv[:3])}` failed: {msg[-1] if msg else proc.returncode}")
+    return proc
