@@ -1,0 +1,2 @@
+"""Activities that change the world: region faults and their rollback, database promotion,
+bounded waits."""

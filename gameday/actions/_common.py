@@ -1,0 +1,40 @@
+"""What every activity does first: parse settings, load the descriptor, and translate our
+errors into chaoslib's ActivityFailed at the edge."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from chaoslib.exceptions import ActivityFailed
+
+from gameday.errors import GamedayError
+from gameday.labs.descriptor import Lab
+from gameday.settings import GamedaySettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def activity(func: F) -> F:
+    """Turn a GamedayError into ActivityFailed with the same one-line message."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GamedayError as exc:
+            raise ActivityFailed(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def context(configuration: dict | None, secrets: dict | None) -> tuple[GamedaySettings, Lab]:
+    settings = GamedaySettings.from_chaos(configuration, secrets)
+    return settings, settings.load_lab()
+
+
+@contextlib.contextmanager
+def nothing() -> Iterator[None]:
+    yield

@@ -1,0 +1,110 @@
+"""Take a region down with a list of faults, and put it back exactly.
+
+Each fault's undo record is written to the fault ledger before the fault is applied, so
+`restore_region` (the experiment's rollback) and `gameday recover` (after a crash) can
+always undo it. A fault counts from the instant it starts to apply (`fault-applied`) and
+is confirmed when seen in effect (`fault-effective`).
+"""
+
+import logging
+import time
+from typing import Any, Dict, List
+
+from gameday.actions._common import activity, context
+from gameday.errors import ConfigError, LabError
+from gameday.labs.driver import FAULTS, for_region
+from gameday.labs.ledger import Ledger
+from gameday.measure import run as runs
+
+__all__ = ["take_region_down", "restore_region"]
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
+
+
+def _fault_list(faults: Any) -> List[str]:
+    items = faults.split(",") if isinstance(faults, str) else list(faults)
+    items = [str(f).strip() for f in items if str(f).strip()]
+    unknown = [f for f in items if f not in FAULTS]
+    if unknown or not items:
+        raise ConfigError(f"unknown fault {unknown[0] if unknown else '(none)'}: "
+                          f"choose from {', '.join(FAULTS)}")
+    return items
+
+
+@activity
+def take_region_down(region: str = "region-1",
+                     faults: str = "scale-to-zero,cordon,block-egress",
+                     effective_timeout_s: float = 30.0,
+                     configuration: Dict[str, Any] = None,
+                     secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Inject a region outage: every fault in `faults` (a list or a comma-separated string
+    of scale-to-zero, cordon, block-egress, blackhole) on `region`, then wait until each is
+    seen in effect. Returns per fault the applied and effective times (seconds on the run's
+    clock) or why it did not apply on this lab."""
+    names = _fault_list(faults)
+    _, lab = context(configuration, secrets)
+    target = lab.region(region)
+    driver = for_region(lab, target)
+    ledger = Ledger(lab.path)
+    if ledger.open_faults(region):
+        raise LabError(f"region {region} already has faults that were never rolled back: "
+                       "run `gameday recover` first")
+    run = runs.current()
+    clock = run.now if run else time.monotonic
+    applied: List[Dict[str, Any]] = []
+    undos: Dict[str, Dict[str, Any]] = {}
+    for fault in names:
+        undo = driver.plan(fault, target)
+        if not undo.get("applicable", True):
+            if run:
+                run.event("fault-not-applicable", region, fault=fault, reason=undo["reason"])
+            applied.append({"fault": fault, "applicable": False, "reason": undo["reason"]})
+            continue
+        fault_id = ledger.plan(region, fault, undo)
+        t = run.event("fault-applied", region, fault=fault) if run else clock()
+        driver.inject(fault, target, undo)
+        ledger.mark(fault_id, "applied")
+        undos[fault] = undo
+        applied.append({"fault": fault, "applicable": True, "applied": t})
+        logger.info("gameday: %s applied to %s", fault, region)
+    deadline = time.monotonic() + effective_timeout_s
+    for item in applied:
+        if not item["applicable"]:
+            continue
+        while not driver.is_effective(item["fault"], target, undos[item["fault"]]):
+            if time.monotonic() > deadline:
+                raise LabError(f"{item['fault']} on {region} was not seen in effect within "
+                               f"{effective_timeout_s:g} s")
+            time.sleep(0.005)
+        item["effective"] = run.event("fault-effective", region, fault=item["fault"]) if run \
+            else clock()
+        logger.info("gameday: %s on %s in effect", item["fault"], region)
+    return {"region": region, "faults": applied}
+
+
+@activity
+def restore_region(region: str = "region-1",
+                   configuration: Dict[str, Any] = None,
+                   secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Undo every fault the ledger holds for `region`, newest first. Its database comes
+    back fenced (read-only) when the other region's database is the writable primary.
+    Safe to run when nothing was injected, and twice."""
+    _, lab = context(configuration, secrets)
+    reverted = revert_open_faults(lab, region)
+    return {"region": region, "reverted": reverted}
+
+
+def revert_open_faults(lab, region: str = None) -> List[str]:
+    """Shared by the rollback and `gameday recover`."""
+    ledger = Ledger(lab.path)
+    run = runs.current()
+    reverted = []
+    for entry in reversed(ledger.open_faults(region)):
+        target = lab.region(entry["region"])
+        for_region(lab, target).revert(entry["fault"], target, entry["undo"])
+        ledger.mark(entry["id"], "reverted")
+        if run:
+            run.event("fault-reverted", target.name, fault=entry["fault"])
+        reverted.append(f"{entry['fault']} on {target.name}")
+        logger.info("gameday: reverted %s on %s", entry["fault"], target.name)
+    return reverted

@@ -1,0 +1,134 @@
+"""The Chaos Toolkit control: the recorder runs with the experiment, and the report is
+written when it ends.
+
+Declared in the experiment as
+    "controls": [{"name": "gameday", "provider": {"type": "python", "module": "gameday.control"}}]
+
+It also fixes one Chaos Toolkit behaviour: a run whose steady state before the fault is not
+met ends as `completed` with exit code 0. A game day that could not start has failed, so
+the control marks it `failed` (exit 1); so does a run whose final verdict is `fail`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from chaoslib.exceptions import InterruptExecution
+
+from gameday.errors import GamedayError
+from gameday.measure import run as runs
+from gameday.report import markdown
+from gameday.report import summary as summaries
+from gameday.settings import GamedaySettings
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
+
+__all__ = ["before_experiment_control", "before_method_control", "after_experiment_control"]
+
+
+def before_experiment_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
+                              secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    try:
+        settings = GamedaySettings.from_chaos(configuration, secrets)
+        lab = settings.load_lab()
+        run = runs.start(settings, lab, experiment=context.get("title", "game day"),
+                         kind="failover")
+    except GamedayError as exc:
+        raise InterruptExecution(f"gameday: {exc}") from None
+    conn = None
+    try:
+        from gameday.measure import timeline
+
+        conn = timeline.connect(run.dir)
+        extra = {
+            "targets": {"rto_s": settings.targets.rto_s, "rpo_s": settings.targets.rpo_s,
+                        "max_lost_writes": settings.targets.max_lost_writes},
+            "k_consecutive": settings.k_consecutive,
+            "regions": {
+                role: {"name": r.name, "address": r.address, "db_host": r.db_host}
+                for role, r in (("primary", lab.primary), ("secondary", lab.secondary))
+            },
+            "replication": lab.database.replication,
+            "configuration": {
+                "dns_ttl_s": lab.dns.ttl_s, "health_interval_s": lab.dns.health_interval_s,
+                "inter_region_delay_ms": lab.inter_region_delay_ms,
+                "replication": lab.database.replication,
+                "canary_writers": settings.rates.canary_writers,
+                "k_consecutive": settings.k_consecutive,
+            },
+        }
+        conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                         [(k, json.dumps(v)) for k, v in extra.items()])
+    finally:
+        if conn is not None:
+            conn.close()
+    run.event("experiment-started", experiment=context.get("title"))
+
+
+def before_method_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
+                          secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """The readiness gate: no fault is injected unless the drill can measure what it is
+    for. A failed gate interrupts the run (exit 1) before the method starts."""
+    run = runs.current()
+    if run is None:
+        return
+    from gameday.probes import gate
+
+    problems = gate.check(configuration, secrets)
+    if problems:
+        run.event("gate-failed", reasons=problems)
+        raise InterruptExecution("gameday: not ready for a fault: " + "; ".join(problems))
+    run.event("gate-passed")
+
+
+def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
+                             configuration: dict[str, Any] | None = None,
+                             secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    run = runs.current()
+    if run is None:
+        return
+    try:
+        before = (state.get("steady_states") or {}).get("before") or {}
+        if run.events("gate-failed"):
+            state["status"] = "failed"
+        if before and not before.get("steady_state_met", True):
+            run.event("steady-state-before-not-met")
+        run.event("experiment-ended", status=state.get("status"))
+        settings = GamedaySettings.from_chaos(configuration, secrets)
+        lab = settings.load_lab()
+        # stop the canary first: the final read then sees every write it will ever see
+        run.stop_recorder()
+        try:
+            summaries.snapshot_rows(run.dir, lab, run.now(), live=False)
+        except GamedayError as exc:
+            logger.error("gameday: %s; lost writes stay unknown", exc)
+        summary = summaries.build(run.dir)
+        write_outputs(run.dir, summary, state)
+        if before and not before.get("steady_state_met", True):
+            state["status"] = "failed"
+            logger.error("gameday: the steady state before the fault was not met: no fault "
+                         "was injected, the game day failed")
+        if summary["verdict"] != "pass" and state.get("status") == "completed":
+            state["status"] = "failed"
+        logger.info("gameday: verdict %s; report: %s", summary["verdict"].upper(),
+                    run.dir / "report.md")
+    finally:
+        run.stop_recorder()
+        runs.clear()
+
+
+def write_outputs(run_dir: Path, summary: dict[str, Any], journal: dict[str, Any] | None) -> None:
+    from gameday.measure import timeline
+
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    conn = timeline.connect(run_dir)
+    try:
+        events = conn.execute("SELECT t, kind, region, detail FROM events ORDER BY t").fetchall()
+    finally:
+        conn.close()
+    (run_dir / "report.md").write_text(markdown.render(summary, events))
+    if journal is not None:
+        (run_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))

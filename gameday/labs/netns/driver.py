@@ -1,0 +1,204 @@
+"""Faults on the netns lab.
+
+- scale-to-zero: the region's storefront and database processes stop at once (the database
+  with an immediate shutdown, as a crash would), by pid.
+- block-egress: an nftables table in the region's namespace drops every new outbound
+  connection.
+- blackhole: the same table drops all traffic in and out but loopback, while the region's
+  processes keep running (the split-brain case).
+- cordon: not applicable (no nodes).
+
+Reverting scale-to-zero restarts the region's processes, but its database comes back
+*fenced* (a standby with no upstream: read-only, so its storefront fails /healthz and DNS
+cannot flip back to stale data) whenever the other region's database is writable.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from gameday.errors import ConfigError, LabError
+from gameday.labs.descriptor import Lab, Region
+from gameday.labs.netns import lab as netns_lab
+from gameday.labs.netns import topology as topo
+from gameday.labs.netns.processes import Processes, run
+
+RULES = {
+    "block-egress": """table inet gameday {
+    chain output {
+        type filter hook output priority 0; policy accept;
+        oif "lo" accept
+        ct state established,related accept
+        counter drop comment "gameday block-egress"
+    }
+}
+""",
+    "blackhole": """table inet gameday {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        iif "lo" accept
+        counter drop comment "gameday blackhole"
+    }
+    chain output {
+        type filter hook output priority 0; policy accept;
+        oif "lo" accept
+        counter drop comment "gameday blackhole"
+    }
+}
+""",
+}
+
+
+class NetnsDriver:
+    def __init__(self, lab: Lab) -> None:
+        if not lab.state_dir:
+            raise ConfigError("the netns lab descriptor has no 'state_dir': regenerate it "
+                              "with `gameday lab down && gameday lab up`")
+        self.lab = lab
+        self.state = Path(lab.state_dir)
+        self.procs = Processes(self.state)
+
+    # -- plan / inject / verify / revert -------------------------------------------------
+
+    def plan(self, fault: str, region: Region) -> dict[str, Any]:
+        if fault == "cordon":
+            return {"applicable": False, "reason": "the netns lab has no nodes to cordon"}
+        if fault == "scale-to-zero":
+            names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
+                     if self.procs.alive(n)]
+            return {"applicable": True, "stopped": names}
+        if fault in RULES:
+            return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE}
+        raise ConfigError(f"unknown fault '{fault}': use scale-to-zero, cordon, block-egress "
+                          "or blackhole")
+
+    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+        if fault == "scale-to-zero":
+            for name in undo["stopped"]:
+                # SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, like a crash
+                sig = signal.SIGQUIT if name.startswith("postgres") else signal.SIGKILL
+                self.procs.signal(name, sig)
+        elif fault in RULES:
+            if self._table_present(region):
+                raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
+                               f"{region.netns}: run `gameday recover` first")
+            run(["nft", "-f", "-"], netns=region.netns, input=RULES[fault])
+
+    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
+        if fault == "scale-to-zero":
+            if any(self.procs.alive(n) for n in undo["stopped"]):
+                return False
+            return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
+                region.address, topo.STOREFRONT_PORT, 0.2)
+        if fault == "block-egress":
+            return self._table_present(region) and not self._can_connect_out(region)
+        if fault == "blackhole":
+            return self._table_present(region) and not _connects(
+                region.address, topo.STOREFRONT_PORT, 0.3)
+        return True
+
+    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+        if not undo.get("applicable", True):
+            return
+        if fault in RULES:
+            if self._table_present(region):
+                run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=region.netns)
+            return
+        if fault == "scale-to-zero":
+            password = self.lab.database.password
+            if f"postgres-{region.name}" in undo["stopped"] and \
+                    not self.procs.alive(f"postgres-{region.name}"):
+                if self._other_is_writable(region):
+                    self.fence(region)
+                self._start_postgres(region)
+            if f"storefront-{region.name}" in undo["stopped"] and \
+                    not self.procs.alive(f"storefront-{region.name}"):
+                netns_lab.start_storefront(self.state, region.name, password)
+                netns_lab.wait_port(region.address, topo.STOREFRONT_PORT, 15,
+                                    f"storefront in {region.name}")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def fence(self, region: Region) -> None:
+        """Make the region's database a standby with no upstream: it starts read-only and
+        replays only its own WAL, so its data stays readable for split-brain accounting."""
+        data = netns_lab.pg_data_root(self.state) / region.name
+        (data / "standby.signal").touch()
+        netns_lab._chown_pg(data / "standby.signal")
+        conf = data / "gameday-node.conf"
+        lines = [ln for ln in conf.read_text().splitlines()
+                 if not ln.startswith(("primary_conninfo", "# fenced"))]
+        lines += ["# fenced by gameday: a standby with no upstream", "primary_conninfo = ''"]
+        conf.write_text("\n".join(lines) + "\n")
+
+    def _start_postgres(self, region: Region) -> None:
+        data = netns_lab.pg_data_root(self.state) / region.name
+        pidfile = data / "postmaster.pid"
+        deadline = time.monotonic() + 10
+        # an immediate shutdown leaves postmaster.pid until the last backend is gone
+        while pidfile.exists() and time.monotonic() < deadline:
+            try:
+                pid = int(pidfile.read_text().splitlines()[0])
+            except (ValueError, IndexError, FileNotFoundError):
+                break
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.05)
+        netns_lab.start_postgres(self.state, region.name)
+        netns_lab.wait_port(region.db_host, region.db_port, 30, f"PostgreSQL in {region.name}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(self.lab.database.dsn(region.db_host, region.db_port),
+                                     autocommit=True) as conn:
+                    conn.execute("SELECT 1")
+                    return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise LabError(f"PostgreSQL in {region.name} did not accept connections "
+                                   f"after restart ({type(exc).__name__})") from None
+                time.sleep(0.1)
+
+    def _other_is_writable(self, region: Region) -> bool:
+        for other in self.lab.regions:
+            if other.name == region.name:
+                continue
+            try:
+                with psycopg.connect(self.lab.database.dsn(other.db_host, other.db_port),
+                                     autocommit=True) as conn:
+                    return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            except psycopg.Error:
+                return False
+        return False
+
+    def _table_present(self, region: Region) -> bool:
+        proc = run(["nft", "list", "table", "inet", topo.NFT_TABLE], netns=region.netns,
+                   check=False)
+        return proc.returncode == 0
+
+    def _can_connect_out(self, region: Region) -> bool:
+        target = next(r for r in self.lab.regions if r.name != region.name)
+        probe = (f"import socket,sys\ntry:\n socket.create_connection(('{target.address}', "
+                 f"{topo.STOREFRONT_PORT}), timeout=0.3)\nexcept OSError:\n sys.exit(1)")
+        return run([sys.executable, "-c", probe], netns=region.netns,
+                   check=False).returncode == 0
+
+
+def _connects(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def describe(undo: dict[str, Any]) -> str:
+    return json.dumps(undo, sort_keys=True)

@@ -1,0 +1,81 @@
+"""The write-sequence canary: strictly increasing numbers, one INSERT per transaction,
+through a DSN that follows the writable primary (libpq multi-host,
+target_session_attrs=read-write), as an application would.
+
+Every attempt is recorded with its outcome, so the metrics can apply Jepsen set semantics:
+`ok` (acknowledged), `failed` (the server answered with an error: not committed), or
+`unknown` (the connection broke before an answer: maybe committed, resolved later by
+reading the table). Server notices during a write are kept: a commit whose synchronous
+replication wait was cancelled is acknowledged but exists only on the primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+
+import psycopg
+
+from gameday.measure.timeline import BatchWriter, Clock
+
+
+class Canary:
+    def __init__(self, dsn: str, table: str, clock: Clock, out: BatchWriter, *,
+                 writers: int = 4, start_seq: int = 1) -> None:
+        self.dsn, self.table, self.clock, self.out = dsn, table, clock, out
+        self.writers = writers
+        self._seq = itertools.count(start_seq)
+        self.acked = 0
+        self.last_ack_seq: int | None = None
+        self.connect_errors = 0
+        self.last_error: str | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(*(self._writer(w, stop) for w in range(self.writers)))
+
+    async def _writer(self, writer: int, stop: asyncio.Event) -> None:
+        sql = f"INSERT INTO {self.table} (seq, writer) VALUES (%s, %s)"
+        conn: psycopg.AsyncConnection | None = None
+        notices: list[str] = []
+        try:
+            while not stop.is_set():
+                if conn is None:
+                    try:
+                        conn = await asyncio.wait_for(
+                            psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 3)
+                        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+                        server = conn.info.hostaddr
+                    except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+                        self.connect_errors += 1
+                        self.last_error = type(exc).__name__
+                        conn = None
+                        await asyncio.sleep(0.01)
+                        continue
+                seq = next(self._seq)
+                notices.clear()
+                t_send = self.clock.now()
+                try:
+                    await conn.execute(sql, (seq, writer))
+                    t_ack = self.clock.now()
+                    notice = "; ".join(notices) or None
+                    self.out.add("canary", (seq, writer, t_send, t_ack, "ok", server, None, notice))
+                    self.acked += 1
+                    self.last_ack_seq = seq
+                except psycopg.Error as exc:
+                    # a broken connection leaves the outcome unknown; a server error reply
+                    # in autocommit means the statement did not commit
+                    broken = conn.closed or conn.broken
+                    outcome = "unknown" if broken else "failed"
+                    self.out.add("canary", (seq, writer, t_send, None, outcome, server,
+                                            f"{type(exc).__name__}: {exc.sqlstate or ''}".strip(),
+                                            "; ".join(notices) or None))
+                    self.last_error = type(exc).__name__
+                    if broken:
+                        with contextlib.suppress(Exception):
+                            await conn.close()
+                        conn = None
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()

@@ -1,0 +1,135 @@
+"""The run in progress: its directory, clock and recorder, shared by the control and the
+activities of one `chaos run` (they live in the same process)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from gameday.errors import LabError
+from gameday.labs.descriptor import Lab
+from gameday.measure import timeline
+from gameday.settings import GamedaySettings
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
+
+ENV = "GAMEDAY_RUN_DIR"
+_current: Run | None = None
+
+
+class Run:
+    def __init__(self, run_dir: Path, clock: timeline.Clock) -> None:
+        self.dir = run_dir
+        self.clock = clock
+        self.recorder: subprocess.Popen | None = None
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def event(self, kind: str, region: str | None = None, *, t: float | None = None,
+              **detail: Any) -> float:
+        at = self.now() if t is None else t
+        timeline.record_event(self.dir, at, kind, region, **detail)
+        return at
+
+    def events(self, kind: str) -> list[tuple]:
+        conn = timeline.connect(self.dir)
+        try:
+            return conn.execute("SELECT t, kind, region, detail FROM events WHERE kind = ? "
+                                "ORDER BY t", (kind,)).fetchall()
+        finally:
+            conn.close()
+
+    def stop_recorder(self, timeout: float = 10.0) -> None:
+        proc = self.recorder
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def new_run_id(experiment: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    slug = "".join(c if c.isalnum() else "-" for c in experiment.lower()).strip("-")[:30]
+    return f"{stamp}-{slug or 'run'}"
+
+
+def _next_seq(lab: Lab) -> int:
+    """Canary numbers continue after the highest one already stored, so every run's
+    writes are told apart from earlier runs' writes."""
+    try:
+        with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
+            row = conn.execute(
+                f"SELECT coalesce(max(seq), 0) + 1 FROM {lab.database.canary_table}").fetchone()
+            return int(row[0])
+    except psycopg.Error as exc:
+        raise LabError(f"cannot reach the writable database through the lab descriptor "
+                       f"({type(exc).__name__}): is the lab up? run `gameday lab status`") from None
+
+
+def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
+          ready_timeout: float = 15.0) -> Run:
+    global _current
+    run_id = new_run_id(experiment)
+    run_dir = (settings.reports_dir / run_id).absolute()
+    run_dir.mkdir(parents=True, exist_ok=False)
+    anchor_ns, anchor_utc = timeline.Clock.new_anchor()
+    start_seq = _next_seq(lab)
+    timeline.create(run_dir, {
+        "run_id": run_id, "experiment": experiment, "kind": kind, "anchor_ns": anchor_ns,
+        "anchor_utc": anchor_utc, "lab": lab.lab, "start_seq": start_seq,
+        "lab_file": str(Path(lab.path).absolute()),
+    })
+    (run_dir / "recorder.json").write_text(json.dumps({
+        "lab_file": str(Path(lab.path).absolute()),
+        "start_seq": start_seq,
+        "rates": {
+            "dns_s": settings.rates.dns_s, "http_s": settings.rates.http_s,
+            "replication_s": settings.rates.replication_s,
+            "canary_writers": settings.rates.canary_writers,
+        },
+    }, indent=2))
+    run = Run(run_dir, timeline.Clock(anchor_ns))
+    log = open(run_dir / "recorder.log", "ab")  # noqa: SIM115 (the child keeps it)
+    run.recorder = subprocess.Popen(
+        [sys.executable, "-m", "gameday.measure.recorder", str(run_dir)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+    )
+    log.close()
+    deadline = time.monotonic() + ready_timeout
+    while not run.events("recorder-ready"):
+        if run.recorder.poll() is not None or time.monotonic() > deadline:
+            run.stop_recorder()
+            tail = (run_dir / "recorder.log").read_text(errors="replace").strip().splitlines()
+            raise LabError("the recorder did not start writing within "
+                           f"{ready_timeout:.0f} s: {tail[-1] if tail else 'no output'} "
+                           f"(see {run_dir}/recorder.log)")
+        time.sleep(0.05)
+    _current = run
+    os.environ[ENV] = str(run_dir)
+    logger.info("gameday: recording to %s", run_dir)
+    return run
+
+
+def current() -> Run | None:
+    return _current
+
+
+def clear() -> None:
+    global _current
+    _current = None
+    os.environ.pop(ENV, None)

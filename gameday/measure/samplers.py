@@ -1,0 +1,208 @@
+"""The samplers: each observes one thing on a fixed schedule and records timestamped samples.
+
+Schedules are absolute (slot k is due at start + k * interval), so a slow sample never
+makes the next one drift; a sample that is still running when its successor is due does
+not delay it either: each sample runs as its own task. Every sample records its lateness
+(how long after its due time it started), from which the report gives the achieved interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import httpx
+import psycopg
+
+from gameday.labs.descriptor import Lab
+from gameday.measure.timeline import BatchWriter, Clock
+
+MAX_IN_FLIGHT = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rates:
+    dns_s: float = 0.05
+    http_s: float = 0.05
+    replication_s: float = 0.25
+    timeout_s: float = 0.5
+    canary_writers: int = 4
+
+
+async def every(interval: float, clock: Clock, sample: Callable[[float, float], Awaitable[None]],
+                stop: asyncio.Event) -> None:
+    """Run `sample(due, lateness)` at each slot of a drift-free schedule until `stop`."""
+    start = clock.now()
+    k = 0
+    in_flight: set[asyncio.Task] = set()
+    while not stop.is_set():
+        due = start + k * interval
+        wait = due - clock.now()
+        if wait > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if stop.is_set():
+                break
+        now = clock.now()
+        if len(in_flight) < MAX_IN_FLIGHT:
+            task = asyncio.create_task(sample(now, now - due))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        # skip the slots we are already past rather than bunching samples up
+        k = max(k + 1, int((clock.now() - start) / interval) + 1)
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=2)
+
+
+def _answers(response: dns.message.Message) -> tuple[list[str], int | None]:
+    addresses: list[str] = []
+    ttl = None
+    for rrset in response.answer:
+        if rrset.rdtype == dns.rdatatype.A:
+            addresses.extend(rr.address for rr in rrset)
+            ttl = rrset.ttl
+    return sorted(addresses), ttl
+
+
+class DnsSampler:
+    def __init__(self, name: str, server: str, port: int, qname: str, clock: Clock,
+                 out: BatchWriter, timeout: float) -> None:
+        self.name, self.server, self.port, self.qname = name, server, port, qname
+        self.clock, self.out, self.timeout = clock, out, timeout
+
+    async def sample(self, t: float, lateness: float) -> None:
+        query = dns.message.make_query(self.qname, dns.rdatatype.A)
+        started = time.perf_counter()
+        try:
+            response = await dns.asyncquery.udp(query, self.server, port=self.port,
+                                                timeout=self.timeout)
+            addresses, ttl = _answers(response)
+            rcode = dns.rcode.to_text(response.rcode())
+            ok = rcode == "NOERROR" and bool(addresses)
+            self.out.add("dns", (t, self.name, int(ok), ",".join(addresses), rcode, ttl,
+                                 time.perf_counter() - started, lateness, None))
+        except (dns.exception.DNSException, OSError) as exc:
+            self.out.add("dns", (t, self.name, 0, None, None, None,
+                                 time.perf_counter() - started, lateness, type(exc).__name__))
+
+
+class HttpSampler:
+    """`global`: resolve the global name through the caching resolver, as a client does,
+    then ask the answer who it is. `<region>`: that region's /healthz, directly."""
+
+    def __init__(self, lab: Lab, clock: Clock, out: BatchWriter, timeout: float,
+                 client: httpx.AsyncClient) -> None:
+        self.lab, self.clock, self.out, self.timeout, self.client = lab, clock, out, timeout, client
+
+    async def sample_global(self, t: float, lateness: float) -> None:
+        started = time.perf_counter()
+        address = None
+        try:
+            query = dns.message.make_query(self.lab.dns.name, dns.rdatatype.A)
+            response = await dns.asyncquery.udp(query, self.lab.dns.resolver.address,
+                                                port=self.lab.dns.resolver.port,
+                                                timeout=self.timeout)
+            addresses, _ = _answers(response)
+            if not addresses:
+                raise LookupError(f"no address ({dns.rcode.to_text(response.rcode())})")
+            address = addresses[0]
+            region = self.lab.region_of_address(address)
+            url = self._url_for(address, "/whoami")
+            r = await self.client.get(url, headers={"Host": self.lab.dns.name},
+                                      timeout=self.timeout)
+            served = r.headers.get("X-Region") or region
+            self.out.add("http", (t, "global", int(r.status_code == 200), r.status_code, served,
+                                  address, time.perf_counter() - started, lateness, None))
+        except (httpx.HTTPError, dns.exception.DNSException, OSError, LookupError) as exc:
+            self.out.add("http", (t, "global", 0, None, None, address,
+                                  time.perf_counter() - started, lateness, type(exc).__name__))
+
+    def _url_for(self, address: str, path: str) -> str:
+        for region in self.lab.regions:
+            if region.address == address:
+                return region.storefront_url.rstrip("/") + path
+        return f"http://{address}:8080{path}"
+
+    def region_sampler(self, name: str) -> Callable[[float, float], Awaitable[None]]:
+        url = self.lab.region(name).storefront_url.rstrip("/") + "/healthz"
+
+        async def sample(t: float, lateness: float) -> None:
+            started = time.perf_counter()
+            try:
+                r = await self.client.get(url, timeout=self.timeout)
+                self.out.add("http", (t, name, int(r.status_code == 200), r.status_code,
+                                      r.headers.get("X-Region"), None,
+                                      time.perf_counter() - started, lateness, None))
+            except (httpx.HTTPError, OSError) as exc:
+                self.out.add("http", (t, name, 0, None, None, None,
+                                      time.perf_counter() - started, lateness,
+                                      type(exc).__name__))
+
+        return sample
+
+
+REPLICATION_SQL = """
+SELECT pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery()
+            THEN extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) END,
+       (SELECT json_agg(json_build_object(
+            'name', application_name, 'state', state, 'sync', sync_state,
+            'replay_lag', extract(epoch FROM replay_lag),
+            'behind_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)))
+        FROM pg_stat_replication WHERE NOT pg_is_in_recovery()),
+       (SELECT status FROM pg_stat_wal_receiver)
+"""
+
+
+class ReplicationSampler:
+    """Lag as each server sees it: the primary's pg_stat_replication, the standby's replay
+    timestamp. One connection per server, reopened after an error."""
+
+    def __init__(self, lab: Lab, region: str, clock: Clock, out: BatchWriter,
+                 timeout: float) -> None:
+        r = lab.region(region)
+        self.name = region
+        self.dsn = lab.database.dsn(r.db_host, r.db_port, connect_timeout="1",
+                                    application_name="gameday-recorder")
+        self.clock, self.out, self.timeout = clock, out, timeout
+        self.conn: psycopg.AsyncConnection | None = None
+        self.lock = asyncio.Lock()
+
+    async def sample(self, t: float, lateness: float) -> None:
+        if self.lock.locked():
+            return  # the previous sample is still waiting on a dead server
+        async with self.lock:
+            try:
+                if self.conn is None or self.conn.closed:
+                    self.conn = await asyncio.wait_for(
+                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 2)
+                cur = await asyncio.wait_for(self.conn.execute(REPLICATION_SQL), self.timeout * 2)
+                in_recovery, lag, senders, receiver = await cur.fetchone()
+                lag_s = float(lag) if lag is not None else None
+                if not in_recovery and senders:
+                    lags = [s.get("replay_lag") or 0.0 for s in senders]
+                    lag_s = max(lags)
+                detail = json.dumps({"senders": senders, "receiver": receiver})
+                self.out.add("replication", (t, self.name, 1, int(in_recovery), lag_s, detail,
+                                             None))
+            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+                if self.conn is not None:
+                    with contextlib.suppress(Exception):
+                        await self.conn.close()
+                self.conn = None
+                self.out.add("replication", (t, self.name, 0, None, None, None,
+                                             type(exc).__name__))
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                await self.conn.close()

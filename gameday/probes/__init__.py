@@ -1,0 +1,1 @@
+"""Activities that read the world: region health, DNS, replication, and verdict probes."""

@@ -1,0 +1,141 @@
+"""Steady-state probes: what must hold before a fault is injected (DESIGN section 5)."""
+
+import time
+from typing import Any, Dict
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+import httpx
+import psycopg
+
+from gameday.actions._common import activity, context
+from gameday.errors import ConfigError, TargetError
+from gameday.measure import run as runs
+from gameday.measure import timeline
+
+__all__ = ["region_is_healthy", "dns_answers_region", "standby_is_streaming",
+           "replication_lag_below", "canary_is_writing", "global_name_serves"]
+
+
+@activity
+def region_is_healthy(region: str = "region-1",
+                      configuration: Dict[str, Any] = None,
+                      secrets: Dict[str, Any] = None) -> bool:
+    """True when `region`'s storefront answers /healthz with 200 (its database is writable)."""
+    _, lab = context(configuration, secrets)
+    url = lab.region(region).storefront_url.rstrip("/") + "/healthz"
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@activity
+def dns_answers_region(region: str = "region-1", server: str = "resolver",
+                       configuration: Dict[str, Any] = None,
+                       secrets: Dict[str, Any] = None) -> bool:
+    """True when `server` (authoritative or resolver) answers the global name with
+    `region`'s address."""
+    _, lab = context(configuration, secrets)
+    if server not in ("authoritative", "resolver"):
+        raise ConfigError("server must be 'authoritative' or 'resolver'")
+    s = lab.dns.authoritative if server == "authoritative" else lab.dns.resolver
+    try:
+        r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A), s.address,
+                          port=s.port, timeout=2)
+    except (dns.exception.DNSException, OSError) as exc:
+        raise TargetError(f"the {server} DNS server {s.address}:{s.port} does not answer "
+                          f"({type(exc).__name__}): is the lab up?") from None
+    got = sorted(rr.address for rrset in r.answer for rr in rrset
+                 if rrset.rdtype == dns.rdatatype.A)
+    return got == [lab.region(region).address]
+
+
+@activity
+def standby_is_streaming(region: str = "region-2",
+                         configuration: Dict[str, Any] = None,
+                         secrets: Dict[str, Any] = None) -> bool:
+    """True when `region`'s database is a standby whose WAL receiver is streaming."""
+    _, lab = context(configuration, secrets)
+    r = lab.region(region)
+    try:
+        with psycopg.connect(lab.database.dsn(r.db_host, r.db_port), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery(), "
+                               "(SELECT status FROM pg_stat_wal_receiver)").fetchone()
+    except psycopg.Error as exc:
+        raise TargetError(f"cannot reach the database of {region} "
+                          f"({type(exc).__name__})") from None
+    return bool(row[0]) and row[1] == "streaming"
+
+
+@activity
+def replication_lag_below(region: str = "region-2", max_lag_s: float = -1.0,
+                          configuration: Dict[str, Any] = None,
+                          secrets: Dict[str, Any] = None) -> bool:
+    """True when the standby in `region` replays within `max_lag_s` seconds of its primary
+    (default: configuration `max_lag_s`). Measured as the primary sees it: the bytes the
+    standby has not replayed must be 0, or its reported replay lag under the bound."""
+    settings, lab = context(configuration, secrets)
+    bound = settings.max_lag_s if max_lag_s < 0 else max_lag_s
+    primary = next(r for r in lab.regions if r.name != region)
+    try:
+        with psycopg.connect(lab.database.dsn(primary.db_host, primary.db_port),
+                             autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), "
+                "extract(epoch FROM replay_lag) FROM pg_stat_replication "
+                "WHERE application_name = %s", (region,)).fetchall()
+    except psycopg.Error as exc:
+        raise TargetError(f"cannot reach the primary database in {primary.name} "
+                          f"({type(exc).__name__})") from None
+    if not rows:
+        return False
+    behind, lag = rows[0]
+    return behind == 0 or lag is None or float(lag) <= bound
+
+
+@activity
+def canary_is_writing(within_s: float = 2.0,
+                      configuration: Dict[str, Any] = None,
+                      secrets: Dict[str, Any] = None) -> bool:
+    """True when the recorder's canary had a write acknowledged in the last `within_s`."""
+    run = runs.current()
+    if run is None:
+        return False
+    time.sleep(0.3)  # let the recorder flush its latest batch
+    conn = timeline.connect(run.dir)
+    try:
+        n = conn.execute("SELECT count(*) FROM canary WHERE outcome = 'ok' AND t_ack >= ?",
+                         (run.now() - within_s,)).fetchone()[0]
+    finally:
+        conn.close()
+    return n > 0
+
+
+@activity
+def global_name_serves(configuration: Dict[str, Any] = None,
+                       secrets: Dict[str, Any] = None) -> bool:
+    """Resolve the global name through the caching resolver, as a client does, and ask the
+    answer who it is. True before the fault (served by the primary) and after the failover
+    (served by the secondary): that is the service's steady state."""
+    _, lab = context(configuration, secrets)
+    try:
+        r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A),
+                          lab.dns.resolver.address, port=lab.dns.resolver.port, timeout=2)
+    except (dns.exception.DNSException, OSError) as exc:
+        raise TargetError(f"the resolver {lab.dns.resolver.address} does not answer "
+                          f"({type(exc).__name__}): is the lab up?") from None
+    addresses = [rr.address for rrset in r.answer for rr in rrset
+                 if rrset.rdtype == dns.rdatatype.A]
+    if not addresses:
+        return False
+    region = next((x for x in lab.regions if x.address == addresses[0]), None)
+    url = (region.storefront_url if region else f"http://{addresses[0]}").rstrip("/")
+    try:
+        resp = httpx.get(url + "/whoami", headers={"Host": lab.dns.name}, timeout=2,
+                         trust_env=False)
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 200

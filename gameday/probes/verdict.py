@@ -1,0 +1,86 @@
+"""Verdict probes for the steady state after the method: RTO, RPO and lost writes against
+the experiment's targets, computed from the run's own timeline."""
+
+import time
+from typing import Any, Dict
+
+import httpx
+
+from gameday.actions._common import activity, context
+from gameday.errors import LabError
+from gameday.measure import run as runs
+from gameday.report import summary as summaries
+
+__all__ = ["rto_within_target", "rpo_within_target", "lost_writes_within_target",
+           "global_name_served_by"]
+
+# Chaos Toolkit runs the same hypothesis before and after the method. Before any fault
+# there is nothing to recover from: RTO holds vacuously, and RPO / lost writes are checked
+# for real (no acknowledged write may be missing even before the fault).
+
+
+def _summary(configuration, secrets) -> Dict[str, Any]:
+    _, lab = context(configuration, secrets)
+    run = runs.current()
+    if run is None:
+        raise LabError("verdict probes read the run's timeline: declare the "
+                       "`gameday.control` control in the experiment")
+    time.sleep(0.3)  # the recorder flushes every 250 ms
+    summaries.snapshot_rows(run.dir, lab, run.now(), live=True)
+    return summaries.build(run.dir)
+
+
+@activity
+def rto_within_target(configuration: Dict[str, Any] = None,
+                      secrets: Dict[str, Any] = None) -> bool:
+    """True when the service RTO was observed and is within `rto_target_s`."""
+    run = runs.current()
+    if run is not None and not run.events("fault-applied"):
+        return True
+    s = _summary(configuration, secrets)
+    return s["rto_s"] is not None and s["rto_s"] <= s["targets"]["rto_s"]
+
+
+@activity
+def rpo_within_target(configuration: Dict[str, Any] = None,
+                      secrets: Dict[str, Any] = None) -> bool:
+    """True when RPO seconds are within `rpo_target_s` and no integrity check failed."""
+    s = _summary(configuration, secrets)
+    w = s["writes"]
+    return (s["rpo_s"] is not None and s["rpo_s"] <= s["targets"]["rpo_s"]
+            and not w["unexpected"] and not w["duplicate"])
+
+
+@activity
+def lost_writes_within_target(configuration: Dict[str, Any] = None,
+                              secrets: Dict[str, Any] = None) -> bool:
+    """True when at most `max_lost_writes` acknowledged canary writes are missing."""
+    s = _summary(configuration, secrets)
+    lost = s["writes"]["lost"]
+    return lost is not None and lost <= s["targets"]["max_lost_writes"]
+
+
+@activity
+def global_name_served_by(region: str = "region-2",
+                          configuration: Dict[str, Any] = None,
+                          secrets: Dict[str, Any] = None) -> bool:
+    """True when a client resolving the global name through the caching resolver is
+    served by `region`."""
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    _, lab = context(configuration, secrets)
+    r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A),
+                      lab.dns.resolver.address, port=lab.dns.resolver.port, timeout=2)
+    addresses = [rr.address for rrset in r.answer for rr in rrset
+                 if rrset.rdtype == dns.rdatatype.A]
+    if not addresses:
+        return False
+    url = f"http://{addresses[0]}:{httpx.URL(lab.region(region).storefront_url).port or 80}"
+    try:
+        resp = httpx.get(url + "/whoami", headers={"Host": lab.dns.name}, timeout=2,
+                         trust_env=False)
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 200 and resp.json().get("region") == region

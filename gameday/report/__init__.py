@@ -1,0 +1,1 @@
+"""summary.json (the contract for CI and scripts) and the markdown report."""
