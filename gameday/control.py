@@ -91,11 +91,14 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
     if run is None:
         return
     try:
-        before = (state.get("steady_states") or {}).get("before") or {}
+        steady = state.get("steady_states") or {}
+        before = steady.get("before") or {}
         if run.events("gate-failed"):
             state["status"] = "failed"
-        if before and not before.get("steady_state_met", True):
-            run.event("steady-state-before-not-met")
+        for when in ("before", "after"):
+            hypothesis = steady.get(when) or {}
+            if hypothesis and not hypothesis.get("steady_state_met", True):
+                run.event(f"steady-state-{when}-not-met", probes=_failed_probes(hypothesis))
         run.event("experiment-ended", status=state.get("status"))
         settings = GamedaySettings.from_chaos(configuration, secrets)
         lab = settings.load_lab()
@@ -115,9 +118,18 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
             state["status"] = "failed"
         logger.info("gameday: verdict %s; report: %s", summary["verdict"].upper(),
                     run.dir / "report.md")
+    except Exception:
+        # the control must never hide a failed drill behind a crashed report
+        logger.exception("gameday: could not write the report")
+        state["status"] = "failed"
     finally:
         run.stop_recorder()
         runs.clear()
+
+
+def _failed_probes(hypothesis: dict[str, Any]) -> list[str]:
+    return [p["activity"]["name"] for p in hypothesis.get("probes", [])
+            if not p.get("tolerance_met", p.get("status") == "succeeded")]
 
 
 def write_outputs(run_dir: Path, summary: dict[str, Any], journal: dict[str, Any] | None) -> None:
@@ -132,3 +144,9 @@ def write_outputs(run_dir: Path, summary: dict[str, Any], journal: dict[str, Any
     (run_dir / "report.md").write_text(markdown.render(summary, events))
     if journal is not None:
         (run_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
+    latest = run_dir.parent / "latest"
+    tmp = run_dir.parent / ".latest.tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name)
+    tmp.replace(latest)

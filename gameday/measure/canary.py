@@ -46,7 +46,7 @@ class Canary:
                             psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 3)
                         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
                         server = conn.info.hostaddr
-                    except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+                    except (TimeoutError, psycopg.Error, OSError) as exc:
                         self.connect_errors += 1
                         self.last_error = type(exc).__name__
                         conn = None

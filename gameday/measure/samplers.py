@@ -194,7 +194,7 @@ class ReplicationSampler:
                 detail = json.dumps({"senders": senders, "receiver": receiver})
                 self.out.add("replication", (t, self.name, 1, int(in_recovery), lag_s, detail,
                                              None))
-            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, psycopg.Error, OSError) as exc:
                 if self.conn is not None:
                     with contextlib.suppress(Exception):
                         await self.conn.close()

@@ -133,6 +133,13 @@ def compute(tl: metrics.Timeline, present: dict[int, int] | None) -> dict[str, A
         if accounting.unexpected or accounting.duplicate:
             reasons.append(f"integrity failure: {accounting.unexpected} unexpected and "
                            f"{accounting.duplicate} duplicate canary rows")
+    for when in ("before", "after"):
+        for _t, _kind, _region, detail in tl.events_of(f"steady-state-{when}-not-met"):
+            probes = ", ".join(json.loads(detail or "{}").get("probes") or []) or "unknown"
+            reasons.append(f"steady state {when} the method not met (probes: {probes})")
+    for _t, _kind, _region, detail in tl.events_of("gate-failed"):
+        reasons.append("not ready for a fault: " +
+                       "; ".join(json.loads(detail or "{}").get("reasons") or []))
     repl = metrics.replication_at(tl, t_fault if t_fault is not None else float("inf"),
                                   primary=primary["name"], standby=secondary["name"])
     faults = []
@@ -147,7 +154,7 @@ def compute(tl: metrics.Timeline, present: dict[int, int] | None) -> dict[str, A
             "applied_s": _r(t - t_fault) if t_fault is not None else None,
             "effective_s": _r(eff - t_fault) if eff is not None and t_fault is not None else None,
         })
-    for t, _k, region, detail in tl.events_of("fault-not-applicable"):
+    for _t, _k, region, detail in tl.events_of("fault-not-applicable"):
         d = json.loads(detail or "{}")
         faults.append({"region": region, "fault": d.get("fault"), "applied_s": None,
                        "effective_s": None, "not_applicable": d.get("reason")})

@@ -53,7 +53,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
 async def _handle(client_r, client_w, target: tuple[str, int], delay: float) -> None:
     try:
         server_r, server_w = await asyncio.wait_for(asyncio.open_connection(*target), 5)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         client_w.close()
         return
     try:
@@ -71,15 +71,22 @@ def _addr(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def serve(listen: tuple[str, int], target: tuple[str, int], delay_ms: float) -> None:
+async def serve(listen: tuple[str, int], target: tuple[str, int], delay_ms: float, *,
+                stop: asyncio.Event | None = None,
+                bound: asyncio.Future[int] | None = None) -> None:
+    """Proxy until `stop` is set (by default: until SIGTERM or SIGINT). `bound` receives
+    the listening port, for callers that listen on port 0."""
     delay = delay_ms / 1000.0
     server = await asyncio.start_server(
         lambda r, w: _handle(r, w, target, delay), *listen, reuse_address=True
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if bound is not None:
+        bound.set_result(server.sockets[0].getsockname()[1])
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
 

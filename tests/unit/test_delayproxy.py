@@ -1,0 +1,53 @@
+"""The delay proxy adds its delay to each direction without serialising chunks: many
+chunks in flight at once arrive one delay later, not one delay each. On loopback, no root."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gameday.labs.netns.delayproxy import serve
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def _scenario(delay_ms: float) -> tuple[float, float]:
+    echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    echo_port = echo.sockets[0].getsockname()[1]
+    stop = asyncio.Event()
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    proxy = asyncio.create_task(
+        serve(("127.0.0.1", 0), ("127.0.0.1", echo_port), delay_ms, stop=stop, bound=bound))
+    port = await bound
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.perf_counter()
+    writer.write(b"x")
+    await reader.readexactly(1)
+    one_round_trip = time.perf_counter() - started
+    # 20 chunks sent back to back: pipelined, they take about one round trip, not twenty
+    started = time.perf_counter()
+    for _ in range(20):
+        writer.write(b"y" * 100)
+        await writer.drain()
+        await asyncio.sleep(0.001)
+    await reader.readexactly(2000)
+    pipelined = time.perf_counter() - started
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(delay_ms / 1000 * 3)  # the EOF travels through the proxy and back
+    stop.set()
+    await proxy
+    echo.close()
+    await echo.wait_closed()
+    return one_round_trip, pipelined
+
+
+def test_delay_is_added_each_way_without_serialising() -> None:
+    one, pipelined = asyncio.run(_scenario(50))
+    assert 0.095 <= one < 0.2, one  # 50 ms each way
+    assert pipelined < 0.25, pipelined  # not 20 x 100 ms
