@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
 from gameday.errors import GamedayError
 from gameday.measure import run as runs
-from gameday.report import markdown
+from gameday.report import outputs
 from gameday.report import summary as summaries
 from gameday.settings import GamedaySettings
 
@@ -108,8 +107,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
             summaries.snapshot_rows(run.dir, lab, run.now(), live=False)
         except GamedayError as exc:
             logger.error("gameday: %s; lost writes stay unknown", exc)
-        summary = summaries.build(run.dir)
-        write_outputs(run.dir, summary, state)
+        summary = outputs.write_run_outputs(run.dir, state)
         if before and not before.get("steady_state_met", True):
             state["status"] = "failed"
             logger.error("gameday: the steady state before the fault was not met: no fault "
@@ -130,23 +128,3 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
 def _failed_probes(hypothesis: dict[str, Any]) -> list[str]:
     return [p["activity"]["name"] for p in hypothesis.get("probes", [])
             if not p.get("tolerance_met", p.get("status") == "succeeded")]
-
-
-def write_outputs(run_dir: Path, summary: dict[str, Any], journal: dict[str, Any] | None) -> None:
-    from gameday.measure import timeline
-
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    conn = timeline.connect(run_dir)
-    try:
-        events = conn.execute("SELECT t, kind, region, detail FROM events ORDER BY t").fetchall()
-    finally:
-        conn.close()
-    (run_dir / "report.md").write_text(markdown.render(summary, events))
-    if journal is not None:
-        (run_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
-    latest = run_dir.parent / "latest"
-    tmp = run_dir.parent / ".latest.tmp"
-    if tmp.is_symlink():
-        tmp.unlink()
-    tmp.symlink_to(run_dir.name)
-    tmp.replace(latest)
