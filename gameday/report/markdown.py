@@ -1,14 +1,21 @@
-"""report.md: what a person reads first. Verdict, headline numbers against targets, RTO
-phases, lost writes, the sequence of actions, then the details and where the raw data is.
+"""report.md: what a person reads first. Top to bottom: the verdict with its reasons, the
+headline numbers against targets, the RTO phases beside their budget (table, Mermaid gantt,
+timeline image), the write accounting, the faults, the failback, probe statistics, the
+configuration, the trend across runs, and where the raw data is.
 
-Rendering is a pure function of summary.json and the stored events, so the same run always
-renders to the same file.
+Rendering is a pure function of summary.json, the stored events and the trend: no wall
+clock, no absolute path, stable ordering, so the same run always renders the same bytes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
+
+from gameday.report import budget as budgets
+from gameday.report import gantt
+from gameday.report import trend as trends
 
 PHASE_LABELS = {
     "detection_s": "Detection (first failed health check of the primary)",
@@ -18,6 +25,7 @@ PHASE_LABELS = {
     "first_success_s": "First global request served by the secondary",
     "first_write_s": "First canary write acknowledged by the new primary",
 }
+TREND_RUNS = 10
 
 
 def _s(v: float | None, err: float | None = None) -> str:
@@ -33,126 +41,364 @@ def _ok(ok: bool | None) -> str:
     return "—" if ok is None else ("✅" if ok else "❌")
 
 
-def render(summary: dict[str, Any], events: list[tuple] | None = None) -> str:
-    s = summary
-    t = s["targets"]
-    w = s["writes"]
-    lines: list[str] = []
-    verdict = "PASS" if s["verdict"] == "pass" else "FAIL"
-    lines.append(f"# Game day {s.get('run_id')}: {verdict}")
-    lines.append("")
-    lines.append(f"Experiment *{s.get('experiment')}* on the **{s.get('lab')}** lab, "
-                 f"started {s.get('started_at')}.")
-    if s.get("incomplete"):
-        lines.append("")
-        lines.append("> **Incomplete run**: the recorder did not stop cleanly; the numbers "
-                     "below come from the samples stored before it ended.")
-    lines.append("")
-    if s["reasons"]:
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _ranges(ranges: Sequence[Sequence[int]]) -> str:
+    return ", ".join(f"{a}–{b}" if a != b else str(a) for a, b in ranges)
+
+
+# --- pieces shared with the GitHub job summary ------------------------------------------
+
+
+def title(s: dict[str, Any]) -> str:
+    return f"# Game day {s.get('run_id')}: {'PASS' if s.get('verdict') == 'pass' else 'FAIL'}"
+
+
+def verdict_lines(s: dict[str, Any], trend: trends.Trend | None = None) -> list[str]:
+    lines = []
+    if s.get("reasons"):
         lines.append("**Why it failed:**")
         lines.extend(f"- {r}" for r in s["reasons"])
     else:
-        lines.append("Every target was met and no integrity check failed.")
+        lines.append("**Verdict: PASS.** Every target was met and no integrity check failed.")
+    if trend is not None and trend.regression:
+        lines.append("")
+        lines.append("**Regression against the trend:**")
+        lines.extend(f"- {f}" for f in trend.flags)
+    return lines
+
+
+def headline(s: dict[str, Any]) -> list[str]:
+    t = s["targets"]
+    w = s.get("writes") or {}
+    rto, rpo, lost = s.get("rto_s"), s.get("rpo_s"), w.get("lost")
+    return [
+        "| Measure | Measured | Target | Met |",
+        "|---|---|---|---|",
+        f"| RTO (service) | {_s(rto, s.get('rto_error_s'))} | ≤ {t['rto_s']:g} s | "
+        f"{_ok(None if rto is None else rto <= t['rto_s'])} |",
+        f"| Write RTO | {_s(s.get('write_rto_s'), s.get('write_rto_error_s'))} | — | — |",
+        f"| Downtime (failing global requests) | "
+        f"{_s(s.get('downtime_s'), s.get('downtime_error_s'))} | — | — |",
+        f"| RPO | {_s(rpo, s.get('rpo_error_s'))} | ≤ {t['rpo_s']:g} s | "
+        f"{_ok(None if rpo is None else rpo <= t['rpo_s'])} |",
+        f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | "
+        f"≤ {t['max_lost_writes']} | "
+        f"{_ok(None if lost is None else lost <= t['max_lost_writes'])} |",
+    ]
+
+
+def mermaid(s: dict[str, Any]) -> list[str]:
+    chart = gantt.render(s, budgets.derive(s.get("configuration")))
+    return [] if chart is None else ["```mermaid", chart, "```"]
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def render(summary: dict[str, Any], events: Sequence[tuple] | None = None, *,
+           trend: trends.Trend | None = None, image: str | None = None) -> str:
+    s = summary
+    lines: list[str] = [title(s), ""]
+    lines.append(f"Experiment *{s.get('experiment')}* on the **{s.get('lab')}** lab, "
+                 f"started {s.get('started_at')}.")
+    if s.get("incomplete"):
+        lines += ["", "> **Incomplete run**: the recorder did not stop cleanly; the numbers "
+                  "below come from the samples stored before it ended."]
+    lines += ["", *verdict_lines(s, trend), "", *headline(s), ""]
+    lines += _phases(s, image)
+    lines += _writes(s)
+    lines += _faults(s)
+    if s.get("failback") is not None:
+        lines += _failback(s["failback"])
+    if events:
+        lines += _events(events)
+    lines += _samplers(s)
+    lines += _configuration(s)
+    lines += _trend(trend)
+    lines += _raw(image)
+    return "\n".join(lines)
+
+
+def _phases(s: dict[str, Any], image: str | None) -> list[str]:
+    budget = budgets.derive(s.get("configuration"))
+    at = gantt.instants(s)
+    detail = s.get("phase_detail") or {}
+    lines = ["## RTO phases", "",
+             "Seconds after the fault (`t_fault`), each from the sample that shows it, ± the gap "
+             "to the previous sample of that stream. *Took* counts from the phase it waits for; "
+             "the *budget* is that phase's deadline plus an allowance derived from the "
+             "configuration (see [the runbook](../../docs/runbook.md) and *Configuration* below).",
+             "",
+             "| Phase | At | Took | Budget (deadline) | Overrun | Evidence |",
+             "|---|---|---|---|---|---|"]
+    overruns = []
+    for name, b in budget.items():
+        if name == "rto":
+            label = f"**RTO** ({_k(s)} consecutive global successes)"
+            d = {"at_s": s.get("rto_s"), "error_s": s.get("rto_error_s"),
+                 "evidence": f"first of {_k(s)} consecutive successes"}
+        else:
+            label = PHASE_LABELS[name]
+            d = detail.get(name) or {"at_s": at.get(name)}
+        value = at.get(name)
+        if value is None:
+            reason = d.get("reason") or (s.get("notes") or {}).get(name) or "not observed"
+            shown = f"not observed: {reason}"
+        else:
+            shown = _s(d.get("at_s", value), d.get("error_s"))
+        prev = at.get(b.after) if b.after else 0.0
+        took = "—" if value is None or prev is None else f"{value - prev:.3f} s"
+        over = budgets.overrun(value, b)
+        if over:
+            overruns.append(f"{label.replace('**', '')} overran its budget by {over:.3f} s")
+        over_text = "—" if over is None else ("within" if over == 0 else f"**+{over:.3f} s**")
+        lines.append(f"| {label} | {shown} | {took} | {b.allowance_s:.3f} s "
+                     f"(by {b.deadline_s:.3f} s) | {over_text} | {_cell(d.get('evidence') or '')} |")
     lines.append("")
-    lines.append("| Measure | Measured | Target | Met |")
-    lines.append("|---|---|---|---|")
-    rto = s["rto_s"]
-    lines.append(f"| RTO (service) | {_s(rto, s.get('rto_error_s'))} | ≤ {t['rto_s']:g} s | "
-                 f"{_ok(None if rto is None else rto <= t['rto_s'])} |")
-    lines.append(f"| Write RTO | {_s(s['write_rto_s'], s.get('write_rto_error_s'))} | — | — |")
-    lines.append(f"| Downtime (failing global requests) | "
-                 f"{_s(s['downtime_s'], s.get('downtime_error_s'))} | — | — |")
-    rpo = s["rpo_s"]
-    lines.append(f"| RPO | {_s(rpo, s.get('rpo_error_s'))} | ≤ {t['rpo_s']:g} s | "
-                 f"{_ok(None if rpo is None else rpo <= t['rpo_s'])} |")
-    lost = w.get("lost")
-    lines.append(f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | "
-                 f"≤ {t['max_lost_writes']} | "
-                 f"{_ok(None if lost is None else lost <= t['max_lost_writes'])} |")
-    lines.append("")
-    lines.append("## RTO phases")
-    lines.append("")
-    lines.append("Seconds after the fault (`t_fault`); each from the sample that shows it, "
-                 "± the gap to the previous sample of that stream.")
-    lines.append("")
-    lines.append("| Phase | At | Evidence |")
-    lines.append("|---|---|---|")
-    detail = s.get("phase_detail", {})
-    for key, label in PHASE_LABELS.items():
-        d = detail.get(key, {})
-        at = _s(d.get("at_s"), d.get("error_s")) if d.get("at_s") is not None else \
-            f"not observed: {d.get('reason')}"
-        lines.append(f"| {label} | {at} | {d.get('evidence') or ''} |")
-    lines.append("")
-    lines.append("## Writes")
-    lines.append("")
+    if overruns:
+        lines += [*(f"- {o}" for o in overruns), ""]
+    chart = mermaid(s)
+    if chart:
+        lines += [*chart, ""]
+    if image:
+        lines += [f"![Timeline of the run: lanes per stream, phase markers]({image})", "",
+                  f"The same timeline as an image: [{image}]({image}).", ""]
+    return lines
+
+
+def _k(s: dict[str, Any]) -> int:
+    return int((s.get("configuration") or {}).get("k_consecutive", 5))
+
+
+def _writes(s: dict[str, Any]) -> list[str]:
+    w = s.get("writes") or {}
     wd = s.get("writes_detail") or {}
-    repl = s.get("replication", {})
-    lines.append(f"Replication at the fault: **{repl.get('mode') or 'unknown'}** "
-                 f"(standby sync state `{repl.get('sync_state')}`), standby replay lag "
-                 f"{_s(repl.get('lag_at_fault_s'))}.")
-    lines.append("")
-    lines.append("| attempted | acknowledged | lost | recovered | unknown, absent | unexpected | "
-                 "duplicate | not durable |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    lines.append("| " + " | ".join(str(w.get(k)) for k in (
-        "attempted", "acked", "lost", "recovered", "unknown_absent", "unexpected", "duplicate"))
-        + f" | {wd.get('not_durable')} |")
-    lines.append("")
-    if wd.get("lost_ranges"):
-        ranges = ", ".join(f"{a}–{b}" if a != b else str(a) for a, b in wd["lost_ranges"])
-        lines.append(f"Lost sequence numbers: {ranges}; acknowledged by "
-                     f"{json.dumps(wd.get('lost_by_server'))}; loss window "
-                     f"{wd.get('loss_window_s')} s after the fault, "
-                     f"{wd.get('lost_after_fault')} acknowledged after it.")
+    repl = s.get("replication") or {}
+    lines = ["## Writes", "",
+             f"Replication at the fault: **{repl.get('mode') or 'unknown'}** (standby sync state "
+             f"`{repl.get('sync_state')}`), standby replay lag {_s(repl.get('lag_at_fault_s'))}.",
+             "",
+             "| attempted | acknowledged | lost | recovered | unknown, absent | unexpected | "
+             "duplicate | not durable |",
+             "|---|---|---|---|---|---|---|---|",
+             "| " + " | ".join(str(w.get(k)) for k in (
+                 "attempted", "acked", "lost", "recovered", "unknown_absent", "unexpected",
+                 "duplicate")) + f" | {wd.get('not_durable')} |",
+             "",
+             "*Lost*: acknowledged but absent. *Recovered*: outcome unknown but present. "
+             "*Unknown, absent*: no acknowledgement and absent (not a loss). *Unexpected* and "
+             "*duplicate* rows are integrity failures. *Not durable*: acknowledged with a "
+             "cancelled synchronous-replication wait.",
+             ""]
+    if w.get("lost") is None:
+        lines.append("The canary table was not read: lost writes are unknown.")
+    elif wd.get("lost_ranges"):
+        by_server = ", ".join(f"{srv}: {n}" for srv, n in sorted(
+            (wd.get("lost_by_server") or {}).items()))
+        window = wd.get("loss_window_s")
+        lines.append(f"Lost sequence numbers: {_ranges(wd['lost_ranges'])}.")
+        lines.append("")
+        lines.append(f"- acknowledged by: {by_server or 'unknown'}")
+        if window:
+            lines.append(f"- loss window: acknowledged from {window[0]:+.3f} s to "
+                         f"{window[1]:+.3f} s after the fault")
+        lines.append(f"- acknowledged after the fault: {wd.get('lost_after_fault')}")
+        lines.append(f"- table read from: {wd.get('read_from') or 'unknown'}")
     else:
         lines.append(f"No acknowledged write was lost (table read from "
                      f"{wd.get('read_from') or 'the writable primary'}).")
     lines.append("")
-    lines.append("## Faults")
-    lines.append("")
-    lines.append("| Region | Fault | Applied | In effect |")
-    lines.append("|---|---|---|---|")
-    for f in s.get("faults", []):
+    return lines
+
+
+def _faults(s: dict[str, Any]) -> list[str]:
+    lines = ["## Faults", "",
+             "*Requested*: the fault started to apply; *in effect*: it was seen in effect. "
+             "Seconds after the first fault.", "",
+             "| Region | Fault | Requested | In effect |", "|---|---|---|---|"]
+    faults = s.get("faults") or []
+    for f in faults:
         if f.get("not_applicable"):
             lines.append(f"| {f['region']} | {f['fault']} | not applicable: "
-                         f"{f['not_applicable']} | — |")
+                         f"{_cell(f['not_applicable'])} | — |")
         else:
-            lines.append(f"| {f['region']} | {f['fault']} | {_s(f['applied_s'])} | "
-                         f"{_s(f['effective_s'])} |")
+            lines.append(f"| {f['region']} | {f['fault']} | {_s(f.get('applied_s'))} | "
+                         f"{_s(f.get('effective_s'))} |")
+    if not faults:
+        lines.append("| — | no fault was injected | — | — |")
     lines.append("")
-    if events:
-        lines.append("## Sequence of actions")
+    return lines
+
+
+def _failback(fb: dict[str, Any]) -> list[str]:
+    window = fb.get("split_brain_window_s")
+    lost = fb.get("lost")
+    split = fb.get("split_brain_writes")
+    lines = ["## Failback", "",
+             "Planned switchover back to the original primary (DESIGN section 5): split-brain "
+             "writes read from the old primary before it was resynced, then writes paused, "
+             "replay caught up, promotion, DNS back.", "",
+             "| Measure | Measured | Expected | Met |", "|---|---|---|---|",
+             f"| Failback RTO (service) | {_s(fb.get('rto_s'), fb.get('rto_error_s'))} | — | — |",
+             f"| Failback write RTO | {_s(fb.get('write_rto_s'))} | — | — |",
+             f"| Downtime (failing global requests) | {_s(fb.get('downtime_s'))} | — | — |",
+             f"| Resync of the old primary | {_s(fb.get('resync_s'))}"
+             f"{' (' + str(fb['resync_method']) + ')' if fb.get('resync_method') else ''} "
+             f"| — | — |",
+             f"| Catch-up of the old primary | {_s(fb.get('catch_up_s'))} | — | — |",
+             f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | 0 | "
+             f"{_ok(None if lost is None else lost == 0)} |",
+             f"| Split-brain writes | {'unknown' if split is None else split} | 0 | "
+             f"{_ok(None if split is None else split == 0)} |",
+             ""]
+    window_utc = fb.get("split_brain_window_utc")
+    if window:
+        lines += [f"Split-brain writes were acknowledged by the old primary from "
+                  f"{window[0]:+.3f} s to {window[1]:+.3f} s; they are counted as lost.", ""]
+    elif window_utc:
+        lines += [f"Split-brain writes were acknowledged by the old primary from "
+                  f"{window_utc[0]} to {window_utc[1]} (UTC); they are counted as lost.", ""]
+    if fb.get("unreplicated_writes"):
+        lines += [f"Writes acknowledged by the old primary but never replicated: "
+                  f"{fb['unreplicated_writes']}.", ""]
+    if fb.get("reasons"):
+        lines += ["**Failback reasons:**", *(f"- {r}" for r in fb["reasons"]), ""]
+    phases = fb.get("phases") or {}
+    if phases:
+        lines += ["| Failback phase | At |", "|---|---|"]
+        for name in [*PHASE_LABELS, *sorted(set(phases) - set(PHASE_LABELS))]:
+            if name in phases:
+                lines.append(f"| {PHASE_LABELS.get(name, name)} | {_s(phases[name])} |")
         lines.append("")
-        lines.append("| t (s from fault) | Event | Region | Detail |")
-        lines.append("|---|---|---|---|")
-        t0 = next((e[0] for e in events if e[1] == "fault-applied"), 0.0)
-        for t_, kind, region, detail in events:
-            d = json.loads(detail or "{}")
-            text = ", ".join(f"{k}={v}" for k, v in sorted(d.items()))
-            lines.append(f"| {t_ - t0:+.3f} | {kind} | {region or ''} | {text} |")
-        lines.append("")
-    lines.append("## Samplers")
+    return lines
+
+
+def _events(events: Sequence[tuple]) -> list[str]:
+    lines = ["## Sequence of actions", "",
+             "| t (s from fault) | Event | Region | Detail |", "|---|---|---|---|"]
+    t0 = next((e[0] for e in events if e[1] == "fault-applied"), 0.0)
+    for t_, kind, region, detail in events:
+        d = json.loads(detail or "{}")
+        text = ", ".join(f"{k}={v}" for k, v in sorted(d.items()))
+        lines.append(f"| {t_ - t0:+.3f} | {kind} | {region or ''} | {_cell(text)} |")
     lines.append("")
-    lines.append("| Stream | Samples | Errors | Interval p50 | Interval p99 |")
-    lines.append("|---|---|---|---|---|")
-    for name, st in s.get("samplers", {}).items():
-        p50 = st["interval_p50_s"]
-        p99 = st["interval_p99_s"]
-        lines.append(f"| {name} | {st['samples']} | {st['errors']} | "
+    return lines
+
+
+def _samplers(s: dict[str, Any]) -> list[str]:
+    lines = ["## Probe statistics", "",
+             "Achieved intervals between samples of each stream, and samples that failed "
+             "(a failure is data: the target did not answer).", "",
+             "| Stream | Samples | Errors | Error % | Interval p50 | Interval p99 |",
+             "|---|---|---|---|---|---|"]
+    for name, st in (s.get("samplers") or {}).items():
+        p50, p99 = st.get("interval_p50_s"), st.get("interval_p99_s")
+        n, errors = st.get("samples") or 0, st.get("errors") or 0
+        pct = f"{errors / n * 100:.1f}" if n else "—"
+        lines.append(f"| {name} | {n} | {errors} | {pct} | "
                      f"{'—' if p50 is None else f'{p50 * 1000:.1f} ms'} | "
                      f"{'—' if p99 is None else f'{p99 * 1000:.1f} ms'} |")
     lines.append("")
-    lines.append("## Raw data")
+    return lines
+
+
+CONFIG_LABELS = {
+    "dns_ttl_s": "DNS TTL (s)",
+    "health_interval_s": "DNS health-check interval (s)",
+    "health_failures": "Failed checks to mark a region down",
+    "health_timeout_s": "Health-check timeout (s)",
+    "replication": "Replication mode",
+    "inter_region_delay_ms": "Inter-region delay, one way (ms)",
+    "canary_writers": "Canary writers",
+    "k_consecutive": "K (consecutive successes for RTO)",
+    "promotion_budget_s": "Promotion allowance (s)",
+    "http_interval_s": "Global request interval (s)",
+    "write_reconnect_s": "Canary reconnect allowance (s)",
+}
+
+
+def _configuration(s: dict[str, Any]) -> list[str]:
+    config = dict(s.get("configuration") or {})
+    params = budgets.parameters(config)
+    lines = ["## Configuration", "",
+             "| Setting | Value |", "|---|---|",
+             f"| Lab | {s.get('lab')} |"]
+    keys = [*CONFIG_LABELS, *sorted(set(config) - set(CONFIG_LABELS))]
+    for key in keys:
+        if key in config:
+            value = config[key]
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+        elif key in params:
+            shown = f"{params[key]:g} (default, not recorded in the run)"
+        else:
+            continue
+        lines.append(f"| {CONFIG_LABELS.get(key, key)} | {_cell(shown)} |")
+    t = s.get("targets") or {}
+    lines.append(f"| Targets | RTO ≤ {t.get('rto_s', 0):g} s, RPO ≤ {t.get('rpo_s', 0):g} s, "
+                 f"lost writes ≤ {t.get('max_lost_writes')} |")
     lines.append("")
-    lines.append("Every sample is in `timeline.sqlite` next to this report (times in seconds "
-                 "on the runner's monotonic clock; `meta.anchor_utc` is t = 0). For example:")
+    return lines
+
+
+def _trend(trend: trends.Trend | None) -> list[str]:
+    lines = ["## Trend", ""]
+    if trend is None:
+        return [*lines, "No run history was available.", ""]
+    runs = trend.last(TREND_RUNS)
+    rto = [r.get("rto_s") for r in runs]
+    rpo = [r.get("rpo_s") for r in runs]
+    lines += [f"The last {len(runs)} run(s), oldest first (history: `history.jsonl` in the "
+              f"reports directory).", "",
+              "```text",
+              f"RTO  {trends.sparkline(rto)}  {_range(rto)}",
+              f"RPO  {trends.sparkline(rpo)}  {_range(rpo)}",
+              "```", "",
+              "| Run | Started | Verdict | RTO | Write RTO | RPO | Lost | Failback RTO |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        mark = " (this run)" if r is trend.current else ""
+        lines.append(f"| {_cell(r.get('run_id'))}{mark} | {r.get('started_at')} | "
+                     f"{r.get('verdict')} | {_s(r.get('rto_s'))} | {_s(r.get('write_rto_s'))} | "
+                     f"{_s(r.get('rpo_s'))} | {'—' if r.get('lost') is None else r['lost']} | "
+                     f"{_s(r.get('failback_rto_s')) if r.get('failback_rto_s') is not None else '—'} |")
     lines.append("")
-    lines.append("```sh")
-    lines.append("sqlite3 timeline.sqlite \"SELECT t, server, answer FROM dns WHERE server = "
-                 "'resolver' ORDER BY t\"")
-    lines.append("sqlite3 timeline.sqlite \"SELECT seq, t_ack, server FROM canary WHERE outcome = "
-                 "'ok' ORDER BY t_ack DESC LIMIT 5\"")
-    lines.append("```")
+    med = ", ".join(f"{label} {_s(trend.medians.get(key))}" for key, label in trends.METRICS)
+    lines.append(f"Regression rule: RTO or RPO above its target, or above {trend.factor:g} × the "
+                 f"median of the previous {trend.window} runs (compared from {trend.min_runs} "
+                 f"runs on). Medians of the previous runs: {med}.")
     lines.append("")
-    return "\n".join(lines)
+    lines.append("**Regression flagged.**" if trend.regression else "No regression.")
+    lines.append("")
+    return lines
+
+
+def _range(values: Sequence[float | None]) -> str:
+    seen = [v for v in values if v is not None]
+    return f"{min(seen):.3f} s .. {max(seen):.3f} s" if seen else "not observed"
+
+
+def _raw(image: str | None) -> list[str]:
+    files = ["`summary.json` (the numbers above, schema `gameday.summary/v1`)",
+             "`timeline.sqlite` (every sample and event)", "`journal.json` (the Chaos Toolkit "
+             "journal)"]
+    if image:
+        files.append(f"`{image}` (the timeline image)")
+    return ["## Raw data", "",
+            "Next to this report: " + ", ".join(files) + ". Times in `timeline.sqlite` are "
+            "seconds on the runner's monotonic clock; `meta.anchor_utc` is t = 0 and the first "
+            "`fault-applied` event is `t_fault`. Tables: `events`, `dns`, `http`, `canary`, "
+            "`replication`, `final_rows`, `meta`. For example:",
+            "",
+            "```sh",
+            "sqlite3 timeline.sqlite \"SELECT t, server, answer FROM dns WHERE server = "
+            "'resolver' ORDER BY t\"",
+            "sqlite3 timeline.sqlite \"SELECT seq, t_ack, server FROM canary WHERE outcome = "
+            "'ok' ORDER BY t_ack DESC LIMIT 5\"",
+            "sqlite3 timeline.sqlite \"SELECT outcome, count(*) FROM canary GROUP BY outcome\"",
+            "```",
+            "",
+            "Regenerate this report with no lab running: `gameday report <run-dir>`.",
+            ""]

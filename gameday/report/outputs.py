@@ -1,16 +1,34 @@
 """Everything a finished (or interrupted) run leaves in its directory: summary.json,
-report.md, the journal, and the `latest` link. One entry point, so the control, `gameday
-report RUN_DIR` and crash recovery render a run the same way."""
+report.md, timeline.svg, the journal, its line in the reports directory's history.jsonl,
+the `latest` link and, in GitHub Actions, the job summary. One entry point for the control
+(`write_run_outputs`) and one for `gameday report RUN_DIR` (`regenerate`), so both render a
+run the same way."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+from gameday.errors import ConfigError
 from gameday.measure import timeline
-from gameday.report import markdown
+from gameday.report import github, markdown, svg
 from gameday.report import summary as summaries
+from gameday.report import trend as trends
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outputs:
+    summary: dict[str, Any]
+    trend: trends.Trend
+
+    @property
+    def failed(self) -> bool:
+        return self.summary.get("verdict") != "pass"
 
 
 def events_of(run_dir: Path) -> list[tuple]:
@@ -21,15 +39,45 @@ def events_of(run_dir: Path) -> list[tuple]:
         conn.close()
 
 
+def regenerate(run_dir: Path, *, history: Path | None = None, factor: float | None = None,
+               record: bool = True) -> Outputs:
+    """Rebuild summary.json, report.md and timeline.svg from the stored timeline alone (no
+    lab), and record the run in the history (replacing its earlier line). The same run
+    directory and history give byte-identical files."""
+    run_dir = Path(run_dir)
+    if not (run_dir / timeline.FILE).is_file():
+        raise ConfigError(f"{run_dir} holds no {timeline.FILE}: is it a run directory?")
+    tl, present = summaries.load(run_dir)
+    summary = summaries.compute(tl, present)
+    history = history if history is not None else run_dir.absolute().parent / trends.FILE
+    entry = trends.compact(summary)
+    if record:
+        try:
+            trends.record(history, entry)
+        except OSError as exc:
+            logger.error("gameday: cannot record the run in %s: %s", history.name, exc)
+    if factor is None:
+        factor = float((summary.get("configuration") or {}).get("regression_factor")
+                       or trends.DEFAULT_FACTOR)
+    trend = trends.evaluate(entry, trends.read(history), factor=factor)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (run_dir / svg.FILE).write_text(svg.render(summary, tl))
+    (run_dir / "report.md").write_text(
+        markdown.render(summary, tl.events, trend=trend, image=svg.FILE))
+    return Outputs(summary=summary, trend=trend)
+
+
 def write_run_outputs(run_dir: Path, journal: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build summary.json from the stored timeline and render report.md beside it."""
-    summary = summaries.build(run_dir)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    (run_dir / "report.md").write_text(markdown.render(summary, events_of(run_dir)))
+    out = regenerate(run_dir)
     if journal is not None:
         (run_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
     _link_latest(run_dir)
-    return summary
+    try:
+        github.append(out.summary, out.trend)
+    except OSError as exc:
+        logger.error("gameday: cannot write the GitHub job summary: %s", exc)
+    return out.summary
 
 
 def _link_latest(run_dir: Path) -> None:

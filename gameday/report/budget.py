@@ -1,0 +1,97 @@
+"""The RTO budget by phase, derived from the run's configuration (docs/runbook.md).
+
+Every phase of DESIGN section 4 is an instant after `t_fault`. Its budget is a deadline:
+the deadline of the phase it waits for plus an allowance that follows from the
+configuration, so a report can set each measured instant beside its deadline and say which
+phase overran and by how much.
+
+    detection           H × F + C            health interval × failures to mark down + check timeout
+    promotion           detection + P        promote and see the first write accepted
+    dns_authoritative   promotion + H        the next health check sees the secondary healthy
+    dns_resolver        authoritative + TTL  the resolver's cached answer expires
+    first_success       resolver + I         the next global request goes to the secondary
+    first_write         promotion + W        the canary reconnects to the new primary
+    rto                 first_success + (K - 1) × I   K consecutive successes
+
+Keys read from the configuration (defaults in DEFAULTS): `health_interval_s` (H),
+`health_failures` (F, PowerDNS ifurlup marks a target down after one failed check unless
+`minimumFailures` says otherwise), `health_timeout_s` (C, the ifurlup `timeout`: a check of
+a dropped host takes that long to fail), `promotion_budget_s` (P), `dns_ttl_s` (TTL),
+`http_interval_s` (I, the global request sampler), `write_reconnect_s` (W) and
+`k_consecutive` (K).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+DEFAULTS: dict[str, float] = {
+    "health_interval_s": 1.0,
+    "health_failures": 1,
+    "health_timeout_s": 1.0,
+    "promotion_budget_s": 1.0,
+    "dns_ttl_s": 1.0,
+    "http_interval_s": 0.05,
+    "write_reconnect_s": 1.0,
+    "k_consecutive": 5,
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PhaseBudget:
+    """One phase's deadline (seconds after t_fault): `after`'s deadline plus `allowance_s`."""
+
+    name: str
+    after: str | None
+    allowance_s: float
+    deadline_s: float
+    basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parameters(configuration: dict[str, Any] | None) -> dict[str, float]:
+    """The budget's inputs: the configuration's values over DEFAULTS (bad values ignored)."""
+    out = dict(DEFAULTS)
+    for key in DEFAULTS:
+        raw = (configuration or {}).get(key)
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
+            continue
+        out[key] = float(raw)
+    return out
+
+
+def derive(configuration: dict[str, Any] | None) -> dict[str, PhaseBudget]:
+    """Deadlines by phase name, in chain order (the keys of summary["phases"] plus "rto")."""
+    p = parameters(configuration)
+    h, f, c = p["health_interval_s"], p["health_failures"], p["health_timeout_s"]
+    ttl, i, k = p["dns_ttl_s"], p["http_interval_s"], p["k_consecutive"]
+    rows = [
+        ("detection_s", None, h * f + c,
+         f"health interval {h:g} s × {f:g} failure(s) + check timeout {c:g} s"),
+        ("promotion_s", "detection_s", p["promotion_budget_s"],
+         f"promotion allowance {p['promotion_budget_s']:g} s"),
+        ("dns_authoritative_s", "promotion_s", h,
+         f"one health interval {h:g} s to see the secondary healthy"),
+        ("dns_resolver_s", "dns_authoritative_s", ttl, f"DNS TTL {ttl:g} s"),
+        ("first_success_s", "dns_resolver_s", i, f"one request interval {i:g} s"),
+        ("first_write_s", "promotion_s", p["write_reconnect_s"],
+         f"canary reconnect allowance {p['write_reconnect_s']:g} s"),
+        ("rto", "first_success_s", (k - 1) * i,
+         f"{k - 1:g} more request intervals for {k:g} consecutive successes"),
+    ]
+    out: dict[str, PhaseBudget] = {}
+    for name, after, allowance, basis in rows:
+        start = out[after].deadline_s if after else 0.0
+        out[name] = PhaseBudget(name=name, after=after, allowance_s=round(allowance, 4),
+                                deadline_s=round(start + allowance, 4), basis=basis)
+    return out
+
+
+def overrun(at_s: float | None, budget: PhaseBudget) -> float | None:
+    """Seconds past the deadline (0 when within it), None when not observed."""
+    if at_s is None:
+        return None
+    return round(max(0.0, at_s - budget.deadline_s), 4)

@@ -1,0 +1,173 @@
+"""The trend across runs: `<reports_dir>/history.jsonl` holds one compact line per run, and
+a run regresses when its RTO or RPO exceeds the target, or `factor` times the median of the
+previous runs.
+
+Which runs are "previous" depends only on the history lines, never on when the report is
+rendered: the runs that started before this one (ordered by `started_at`, then `run_id`),
+so regenerating an old run's report gives the same file after newer runs were appended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
+
+FILE = "history.jsonl"
+DEFAULT_FACTOR = 1.5
+DEFAULT_WINDOW = 10
+DEFAULT_MIN_RUNS = 3
+METRICS = (("rto_s", "RTO"), ("rpo_s", "RPO"))
+
+
+def compact(summary: dict[str, Any]) -> dict[str, Any]:
+    """The history line of one run: what the trend table and the regression rule need."""
+    fb = summary.get("failback") or {}
+    return {
+        "run_id": summary.get("run_id"),
+        "started_at": summary.get("started_at"),
+        "experiment": summary.get("experiment"),
+        "lab": summary.get("lab"),
+        "verdict": summary.get("verdict"),
+        "targets": summary.get("targets"),
+        "rto_s": summary.get("rto_s"),
+        "rto_error_s": summary.get("rto_error_s"),
+        "write_rto_s": summary.get("write_rto_s"),
+        "downtime_s": summary.get("downtime_s"),
+        "rpo_s": summary.get("rpo_s"),
+        "lost": (summary.get("writes") or {}).get("lost"),
+        "failback_rto_s": fb.get("rto_s"),
+    }
+
+
+def line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"))
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    """Every parseable line of the history (a torn or foreign line is skipped)."""
+    if not path.is_file():
+        return []
+    out = []
+    for n, text in enumerate(path.read_text().splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError:
+            logger.warning("gameday: %s line %d is not JSON; skipped", path.name, n)
+            continue
+        if isinstance(entry, dict) and entry.get("run_id"):
+            out.append(entry)
+    return out
+
+
+def record(path: Path, entry: dict[str, Any]) -> None:
+    """Append the run's line, or replace its earlier line: recording a run twice (a
+    regenerated report) leaves one line, and an unchanged line leaves the file untouched."""
+    text = line(entry)
+    existing = [t for t in path.read_text().splitlines() if t.strip()] if path.is_file() else []
+    lines: list[str] = []
+    replaced = False
+    for old in existing:
+        try:
+            same = json.loads(old).get("run_id") == entry["run_id"]
+        except (json.JSONDecodeError, AttributeError):
+            same = False
+        if same:
+            if not replaced:
+                lines.append(text)
+            replaced = True
+        else:
+            lines.append(old)
+    if not replaced:
+        lines.append(text)
+    new = "\n".join(lines) + "\n"
+    if path.is_file() and path.read_text() == new:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+
+
+def _key(entry: dict[str, Any]) -> tuple[str, str]:
+    return (str(entry.get("started_at") or ""), str(entry.get("run_id") or ""))
+
+
+def previous(history: Sequence[dict[str, Any]], current: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs that started before `current`, oldest first, one line per run id."""
+    by_id = {e["run_id"]: e for e in history if e.get("run_id") != current.get("run_id")}
+    return sorted((e for e in by_id.values() if _key(e) < _key(current)), key=_key)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Trend:
+    current: dict[str, Any]
+    previous: list[dict[str, Any]]  # oldest first, all of them
+    factor: float
+    window: int
+    min_runs: int
+    medians: dict[str, float | None]
+    flags: list[str]
+
+    @property
+    def regression(self) -> bool:
+        return bool(self.flags)
+
+    def last(self, n: int) -> list[dict[str, Any]]:
+        """The last n runs up to and including this one, oldest first."""
+        return [*self.previous, self.current][-n:]
+
+
+def evaluate(current: dict[str, Any], history: Sequence[dict[str, Any]], *,
+             factor: float = DEFAULT_FACTOR, window: int = DEFAULT_WINDOW,
+             min_runs: int = DEFAULT_MIN_RUNS) -> Trend:
+    """Flag RTO or RPO above its target, or above `factor` × the median of the last
+    `window` previous runs that observed it (compared only with at least `min_runs`)."""
+    prev = previous(history, current)
+    targets = current.get("targets") or {}
+    flags: list[str] = []
+    medians: dict[str, float | None] = {}
+    for key, label in METRICS:
+        value = current.get(key)
+        values = [e[key] for e in prev if isinstance(e.get(key), int | float)][-window:]
+        median = statistics.median(values) if len(values) >= min_runs else None
+        medians[key] = None if median is None else round(median, 4)
+        target = targets.get(key)
+        if value is None:
+            if current.get("verdict") is not None and key == "rto_s":
+                flags.append(f"{label} not observed")
+            continue
+        if isinstance(target, int | float) and value > target:
+            flags.append(f"{label} {value:.3f} s exceeds its target {target:g} s")
+        if median is not None and value > factor * median:
+            flags.append(f"{label} {value:.3f} s exceeds {factor:g} × the median {median:.3f} s "
+                         f"of the previous {len(values)} runs")
+    return Trend(current=current, previous=prev, factor=factor, window=window,
+                 min_runs=min_runs, medians=medians, flags=flags)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One character per run, scaled from the smallest to the largest value (all at the
+    bottom when they are equal); `·` when not observed."""
+    seen = [v for v in values if v is not None]
+    lo, hi = (min(seen), max(seen)) if seen else (0.0, 0.0)
+    out = []
+    for v in values:
+        if v is None:
+            out.append("·")
+        elif hi == lo:
+            out.append(SPARKS[0])
+        else:
+            out.append(SPARKS[round((v - lo) / (hi - lo) * (len(SPARKS) - 1))])
+    return "".join(out)

@@ -1,0 +1,401 @@
+"""The report a person reads first: golden files from a fixed stored run, byte-identical
+regeneration, valid Mermaid gantt syntax, the phase budget, GitHub job summary, the CLI.
+
+Regenerate the golden files after an intended change with
+    GAMEDAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_report.py
+and review the diff."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from unittest import mock
+from xml.etree import ElementTree
+
+import pytest
+from click.testing import CliRunner
+
+from gameday import cli
+from gameday.errors import ConfigError
+from gameday.report import budget, gantt, github, markdown, outputs, svg
+from gameday.report import trend as trends
+from tests.fixtures.report import fixture_run
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "report"
+UPDATE = os.environ.get("GAMEDAY_UPDATE_GOLDEN") == "1"
+
+# three earlier runs of the same experiment, for the trend section
+HISTORY = [
+    {"run_id": f"20251231T0{h}0000Z-earlier", "started_at": f"2025-12-31T0{h}:00:00+00:00",
+     "experiment": "Fixture failover", "lab": "netns", "verdict": "pass",
+     "targets": {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0}, "rto_s": rto,
+     "rto_error_s": 0.05, "write_rto_s": 0.6, "downtime_s": rto, "rpo_s": 0.0, "lost": 0,
+     "failback_rto_s": None}
+    for h, rto in ((1, 1.4), (2, 1.6), (3, 1.5))
+]
+
+
+def seeded_reports(tmp_path: Path, **build: object) -> Path:
+    reports = tmp_path / "reports"
+    reports.mkdir(parents=True)
+    (reports / trends.FILE).write_text("".join(trends.line(e) + "\n" for e in HISTORY))
+    run_id = str(build.pop("run_id", fixture_run.RUN_ID))
+    return fixture_run.build(reports / run_id, run_id=run_id, **build)  # type: ignore[arg-type]
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.write_text(text)
+    assert path.is_file(), f"missing golden file {path}: run with GAMEDAY_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{name} differs from its golden file"
+
+
+# --- a small Mermaid gantt grammar checker ----------------------------------------------
+
+TAGS = {"done", "active", "crit", "milestone"}
+ID = re.compile(r"^[A-Za-z][\w-]*$")
+DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h|d|w)$")
+
+
+def check_gantt(source: str) -> list[str]:
+    """Errors in a gantt chart under the subset of Mermaid's grammar the report uses:
+    `gantt` first; directives title, dateFormat, axisFormat, tickInterval, todayMarker,
+    excludes; `section NAME`; tasks `NAME : [tags,] [id,] start, end|duration` where, with
+    `dateFormat x`, start and end are integer milliseconds or `after ID`."""
+    errors: list[str] = []
+    lines = [ln.strip() for ln in source.splitlines() if ln.strip() and
+             not ln.strip().startswith("%%")]
+    if not lines or lines[0] != "gantt":
+        return ["the first line must be 'gantt'"]
+    date_format = None
+    ids: set[str] = set()
+    tasks = 0
+    for n, ln in enumerate(lines[1:], 2):
+        word = ln.split(None, 1)[0]
+        if word in ("title", "axisFormat", "tickInterval", "excludes", "section"):
+            if len(ln.split(None, 1)) < 2:
+                errors.append(f"line {n}: {word} needs a value")
+            continue
+        if word == "dateFormat":
+            date_format = ln.split(None, 1)[1]
+            continue
+        if ln in ("todayMarker off", "inclusiveEndDates"):
+            continue
+        if ":" not in ln:
+            errors.append(f"line {n}: not a directive, section or task: {ln!r}")
+            continue
+        name, spec = (p.strip() for p in ln.split(":", 1))
+        if not name or any(c in name for c in "#;"):
+            errors.append(f"line {n}: bad task name {name!r}")
+        parts = [p.strip() for p in spec.split(",")]
+        tags = []
+        while parts and parts[0] in TAGS:
+            tags.append(parts.pop(0))
+        if len(parts) == 3:
+            task_id = parts.pop(0)
+            if not ID.match(task_id) or task_id in ids:
+                errors.append(f"line {n}: bad or repeated id {task_id!r}")
+            ids.add(task_id)
+        if len(parts) != 2:
+            errors.append(f"line {n}: a task needs a start and an end: {spec!r}")
+            continue
+        start, end = parts
+        if date_format != "x":
+            errors.append(f"line {n}: the checker knows only 'dateFormat x'")
+            continue
+        if start.startswith("after "):
+            if start[6:].strip() not in ids:
+                errors.append(f"line {n}: 'after' names an unknown id")
+            start_ms = None
+        elif re.fullmatch(r"\d+", start):
+            start_ms = int(start)
+        else:
+            errors.append(f"line {n}: start {start!r} is not in dateFormat x")
+            continue
+        if re.fullmatch(r"\d+", end):
+            if start_ms is not None and int(end) < start_ms:
+                errors.append(f"line {n}: ends before it starts")
+        elif not DURATION.match(end) or end.endswith("ms"):
+            # Mermaid's durations take no milliseconds (mermaid-js/mermaid#3028)
+            errors.append(f"line {n}: end {end!r} is neither a date nor a duration")
+        tasks += 1
+    if date_format is None:
+        errors.append("no dateFormat")
+    if not tasks:
+        errors.append("no task")
+    return errors
+
+
+def test_gantt_checker_rejects_broken_charts() -> None:
+    assert check_gantt("gantt\n dateFormat x\n a : t1, 0, 10") == []
+    assert check_gantt("graph TD\n a-->b")
+    assert check_gantt("gantt\n dateFormat x\n a : t1, 10, 5")  # ends before it starts
+    assert check_gantt("gantt\n dateFormat x\n a : t1, 0, 500ms")  # no ms durations
+    assert check_gantt("gantt\n dateFormat x\n a: b : t1, 0, 10")  # a second colon
+    assert check_gantt("gantt\n dateFormat x\n a#1 : t1, 0, 10")
+    assert check_gantt("gantt\n dateFormat x\n a : t1, 0, 10\n b : t1, 0, 10")  # repeated id
+    assert check_gantt("gantt\n dateFormat x\n a : t1, after t9, 10")
+    assert check_gantt("gantt\n dateFormat x\n just words")
+
+
+def mermaid_blocks(report: str) -> list[str]:
+    return re.findall(r"```mermaid\n(.*?)\n```", report, flags=re.S)
+
+
+# --- golden files -------------------------------------------------------------------------
+
+
+def test_fixed_run_renders_to_the_golden_report(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path)
+    out = outputs.regenerate(run_dir)
+    assert out.summary["verdict"] == "pass" and not out.trend.regression
+    check_golden("report.md", (run_dir / "report.md").read_text())
+    check_golden("timeline.svg", (run_dir / "timeline.svg").read_text())
+    check_golden("summary.json", (run_dir / "summary.json").read_text())
+
+
+def test_run_with_lost_writes_renders_to_the_golden_report(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path, lost=True, run_id="20260101T000000Z-fixture-lost")
+    out = outputs.regenerate(run_dir)
+    assert out.summary["verdict"] == "fail"
+    report = (run_dir / "report.md").read_text()
+    check_golden("report-lost.md", report)
+    assert "Lost sequence numbers: 47–50." in report
+    assert "- acknowledged by: 198.18.0.11: 4" in report
+    assert "RPO 0.090 s exceeds its target 0 s" in report  # flagged by the trend too
+
+
+def test_report_sections_come_in_the_order_people_read_them(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path)
+    outputs.regenerate(run_dir)
+    report = (run_dir / "report.md").read_text()
+    order = ["**Verdict: PASS.**", "| RTO (service) |", "## RTO phases", "```mermaid",
+             "](timeline.svg)", "## Writes", "## Faults", "## Sequence of actions",
+             "## Probe statistics", "## Configuration", "## Trend", "## Raw data"]
+    positions = [report.index(marker) for marker in order]
+    assert positions == sorted(positions)
+
+
+def test_regeneration_is_byte_identical_and_free_of_paths_and_clock(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path)
+    outputs.regenerate(run_dir)
+    files = ("report.md", "timeline.svg", "summary.json")
+    first = {f: (run_dir / f).read_bytes() for f in files}
+    history = (run_dir.parent / trends.FILE).read_bytes()
+    # a copy elsewhere, regenerated again and again, gives the same bytes
+    other = tmp_path / "elsewhere" / "reports"
+    other.mkdir(parents=True)
+    shutil.copy(run_dir.parent / trends.FILE, other / trends.FILE)
+    copy = other / run_dir.name
+    shutil.copytree(run_dir, copy)
+    outputs.regenerate(copy)
+    outputs.regenerate(run_dir)
+    for f in files:
+        assert (run_dir / f).read_bytes() == first[f]
+        assert (copy / f).read_bytes() == first[f]
+    assert (run_dir.parent / trends.FILE).read_bytes() == history  # recorded once
+    for f in files:
+        assert str(tmp_path) not in first[f].decode()
+    # a newer run in the history does not change an older run's report
+    newer = dict(HISTORY[0], run_id="20270101T000000Z-later", started_at="2027-01-01T00:00:00+00:00",
+                 rto_s=99.0)
+    with (run_dir.parent / trends.FILE).open("a") as fh:
+        fh.write(trends.line(newer) + "\n")
+    outputs.regenerate(run_dir)
+    assert (run_dir / "report.md").read_bytes() == first["report.md"]
+
+
+def test_mermaid_chart_is_valid_gantt(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path)
+    outputs.regenerate(run_dir)
+    blocks = mermaid_blocks((run_dir / "report.md").read_text())
+    assert len(blocks) == 1
+    assert check_gantt(blocks[0]) == []
+    assert "Promotion 0.530 s : p2, 0, 530" in blocks[0]
+    assert "RTO 1.500 s : milestone, rto, 1500, 1500" in blocks[0]
+
+
+def test_timeline_svg_is_well_formed_and_linked(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path)
+    outputs.regenerate(run_dir)
+    root = ElementTree.fromstring((run_dir / svg.FILE).read_text())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    for lane in ("faults", "global requests", "region-1 /healthz", "DNS resolver",
+                 "canary writes"):
+        assert lane in texts
+    assert "RTO 1.500 s" in texts and "promotion 0.530 s" in texts
+    assert "![Timeline of the run" in (run_dir / "report.md").read_text()
+
+
+# --- budget and overruns ------------------------------------------------------------------
+
+
+def test_budget_is_derived_from_the_configuration() -> None:
+    b = budget.derive({"health_interval_s": 2.0, "health_failures": 3, "health_timeout_s": 1.0,
+                       "dns_ttl_s": 5.0, "k_consecutive": 5, "http_interval_s": 0.1})
+    assert b["detection_s"].deadline_s == pytest.approx(7.0)       # 2 × 3 + 1
+    assert b["promotion_s"].deadline_s == pytest.approx(8.0)       # + 1 (default)
+    assert b["dns_authoritative_s"].deadline_s == pytest.approx(10.0)  # + one interval
+    assert b["dns_resolver_s"].deadline_s == pytest.approx(15.0)   # + TTL
+    assert b["first_success_s"].deadline_s == pytest.approx(15.1)  # + one request
+    assert b["rto"].deadline_s == pytest.approx(15.5)              # + 4 requests
+    assert b["first_write_s"].deadline_s == pytest.approx(9.0)     # promotion + 1
+    assert budget.overrun(16.0, b["rto"]) == pytest.approx(0.5)
+    assert budget.overrun(1.0, b["rto"]) == 0.0
+    assert budget.overrun(None, b["rto"]) is None
+    # nonsense values fall back to the defaults
+    assert budget.parameters({"dns_ttl_s": "soon", "health_failures": -1})["dns_ttl_s"] == 1.0
+
+
+def test_an_overrun_phase_is_named_with_its_overrun() -> None:
+    summary = json.loads((GOLDEN / "summary.json").read_text())
+    summary["phases"]["dns_resolver_s"] = 9.25  # deadline 5.0 with the fixture's settings
+    summary["phase_detail"]["dns_resolver_s"]["at_s"] = 9.25
+    text = markdown.render(summary, [])
+    assert "| DNS flip through the caching resolver | 9.250 s ± 50 ms | 8.550 s | 1.000 s " \
+           "(by 5.000 s) | **+4.250 s** |" in text
+    assert "- DNS flip through the caching resolver overran its budget by 4.250 s" in text
+    chart = mermaid_blocks(text)[0]
+    assert "DNS resolver flip 9.250 s : crit, p4, 700, 9250" in chart
+    assert check_gantt(chart) == []
+
+
+def test_unobserved_phases_say_why_and_leave_the_chart_valid() -> None:
+    summary = json.loads((GOLDEN / "summary.json").read_text())
+    summary["phases"]["promotion_s"] = None
+    summary["phase_detail"]["promotion_s"] = {"at_s": None, "error_s": None, "evidence": None,
+                                              "reason": "region-2 was not promoted"}
+    text = markdown.render(summary, [])
+    assert "not observed: region-2 was not promoted" in text
+    chart = mermaid_blocks(text)[0]
+    assert "Promotion" not in chart and check_gantt(chart) == []
+    # the first write waits for promotion: without it the bar starts at detection
+    assert "First write 0.610 s : p6, 0, 610" in chart
+
+
+def test_no_fault_renders_without_a_chart() -> None:
+    summary = json.loads((GOLDEN / "summary.json").read_text())
+    summary["phases"] = dict.fromkeys(summary["phases"])
+    summary["rto_s"] = None
+    summary["faults"] = []
+    assert gantt.render(summary, budget.derive({})) is None
+    text = markdown.render(summary, [])
+    assert "```mermaid" not in text and "no fault was injected" in text
+
+
+def test_failback_section_when_present() -> None:
+    summary = json.loads((GOLDEN / "summary.json").read_text())
+    assert "## Failback" not in markdown.render(summary, [])
+    summary["failback"] = {"rto_s": 2.25, "rto_error_s": 0.05, "write_rto_s": 0.4, "lost": 0,
+                           "split_brain_writes": 3, "split_brain_window_s": [0.1, 0.35],
+                           "catch_up_s": 0.8,
+                           "phases": {"promotion_s": 0.3, "dns_resolver_s": 2.0}}
+    text = markdown.render(summary, [])
+    section = text.split("## Failback", 1)[1].split("\n## ", 1)[0]
+    assert "| Failback RTO (service) | 2.250 s ± 50 ms |" in section
+    assert "| Split-brain writes | 3 | 0 | ❌ |" in section
+    assert "| Catch-up of the old primary | 0.800 s |" in section
+    assert "from +0.100 s to +0.350 s" in section
+    assert section.index("Promotion") < section.index("caching resolver")
+    # the block as the failback drill stores it (window in UTC, resync details)
+    summary["failback"] = {"rto_s": 2.0, "rto_error_s": None, "write_rto_s": 0.3, "lost": 0,
+                           "split_brain_writes": 0, "unreplicated_writes": 2,
+                           "split_brain_window_utc": ["2026-01-01T00:00:01+00:00",
+                                                      "2026-01-01T00:00:02+00:00"],
+                           "resync_method": "rewind", "resync_s": 0.5, "catch_up_s": 0.2,
+                           "downtime_s": 1.1, "phases": {}, "verdict": "fail",
+                           "reasons": ["late"]}
+    section = markdown.render(summary, []).split("## Failback", 1)[1].split("\n## ", 1)[0]
+    assert "| Resync of the old primary | 0.500 s (rewind) |" in section
+    assert "from 2026-01-01T00:00:01+00:00 to 2026-01-01T00:00:02+00:00 (UTC)" in section
+    assert "never replicated: 2." in section and "- late" in section
+
+
+# --- outputs, GitHub, CLI -----------------------------------------------------------------
+
+
+def test_write_run_outputs_writes_everything_and_records_history(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    monkeypatch.delenv(github.ENV, raising=False)
+    run_dir = seeded_reports(tmp_path)
+    summary = outputs.write_run_outputs(run_dir, {"status": "completed"})
+    assert summary["verdict"] == "pass"
+    for f in ("summary.json", "report.md", "timeline.svg", "journal.json"):
+        assert (run_dir / f).is_file()
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+    lines = trends.read(run_dir.parent / trends.FILE)
+    assert [e["run_id"] for e in lines] == [e["run_id"] for e in HISTORY] + [run_dir.name]
+
+
+def test_regenerate_refuses_a_directory_without_a_timeline(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="timeline.sqlite"):
+        outputs.regenerate(tmp_path)
+
+
+def test_github_step_summary_gets_verdict_table_and_chart(tmp_path: Path) -> None:
+    summary = json.loads((GOLDEN / "summary.json").read_text())
+    target = tmp_path / "step-summary.md"
+    target.write_text("earlier step\n")
+    assert github.append(summary, None, environ={github.ENV: str(target)}) == target
+    text = target.read_text()
+    assert text.startswith("earlier step\n## Game day ")
+    assert "| RTO (service) | 1.500 s ± 100 ms | ≤ 30 s | ✅ |" in text
+    assert check_gantt(mermaid_blocks(text)[0]) == []
+    assert github.append(summary, None, environ={}) is None
+
+
+def test_github_step_summary_stays_under_its_limit(tmp_path: Path) -> None:
+    summary = json.loads((GOLDEN / "summary.json").read_text())
+    target = tmp_path / "step-summary.md"
+    small = len(github.text(summary, chart=False).encode())
+    target.write_bytes(b"x" * (github.LIMIT - small))  # room for the table, not the chart
+    github.append(summary, environ={github.ENV: str(target)})
+    assert target.stat().st_size == github.LIMIT
+    assert "```mermaid" not in target.read_text()
+    assert github.append(summary, environ={github.ENV: str(target)}) is None  # full
+    assert target.stat().st_size == github.LIMIT
+
+
+def test_cli_report_passes_its_options_to_the_core(tmp_path: Path) -> None:
+    fake = mock.Mock(summary={"verdict": "pass"}, failed=False,
+                     trend=mock.Mock(regression=False, flags=[]))
+    with mock.patch.object(outputs, "regenerate", return_value=fake) as regen:
+        result = CliRunner().invoke(cli.main, [
+            "report", str(tmp_path), "--history", str(tmp_path / "h.jsonl"),
+            "--regression-factor", "2", "--fail-on-regression"])
+    assert result.exit_code == 0, result.output
+    regen.assert_called_once_with(tmp_path, history=tmp_path / "h.jsonl", factor=2.0)
+
+
+@pytest.mark.parametrize(("regression", "failed", "flag", "code"), [
+    (False, False, True, 0), (True, False, True, 1), (False, True, True, 1),
+    (True, True, False, 0)])
+def test_cli_report_exit_code(tmp_path: Path, regression: bool, failed: bool, flag: bool,
+                              code: int) -> None:
+    fake = mock.Mock(summary={"verdict": "fail" if failed else "pass"}, failed=failed,
+                     trend=mock.Mock(regression=regression, flags=["RTO up"] if regression else []))
+    with mock.patch.object(outputs, "regenerate", return_value=fake):
+        result = CliRunner().invoke(cli.main, ["report", str(tmp_path)]
+                                    + (["--fail-on-regression"] if flag else []))
+    assert result.exit_code == code, result.output
+
+
+def test_cli_report_on_a_stored_run_end_to_end(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path, lost=True, run_id="20260101T000000Z-fixture-lost")
+    result = CliRunner().invoke(cli.main, ["report", str(run_dir), "--fail-on-regression"])
+    assert result.exit_code == 1
+    assert "FAIL; regression: RPO 0.090 s exceeds its target 0 s" in result.output
+    ok = seeded_reports(tmp_path / "ok")
+    result = CliRunner().invoke(cli.main, ["report", str(ok), "--fail-on-regression"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli.main, ["report", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(cli.main, ["report", str(empty)])
+    assert result.exit_code == 1 and "timeline.sqlite" in result.output

@@ -1,0 +1,101 @@
+"""The trend across runs: history.jsonl and the regression rule, on known histories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gameday.report import trend as trends
+
+
+def run(n: int, rto: float | None, rpo: float | None = 0.0, **extra: object) -> dict:
+    entry = {"run_id": f"run-{n:02d}", "started_at": f"2026-01-{n:02d}T00:00:00+00:00",
+             "verdict": "pass", "targets": {"rto_s": 30.0, "rpo_s": 0.5, "max_lost_writes": 0},
+             "rto_s": rto, "rpo_s": rpo}
+    entry.update(extra)
+    return entry
+
+
+def history(*rtos: float) -> list[dict]:
+    return [run(i + 1, rto) for i, rto in enumerate(rtos)]
+
+
+def test_within_factor_of_the_median_is_no_regression() -> None:
+    t = trends.evaluate(run(10, 2.9), history(2.0, 1.0, 3.0, 2.0))
+    assert t.medians["rto_s"] == pytest.approx(2.0)
+    assert not t.regression  # 2.9 <= 1.5 x 2.0
+
+
+def test_above_factor_times_the_median_is_a_regression() -> None:
+    t = trends.evaluate(run(10, 3.1), history(2.0, 1.0, 3.0, 2.0))
+    assert t.flags == ["RTO 3.100 s exceeds 1.5 × the median 2.000 s of the previous 4 runs"]
+    assert not trends.evaluate(run(10, 3.1), history(2.0, 1.0, 3.0, 2.0), factor=2).regression
+
+
+def test_above_target_is_a_regression_even_without_history() -> None:
+    t = trends.evaluate(run(1, 31.0, 0.6), [])
+    assert t.flags == ["RTO 31.000 s exceeds its target 30 s", "RPO 0.600 s exceeds its target 0.5 s"]
+
+
+def test_too_few_previous_runs_are_not_compared() -> None:
+    assert not trends.evaluate(run(10, 9.0), history(1.0, 1.0)).regression
+    assert trends.evaluate(run(10, 9.0), history(1.0, 1.0, 1.0)).regression
+
+
+def test_only_the_last_window_of_previous_runs_counts() -> None:
+    old_fast_then_slow = history(*([0.5] * 10 + [2.0] * 3))
+    assert not trends.evaluate(run(20, 2.5), old_fast_then_slow, window=3).regression
+    assert trends.evaluate(run(20, 2.5), old_fast_then_slow, window=13).regression
+
+
+def test_rpo_above_a_zero_median_regresses_and_unobserved_rto_is_flagged() -> None:
+    prev = [run(i, 1.0, 0.0) for i in range(1, 4)]
+    assert trends.evaluate(run(9, 1.0, 0.2), prev).flags == [
+        "RPO 0.200 s exceeds 1.5 × the median 0.000 s of the previous 3 runs"]
+    assert trends.evaluate(run(9, None, 0.0), prev).flags == ["RTO not observed"]
+
+
+def test_previous_means_started_before_this_run_not_written_before() -> None:
+    later = run(30, 100.0)
+    earlier = history(1.0, 1.0, 1.0)
+    t = trends.evaluate(run(10, 1.2), [later, *earlier, run(10, 7.0)])
+    assert [e["run_id"] for e in t.previous] == ["run-01", "run-02", "run-03"]
+    assert not t.regression
+    assert [e["run_id"] for e in t.last(2)] == ["run-03", "run-10"]
+
+
+def test_record_appends_once_and_replaces_a_run_recorded_again(tmp_path: Path) -> None:
+    path = tmp_path / "reports" / trends.FILE
+    trends.record(path, run(1, 1.0))
+    trends.record(path, run(2, 2.0))
+    before = path.read_bytes()
+    trends.record(path, run(2, 2.0))
+    assert path.read_bytes() == before
+    trends.record(path, run(1, 1.5))
+    assert [(e["run_id"], e["rto_s"]) for e in trends.read(path)] == [("run-01", 1.5),
+                                                                        ("run-02", 2.0)]
+
+
+def test_read_skips_torn_lines(tmp_path: Path) -> None:
+    path = tmp_path / trends.FILE
+    path.write_text(trends.line(run(1, 1.0)) + "\n{\"run_id\": \"run-02\", \"rto\n\n")
+    assert [e["run_id"] for e in trends.read(path)] == ["run-01"]
+    assert trends.read(tmp_path / "missing.jsonl") == []
+
+
+def test_compact_line_is_stable() -> None:
+    summary = {"run_id": "r", "started_at": "s", "experiment": "e", "lab": "netns",
+               "verdict": "pass", "targets": {"rto_s": 30}, "rto_s": 1.0, "rto_error_s": 0.1,
+               "write_rto_s": 0.5, "downtime_s": 0.9, "rpo_s": 0.0,
+               "writes": {"lost": 0}, "failback": {"rto_s": 2.0}, "phases": {}}
+    assert trends.line(trends.compact(summary)) == (
+        '{"downtime_s":0.9,"experiment":"e","failback_rto_s":2.0,"lab":"netns","lost":0,'
+        '"rpo_s":0.0,"rto_error_s":0.1,"rto_s":1.0,"run_id":"r","started_at":"s",'
+        '"targets":{"rto_s":30},"verdict":"pass","write_rto_s":0.5}')
+
+
+def test_sparkline() -> None:
+    assert trends.sparkline([1.0, 2.0, None, 1.5]) == "▁█·▅"
+    assert trends.sparkline([0.0, 0.0]) == "▁▁"
+    assert trends.sparkline([]) == ""
