@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -64,6 +65,34 @@ def lab_status() -> None:
     from gameday.labs.netns import lab as netns
 
     click.echo(json.dumps(netns.status(), indent=2))
+
+
+@main.command("report")
+@click.argument("run_dir", required=False, default="reports/latest",
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("--history", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Run history (JSON lines). Default: history.jsonl beside the run directory.")
+@click.option("--regression-factor", type=click.FloatRange(min=1.0), default=None,
+              help="Flag RTO or RPO above this factor × the median of the previous runs "
+                   "[default: the run's regression_factor, else 1.5].")
+@click.option("--fail-on-regression", is_flag=True,
+              help="Exit 1 when a regression is flagged or the verdict is fail.")
+def report(run_dir: Path, history: Path | None, regression_factor: float | None,
+           fail_on_regression: bool) -> None:
+    """Regenerate RUN_DIR's summary.json, report.md and timeline.svg from its stored
+    timeline (no lab needed; default reports/latest) and record it in the history."""
+    from gameday.report import outputs
+
+    if not run_dir.is_dir():
+        raise click.UsageError(f"{run_dir} is not a run directory")
+    try:
+        out = outputs.regenerate(run_dir, history=history, factor=regression_factor)
+    except GamedayError as exc:
+        raise _fail(exc) from None
+    click.echo(f"{run_dir / 'report.md'}: {str(out.summary.get('verdict')).upper()}"
+               + ("; regression: " + "; ".join(out.trend.flags) if out.trend.regression else ""))
+    if fail_on_regression and (out.trend.regression or out.failed):
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
