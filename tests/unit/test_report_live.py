@@ -1,0 +1,128 @@
+"""The live view: read incrementally from a timeline being written, plain lines when not a
+terminal, a rich panel on one (rich's capture), a final panel, and never an exception."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from gameday.measure import timeline
+from gameday.report import live
+from tests.fixtures.report import fixture_run
+
+R1, R2 = fixture_run.R1, fixture_run.R2
+SUMMARY = {"verdict": "pass", "reasons": [], "rto_s": 1.5, "rto_error_s": 0.1,
+           "write_rto_s": 0.61, "downtime_s": 1.5, "rpo_s": 0.0, "rpo_error_s": 0.6,
+           "targets": {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0},
+           "writes": {"lost": 0}}
+
+
+def empty_run(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    timeline.create(run_dir, fixture_run.meta())
+    return run_dir
+
+
+def insert(run_dir: Path, table: str, *rows: tuple) -> None:
+    conn = sqlite3.connect(run_dir / timeline.FILE)
+    with conn:
+        width = 4 if table == "events" else len(timeline.COLUMNS[table])
+        conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
+    conn.close()
+
+
+def http(t: float, target: str, ok: bool, region: str | None) -> tuple:
+    return (t, target, int(ok), 200 if ok else None, region, None, 0.01, 0.0,
+            None if ok else "ConnectError")
+
+
+def dns(t: float, server: str, answer: str) -> tuple:
+    return (t, server, 1, answer, "NOERROR", 1, 0.001, 0.0, None)
+
+
+def test_reader_follows_the_phases_as_rows_arrive(tmp_path: Path) -> None:
+    run_dir = empty_run(tmp_path)
+    reader = live.Reader(run_dir)
+    insert(run_dir, "http", http(0.5, "global", True, "region-1"))
+    insert(run_dir, "canary", (1, 0, 0.5, 0.51, "ok", R1, None, None),
+           (2, 0, 0.6, 0.61, "ok", R1, None, None))
+    snap = reader.read(0.9)
+    assert snap.phase == "steady state, before the fault" and snap.since_fault is None
+    assert snap.canary_rate == 2.0 and snap.last_ack == "#2 by region-1 0.3 s ago"
+
+    insert(run_dir, "events", (1.0, "fault-applied", "region-1", "{}"))
+    insert(run_dir, "http", http(1.1, "region-1", False, None))
+    insert(run_dir, "canary", (3, 0, 1.05, None, "failed", None, "OperationalError: gone", None))
+    snap = reader.read(1.2)
+    assert snap.since_fault is not None and abs(snap.since_fault - 0.2) < 1e-9
+    assert snap.phase == "waiting for promotion"
+    assert snap.canary_errors == 1 and snap.last_error == "#3 failed: OperationalError: gone"
+
+    insert(run_dir, "events", (1.5, "promoted", "region-2", json.dumps({"error_s": 0.01})))
+    insert(run_dir, "dns", dns(1.6, "authoritative", R2), dns(1.6, "resolver", R1))
+    insert(run_dir, "replication", (1.6, "region-2", 1, 1, 0.04, None, None))
+    snap = reader.read(1.7)
+    assert snap.phase == "waiting for the resolver DNS flip"
+    assert snap.dns == {"authoritative": "region-2", "resolver": "region-1"}
+    assert snap.lag_s == 0.04
+
+    insert(run_dir, "dns", dns(2.0, "resolver", R2))
+    insert(run_dir, "http", *[http(2.0 + i / 10, "global", True, "region-2") for i in range(4)])
+    assert reader.read(2.5).phase == "waiting for consecutive successes"
+    insert(run_dir, "http", http(2.5, "global", True, "region-2"))
+    snap = reader.read(2.6)
+    assert snap.phase == "recovered" and snap.http["global"] == "200 region-2"
+    insert(run_dir, "events", (3.0, "experiment-ended", None, "{}"))
+    assert reader.read(3.1).phase == "ended"
+    reader.close()
+
+
+def test_plain_lines_when_not_a_terminal_then_the_final_panel(tmp_path: Path) -> None:
+    run_dir = fixture_run.build(tmp_path / "run")  # a finished run: one line, then it ends
+    console = Console(file=io.StringIO(), width=400)
+    view = live.start(run_dir, lambda: 2.5, console=console, terminal=False)
+    view._thread.join(2)
+    assert not view._thread.is_alive()  # stopped by itself on experiment-ended
+    live.stop(run_dir, SUMMARY)
+    out = console.file.getvalue()
+    first = out.splitlines()[0]
+    assert first.startswith("2026-01-01T00:00:02.500+00:00 gameday since-fault=+1.5 s "
+                            "phase='ended' dns[authoritative=region-2 resolver=region-2]")
+    assert "RTO" in out and "1.500 s ± 100 ms" in out and ": PASS" in out
+    view.stop(SUMMARY)  # a second stop does nothing
+    assert console.file.getvalue() == out
+
+
+def test_rich_panel_on_a_terminal(tmp_path: Path) -> None:
+    run_dir = empty_run(tmp_path)
+    insert(run_dir, "events", (1.0, "fault-applied", "region-1", "{}"))
+    insert(run_dir, "dns", dns(1.1, "resolver", R1))
+    insert(run_dir, "http", http(1.1, "global", False, None))
+    console = Console(file=io.StringIO(), force_terminal=True, width=120,
+                      color_system=None, legacy_windows=False)
+    view = live.start(run_dir, lambda: 1.25, console=console, interval_s=0.01)
+    assert view.terminal
+    deadline = time.monotonic() + 2
+    while "DNS resolver" not in console.file.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    view.stop({**SUMMARY, "verdict": "fail", "reasons": ["RTO not observed"]})
+    out = console.file.getvalue()
+    assert "since fault" in out and "+0.2 s" in out and "waiting for detection" in out
+    assert "HTTP global" in out and "error: ConnectError" in out
+    assert ": FAIL" in out and "• RTO not observed" in out
+
+
+def test_never_raises_when_the_run_cannot_be_read(tmp_path: Path) -> None:
+    console = Console(file=io.StringIO(), width=200)
+    view = live.start(tmp_path / "no-such-run", lambda: 0.0, console=console, terminal=False,
+                      interval_s=0.01)
+    time.sleep(0.05)
+    view.stop(None)
+    assert "no report" in console.file.getvalue()
+    live.stop(tmp_path / "never-started", None)  # unknown run: nothing to do
