@@ -33,8 +33,14 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
     try:
         settings = GamedaySettings.from_chaos(configuration, secrets)
         lab = settings.load_lab()
+        # failover moves service from the lab's primary to its secondary; failback back
+        source, target = lab.primary, lab.secondary
+        previous = None
+        if settings.drill == "failback":
+            previous = _failback_precondition(lab)
+            source, target = lab.secondary, lab.primary
         run = runs.start(settings, lab, experiment=context.get("title", "game day"),
-                         kind="failover")
+                         kind=settings.drill)
     except GamedayError as exc:
         raise InterruptExecution(f"gameday: {exc}") from None
     conn = None
@@ -48,8 +54,10 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
             "k_consecutive": settings.k_consecutive,
             "regions": {
                 role: {"name": r.name, "address": r.address, "db_host": r.db_host}
-                for role, r in (("primary", lab.primary), ("secondary", lab.secondary))
+                for role, r in (("primary", source), ("secondary", target))
             },
+            "drill": settings.drill,
+            "game_day_run": previous,
             "replication": lab.database.replication,
             "configuration": {
                 "dns_ttl_s": lab.dns.ttl_s, "health_interval_s": lab.dns.health_interval_s,
@@ -83,6 +91,24 @@ def before_method_control(context: dict[str, Any], configuration: dict[str, Any]
     run.event("gate-passed")
 
 
+def _failback_precondition(lab: Any) -> str | None:
+    """Failback needs a game day behind it: the secondary promoted and serving. Checked
+    before anything starts, so a wrong call changes nothing."""
+    from gameday.actions.database import is_writable
+    from gameday.errors import LabError
+    from gameday.labs import drill, ledger
+
+    state = drill.read(lab.path)
+    if state is None or state.get("promoted") != lab.secondary.name:
+        raise LabError(f"no game day ran ({lab.secondary.name} was not promoted by one): "
+                       "run experiments/game-day.json first")
+    if is_writable(lab, lab.secondary) is not True:
+        raise LabError(f"{lab.secondary.name} is not the writable primary: nothing to fail back from")
+    if ledger.Ledger(lab.path).open_faults():
+        raise LabError("faults of the game day were never rolled back: run `gameday recover` first")
+    return state.get("game_day_run")
+
+
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
                              configuration: dict[str, Any] | None = None,
                              secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -108,6 +134,8 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         except GamedayError as exc:
             logger.error("gameday: %s; lost writes stay unknown", exc)
         summary = outputs.write_run_outputs(run.dir, state)
+        if settings.drill == "failback":
+            _attach_to_game_day(run.dir, summary["failback"])
         if before and not before.get("steady_state_met", True):
             state["status"] = "failed"
             logger.error("gameday: the steady state before the fault was not met: no fault "
@@ -123,6 +151,25 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
     finally:
         run.stop_recorder()
         runs.clear()
+
+
+def _attach_to_game_day(failback_dir: Any, block: dict[str, Any] | None) -> None:
+    """One report covers both drills: the failback's block is stored in the game day's
+    timeline and the game day's report is rendered again with it."""
+    from pathlib import Path
+
+    from gameday.measure import timeline
+
+    game_day = timeline.read_meta(failback_dir).get("game_day_run")
+    if not block or not game_day or not Path(game_day, timeline.FILE).exists():
+        return
+    conn = timeline.connect(game_day)
+    try:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                     ("failback", json.dumps(block, sort_keys=True)))
+    finally:
+        conn.close()
+    outputs.write_run_outputs(Path(game_day))  # `latest` now points at the report of both
 
 
 def _failed_probes(hypothesis: dict[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ class Targets:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GamedaySettings:
     lab_file: Path
+    drill: str = "failover"
     reports_dir: Path = Path("reports")
     targets: Targets = dataclasses.field(default_factory=Targets)
     max_lag_s: float = 5.0
@@ -36,8 +37,12 @@ class GamedaySettings:
     def from_chaos(cls, configuration: dict[str, Any] | None = None,
                    secrets: dict[str, Any] | None = None) -> GamedaySettings:
         c = dict(configuration or {})
+        drill = str(c.get("drill") or "failover")
+        if drill not in ("failover", "failback"):
+            raise ConfigError(f"configuration 'drill' must be 'failover' or 'failback', got {drill!r}")
         return cls(
             lab_file=descriptor.lab_file(c),
+            drill=drill,
             reports_dir=Path(str(c.get("reports_dir") or "reports")),
             targets=Targets(
                 rto_s=_number(c, "rto_target_s", 30.0),

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from chaoslib.exceptions import ActivityFailed
+from chaoslib.exceptions import ActivityFailed, InterruptExecution
 
 from gameday.errors import GamedayError
 from gameday.labs.descriptor import Lab
@@ -26,6 +26,26 @@ def activity(func: F) -> F:
             return func(*args, **kwargs)
         except GamedayError as exc:
             raise ActivityFailed(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def step(func: F) -> F:
+    """A step of the drill's method. Chaos Toolkit carries on with the next action after one
+    fails; a drill must not (a switchover after a failed resync would lose data), so a
+    failed step interrupts the run: rollbacks run and `chaos run` exits 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GamedayError as exc:
+            from gameday.measure import run as runs
+
+            run = runs.current()
+            if run is not None:
+                run.event("step-failed", step=func.__name__, error=str(exc))
+            raise InterruptExecution(f"gameday: {func.__name__} failed: {exc}") from exc
 
     return wrapper  # type: ignore[return-value]
 

@@ -1,53 +1,67 @@
-"""Database promotion by SQL, so it works the same on every lab.
+"""Database promotion, split-brain accounting, resync and planned switchover.
 
 Promotion is timed with a write loop, not with the promote call's return: pg_promote(wait
 => true) polls every 100 ms, while the server accepts writes about 30 ms after the signal
-(DESIGN section 8). SQLSTATE 25006 (read-only transaction) means "not yet".
+(DESIGN section 8). SQLSTATE 25006 (read-only transaction) means "not yet". Everything here
+is SQL except stopping, rewinding and starting a database, which the lab's driver does.
 """
 
+import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any, Dict
 
 import psycopg
 
-from gameday.actions._common import activity, context
-from gameday.errors import TargetError
+from gameday.actions._common import activity, context, step
+from gameday.errors import LabError, TargetError
+from gameday.labs import drill
+from gameday.labs.descriptor import Lab, Region
+from gameday.labs.driver import for_region
 from gameday.measure import run as runs
 
-__all__ = ["promote"]
+__all__ = ["promote", "count_split_brain", "resync", "switchover", "ensure_writable_primary"]
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 POLL_S = 0.005
 
 
-@activity
-def promote(region: str = "region-2", timeout_s: float = 30.0,
-            configuration: Dict[str, Any] = None,
-            secrets: Dict[str, Any] = None) -> Dict[str, Any]:
-    """Promote the standby database of `region` and wait until it accepts a write. Its
-    synchronous standby list is cleared, since its old primary is gone: otherwise every
-    commit on the new primary would wait for a standby that does not exist."""
-    _, lab = context(configuration, secrets)
-    target = lab.region(region)
-    dsn = lab.database.dsn(target.db_host, target.db_port, application_name="gameday-promote")
+def _connect(lab: Lab, region: Region, what: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(lab.database.dsn(region.db_host, region.db_port,
+                                                application_name="gameday-drill"),
+                               autocommit=True)
+    except psycopg.Error as exc:
+        raise TargetError(f"cannot reach the database of {region.name} to {what} "
+                          f"({type(exc).__name__})") from None
+
+
+def is_writable(lab: Lab, region: Region) -> bool | None:
+    """True for a writable primary, False for a standby or read-only one, None when down."""
+    try:
+        with psycopg.connect(lab.database.dsn(region.db_host, region.db_port, connect_timeout="1"),
+                             autocommit=True) as conn:
+            in_recovery, read_only = conn.execute(
+                "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')"
+            ).fetchone()
+            return not in_recovery and read_only == "off"
+    except psycopg.Error:
+        return None
+
+
+def _promote(lab: Lab, target: Region, timeout_s: float) -> Dict[str, Any]:
     run = runs.current()
     clock = run.now if run else time.monotonic
-    try:
-        conn = psycopg.connect(dsn, autocommit=True)
-    except psycopg.Error as exc:
-        raise TargetError(f"cannot reach the database of {region} to promote it "
-                          f"({type(exc).__name__})") from None
-    with conn:
-        in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-        if not in_recovery:
-            raise TargetError(f"the database of {region} is already a primary: nothing to "
+    with _connect(lab, target, "promote it") as conn:
+        if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            raise TargetError(f"the database of {target.name} is already a primary: nothing to "
                               "promote (did a previous game day not fail back?)")
         t_request = clock()
         conn.execute("SELECT pg_promote(wait => false)")
         if run:
-            run.event("promote-requested", region, t=t_request)
+            run.event("promote-requested", target.name, t=t_request)
         deadline = time.monotonic() + timeout_s
         prev = t_request
         while True:
@@ -58,19 +72,213 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
             except psycopg.errors.ReadOnlySqlTransaction:
                 pass
             except psycopg.Error as exc:
-                raise TargetError(f"promotion of {region} failed: {type(exc).__name__}") from None
+                raise TargetError(f"promotion of {target.name} failed: {type(exc).__name__}") from None
             if time.monotonic() > deadline:
-                raise TargetError(f"the database of {region} did not accept writes within "
+                raise TargetError(f"the database of {target.name} did not accept writes within "
                                   f"{timeout_s:g} s of pg_promote()")
             prev = attempt
             time.sleep(POLL_S)
         t_ready = clock()
+        # its standby is gone (or not yet back): a synchronous standby list would make every
+        # commit wait for it forever
         conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
         conn.execute("SELECT pg_reload_conf()")
+        timeline = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0]
     if run:
-        run.event("promoted", region, t=t_ready, error_s=round(t_ready - prev, 4),
+        run.event("promoted", target.name, t=t_ready, error_s=round(t_ready - prev, 4),
                   took_s=round(t_ready - t_request, 4))
-    logger.info("gameday: %s promoted, writable %.0f ms after the request", region,
+    logger.info("gameday: %s promoted, writable %.0f ms after the request", target.name,
                 (t_ready - t_request) * 1000)
-    return {"region": region, "requested": t_request, "writable": t_ready,
-            "took_s": t_ready - t_request}
+    return {"region": target.name, "requested": t_request, "writable": t_ready,
+            "took_s": t_ready - t_request, "timeline": timeline}
+
+
+@step
+def promote(region: str = "region-2", timeout_s: float = 30.0,
+            configuration: Dict[str, Any] = None,
+            secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Promote the standby database of `region` and wait until it accepts a write. Its
+    synchronous standby list is cleared, since its old primary is gone: otherwise every
+    commit on the new primary would wait for a standby that does not exist."""
+    _, lab = context(configuration, secrets)
+    target = lab.region(region)
+    result = _promote(lab, target, timeout_s)
+    run = runs.current()
+    drill.write(lab.path, {
+        "promoted": region,
+        "old_primary": next(r.name for r in lab.regions if r.name != region),
+        "promoted_at_utc": datetime.now(UTC).isoformat(),
+        "timeline": result["timeline"],
+        "game_day_run": str(run.dir) if run else None,
+    })
+    return result
+
+
+@step
+def count_split_brain(old_primary: str = "region-1", new_primary: str = "region-2",
+                      configuration: Dict[str, Any] = None,
+                      secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Before the old primary is touched: read its canary rows and compare them with the new
+    primary's. Rows only the old primary has, written after the promotion, are split-brain
+    writes (acknowledged there while the new primary served): they are lost at failback.
+    Rows it has that were written before the promotion were acknowledged but never
+    replicated: lost at failover."""
+    _, lab = context(configuration, secrets)
+    state = drill.read(lab.path)
+    if not state or state.get("promoted") != new_primary:
+        raise LabError(f"no game day promoted {new_primary}: run experiments/game-day.json first")
+    promoted_at = datetime.fromisoformat(state["promoted_at_utc"])
+    old, new = lab.region(old_primary), lab.region(new_primary)
+    table = lab.database.canary_table
+    with _connect(lab, old, "read its canary rows") as conn:
+        old_rows = conn.execute(f"SELECT seq, written_at FROM {table}").fetchall()
+    with _connect(lab, new, "read its canary rows") as conn:
+        new_seqs = {r[0] for r in conn.execute(f"SELECT seq FROM {table}")}
+    only_old = [(seq, at) for seq, at in old_rows if seq not in new_seqs]
+    split = sorted(at for _, at in only_old if at > promoted_at)
+    unreplicated = sum(1 for _, at in only_old if at <= promoted_at)
+    result = {
+        "old_primary": old_primary, "split_brain_writes": len(split),
+        "unreplicated_writes": unreplicated,
+        "window_utc": [split[0].isoformat(), split[-1].isoformat()] if split else None,
+        "promoted_at_utc": state["promoted_at_utc"],
+    }
+    run = runs.current()
+    if run:
+        run.event("split-brain-counted", old_primary, **result)
+    logger.info("gameday: %d split-brain writes on %s, %d never replicated", len(split),
+                old_primary, unreplicated)
+    return result
+
+
+def _lsn(conn: psycopg.Connection, sql: str) -> str:
+    return conn.execute(sql).fetchone()[0]
+
+
+def _wait_replayed(lab: Lab, standby: Region, primary: Region, timeout_s: float,
+                   what: str) -> float:
+    """Wait until `standby` has replayed everything `primary` had written when we started
+    waiting; returns the seconds it took."""
+    started = time.monotonic()
+    with _connect(lab, primary, "read its WAL position") as conn:
+        target = _lsn(conn, "SELECT pg_current_wal_lsn()::text")
+    deadline = started + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(lab.database.dsn(standby.db_host, standby.db_port,
+                                                  connect_timeout="1"), autocommit=True) as c:
+                row = c.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn), "
+                                "(SELECT status FROM pg_stat_wal_receiver)", (target,)).fetchone()
+                last = row[1]
+                if row[0] is not None and row[0] >= 0:
+                    return time.monotonic() - started
+        except psycopg.Error as exc:
+            last = type(exc).__name__
+        time.sleep(0.02)
+    raise TargetError(f"{standby.name} did not {what} within {timeout_s:g} s (receiver: {last})")
+
+
+@step
+def resync(region: str = "region-1", source: str = "region-2", timeout_s: float = 300.0,
+           configuration: Dict[str, Any] = None,
+           secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Turn the old primary `region` into a streaming standby of `source`: stop it, rewind
+    it onto the source's timeline (pg_rewind after a CHECKPOINT on the source; a fresh base
+    backup when rewind fails), start it as a standby and wait until it has replayed
+    everything the source had written (bounded by `timeout_s`)."""
+    _, lab = context(configuration, secrets)
+    target, upstream = lab.region(region), lab.region(source)
+    if is_writable(lab, upstream) is not True:
+        raise LabError(f"{source} is not the writable primary: nothing to resync from "
+                       "(run experiments/game-day.json first)")
+    driver = for_region(lab, target, configuration)
+    run = runs.current()
+    started = time.monotonic()
+    # without a checkpoint right after promotion, pg_rewind can answer "no rewind required"
+    # and leave the target looping on "new timeline forked off" (DESIGN section 8)
+    with _connect(lab, upstream, "checkpoint it") as conn:
+        conn.execute("CHECKPOINT")
+    driver.stop_database(target)
+    method = driver.resync_database(target, upstream)
+    driver.start_standby(target, upstream)
+    copied_s = time.monotonic() - started
+    catch_up_s = _wait_replayed(lab, target, upstream, timeout_s, "catch up")
+    result = {"standby": region, "source": source, "method": method,
+              "resync_s": round(copied_s, 3), "catch_up_s": round(catch_up_s, 3)}
+    if run:
+        run.event("resynced", region, **result)
+    logger.info("gameday: %s resynced from %s by %s in %.1f s, caught up in %.2f s", region,
+                source, method, copied_s, catch_up_s)
+    return result
+
+
+@step
+def switchover(to: str = "region-1", timeout_s: float = 60.0,
+               configuration: Dict[str, Any] = None,
+               secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Planned switchover to `to`, with zero loss: make the current primary read-only (its
+    clients are disconnected and may not write again), wait until `to` has replayed all of
+    it, stop it (its shutdown checkpoint reaches the standby), promote `to`, and restart the
+    old primary as a standby of `to`."""
+    _, lab = context(configuration, secrets)
+    target = lab.region(to)
+    current = next(r for r in lab.regions if r.name != to)
+    if is_writable(lab, current) is not True:
+        raise LabError(f"{current.name} is not the writable primary: no switchover to do")
+    if is_writable(lab, target) is not False:
+        raise LabError(f"{to} is not a standby: resync it first")
+    driver = for_region(lab, current, configuration)
+    run = runs.current()
+    t_start = run.event("fault-applied", current.name, fault="switchover") if run else 0.0
+    with _connect(lab, current, "make it read-only") as conn:
+        conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        conn.execute("SELECT pg_reload_conf()")
+        # sessions pick the setting up at their next statement; cut them off so no
+        # transaction that started writable can commit after we read the WAL position
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+    if run:
+        run.event("fault-effective", current.name, fault="switchover")
+    replay_s = _wait_replayed(lab, target, current, timeout_s, "replay the old primary")
+    driver.stop_database(current)
+    promoted = _promote(lab, target, timeout_s)
+    driver.start_standby(current, target)
+    _wait_replayed(lab, current, target, timeout_s, "follow the new primary")
+    # the old standby streams again: restore the node's own settings (the synchronous
+    # standby list of a sync lab comes back from its node configuration)
+    with _connect(lab, target, "restore its settings") as conn:
+        conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        conn.execute("SELECT pg_reload_conf()")
+    drill.clear(lab.path)
+    result = {"to": to, "from_region": current.name, "replay_wait_s": round(replay_s, 3),
+              "promotion_s": round(promoted["took_s"], 4), "t_start": t_start}
+    if run:
+        run.event("switched-over", to, **{k: v for k, v in result.items() if k != "t_start"})
+    return json.loads(json.dumps(result))
+
+
+@activity
+def ensure_writable_primary(configuration: Dict[str, Any] = None,
+                            secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Rollback of an interrupted switchover: if no region accepts writes but one is a
+    primary made read-only by the switchover, make it writable again. Never creates a
+    second writable primary; does nothing when one region is writable."""
+    _, lab = context(configuration, secrets)
+    states = {r.name: is_writable(lab, r) for r in lab.regions}
+    if any(v is True for v in states.values()):
+        return {"changed": None, "states": states}
+    for r in lab.regions:
+        try:
+            with _connect(lab, r, "check it") as conn:
+                if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    continue
+                conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+                conn.execute("SELECT pg_reload_conf()")
+                logger.warning("gameday: switchover interrupted: %s is writable again", r.name)
+                return {"changed": r.name, "states": states}
+        except TargetError:
+            continue
+    return {"changed": None, "states": states}

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any, Dict, List
 
-from gameday.actions._common import activity, context
+from gameday.actions._common import activity, context, step
 from gameday.errors import ConfigError, LabError
 from gameday.labs.driver import FAULTS, for_region
 from gameday.labs.ledger import Ledger
@@ -31,7 +31,7 @@ def _fault_list(faults: Any) -> List[str]:
     return items
 
 
-@activity
+@step
 def take_region_down(region: str = "region-1",
                      faults: str = "scale-to-zero,cordon,block-egress",
                      effective_timeout_s: float = 30.0,
@@ -44,7 +44,7 @@ def take_region_down(region: str = "region-1",
     names = _fault_list(faults)
     _, lab = context(configuration, secrets)
     target = lab.region(region)
-    driver = for_region(lab, target)
+    driver = for_region(lab, target, configuration)
     ledger = Ledger(lab.path)
     if ledger.open_faults(region):
         raise LabError(f"region {region} already has faults that were never rolled back: "
@@ -90,18 +90,18 @@ def restore_region(region: str = "region-1",
     back fenced (read-only) when the other region's database is the writable primary.
     Safe to run when nothing was injected, and twice."""
     _, lab = context(configuration, secrets)
-    reverted = revert_open_faults(lab, region)
+    reverted = revert_open_faults(lab, region, configuration)
     return {"region": region, "reverted": reverted}
 
 
-def revert_open_faults(lab, region: str = None) -> List[str]:
+def revert_open_faults(lab, region: str = None, configuration: Dict[str, Any] = None) -> List[str]:
     """Shared by the rollback and `gameday recover`."""
     ledger = Ledger(lab.path)
     run = runs.current()
     reverted = []
     for entry in reversed(ledger.open_faults(region)):
         target = lab.region(entry["region"])
-        for_region(lab, target).revert(entry["fault"], target, entry["undo"])
+        for_region(lab, target, configuration).revert(entry["fault"], target, entry["undo"])
         ledger.mark(entry["id"], "reverted")
         if run:
             run.event("fault-reverted", target.name, fault=entry["fault"])

@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import httpx
 
-from gameday.actions._common import activity, context
+from gameday.actions._common import context, step
 from gameday.errors import LabError, TargetError
 from gameday.measure import run as runs
 from gameday.measure import timeline
@@ -14,7 +14,7 @@ from gameday.measure import timeline
 __all__ = ["wait_for_detection", "wait_for_recovery"]
 
 
-@activity
+@step
 def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
                        configuration: Dict[str, Any] = None,
                        secrets: Dict[str, Any] = None) -> Dict[str, Any]:
@@ -36,7 +36,7 @@ def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
             time.sleep(0.02)
 
 
-@activity
+@step
 def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
                       consecutive: int = 5,
                       configuration: Dict[str, Any] = None,

@@ -32,7 +32,22 @@ class Driver(Protocol):
         """Put back exactly what `undo` records. Calling it twice is harmless."""
 
 
-def for_region(lab: Lab, region: Region) -> Driver:
+class DatabaseOps(Protocol):
+    """What failback needs from a lab beyond SQL: stopping a database, rewinding it onto a
+    new timeline, and starting it as a standby of a given upstream (or fenced)."""
+
+    def stop_database(self, region: Region) -> None:
+        """Fast shutdown, waiting until the server is gone."""
+
+    def resync_database(self, region: Region, source: Region) -> str:
+        """Make the stopped `region` database a copy of `source`'s timeline: pg_rewind, or a
+        fresh base backup when rewind fails. Returns "rewind" or "basebackup"."""
+
+    def start_standby(self, region: Region, upstream: Region) -> None:
+        """Start `region`'s database as a streaming standby of `upstream`."""
+
+
+def for_region(lab: Lab, region: Region, configuration: dict[str, Any] | None = None) -> Driver:
     """The driver named by the region in the descriptor."""
     if region.driver == "netns":
         from gameday.labs.netns.driver import NetnsDriver
@@ -41,5 +56,5 @@ def for_region(lab: Lab, region: Region) -> Driver:
     if region.driver == "kubernetes":
         from gameday.labs.kubernetes import KubernetesDriver
 
-        return KubernetesDriver(lab)
+        return KubernetesDriver.from_configuration(lab, configuration)
     raise LookupError(region.driver)

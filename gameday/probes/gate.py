@@ -27,18 +27,25 @@ def check(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) 
         lab = settings.load_lab()
     except GamedayError as exc:
         return [str(exc)]
-    primary, secondary = lab.primary.name, lab.secondary.name
+    # the region serving now, and the one the drill moves service to
+    serving, target = lab.primary.name, lab.secondary.name
+    if settings.drill == "failback":
+        serving, target = target, serving
     checks = [
-        (f"{primary} passes its health check", health.region_is_healthy, {"region": primary}),
-        (f"the authoritative DNS answers with {primary}", health.dns_answers_region,
-         {"region": primary, "server": "authoritative"}),
-        (f"the resolver answers with {primary}", health.dns_answers_region,
-         {"region": primary, "server": "resolver"}),
-        (f"the {secondary} standby is streaming", health.standby_is_streaming,
-         {"region": secondary}),
-        (f"replication lag to {secondary} is under max_lag_s={settings.max_lag_s:g}",
-         health.replication_lag_below, {"region": secondary}),
+        (f"{serving} passes its health check", health.region_is_healthy, {"region": serving}),
+        (f"the authoritative DNS answers with {serving}", health.dns_answers_region,
+         {"region": serving, "server": "authoritative"}),
+        (f"the resolver answers with {serving}", health.dns_answers_region,
+         {"region": serving, "server": "resolver"}),
     ]
+    if settings.drill == "failover":
+        # failback brings its standby up itself (resync), so only failover needs one ready
+        checks += [
+            (f"the {target} standby is streaming", health.standby_is_streaming,
+             {"region": target}),
+            (f"replication lag to {target} is under max_lag_s={settings.max_lag_s:g}",
+             health.replication_lag_below, {"region": target}),
+        ]
     for what, probe, args in checks:
         try:
             ok = probe(**args, configuration=configuration, secrets=secrets)

@@ -137,6 +137,9 @@ def compute(tl: metrics.Timeline, present: dict[int, int] | None) -> dict[str, A
         for _t, _kind, _region, detail in tl.events_of(f"steady-state-{when}-not-met"):
             probes = ", ".join(json.loads(detail or "{}").get("probes") or []) or "unknown"
             reasons.append(f"steady state {when} the method not met (probes: {probes})")
+    for _t, _kind, _region, detail in tl.events_of("step-failed"):
+        d = json.loads(detail or "{}")
+        reasons.append(f"step {d.get('step')} failed: {d.get('error')}")
     for _t, _kind, _region, detail in tl.events_of("gate-failed"):
         reasons.append("not ready for a fault: " +
                        "; ".join(json.loads(detail or "{}").get("reasons") or []))
@@ -158,6 +161,13 @@ def compute(tl: metrics.Timeline, present: dict[int, int] | None) -> dict[str, A
         d = json.loads(detail or "{}")
         faults.append({"region": region, "fault": d.get("fault"), "applied_s": None,
                        "effective_s": None, "not_applicable": d.get("reason")})
+    if meta.get("drill") == "failback":
+        split = _last_detail(tl, "split-brain-counted")
+        resynced = _last_detail(tl, "resynced")
+        split_n = split.get("split_brain_writes")
+        if split_n and split_n > targets["max_lost_writes"]:
+            reasons.append(f"{split_n} split-brain writes acknowledged by the old primary "
+                           "after the promotion are lost")
     incomplete = not tl.events_of("recorder-stopped")
     summary = {
         "schema": SCHEMA,
@@ -198,7 +208,38 @@ def compute(tl: metrics.Timeline, present: dict[int, int] | None) -> dict[str, A
         "incomplete": incomplete,
         "notes": notes,
     }
+    if meta.get("drill") == "failback":
+        summary["failback"] = failback_block(summary, split, resynced)
+    elif meta.get("failback"):
+        # a game day whose failback ran: one report covers both (the failback run stored
+        # its block here, so this run renders alone, with no other directory needed)
+        fb = meta["failback"]
+        summary["failback"] = fb
+        if fb.get("verdict") == "fail":
+            summary["reasons"] = [*reasons, *[f"failback: {r}" for r in fb.get("reasons", [])]]
+            summary["verdict"] = "fail"
     return summary
+
+
+def failback_block(s: dict[str, Any], split: dict[str, Any], resynced: dict[str, Any]) -> dict[str, Any]:
+    """The `failback` block of summary.json (DESIGN section 4), from a failback run."""
+    return {
+        "rto_s": s["rto_s"], "rto_error_s": s["rto_error_s"],
+        "write_rto_s": s["write_rto_s"], "downtime_s": s["downtime_s"],
+        "lost": s["writes"].get("lost"),
+        "split_brain_writes": split.get("split_brain_writes"),
+        "unreplicated_writes": split.get("unreplicated_writes"),
+        "split_brain_window_utc": split.get("window_utc"),
+        "resync_method": resynced.get("method"), "resync_s": resynced.get("resync_s"),
+        "catch_up_s": resynced.get("catch_up_s"),
+        "phases": s["phases"], "verdict": s["verdict"], "reasons": s["reasons"],
+        "run_id": s["run_id"],
+    }
+
+
+def _last_detail(tl: metrics.Timeline, kind: str) -> dict[str, Any]:
+    found = tl.events_of(kind)
+    return json.loads(found[-1][3] or "{}") if found else {}
 
 
 def _r(v: float | None, nd: int = 4) -> float | None:

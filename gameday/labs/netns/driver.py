@@ -29,6 +29,7 @@ from gameday.errors import ConfigError, LabError
 from gameday.labs.descriptor import Lab, Region
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import topology as topo
+from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
 
 RULES = {
@@ -65,6 +66,7 @@ class NetnsDriver:
         self.lab = lab
         self.state = Path(lab.state_dir)
         self.procs = Processes(self.state)
+        self.nodes = NodeOps(lab)
 
     # -- plan / inject / verify / revert -------------------------------------------------
 
@@ -75,6 +77,9 @@ class NetnsDriver:
             names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
                      if self.procs.alive(n)]
             return {"applicable": True, "stopped": names}
+        if fault == "blackhole":
+            return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE,
+                    "local_writer": f"local-writer-{region.name}"}
         if fault in RULES:
             return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE}
         raise ConfigError(f"unknown fault '{fault}': use scale-to-zero, cordon, block-egress "
@@ -91,6 +96,8 @@ class NetnsDriver:
                 raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
                                f"{region.netns}: run `gameday recover` first")
             run(["nft", "-f", "-"], netns=region.netns, input=RULES[fault])
+            if undo.get("local_writer"):
+                self._start_local_writer(region, undo["local_writer"])
 
     def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
         if fault == "scale-to-zero":
@@ -109,6 +116,15 @@ class NetnsDriver:
         if not undo.get("applicable", True):
             return
         if fault in RULES:
+            if undo.get("local_writer"):
+                self.procs.stop(undo["local_writer"])
+                # the region kept running as a primary: fence it while it is still cut
+                # off, so it never serves again next to the new primary
+                if self.procs.alive(f"postgres-{region.name}") and \
+                        not self.nodes.is_fenced(region) and self._other_is_writable(region):
+                    self.nodes.stop(region)
+                    self.nodes.fence(region)
+                    self.nodes.start(region)
             if self._table_present(region):
                 run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=region.netns)
             return
@@ -128,32 +144,10 @@ class NetnsDriver:
     # -- helpers ---------------------------------------------------------------------------
 
     def fence(self, region: Region) -> None:
-        """Make the region's database a standby with no upstream: it starts read-only and
-        replays only its own WAL, so its data stays readable for split-brain accounting."""
-        data = netns_lab.pg_data_root(self.state) / region.name
-        (data / "standby.signal").touch()
-        netns_lab._chown_pg(data / "standby.signal")
-        conf = data / "gameday-node.conf"
-        lines = [ln for ln in conf.read_text().splitlines()
-                 if not ln.startswith(("primary_conninfo", "# fenced"))]
-        lines += ["# fenced by gameday: a standby with no upstream", "primary_conninfo = ''"]
-        conf.write_text("\n".join(lines) + "\n")
+        self.nodes.fence(region)
 
     def _start_postgres(self, region: Region) -> None:
-        data = netns_lab.pg_data_root(self.state) / region.name
-        pidfile = data / "postmaster.pid"
-        deadline = time.monotonic() + 10
-        # an immediate shutdown leaves postmaster.pid until the last backend is gone
-        while pidfile.exists() and time.monotonic() < deadline:
-            try:
-                pid = int(pidfile.read_text().splitlines()[0])
-            except (ValueError, IndexError, FileNotFoundError):
-                break
-            if not Path(f"/proc/{pid}").exists():
-                break
-            time.sleep(0.05)
-        netns_lab.start_postgres(self.state, region.name)
-        netns_lab.wait_port(region.db_host, region.db_port, 30, f"PostgreSQL in {region.name}")
+        self.nodes.start(region)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -167,6 +161,17 @@ class NetnsDriver:
                                    f"after restart ({type(exc).__name__})") from None
                 time.sleep(0.1)
 
+    # -- database operations for failback (DatabaseOps) -----------------------------------
+
+    def stop_database(self, region: Region) -> None:
+        self.nodes.stop(region)
+
+    def resync_database(self, region: Region, source: Region) -> str:
+        return self.nodes.resync(region, source)
+
+    def start_standby(self, region: Region, upstream: Region) -> None:
+        self.nodes.start_standby(region, upstream)
+
     def _other_is_writable(self, region: Region) -> bool:
         for other in self.lab.regions:
             if other.name == region.name:
@@ -178,6 +183,17 @@ class NetnsDriver:
             except psycopg.Error:
                 return False
         return False
+
+    def _start_local_writer(self, region: Region, name: str) -> None:
+        dsn = self.lab.database.dsn("127.0.0.1", region.db_port,
+                                    application_name="gameday-local-writer")
+        self.procs.start(
+            name,
+            [sys.executable, "-m", "gameday.labs.netns.localwriter",
+             str(self.state / "logs" / f"{name}.acks")],
+            netns=region.netns,
+            env={"LOCAL_WRITER_DSN": dsn, "PYTHONPATH": netns_lab._package_root()},
+        )
 
     def _table_present(self, region: Region) -> bool:
         proc = run(["nft", "list", "table", "inet", topo.NFT_TABLE], netns=region.netns,

@@ -1,0 +1,138 @@
+"""PostgreSQL node operations of the netns lab that SQL cannot do: stop, fence, rewind or
+re-clone, and start as a standby of a given upstream.
+
+Every node keeps its own settings in `gameday-node.conf` (cluster name, primary_conninfo,
+synchronous standby), which pg_rewind and pg_basebackup overwrite with the source's copy:
+they are re-applied after each (DESIGN section 8). Settings that the drill sets with ALTER
+SYSTEM on a primary (synchronous_standby_names, default_transaction_read_only) are removed
+from postgresql.auto.conf before a node starts as a standby, so they cannot follow it into
+its next promotion.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from gameday.errors import LabError
+from gameday.labs.descriptor import Lab, Region
+from gameday.labs.netns import configs
+from gameday.labs.netns import lab as netns_lab
+from gameday.labs.netns import topology as topo
+from gameday.labs.netns.lab import LabOptions
+from gameday.labs.netns.processes import Processes, run
+
+DRILL_SETTINGS = ("synchronous_standby_names", "default_transaction_read_only")
+
+
+class NodeOps:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.state = Path(lab.state_dir or netns_lab.state_dir())
+        self.procs = Processes(self.state)
+
+    def data(self, region: Region) -> Path:
+        return netns_lab.pg_data_root(self.state) / region.name
+
+    def stop(self, region: Region, *, timeout: float = 30.0) -> None:
+        name = f"postgres-{region.name}"
+        self.procs.stop(name, sig=signal.SIGINT, timeout=timeout)  # SIGINT: fast shutdown
+        self._wait_pidfile_gone(region)
+
+    def _wait_pidfile_gone(self, region: Region, timeout: float = 10.0) -> None:
+        pidfile = self.data(region) / "postmaster.pid"
+        deadline = time.monotonic() + timeout
+        while pidfile.exists() and time.monotonic() < deadline:
+            try:
+                pid = int(pidfile.read_text().splitlines()[0])
+            except (ValueError, IndexError, FileNotFoundError):
+                return
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.05)
+
+    def write_node_conf(self, region: Region, *, standby: bool, fenced: bool = False) -> None:
+        data = self.data(region)
+        options = LabOptions(replication=self.lab.database.replication or "async",
+                             inter_region_delay_ms=self.lab.inter_region_delay_ms or 0)
+        text = configs.pg_node(region=region.name, replication=options.replication,
+                               password=self.lab.database.password,
+                               delay_ms=options.inter_region_delay_ms, standby=standby)
+        if fenced:
+            text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("primary_conninfo"))
+            text += "\n# fenced by gameday: a standby with no upstream\nprimary_conninfo = ''\n"
+        conf = data / "gameday-node.conf"
+        conf.write_text(text)
+        conf.chmod(0o600)
+        netns_lab._chown_pg(conf)
+        signal_file = data / "standby.signal"
+        if standby:
+            signal_file.touch()
+            netns_lab._chown_pg(signal_file)
+        elif signal_file.exists():
+            signal_file.unlink()
+        self._strip_drill_settings(data)
+
+    def _strip_drill_settings(self, data: Path) -> None:
+        auto = data / "postgresql.auto.conf"
+        if not auto.exists():
+            return
+        lines = auto.read_text().splitlines()
+        kept = [ln for ln in lines if not ln.strip().startswith(DRILL_SETTINGS)]
+        if kept != lines:
+            auto.write_text("\n".join(kept) + "\n")
+
+    def fence(self, region: Region) -> None:
+        """A standby with no upstream: read-only, replays only its own WAL, so its rows stay
+        readable for split-brain accounting and its storefront fails /healthz."""
+        self.write_node_conf(region, standby=True, fenced=True)
+
+    def is_fenced(self, region: Region) -> bool:
+        conf = self.data(region) / "gameday-node.conf"
+        return conf.exists() and "# fenced by gameday" in conf.read_text()
+
+    def start(self, region: Region) -> None:
+        self._wait_pidfile_gone(region)
+        netns_lab.start_postgres(self.state, region.name)
+        # checked from inside the region: it may be cut off from everything else
+        netns_lab._wait_port_in(topo.REGIONS[region.name].name, region.db_port, 30,
+                                f"PostgreSQL in {region.name}")
+
+    def start_standby(self, region: Region, upstream: Region) -> None:
+        if upstream.name != topo.other_region(region.name):
+            raise LabError(f"{region.name} can only follow {topo.other_region(region.name)} "
+                           "in the netns lab")
+        self.write_node_conf(region, standby=True)
+        self.start(region)
+
+    def resync(self, region: Region, source: Region) -> str:
+        """pg_rewind from the source through the cross-region proxy; a fresh base backup
+        when rewind fails. The target must be stopped."""
+        if self.procs.alive(f"postgres-{region.name}"):
+            raise LabError(f"stop the database of {region.name} before resyncing it")
+        data = self.data(region)
+        password = self.lab.database.password
+        source_dsn = (f"host=127.0.0.1 port={topo.PROXY_PORT} user={topo.DB_USER} "
+                      f"dbname={topo.DB_NAME} password={password} connect_timeout=5")
+        bindir = netns_lab.pg_bindir()
+        # the fenced node never finished recovery cleanly as a primary: pg_rewind needs a
+        # cleanly shut-down target, which the fast stop of a standby gives us
+        proc = run([str(bindir / "pg_rewind"), f"--target-pgdata={data}",
+                    f"--source-server={source_dsn}", "--no-sync"],
+                   netns=topo.REGIONS[region.name].name, user=netns_lab.PG_OS_USER,
+                   check=False, timeout=300)
+        method = "rewind"
+        log = self.state / "logs" / f"pg_rewind-{region.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            method = "basebackup"
+            shutil.rmtree(data)
+            run([str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(topo.PROXY_PORT),
+                 "-U", topo.DB_USER, "-D", str(data), "-X", "stream", "-c", "fast"],
+                netns=topo.REGIONS[region.name].name, user=netns_lab.PG_OS_USER,
+                env={"PGPASSWORD": password}, timeout=600)
+        self.write_node_conf(region, standby=True)
+        return method
