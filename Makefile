@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CHAOS := $(BIN)/chaos --no-version-check
 REPORTS ?= reports
 
-.PHONY: setup system venv lab-up lab-down lab-status game-day failover test test-unit lint bench clean
+.PHONY: setup system venv lab-up lab-down lab-status game-day failover failback test test-unit lint bench clean
 
 setup: system venv
 
@@ -30,12 +30,24 @@ lab-down: venv
 lab-status: venv
 	$(BIN)/gameday lab status
 
-# The failover drill alone.
+# The whole drill: failover, then failback (even when the failover missed a target, so the
+# lab ends where it started); one report covers both.
+game-day: lab-up
+	@mkdir -p $(REPORTS)
+	$(CHAOS) run --journal-path $(REPORTS)/journal-game-day.json experiments/game-day.json; rc=$$?; \
+	$(CHAOS) run --journal-path $(REPORTS)/journal-failback.json experiments/failback.json; rc2=$$?; \
+	echo "report: $(REPORTS)/latest/report.md"; [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]
+
+# The failover drill alone, and the failback alone (after a failover).
 failover: lab-up
+	@mkdir -p $(REPORTS)
 	$(CHAOS) run --journal-path $(REPORTS)/journal-game-day.json experiments/game-day.json; rc=$$?; \
 	echo "report: $(REPORTS)/latest/report.md"; exit $$rc
 
-game-day: failover
+failback: venv
+	@mkdir -p $(REPORTS)
+	$(CHAOS) run --journal-path $(REPORTS)/journal-failback.json experiments/failback.json; rc=$$?; \
+	echo "report: $(REPORTS)/latest/report.md"; exit $$rc
 
 test: setup
 	$(BIN)/pytest

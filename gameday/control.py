@@ -19,7 +19,7 @@ from chaoslib.exceptions import InterruptExecution
 
 from gameday.errors import GamedayError
 from gameday.measure import run as runs
-from gameday.report import outputs
+from gameday.report import live, outputs
 from gameday.report import summary as summaries
 from gameday.settings import GamedaySettings
 
@@ -65,6 +65,11 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
                 "replication": lab.database.replication,
                 "canary_writers": settings.rates.canary_writers,
                 "k_consecutive": settings.k_consecutive,
+                "http_interval_s": settings.rates.http_s,
+                "dns_interval_s": settings.rates.dns_s,
+                "replication_interval_s": settings.rates.replication_s,
+                "health_failures": 1,
+                "health_timeout_s": 1.0,
             },
         }
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -73,6 +78,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
         if conn is not None:
             conn.close()
     run.event("experiment-started", experiment=context.get("title"))
+    live.start(run.dir, run.now)
 
 
 def before_method_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
@@ -134,6 +140,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         except GamedayError as exc:
             logger.error("gameday: %s; lost writes stay unknown", exc)
         summary = outputs.write_run_outputs(run.dir, state)
+        live.stop(run.dir, summary)
         if settings.drill == "failback":
             _attach_to_game_day(run.dir, summary["failback"])
         if before and not before.get("steady_state_met", True):
@@ -149,6 +156,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         logger.exception("gameday: could not write the report")
         state["status"] = "failed"
     finally:
+        live.stop(run.dir)
         run.stop_recorder()
         runs.clear()
 

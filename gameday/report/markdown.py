@@ -53,7 +53,10 @@ def _ranges(ranges: Sequence[Sequence[int]]) -> str:
 
 
 def title(s: dict[str, Any]) -> str:
-    return f"# Game day {s.get('run_id')}: {'PASS' if s.get('verdict') == 'pass' else 'FAIL'}"
+    # a failback run measures the switchover back: its "fault" is the planned switchover,
+    # its primary the region switched away from
+    what = "Failback" if s.get("drill") == "failback" else "Game day"
+    return f"# {what} {s.get('run_id')}: {'PASS' if s.get('verdict') == 'pass' else 'FAIL'}"
 
 
 def verdict_lines(s: dict[str, Any], trend: trends.Trend | None = None) -> list[str]:
@@ -111,7 +114,7 @@ def render(summary: dict[str, Any], events: Sequence[tuple] | None = None, *,
     lines += _phases(s, image)
     lines += _writes(s)
     lines += _faults(s)
-    if s.get("failback") is not None:
+    if s.get("failback") is not None and s.get("drill") != "failback":
         lines += _failback(s["failback"])
     if events:
         lines += _events(events)

@@ -172,6 +172,7 @@ def compute(tl: metrics.Timeline, present: dict[int, int] | None) -> dict[str, A
     summary = {
         "schema": SCHEMA,
         "experiment": meta.get("experiment"),
+        "drill": meta.get("drill", "failover"),
         "run_id": meta.get("run_id"),
         "started_at": meta.get("anchor_utc"),
         "lab": meta.get("lab"),
