@@ -46,9 +46,14 @@ class Canary:
                             psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 3)
                         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
                         server = conn.info.hostaddr
+                        self.out.add("canary_connect", (self.clock.now(), writer, 1, server, None))
                     except (TimeoutError, psycopg.Error, OSError) as exc:
+                        # every failed attempt bounds when the new primary began to accept
+                        # writes: the error bar of the write RTO
                         self.connect_errors += 1
                         self.last_error = type(exc).__name__
+                        self.out.add("canary_connect", (self.clock.now(), writer, 0, None,
+                                                        type(exc).__name__))
                         conn = None
                         await asyncio.sleep(0.01)
                         continue

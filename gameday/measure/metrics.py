@@ -44,6 +44,7 @@ class Timeline:
     canary: Sequence[tuple]
     replication: Sequence[tuple]
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    canary_connect: Sequence[tuple] = ()  # (t, writer, ok, server, error)
 
     def events_of(self, kind: str) -> list[tuple]:
         return [e for e in self.events if e[1] == kind]
@@ -64,6 +65,9 @@ def load(conn) -> Timeline:
         replication=rows("SELECT t, server, ok, in_recovery, lag_s, detail, error "
                          "FROM replication ORDER BY t"),
         meta={k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")},
+        canary_connect=rows("SELECT t, writer, ok, server, error FROM canary_connect ORDER BY t")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'canary_connect'").fetchone()
+        else (),
     )
 
 
@@ -139,16 +143,24 @@ def first_success(tl: Timeline, t_fault: float, secondary: str) -> Instant:
 
 
 def first_write(tl: Timeline, t_fault: float, secondary_hosts: set[str]) -> Instant:
-    prev_send = None
-    for row in sorted(tl.canary, key=lambda r: r[3] if r[3] is not None else r[2]):
+    """The first canary write acknowledged by the new primary. Its error bar reaches back to
+    the last failed attempt (a write or a connection) before it: the new primary began to
+    accept writes somewhere in between."""
+    first = None
+    for row in tl.canary:
         seq, writer, t_send, t_ack, outcome, server, *_ = row
-        if outcome == "ok" and t_ack >= t_fault and server in secondary_hosts:
-            error = t_ack - prev_send if prev_send is not None and prev_send < t_ack else None
-            return Instant(at_s=t_ack - t_fault, error_s=error,
-                           evidence="first canary write acknowledged by the new primary")
-        if t_send <= (t_ack if t_ack is not None else t_send):
-            prev_send = t_send
-    return missing("no canary write was acknowledged by the new primary")
+        if outcome == "ok" and t_ack >= t_fault and server in secondary_hosts and (
+                first is None or t_ack < first[3]):
+            first = row
+    if first is None:
+        return missing("no canary write was acknowledged by the new primary")
+    t_ack = first[3]
+    failures = [r[2] for r in tl.canary if r[4] != "ok" and r[2] < t_ack]
+    failures += [r[0] for r in tl.canary_connect if not r[2] and r[0] < t_ack]
+    last_fail = max(failures) if failures else None
+    error = t_ack - last_fail if last_fail is not None and last_fail >= t_fault else None
+    return Instant(at_s=t_ack - t_fault, error_s=error,
+                   evidence="first canary write acknowledged by the new primary")
 
 
 def rto(tl: Timeline, t_fault: float, secondary: str, k: int = K_CONSECUTIVE) -> Instant:
@@ -296,8 +308,16 @@ def account_writes(canary: Sequence[tuple], present: dict[int, int], *, t_fault:
         elif t_fault is not None:
             rpo_s = max(0.0, t_fault - lost_t[0])
         lost_after = sum(1 for t in lost_t if t_fault is not None and t > t_fault)
-    gaps = intervals(sorted(r[3] for r in acked))
-    rpo_err = max(gaps) if gaps and not lost else percentile(gaps, 99)
+    ack_times = sorted(r[3] for r in acked)
+    if lost:
+        # the data ends between the last survivor and the first lost write
+        first_lost = window[0] if window else None
+        before = [t for t in ack_times if first_lost is not None and t < first_lost]
+        rpo_err = first_lost - before[-1] if before and first_lost is not None else None
+    else:
+        # no loss: resolved to the canary's inter-write gap just before the fault
+        near = [t for t in ack_times if t_fault is not None and t_fault - 1.0 <= t <= t_fault]
+        rpo_err = percentile(intervals(near), 50) if len(near) > 1 else None
     return WriteAccounting(
         attempted=len(attempts), acked=len(acked), lost=len(lost), recovered=recovered,
         unknown_absent=len(unknown) - recovered, unexpected=unexpected, duplicate=duplicate,

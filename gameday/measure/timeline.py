@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS http (
 CREATE TABLE IF NOT EXISTS canary (
     seq INTEGER NOT NULL, writer INTEGER NOT NULL, t_send REAL NOT NULL, t_ack REAL,
     outcome TEXT NOT NULL, server TEXT, error TEXT, notice TEXT);
+CREATE TABLE IF NOT EXISTS canary_connect (
+    t REAL NOT NULL, writer INTEGER NOT NULL, ok INTEGER NOT NULL, server TEXT, error TEXT);
 CREATE TABLE IF NOT EXISTS replication (
     t REAL NOT NULL, server TEXT NOT NULL, ok INTEGER NOT NULL, in_recovery INTEGER,
     lag_s REAL, detail TEXT, error TEXT);
@@ -41,6 +43,7 @@ COLUMNS = {
     "http": ("t", "target", "ok", "status", "region", "address", "latency", "lateness", "error"),
     "canary": ("seq", "writer", "t_send", "t_ack", "outcome", "server", "error", "notice"),
     "replication": ("t", "server", "ok", "in_recovery", "lag_s", "detail", "error"),
+    "canary_connect": ("t", "writer", "ok", "server", "error"),
 }
 
 

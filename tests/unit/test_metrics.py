@@ -133,3 +133,20 @@ def test_cancelled_sync_wait_is_not_durable() -> None:
 
 def test_seq_ranges() -> None:
     assert metrics.seq_ranges([7, 1, 2, 3, 8, 10]) == [(1, 3), (7, 8), (10, 10)]
+
+
+def test_first_write_error_bar_reaches_back_to_the_last_failed_attempt() -> None:
+    canary = [canary_row(1, 9.0, 9.01), canary_row(2, 9.9, None, "unknown"),
+              canary_row(3, 10.62, 10.63, server="198.18.0.12")]
+    connects = [(10.1, 0, 0, None, "OperationalError"), (10.6, 1, 0, None, "OperationalError"),
+                (10.61, 2, 1, "198.18.0.12", None)]
+    tl = timeline(canary=canary, canary_connect=connects)
+    first = metrics.first_write(tl, 10.0, {"198.18.0.12"})
+    assert first.at_s == pytest.approx(0.63)
+    assert first.error_s == pytest.approx(0.03)
+
+
+def test_rpo_error_without_loss_is_the_inter_write_gap_before_the_fault() -> None:
+    canary = [canary_row(i, 9.0 + i * 0.01, 9.0 + i * 0.01 + 0.005) for i in range(1, 99)]
+    acc = metrics.account_writes(canary, {i: 1 for i in range(1, 99)}, t_fault=10.0)
+    assert acc.rpo_s == 0.0 and acc.rpo_error_s == pytest.approx(0.01)
