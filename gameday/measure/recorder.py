@@ -18,8 +18,6 @@ import signal
 import sys
 from pathlib import Path
 
-import httpx
-
 from gameday.labs import descriptor
 from gameday.measure import timeline
 from gameday.measure.canary import Canary
@@ -46,39 +44,38 @@ async def record(run_dir: Path) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
-    async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
-        http = HttpSampler(lab, clock, out, rates.timeout_s, client)
-        dns_samplers = [
-            DnsSampler("authoritative", lab.dns.authoritative.address, lab.dns.authoritative.port,
-                       lab.dns.name, clock, out, rates.timeout_s),
-            DnsSampler("resolver", lab.dns.resolver.address, lab.dns.resolver.port,
-                       lab.dns.name, clock, out, rates.timeout_s),
-        ]
-        repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]
-        canary = Canary(lab.writer_dsn(), lab.database.canary_table, clock, out,
-                        writers=rates.canary_writers, start_seq=int(config.get("start_seq", 1)))
-        tasks = [every(rates.dns_s, clock, s.sample, stop) for s in dns_samplers]
-        tasks.append(every(rates.http_s, clock, http.sample_global, stop))
-        tasks += [every(rates.http_s, clock, http.region_sampler(r.name), stop)
-                  for r in lab.regions]
-        tasks += [every(rates.replication_s, clock, s.sample, stop) for s in repl]
-        tasks.append(canary.run(stop))
+    http = HttpSampler(lab, clock, out, rates.timeout_s)
+    dns_samplers = [
+        DnsSampler("authoritative", lab.dns.authoritative.address, lab.dns.authoritative.port,
+                   lab.dns.name, clock, out, rates.timeout_s),
+        DnsSampler("resolver", lab.dns.resolver.address, lab.dns.resolver.port,
+                   lab.dns.name, clock, out, rates.timeout_s),
+    ]
+    repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]
+    canary = Canary(lab.writer_dsn(), lab.database.canary_table, clock, out,
+                    writers=rates.canary_writers, start_seq=int(config.get("start_seq", 1)))
+    tasks = [every(rates.dns_s, clock, s.sample, stop) for s in dns_samplers]
+    tasks.append(every(rates.http_s, clock, http.sample_global, stop))
+    tasks += [every(rates.http_s, clock, http.region_sampler(r.name), stop)
+              for r in lab.regions]
+    tasks += [every(rates.replication_s, clock, s.sample, stop) for s in repl]
+    tasks.append(canary.run(stop))
 
-        async def flusher() -> None:
-            ready = False
-            while not stop.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), FLUSH_S)
-                out.flush()
-                if not ready and canary.acked:
-                    ready = True
-                    timeline.record_event(run_dir, clock.now(), "recorder-ready")
+    async def flusher() -> None:
+        ready = False
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), FLUSH_S)
             out.flush()
+            if not ready and canary.acked:
+                ready = True
+                timeline.record_event(run_dir, clock.now(), "recorder-ready")
+        out.flush()
 
-        await asyncio.gather(*tasks, flusher())
-        for s in repl:
-            await s.close()
+    await asyncio.gather(*tasks, flusher())
+    for s in repl:
+        await s.close()
+    await http.client.aclose()
     out.close()
     timeline.record_event(run_dir, clock.now(), "recorder-stopped",
                           acked=canary.acked, connect_errors=canary.connect_errors)

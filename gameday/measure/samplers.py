@@ -20,13 +20,14 @@ import dns.exception
 import dns.message
 import dns.rcode
 import dns.rdatatype
-import httpx
 import psycopg
 
 from gameday.labs.descriptor import Lab
+from gameday.measure import _http
 from gameday.measure.timeline import BatchWriter, Clock
 
 MAX_IN_FLIGHT = 16
+HTTP_ERRORS = (_http.HttpError, TimeoutError, ValueError, asyncio.IncompleteReadError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,9 +100,17 @@ class HttpSampler:
     """`global`: resolve the global name through the caching resolver, as a client does,
     then ask the answer who it is. `<region>`: that region's /healthz, directly."""
 
-    def __init__(self, lab: Lab, clock: Clock, out: BatchWriter, timeout: float,
-                 client: httpx.AsyncClient) -> None:
-        self.lab, self.clock, self.out, self.timeout, self.client = lab, clock, out, timeout, client
+    def __init__(self, lab: Lab, clock: Clock, out: BatchWriter, timeout: float) -> None:
+        self.lab, self.clock, self.out, self.timeout = lab, clock, out, timeout
+        self.client = _http.Client(timeout)
+
+    async def _get(self, url: str, host: str | None = None) -> tuple[int, str | None]:
+        """(status, X-Region header) of a GET."""
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        return await self.client.get(u.hostname or "", u.port or 80, u.path or "/",
+                                     host_header=host)
 
     async def sample_global(self, t: float, lateness: float) -> None:
         started = time.perf_counter()
@@ -117,12 +126,10 @@ class HttpSampler:
             address = addresses[0]
             region = self.lab.region_of_address(address)
             url = self._url_for(address, "/whoami")
-            r = await self.client.get(url, headers={"Host": self.lab.dns.name},
-                                      timeout=self.timeout)
-            served = r.headers.get("X-Region") or region
-            self.out.add("http", (t, "global", int(r.status_code == 200), r.status_code, served,
+            status, served = await self._get(url, self.lab.dns.name)
+            self.out.add("http", (t, "global", int(status == 200), status, served or region,
                                   address, time.perf_counter() - started, lateness, None))
-        except (httpx.HTTPError, dns.exception.DNSException, OSError, LookupError) as exc:
+        except (*HTTP_ERRORS, dns.exception.DNSException, OSError, LookupError) as exc:
             self.out.add("http", (t, "global", 0, None, None, address,
                                   time.perf_counter() - started, lateness, type(exc).__name__))
 
@@ -138,11 +145,10 @@ class HttpSampler:
         async def sample(t: float, lateness: float) -> None:
             started = time.perf_counter()
             try:
-                r = await self.client.get(url, timeout=self.timeout)
-                self.out.add("http", (t, name, int(r.status_code == 200), r.status_code,
-                                      r.headers.get("X-Region"), None,
+                status, served = await self._get(url)
+                self.out.add("http", (t, name, int(status == 200), status, served, None,
                                       time.perf_counter() - started, lateness, None))
-            except (httpx.HTTPError, OSError) as exc:
+            except (*HTTP_ERRORS, OSError) as exc:
                 self.out.add("http", (t, name, 0, None, None, None,
                                       time.perf_counter() - started, lateness,
                                       type(exc).__name__))
