@@ -21,7 +21,8 @@ from gameday.labs.descriptor import Lab, Region
 from gameday.labs.driver import for_region
 from gameday.measure import run as runs
 
-__all__ = ["promote", "count_split_brain", "resync", "switchover", "ensure_writable_primary"]
+__all__ = ["promote", "count_split_brain", "resync", "switchover", "ensure_writable_primary",
+           "cut_replication"]
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
@@ -282,3 +283,33 @@ def ensure_writable_primary(configuration: Dict[str, Any] = None,
         except TargetError:
             continue
     return {"changed": None, "states": states}
+
+
+@step
+def cut_replication(region: str = "region-2", hold_s: float = 1.0,
+                    configuration: Dict[str, Any] = None,
+                    secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Cut the standby in `region` off its primary and hold it so for `hold_s` seconds:
+    with asynchronous replication every write acknowledged meanwhile exists only on the
+    primary, a known amount of data for a later outage to lose. Recorded in the fault
+    ledger (rolled back by restore_region on `region`), and as a `replication-cut` event,
+    not as the outage's fault."""
+    from gameday.labs.ledger import Ledger
+
+    _, lab = context(configuration, secrets)
+    target = lab.region(region)
+    driver = for_region(lab, target, configuration)
+    undo = driver.plan("replication-cut", target)
+    ledger = Ledger(lab.path)
+    fault_id = ledger.plan(region, "replication-cut", undo)
+    run = runs.current()
+    driver.inject("replication-cut", target, undo)
+    ledger.mark(fault_id, "applied")
+    deadline = time.monotonic() + 10
+    while not driver.is_effective("replication-cut", target, undo):
+        if time.monotonic() > deadline:
+            raise TargetError(f"the replication path of {region} is still up")
+        time.sleep(0.01)
+    t = run.event("replication-cut", region, hold_s=hold_s) if run else None
+    time.sleep(hold_s)
+    return {"region": region, "cut_at": t, "hold_s": hold_s}

@@ -34,7 +34,7 @@ def chaos(experiment: str, *, env: dict[str, str], timeout: float = 600,
     return subprocess.run(
         [str(BIN / "chaos"), "--no-version-check", "run", *extra,
          "--journal-path", str(Path(env["GAMEDAY_REPORTS"]) / "journal.json"),
-         str(ROOT / "experiments" / experiment)],
+         experiment if experiment.startswith("/") else str(ROOT / "experiments" / experiment)],
         env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 

@@ -50,6 +50,8 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
     # the canary wrote through the failover; no integrity failure
     w = summary["writes"]
     assert w["acked"] > 100 and w["unexpected"] == 0 and w["duplicate"] == 0
+    # known answer: synchronous replication loses no acknowledged write
+    assert summary["replication"]["mode"] == "sync" and w["lost"] == 0
     assert {f["fault"] for f in summary["faults"]} == {"scale-to-zero", "cordon", "block-egress"}
     # the verdict agrees with the targets, and the exit code with the verdict
     t = summary["targets"]

@@ -82,10 +82,18 @@ class NetnsDriver:
                     "local_writer": f"local-writer-{region.name}"}
         if fault in RULES:
             return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE}
+        if fault == "replication-cut":
+            return {"applicable": True, "proxy": f"delay-{region.name}",
+                    "delay_ms": self.lab.inter_region_delay_ms or 0}
         raise ConfigError(f"unknown fault '{fault}': use scale-to-zero, cordon, block-egress "
                           "or blackhole")
 
     def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+        if fault == "replication-cut":
+            # the region's only path to the other region's database is its delay proxy:
+            # stopping it cuts the standby's stream (and any other cross-region client)
+            self.procs.stop(undo["proxy"])
+            return
         if fault == "scale-to-zero":
             for name in undo["stopped"]:
                 # SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, like a crash
@@ -100,6 +108,8 @@ class NetnsDriver:
                 self._start_local_writer(region, undo["local_writer"])
 
     def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
+        if fault == "replication-cut":
+            return not self.procs.alive(undo["proxy"])
         if fault == "scale-to-zero":
             if any(self.procs.alive(n) for n in undo["stopped"]):
                 return False
@@ -114,6 +124,10 @@ class NetnsDriver:
 
     def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
         if not undo.get("applicable", True):
+            return
+        if fault == "replication-cut":
+            if not self.procs.alive(undo["proxy"]):
+                netns_lab.start_delay_proxy(self.state, region.name, undo["delay_ms"])
             return
         if fault in RULES:
             if undo.get("local_writer"):

@@ -246,7 +246,6 @@ def _databases(state: Path, options: LabOptions, password: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
     _chown_pg(root)
-    procs = Processes(state)
     r1, r2 = root / "region-1", root / "region-2"
     pwfile = root / ".pwfile"
     pwfile.write_text(password + "\n")
@@ -272,14 +271,7 @@ def _databases(state: Path, options: LabOptions, password: str) -> None:
     # the delayed cross-region paths: each region reaches the other's database through a
     # proxy in its own namespace (127.0.0.1:15432)
     for region in ("region-1", "region-2"):
-        other = topo.other_region(region)
-        procs.start(
-            f"delay-{region}",
-            [sys.executable, "-m", "gameday.labs.netns.delayproxy",
-             f"127.0.0.1:{topo.PROXY_PORT}", f"{topo.address(other)}:{topo.DB_PORT}",
-             str(options.inter_region_delay_ms)],
-            netns=topo.REGIONS[region].name,
-        )
+        start_delay_proxy(state, region, options.inter_region_delay_ms, wait=False)
     for region in ("region-1", "region-2"):
         _wait_port_in(topo.REGIONS[region].name, topo.PROXY_PORT, 10, f"delay proxy in {region}")
     _pg_run(["pg_basebackup", "-h", "127.0.0.1", "-p", str(topo.PROXY_PORT), "-U", topo.DB_USER,
@@ -292,6 +284,20 @@ def _databases(state: Path, options: LabOptions, password: str) -> None:
     _write_node_conf(r1, region="region-1", options=options, password=password, standby=False)
     with _connect(topo.address("region-1"), password) as conn:
         conn.execute("SELECT pg_reload_conf()")
+
+
+def start_delay_proxy(state: Path, region: str, delay_ms: float, *, wait: bool = True) -> None:
+    """The region's delayed path to the other region's database: 127.0.0.1:15432 inside it."""
+    other = topo.other_region(region)
+    Processes(state).start(
+        f"delay-{region}",
+        [sys.executable, "-m", "gameday.labs.netns.delayproxy",
+         f"127.0.0.1:{topo.PROXY_PORT}", f"{topo.address(other)}:{topo.DB_PORT}", str(delay_ms)],
+        netns=topo.REGIONS[region].name,
+        env={"PYTHONPATH": _package_root()},
+    )
+    if wait:
+        _wait_port_in(topo.REGIONS[region].name, topo.PROXY_PORT, 10, f"delay proxy in {region}")
 
 
 def _wait_port_in(netns: str, port: int, timeout: float, what: str) -> None:
