@@ -9,10 +9,15 @@ what was not observed is None with the reason, never a guess.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from operator import sub
 from typing import Any
+
+from gameday.measure import timeline as timelines
 
 K_CONSECUTIVE = 5
 
@@ -36,39 +41,148 @@ def missing(reason: str) -> Instant:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Timeline:
-    """Rows as stored (see gameday.measure.timeline.COLUMNS for the column order)."""
+    """Rows as stored (see gameday.measure.timeline.COLUMNS for the column order).
+
+    The canary (thousands of rows a second, millions in an hour) is counted in SQLite:
+    `store` is the run's own database when the timeline was loaded from one (`db`), else an
+    in-memory database holding the rows given here, so hand-made timelines go through the
+    same queries."""
 
     events: Sequence[tuple]  # (t, kind, region, detail_json)
     dns: Sequence[tuple]
     http: Sequence[tuple]
-    canary: Sequence[tuple]
+    canary: Collection[tuple]
     replication: Sequence[tuple]
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     canary_connect: Sequence[tuple] = ()  # (t, writer, ok, server, error)
+    db: sqlite3.Connection | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def events_of(self, kind: str) -> list[tuple]:
         return [e for e in self.events if e[1] == kind]
 
+    @functools.cached_property
+    def store(self) -> sqlite3.Connection:
+        if self.db is not None:
+            return self.db
+        return memory_store(canary=self.canary, canary_connect=self.canary_connect)
 
-def load(conn) -> Timeline:
+    @functools.cached_property
+    def canary_extent(self) -> tuple[int, int, float | None, float | None]:
+        """(attempts, attempts not acknowledged, first and last t_send) of the canary."""
+        n, first, last = self.store.execute(
+            "SELECT count(*), min(t_send), max(t_send) FROM canary").fetchone()
+        errors = self.store.execute(
+            "SELECT count(*) FROM canary WHERE outcome != 'ok'").fetchone()[0]
+        return n, errors, first, last
+
+    def stream(self, table: str, name: str) -> list[tuple]:
+        """The rows of one sampler stream (`dns` by server, `http` by target, `replication`
+        by server) in time order."""
+        return self._streams.get((table, name), [])
+
+    @functools.cached_property
+    def _streams(self) -> dict[tuple[str, str], list[tuple]]:
+        out: dict[tuple[str, str], list[tuple]] = {}
+        for table, rows in (("dns", self.dns), ("http", self.http),
+                            ("replication", self.replication)):
+            for r in rows:
+                key = (table, r[1])
+                if key not in out:
+                    out[key] = []
+                out[key].append(r)
+        return out
+
+    def close(self) -> None:
+        """Release the run's database (and the snapshot `load` read it in)."""
+        if self.db is not None:
+            if self.db.in_transaction:
+                self.db.rollback()
+            self.db.close()
+
+
+class StoredRows(Collection[tuple]):
+    """Rows of a stored table, read only when iterated (the canary of a loaded run)."""
+
+    def __init__(self, conn: sqlite3.Connection, table: str, columns: Sequence[str],
+                 order: str) -> None:
+        self.conn, self.table = conn, table
+        self.sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self.conn.execute(self.sql))
+
+    def __len__(self) -> int:
+        return int(self.conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
+
+    def __contains__(self, row: object) -> bool:
+        return any(r == row for r in self)
+
+
+class FinalRows(Mapping[int, int]):
+    """seq -> number of rows, as read from the new primary: the stored `final_rows` table
+    (one row per seq), queried where it lies."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __getitem__(self, seq: int) -> int:
+        row = self.conn.execute("SELECT n FROM final_rows WHERE seq = ? ORDER BY rowid DESC "
+                                "LIMIT 1", (seq,)).fetchone()
+        if row is None:
+            raise KeyError(seq)
+        return int(row[0])
+
+    def __iter__(self) -> Iterator[int]:
+        return (r[0] for r in self.conn.execute("SELECT DISTINCT seq FROM final_rows"))
+
+    def __len__(self) -> int:
+        return int(self.conn.execute("SELECT count(DISTINCT seq) FROM final_rows").fetchone()[0])
+
+
+def memory_store(*, canary: Iterable[tuple] = (), canary_connect: Iterable[tuple] = (),
+                 present: Mapping[int, int] | None = None) -> sqlite3.Connection:
+    """An in-memory database with the run's schema holding the rows given."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(timelines.SCHEMA)
+    conn.execute("CREATE TABLE final_rows (seq INTEGER, n INTEGER)")
+    for table, rows in (("canary", canary), ("canary_connect", canary_connect)):
+        cols = timelines.COLUMNS[table]
+        conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
+                         f"({', '.join('?' * len(cols))})", rows)
+    if present is not None:
+        conn.executemany("INSERT INTO final_rows VALUES (?, ?)", present.items())
+    return conn
+
+
+def load(conn: sqlite3.Connection) -> Timeline:
+    """The timeline of a stored run. Reads happen in one snapshot (a read transaction held
+    until `Timeline.close`), so a run still being recorded is counted consistently. The
+    sampler streams are loaded with the columns the metrics and the report read (the others
+    are None); the canary stays in the database."""
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("BEGIN")
+
     def rows(sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
     return Timeline(
         events=rows("SELECT t, kind, region, detail FROM events ORDER BY t"),
-        dns=rows("SELECT t, server, ok, answer, rcode, ttl, latency, lateness, error "
+        dns=rows("SELECT t, server, ok, answer, NULL, NULL, NULL, NULL, NULL "
                  "FROM dns ORDER BY t"),
-        http=rows("SELECT t, target, ok, status, region, address, latency, lateness, error "
+        http=rows("SELECT t, target, ok, NULL, region, NULL, NULL, NULL, NULL "
                   "FROM http ORDER BY t"),
-        canary=rows("SELECT seq, writer, t_send, t_ack, outcome, server, error, notice "
-                    "FROM canary ORDER BY t_send"),
-        replication=rows("SELECT t, server, ok, in_recovery, lag_s, detail, error "
+        canary=StoredRows(conn, "canary", timelines.COLUMNS["canary"], "t_send"),
+        replication=rows("SELECT t, server, ok, in_recovery, lag_s, detail, NULL "
                          "FROM replication ORDER BY t"),
         meta={k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")},
         canary_connect=rows("SELECT t, writer, ok, server, error FROM canary_connect ORDER BY t")
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'canary_connect'").fetchone()
-        else (),
+        if _has_table(conn, "canary_connect") else (),
+        db=conn,
     )
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
 
 # --- instants ---------------------------------------------------------------------------
@@ -110,7 +224,7 @@ def _stays(rows: Sequence[tuple], t_fault: float, good, *, evidence: str, reason
 
 
 def detection(tl: Timeline, t_fault: float, primary: str) -> Instant:
-    rows = [r for r in tl.http if r[1] == primary]
+    rows = tl.stream("http", primary)
     return _first(rows, t_fault, lambda r: not r[2],
                   evidence=f"first failed /healthz of {primary}",
                   reason=f"no failed health check of {primary} after the fault")
@@ -126,14 +240,14 @@ def promotion(tl: Timeline, t_fault: float, secondary: str) -> Instant:
 
 
 def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant:
-    rows = [r for r in tl.dns if r[1] == server]
+    rows = tl.stream("dns", server)
     return _stays(rows, t_fault, lambda r: r[2] and r[3] == address,
                   evidence=f"{server} answers {address} from here on",
                   reason=f"the {server} server never settled on {address}")
 
 
 def _global(tl: Timeline) -> list[tuple]:
-    return [r for r in tl.http if r[1] == "global"]
+    return tl.stream("http", "global")
 
 
 def first_success(tl: Timeline, t_fault: float, secondary: str) -> Instant:
@@ -146,18 +260,19 @@ def first_write(tl: Timeline, t_fault: float, secondary_hosts: set[str]) -> Inst
     """The first canary write acknowledged by the new primary. Its error bar reaches back to
     the last failed attempt (a write or a connection) before it: the new primary began to
     accept writes somewhere in between."""
-    first = None
-    for row in tl.canary:
-        seq, writer, t_send, t_ack, outcome, server, *_ = row
-        if outcome == "ok" and t_ack >= t_fault and server in secondary_hosts and (
-                first is None or t_ack < first[3]):
-            first = row
-    if first is None:
+    conn = tl.store
+    hosts = sorted(secondary_hosts)
+    t_ack = conn.execute(
+        "SELECT min(t_ack) FROM canary WHERE outcome = 'ok' AND t_ack >= ? "
+        f"AND server IN ({', '.join('?' * len(hosts))})", (t_fault, *hosts)).fetchone()[0]
+    if t_ack is None:
         return missing("no canary write was acknowledged by the new primary")
-    t_ack = first[3]
-    failures = [r[2] for r in tl.canary if r[4] != "ok" and r[2] < t_ack]
-    failures += [r[0] for r in tl.canary_connect if not r[2] and r[0] < t_ack]
-    last_fail = max(failures) if failures else None
+    failures = [conn.execute("SELECT max(t_send) FROM canary WHERE outcome != 'ok' "
+                             "AND t_send < ?", (t_ack,)).fetchone()[0]]
+    if _has_table(conn, "canary_connect"):
+        failures.append(conn.execute("SELECT max(t) FROM canary_connect WHERE NOT ok "
+                                     "AND t < ?", (t_ack,)).fetchone()[0])
+    last_fail = max((t for t in failures if t is not None), default=None)
     error = t_ack - last_fail if last_fail is not None and last_fail >= t_fault else None
     return Instant(at_s=t_ack - t_fault, error_s=error,
                    evidence="first canary write acknowledged by the new primary")
@@ -209,31 +324,39 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return s[idx]
 
 
+def _percentiles(values: list[float], ps: Sequence[float]) -> list[float | None]:
+    """percentile() for several p at once, sorting `values` in place once."""
+    if not values:
+        return [None for _ in ps]
+    values.sort()
+    return [values[min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))]
+            for p in ps]
+
+
 def sampler_stats(tl: Timeline) -> dict[str, dict[str, Any]]:
     """Samples, achieved interval p50/p99 and errors per sampler stream."""
-    streams: dict[str, list[tuple[float, bool]]] = {}
-    for r in tl.dns:
-        streams.setdefault(f"dns:{r[1]}", []).append((r[0], bool(r[2])))
-    for r in tl.http:
-        streams.setdefault(f"http:{r[1]}", []).append((r[0], bool(r[2])))
-    for r in tl.replication:
-        streams.setdefault(f"replication:{r[1]}", []).append((r[0], bool(r[2])))
+    streams = {f"{table}:{name}": rows for (table, name), rows in tl._streams.items()}
     out: dict[str, dict[str, Any]] = {}
     for name, rows in sorted(streams.items()):
-        gaps = intervals(t for t, _ in rows)
+        ts = [r[0] for r in rows]
+        p50, p99 = _percentiles(list(map(sub, ts[1:], ts[:-1])), (50, 99))
         out[name] = {
             "samples": len(rows),
-            "errors": sum(1 for _, ok in rows if not ok),
-            "interval_p50_s": _round(percentile(gaps, 50)),
-            "interval_p99_s": _round(percentile(gaps, 99)),
+            "errors": sum(1 for r in rows if not r[2]),
+            "interval_p50_s": _round(p50),
+            "interval_p99_s": _round(p99),
         }
-    sends = sorted(r[2] for r in tl.canary)
-    gaps = intervals(sends)
+    samples, errors, _, _ = tl.canary_extent
+    # every send time (a float each, not a row), sorted (they come nearly in order)
+    sends = [r[0] for r in tl.store.execute("SELECT t_send FROM canary")]
+    sends.sort()
+    p50, p99 = _percentiles(list(map(sub, sends[1:], sends[:-1])), (50, 99))
+    del sends
     out["canary"] = {
-        "samples": len(tl.canary),
-        "errors": sum(1 for r in tl.canary if r[4] != "ok"),
-        "interval_p50_s": _round(percentile(gaps, 50)),
-        "interval_p99_s": _round(percentile(gaps, 99)),
+        "samples": samples,
+        "errors": errors,
+        "interval_p50_s": _round(p50),
+        "interval_p99_s": _round(p99),
     }
     return out
 
@@ -270,8 +393,8 @@ class WriteAccounting:
                  "duplicate")}
 
 
-def account_writes(canary: Sequence[tuple], present: dict[int, int], *, t_fault: float | None,
-                   start_seq: int = 1, cutoff: float | None = None,
+def account_writes(canary: Iterable[tuple], present: Mapping[int, int], *,
+                   t_fault: float | None, start_seq: int = 1, cutoff: float | None = None,
                    live: bool = False) -> WriteAccounting:
     """Jepsen set semantics over the canary's attempts and the rows found on the new primary.
 
@@ -280,51 +403,88 @@ def account_writes(canary: Sequence[tuple], present: dict[int, int], *, t_fault:
     canary was still writing when the table was read: a row whose attempt the recorder had
     not yet flushed is then not evidence of anything, so rows never attempted are not
     judged (the final read, after the canary stopped, judges them)."""
-    def settled(r: tuple) -> bool:
-        return cutoff is None or (r[3] if r[3] is not None else r[2]) < cutoff
+    conn = memory_store(canary=canary, present=present)
+    try:
+        return account_stored_writes(conn, t_fault=t_fault, start_seq=start_seq,
+                                     cutoff=cutoff, live=live)
+    finally:
+        conn.close()
 
-    attempts = [r for r in canary if settled(r)]
-    inflight = {r[0] for r in canary if not settled(r)}
-    attempted_seqs = {r[0] for r in canary}
-    acked = [r for r in attempts if r[4] == "ok"]
-    lost = [r for r in acked if r[0] not in present]
-    unknown = [r for r in attempts if r[4] == "unknown"]
-    recovered = sum(1 for r in unknown if r[0] in present)
-    failed_present = sum(1 for r in attempts if r[4] == "failed" and r[0] in present)
-    unexpected = failed_present + (0 if live else sum(
-        1 for seq in present if seq >= start_seq and seq not in attempted_seqs
-        and seq not in inflight))
-    duplicate = sum(n - 1 for n in present.values() if n > 1)
-    not_durable = sum(1 for r in acked if r[7] and SYNC_CANCELLED in r[7])
+
+def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
+                          start_seq: int = 1, cutoff: float | None = None,
+                          live: bool = False) -> WriteAccounting:
+    """account_writes() over the tables `canary` and `final_rows` (one row per seq) where
+    they are stored: each class is counted by a scan in SQLite against the sequence numbers
+    found (and, for unexpected rows, attempted), keyed in temporary rowid tables; only lost
+    writes and the acknowledgements in the second before the fault come back as rows."""
+    settled = "1" if cutoff is None else "coalesce(t_ack, t_send) < :cutoff"
+    params = {"cutoff": cutoff, "sync": SYNC_CANCELLED, "start": start_seq}
+    _seq_table(conn, "gameday_present", "SELECT seq FROM final_rows WHERE seq IS NOT NULL")
+    found = "seq IN temp.gameday_present"
+    attempted, not_durable = conn.execute(
+        "SELECT count(*), coalesce(sum(outcome = 'ok' AND instr(notice, :sync) > 0), 0) "
+        f"FROM canary WHERE {settled}", params).fetchone()
+    # the attempts not acknowledged, through the index canary_not_ok when the run has it
+    by_outcome = {outcome: (n, n_found) for outcome, n, n_found in conn.execute(
+        f"SELECT outcome, count(*), coalesce(sum({found}), 0) FROM canary "
+        f"WHERE outcome != 'ok' AND {settled} GROUP BY outcome", params)}
+    acked = attempted - sum(n for n, _ in by_outcome.values())
+    unknown, recovered = by_outcome.get("unknown", (0, 0))
+    failed_present = by_outcome.get("failed", (0, 0))[1]
+    lost = conn.execute(f"SELECT seq, t_ack, server FROM canary WHERE {settled} "
+                        f"AND outcome = 'ok' AND NOT {found} ORDER BY t_send", params).fetchall()
+    unexpected = failed_present
+    if not live:
+        # present, never attempted (in flight at the read counts as attempted)
+        _seq_table(conn, "gameday_attempted", "SELECT seq FROM canary")
+        unexpected += conn.execute(
+            "SELECT count(*) FROM temp.gameday_present WHERE seq >= :start "
+            "AND seq NOT IN temp.gameday_attempted", params).fetchone()[0]
+    duplicate = conn.execute(
+        "SELECT coalesce(sum(n - 1), 0) FROM final_rows WHERE n > 1").fetchone()[0]
     rpo_s, rpo_err, window = 0.0, None, None
     lost_after = 0
     if lost:
-        lost_t = sorted(r[3] for r in lost)
+        lost_t = sorted(r[1] for r in lost)
         window = (lost_t[0], lost_t[-1])
-        survivors = [r[3] for r in acked if r[0] in present and r[3] < lost_t[0]]
-        last_survivor = max(survivors) if survivors else None
+        # every acknowledged write before the first lost one survived: the last of them is
+        # where the surviving data ends
+        last_survivor = conn.execute(
+            f"SELECT max(t_ack) FROM canary WHERE {settled} AND outcome = 'ok' "
+            "AND t_ack < :first", {**params, "first": lost_t[0]}).fetchone()[0]
         if t_fault is not None and last_survivor is not None:
             rpo_s = max(0.0, t_fault - last_survivor)
         elif t_fault is not None:
             rpo_s = max(0.0, t_fault - lost_t[0])
         lost_after = sum(1 for t in lost_t if t_fault is not None and t > t_fault)
-    ack_times = sorted(r[3] for r in acked)
-    if lost:
         # the data ends between the last survivor and the first lost write
-        first_lost = window[0] if window else None
-        before = [t for t in ack_times if first_lost is not None and t < first_lost]
-        rpo_err = first_lost - before[-1] if before and first_lost is not None else None
-    else:
+        rpo_err = lost_t[0] - last_survivor if last_survivor is not None else None
+    elif t_fault is not None:
         # no loss: resolved to the canary's inter-write gap just before the fault
-        near = [t for t in ack_times if t_fault is not None and t_fault - 1.0 <= t <= t_fault]
+        near = [r[0] for r in conn.execute(
+            f"SELECT t_ack FROM canary WHERE {settled} AND outcome = 'ok' "
+            "AND t_ack >= :lo AND t_ack <= :t_fault ORDER BY t_ack",
+            {**params, "lo": t_fault - 1.0, "t_fault": t_fault})]
         rpo_err = percentile(intervals(near), 50) if len(near) > 1 else None
+    for table in ("gameday_present", "gameday_attempted"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
     return WriteAccounting(
-        attempted=len(attempts), acked=len(acked), lost=len(lost), recovered=recovered,
-        unknown_absent=len(unknown) - recovered, unexpected=unexpected, duplicate=duplicate,
+        attempted=attempted, acked=acked, lost=len(lost), recovered=recovered,
+        unknown_absent=unknown - recovered, unexpected=unexpected, duplicate=duplicate,
         not_durable=not_durable, lost_seqs=tuple(sorted(r[0] for r in lost)),
         lost_after_fault=lost_after, loss_window=window, rpo_s=rpo_s, rpo_error_s=rpo_err,
-        lost_by_server=dict(Counter(r[5] or "?" for r in lost)),
+        lost_by_server=dict(Counter(r[2] or "?" for r in lost)),
     )
+
+
+def _seq_table(conn: sqlite3.Connection, name: str, select: str) -> None:
+    """A temporary table of distinct sequence numbers keyed by rowid: a membership test
+    against it is one B-tree lookup, and filling it from rows in (nearly) sequence order
+    appends."""
+    conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+    conn.execute(f"CREATE TEMP TABLE {name} (seq INTEGER PRIMARY KEY)")
+    conn.execute(f"INSERT OR IGNORE INTO temp.{name} {select}")
 
 
 def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gameday.errors import ConfigError
-from gameday.measure import timeline
+from gameday.measure import metrics, timeline
 from gameday.report import github, markdown, svg
 from gameday.report import summary as summaries
 from gameday.report import trend as trends
@@ -48,6 +49,14 @@ def regenerate(run_dir: Path, *, history: Path | None = None, factor: float | No
     if not (run_dir / timeline.FILE).is_file():
         raise ConfigError(f"{run_dir} holds no {timeline.FILE}: is it a run directory?")
     tl, present = summaries.load(run_dir)
+    try:
+        return _render(run_dir, tl, present, history=history, factor=factor, record=record)
+    finally:
+        tl.close()
+
+
+def _render(run_dir: Path, tl: metrics.Timeline, present: Mapping[int, int] | None, *,
+            history: Path | None, factor: float | None, record: bool) -> Outputs:
     summary = summaries.compute(tl, present)
     history = history if history is not None else run_dir.absolute().parent / trends.FILE
     entry = trends.compact(summary)

@@ -8,6 +8,7 @@ from the run directory alone and gives the same numbers.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +51,29 @@ def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
     return len(rows)
 
 
-def load(run_dir: Path) -> tuple[metrics.Timeline, dict[int, int] | None]:
+def load(run_dir: Path) -> tuple[metrics.Timeline, Mapping[int, int] | None]:
+    """The stored timeline and the rows read from the new primary (None when not read).
+    Both stay in the run's database, open until `tl.close()`."""
     conn = timeline.connect(run_dir)
     try:
         tl = metrics.load(conn)
         has_rows = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE name = 'final_rows'").fetchone()
-        present = dict(conn.execute("SELECT seq, n FROM final_rows").fetchall()) if has_rows else None
-    finally:
+    except BaseException:
         conn.close()
-    return tl, present
+        raise
+    return tl, (metrics.FinalRows(conn) if has_rows else None)
 
 
 def build(run_dir: Path) -> dict[str, Any]:
     tl, present = load(run_dir)
-    return compute(tl, present)
+    try:
+        return compute(tl, present)
+    finally:
+        tl.close()
 
 
-def compute(tl: metrics.Timeline, present: dict[int, int] | None) -> dict[str, Any]:
+def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> dict[str, Any]:
     meta = tl.meta
     targets = meta.get("targets", {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0})
     k = int(meta.get("k_consecutive", metrics.K_CONSECUTIVE))
@@ -112,9 +118,16 @@ def compute(tl: metrics.Timeline, present: dict[int, int] | None) -> dict[str, A
                                 "unexpected", "duplicate"))
         reasons.append("the canary table was not read, so lost writes are unknown")
     else:
-        accounting = metrics.account_writes(
-            tl.canary, present, t_fault=t_fault, start_seq=int(meta.get("start_seq", 1)),
-            cutoff=meta.get("final_read_t"), live=bool(meta.get("final_read_live")))
+        start_seq = int(meta.get("start_seq", 1))
+        cutoff, live = meta.get("final_read_t"), bool(meta.get("final_read_live"))
+        if isinstance(present, metrics.FinalRows) and present.conn is tl.store:
+            # a stored run: counted in its database, where the rows lie
+            accounting = metrics.account_stored_writes(
+                tl.store, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff, live=live)
+        else:
+            accounting = metrics.account_writes(
+                tl.canary, present, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff,
+                live=live)
         writes = accounting.counts()
 
     rto_s = _r(rto_i.at_s) if rto_i else None

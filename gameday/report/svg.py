@@ -9,8 +9,10 @@ where it failed; a vertical marker at every RTO phase.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import sub
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -61,13 +63,14 @@ def _step(span: float) -> float:
     return 1200.0
 
 
-def _segments(samples: Sequence[tuple[float, str]], end: float) -> list[tuple[float, float, str]]:
+def _segments(samples: Sequence[tuple[float, str]], end: float, *,
+              tail: float | None = None) -> list[tuple[float, float, str]]:
     """[(t, state)] sorted -> merged runs [(start, stop, state)]; a sample holds until the
-    next one (the last for one typical interval)."""
+    next one (the last for one typical interval: `tail`, by default the median gap)."""
     if not samples:
         return []
-    gaps = metrics.intervals(t for t, _ in samples)
-    tail = metrics.percentile(gaps, 50) or 0.0
+    if tail is None:
+        tail = metrics.percentile(metrics.intervals(t for t, _ in samples), 50) or 0.0
     out: list[tuple[float, float, str]] = []
     for i, (t, state) in enumerate(samples):
         stop = samples[i + 1][0] if i + 1 < len(samples) else min(end, t + tail)
@@ -76,6 +79,36 @@ def _segments(samples: Sequence[tuple[float, str]], end: float) -> list[tuple[fl
         else:
             out.append((t, stop, state))
     return out
+
+
+def _lane(rows: Sequence[tuple], state: Callable[[tuple], str], origin: float, t0: float,
+          t1: float) -> list[tuple[float, float, str]]:
+    """`_segments` of [(r[0] - origin, state(r))] for every row (in time order), but only the
+    runs that can be drawn, from t0 to t1: a stream holds tens of thousands of samples an
+    hour, the plot a few seconds around the fault. The rows read are those in the window,
+    back to the start of the run it opens with and on to the end of the run it closes with.
+    """
+    if not rows:
+        return []
+    n = len(rows)
+    lo = bisect.bisect_left(rows, t0, key=lambda r: r[0] - origin)
+    hi = bisect.bisect_right(rows, t1, key=lambda r: r[0] - origin)
+    first = max(0, lo - 1)  # the sample before the window holds into it
+    opening = state(rows[first])
+    while first > 0 and state(rows[first - 1]) == opening:
+        first -= 1
+    last = max(hi - 1, first)
+    closing = state(rows[last])
+    after = last + 1
+    while after < n and state(rows[after]) == closing:
+        after += 1
+    # rows[after] (when there is one) starts a run after t1, never drawn, and gives the
+    # closing run its stop; a run that reaches the stream's end holds for the median gap
+    tail = None
+    if after >= n:
+        rel = [r[0] - origin for r in rows]
+        tail = metrics.percentile(list(map(sub, rel[1:], rel[:-1])), 50) or 0.0
+    return _segments([(r[0] - origin, state(r)) for r in rows[first:after + 1]], t1, tail=tail)
 
 
 def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
@@ -89,7 +122,12 @@ def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
         by_address[r.get("db_host")] = r["name"]
 
     t_fault, _ = metrics.fault_time(tl)
-    times = [r[0] for r in (*tl.http, *tl.dns)] + [r[2] for r in tl.canary]
+    # the span of every sample (t - origin is monotonic in t, so its extremes are those of t)
+    _, _, first, last = tl.canary_extent
+    times = [t for t in (first, last) if t is not None]
+    for stream in (tl.http, tl.dns):
+        if stream:
+            times += [min(r[0] for r in stream), max(r[0] for r in stream)]
     origin = t_fault if t_fault is not None else (min(times) if times else 0.0)
     rel_times = [t - origin for t in times]
     marks: list[tuple[float, str]] = []
@@ -115,15 +153,13 @@ def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
     lanes.append(("faults", _fault_segments(fault_samples, t1)))
     http_targets = ["global", *names]
     for target in http_targets:
-        rows = [r for r in tl.http if r[1] == target]
-        states = [(r[0] - origin, (r[4] or "?") if r[2] else "fail") for r in rows]
         label = "global requests" if target == "global" else f"{target} /healthz"
-        lanes.append((label, _segments(states, t1)))
+        lanes.append((label, _lane(tl.stream("http", target),
+                                   lambda r: (r[4] or "?") if r[2] else "fail", origin, t0, t1)))
     for server in ("authoritative", "resolver"):
-        rows = [r for r in tl.dns if r[1] == server]
-        states = [(r[0] - origin, by_address.get(r[3], "other") if r[2] else "fail")
-                  for r in rows]
-        lanes.append((f"DNS {server}", _segments(states, t1)))
+        lanes.append((f"DNS {server}", _lane(
+            tl.stream("dns", server),
+            lambda r: by_address.get(r[3], "other") if r[2] else "fail", origin, t0, t1)))
 
     n_lanes = len(lanes) + 1  # + canary
     plot_bottom = TOP + n_lanes * (LANE_H + LANE_GAP)
@@ -251,16 +287,22 @@ def _canary_lane(tl: metrics.Timeline, origin: float, scale: _Scale, y: float,
     width = (scale.t1 - scale.t0) / bins
     acks: dict[tuple[int, str], int] = {}
     errors: dict[int, int] = {}
-    for r in tl.canary:
-        t = (r[3] if r[3] is not None else r[2]) - origin
-        if t < scale.t0 or t > scale.t1:
-            continue
-        b = min(bins - 1, int((t - scale.t0) / width))
-        if r[4] == "ok":
-            key = (b, by_address.get(r[5], "other"))
-            acks[key] = acks.get(key, 0) + 1
+    # binned in SQLite: the same double arithmetic as Python, truncated like int() (t >= t0)
+    for b, ok, server, n in tl.store.execute(
+            """SELECT b, ok, server, count(*) FROM (
+                   SELECT min(:last, CAST((t - :t0) / :width AS INTEGER)) AS b,
+                          outcome = 'ok' AS ok, CASE WHEN outcome = 'ok' THEN server END AS server
+                   FROM (SELECT coalesce(t_ack, t_send) - :origin AS t, outcome, server
+                         FROM canary)
+                   WHERE NOT (t < :t0 OR t > :t1))
+               GROUP BY b, ok, server""",
+            {"origin": origin, "t0": scale.t0, "t1": scale.t1, "width": width,
+             "last": bins - 1}):
+        if ok:
+            key = (b, by_address.get(server, "other"))
+            acks[key] = acks.get(key, 0) + n
         else:
-            errors[b] = errors.get(b, 0) + 1
+            errors[b] = errors.get(b, 0) + n
     per_bin: dict[int, int] = {}
     for (b, _region), n in acks.items():
         per_bin[b] = per_bin.get(b, 0) + n
