@@ -95,5 +95,22 @@ def report(run_dir: Path, history: Path | None, regression_factor: float | None,
         sys.exit(1)
 
 
+@main.command("recover")
+@click.option("--lab-file", default=None, help="Lab descriptor (default: $GAMEDAY_LAB or .gameday/lab.json).")
+def recover_cmd(lab_file: str | None) -> None:
+    """Undo every fault the fault ledger still holds and leave one writable primary
+    (after a runner was killed). Safe to run twice."""
+    from gameday.recovery import recover
+
+    try:
+        done = recover(lab_file)
+    except GamedayError as exc:
+        raise _fail(exc) from None
+    if not done:
+        click.echo("recover: nothing to undo")
+    for line in done:
+        click.echo(f"recover: {line}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

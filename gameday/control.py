@@ -17,6 +17,7 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
+from gameday import interrupt, recovery
 from gameday.errors import GamedayError
 from gameday.measure import run as runs
 from gameday.report import live, outputs
@@ -78,6 +79,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
         if conn is not None:
             conn.close()
     run.event("experiment-started", experiment=context.get("title"))
+    interrupt.install()
     live.start(run.dir, run.now)
 
 
@@ -130,9 +132,19 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
             hypothesis = steady.get(when) or {}
             if hypothesis and not hypothesis.get("steady_state_met", True):
                 run.event(f"steady-state-{when}-not-met", probes=_failed_probes(hypothesis))
-        run.event("experiment-ended", status=state.get("status"))
         settings = GamedaySettings.from_chaos(configuration, secrets)
         lab = settings.load_lab()
+        if interrupt.requested() or state.get("status") == "interrupted":
+            # the rollbacks ran, but a step may have outlived them: undo whatever the
+            # ledger still holds and keep one writable primary, as `gameday recover` does
+            try:
+                done = recovery.recover(lab.path, configuration)
+                if done:
+                    run.event("recovered", actions=done)
+            except GamedayError as exc:
+                logger.error("gameday: recovery after the interruption failed: %s; "
+                             "run `gameday recover`", exc)
+        run.event("experiment-ended", status=state.get("status"))
         # stop the canary first: the final read then sees every write it will ever see
         run.stop_recorder()
         try:
@@ -159,6 +171,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         live.stop(run.dir)
         run.stop_recorder()
         runs.clear()
+        interrupt.rollbacks_done()
 
 
 def _attach_to_game_day(failback_dir: Any, block: dict[str, Any] | None) -> None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from chaoslib.exceptions import ActivityFailed, InterruptExecution
 
+from gameday import interrupt
 from gameday.errors import GamedayError
 from gameday.labs.descriptor import Lab
 from gameday.settings import GamedaySettings
@@ -38,7 +39,8 @@ def step(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with interrupt.step_running():
+                return func(*args, **kwargs)
         except GamedayError as exc:
             from gameday.measure import run as runs
 
@@ -58,3 +60,15 @@ def context(configuration: dict | None, secrets: dict | None) -> tuple[GamedaySe
 @contextlib.contextmanager
 def nothing() -> Iterator[None]:
     yield
+
+
+def rollback(func: F) -> F:
+    """A rollback: waits for a drill step still running to stop, then translates errors
+    like any activity."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with interrupt.steps_stopped():
+            return activity(func)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -14,7 +14,8 @@ from typing import Any, Dict
 
 import psycopg
 
-from gameday.actions._common import activity, context, step
+from gameday import interrupt
+from gameday.actions._common import context, rollback, step
 from gameday.errors import LabError, TargetError
 from gameday.labs import drill
 from gameday.labs.descriptor import Lab, Region
@@ -78,7 +79,7 @@ def _promote(lab: Lab, target: Region, timeout_s: float) -> Dict[str, Any]:
                 raise TargetError(f"the database of {target.name} did not accept writes within "
                                   f"{timeout_s:g} s of pg_promote()")
             prev = attempt
-            time.sleep(POLL_S)
+            interrupt.pause(POLL_S)
         t_ready = clock()
         # its standby is gone (or not yet back): a synchronous standby list would make every
         # commit wait for it forever
@@ -104,15 +105,20 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
     commit on the new primary would wait for a standby that does not exist."""
     _, lab = context(configuration, secrets)
     target = lab.region(region)
-    result = _promote(lab, target, timeout_s)
     run = runs.current()
-    drill.write(lab.path, {
+    state = {
         "promoted": region,
         "old_primary": next(r.name for r in lab.regions if r.name != region),
         "promoted_at_utc": datetime.now(UTC).isoformat(),
-        "timeline": result["timeline"],
+        "timeline": None,
         "game_day_run": str(run.dir) if run else None,
-    })
+    }
+    # written before the promotion is requested: a run interrupted half-way must still
+    # leave failback (and `gameday recover`) the record that a promotion may have happened
+    drill.write(lab.path, state)
+    result = _promote(lab, target, timeout_s)
+    drill.write(lab.path, {**state, "promoted_at_utc": datetime.now(UTC).isoformat(),
+                           "timeline": result["timeline"]})
     return result
 
 
@@ -177,7 +183,7 @@ def _wait_replayed(lab: Lab, standby: Region, primary: Region, timeout_s: float,
                     return time.monotonic() - started
         except psycopg.Error as exc:
             last = type(exc).__name__
-        time.sleep(0.02)
+        interrupt.pause(0.02)
     raise TargetError(f"{standby.name} did not {what} within {timeout_s:g} s (receiver: {last})")
 
 
@@ -261,16 +267,28 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     return json.loads(json.dumps(result))
 
 
-@activity
+@rollback
 def ensure_writable_primary(configuration: Dict[str, Any] = None,
                             secrets: Dict[str, Any] = None) -> Dict[str, Any]:
-    """Rollback of an interrupted switchover: if no region accepts writes but one is a
-    primary made read-only by the switchover, make it writable again. Never creates a
-    second writable primary; does nothing when one region is writable."""
+    """Rollback of an interrupted switchover; see `restore_writable_primary`."""
     _, lab = context(configuration, secrets)
+    return restore_writable_primary(lab, configuration)
+
+
+def restore_writable_primary(lab: Lab, configuration: Dict[str, Any] = None) -> Dict[str, Any]:
+    """If no region accepts writes: start a database that is down (unless fenced), then make
+    a primary that a switchover left read-only writable again. Never creates a second
+    writable primary; does nothing when one region is writable."""
     states = {r.name: is_writable(lab, r) for r in lab.regions}
     if any(v is True for v in states.values()):
         return {"changed": None, "states": states}
+    changed = []
+    for r in lab.regions:
+        if states[r.name] is None:
+            driver = for_region(lab, r, configuration)
+            start = getattr(driver, "start_database", None)
+            if start is not None and start(r):
+                changed.append(f"started the database of {r.name}")
     for r in lab.regions:
         try:
             with _connect(lab, r, "check it") as conn:
@@ -279,10 +297,11 @@ def ensure_writable_primary(configuration: Dict[str, Any] = None,
                 conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
                 conn.execute("SELECT pg_reload_conf()")
                 logger.warning("gameday: switchover interrupted: %s is writable again", r.name)
-                return {"changed": r.name, "states": states}
+                changed.append(f"made {r.name} writable again")
+                break
         except TargetError:
             continue
-    return {"changed": None, "states": states}
+    return {"changed": changed or None, "states": states}
 
 
 @step
@@ -309,7 +328,7 @@ def cut_replication(region: str = "region-2", hold_s: float = 1.0,
     while not driver.is_effective("replication-cut", target, undo):
         if time.monotonic() > deadline:
             raise TargetError(f"the replication path of {region} is still up")
-        time.sleep(0.01)
+        interrupt.pause(0.01)
     t = run.event("replication-cut", region, hold_s=hold_s) if run else None
-    time.sleep(hold_s)
+    interrupt.pause(hold_s)
     return {"region": region, "cut_at": t, "hold_s": hold_s}

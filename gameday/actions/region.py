@@ -10,7 +10,8 @@ import logging
 import time
 from typing import Any, Dict, List
 
-from gameday.actions._common import activity, context, step
+from gameday import interrupt
+from gameday.actions._common import context, rollback, step
 from gameday.errors import ConfigError, LabError
 from gameday.labs.driver import FAULTS, for_region
 from gameday.labs.ledger import Ledger
@@ -75,14 +76,14 @@ def take_region_down(region: str = "region-1",
             if time.monotonic() > deadline:
                 raise LabError(f"{item['fault']} on {region} was not seen in effect within "
                                f"{effective_timeout_s:g} s")
-            time.sleep(0.005)
+            interrupt.pause(0.005)
         item["effective"] = run.event("fault-effective", region, fault=item["fault"]) if run \
             else clock()
         logger.info("gameday: %s on %s in effect", item["fault"], region)
     return {"region": region, "faults": applied}
 
 
-@activity
+@rollback
 def restore_region(region: str = "region-1",
                    configuration: Dict[str, Any] = None,
                    secrets: Dict[str, Any] = None) -> Dict[str, Any]:
@@ -99,6 +100,8 @@ def revert_open_faults(lab, region: str = None, configuration: Dict[str, Any] = 
     ledger = Ledger(lab.path)
     run = runs.current()
     reverted = []
+    if run and ledger.open_faults(region):
+        run.event("rollback-started", region)
     for entry in reversed(ledger.open_faults(region)):
         target = lab.region(entry["region"])
         for_region(lab, target, configuration).revert(entry["fault"], target, entry["undo"])

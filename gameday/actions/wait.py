@@ -6,6 +6,7 @@ from typing import Any, Dict
 
 import httpx
 
+from gameday import interrupt
 from gameday.actions._common import context, step
 from gameday.errors import LabError, TargetError
 from gameday.measure import run as runs
@@ -33,7 +34,7 @@ def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
             if time.monotonic() - started > timeout_s:
                 raise TargetError(f"{region} still passes its health check after "
                                   f"{timeout_s:g} s: the fault did not take it down")
-            time.sleep(0.02)
+            interrupt.pause(0.02)
 
 
 @step
@@ -70,6 +71,6 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
                                            ("canary writes on its database", wrote)) if not ok]
                 raise TargetError(f"{region} did not recover within {timeout_s:g} s: no "
                                   f"{' and no '.join(missing)}")
-            time.sleep(0.1)
+            interrupt.pause(0.1)
     finally:
         conn.close()

@@ -6,6 +6,7 @@ trying again. Bounds on TTL and health interval keep the RTO target reachable at
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
@@ -21,6 +22,25 @@ __all__: list[str] = []
 
 
 def check(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) -> list[str]:
+    """The problems that still stand after waiting up to `ready_timeout_s` (default 20 s)
+    for them to clear: a standby reconnects a few seconds after its primary restarted, and
+    a drill started right after another one should wait for that, not fail."""
+    from gameday import interrupt
+
+    raw = (configuration or {}).get("ready_timeout_s", 20)
+    try:
+        timeout = float(raw)
+    except (TypeError, ValueError):
+        return [f"configuration 'ready_timeout_s' must be a number, got {raw!r}"]
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = _check_once(configuration, secrets)
+        if not problems or time.monotonic() > deadline:
+            return problems
+        interrupt.pause(0.25)
+
+
+def _check_once(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) -> list[str]:
     problems: list[str] = []
     try:
         settings = GamedaySettings.from_chaos(configuration, secrets)

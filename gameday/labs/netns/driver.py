@@ -186,6 +186,14 @@ class NetnsDriver:
     def start_standby(self, region: Region, upstream: Region) -> None:
         self.nodes.start_standby(region, upstream)
 
+    def start_database(self, region: Region) -> bool:
+        """Start a database that is down, as its data directory says (primary, standby or
+        fenced). False when it was already running."""
+        if self.procs.alive(f"postgres-{region.name}"):
+            return False
+        self._start_postgres(region)
+        return True
+
     def _other_is_writable(self, region: Region) -> bool:
         for other in self.lab.regions:
             if other.name == region.name:
