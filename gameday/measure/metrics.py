@@ -8,6 +8,7 @@ what was not observed is None with the reason, never a guess.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import json
@@ -67,13 +68,21 @@ class Timeline:
         return memory_store(canary=self.canary, canary_connect=self.canary_connect)
 
     @functools.cached_property
+    def canary_sends(self) -> list[float]:
+        """Every canary attempt's send time, sorted (a float each, not a row: they come
+        nearly in order, so sorting is cheap)."""
+        sends = [r[0] for r in self.store.execute("SELECT t_send FROM canary")]
+        sends.sort()
+        return sends
+
+    @functools.cached_property
     def canary_extent(self) -> tuple[int, int, float | None, float | None]:
         """(attempts, attempts not acknowledged, first and last t_send) of the canary."""
-        n, first, last = self.store.execute(
-            "SELECT count(*), min(t_send), max(t_send) FROM canary").fetchone()
+        sends = self.canary_sends
+        # through the index canary_not_ok when the run has it
         errors = self.store.execute(
             "SELECT count(*) FROM canary WHERE outcome != 'ok'").fetchone()[0]
-        return n, errors, first, last
+        return len(sends), errors, (sends[0] if sends else None), (sends[-1] if sends else None)
 
     def stream(self, table: str, name: str) -> list[tuple]:
         """The rows of one sampler stream (`dns` by server, `http` by target, `replication`
@@ -347,11 +356,8 @@ def sampler_stats(tl: Timeline) -> dict[str, dict[str, Any]]:
             "interval_p99_s": _round(p99),
         }
     samples, errors, _, _ = tl.canary_extent
-    # every send time (a float each, not a row), sorted (they come nearly in order)
-    sends = [r[0] for r in tl.store.execute("SELECT t_send FROM canary")]
-    sends.sort()
+    sends = tl.canary_sends
     p50, p99 = _percentiles(list(map(sub, sends[1:], sends[:-1])), (50, 99))
-    del sends
     out["canary"] = {
         "samples": samples,
         "errors": errors,
@@ -415,32 +421,39 @@ def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
                           start_seq: int = 1, cutoff: float | None = None,
                           live: bool = False) -> WriteAccounting:
     """account_writes() over the tables `canary` and `final_rows` (one row per seq) where
-    they are stored: each class is counted by a scan in SQLite against the sequence numbers
-    found (and, for unexpected rows, attempted), keyed in temporary rowid tables; only lost
-    writes and the acknowledgements in the second before the fault come back as rows."""
+    they are stored. The sequence numbers found are read once, in whatever order they were
+    stored, into a `_SeqSet`; the canary is scanned in SQLite against the few numbers
+    missing from it, so only the lost writes and the attempts not acknowledged come back as
+    rows."""
     settled = "1" if cutoff is None else "coalesce(t_ack, t_send) < :cutoff"
-    params = {"cutoff": cutoff, "sync": SYNC_CANCELLED, "start": start_seq}
-    _seq_table(conn, "gameday_present", "SELECT seq FROM final_rows WHERE seq IS NOT NULL")
-    found = "seq IN temp.gameday_present"
-    attempted, not_durable = conn.execute(
-        "SELECT count(*), coalesce(sum(outcome = 'ok' AND instr(notice, :sync) > 0), 0) "
+    params: dict[str, Any] = {"cutoff": cutoff, "sync": SYNC_CANCELLED}
+    present = _SeqSet([r[0] for r in conn.execute(
+        "SELECT seq FROM final_rows WHERE seq IS NOT NULL")])
+    if present.bits is not None:
+        _seq_table(conn, "gameday_absent", present.absent())
+        not_found = "(seq < :first_seq OR seq > :last_seq OR seq IN temp.gameday_absent)"
+        params.update(first_seq=present.first, last_seq=present.last)
+    else:
+        _seq_table(conn, "gameday_present", present.sorted)
+        not_found = "seq NOT IN temp.gameday_present"
+    # one scan counts the attempts and finds the lost writes (their rowids, exact as text)
+    attempted, not_durable, lost_ids = conn.execute(
+        "SELECT count(*), coalesce(sum(outcome = 'ok' AND instr(notice, :sync) > 0), 0), "
+        f"group_concat(CASE WHEN outcome = 'ok' AND {not_found} THEN rowid END) "
         f"FROM canary WHERE {settled}", params).fetchone()
     # the attempts not acknowledged, through the index canary_not_ok when the run has it
-    by_outcome = {outcome: (n, n_found) for outcome, n, n_found in conn.execute(
-        f"SELECT outcome, count(*), coalesce(sum({found}), 0) FROM canary "
-        f"WHERE outcome != 'ok' AND {settled} GROUP BY outcome", params)}
-    acked = attempted - sum(n for n, _ in by_outcome.values())
-    unknown, recovered = by_outcome.get("unknown", (0, 0))
-    failed_present = by_outcome.get("failed", (0, 0))[1]
-    lost = conn.execute(f"SELECT seq, t_ack, server FROM canary WHERE {settled} "
-                        f"AND outcome = 'ok' AND NOT {found} ORDER BY t_send", params).fetchall()
-    unexpected = failed_present
+    failures = conn.execute(f"SELECT seq, outcome FROM canary WHERE outcome != 'ok' "
+                            f"AND {settled}", params).fetchall()
+    acked = attempted - len(failures)
+    unknown = sum(1 for _, outcome in failures if outcome == "unknown")
+    recovered = sum(1 for seq, outcome in failures if outcome == "unknown" and seq in present)
+    unexpected = sum(1 for seq, outcome in failures if outcome == "failed" and seq in present)
+    _seq_table(conn, "gameday_lost", sorted(int(i) for i in lost_ids.split(","))
+               if lost_ids else ())
+    lost = conn.execute("SELECT seq, t_ack, server FROM canary WHERE rowid IN "
+                        "temp.gameday_lost ORDER BY t_send").fetchall()
     if not live:
-        # present, never attempted (in flight at the read counts as attempted)
-        _seq_table(conn, "gameday_attempted", "SELECT seq FROM canary")
-        unexpected += conn.execute(
-            "SELECT count(*) FROM temp.gameday_present WHERE seq >= :start "
-            "AND seq NOT IN temp.gameday_attempted", params).fetchone()[0]
+        unexpected += _never_attempted(conn, present, start_seq)
     duplicate = conn.execute(
         "SELECT coalesce(sum(n - 1), 0) FROM final_rows WHERE n > 1").fetchone()[0]
     rpo_s, rpo_err, window = 0.0, None, None
@@ -467,7 +480,7 @@ def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
             "AND t_ack >= :lo AND t_ack <= :t_fault ORDER BY t_ack",
             {**params, "lo": t_fault - 1.0, "t_fault": t_fault})]
         rpo_err = percentile(intervals(near), 50) if len(near) > 1 else None
-    for table in ("gameday_present", "gameday_attempted"):
+    for table in ("gameday_absent", "gameday_present", "gameday_attempted", "gameday_lost"):
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
     return WriteAccounting(
         attempted=attempted, acked=acked, lost=len(lost), recovered=recovered,
@@ -478,13 +491,81 @@ def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
     )
 
 
-def _seq_table(conn: sqlite3.Connection, name: str, select: str) -> None:
-    """A temporary table of distinct sequence numbers keyed by rowid: a membership test
-    against it is one B-tree lookup, and filling it from rows in (nearly) sequence order
-    appends."""
+class _SeqSet:
+    """Distinct sequence numbers, as one byte per number over their range (a run's canary
+    numbers its writes consecutively, so the range is dense), or a set when they are too
+    sparse for that."""
+
+    SPARSE = 16  # at most this many numbers in the range per number held
+
+    def __init__(self, seqs: list[int]) -> None:
+        self.first = min(seqs, default=1)
+        self.last = max(seqs, default=0)
+        span = self.last - self.first + 1
+        self.bits: bytearray | None = None
+        self.sorted: list[int] = []
+        if span <= max(1 << 20, self.SPARSE * len(seqs)):
+            self.bits = bytearray(span)
+            first, bits = self.first, self.bits
+            for seq in seqs:
+                bits[seq - first] = 1
+        else:
+            self.sorted = sorted(set(seqs))
+
+    def __contains__(self, seq: int) -> bool:
+        if self.bits is None:
+            i = bisect.bisect_left(self.sorted, seq)
+            return i < len(self.sorted) and self.sorted[i] == seq
+        return self.first <= seq <= self.last and self.bits[seq - self.first] == 1
+
+    def count(self, lo: int, hi: int | None = None) -> int:
+        """How many numbers in [lo, hi] (hi None: no upper bound) are held."""
+        hi = self.last if hi is None else min(hi, self.last)
+        lo = max(lo, self.first)
+        if lo > hi:
+            return 0
+        if self.bits is None:
+            return bisect.bisect_right(self.sorted, hi) - bisect.bisect_left(self.sorted, lo)
+        return self.bits.count(1, lo - self.first, hi - self.first + 1)
+
+    def absent(self) -> Iterator[int]:
+        """The numbers between the first and the last that are not held, in order."""
+        assert self.bits is not None
+        i = self.bits.find(0)
+        while i != -1:
+            yield self.first + i
+            i = self.bits.find(0, i + 1)
+
+
+def _never_attempted(conn: sqlite3.Connection, present: _SeqSet, start_seq: int) -> int:
+    """How many numbers (>= start_seq) in `present` the canary never attempted: those
+    outside the range it attempted and those in the gaps of that range (an attempt still in
+    flight at the read counts as attempted)."""
+    _seq_table(conn, "gameday_attempted", "SELECT seq FROM canary")
+    # separate queries: each is then one step down the B-tree's edge
+    first = conn.execute("SELECT min(seq) FROM temp.gameday_attempted").fetchone()[0]
+    last = conn.execute("SELECT max(seq) FROM temp.gameday_attempted").fetchone()[0]
+    if first is None:
+        return present.count(start_seq)
+    never = present.count(start_seq, first - 1) + present.count(max(start_seq, last + 1))
+    for before, after in conn.execute(
+            "SELECT a.seq, (SELECT min(b.seq) FROM temp.gameday_attempted b WHERE b.seq > a.seq) "
+            "FROM temp.gameday_attempted a WHERE a.seq < :last "
+            "AND a.seq + 1 NOT IN temp.gameday_attempted", {"last": last}):
+        never += present.count(max(start_seq, before + 1), after - 1)
+    return int(never)
+
+
+def _seq_table(conn: sqlite3.Connection, name: str, rows: str | Iterable[int]) -> None:
+    """A temporary table of distinct sequence numbers (from a SELECT or given in order)
+    keyed by rowid: a membership test against it is one B-tree lookup, and filling it in
+    (nearly) ascending order appends."""
     conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
     conn.execute(f"CREATE TEMP TABLE {name} (seq INTEGER PRIMARY KEY)")
-    conn.execute(f"INSERT OR IGNORE INTO temp.{name} {select}")
+    if isinstance(rows, str):
+        conn.execute(f"INSERT OR IGNORE INTO temp.{name} {rows}")
+    else:
+        conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES (?)", ((s,) for s in rows))
 
 
 def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:

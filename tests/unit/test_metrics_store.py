@@ -1,0 +1,192 @@
+"""The canary is counted in SQLite (metrics.account_stored_writes, first_write, the
+sampler statistics) and the report draws only the runs in its window (svg._lane). These
+tests hold each to the plain row-by-row definition it replaced, on random timelines: the
+numbers must be the same, bit for bit."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+
+from gameday.measure import metrics
+from gameday.report import svg
+
+R1, R2 = "198.18.0.11", "198.18.0.12"
+
+# --- the row-by-row definitions (as they were before the counting moved to SQLite) ------
+
+
+def reference_accounting(canary: Sequence[tuple], present: dict[int, int], *,
+                         t_fault: float | None, start_seq: int = 1, cutoff: float | None = None,
+                         live: bool = False) -> metrics.WriteAccounting:
+    def settled(r: tuple) -> bool:
+        return cutoff is None or (r[3] if r[3] is not None else r[2]) < cutoff
+
+    attempts = [r for r in canary if settled(r)]
+    inflight = {r[0] for r in canary if not settled(r)}
+    attempted_seqs = {r[0] for r in canary}
+    acked = [r for r in attempts if r[4] == "ok"]
+    lost = [r for r in acked if r[0] not in present]
+    unknown = [r for r in attempts if r[4] == "unknown"]
+    recovered = sum(1 for r in unknown if r[0] in present)
+    failed_present = sum(1 for r in attempts if r[4] == "failed" and r[0] in present)
+    unexpected = failed_present + (0 if live else sum(
+        1 for seq in present if seq >= start_seq and seq not in attempted_seqs
+        and seq not in inflight))
+    duplicate = sum(n - 1 for n in present.values() if n > 1)
+    not_durable = sum(1 for r in acked if r[7] and metrics.SYNC_CANCELLED in r[7])
+    rpo_s, rpo_err, window = 0.0, None, None
+    lost_after = 0
+    if lost:
+        lost_t = sorted(r[3] for r in lost)
+        window = (lost_t[0], lost_t[-1])
+        survivors = [r[3] for r in acked if r[0] in present and r[3] < lost_t[0]]
+        last_survivor = max(survivors) if survivors else None
+        if t_fault is not None and last_survivor is not None:
+            rpo_s = max(0.0, t_fault - last_survivor)
+        elif t_fault is not None:
+            rpo_s = max(0.0, t_fault - lost_t[0])
+        lost_after = sum(1 for t in lost_t if t_fault is not None and t > t_fault)
+    ack_times = sorted(r[3] for r in acked)
+    if lost:
+        first_lost = window[0] if window else None
+        before = [t for t in ack_times if first_lost is not None and t < first_lost]
+        rpo_err = first_lost - before[-1] if before and first_lost is not None else None
+    else:
+        near = [t for t in ack_times if t_fault is not None and t_fault - 1.0 <= t <= t_fault]
+        rpo_err = metrics.percentile(metrics.intervals(near), 50) if len(near) > 1 else None
+    return metrics.WriteAccounting(
+        attempted=len(attempts), acked=len(acked), lost=len(lost), recovered=recovered,
+        unknown_absent=len(unknown) - recovered, unexpected=unexpected, duplicate=duplicate,
+        not_durable=not_durable, lost_seqs=tuple(sorted(r[0] for r in lost)),
+        lost_after_fault=lost_after, loss_window=window, rpo_s=rpo_s, rpo_error_s=rpo_err,
+        lost_by_server=dict(Counter(r[5] or "?" for r in lost)),
+    )
+
+
+def reference_first_write(canary: Sequence[tuple], connects: Sequence[tuple], t_fault: float,
+                          hosts: set[str]) -> tuple[float | None, float | None]:
+    first = None
+    for row in canary:
+        if row[4] == "ok" and row[3] >= t_fault and row[5] in hosts and (
+                first is None or row[3] < first[3]):
+            first = row
+    if first is None:
+        return None, None
+    t_ack = first[3]
+    failures = [r[2] for r in canary if r[4] != "ok" and r[2] < t_ack]
+    failures += [r[0] for r in connects if not r[2] and r[0] < t_ack]
+    last_fail = max(failures) if failures else None
+    error = t_ack - last_fail if last_fail is not None and last_fail >= t_fault else None
+    return t_ack - t_fault, error
+
+
+# --- random timelines -------------------------------------------------------------------
+
+
+def random_canary(rng: random.Random, n: int, *, start_seq: int = 1) -> list[tuple]:
+    rows = []
+    t = rng.uniform(0, 5)
+    for i in range(n):
+        seq = start_seq + i
+        if rng.random() < 0.05 and rows:
+            seq = rng.choice(rows)[0]  # a duplicate attempt (not expected, still counted)
+        elif rng.random() < 0.05:
+            continue  # a number never recorded
+        t += rng.choice((0.001, 0.002, 0.0025, rng.uniform(0, 0.01)))
+        t_send = round(t, rng.choice((3, 6, 9)))
+        outcome = rng.choices(("ok", "unknown", "failed"), (0.8, 0.1, 0.1))[0]
+        t_ack = t_send + rng.uniform(0.0005, 0.05) if outcome == "ok" else None
+        notice = rng.choice((None, None, "", metrics.SYNC_CANCELLED + " due to user request",
+                             "some other notice"))
+        server = rng.choice((R1, R2, None)) if outcome != "failed" or rng.random() < 0.5 else None
+        rows.append((seq, rng.randrange(3), t_send, t_ack, outcome, server, None, notice))
+    rng.shuffle(rows)  # stored in completion order, not send order
+    return rows
+
+
+def random_present(rng: random.Random, canary: Sequence[tuple], *, sparse: bool) -> dict[int, int]:
+    seqs = sorted({r[0] for r in canary})
+    present = {s: rng.choice((1, 1, 1, 2)) for s in seqs if rng.random() < 0.85}
+    top = max(seqs, default=0)
+    for _ in range(rng.randrange(5)):
+        present[top + rng.randrange(1, 20)] = 1  # never attempted
+        present[rng.randrange(-5, 3)] = 1  # below start_seq
+    if sparse:
+        present[top + 10**9] = 1
+    items = list(present.items())
+    rng.shuffle(items)  # the new primary returns its rows in any order
+    return dict(items)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_stored_accounting_equals_the_row_by_row_definition(seed: int) -> None:
+    rng = random.Random(seed)
+    start_seq = rng.choice((1, 1, 50))
+    canary = random_canary(rng, rng.choice((0, 1, 5, 300)), start_seq=start_seq)
+    present = random_present(rng, canary, sparse=seed % 4 == 3)
+    sends = sorted(r[2] for r in canary) or [0.0]
+    kwargs = {
+        "t_fault": rng.choice((None, rng.uniform(sends[0], sends[-1] + 0.1), sends[0] - 1)),
+        "start_seq": start_seq,
+        "cutoff": rng.choice((None, rng.uniform(sends[0], sends[-1] + 0.1))),
+        "live": rng.random() < 0.3,
+    }
+    assert metrics.account_writes(canary, present, **kwargs) == \
+        reference_accounting(canary, present, **kwargs)
+
+
+def test_stored_accounting_of_a_loss_at_the_fault() -> None:
+    canary = [(i, i % 2, i * 0.01, i * 0.01 + 0.004, "ok", R1, None, None) for i in range(1, 200)]
+    present = {i: 1 for i in range(1, 200) if not 100 <= i < 104}
+    acc = metrics.account_writes(canary, present, t_fault=1.0)
+    assert acc == reference_accounting(canary, present, t_fault=1.0)
+    assert acc.lost_seqs == (100, 101, 102, 103) and acc.rpo_s == pytest.approx(1.0 - 0.994)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_first_write_equals_the_row_by_row_definition(seed: int) -> None:
+    rng = random.Random(seed)
+    canary = random_canary(rng, rng.choice((0, 5, 200)))
+    connects = [(rng.uniform(0, 6), rng.randrange(3), int(rng.random() < 0.3),
+                 rng.choice((R1, R2, None)), None) for _ in range(rng.randrange(20))]
+    t_fault = rng.uniform(0, 6)
+    tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[],
+                          canary_connect=connects)
+    first = metrics.first_write(tl, t_fault, {R2})
+    assert (first.at_s, first.error_s) == reference_first_write(canary, connects, t_fault, {R2})
+
+
+def test_canary_sampler_statistics_equal_the_row_by_row_definition() -> None:
+    rng = random.Random(7)
+    canary = random_canary(rng, 500)
+    tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
+    gaps = metrics.intervals(sorted(r[2] for r in canary))
+    assert metrics.sampler_stats(tl)["canary"] == {
+        "samples": len(canary),
+        "errors": sum(1 for r in canary if r[4] != "ok"),
+        "interval_p50_s": round(metrics.percentile(gaps, 50), 4),
+        "interval_p99_s": round(metrics.percentile(gaps, 99), 4),
+    }
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_svg_lane_draws_the_same_runs_as_the_whole_stream(seed: int) -> None:
+    rng = random.Random(seed)
+    t, rows = rng.uniform(-50, 0), []
+    for _ in range(rng.choice((0, 1, 2, 40, 400))):
+        t += rng.choice((0.05, 0.05, 0.051, rng.uniform(0, 0.2)))
+        ok = rng.random() < 0.9
+        rows.append((t, "global", int(ok), None, rng.choice(("region-1", "region-1", "region-2"))
+                     if ok else None, None, None, None, None))
+    origin = rng.uniform(-10, 10)
+    t0 = rng.uniform(-60, 20)
+    t1 = t0 + rng.choice((0.01, 1.0, 10.0, 100.0))
+    state = lambda r: (r[4] or "?") if r[2] else "fail"  # noqa: E731
+    whole = svg._segments([(r[0] - origin, state(r)) for r in rows], t1)
+    drawn = [s for s in whole if not (s[1] < t0 or s[0] > t1)]
+    assert [s for s in svg._lane(rows, state, origin, t0, t1)
+            if not (s[1] < t0 or s[0] > t1)] == drawn
