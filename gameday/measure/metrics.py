@@ -11,11 +11,12 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import itertools
 import json
 import sqlite3
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from operator import sub
+from operator import itemgetter, sub
 from typing import Any
 
 from gameday.measure import timeline as timelines
@@ -94,11 +95,9 @@ class Timeline:
         out: dict[tuple[str, str], list[tuple]] = {}
         for table, rows in (("dns", self.dns), ("http", self.http),
                             ("replication", self.replication)):
-            for r in rows:
-                key = (table, r[1])
-                if key not in out:
-                    out[key] = []
-                out[key].append(r)
+            # `load` groups each table by stream: a few long runs of one name
+            for name, group in itertools.groupby(rows, key=itemgetter(1)):
+                out.setdefault((table, name), []).extend(group)
         return out
 
     def close(self) -> None:
@@ -167,7 +166,8 @@ def load(conn: sqlite3.Connection) -> Timeline:
     """The timeline of a stored run. Reads happen in one snapshot (a read transaction held
     until `Timeline.close`), so a run still being recorded is counted consistently. The
     sampler streams are loaded with the columns the metrics and the report read (the others
-    are None); the canary stays in the database."""
+    are None), `dns` and `http` grouped by stream (server or target, then time); the canary
+    stays in the database."""
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("BEGIN")
 
@@ -177,9 +177,9 @@ def load(conn: sqlite3.Connection) -> Timeline:
     return Timeline(
         events=rows("SELECT t, kind, region, detail FROM events ORDER BY t"),
         dns=rows("SELECT t, server, ok, answer, NULL, NULL, NULL, NULL, NULL "
-                 "FROM dns ORDER BY t"),
+                 "FROM dns ORDER BY server, t"),
         http=rows("SELECT t, target, ok, NULL, region, NULL, NULL, NULL, NULL "
-                  "FROM http ORDER BY t"),
+                  "FROM http ORDER BY target, t"),
         canary=StoredRows(conn, "canary", timelines.COLUMNS["canary"], "t_send"),
         replication=rows("SELECT t, server, ok, in_recovery, lag_s, detail, NULL "
                          "FROM replication ORDER BY t"),

@@ -85,9 +85,9 @@ def _lane(rows: Sequence[tuple], state: Callable[[tuple], str], origin: float, t
           t1: float) -> list[tuple[float, float, str]]:
     """`_segments` of [(r[0] - origin, state(r))] for every row (in time order), but only the
     runs that can be drawn, from t0 to t1: a stream holds tens of thousands of samples an
-    hour, the plot a few seconds around the fault. The rows read are those in the window,
-    back to the start of the run it opens with and on to the end of the run it closes with.
-    """
+    hour, the plot a few seconds around the fault. A run's samples merge into one segment,
+    so only its first sample and the one after it count: the rows read are those in the
+    window, the first of the run it opens with and the end of the run it closes with."""
     if not rows:
         return []
     n = len(rows)
@@ -102,13 +102,17 @@ def _lane(rows: Sequence[tuple], state: Callable[[tuple], str], origin: float, t
     after = last + 1
     while after < n and state(rows[after]) == closing:
         after += 1
-    # rows[after] (when there is one) starts a run after t1, never drawn, and gives the
-    # closing run its stop; a run that reaches the stream's end holds for the median gap
-    tail = None
-    if after >= n:
-        rel = [r[0] - origin for r in rows]
-        tail = metrics.percentile(list(map(sub, rel[1:], rel[:-1])), 50) or 0.0
-    return _segments([(r[0] - origin, state(r)) for r in rows[first:after + 1]], t1, tail=tail)
+    picked = [rows[first], *rows[max(first + 1, lo):last + 1]]
+    tail = 0.0
+    if after < n:
+        picked.append(rows[after])  # ends the closing run; starts after t1, never drawn
+    else:
+        if last < n - 1:
+            picked.append(rows[n - 1])  # the closing run holds on from the stream's last sample
+        if rows[n - 1][0] - origin < t1:  # ... for the median gap, when that ends before t1
+            rel = [r[0] - origin for r in rows]
+            tail = metrics.percentile(list(map(sub, rel[1:], rel[:-1])), 50) or 0.0
+    return _segments([(r[0] - origin, state(r)) for r in picked], t1, tail=tail)
 
 
 def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
