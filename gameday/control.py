@@ -26,7 +26,8 @@ from gameday.settings import GamedaySettings
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
-__all__ = ["before_experiment_control", "before_method_control", "after_experiment_control"]
+__all__ = ["before_experiment_control", "before_method_control", "after_method_control",
+           "after_activity_control", "after_experiment_control"]
 
 
 def before_experiment_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
@@ -34,6 +35,10 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
     try:
         settings = GamedaySettings.from_chaos(configuration, secrets)
         lab = settings.load_lab()
+        if lab.lab == "netns" and lab.state_dir:
+            from gameday.labs.netns.lab import verify_running
+
+            verify_running(lab.state_dir)
         # failover moves service from the lab's primary to its secondary; failback back
         source, target = lab.primary, lab.secondary
         previous = None
@@ -78,6 +83,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
     finally:
         if conn is not None:
             conn.close()
+    _phase["name"] = "before"
     run.event("experiment-started", experiment=context.get("title"))
     interrupt.install()
     live.start(run.dir, run.now)
@@ -97,6 +103,32 @@ def before_method_control(context: dict[str, Any], configuration: dict[str, Any]
         run.event("gate-failed", reasons=problems)
         raise InterruptExecution("gameday: not ready for a fault: " + "; ".join(problems))
     run.event("gate-passed")
+    _phase["name"] = "method"
+
+
+_phase = {"name": "before"}
+
+
+def after_method_control(context: dict[str, Any], state: Any = None,
+                         configuration: dict[str, Any] | None = None,
+                         secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    _phase["name"] = "after"
+
+
+def after_activity_control(context: dict[str, Any], state: dict[str, Any] | None = None,
+                           configuration: dict[str, Any] | None = None,
+                           secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """A failed action of the method stops the drill. Chaos Toolkit would go on with the
+    next action (a switchover after a failed resync would lose data); raised here, in the
+    main thread and outside the activity, the interruption reaches the run loop, which
+    then plays the rollbacks. Probes failing is a deviation, not an interruption."""
+    if _phase["name"] != "method" or not state or state.get("status") != "failed":
+        return
+    if context.get("type") != "action":
+        return
+    detail = (state.get("exception") or ["failed"])[-1].strip()
+    detail = detail.rsplit("ActivityFailed: ", 1)[-1]
+    raise InterruptExecution(f"gameday: {context.get('name')} failed, stopping the drill: {detail}")
 
 
 def _failback_precondition(lab: Any) -> str | None:

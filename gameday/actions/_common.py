@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from chaoslib.exceptions import ActivityFailed, InterruptExecution
+from chaoslib.exceptions import ActivityFailed
 
 from gameday import interrupt
 from gameday.errors import GamedayError
@@ -32,9 +32,9 @@ def activity(func: F) -> F:
 
 
 def step(func: F) -> F:
-    """A step of the drill's method. Chaos Toolkit carries on with the next action after one
-    fails; a drill must not (a switchover after a failed resync would lose data), so a
-    failed step interrupts the run: rollbacks run and `chaos run` exits 1."""
+    """A step of the drill's method: runs under the interruption lock, and records its
+    failure, which the control turns into an interruption of the run (rollbacks run,
+    `chaos run` exits 1) instead of Chaos Toolkit's going on with the next action."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -47,7 +47,8 @@ def step(func: F) -> F:
             run = runs.current()
             if run is not None:
                 run.event("step-failed", step=func.__name__, error=str(exc))
-            raise InterruptExecution(f"gameday: {func.__name__} failed: {exc}") from exc
+            # the control's after_activity_control turns this failure into an interruption
+            raise ActivityFailed(f"{func.__name__} failed: {exc}") from exc
 
     return wrapper  # type: ignore[return-value]
 

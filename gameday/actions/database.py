@@ -105,6 +105,10 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
     commit on the new primary would wait for a standby that does not exist."""
     _, lab = context(configuration, secrets)
     target = lab.region(region)
+    for other in lab.regions:
+        if other.name != region and is_writable(lab, other) is True:
+            raise LabError(f"{other.name} still accepts writes: promoting {region} now would "
+                           "make two writable primaries (did the outage not take it down?)")
     run = runs.current()
     state = {
         "promoted": region,

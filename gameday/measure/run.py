@@ -77,8 +77,11 @@ def _next_seq(lab: Lab) -> int:
                 f"SELECT coalesce(max(seq), 0) + 1 FROM {lab.database.canary_table}").fetchone()
             return int(row[0])
     except psycopg.Error as exc:
+        # libpq's last line names the cause (e.g. a failed password) and never the password
+        cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise LabError(f"cannot reach the writable database through the lab descriptor "
-                       f"({type(exc).__name__}): is the lab up? run `gameday lab status`") from None
+                       f"({cause}): check its database password and hosts, and that the lab "
+                       "is up (`gameday lab status`)") from None
 
 
 def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,

@@ -111,6 +111,34 @@ def preflight() -> None:
     except KeyError:
         raise LabError("there is no `postgres` OS user: run `make setup` "
                        "(apt-get install postgresql creates it)") from None
+    taken = _address_in_use(f"{topo.BRIDGE_ADDRESS.rsplit('.', 1)[0]}.")
+    if taken:
+        raise LabError(f"the lab's addresses 198.18.0.0/{topo.PREFIX} are already in use on "
+                       f"{taken}: remove them there (ip addr del ... dev {taken}) or run "
+                       "`gameday lab down` if a lab is up")
+
+
+def _address_in_use(prefix: str) -> str | None:
+    """The interface that already holds an address of the lab's range, if any."""
+    out = run(["ip", "-o", "-4", "addr", "show"], check=False).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[3].startswith(prefix) and parts[1] != topo.BRIDGE:
+            return parts[1]
+    return None
+
+
+def verify_running(lab_state: str) -> None:
+    """Refuse a descriptor that does not match what runs: its namespaces and its services
+    must be there, or faults and measurements would hit the wrong (or no) target."""
+    state = Path(lab_state)
+    missing = [ns.name for ns in topo.NAMESPACES if ns.name not in existing_namespaces()]
+    procs = Processes(state)
+    missing += [n for n in ("pdns", "unbound", "storefront-region-1", "storefront-region-2")
+                if not procs.alive(n)]
+    if missing:
+        raise LabError(f"the lab descriptor does not match what is running (missing: "
+                       f"{', '.join(missing)}): run `gameday lab down` then `gameday lab up`")
 
 
 def existing_namespaces() -> list[str]:
