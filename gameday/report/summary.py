@@ -181,7 +181,12 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> dict[str
         if split_n and split_n > targets["max_lost_writes"]:
             reasons.append(f"{split_n} split-brain writes acknowledged by the old primary "
                            "after the promotion are lost")
-    incomplete = not tl.events_of("recorder-stopped")
+    # the control records experiment-ended only when it finishes the run; a runner killed
+    # mid-run leaves the samples it stored (the recorder flushes every 250 ms) without it
+    incomplete = not tl.events_of("experiment-ended")
+    if incomplete:
+        reasons.append("incomplete run: the runner stopped before the end (killed or crashed); "
+                       "the numbers come from the samples stored until then")
     summary = {
         "schema": SCHEMA,
         "experiment": meta.get("experiment"),

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.integration.conftest import chaos, gameday, lab_pids, residue
+from tests.integration.conftest import ROOT, chaos, gameday, lab_pids, residue
 
 SUMMARY_KEYS = {"schema", "experiment", "run_id", "started_at", "lab", "verdict", "reasons",
                 "targets", "rto_s", "rto_error_s", "write_rto_s", "downtime_s", "rpo_s",
@@ -67,6 +67,18 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
     import httpx
     assert httpx.get(lab["regions"][0]["storefront_url"] + "/healthz",
                      trust_env=False).status_code == 503
+
+    # the database password never leaves the descriptor: not in the run's files, the
+    # journal, the logs or anything the run printed
+    password = lab["database"]["password"].encode()
+    outputs = [(p, p.read_bytes()) for p in latest.resolve().rglob("*") if p.is_file()]
+    outputs += [(Path("chaos output"), output.encode())]
+    for log in (Path(lab_env["GAMEDAY_REPORTS"]) / "journal.json", ROOT / "chaostoolkit.log"):
+        if log.exists():
+            outputs.append((log, log.read_bytes()))
+    assert len(outputs) >= 6
+    leaked = [str(p) for p, data in outputs if password in data]
+    assert not leaked, f"the password appears in {leaked}"
 
     pids = lab_pids(lab_env)
     started = time.monotonic()

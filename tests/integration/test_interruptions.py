@@ -143,3 +143,35 @@ def test_interrupted_drill_leaves_a_consistent_lab(lab: dict[str, str], point: s
     assert_consistent(lab)
     _back_to_start(lab)
     assert_consistent(lab)
+
+
+def test_sigkill_mid_run_keeps_the_measurements(lab: dict[str, str]) -> None:
+    """After SIGKILL of the runner, `gameday report RUN_DIR` renders what was stored, marked
+    incomplete, with at most about one second of samples missing."""
+    proc, before = _start(lab)
+    try:
+        run_dir = _wait_event(lab, before, "fault-effective", proc)
+        time.sleep(0.5)
+        killed_ns = time.monotonic_ns()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    time.sleep(1.0)  # the recorder dies with its parent and flushes on the way out
+    gameday("recover", env=lab)
+    report = gameday("report", str(run_dir), env=lab, check=False)
+    assert report.returncode in (0, 1), report.stderr  # 1: the verdict of an incomplete run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["incomplete"] is True
+    assert "ncomplete" in (run_dir / "report.md").read_text()
+    db = sqlite3.connect(run_dir / "timeline.sqlite")
+    anchor = json.loads(db.execute("SELECT value FROM meta WHERE key = 'anchor_ns'").fetchone()[0])
+    last = max(db.execute("SELECT max(t) FROM dns").fetchone()[0],
+               db.execute("SELECT max(t) FROM http").fetchone()[0])
+    killed_t = (killed_ns - anchor) / 1e9
+    assert killed_t - last <= 1.0, (killed_t, last)
+    assert_consistent(lab)
+    _back_to_start(lab)
