@@ -9,6 +9,7 @@ Run: sudo .venv/bin/python bench/bench_canary.py   (part of `make bench`)
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -64,6 +65,7 @@ def canary_run(dsn: str, table: str, writers: int) -> tuple[float, float | None,
     conn = timeline.connect(run_dir)
     acks = [r[0] for r in conn.execute("SELECT t_ack FROM canary WHERE outcome = 'ok' ORDER BY t_ack")]
     conn.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
     gaps = metrics.intervals(acks)
     return canary.acked / SECONDS, metrics.percentile(gaps, 50), metrics.percentile(gaps, 99)
 

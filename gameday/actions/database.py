@@ -257,11 +257,19 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     promoted = _promote(lab, target, timeout_s)
     driver.start_standby(current, target)
     _wait_replayed(lab, current, target, timeout_s, "follow the new primary")
-    # the old standby streams again: restore the node's own settings (the synchronous
-    # standby list of a sync lab comes back from its node configuration)
+    # the old primary streams again: make it the synchronous standby again in a sync lab
+    # (found by the name it streams under), or leave replication asynchronous. Seen in a
+    # 20-drill soak: leaving this to the node's configuration files made the lab silently
+    # asynchronous after the first failback (a rewound node carries standby settings).
     with _connect(lab, target, "restore its settings") as conn:
-        conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
         conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        names = [r[0] for r in conn.execute(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")]
+        if lab.database.replication == "sync" and names:
+            quoted = ", ".join('"' + n.replace('"', "") + '"' for n in names)
+            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{quoted}'")
+        else:
+            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
         conn.execute("SELECT pg_reload_conf()")
     drill.clear(lab.path)
     result = {"to": to, "from_region": current.name, "replay_wait_s": round(replay_s, 3),

@@ -217,7 +217,10 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> dict[str
             "lost_by_server": accounting.lost_by_server,
             "read_from": meta.get("final_read_server"),
         },
-        "replication": {"mode": meta.get("replication"), **repl},
+        # the mode as observed at the fault (the primary's view of its standby), which is
+        # what decided the loss; the lab's configured mode beside it
+        "replication": {"mode": _observed_mode(repl.get("sync_state")) or meta.get("replication"),
+                        "configured": meta.get("replication"), **repl},
         "faults": faults,
         "failback": None,
         "t_fault_effective_s": _r(t_effective - t_fault) if t_effective is not None and
@@ -254,6 +257,11 @@ def failback_block(s: dict[str, Any], split: dict[str, Any], resynced: dict[str,
         "phases": s["phases"], "verdict": s["verdict"], "reasons": s["reasons"],
         "run_id": s["run_id"],
     }
+
+
+def _observed_mode(sync_state: str | None) -> str | None:
+    return {"sync": "sync", "quorum": "sync", "async": "async", "potential": "async"}.get(
+        sync_state or "")
 
 
 def _last_detail(tl: metrics.Timeline, kind: str) -> dict[str, Any]:

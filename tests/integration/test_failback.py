@@ -28,6 +28,10 @@ def assert_starting_topology(env: dict[str, str]) -> None:
     with _conn(lab, 0) as c1:
         assert c1.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
         assert c1.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        # the replication mode survives the cycle: a sync lab stays synchronous
+        modes = [r[0] for r in c1.execute("SELECT sync_state FROM pg_stat_replication")]
+        want = "sync" if lab["database"]["replication"] == "sync" else "async"
+        assert modes == [want], modes
     with _conn(lab, 1) as c2:
         row = c2.execute("SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)"
                          ).fetchone()
