@@ -30,7 +30,7 @@ from gameday.errors import ConfigError, LabError
 from gameday.labs import descriptor
 from gameday.labs.netns import configs
 from gameday.labs.netns import topology as topo
-from gameday.labs.netns.processes import Processes, run
+from gameday.labs.netns.processes import Processes, is_zombie, run
 
 PG_OS_USER = "postgres"
 
@@ -519,19 +519,11 @@ def _kill_leftovers_in(netns: str) -> None:
             os.kill(pid, 15)
     deadline = time.monotonic() + 5
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not is_zombie(p)]
         time.sleep(0.05)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return text[text.rindex(")") + 2] == "Z"
 
 
 # --- status -----------------------------------------------------------------------------

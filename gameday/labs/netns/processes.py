@@ -18,6 +18,17 @@ from pathlib import Path
 from gameday.errors import LabError
 
 
+def command(argv: Sequence[str], *, netns: str | None = None, user: str | None = None) -> list[str]:
+    """`argv` inside `netns` as `user`: `ip netns exec` and `setpriv` both exec their
+    command, so the pid of the result is the program's own."""
+    cmd: list[str] = []
+    if netns:
+        cmd += ["ip", "netns", "exec", netns]
+    if user:
+        cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
+    return cmd + list(argv)
+
+
 def _start_time(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -28,7 +39,7 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _is_zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
@@ -58,12 +69,7 @@ class Processes:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.alive(name):
             raise LabError(f"{name} is already running (pid {self.pid(name)})")
-        cmd: list[str] = []
-        if netns:
-            cmd += ["ip", "netns", "exec", netns]
-        if user:
-            cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
-        cmd += list(argv)
+        cmd = command(argv, netns=netns, user=user)
         with open(self.log_dir / f"{name}.log", "ab") as log:
             # ip netns exec and setpriv exec their command, so the pid is the service's own
             proc = subprocess.Popen(
@@ -95,7 +101,7 @@ class Processes:
         if record is None:
             return None
         pid = int(record["pid"])
-        if _start_time(pid) != record.get("start_time") or _is_zombie(pid):
+        if _start_time(pid) != record.get("start_time") or is_zombie(pid):
             return None
         return pid
 
@@ -157,12 +163,7 @@ def run(argv: Sequence[str], *, netns: str | None = None, user: str | None = Non
         check: bool = True, input: str | None = None, timeout: float = 60.0,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a short command (optionally in a namespace / as a user) and capture its output."""
-    cmd: list[str] = []
-    if netns:
-        cmd += ["ip", "netns", "exec", netns]
-    if user:
-        cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
-    cmd += list(argv)
+    cmd = command(argv, netns=netns, user=user)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, input=input, timeout=timeout,
         env={**os.environ, **(env or {})},
