@@ -10,7 +10,24 @@ Used by kind-lab (two kind clusters) and by descriptors written for real cluster
     block-egress   our own NetworkPolicy denying all egress from every pod of the namespace;
                    deleted on revert.
     blackhole      `docker pause` of the region's node containers (kind only); revert unpauses
-                   the ones this fault paused.
+                   the ones this fault paused (control planes first, see below).
+
+Fencing on revert (DESIGN section 5): reverting scale-to-zero or blackhole on a region whose
+ConfigMap `gameday-db` says `primary`, while the other region's database answers as a primary
+(SQL at its db_host, like the netns lab), first sets the role to `fenced` (kind-lab's
+entrypoint then starts PostgreSQL read-only, with no upstream), then restores the replicas or
+replaces the still-running pod. The fence is logged, added to the undo record (`fenced`) and
+annotated on the ConfigMap; the other region's ConfigMap is set to `primary`, since promotion
+by SQL does not change it. A pod that started before its role changed is named in the
+annotation `gameday.test/stale-pod` and deleted, so a second call finishes a fence (or a role
+change) that failed half-way.
+
+Database operations for failback (DatabaseOps): the role lives in ConfigMap `gameday-db` and
+is read when pod `postgres-0` of StatefulSet `postgres` starts, so every operation is "set the
+role, then stop or start the pod": stop_database scales to 0 and waits until the pod is gone;
+resync_database sets `standby` of the source and starts the pod (the entrypoint rewinds, or
+base-backs up, at start, and logs which); start_standby does the same and waits until the pod
+is Ready; start_database scales to 1 when at 0. Every wait is bounded.
 
 Every call goes through chaostoolkit-kubernetes where it has the action (scale, cordon,
 uncordon, network policies) and through the kubernetes client otherwise, with the region's own
@@ -26,13 +43,16 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import logging
 import os
 import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from gameday.errors import ConfigError, GamedayError, LabError, TargetError
@@ -41,9 +61,14 @@ from gameday.labs.descriptor import Lab, Region
 __all__ = [
     "ALLOWLIST_ENV",
     "ALLOWLIST_KEY",
+    "DB_CONFIGMAP",
+    "DB_POD",
+    "DB_STATEFULSET",
     "DEFAULT_ALLOWED_CONTEXTS",
     "EGRESS_POLICY",
+    "FENCE_ANNOTATION",
     "REPLICAS_ANNOTATION",
+    "STALE_POD_ANNOTATION",
     "KubernetesDriver",
     "allowed_contexts_from",
 ]
@@ -56,12 +81,22 @@ ALLOWLIST_ENV = "GAMEDAY_KUBE_CONTEXT_ALLOWLIST"
 REPLICAS_ANNOTATION = "gameday.test/previous-replicas"
 EGRESS_POLICY = "gameday-block-egress"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gameday"}
+# kind-lab's database (kind-lab/base/postgres.yaml): one StatefulSet, its role in a ConfigMap.
+DB_STATEFULSET = "postgres"
+DB_POD = f"{DB_STATEFULSET}-0"
+DB_CONTAINER = "postgres"
+DB_CONFIGMAP = "gameday-db"
+FENCE_ANNOTATION = "gameday.test/fenced"
+STALE_POD_ANNOTATION = "gameday.test/stale-pod"
+_RESYNC_LINE = re.compile(r"gameday-postgres: resync=(rewind|basebackup|none)\b")
 
 # The kubernetes client and chaostoolkit-kubernetes load one process-wide configuration per
 # call; holding this lock around every use keeps two regions' calls from interleaving.
 _KUBE_LOCK = threading.RLock()
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+# True when the region's database answers as a primary (not in recovery).
+PrimaryCheck = Callable[[Region], bool]
 
 
 def allowed_contexts_from(configuration: Mapping[str, Any] | None = None) -> tuple[str, ...]:
@@ -90,6 +125,27 @@ def _docker(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=False)
 
 
+def _sql_is_primary(lab: Lab) -> PrimaryCheck:
+    """The default check, as the netns lab's: the region's database answers at its db_host and
+    is not in recovery (a writable primary, or one a switchover left read-only: either way a
+    second primary must not appear next to it). Unreachable counts as not a primary."""
+
+    def check(region: Region) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(
+                lab.database.dsn(region.db_host, region.db_port, application_name="gameday-drill"),
+                autocommit=True,
+            ) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        except psycopg.Error:
+            return False
+        return row is not None and not row[0]
+
+    return check
+
+
 class KubernetesDriver:
     """Breaks and restores a region that lives in a Kubernetes cluster (see the module doc)."""
 
@@ -99,12 +155,24 @@ class KubernetesDriver:
         *,
         allowed_contexts: Sequence[str] | None = None,
         runner: Runner | None = None,
+        is_primary: PrimaryCheck | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        stop_timeout_s: float = 120.0,
+        start_timeout_s: float = 600.0,
+        poll_s: float = 1.0,
     ) -> None:
         self.lab = lab
         self.allowed_contexts = (
             tuple(allowed_contexts) if allowed_contexts is not None else allowed_contexts_from()
         )
         self._run = runner or _docker
+        self._is_primary = is_primary or _sql_is_primary(lab)
+        self._sleep = sleep
+        self._clock = clock
+        self.stop_timeout_s = stop_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.poll_s = poll_s
 
     @classmethod
     def from_configuration(
@@ -199,15 +267,15 @@ class KubernetesDriver:
             return
         _check_undo(fault, undo)
         if fault == "blackhole":
-            before = set(undo["paused_before"])
-            todo = [c for c in undo["containers"] if c not in before]
-            paused = self._paused(todo) if todo else {}
-            still = [c for c in todo if paused.get(c)]
-            if still:
-                self._docker_each("unpause", still)
+            self._revert_blackhole(region, undo)
             return
         context, namespace = self._undo_target(undo)
         if fault == "scale-to-zero":
+            if any(
+                w["kind"] == "StatefulSet" and w["name"] == DB_STATEFULSET
+                for w in undo["workloads"]
+            ):
+                self._fence_if_other_is_primary(region, context, namespace, undo)
             self._restore_replicas(context, namespace, undo["workloads"])
         elif fault == "cordon":
             names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
@@ -459,7 +527,295 @@ class KubernetesDriver:
                 return None
             raise
 
+    # -- the DatabaseOps protocol (failback) ---------------------------------------------
+
+    def stop_database(self, region: Region) -> None:
+        """Scale StatefulSet `postgres` to 0 (its preStop hook stops PostgreSQL fast) and wait
+        until pod `postgres-0` is gone, at most `stop_timeout_s`."""
+        context, namespace = self._target(region)
+        with self._cluster(context) as api:
+            self._require_statefulset(api, context, namespace)
+            self._scale_db(api, context, namespace, 0)
+        self._wait_pod(context, namespace, ready=False, timeout_s=self.stop_timeout_s)
+        logger.info("database of %s stopped (%s/%s scaled to 0)", region.name, namespace, DB_POD)
+
+    def resync_database(self, region: Region, source: Region) -> str:
+        """Role `standby` of `source`'s db_host, then start the pod: kind-lab's entrypoint
+        rewinds the old data onto the source's timeline at start (or base-backs up when rewind
+        fails) and logs which. Returns "rewind" or "basebackup" from that log line; "rewind"
+        when the log does not say (a volume that already followed the source needs neither)."""
+        self._follow(region, source)
+        context, namespace = self._target(region)
+        method = self._resync_method(context, namespace)
+        logger.info("database of %s resynced from %s by %s", region.name, source.name, method)
+        return method
+
+    def start_standby(self, region: Region, upstream: Region) -> None:
+        """Role `standby` of `upstream`'s db_host, StatefulSet at 1, and wait until the pod is
+        Ready, at most `start_timeout_s`. A pod that started in another role is replaced."""
+        self._follow(region, upstream)
+        logger.info("database of %s streams from %s", region.name, upstream.name)
+
+    def start_database(self, region: Region) -> bool:
+        """Scale StatefulSet `postgres` to 1 when it is at 0, in the role its ConfigMap names.
+        True when it started something; False (and no change) when it was already up."""
+        context, namespace = self._target(region)
+        with self._cluster(context) as api:
+            cm = self._read_configmap(api, namespace)
+            role = None if cm is None else (cm.data or {}).get("role")
+        # a fenced pod on an empty volume never gets Ready: nothing to wait for then
+        started = self._start_db(context, namespace, wait=role != "fenced")
+        if started:
+            logger.info("database of %s started (role %s)", region.name, role)
+        return started
+
+    def _follow(self, region: Region, upstream: Region) -> None:
+        if self._is_primary(upstream):
+            self._mark_primary(upstream)
+        context, namespace = self._target(region)
+        with self._cluster(context) as api:
+            self._require_statefulset(api, context, namespace)
+            cm = self._require_configmap(api, context, namespace)
+            self._set_role(api, namespace, cm, "standby", primary_host=upstream.db_host)
+        self._start_db(context, namespace, wait=True)
+
+    def _start_db(self, context: str, namespace: str, *, wait: bool) -> bool:
+        with self._cluster(context) as api:
+            self._require_statefulset(api, context, namespace)
+            replaced = self._replace_stale_pod(api, namespace)
+            scaled = self._scale_db(api, context, namespace, 1)
+            cm = self._read_configmap(api, namespace)
+            stale = None if cm is None else (cm.metadata.annotations or {}).get(
+                STALE_POD_ANNOTATION
+            )
+        if wait:
+            self._wait_pod(
+                context, namespace, ready=True, timeout_s=self.start_timeout_s, not_uid=stale
+            )
+        return scaled or replaced
+
+    def _resync_method(self, context: str, namespace: str) -> str:
+        from kubernetes import client
+
+        try:
+            with self._cluster(context) as api:
+                log = client.CoreV1Api(api).read_namespaced_pod_log(
+                    DB_POD, namespace, container=DB_CONTAINER
+                )
+        except GamedayError as exc:
+            logger.warning("resync: cannot read the log of %s (%s): reporting rewind", DB_POD, exc)
+            return "rewind"
+        found = _RESYNC_LINE.findall(str(log or ""))
+        if not found or found[-1] == "none":
+            logger.info("resync: %s logged no rewind or base backup: reporting rewind", DB_POD)
+            return "rewind"
+        return str(found[-1])
+
+    # -- fencing and database roles ------------------------------------------------------
+
+    def _fence_if_other_is_primary(
+        self, region: Region, context: str, namespace: str, undo: dict[str, Any]
+    ) -> None:
+        """Before `region`'s database comes back: role `fenced` when its ConfigMap says
+        `primary` and another region's database answers as a primary. Then the pod that still
+        runs in the old role (blackhole), if any, is replaced."""
+        other = next(
+            (o for o in self.lab.regions if o.name != region.name and self._is_primary(o)), None
+        )
+        if other is None:
+            return
+        with self._cluster(context) as api:
+            cm = self._read_configmap(api, namespace)
+            if cm is None:
+                raise LabError(
+                    f"{region.name}: ConfigMap {DB_CONFIGMAP} is missing in "
+                    f"{context}/{namespace} while {other.name} is the primary, so its database "
+                    f"cannot be fenced: create it with role=fenced, then run `gameday recover`"
+                )
+            if (cm.data or {}).get("role") == "primary":
+                record = {
+                    "region": region.name,
+                    "configmap": f"{namespace}/{DB_CONFIGMAP}",
+                    "previous_role": "primary",
+                    "because": f"{other.name} is the primary",
+                    "at": datetime.now(UTC).isoformat(),
+                }
+                self._set_role(api, namespace, cm, "fenced", fence_note=json.dumps(record))
+                undo["fenced"] = record
+                logger.warning(
+                    "%s: database fenced on revert (%s is the primary): ConfigMap %s/%s "
+                    "role=fenced",
+                    region.name,
+                    other.name,
+                    namespace,
+                    DB_CONFIGMAP,
+                )
+            self._replace_stale_pod(api, namespace)
+        self._mark_primary(other)
+
+    def _mark_primary(self, region: Region) -> None:
+        """Role `primary` on a region whose database answers as one: promotion is SQL, so its
+        ConfigMap still says `standby`, and a restart of its pod would rewind it onto the old
+        primary. Its running pod is right as it is."""
+        if region.driver != "kubernetes" or not region.kube_context or not region.namespace:
+            return
+        context, namespace = self._target(region)
+        with self._cluster(context) as api:
+            cm = self._read_configmap(api, namespace)
+            if cm is None:
+                logger.warning("%s: no ConfigMap %s to mark primary", region.name, DB_CONFIGMAP)
+                return
+            if self._set_role(api, namespace, cm, "primary", primary_host="", replace=False):
+                logger.info("%s: ConfigMap %s role=primary", region.name, DB_CONFIGMAP)
+
+    def _set_role(
+        self,
+        api: Any,
+        namespace: str,
+        cm: Any,
+        role: str,
+        *,
+        primary_host: str | None = None,
+        replace: bool = True,
+        fence_note: str | None = None,
+    ) -> bool:
+        """Patch the role (and primary_host unless None). With `replace`, the pod running now
+        started in the old role: its uid is recorded so that `_replace_stale_pod` deletes it,
+        now or in a later call. False when the ConfigMap already says so."""
+        from kubernetes import client
+
+        want = {"role": role}
+        if primary_host is not None:
+            want["primary_host"] = primary_host
+        data = cm.data or {}
+        if all(data.get(k, "") == v for k, v in want.items()):
+            return False
+        annotations: dict[str, str | None] = {FENCE_ANNOTATION: fence_note}
+        if replace:
+            pod = self._read_pod(api, namespace)
+            annotations[STALE_POD_ANNOTATION] = None if pod is None else pod.metadata.uid
+        client.CoreV1Api(api).patch_namespaced_config_map(
+            DB_CONFIGMAP, namespace, {"metadata": {"annotations": annotations}, "data": want}
+        )
+        return True
+
+    def _replace_stale_pod(self, api: Any, namespace: str) -> bool:
+        """Delete pod postgres-0 if it is the one that started before the last role change
+        (the StatefulSet recreates it in the new role). True when it deleted it."""
+        from kubernetes import client
+
+        cm = self._read_configmap(api, namespace)
+        stale = None if cm is None else (cm.metadata.annotations or {}).get(STALE_POD_ANNOTATION)
+        if not stale:
+            return False
+        pod = self._read_pod(api, namespace)
+        if pod is None or pod.metadata.uid != stale or pod.metadata.deletion_timestamp:
+            return False
+        client.CoreV1Api(api).delete_namespaced_pod(DB_POD, namespace)
+        logger.info("pod %s/%s deleted: it started before its role changed", namespace, DB_POD)
+        return True
+
+    def _scale_db(self, api: Any, context: str, namespace: str, replicas: int) -> bool:
+        from chaosk8s.statefulset.actions import scale_statefulset
+
+        sts = self._read_workload(api, "StatefulSet", DB_STATEFULSET, namespace)
+        current = 1 if sts is None or sts.spec.replicas is None else sts.spec.replicas
+        if current == replicas:
+            return False
+        _chaos(
+            scale_statefulset, DB_STATEFULSET, replicas, ns=namespace, secrets=_secrets(context)
+        )
+        return True
+
+    def _wait_pod(
+        self,
+        context: str,
+        namespace: str,
+        *,
+        ready: bool,
+        timeout_s: float,
+        not_uid: str | None = None,
+    ) -> None:
+        """Until pod postgres-0 is gone (ready=False), or Ready and not `not_uid`."""
+        deadline = self._clock() + timeout_s
+        while True:
+            with self._cluster(context) as api:
+                pod = self._read_pod(api, namespace)
+            if not ready and pod is None:
+                return
+            if ready and pod is not None and pod.metadata.uid != not_uid and _is_ready(pod):
+                return
+            if self._clock() >= deadline:
+                where = f"--context {context} -n {namespace}"
+                if ready:
+                    raise TargetError(
+                        f"pod {namespace}/{DB_POD} is not Ready after {timeout_s:g} s: see "
+                        f"`kubectl {where} logs {DB_POD}` (a standby waits for its primary_host)"
+                    )
+                raise TargetError(
+                    f"pod {namespace}/{DB_POD} still exists {timeout_s:g} s after StatefulSet "
+                    f"{DB_STATEFULSET} went to 0: see `kubectl {where} describe pod {DB_POD}`"
+                )
+            self._sleep(self.poll_s)
+
+    def _require_statefulset(self, api: Any, context: str, namespace: str) -> Any:
+        sts = self._read_workload(api, "StatefulSet", DB_STATEFULSET, namespace)
+        if sts is None:
+            raise TargetError(
+                f"no StatefulSet {DB_STATEFULSET} in {context}/{namespace}: the database "
+                "operations need kind-lab's database (kind-lab/up.sh database)"
+            )
+        return sts
+
+    def _require_configmap(self, api: Any, context: str, namespace: str) -> Any:
+        cm = self._read_configmap(api, namespace)
+        if cm is None:
+            raise TargetError(
+                f"no ConfigMap {DB_CONFIGMAP} in {context}/{namespace}: it holds the database "
+                "role; recreate it with kind-lab/up.sh database"
+            )
+        return cm
+
+    @staticmethod
+    def _read_configmap(api: Any, namespace: str) -> Any:
+        from kubernetes import client
+
+        core = client.CoreV1Api(api)
+        return _or_none(lambda: core.read_namespaced_config_map(DB_CONFIGMAP, namespace))
+
+    @staticmethod
+    def _read_pod(api: Any, namespace: str) -> Any:
+        from kubernetes import client
+
+        return _or_none(lambda: client.CoreV1Api(api).read_namespaced_pod(DB_POD, namespace))
+
     # -- blackhole -----------------------------------------------------------------------
+
+    def _revert_blackhole(self, region: Region, undo: dict[str, Any]) -> None:
+        """Unpause what this fault paused. The control plane comes back first, so that a
+        region whose database must be fenced is fenced through the API before its other
+        nodes (and the old primary on them) run again."""
+        before = set(undo["paused_before"])
+        todo = [c for c in undo["containers"] if c not in before]
+        paused = self._paused(todo) if todo else {}
+        still = [c for c in todo if paused.get(c)]
+        first = [c for c in still if c.endswith("-control-plane")]
+        rest = [c for c in still if c not in first]
+        fence = bool(region.kube_context and region.namespace)
+        fence_first = bool(first) or not rest
+        if first:
+            self._docker_each("unpause", first)
+        if fence and fence_first:
+            self._fence_after_blackhole(region, undo)
+        if rest:
+            self._docker_each("unpause", rest)
+        if fence and not fence_first:
+            self._fence_after_blackhole(region, undo)
+
+    def _fence_after_blackhole(self, region: Region, undo: dict[str, Any]) -> None:
+        context, namespace = self._target(region)
+        self._fence_if_other_is_primary(region, context, namespace, undo)
+
 
     def _paused(self, containers: Sequence[str]) -> dict[str, bool]:
         result = self._run(["docker", "inspect", "--format", "{{.State.Paused}}", *containers])
@@ -493,6 +849,25 @@ def _check_undo(fault: str, undo: Mapping[str, Any]) -> None:
         raise ConfigError(f"fault '{fault}' is not applicable here: {undo.get('reason')}")
     if undo.get("fault") != fault:
         raise ConfigError(f"undo record is for fault '{undo.get('fault')}', not '{fault}'")
+
+
+def _or_none(read: Callable[[], Any]) -> Any:
+    """The object, or None when the API answers 404."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _is_ready(pod: Any) -> bool:
+    if pod.metadata.deletion_timestamp:
+        return False
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def _secrets(context: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ reason rather than skip. Facts about the emulator this relies on: DESIGN.md sect
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import subprocess
@@ -30,8 +31,12 @@ from kubernetes.config import kube_config
 from gameday.errors import ConfigError, LabError, TargetError
 from gameday.labs import descriptor
 from gameday.labs.kubernetes import (
+    DB_CONFIGMAP,
+    DB_POD,
     EGRESS_POLICY,
+    FENCE_ANNOTATION,
     REPLICAS_ANNOTATION,
+    STALE_POD_ANNOTATION,
     KubernetesDriver,
     allowed_contexts_from,
 )
@@ -42,6 +47,9 @@ DEPLOY = "apps/v1/deployments"
 STS = "apps/v1/statefulsets"
 NODES = "v1/nodes"
 NETPOL = "networking.k8s.io/v1/networkpolicies"
+CONFIGMAPS = "v1/configmaps"
+PODS = "v1/pods"
+_UIDS = itertools.count(1)
 
 
 class RegionApiServer(kmock.KubernetesEmulator):
@@ -52,11 +60,17 @@ class RegionApiServer(kmock.KubernetesEmulator):
     def __init__(self) -> None:
         super().__init__()
         self.failures: list[tuple[str, re.Pattern[str]]] = []
+        self.logs: dict[str, str] = {}  # pod name -> its container log
 
     async def _handle(self, request: Any) -> Any:
         for method, pattern in self.failures:
             if request.method.value.upper() == method and pattern.search(request.url.path):
                 raise kmock.KubernetesError(status=500, reason="InternalError", message="injected")
+        log = re.search(r"/pods/([^/]+)/log$", request.url.path)
+        if log:  # the log subresource, which kmock does not emulate: plain text
+            from aiohttp import web
+
+            return web.Response(text=self.logs.get(log.group(1), ""))
         return await super()._handle(request)
 
     async def _serve_list(self, request: Any) -> Any:
@@ -121,14 +135,38 @@ def _node(name: str, region: str, unschedulable: bool = False) -> dict[str, Any]
     return node
 
 
+def _pod(name: str = DB_POD, ready: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{next(_UIDS)}"},
+        "spec": {"containers": [{"name": "postgres", "image": "postgres:15.13-bookworm"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+def _role_cm(role: str, primary_host: str = "") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": DB_CONFIGMAP, "namespace": NS},
+        "data": {"role": role, "primary_host": primary_host},
+    }
+
+
 def _seed(server: RegionApiServer, region: str) -> None:
-    for resource in (DEPLOY, STS, NETPOL):
+    for resource in (DEPLOY, STS, NETPOL, CONFIGMAPS, PODS):
         server.resources[resource] = {"namespaced": True, "verbs": ["list", "get", "patch"]}
     server.resources[NODES] = {"namespaced": False, "verbs": ["list", "get", "patch"]}
     server.objects[DEPLOY, NS, "storefront"] = _deployment("storefront", 2, 2)
     server.objects[DEPLOY, NS, "idle"] = _deployment("idle", 0, 0)
     server.objects[DEPLOY, NS, "defaulted"] = _deployment("defaulted", None, 1)
     server.objects[STS, NS, "postgres"] = _statefulset("postgres", 1, 1)
+    # kind-lab's database role (up.sh): region-1 primary, region-2 a standby of region-1
+    server.objects[CONFIGMAPS, NS, DB_CONFIGMAP] = (
+        _role_cm("primary") if region == "region-1" else _role_cm("standby", "172.30.1.11")
+    )
+    server.objects[PODS, NS, DB_POD] = _pod()
     other = _deployment("bystander", 3, 3)
     other["metadata"]["namespace"] = "other"
     server.objects[DEPLOY, "other", "bystander"] = other
@@ -275,6 +313,75 @@ def _set_running(server: RegionApiServer, resource: str, name: str, running: int
     server.objects[resource, NS, name]["status"] = {"replicas": running}
 
 
+def _driver(lab: descriptor.Lab, primaries: Sequence[str] = (), **kwargs: Any) -> KubernetesDriver:
+    """The driver with the SQL check injected: `primaries` name the regions whose database
+    answers as a primary. Every region it was asked about is in `asked`."""
+    asked: list[str] = []
+
+    def is_primary(region: descriptor.Region) -> bool:
+        asked.append(region.name)
+        return region.name in primaries
+
+    driver = KubernetesDriver(lab, is_primary=is_primary, **kwargs)
+    driver.asked = asked  # type: ignore[attr-defined]
+    return driver
+
+
+class Controller:
+    """Stands in for the StatefulSet controller and the kubelet, as the driver's `sleep`:
+    each poll moves pod postgres-0 one step towards the StatefulSet's replicas (gone at 0;
+    recreated with a new uid, Ready, at 1; a deleted pod is recreated)."""
+
+    def __init__(self, server: RegionApiServer, *, log: str = "", ready: bool = True) -> None:
+        self.server = server
+        self.log = log
+        self.ready = ready
+        self.polls = 0
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.polls += 1
+        self.now += seconds
+        replicas = _replicas(self.server, STS, "postgres")
+        key = (PODS, NS, DB_POD)
+        present = _live(self.server, key) is not None
+        if replicas == 0 and present:
+            self.server.objects[key].delete()
+        elif replicas and not present:
+            self.server.objects[key] = _pod(ready=self.ready)
+            self.server.logs[DB_POD] = self.log
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"sleep": self.sleep, "clock": self.clock, "poll_s": 1.0}
+
+
+def _role(server: RegionApiServer) -> dict[str, str]:
+    return _plain(dict(server.objects[CONFIGMAPS, NS, DB_CONFIGMAP]["data"]))
+
+
+def _annotations(server: RegionApiServer) -> dict[str, Any]:
+    meta = server.objects[CONFIGMAPS, NS, DB_CONFIGMAP]["metadata"]
+    return {k: v for k, v in _plain(dict(meta.get("annotations", {}))).items() if v is not None}
+
+
+def _live(server: RegionApiServer, key: tuple[str, str, str]) -> Any:
+    """The stored object, or None when absent or deleted (kmock's `in` does not take
+    string resources)."""
+    try:
+        obj = server.objects[key]
+    except KeyError:
+        return None
+    return None if obj.deleted else obj
+
+
+def _pod_uid(server: RegionApiServer) -> str | None:
+    pod = _live(server, (PODS, NS, DB_POD))
+    return None if pod is None else str(pod["metadata"]["uid"])
+
+
 # -- scale-to-zero --------------------------------------------------------------------------
 
 
@@ -282,7 +389,7 @@ def test_scale_to_zero_annotates_then_scales_and_revert_restores_exactly(cluster
     lab = _lab()
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
     before, before_r2 = _state(r1), _state(r2)
-    driver = KubernetesDriver(lab)
+    driver = _driver(lab)
 
     undo = driver.plan("scale-to-zero", lab.primary)
     assert json.loads(json.dumps(undo)) == undo  # the ledger stores it as JSON
@@ -333,7 +440,7 @@ def test_scale_to_zero_annotates_then_scales_and_revert_restores_exactly(cluster
 def test_scale_patches_go_through_chaostoolkit_kubernetes_bodies(clusters: Clusters):
     lab = _lab()
     r1 = clusters.servers["region-1"]
-    driver = KubernetesDriver(lab)
+    driver = _driver(lab)
     undo = driver.plan("scale-to-zero", lab.primary)
     driver.inject("scale-to-zero", lab.primary, undo)
     patches = [(path, body) for method, path, body in r1.writes() if method == "PATCH"]
@@ -347,7 +454,7 @@ def test_partial_scale_failure_then_revert_restores_what_was_changed(clusters: C
     lab = _lab()
     r1 = clusters.servers["region-1"]
     before = _state(r1)
-    driver = KubernetesDriver(lab)
+    driver = _driver(lab)
     undo = driver.plan("scale-to-zero", lab.primary)
     r1.failures.append(("PATCH", re.compile(r"/statefulsets/postgres$")))
 
@@ -369,7 +476,7 @@ def test_crashed_run_keeps_original_count_on_replan(clusters: Clusters):
     the saved count, not 0, and the next revert must restore it."""
     lab = _lab()
     r1 = clusters.servers["region-1"]
-    driver = KubernetesDriver(lab)
+    driver = _driver(lab)
     first = driver.plan("scale-to-zero", lab.primary)
     driver.inject("scale-to-zero", lab.primary, first)
 
@@ -392,7 +499,7 @@ def test_cordon_only_region_nodes_and_keep_already_cordoned(clusters: Clusters):
     lab = _lab()
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
     before = _state(r1)
-    driver = KubernetesDriver(lab)
+    driver = _driver(lab)
 
     undo = driver.plan("cordon", lab.primary)
     assert undo["nodes"] == [
@@ -425,13 +532,13 @@ def test_cordon_only_region_nodes_and_keep_already_cordoned(clusters: Clusters):
 def test_cordon_with_a_selector_matching_nothing_is_a_lab_error(clusters: Clusters):
     lab = _lab(node_selector=f"{REGION_LABEL}=nowhere")
     with pytest.raises(LabError, match="node_selector"):
-        KubernetesDriver(lab).plan("cordon", lab.primary)
+        _driver(lab).plan("cordon", lab.primary)
 
 
 def test_cordon_without_node_selector_is_not_applicable(clusters: Clusters):
     lab = _lab()
     region = lab.primary.__class__(**{**lab.primary.__dict__, "node_selector": None})
-    assert KubernetesDriver(lab).plan("cordon", region)["applicable"] is False
+    assert _driver(lab).plan("cordon", region)["applicable"] is False
 
 
 # -- block-egress ---------------------------------------------------------------------------
@@ -440,7 +547,7 @@ def test_cordon_without_node_selector_is_not_applicable(clusters: Clusters):
 def test_block_egress_creates_our_policy_and_revert_deletes_it(clusters: Clusters):
     lab = _lab()
     r1 = clusters.servers["region-1"]
-    driver = KubernetesDriver(lab)
+    driver = _driver(lab)
     undo = driver.plan("block-egress", lab.primary)
     assert undo["policy"] == EGRESS_POLICY
     assert driver.is_effective("block-egress", lab.primary, undo) is False
@@ -466,7 +573,7 @@ def test_block_egress_creates_our_policy_and_revert_deletes_it(clusters: Cluster
 def test_context_outside_allow_list_is_refused_before_any_call(clusters: Clusters):
     lab = _lab(kube_context="prod-eu")
     with pytest.raises(ConfigError) as info:
-        KubernetesDriver(lab).plan("scale-to-zero", lab.primary)
+        _driver(lab).plan("scale-to-zero", lab.primary)
     message = str(info.value)
     assert "\n" not in message
     assert "prod-eu" in message and "kube_context_allowlist" in message
@@ -491,7 +598,7 @@ def test_allow_list_sources(monkeypatch: pytest.MonkeyPatch):
 
 def test_undo_of_another_context_is_also_guarded(clusters: Clusters):
     lab = _lab()
-    driver = KubernetesDriver(lab)
+    driver = _driver(lab)
     undo = driver.plan("block-egress", lab.primary)
     with pytest.raises(ConfigError, match="allow-list"):
         driver.revert("block-egress", lab.primary, {**undo, "context": "prod-eu"})
@@ -500,7 +607,7 @@ def test_undo_of_another_context_is_also_guarded(clusters: Clusters):
 def test_unknown_context_names_the_fix(clusters: Clusters):
     lab = _lab(kube_context="kind-region-7")
     with pytest.raises(LabError, match="no context 'kind-region-7'"):
-        KubernetesDriver(lab).plan("scale-to-zero", lab.primary)
+        _driver(lab).plan("scale-to-zero", lab.primary)
 
 
 def test_kubeconfig_changed_after_import_is_detected(
@@ -511,26 +618,26 @@ def test_kubeconfig_changed_after_import_is_detected(
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(other))
     lab = _lab()
     with pytest.raises(LabError, match="set KUBECONFIG before starting chaos"):
-        KubernetesDriver(lab).plan("scale-to-zero", lab.primary)
+        _driver(lab).plan("scale-to-zero", lab.primary)
 
 
 def test_api_errors_become_target_errors(clusters: Clusters):
     lab = _lab()
     clusters.servers["region-1"].failures.append(("GET", re.compile(r"/deployments$")))
     with pytest.raises(TargetError, match="context 'kind-region-1': API server answered 500"):
-        KubernetesDriver(lab).plan("scale-to-zero", lab.primary)
+        _driver(lab).plan("scale-to-zero", lab.primary)
 
 
 def test_unreachable_api_server_is_a_target_error(clusters: Clusters):
     lab = _lab()
     clusters.stop()
     with pytest.raises(TargetError, match="kind-region-1"):
-        KubernetesDriver(lab).plan("cordon", lab.primary)
+        _driver(lab).plan("cordon", lab.primary)
 
 
 def test_wrong_undo_record_is_refused(clusters: Clusters):
     lab = _lab()
-    driver = KubernetesDriver(lab)
+    driver = _driver(lab)
     undo = driver.plan("block-egress", lab.primary)
     with pytest.raises(ConfigError, match="undo record is for fault 'block-egress'"):
         driver.inject("cordon", lab.primary, undo)
@@ -568,7 +675,7 @@ def test_blackhole_pauses_node_containers_and_unpauses_only_ours(clusters: Clust
     docker = FakeDocker(
         {"region-1-control-plane": False, "region-1-worker": False, "region-1-worker2": True}
     )
-    driver = KubernetesDriver(lab, runner=docker)
+    driver = _driver(lab, runner=docker)
     undo = driver.plan("blackhole", lab.primary)
     assert undo["paused_before"] == ["region-1-worker2"]
     assert driver.is_effective("blackhole", lab.primary, undo) is False
@@ -595,7 +702,7 @@ def test_blackhole_failure_is_a_target_error_and_revert_recovers(clusters: Clust
     docker = FakeDocker(
         {"region-1-control-plane": False, "region-1-worker": False}, fail_on="region-1-worker"
     )
-    driver = KubernetesDriver(lab, runner=docker)
+    driver = _driver(lab, runner=docker)
     undo = driver.plan("blackhole", lab.primary)
     with pytest.raises(TargetError, match="docker pause region-1-worker failed"):
         driver.inject("blackhole", lab.primary, undo)
@@ -606,17 +713,304 @@ def test_blackhole_failure_is_a_target_error_and_revert_recovers(clusters: Clust
 
 def test_blackhole_unknown_container_names_the_descriptor(clusters: Clusters):
     lab = _lab(node_containers=["ghost"])
-    driver = KubernetesDriver(lab, runner=FakeDocker({}))
+    driver = _driver(lab, runner=FakeDocker({}))
     with pytest.raises(TargetError, match="node_containers"):
         driver.plan("blackhole", lab.primary)
 
 
 def test_blackhole_without_containers_is_not_applicable_and_revert_is_a_no_op(clusters: Clusters):
     lab = _lab(node_containers=[])
-    driver = KubernetesDriver(lab, runner=FakeDocker({}))
+    driver = _driver(lab, runner=FakeDocker({}))
     undo = driver.plan("blackhole", lab.primary)
     assert undo["applicable"] is False and "node_containers" in undo["reason"]
     driver.revert("blackhole", lab.primary, undo)
+
+
+# -- fencing on revert ----------------------------------------------------------------------
+
+
+def _scale_down(driver: KubernetesDriver, lab: descriptor.Lab, r1: RegionApiServer) -> Any:
+    undo = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, undo)
+    r1.objects[PODS, NS, DB_POD].delete()  # the StatefulSet controller's part
+    return undo
+
+
+def test_revert_scale_to_zero_fences_when_the_other_region_is_primary(clusters: Clusters):
+    lab = _lab()
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    driver = _driver(lab, primaries=["region-2"])
+    undo = _scale_down(driver, lab, r1)
+    r2_pod = _pod_uid(r2)
+    n = len(r1.writes())
+
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _role(r1) == {"role": "fenced", "primary_host": ""}
+    note = json.loads(_annotations(r1)[FENCE_ANNOTATION])
+    assert note["previous_role"] == "primary" and note["because"] == "region-2 is the primary"
+    assert undo["fenced"]["configmap"] == f"{NS}/{DB_CONFIGMAP}"  # visible in the undo record
+    writes = r1.writes()[n:]
+    cm_path = f"/api/v1/namespaces/{NS}/configmaps/{DB_CONFIGMAP}"
+    sts_path = f"/apis/apps/v1/namespaces/{NS}/statefulsets/postgres"
+    # fenced before the database is scaled back up, so it can only start fenced
+    assert [p for _, p, _ in writes].index(cm_path) < writes.index(
+        ("PATCH", sts_path, {"spec": {"replicas": 1}})
+    )
+    assert _replicas(r1, STS, "postgres") == 1
+    assert not any(m == "DELETE" for m, _, _ in writes)  # no pod was running: none deleted
+    # promotion by SQL left region-2's ConfigMap at standby: it says primary now
+    assert _role(r2) == {"role": "primary", "primary_host": ""}
+    assert [(m, p) for m, p, _ in r2.writes()] == [("PATCH", cm_path)]
+    assert _pod_uid(r2) == r2_pod  # its running primary is left alone
+
+    n1, n2 = len(r1.writes()), len(r2.writes())
+    driver.revert("scale-to-zero", lab.primary, undo)  # twice: nothing more to do
+    assert (len(r1.writes()), len(r2.writes())) == (n1, n2)
+
+
+def test_revert_scale_to_zero_leaves_the_role_when_the_other_region_is_not_primary(
+    clusters: Clusters,
+):
+    lab = _lab()
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    driver = _driver(lab, primaries=[])
+    undo = _scale_down(driver, lab, r1)
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert driver.asked == ["region-2"]  # type: ignore[attr-defined]
+    assert _role(r1) == {"role": "primary", "primary_host": ""}
+    assert "fenced" not in undo
+    assert not any("/configmaps/" in p for _, p, _ in r1.writes() + r2.writes())
+    assert _replicas(r1, STS, "postgres") == 1
+
+
+def test_revert_without_role_configmap_refuses_to_bring_back_a_second_primary(
+    clusters: Clusters,
+):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    driver = _driver(lab, primaries=["region-2"])
+    undo = _scale_down(driver, lab, r1)
+    r1.objects[CONFIGMAPS, NS, DB_CONFIGMAP].delete()
+    with pytest.raises(LabError, match="create it with role=fenced") as info:
+        driver.revert("scale-to-zero", lab.primary, undo)
+    assert "\n" not in str(info.value)
+    assert _replicas(r1, STS, "postgres") == 0  # stays down
+
+
+class OrderedDocker(FakeDocker):
+    """Checks, when a worker is unpaused, that the region's database is already fenced."""
+
+    def __init__(self, paused: dict[str, bool], server: RegionApiServer) -> None:
+        super().__init__(paused)
+        self.server = server
+        self.seen_at_worker_unpause: tuple[dict[str, str], str | None] | None = None
+
+    def __call__(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        if list(args[:3]) == ["docker", "unpause", "region-1-worker"]:
+            self.seen_at_worker_unpause = (_role(self.server), _pod_uid(self.server))
+        return super().__call__(args)
+
+
+def test_revert_blackhole_fences_through_the_control_plane_before_the_workers(
+    clusters: Clusters,
+):
+    lab = _lab()
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    docker = OrderedDocker({"region-1-control-plane": False, "region-1-worker": False}, r1)
+    driver = _driver(lab, primaries=["region-2"], runner=docker)
+    undo = driver.plan("blackhole", lab.primary)
+    driver.inject("blackhole", lab.primary, undo)
+    old_pod = _pod_uid(r1)
+
+    driver.revert("blackhole", lab.primary, undo)
+    unpauses = [c[2] for c in docker.calls if c[1] == "unpause"]
+    assert unpauses == ["region-1-control-plane", "region-1-worker"]
+    # fenced, and the old primary's pod deleted, while its node was still paused
+    assert docker.seen_at_worker_unpause == ({"role": "fenced", "primary_host": ""}, None)
+    assert _annotations(r1)[STALE_POD_ANNOTATION] == old_pod
+    assert ("DELETE", f"/api/v1/namespaces/{NS}/pods/{DB_POD}", None) in [
+        (m, p, None) for m, p, _ in r1.writes()
+    ]
+    assert undo["fenced"]["because"] == "region-2 is the primary"
+    assert _role(r2)["role"] == "primary"
+    assert docker.paused == {"region-1-control-plane": False, "region-1-worker": False}
+
+
+def test_revert_blackhole_failing_half_way_is_completed_by_a_second_call(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    docker = FakeDocker({"region-1-control-plane": False, "region-1-worker": False})
+    driver = _driver(lab, primaries=["region-2"], runner=docker)
+    undo = driver.plan("blackhole", lab.primary)
+    driver.inject("blackhole", lab.primary, undo)
+    old_pod = _pod_uid(r1)
+    r1.failures.append(("DELETE", re.compile(r"/pods/postgres-0$")))
+
+    with pytest.raises(TargetError, match="region-1"):
+        driver.revert("blackhole", lab.primary, undo)
+    assert _role(r1)["role"] == "fenced"
+    assert _pod_uid(r1) == old_pod  # the old primary's pod is still there...
+    assert docker.paused["region-1-worker"] is True  # ...but its node stays paused: safe
+
+    r1.failures.clear()
+    driver.revert("blackhole", lab.primary, undo)  # the ConfigMap says fenced already
+    assert _pod_uid(r1) is None  # the pod named stale is deleted now
+    assert docker.paused == {"region-1-control-plane": False, "region-1-worker": False}
+
+
+# -- database operations (failback) ---------------------------------------------------------
+
+
+def test_stop_database_scales_to_zero_and_waits_until_the_pod_is_gone(clusters: Clusters):
+    lab = _lab()
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    ctl = Controller(r1)
+    driver = _driver(lab, **ctl.kwargs())
+    driver.stop_database(lab.primary)
+    assert _replicas(r1, STS, "postgres") == 0
+    assert _pod_uid(r1) is None and ctl.polls == 1
+    sts_path = f"/apis/apps/v1/namespaces/{NS}/statefulsets/postgres"
+    assert [(m, p, b) for m, p, b in r1.writes()] == [
+        ("PATCH", sts_path, {"spec": {"replicas": 0}})
+    ]
+    assert r2.writes() == []
+    driver.stop_database(lab.primary)  # stopped already: no change
+    assert len(r1.writes()) == 1
+
+
+def test_stop_database_is_bounded(clusters: Clusters):
+    lab = _lab()
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:  # time passes, the pod never goes (a stuck kubelet)
+        now[0] += seconds
+
+    stuck = _driver(lab, sleep=sleep, clock=lambda: now[0], stop_timeout_s=5)
+    with pytest.raises(TargetError, match="still exists 5 s after") as info:
+        stuck.stop_database(lab.primary)
+    assert "\n" not in str(info.value) and "kubectl --context kind-region-1" in str(info.value)
+
+
+def test_resync_database_sets_standby_of_the_source_and_reports_the_method(clusters: Clusters):
+    lab = _lab()
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    log = "gameday-postgres: pg_rewind failed\ngameday-postgres: resync=basebackup\n"
+    ctl = Controller(r1, log=log)
+    driver = _driver(lab, primaries=["region-2"], **ctl.kwargs())
+    driver.stop_database(lab.primary)
+
+    method = driver.resync_database(lab.primary, lab.secondary)
+    assert method == "basebackup"
+    assert _role(r1) == {"role": "standby", "primary_host": lab.secondary.db_host}
+    assert _replicas(r1, STS, "postgres") == 1 and _pod_uid(r1) is not None
+    assert _role(r2) == {"role": "primary", "primary_host": ""}  # the source is the primary
+
+    n = len(r1.writes())
+    driver.start_standby(lab.primary, lab.secondary)  # the caller's next step: already done
+    assert len(r1.writes()) == n
+
+
+def test_resync_database_reports_rewind_when_the_log_says_nothing_else(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    for log in ("gameday-postgres: resync=rewind\n", "gameday-postgres: resync=none\n", ""):
+        ctl = Controller(r1, log=log)
+        driver = _driver(lab, primaries=["region-2"], **ctl.kwargs())
+        driver.stop_database(lab.primary)
+        assert driver.resync_database(lab.primary, lab.secondary) == "rewind"
+
+
+def test_start_standby_replaces_a_pod_started_in_another_role(clusters: Clusters):
+    """Switchover: the old primary is stopped, then started as a standby of the new one. Here
+    without the stop: the pod that runs in the old role must be replaced, not kept."""
+    lab = _lab()
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    ctl = Controller(r2)
+    driver = _driver(lab, primaries=["region-1"], **ctl.kwargs())
+    old_pod = _pod_uid(r2)
+    r2.objects[CONFIGMAPS, NS, DB_CONFIGMAP]["data"] = {"role": "fenced", "primary_host": ""}
+
+    driver.start_standby(lab.secondary, lab.primary)
+    assert _role(r2) == {"role": "standby", "primary_host": lab.primary.db_host}
+    assert _annotations(r2)[STALE_POD_ANNOTATION] == old_pod
+    new_pod = _pod_uid(r2)
+    assert new_pod not in (None, old_pod)
+    assert [p for m, p, _ in r2.writes() if m == "DELETE"] == [
+        f"/api/v1/namespaces/{NS}/pods/{DB_POD}"
+    ]
+    assert r1.writes() == []  # region-1's ConfigMap says primary already
+
+
+def test_start_standby_failing_half_way_is_completed_by_a_second_call(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1)
+    driver = _driver(lab, primaries=["region-2"], **ctl.kwargs())
+    old_pod = _pod_uid(r1)  # runs as the old primary
+    r1.failures.append(("DELETE", re.compile(r"/pods/postgres-0$")))
+    with pytest.raises(TargetError, match="kind-region-1"):
+        driver.start_standby(lab.primary, lab.secondary)
+    assert _role(r1)["role"] == "standby" and _pod_uid(r1) == old_pod
+
+    r1.failures.clear()
+    driver.start_standby(lab.primary, lab.secondary)  # ConfigMap already right: the pod is not
+    assert _pod_uid(r1) not in (None, old_pod)
+
+
+def test_start_standby_waits_for_ready_and_is_bounded(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1, ready=False)
+    driver = _driver(lab, primaries=["region-2"], start_timeout_s=3, **ctl.kwargs())
+    driver.stop_database(lab.primary)
+    with pytest.raises(TargetError, match="not Ready after 3 s") as info:
+        driver.start_standby(lab.primary, lab.secondary)
+    assert "logs postgres-0" in str(info.value) and "\n" not in str(info.value)
+    assert ctl.polls >= 3
+
+
+def test_start_database_is_idempotent(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1)
+    driver = _driver(lab, **ctl.kwargs())
+    assert driver.start_database(lab.primary) is False  # running: nothing to start
+    assert r1.writes() == []
+    driver.stop_database(lab.primary)
+    n = len(r1.writes())
+    assert driver.start_database(lab.primary) is True
+    assert r1.writes()[n:] == [
+        ("PATCH", f"/apis/apps/v1/namespaces/{NS}/statefulsets/postgres", {"spec": {"replicas": 1}})
+    ]
+    assert _pod_uid(r1) is not None
+    assert driver.start_database(lab.primary) is False
+    assert len(r1.writes()) == n + 1
+
+
+def test_start_database_of_a_fenced_region_does_not_wait(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1, ready=False)
+    driver = _driver(lab, start_timeout_s=1, **ctl.kwargs())
+    driver.stop_database(lab.primary)
+    r1.objects[CONFIGMAPS, NS, DB_CONFIGMAP]["data"] = {"role": "fenced", "primary_host": ""}
+    assert driver.start_database(lab.primary) is True
+
+
+def test_database_operations_are_guarded_and_name_the_fix(clusters: Clusters):
+    lab = _lab(kube_context="prod-eu")
+    with pytest.raises(ConfigError, match="allow-list"):
+        _driver(lab).stop_database(lab.primary)
+    assert list(clusters.servers["region-1"]) == []
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    r1.objects[STS, NS, "postgres"].delete()
+    with pytest.raises(TargetError, match="kind-lab/up.sh database"):
+        _driver(lab).start_database(lab.primary)
+    r1.objects[CONFIGMAPS, NS, DB_CONFIGMAP].delete()
+    r1.objects[STS, NS, "postgres"] = _statefulset("postgres", 0, 0)
+    with pytest.raises(TargetError, match="no ConfigMap gameday-db"):
+        _driver(lab, primaries=["region-2"]).start_standby(lab.primary, lab.secondary)
 
 
 def test_for_region_returns_this_driver():
