@@ -35,8 +35,18 @@ def pids_in(ns: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
 def counts(state: Path, pg_root: Path) -> dict[str, int]:
     pids = [p for ns in NAMESPACES for p in pids_in(ns)]
+    # the lab's own processes (databases' backends come and go with connections: they are
+    # children of a postmaster and are not counted)
+    top = [p for p in pids if _ppid(p) not in pids]
     fds = 0
     for pid in pids:
         with contextlib.suppress(FileNotFoundError):
@@ -45,9 +55,9 @@ def counts(state: Path, pg_root: Path) -> dict[str, int]:
                                              capture_output=True, text=True).stdout
                  for ns in NAMESPACES)
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    disk = sum(f.stat().st_size for root in {state, pg_root} for f in root.rglob("*")
-               if f.is_file())
-    return {"processes": len(pids), "namespaces": sum(ns in netns for ns in NAMESPACES),
+    roots = [state] if pg_root.is_relative_to(state) else [state, pg_root]
+    disk = sum(f.stat().st_size for root in roots for f in root.rglob("*") if f.is_file())
+    return {"processes": len(top), "namespaces": sum(ns in netns for ns in NAMESPACES),
             "nft_tables": tables, "open_files": fds, "disk_mb": round(disk / 2**20)}
 
 
@@ -71,6 +81,16 @@ def starting_topology(lab_json: dict) -> bool:
             and state(1)[2] == "streaming" and modes == [want])
 
 
+def why(reports: Path, name: str) -> str:
+    kind = "failback" if name == "failback" else "region-1"
+    runs = sorted(p for p in reports.glob("2*") if kind in p.name)
+    try:
+        summary = json.loads((runs[-1] / "summary.json").read_text())
+        return "; ".join(summary["reasons"]) or "no reason recorded"
+    except (IndexError, FileNotFoundError, json.JSONDecodeError):
+        return "no summary written"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--drills", type=int, default=3)
@@ -89,6 +109,9 @@ def main() -> int:
         for i in range(1, args.drills + 1):
             started = time.monotonic()
             gd, fb = chaos("game-day.json", env), chaos("failback.json", env)
+            for name, code in (("game-day", gd), ("failback", fb)):
+                if code != 0:
+                    print(f"  {name} failed: {why(base / 'reports', name)}")
             ok = gd == 0 and fb == 0 and starting_topology(lab_json)
             now = counts(state, pg_root)
             leak = (now["processes"] != first["processes"] or now["namespaces"] != 3

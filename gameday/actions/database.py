@@ -243,6 +243,15 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     driver = for_region(lab, current, configuration)
     run = runs.current()
     t_start = run.event("fault-applied", current.name, fault="switchover") if run else 0.0
+    progress = {**(drill.read(lab.path) or {}), "switchover": {"to": to, "from": current.name}}
+
+    def stage(name: str) -> None:
+        # each stage on disk first, so a rollback or `gameday recover` after an
+        # interruption knows whether to undo the switchover or to complete it
+        progress["switchover"]["stage"] = name
+        drill.write(lab.path, progress)
+
+    stage("read-only")
     with _connect(lab, current, "make it read-only") as conn:
         conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
         conn.execute("SELECT pg_reload_conf()")
@@ -253,8 +262,11 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     if run:
         run.event("fault-effective", current.name, fault="switchover")
     replay_s = _wait_replayed(lab, target, current, timeout_s, "replay the old primary")
+    stage("stopping")
     driver.stop_database(current)
+    stage("promoting")
     promoted = _promote(lab, target, timeout_s)
+    stage("promoted")
     driver.start_standby(current, target)
     _wait_replayed(lab, current, target, timeout_s, "follow the new primary")
     # the old primary streams again: make it the synchronous standby again in a sync lab
@@ -292,9 +304,27 @@ def restore_writable_primary(lab: Lab, configuration: Dict[str, Any] = None) -> 
     a primary that a switchover left read-only writable again. Never creates a second
     writable primary; does nothing when one region is writable."""
     states = {r.name: is_writable(lab, r) for r in lab.regions}
+    changed: list = []
+    switching = (drill.read(lab.path) or {}).get("switchover")
+    if switching and switching.get("stage") == "promoting":
+        # pg_promote may have been sent: let it settle before deciding, or the old primary
+        # could be made writable next to a new one
+        target = lab.region(switching["to"])
+        deadline = time.monotonic() + 15
+        while is_writable(lab, target) is not True and time.monotonic() < deadline:
+            time.sleep(0.1)
+        states = {r.name: is_writable(lab, r) for r in lab.regions}
+    if switching and states.get(switching["to"]) is True:
+        # interrupted after the promotion: complete the switchover, the old primary
+        # (stopped cleanly, its shutdown checkpoint replicated) follows the new one
+        old = lab.region(switching["from"])
+        if states.get(old.name) is None:
+            for_region(lab, old, configuration).start_standby(old, lab.region(switching["to"]))
+            changed.append(f"{old.name} follows {switching['to']} (switchover completed)")
+        drill.clear(lab.path)
+        return {"changed": changed or None, "states": states}
     if any(v is True for v in states.values()):
         return {"changed": None, "states": states}
-    changed = []
     for r in lab.regions:
         if states[r.name] is None:
             driver = for_region(lab, r, configuration)

@@ -175,3 +175,43 @@ def test_sigkill_mid_run_keeps_the_measurements(lab: dict[str, str]) -> None:
     assert killed_t - last <= 1.0, (killed_t, last)
     assert_consistent(lab)
     _back_to_start(lab)
+
+
+FAILBACK_CASES = [
+    ("split-brain-counted", signal.SIGINT), ("resynced", signal.SIGTERM),
+    ("fault-applied", signal.SIGINT), ("promote-requested", signal.SIGKILL),
+    ("switched-over", signal.SIGKILL),
+]
+
+
+@pytest.mark.parametrize(("event", "sig"), FAILBACK_CASES,
+                         ids=[f"failback-{e}-{s.name}" for e, s in FAILBACK_CASES])
+def test_interrupted_failback_leaves_a_consistent_lab(lab: dict[str, str], event: str,
+                                                      sig: signal.Signals) -> None:
+    gd = chaos("game-day.json", env=lab)
+    assert gd.returncode == 0, gd.stdout[-3000:]
+    reports = Path(lab["GAMEDAY_REPORTS"])
+    before = set(reports.glob("2*"))
+    proc = subprocess.Popen(
+        [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path",
+         str(reports / "journal-interrupt.json"), str(ROOT / "experiments" / "failback.json")],
+        env=lab, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_event(lab, before, event, proc)
+        os.kill(proc.pid, sig)
+        proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    if sig == signal.SIGKILL:
+        gameday("recover", env=lab)
+    states = _states(lab)
+    writable = [n for n, s in states.items() if s == (False, "off")]
+    assert len(writable) == 1, states
+    # and the drill can go on: fail back (again) if region-2 still serves
+    _back_to_start(lab)
+    states = _states(lab)
+    assert states["region-1"] == (False, "off"), states
+    assert_consistent(lab)

@@ -27,7 +27,12 @@ def pg_common(replication: str) -> str:
         "unix_socket_directories = ''\n"
         "wal_level = replica\n"
         "max_wal_senders = 10\n"
-        "wal_keep_size = '256MB'\n"
+        # bounded disk: a soak of back-to-back drills grew each node by its WAL until
+        # max_wal_size (1 GB by default) forced a checkpoint
+        "wal_keep_size = '128MB'\n"
+        "max_wal_size = '192MB'\n"
+        "min_wal_size = '64MB'\n"
+        "checkpoint_timeout = '60s'\n"
         "wal_log_hints = on\n"
         "hot_standby = on\n"
         "hot_standby_feedback = on\n"
