@@ -108,15 +108,24 @@ class BatchWriter:
             return 0
         self.pending = {name: [] for name in COLUMNS}
         n = 0
-        self.conn.execute("BEGIN")
-        for table, rows in batches.items():
-            cols = COLUMNS[table]
-            self.conn.executemany(
-                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                rows,
-            )
-            n += len(rows)
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for table, rows in batches.items():
+                cols = COLUMNS[table]
+                self.conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    rows,
+                )
+                n += len(rows)
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError:
+            # the database stayed locked past the busy timeout: keep the samples for the
+            # next flush rather than lose them (or the recorder)
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            for table, rows in batches.items():
+                self.pending[table][:0] = rows
+            return 0
         return n
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
                           f"({type(exc).__name__})") from None
     conn2 = timeline.connect(run_dir)
     try:
-        conn2.execute("BEGIN")
+        conn2.execute("BEGIN IMMEDIATE")  # take the write lock now: the recorder writes too
         conn2.execute("CREATE TABLE IF NOT EXISTS final_rows (seq INTEGER, n INTEGER)")
         conn2.execute("DELETE FROM final_rows")
         conn2.executemany("INSERT INTO final_rows VALUES (?, ?)", rows)
