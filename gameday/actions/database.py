@@ -225,6 +225,24 @@ def resync(region: str = "region-1", source: str = "region-2", timeout_s: float 
     return result
 
 
+def restore_replication_mode(lab: Lab, primary: Region) -> None:
+    """Once the other region streams again from `primary`, make it the synchronous standby
+    again in a sync lab (found by the name it streams under), or leave replication
+    asynchronous. Seen in a 20-drill soak: leaving this to the node's configuration files
+    made the lab silently asynchronous after the first failback (a rewound node carries
+    standby settings), and the next game day lost acknowledged writes."""
+    with _connect(lab, primary, "restore its settings") as conn:
+        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        names = [r[0] for r in conn.execute(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")]
+        if lab.database.replication == "sync" and names:
+            quoted = ", ".join('"' + n.replace('"', "") + '"' for n in names)
+            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{quoted}'")
+        else:
+            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        conn.execute("SELECT pg_reload_conf()")
+
+
 @step
 def switchover(to: str = "region-1", timeout_s: float = 60.0,
                configuration: Dict[str, Any] = None,
@@ -269,20 +287,7 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     stage("promoted")
     driver.start_standby(current, target)
     _wait_replayed(lab, current, target, timeout_s, "follow the new primary")
-    # the old primary streams again: make it the synchronous standby again in a sync lab
-    # (found by the name it streams under), or leave replication asynchronous. Seen in a
-    # 20-drill soak: leaving this to the node's configuration files made the lab silently
-    # asynchronous after the first failback (a rewound node carries standby settings).
-    with _connect(lab, target, "restore its settings") as conn:
-        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
-        names = [r[0] for r in conn.execute(
-            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")]
-        if lab.database.replication == "sync" and names:
-            quoted = ", ".join('"' + n.replace('"', "") + '"' for n in names)
-            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{quoted}'")
-        else:
-            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
-        conn.execute("SELECT pg_reload_conf()")
+    restore_replication_mode(lab, target)
     drill.clear(lab.path)
     result = {"to": to, "from_region": current.name, "replay_wait_s": round(replay_s, 3),
               "promotion_s": round(promoted["took_s"], 4), "t_start": t_start}
@@ -317,10 +322,12 @@ def restore_writable_primary(lab: Lab, configuration: Dict[str, Any] = None) -> 
     if switching and states.get(switching["to"]) is True:
         # interrupted after the promotion: complete the switchover, the old primary
         # (stopped cleanly, its shutdown checkpoint replicated) follows the new one
-        old = lab.region(switching["from"])
+        old, new = lab.region(switching["from"]), lab.region(switching["to"])
         if states.get(old.name) is None:
-            for_region(lab, old, configuration).start_standby(old, lab.region(switching["to"]))
-            changed.append(f"{old.name} follows {switching['to']} (switchover completed)")
+            for_region(lab, old, configuration).start_standby(old, new)
+            changed.append(f"{old.name} follows {new.name} (switchover completed)")
+        _wait_replayed(lab, old, new, 60, "follow the new primary")
+        restore_replication_mode(lab, new)
         drill.clear(lab.path)
         return {"changed": changed or None, "states": states}
     if any(v is True for v in states.values()):

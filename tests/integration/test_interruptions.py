@@ -88,6 +88,15 @@ def assert_consistent(env: dict[str, str]) -> None:
     assert len(writable) == 1, states
     if writable == ["region-2"]:
         assert states["region-1"] in (None, (True, "off"), (True, "on")), states  # fenced
+    else:
+        # back on region-1 with region-2 streaming: the configured replication mode holds
+        lab_json = json.loads(Path(env["GAMEDAY_LAB"]).read_text())
+        db = lab_json["database"]
+        r1 = lab_json["regions"][0]
+        with psycopg.connect(host=r1["db_host"], port=db["port"], user=db["user"],
+                             password=db["password"], dbname=db["name"], autocommit=True) as c:
+            modes = [r[0] for r in c.execute("SELECT sync_state FROM pg_stat_replication")]
+        assert modes in ([], ["sync" if db["replication"] == "sync" else "async"]), modes
     ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
     if ledger.exists():
         latest: dict[str, str] = {}
