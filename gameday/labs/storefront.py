@@ -2,8 +2,8 @@
 
 `/healthz` answers 200 "ok" only while the local database accepts writes, so the global
 DNS health check (PowerDNS `ifurlup`) can never send users to a region whose database is a
-standby or fenced. `/whoami` names the region, which is how the HTTP sampler learns which
-region served a request.
+standby or fenced. `/whoami` names the region; every response carries `X-Region`, which is
+how the HTTP sampler learns which region served a request.
 
 Run: STOREFRONT_DSN='host=... dbname=storefront ...' python -m gameday.labs.storefront \
         --region region-1 --port 8080 [--host 0.0.0.0]

@@ -98,7 +98,8 @@ class DnsSampler:
 
 class HttpSampler:
     """`global`: resolve the global name through the caching resolver, as a client does,
-    then ask the answer who it is. `<region>`: that region's /healthz, directly."""
+    then ask the answer whether it can serve (its /healthz, with the region in X-Region).
+    `<region>`: that region's /healthz, directly."""
 
     def __init__(self, lab: Lab, clock: Clock, out: BatchWriter, timeout: float) -> None:
         self.lab, self.clock, self.out, self.timeout = lab, clock, out, timeout
@@ -125,7 +126,10 @@ class HttpSampler:
                 raise LookupError(f"no address ({dns.rcode.to_text(response.rcode())})")
             address = addresses[0]
             region = self.lab.region_of_address(address)
-            url = self._url_for(address, "/whoami")
+            # /healthz through the global name: a success is a storefront that can take
+            # an order (its database writable), not merely one that answers; /whoami
+            # answered from a region whose database was read-only or down
+            url = self._url_for(address, "/healthz")
             status, served = await self._get(url, self.lab.dns.name)
             self.out.add("http", (t, "global", int(status == 200), status, served or region,
                                   address, time.perf_counter() - started, lateness, None))

@@ -134,7 +134,7 @@ def global_name_serves(configuration: Dict[str, Any] = None,
     region = next((x for x in lab.regions if x.address == addresses[0]), None)
     url = (region.storefront_url if region else f"http://{addresses[0]}").rstrip("/")
     try:
-        resp = httpx.get(url + "/whoami", headers={"Host": lab.dns.name}, timeout=2,
+        resp = httpx.get(url + "/healthz", headers={"Host": lab.dns.name}, timeout=2,
                          trust_env=False)
     except httpx.HTTPError:
         return False

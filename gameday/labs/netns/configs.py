@@ -39,6 +39,10 @@ def pg_common(replication: str) -> str:
         "wal_receiver_status_interval = '1s'\n"
         "wal_sender_timeout = '5s'\n"
         "wal_receiver_timeout = '5s'\n"
+        # a standby whose primary just stopped sleeps this long before it retries, and a
+        # promotion during that sleep waited for it: 5 s (the default) of write downtime
+        # in a planned switchover, seen here
+        "wal_retrieve_retry_interval = '200ms'\n"
         "shared_buffers = '32MB'\n"
         "max_connections = 50\n"
         "logging_collector = off\n"
