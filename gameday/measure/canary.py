@@ -19,6 +19,12 @@ import psycopg
 
 from gameday.measure.timeline import BatchWriter, Clock
 
+# A write that has not been answered in this long is given up (outcome unknown, resolved by
+# reading later) and the writer reconnects through the multi-host DSN: without it, a region
+# that drops packets holds every writer forever. The kernel gives up on the connection
+# sooner still (tcp_user_timeout in the DSN, see recorder.py).
+WRITE_TIMEOUT_S = 3.0
+
 
 class Canary:
     def __init__(self, dsn: str, table: str, clock: Clock, out: BatchWriter, *,
@@ -61,19 +67,21 @@ class Canary:
                 notices.clear()
                 t_send = self.clock.now()
                 try:
-                    await conn.execute(sql, (seq, writer))
+                    await asyncio.wait_for(conn.execute(sql, (seq, writer)), WRITE_TIMEOUT_S)
                     t_ack = self.clock.now()
                     notice = "; ".join(notices) or None
                     self.out.add("canary", (seq, writer, t_send, t_ack, "ok", server, None, notice))
                     self.acked += 1
                     self.last_ack_seq = seq
-                except psycopg.Error as exc:
-                    # a broken connection leaves the outcome unknown; a server error reply
-                    # in autocommit means the statement did not commit
-                    broken = conn.closed or conn.broken
+                except (psycopg.Error, TimeoutError) as exc:
+                    # a broken connection (or one that stopped answering: a cut-off region
+                    # drops packets, so nothing ever fails by itself) leaves the outcome
+                    # unknown; a server error reply in autocommit means no commit
+                    broken = isinstance(exc, TimeoutError) or conn.closed or conn.broken
                     outcome = "unknown" if broken else "failed"
+                    sqlstate = getattr(exc, "sqlstate", None) or ""
                     self.out.add("canary", (seq, writer, t_send, None, outcome, server,
-                                            f"{type(exc).__name__}: {exc.sqlstate or ''}".strip(),
+                                            f"{type(exc).__name__}: {sqlstate}".strip(),
                                             "; ".join(notices) or None))
                     self.last_error = type(exc).__name__
                     if broken:

@@ -52,7 +52,10 @@ async def record(run_dir: Path) -> None:
                    lab.dns.name, clock, out, rates.timeout_s),
     ]
     repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]
-    canary = Canary(lab.writer_dsn(), lab.database.canary_table, clock, out,
+    # tcp_user_timeout: the kernel fails a connection whose data goes unacknowledged for
+    # 1.5 s, so a write to a cut-off region errors instead of hanging
+    canary = Canary(lab.writer_dsn() + " tcp_user_timeout=1500", lab.database.canary_table,
+                    clock, out,
                     writers=rates.canary_writers, start_seq=int(config.get("start_seq", 1)))
     tasks = [every(rates.dns_s, clock, s.sample, stop) for s in dns_samplers]
     tasks.append(every(rates.http_s, clock, http.sample_global, stop))
