@@ -81,6 +81,7 @@ def _promote(lab: Lab, target: Region, timeout_s: float) -> Dict[str, Any]:
             prev = attempt
             interrupt.pause(POLL_S)
         t_ready = clock()
+        ready_utc = datetime.now(UTC)  # the same instant on the wall clock, for split brain
         # its standby is gone (or not yet back): a synchronous standby list would make every
         # commit wait for it forever
         conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
@@ -93,7 +94,8 @@ def _promote(lab: Lab, target: Region, timeout_s: float) -> Dict[str, Any]:
     logger.info("gameday: %s promoted, writable %.0f ms after the request", target.name,
                 (t_ready - t_request) * 1000)
     return {"region": target.name, "requested": t_request, "writable": t_ready,
-            "took_s": t_ready - t_request, "timeline": timeline}
+            "took_s": t_ready - t_request, "timeline": timeline,
+            "writable_utc": ready_utc.isoformat()}
 
 
 @step
@@ -121,7 +123,7 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
     # leave failback (and `gameday recover`) the record that a promotion may have happened
     drill.write(lab.path, state)
     result = _promote(lab, target, timeout_s)
-    drill.write(lab.path, {**state, "promoted_at_utc": datetime.now(UTC).isoformat(),
+    drill.write(lab.path, {**state, "promoted_at_utc": result["writable_utc"],
                            "timeline": result["timeline"]})
     return result
 
