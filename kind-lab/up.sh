@@ -21,8 +21,8 @@ ALL_STEPS=(network clusters images database storefront dns descriptor)
 DB_PASSWORD=${GAMEDAY_DB_PASSWORD:-gameday-kind-lab}
 declare -A WEB_IP DB_IP
 declare -A EXAMPLE_IP=(
-    [region-1/storefront]=172.30.1.11 [region-1/postgres-lb]=172.30.1.12
-    [region-2/storefront]=172.30.1.21 [region-2/postgres-lb]=172.30.1.22
+    [region-1/storefront]=198.19.1.11 [region-1/postgres-lb]=198.19.1.12
+    [region-2/storefront]=198.19.1.21 [region-2/postgres-lb]=198.19.1.22
 )
 
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }

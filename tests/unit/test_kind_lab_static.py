@@ -136,7 +136,7 @@ def test_up_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str, 
         i for i, c in enumerate(cmds) if "kind-region-2" in c and "configmap gameday-db" in c
     )
     assert i_r1_db < i_r2_cm
-    assert "--from-literal=role=standby --from-literal=primary_host=172.30.1.12" in cmds[i_r2_cm]
+    assert "--from-literal=role=standby --from-literal=primary_host=198.19.1.12" in cmds[i_r2_cm]
     assert "--from-literal=role=primary" in text
     assert f"< {ROOT}/gameday/labs/storefront.sql" in text  # the one schema of both labs
     assert re.search(

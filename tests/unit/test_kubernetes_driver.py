@@ -164,7 +164,7 @@ def _seed(server: RegionApiServer, region: str) -> None:
     server.objects[STS, NS, "postgres"] = _statefulset("postgres", 1, 1)
     # kind-lab's database role (up.sh): region-1 primary, region-2 a standby of region-1
     server.objects[CONFIGMAPS, NS, DB_CONFIGMAP] = (
-        _role_cm("primary") if region == "region-1" else _role_cm("standby", "172.30.1.11")
+        _role_cm("primary") if region == "region-1" else _role_cm("standby", "198.19.1.11")
     )
     server.objects[PODS, NS, DB_POD] = _pod()
     other = _deployment("bystander", 3, 3)
@@ -259,9 +259,9 @@ def _lab(**region1: Any) -> descriptor.Lab:
             "name": name,
             "role": role,
             "driver": "kubernetes",
-            "address": f"172.30.1.{n}",
-            "storefront_url": f"http://172.30.1.{n}:8080",
-            "db_host": f"172.30.1.{n + 10}",
+            "address": f"198.19.1.{n}",
+            "storefront_url": f"http://198.19.1.{n}:8080",
+            "db_host": f"198.19.1.{n + 10}",
             "kube_context": f"kind-{name}",
             "namespace": NS,
             "node_selector": f"{REGION_LABEL}={name}",
@@ -278,8 +278,8 @@ def _lab(**region1: Any) -> descriptor.Lab:
         "dns": {
             "zone": "gameday.test",
             "name": "shop.gameday.test",
-            "authoritative": {"address": "172.30.0.53"},
-            "resolver": {"address": "172.30.0.54"},
+            "authoritative": {"address": "198.19.0.53"},
+            "resolver": {"address": "198.19.0.54"},
         },
         "database": {"name": "storefront", "user": "gameday", "password": "pw", "port": 5432},
     }
