@@ -33,15 +33,32 @@ CASES = [
 ]
 
 
-def _start(env: dict[str, str]) -> tuple[subprocess.Popen, set[Path]]:
+def _start(env: dict[str, str], experiment: str = "game-day.json"
+           ) -> tuple[subprocess.Popen, set[Path]]:
     reports = Path(env["GAMEDAY_REPORTS"])
     before = set(reports.glob("2*")) if reports.exists() else set()
     proc = subprocess.Popen(
         [str(BIN / "chaos"), "--no-version-check", "run",
          "--journal-path", str(reports / "journal-interrupt.json"),
-         str(ROOT / "experiments" / "game-day.json")],
+         str(ROOT / "experiments" / experiment)],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return proc, before
+
+
+def _interrupt(proc: subprocess.Popen, sig: signal.Signals, *, twice: bool) -> str:
+    """Send `sig` (and, when `twice`, an impatient second one) and wait for the run."""
+    try:
+        os.kill(proc.pid, sig)
+        if twice:
+            time.sleep(0.2)
+            os.kill(proc.pid, sig)
+        out, _ = proc.communicate(timeout=180)
+        return out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
 
 def _wait_event(env: dict[str, str], before: set[Path], kind: str, proc: subprocess.Popen,
@@ -62,6 +79,8 @@ def _wait_event(env: dict[str, str], before: set[Path], kind: str, proc: subproc
             if found:
                 return run_dir
         time.sleep(0.002)
+    proc.kill()  # never leave a drill running behind a failed test
+    proc.wait()
     raise AssertionError(f"no '{kind}' event within {timeout} s")
 
 
@@ -130,18 +149,9 @@ def lab(lab_env: dict[str, str]):
 def test_interrupted_drill_leaves_a_consistent_lab(lab: dict[str, str], point: str,
                                                     sig: signal.Signals) -> None:
     proc, before = _start(lab)
-    try:
-        _wait_event(lab, before, POINTS[point], proc)
-        os.kill(proc.pid, sig)
-        if sig != signal.SIGKILL:
-            time.sleep(0.2)
-            os.kill(proc.pid, sig)  # an impatient second signal must not skip the rollback
-        out, _ = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    _wait_event(lab, before, POINTS[point], proc)
+    # an impatient second signal must not skip the rollback
+    out = _interrupt(proc, sig, twice=sig != signal.SIGKILL)
     if sig == signal.SIGKILL:
         rec = gameday("recover", env=lab)
         again = gameday("recover", env=lab)
@@ -199,21 +209,9 @@ def test_interrupted_failback_leaves_a_consistent_lab(lab: dict[str, str], event
                                                       sig: signal.Signals) -> None:
     gd = chaos("game-day.json", env=lab)
     assert gd.returncode == 0, gd.stdout[-3000:]
-    reports = Path(lab["GAMEDAY_REPORTS"])
-    before = set(reports.glob("2*"))
-    proc = subprocess.Popen(
-        [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path",
-         str(reports / "journal-interrupt.json"), str(ROOT / "experiments" / "failback.json")],
-        env=lab, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_event(lab, before, event, proc)
-        os.kill(proc.pid, sig)
-        proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    proc, before = _start(lab, "failback.json")
+    _wait_event(lab, before, event, proc)
+    _interrupt(proc, sig, twice=False)
     if sig == signal.SIGKILL:
         gameday("recover", env=lab)
     states = _states(lab)
