@@ -166,6 +166,11 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
                 run.event(f"steady-state-{when}-not-met", probes=_failed_probes(hypothesis))
         settings = GamedaySettings.from_chaos(configuration, secrets)
         lab = settings.load_lab()
+        if interrupt.requested():
+            # a run the user stopped did not complete, whatever it had measured so far
+            run.event("interrupted")
+            if state.get("status") == "completed":
+                state["status"] = "interrupted"
         if interrupt.requested() or state.get("status") == "interrupted":
             # the rollbacks ran, but a step may have outlived them: undo whatever the
             # ledger still holds and keep one writable primary, as `gameday recover` does

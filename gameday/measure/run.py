@@ -85,7 +85,7 @@ def _next_seq(lab: Lab) -> int:
 
 
 def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
-          ready_timeout: float = 15.0) -> Run:
+          ready_timeout: float = 30.0) -> Run:
     global _current
     run_id = new_run_id(experiment)
     run_dir = (settings.reports_dir / run_id).absolute()
@@ -118,14 +118,31 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
         if run.recorder.poll() is not None or time.monotonic() > deadline:
             run.stop_recorder()
             tail = (run_dir / "recorder.log").read_text(errors="replace").strip().splitlines()
-            raise LabError("the recorder did not start writing within "
-                           f"{ready_timeout:.0f} s: {tail[-1] if tail else 'no output'} "
+            raise LabError("the recorder's canary had no write acknowledged within "
+                           f"{ready_timeout:.0f} s ({_canary_trouble(run_dir)}; "
+                           f"{tail[-1] if tail else 'recorder printed nothing'}): is the "
+                           "database writable and, in a sync lab, its standby streaming? "
                            f"(see {run_dir}/recorder.log)")
         time.sleep(0.05)
     _current = run
     os.environ[ENV] = str(run_dir)
     logger.info("gameday: recording to %s", run_dir)
     return run
+
+
+def _canary_trouble(run_dir: Path) -> str:
+    """What the canary saw: its last failed connection or write, from the timeline."""
+    conn = timeline.connect(run_dir)
+    try:
+        row = conn.execute("SELECT error FROM canary_connect WHERE ok = 0 ORDER BY t DESC "
+                           "LIMIT 1").fetchone()
+        writes = conn.execute("SELECT count(*), max(error) FROM canary").fetchone()
+        connected = conn.execute("SELECT count(*) FROM canary_connect WHERE ok = 1").fetchone()
+    finally:
+        conn.close()
+    return (f"{connected[0]} connections, {writes[0]} attempts"
+            + (f", last connection error {row[0]}" if row else "")
+            + (f", last write error {writes[1]}" if writes[1] else ""))
 
 
 def current() -> Run | None:

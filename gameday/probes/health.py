@@ -115,12 +115,25 @@ def canary_is_writing(within_s: float = 2.0,
 
 
 @activity
-def global_name_serves(configuration: Dict[str, Any] = None,
+def global_name_serves(within_s: float = 10.0,
+                       configuration: Dict[str, Any] = None,
                        secrets: Dict[str, Any] = None) -> bool:
     """Resolve the global name through the caching resolver, as a client does, and ask the
-    answer who it is. True before the fault (served by the primary) and after the failover
-    (served by the secondary): that is the service's steady state."""
+    answer whether it can take an order (/healthz). True before the fault (the primary
+    serves) and after the failover (the secondary serves): the service's steady state.
+    Retries for up to `within_s` seconds, so a drill started right after another one waits
+    for DNS to settle (a resolver may hold the previous answer for a TTL)."""
     _, lab = context(configuration, secrets)
+    deadline = time.monotonic() + within_s
+    while True:
+        if _global_name_serves_once(lab):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+def _global_name_serves_once(lab) -> bool:  # type: ignore[no-untyped-def]
     try:
         r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A),
                           lab.dns.resolver.address, port=lab.dns.resolver.port, timeout=2)

@@ -150,6 +150,8 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> dict[str
         for _t, _kind, _region, detail in tl.events_of(f"steady-state-{when}-not-met"):
             probes = ", ".join(json.loads(detail or "{}").get("probes") or []) or "unknown"
             reasons.append(f"steady state {when} the method not met (probes: {probes})")
+    if tl.events_of("interrupted"):
+        reasons.append("interrupted by a signal (Ctrl-C or SIGTERM): the rollbacks ran")
     for _t, _kind, _region, detail in tl.events_of("step-failed"):
         d = json.loads(detail or "{}")
         reasons.append(f"step {d.get('step')} failed: {d.get('error')}")
