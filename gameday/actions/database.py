@@ -340,6 +340,21 @@ def restore_writable_primary(lab: Lab, configuration: Dict[str, Any] = None) -> 
             start = getattr(driver, "start_database", None)
             if start is not None and start(r):
                 changed.append(f"started the database of {r.name}")
+    promoted = (drill.read(lab.path) or {}).get("promoted")
+    if promoted and not switching:
+        # a promotion was sent (the old primary is fenced because of it): finish it rather
+        # than leave no primary at all
+        target = lab.region(promoted)
+        deadline = time.monotonic() + 15
+        while is_writable(lab, target) is False and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if is_writable(lab, target) is False:
+            with _connect(lab, target, "check it") as conn:
+                in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            if in_recovery:
+                _promote(lab, target, 30)
+                changed.append(f"promoted {target.name} (its promotion was requested)")
+                return {"changed": changed, "states": states}
     for r in lab.regions:
         try:
             with _connect(lab, r, "check it") as conn:

@@ -67,7 +67,9 @@ def _wait_event(env: dict[str, str], before: set[Path], kind: str, proc: subproc
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"the run ended before '{kind}':\n{proc.stdout.read()[-3000:]}")
+            out = proc.stdout.read()
+            proc.stdout.close()
+            raise AssertionError(f"the run ended before '{kind}':\n{out[-3000:]}")
         new = [p for p in reports.glob("2*") if p not in before and (p / "timeline.sqlite").exists()]
         for run_dir in new:
             try:
@@ -81,6 +83,7 @@ def _wait_event(env: dict[str, str], before: set[Path], kind: str, proc: subproc
         time.sleep(0.002)
     proc.kill()  # never leave a drill running behind a failed test
     proc.wait()
+    proc.stdout.close()
     raise AssertionError(f"no '{kind}' event within {timeout} s")
 
 
@@ -115,7 +118,15 @@ def assert_consistent(env: dict[str, str]) -> None:
         with psycopg.connect(host=r1["db_host"], port=db["port"], user=db["user"],
                              password=db["password"], dbname=db["name"], autocommit=True) as c:
             modes = [r[0] for r in c.execute("SELECT sync_state FROM pg_stat_replication")]
-        assert modes in ([], ["sync" if db["replication"] == "sync" else "async"]), modes
+        want = "sync" if db["replication"] == "sync" else "async"
+        deadline = time.monotonic() + 30  # a restarted primary's standby reconnects
+        while modes != [want] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            with psycopg.connect(host=r1["db_host"], port=db["port"], user=db["user"],
+                                 password=db["password"], dbname=db["name"],
+                                 autocommit=True) as c:
+                modes = [r[0] for r in c.execute("SELECT sync_state FROM pg_stat_replication")]
+        assert modes == [want], f"region-2 does not stream from region-1: {modes}"
     ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
     if ledger.exists():
         latest: dict[str, str] = {}
@@ -138,10 +149,15 @@ def _back_to_start(env: dict[str, str]) -> None:
         assert fb.returncode == 0, fb.stdout[-3000:]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lab(lab_env: dict[str, str]):
+    """A fresh lab per case: each interruption point is judged on its own, not on what an
+    earlier case left behind."""
     gameday("lab", "up", env=lab_env)
     yield lab_env
+    log = Path(lab_env["GAMEDAY_HOME"], "logs", "postgres-region-2.log")
+    if log.exists():
+        print("postgres-region-2.log (tail):\n" + "\n".join(log.read_text().splitlines()[-15:]))
     gameday("lab", "down", env=lab_env, check=False)
 
 

@@ -107,7 +107,7 @@ class NodeOps:
         self.write_node_conf(region, standby=True)
         self.start(region)
 
-    def resync(self, region: Region, source: Region) -> str:
+    def resync(self, region: Region, source: Region, *, basebackup: bool = False) -> str:
         """pg_rewind from the source through the cross-region proxy; a fresh base backup
         when rewind fails. The target must be stopped."""
         if self.procs.alive(f"postgres-{region.name}"):
@@ -119,15 +119,18 @@ class NodeOps:
         bindir = netns_lab.pg_bindir()
         # the fenced node never finished recovery cleanly as a primary: pg_rewind needs a
         # cleanly shut-down target, which the fast stop of a standby gives us
-        proc = run([str(bindir / "pg_rewind"), f"--target-pgdata={data}",
-                    f"--source-server={source_dsn}", "--no-sync"],
-                   netns=topo.REGIONS[region.name].name, user=netns_lab.PG_OS_USER,
-                   check=False, timeout=300)
         method = "rewind"
-        log = self.state / "logs" / f"pg_rewind-{region.name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
+        rewound = False
+        if not basebackup:
+            proc = run([str(bindir / "pg_rewind"), f"--target-pgdata={data}",
+                        f"--source-server={source_dsn}", "--no-sync"],
+                       netns=topo.REGIONS[region.name].name, user=netns_lab.PG_OS_USER,
+                       check=False, timeout=300)
+            log = self.state / "logs" / f"pg_rewind-{region.name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(proc.stdout + proc.stderr)
+            rewound = proc.returncode == 0
+        if not rewound:
             method = "basebackup"
             shutil.rmtree(data)
             run([str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(topo.PROXY_PORT),

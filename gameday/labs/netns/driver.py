@@ -16,6 +16,7 @@ cannot flip back to stale data) whenever the other region's database is writable
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import sys
@@ -31,6 +32,8 @@ from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 RULES = {
     "block-egress": """table inet gameday {
@@ -135,7 +138,7 @@ class NetnsDriver:
                 # the region kept running as a primary: fence it while it is still cut
                 # off, so it never serves again next to the new primary
                 if self.procs.alive(f"postgres-{region.name}") and \
-                        not self.nodes.is_fenced(region) and self._other_is_writable(region):
+                        not self.nodes.is_fenced(region) and self._other_serves_or_was_promoted(region):
                     self.nodes.stop(region)
                     self.nodes.fence(region)
                     self.nodes.start(region)
@@ -146,9 +149,12 @@ class NetnsDriver:
             password = self.lab.database.password
             if f"postgres-{region.name}" in undo["stopped"] and \
                     not self.procs.alive(f"postgres-{region.name}"):
-                if self._other_is_writable(region):
+                fenced = self._other_serves_or_was_promoted(region)
+                if fenced:
                     self.fence(region)
                 self._start_postgres(region)
+                if not fenced:
+                    self._standby_follows(region)
             if f"storefront-{region.name}" in undo["stopped"] and \
                     not self.procs.alive(f"storefront-{region.name}"):
                 netns_lab.start_storefront(self.state, region.name, password)
@@ -193,6 +199,47 @@ class NetnsDriver:
             return False
         self._start_postgres(region)
         return True
+
+    def _standby_follows(self, primary: Region, timeout: float = 10.0) -> None:
+        """After a crashed primary restarts as the primary, its standby must stream again.
+        It cannot when it holds WAL the primary lost in the crash (a record flushed only in
+        part is cut off in crash recovery and the primary writes new WAL over that place):
+        it asks for a position the primary has not reached, and in a sync lab every commit
+        then waits for it forever. Seen in CI after interrupted drills. Rewind it then."""
+        other = next(r for r in self.lab.regions if r.name != primary.name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._streams_from(primary, other):
+                return
+            time.sleep(0.2)
+        logger.warning("gameday: %s does not stream from the restarted %s: resyncing it",
+                       other.name, primary.name)
+        # same timeline, so pg_rewind would see nothing to rewind: copy it afresh
+        self.nodes.stop(other)
+        self.nodes.resync(other, primary, basebackup=True)
+        self.nodes.start_standby(other, primary)
+
+    def _streams_from(self, primary: Region, standby: Region) -> bool:
+        try:
+            with psycopg.connect(self.lab.database.dsn(primary.db_host, primary.db_port),
+                                 autocommit=True) as conn:
+                rows = conn.execute("SELECT 1 FROM pg_stat_replication WHERE application_name = "
+                                    "%s AND state = 'streaming'", (standby.name,)).fetchall()
+                return bool(rows)
+        except psycopg.Error:
+            return False
+
+    def _other_serves_or_was_promoted(self, region: Region) -> bool:
+        """Fence unless we know no other primary exists. The promote action records the
+        promotion before it sends it: a run interrupted just after pg_promote() would
+        otherwise restart this region as a primary while the other finishes promoting,
+        two writable primaries (seen in CI: the canary's sync commits then hung)."""
+        from gameday.labs import drill
+
+        state = drill.read(self.lab.path) or {}
+        if state.get("promoted") and state.get("promoted") != region.name:
+            return True
+        return self._other_is_writable(region)
 
     def _other_is_writable(self, region: Region) -> bool:
         for other in self.lab.regions:
