@@ -18,7 +18,6 @@ import contextlib
 import logging
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,14 +98,3 @@ def rollbacks_done() -> None:
     for sig, handler in _previous.items():
         signal.signal(sig, handler)
     _previous.clear()
-
-
-def wait_until(predicate, timeout: float, interval: float) -> bool:  # type: ignore[no-untyped-def]
-    """Poll `predicate` until true (True) or `timeout` (False); Interrupted on a signal."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        pause(interval)

@@ -3,9 +3,8 @@ errors into chaoslib's ActivityFailed at the edge."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chaoslib.exceptions import ActivityFailed
@@ -56,11 +55,6 @@ def step(func: F) -> F:
 def context(configuration: dict | None, secrets: dict | None) -> tuple[GamedaySettings, Lab]:
     settings = GamedaySettings.from_chaos(configuration, secrets)
     return settings, settings.load_lab()
-
-
-@contextlib.contextmanager
-def nothing() -> Iterator[None]:
-    yield
 
 
 def rollback(func: F) -> F:

@@ -15,7 +15,6 @@ cannot flip back to stale data) whenever the other region's database is writable
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import socket
@@ -283,7 +282,3 @@ def _connects(host: str, port: int, timeout: float) -> bool:
             return True
     except OSError:
         return False
-
-
-def describe(undo: dict[str, Any]) -> str:
-    return json.dumps(undo, sort_keys=True)
