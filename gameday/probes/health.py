@@ -41,6 +41,12 @@ def dns_answers_region(region: str = "region-1", server: str = "resolver",
     _, lab = context(configuration, secrets)
     if server not in ("authoritative", "resolver"):
         raise ConfigError("server must be 'authoritative' or 'resolver'")
+    return sorted(resolve(lab, server)) == [lab.region(region).address]
+
+
+def resolve(lab, server: str = "resolver") -> list:  # type: ignore[no-untyped-def]
+    """The A records `server` (authoritative or resolver) gives for the global name;
+    TargetError when it does not answer."""
     s = lab.dns.authoritative if server == "authoritative" else lab.dns.resolver
     try:
         r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A), s.address,
@@ -48,9 +54,7 @@ def dns_answers_region(region: str = "region-1", server: str = "resolver",
     except (dns.exception.DNSException, OSError) as exc:
         raise TargetError(f"the {server} DNS server {s.address}:{s.port} does not answer "
                           f"({type(exc).__name__}): is the lab up?") from None
-    got = sorted(rr.address for rrset in r.answer for rr in rrset
-                 if rrset.rdtype == dns.rdatatype.A)
-    return got == [lab.region(region).address]
+    return [rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == dns.rdatatype.A]
 
 
 @activity
@@ -134,14 +138,7 @@ def global_name_serves(within_s: float = 10.0,
 
 
 def _global_name_serves_once(lab) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A),
-                          lab.dns.resolver.address, port=lab.dns.resolver.port, timeout=2)
-    except (dns.exception.DNSException, OSError) as exc:
-        raise TargetError(f"the resolver {lab.dns.resolver.address} does not answer "
-                          f"({type(exc).__name__}): is the lab up?") from None
-    addresses = [rr.address for rrset in r.answer for rr in rrset
-                 if rrset.rdtype == dns.rdatatype.A]
+    addresses = resolve(lab, "resolver")
     if not addresses:
         return False
     region = next((x for x in lab.regions if x.address == addresses[0]), None)

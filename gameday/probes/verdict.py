@@ -66,15 +66,10 @@ def global_name_served_by(region: str = "region-2",
                           secrets: Dict[str, Any] = None) -> bool:
     """True when a client resolving the global name through the caching resolver is
     served by `region`."""
-    import dns.message
-    import dns.query
-    import dns.rdatatype
+    from gameday.probes.health import resolve
 
     _, lab = context(configuration, secrets)
-    r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A),
-                      lab.dns.resolver.address, port=lab.dns.resolver.port, timeout=2)
-    addresses = [rr.address for rrset in r.answer for rr in rrset
-                 if rrset.rdtype == dns.rdatatype.A]
+    addresses = resolve(lab, "resolver")
     if not addresses:
         return False
     url = f"http://{addresses[0]}:{httpx.URL(lab.region(region).storefront_url).port or 80}"

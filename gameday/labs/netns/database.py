@@ -18,10 +18,8 @@ from pathlib import Path
 
 from gameday.errors import LabError
 from gameday.labs.descriptor import Lab, Region
-from gameday.labs.netns import configs
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import topology as topo
-from gameday.labs.netns.lab import LabOptions
 from gameday.labs.netns.processes import Processes, run
 
 DRILL_SETTINGS = ("synchronous_standby_names", "default_transaction_read_only")
@@ -55,24 +53,10 @@ class NodeOps:
 
     def write_node_conf(self, region: Region, *, standby: bool, fenced: bool = False) -> None:
         data = self.data(region)
-        options = LabOptions(replication=self.lab.database.replication or "async",
-                             inter_region_delay_ms=self.lab.inter_region_delay_ms or 0)
-        text = configs.pg_node(region=region.name, replication=options.replication,
-                               password=self.lab.database.password,
-                               delay_ms=options.inter_region_delay_ms, standby=standby)
-        if fenced:
-            text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("primary_conninfo"))
-            text += "\n# fenced by gameday: a standby with no upstream\nprimary_conninfo = ''\n"
-        conf = data / "gameday-node.conf"
-        conf.write_text(text)
-        conf.chmod(0o600)
-        netns_lab._chown_pg(conf)
-        signal_file = data / "standby.signal"
-        if standby:
-            signal_file.touch()
-            netns_lab._chown_pg(signal_file)
-        elif signal_file.exists():
-            signal_file.unlink()
+        netns_lab.write_node_conf(
+            data, region=region.name, replication=self.lab.database.replication or "async",
+            password=self.lab.database.password,
+            delay_ms=self.lab.inter_region_delay_ms or 0, standby=standby, fenced=fenced)
         self._strip_drill_settings(data)
 
     def _strip_drill_settings(self, data: Path) -> None:

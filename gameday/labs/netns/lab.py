@@ -219,10 +219,15 @@ def _pg_run(args: list[str], *, netns: str | None = None, password: str | None =
         timeout=timeout)
 
 
-def _write_node_conf(data: Path, *, region: str, options: LabOptions, password: str,
-                     standby: bool) -> None:
-    text = configs.pg_node(region=region, replication=options.replication, password=password,
-                           delay_ms=options.inter_region_delay_ms, standby=standby)
+def write_node_conf(data: Path, *, region: str, replication: str, password: str,
+                    delay_ms: float, standby: bool, fenced: bool = False) -> None:
+    """The node's own settings (gameday-node.conf) and its standby.signal: written at `lab
+    up`, and again after every base backup, rewind or fencing (see database.NodeOps)."""
+    text = configs.pg_node(region=region, replication=replication, password=password,
+                           delay_ms=delay_ms, standby=standby)
+    if fenced:
+        text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("primary_conninfo"))
+        text += "\n# fenced by gameday: a standby with no upstream\nprimary_conninfo = ''\n"
     path = data / "gameday-node.conf"
     path.write_text(text)
     os.chmod(path, 0o600)
@@ -287,8 +292,8 @@ def _databases(state: Path, options: LabOptions, password: str) -> None:
         conf.write(configs.pg_common(options.replication))
     # async until the standby streams: a synchronous primary without its standby would
     # block CREATE DATABASE forever
-    _write_node_conf(r1, region="region-1", options=LabOptions(replication="async"),
-                     password=password, standby=False)
+    write_node_conf(r1, region="region-1", replication="async", password=password,
+                    delay_ms=options.inter_region_delay_ms, standby=False)
     start_postgres(state, "region-1")
     wait_port(topo.address("region-1"), topo.DB_PORT, 30, "PostgreSQL in region-1")
     with _connect(topo.address("region-1"), password, "postgres") as conn:
@@ -305,11 +310,13 @@ def _databases(state: Path, options: LabOptions, password: str) -> None:
     _pg_run(["pg_basebackup", "-h", "127.0.0.1", "-p", str(topo.PROXY_PORT), "-U", topo.DB_USER,
              "-D", str(r2), "-X", "stream", "-c", "fast"],
             netns=topo.REGION_2.name, password=password, timeout=120)
-    _write_node_conf(r2, region="region-2", options=options, password=password, standby=True)
+    write_node_conf(r2, region="region-2", replication=options.replication, password=password,
+                    delay_ms=options.inter_region_delay_ms, standby=True)
     start_postgres(state, "region-2")
     wait_port(topo.address("region-2"), topo.DB_PORT, 30, "PostgreSQL in region-2")
     wait_streaming(password, standby="region-2", timeout=30)
-    _write_node_conf(r1, region="region-1", options=options, password=password, standby=False)
+    write_node_conf(r1, region="region-1", replication=options.replication, password=password,
+                    delay_ms=options.inter_region_delay_ms, standby=False)
     with _connect(topo.address("region-1"), password) as conn:
         conn.execute("SELECT pg_reload_conf()")
 
