@@ -2,7 +2,8 @@
 overlays (kubernetes-validate), the workflow (GitHub's schema), and the descriptor up.sh writes
 (the same schema as the netns lab's).
 
-The tools come from .ci/kind-lab-tools.sh; a missing one fails the test with that reason.
+The tools come from the `test` extra (`make venv` installs it) and shellcheck from
+`make setup`; a missing one fails the test with that reason.
 What only a Docker host can check is listed in docs/kind-lab.md.
 """
 
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "kind-lab"
 WORKFLOW = ROOT / ".github" / "workflows" / "game-day.yml"
 K8S_VERSION = "1.34.0"  # kindest/node in versions.env
-FIX = "run `.ci/kind-lab-tools.sh .venv` (it installs the pinned kind-lab tools)"
+FIX = "run `make setup` (it installs shellcheck and the venv's `test` extra)"
 
 
 def tool(name: str) -> str:
@@ -53,7 +54,7 @@ def run(
 
 # -- shell scripts ----------------------------------------------------------------------------
 
-SCRIPTS = sorted([*LAB.rglob("*.sh"), ROOT / ".ci" / "kind-lab-tools.sh"])
+SCRIPTS = sorted([*LAB.rglob("*.sh"), ROOT / ".ci" / "run", *(ROOT / "scripts").glob("*.sh")])
 
 
 def test_scripts_pass_shellcheck():
@@ -63,7 +64,7 @@ def test_scripts_pass_shellcheck():
 
 
 def test_entry_scripts_are_executable():
-    for script in (LAB / "up.sh", LAB / "down.sh", ROOT / ".ci" / "kind-lab-tools.sh"):
+    for script in (LAB / "up.sh", LAB / "down.sh", ROOT / ".ci" / "run"):
         assert os.access(script, os.X_OK), f"{script} is not executable"
 
 

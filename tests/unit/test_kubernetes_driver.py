@@ -1,7 +1,7 @@
 """The Kubernetes driver against two kmock API servers (one per region), through the real
 kubernetes client and chaostoolkit-kubernetes.
 
-kmock is installed by .ci/kind-lab-tools.sh (pinned); without it these tests fail with that
+kmock comes from the `test` extra (pinned; `make venv` installs it); without it these tests fail with that
 reason rather than skip. Facts about the emulator this relies on: DESIGN.md section 9.
 """
 
@@ -23,7 +23,7 @@ try:
     import kmock
 except ImportError as exc:  # pragma: no cover - exercised only on a machine without kmock
     raise ImportError(
-        "kmock is missing: run `.ci/kind-lab-tools.sh .venv` (installs the pinned kmock)"
+        "kmock is missing: run `make venv` (installs the `test` extra with the pinned kmock)"
     ) from exc
 
 from kubernetes.config import kube_config
