@@ -31,6 +31,7 @@ from gameday.labs import descriptor
 from gameday.labs.netns import configs
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run
+from gameday.poll import poll_until
 
 PG_OS_USER = "postgres"
 
@@ -182,9 +183,12 @@ def up(options: LabOptions = LabOptions(), *, progress=lambda msg: None) -> Path
         path = _write_descriptor(state, options, password)
         progress("warming up DNS health checks")
         _warm_up(state)
-    except BaseException:
+    except BaseException as exc:
         progress("lab up failed: tearing down what was built")
         down()
+        if isinstance(exc, psycopg.Error):
+            raise LabError(f"lab up failed: a lab database answered {_cause(exc)}: "
+                           "run `gameday lab up` again") from None
         raise
     progress(f"lab up in {time.monotonic() - started:.1f} s")
     return path
@@ -269,6 +273,25 @@ def wait_port(host: str, port: int, timeout: float, what: str) -> None:
             time.sleep(0.05)
 
 
+def wait_accepting(host: str, password: str, timeout: float, what: str) -> None:
+    """Until the server at `host` accepts a connection (not merely listens)."""
+
+    def accepts() -> bool:
+        with _connect(host, password, "postgres"):
+            return True
+
+    poll_until(accepts, timeout_s=timeout, interval_s=0.05, retry_on=(psycopg.Error,),
+               error=lambda last: LabError(f"{what} did not accept connections within "
+                                           f"{timeout:.0f} s ({_cause(last)}; see "
+                                           ".gameday/logs/)"))
+
+
+def _cause(last: object) -> str:
+    """The last line of a libpq error names its cause, never the password."""
+    text = str(last).strip()
+    return text.splitlines()[-1] if text else type(last).__name__
+
+
 def _connect(host: str, password: str, dbname: str = topo.DB_NAME) -> psycopg.Connection:
     return psycopg.connect(host=host, port=topo.DB_PORT, user=topo.DB_USER, password=password,
                            dbname=dbname, autocommit=True, connect_timeout=2)
@@ -295,7 +318,9 @@ def _databases(state: Path, options: LabOptions, password: str) -> None:
     write_node_conf(r1, region="region-1", replication="async", password=password,
                     delay_ms=options.inter_region_delay_ms, standby=False)
     start_postgres(state, "region-1")
-    wait_port(topo.address("region-1"), topo.DB_PORT, 30, "PostgreSQL in region-1")
+    # listening is not accepting: "the database system is starting up" for a moment more
+    # (seen here failing `lab up` in CI)
+    wait_accepting(topo.address("region-1"), password, 30, "PostgreSQL in region-1")
     with _connect(topo.address("region-1"), password, "postgres") as conn:
         conn.execute(f"CREATE DATABASE {topo.DB_NAME}")
     schema = (Path(__file__).parent.parent / "storefront.sql").read_text()

@@ -1,0 +1,63 @@
+"""One bounded wait for every "until X or give up" in the drill, the labs and the CLI.
+
+Why one helper: a drill step that waits must stop at once when the run is interrupted
+(Ctrl-C, SIGTERM: see `gameday.interrupt`), must give up at a deadline so a stuck drill
+ends instead of hanging, and must say in its error what it saw last, so the one-line
+message names the cause. Nineteen hand-written loops each did some of that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from gameday import interrupt
+from gameday.errors import GamedayError, TargetError
+
+T = TypeVar("T")
+
+
+class _Nothing:
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+NOTHING = _Nothing()
+
+
+def poll_until(
+    condition: Callable[[], T],
+    *,
+    timeout_s: float,
+    interval_s: float = 0.05,
+    what: str = "the condition",
+    retry_on: tuple[type[BaseException], ...] = (),
+    error: Callable[[object], GamedayError] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Call `condition` until it returns a truthy value and return that value.
+
+    An exception in `retry_on` counts as "not yet" (a server still starting refuses
+    connections). At `timeout_s` the wait fails with `error(last)`, where `last` is the
+    last value returned or exception caught, or with a TargetError naming `what`. Between
+    calls it sleeps `interval_s` with `interrupt.pause`, so an interrupted run stops here
+    with `interrupt.Interrupted`. `condition` is always called at least once.
+    """
+    deadline = clock() + timeout_s
+    last: object = NOTHING
+    while True:
+        try:
+            value = condition()
+        except retry_on as exc:
+            last = exc
+        else:
+            if value:
+                return value
+            last = value
+        if clock() >= deadline:
+            if error is not None:
+                raise error(last)
+            seen = type(last).__name__ if isinstance(last, BaseException) else repr(last)
+            raise TargetError(f"{what} not within {timeout_s:g} s (last seen: {seen})")
+        interrupt.pause(interval_s)
