@@ -1,15 +1,22 @@
-"""The one small interface every lab kind implements to break and restore a region.
+"""The one small interface every lab kind implements to break and restore a region, and
+the registry that maps a descriptor's `driver` name to its implementation.
 
 A fault is applied in three steps so that it can always be undone:
 `plan()` says what will change (written to the fault ledger *before* anything changes),
 `inject()` changes it, `is_effective()` tells when the change is observed in effect,
 and `revert(undo)` puts back exactly what `undo` records, idempotently.
+
+Failback and recovery also need a lab to stop, rewind and start a database, which SQL
+cannot do: `DatabaseOps`. A lab driver implements both (`LabDriver`).
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from gameday.errors import ConfigError
 from gameday.labs.descriptor import Lab, Region
 
 FAULTS = ("scale-to-zero", "cordon", "block-egress", "blackhole")
@@ -33,8 +40,9 @@ class Driver(Protocol):
 
 
 class DatabaseOps(Protocol):
-    """What failback needs from a lab beyond SQL: stopping a database, rewinding it onto a
-    new timeline, and starting it as a standby of a given upstream (or fenced)."""
+    """What failback and recovery need from a lab beyond SQL: stopping a database,
+    rewinding it onto a new timeline, and starting it as a standby of a given upstream
+    (or as its data directory says)."""
 
     def stop_database(self, region: Region) -> None:
         """Fast shutdown, waiting until the server is gone."""
@@ -46,15 +54,49 @@ class DatabaseOps(Protocol):
     def start_standby(self, region: Region, upstream: Region) -> None:
         """Start `region`'s database as a streaming standby of `upstream`."""
 
+    def start_database(self, region: Region) -> bool:
+        """Start a database that is down, as it was left (primary, standby or fenced).
+        False when it was already running."""
 
-def for_region(lab: Lab, region: Region, configuration: dict[str, Any] | None = None) -> Driver:
+
+class LabDriver(Driver, DatabaseOps, Protocol):
+    """Everything the actions and the recovery ask of a lab."""
+
+
+DriverFactory = Callable[[Lab, Mapping[str, Any] | None], LabDriver]
+
+# name in the descriptor -> "module:factory"; imported only when a region names it, so the
+# netns lab never loads the kubernetes client
+_REGISTRY: dict[str, str] = {
+    "netns": "gameday.labs.netns.driver:NetnsDriver.for_lab",
+    "kubernetes": "gameday.labs.kubernetes:KubernetesDriver.from_configuration",
+}
+
+
+def register(name: str, factory: str) -> None:
+    """Add a lab kind: `factory` is "module:callable", called as `factory(lab, configuration)`."""
+    _REGISTRY[name] = factory
+
+
+def names() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def factory(name: str) -> DriverFactory:
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown driver '{name}': the descriptor's driver must be one of "
+                          f"{', '.join(names())}") from None
+    module, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    made: DriverFactory = obj
+    return made
+
+
+def for_region(lab: Lab, region: Region,
+               configuration: Mapping[str, Any] | None = None) -> LabDriver:
     """The driver named by the region in the descriptor."""
-    if region.driver == "netns":
-        from gameday.labs.netns.driver import NetnsDriver
-
-        return NetnsDriver(lab)
-    if region.driver == "kubernetes":
-        from gameday.labs.kubernetes import KubernetesDriver
-
-        return KubernetesDriver.from_configuration(lab, configuration)
-    raise LookupError(region.driver)
+    return factory(region.driver)(lab, configuration)

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,12 @@ class NetnsDriver:
         self.state = Path(lab.state_dir)
         self.procs = Processes(self.state)
         self.nodes = NodeOps(lab)
+
+    @classmethod
+    def for_lab(cls, lab: Lab, configuration: Mapping[str, Any] | None = None) -> NetnsDriver:
+        """The registry's factory (gameday.labs.driver): the netns lab reads nothing from
+        the experiment's configuration."""
+        return cls(lab)
 
     # -- plan / inject / verify / revert -------------------------------------------------
 
