@@ -1,51 +1,124 @@
 """The samplers' minimal HTTP client against a real local HTTP server: status, header,
-keep-alive reuse, and a refused connection."""
+keep-alive reuse, every way a response body can end, malformed responses, and a refused
+connection."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
 from gameday.measure import _http
 
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Region: region-2\r\n\r\nok"
+BIG_CHUNK = 0x20000  # larger than one read of the client
+CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Region: region-1\r\n\r\n"
+           b"5\r\nhello\r\n"
+           b"7;name=value\r\n, world\r\n"
+           + b"%x\r\n" % BIG_CHUNK + b"x" * BIG_CHUNK + b"\r\n"
+           b"0\r\nX-Checksum: 1234\r\nX-Other: t\r\n\r\n")
 RESPONSES = {
-    b"/ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Region: region-2\r\n\r\nok",
+    b"/ok": OK,
     b"/down": b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown",
+    b"/chunked": CHUNKED,
+    b"/big": b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"b" * 200000,
+    b"/repeated-length": b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok",
+    b"/close": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+    b"/http10-keep-alive": b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+    b"/http10-length": b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/http10": b"HTTP/1.0 200 OK\r\nX-Region: region-1\r\n\r\nthe body ends with the connection",
+    b"/no-length": b"HTTP/1.1 200 OK\r\n\r\nthe body ends with the connection",
+    b"/gzip-until-close": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nnot chunked",
+    b"/204": b"HTTP/1.1 204 No Content\r\nX-Region: region-1\r\n\r\n",
+    # a 304 announces the length of the body it does not send
+    b"/304": b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nX-Region: region-1\r\n\r\n",
+    b"/early-hints": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nX-Region: no\r\n\r\n"
+                     + OK,
+    b"/length-and-chunked": b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked"
+                            b"\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    # malformed: the server keeps the connection open, so only the client can drop it
+    b"/garbage": b"HELLO THERE\r\n\r\n",
+    b"/bad-status": b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
+    b"/status-099": b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+    b"/bad-chunk-size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    b"/hex-prefix-chunk-size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nok\r\n0\r\n\r\n",
+    b"/chunk-too-long": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokay\r\n0\r\n\r\n",
+    b"/bad-length": b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n0123456789",
+    b"/conflicting-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!",
+    b"/no-colon": b"HTTP/1.1 200 OK\r\nContent-Length 2\r\n\r\nok",
+    b"/switching": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+    b"/long-header": b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\nContent-Length: 2\r\n\r\nok",
 }
+# the server closes the connection after these (their body ends there, or it is cut short)
+CLOSE_AFTER = {b"/http10", b"/no-length", b"/gzip-until-close", b"/truncated",
+               b"/truncated-chunked", b"/truncated-headers"}
+RESPONSES[b"/truncated"] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nonly"
+RESPONSES[b"/truncated-headers"] = b"HTTP/1.1 200 OK\r\nContent-Len"
+RESPONSES[b"/truncated-chunked"] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"
 
 
-async def _serve(connections: list[int]):
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        while line := await reader.readline():
-            path = line.split()[1]
-            while (await reader.readline()) not in (b"\r\n", b""):
-                pass
-            writer.write(RESPONSES[path])
-            await writer.drain()
+class Server:
+    """A real local HTTP server with canned responses, recording on which connection
+    each request arrived."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[int, bytes, bytes]] = []  # (connection, path, Host)
+        self.connections = 0
+
+    async def __aenter__(self) -> Server:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = self.connections
+        self.connections += 1
+        try:
+            while line := await reader.readline():
+                path = line.split()[1]
+                host = b""
+                while (header := await reader.readline()) not in (b"\r\n", b""):
+                    if header.lower().startswith(b"host:"):
+                        host = header[5:].strip()
+                self.requests.append((conn, path, host))
+                writer.write(RESPONSES[path])
+                await writer.drain()
+                if path in CLOSE_AFTER:
+                    break
+        except ConnectionError:
+            pass
         writer.close()
 
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
+    def connection_of_each_request(self) -> list[int]:
+        return [conn for conn, _, _ in self.requests]
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
 
 
 def test_status_header_and_keep_alive() -> None:
     async def scenario() -> None:
-        connections: list[int] = []
-        server = await _serve(connections)
-        port = server.sockets[0].getsockname()[1]
-        client = _http.Client(timeout=1.0)
-        assert await client.get("127.0.0.1", port, "/ok") == (200, "region-2")
-        assert await client.get("127.0.0.1", port, "/down") == (503, None)
-        assert await client.get("127.0.0.1", port, "/ok", host_header="shop.gameday.test") == \
-            (200, "region-2")
-        assert len(connections) == 1  # one connection, reused
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
+        async with Server() as server:
+            client = _http.Client(timeout=1.0)
+            port = server.port
+            assert await client.get("127.0.0.1", port, "/ok") == (200, "region-2")
+            assert await client.get("127.0.0.1", port, "/down") == (503, None)
+            assert await client.get("127.0.0.1", port, "/ok", host_header="shop.gameday.test") == \
+                (200, "region-2")
+            assert server.connections == 1  # one connection, reused
+            assert [host for _, _, host in server.requests] == \
+                [b"127.0.0.1", b"127.0.0.1", b"shop.gameday.test"]
+            await client.aclose()
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_refused_connection_raises() -> None:
@@ -58,4 +131,62 @@ def test_refused_connection_raises() -> None:
             with pytest.raises(OSError):
                 await client.get("127.0.0.1", port, "/ok")
 
-        asyncio.run(scenario())
+        run(scenario)
+
+
+# (path, expected (status, header), whether the connection is kept for the next request)
+FRAMINGS = [
+    ("/chunked", (200, "region-1"), True),
+    ("/big", (200, None), True),
+    ("/repeated-length", (200, None), True),
+    ("/204", (204, "region-1"), True),
+    ("/304", (304, "region-1"), True),
+    ("/early-hints", (200, "region-2"), True),
+    ("/http10-keep-alive", (200, None), True),
+    ("/close", (200, None), False),
+    ("/http10-length", (200, None), False),
+    ("/http10", (200, "region-1"), False),
+    ("/no-length", (200, None), False),
+    ("/gzip-until-close", (200, None), False),
+    ("/length-and-chunked", (200, None), False),
+]
+
+
+@pytest.mark.parametrize(("path", "expected", "reused"), FRAMINGS, ids=[f[0] for f in FRAMINGS])
+def test_every_response_is_read_to_its_end(path: str, expected: tuple[int, str | None],
+                                           reused: bool) -> None:
+    """Three requests in a row, then one to /ok: each gets its own response (a leftover
+    byte of a body, or a body read past, would break the next one), on one connection when
+    the response allows it and on a new connection each time otherwise."""
+
+    async def scenario() -> None:
+        async with Server() as server:
+            client = _http.Client(timeout=1.0)
+            for _ in range(3):
+                assert await client.get("127.0.0.1", server.port, path) == expected
+            assert await client.get("127.0.0.1", server.port, "/ok") == (200, "region-2")
+            assert server.connection_of_each_request() == \
+                ([0, 0, 0, 0] if reused else [0, 1, 2, 3])
+            await client.aclose()
+
+    run(scenario)
+
+
+MALFORMED = ["/garbage", "/bad-status", "/status-099", "/bad-chunk-size", "/hex-prefix-chunk-size",
+             "/chunk-too-long", "/bad-length", "/conflicting-lengths", "/no-colon", "/switching",
+             "/long-header", "/truncated-headers", "/truncated", "/truncated-chunked"]
+
+
+@pytest.mark.parametrize("path", MALFORMED)
+def test_malformed_response_raises_and_the_connection_is_dropped(path: str) -> None:
+    async def scenario() -> None:
+        async with Server() as server:
+            client = _http.Client(timeout=1.0)
+            assert await client.get("127.0.0.1", server.port, "/ok") == (200, "region-2")
+            with pytest.raises(_http.HttpError):
+                await client.get("127.0.0.1", server.port, path)
+            assert await client.get("127.0.0.1", server.port, "/ok") == (200, "region-2")
+            assert server.connection_of_each_request() == [0, 0, 1]
+            await client.aclose()
+
+    run(scenario)
