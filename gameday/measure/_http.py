@@ -3,8 +3,8 @@
 Why not httpx or httpcore: the recorder must stay under 15% of one core at its default
 rates, and the three HTTP samplers make 60 requests a second. httpx used half of that
 budget and httpcore a third (measured with bench/bench_recorder.py and cProfile); this
-client does only what a probe of our own storefront needs: GET, status, one header,
-connections reused per target.
+client does only what a probe of our own storefront needs: GET over HTTP or HTTPS, status,
+one header, connections reused per target (bench/bench_http_client.py measures it).
 
 The body is read and thrown away, but it is always read to its end (Content-Length,
 chunked, or the end of the connection), because a connection is only put back for the next
@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import ssl
 from collections import defaultdict
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-_Key = tuple[str, int]
+# (scheme, host, port, TLS server name): a connection verified for one name never carries
+# a request meant for another
+_Key = tuple[str, str, int, str | None]
 _READ = 65536
 _END_OF_SECTION = (b"\r\n", b"\n")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -32,23 +36,50 @@ class HttpError(Exception):
 
 
 class Client:
-    """GETs with a timeout each, over connections kept alive per target."""
+    """GETs with a timeout each, over connections kept alive per target.
 
-    def __init__(self, timeout: float) -> None:
+    HTTPS verifies the server's certificate: against `ca_bundle` alone when given (a lab's
+    own CA), else against the system's trust store, or as `ssl_context` says."""
+
+    def __init__(self, timeout: float, *, ssl_context: ssl.SSLContext | None = None,
+                 ca_bundle: str | os.PathLike[str] | None = None) -> None:
+        if ssl_context is not None and ca_bundle is not None:
+            raise ValueError("give ssl_context or ca_bundle, not both")
         self.timeout = timeout
+        # built now so that a missing or unreadable bundle is an error at start, not a
+        # failed sample every 50 ms
+        self._ssl = ssl.create_default_context(cafile=ca_bundle) if ca_bundle is not None \
+            else ssl_context
         self._idle: dict[_Key, list[_Conn]] = defaultdict(list)
 
-    async def get(self, host: str, port: int, path: str, *, host_header: str | None = None,
+    async def get(self, host: str, port: int, path: str, *, scheme: str = "http",
+                  host_header: str | None = None,
                   header: bytes = b"x-region") -> tuple[int, str | None]:
-        """(status, value of `header`) within the client's timeout."""
-        return await asyncio.wait_for(self._get(host, port, path, host_header, header),
+        """(status, value of `header`) within the client's timeout. Over https the
+        certificate must be valid for `host_header` when given (the global name while
+        `host` is the address it resolved to), else for `host`."""
+        if scheme == "https":
+            if self._ssl is None:
+                # only when needed: loading the system's trust store costs milliseconds
+                self._ssl = ssl.create_default_context()
+            tls: ssl.SSLContext | None = self._ssl
+        elif scheme == "http":
+            tls = None
+        else:
+            raise ValueError(f"unsupported URL scheme {scheme!r}")
+        return await asyncio.wait_for(self._get(host, port, path, host_header, header, tls),
                                       self.timeout)
 
     async def _get(self, host: str, port: int, path: str, host_header: str | None,
-                   header: bytes) -> tuple[int, str | None]:
-        key = (host, port)
+                   header: bytes, tls: ssl.SSLContext | None) -> tuple[int, str | None]:
+        server_hostname = (host_header or host) if tls is not None else None
+        key = ("https" if tls is not None else "http", host, port, server_hostname)
         idle = self._idle[key]
-        conn = idle.pop() if idle else await asyncio.open_connection(host, port)
+        if idle:
+            conn = idle.pop()
+        else:
+            conn = await asyncio.open_connection(host, port, ssl=tls,
+                                                 server_hostname=server_hostname)
         reader, writer = conn
         try:
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {host_header or host}\r\n\r\n".encode())

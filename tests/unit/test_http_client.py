@@ -1,17 +1,21 @@
-"""The samplers' minimal HTTP client against a real local HTTP server: status, header,
-keep-alive reuse, every way a response body can end, malformed responses, and a refused
-connection."""
+"""The samplers' minimal HTTP client against real local HTTP and HTTPS servers: status,
+header, keep-alive reuse, every way a response body can end, malformed responses, a refused
+connection, and TLS verification."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gameday.measure import _http
+from gameday.measure import _http, samplers
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Region: region-2\r\n\r\nok"
 BIG_CHUNK = 0x20000  # larger than one read of the client
@@ -61,15 +65,22 @@ RESPONSES[b"/truncated-chunked"] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunk
 
 
 class Server:
-    """A real local HTTP server with canned responses, recording on which connection
-    each request arrived."""
+    """A real local HTTP(S) server with canned responses, recording on which connection
+    each request arrived and the TLS server name (SNI) each connection asked for."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.requests: list[tuple[int, bytes, bytes]] = []  # (connection, path, Host)
+        self.names: list[str | None] = []  # SNI per TLS handshake
         self.connections = 0
+        if tls is not None:
+            tls.sni_callback = self._sni
+
+    def _sni(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        self.names.append(name)
 
     async def __aenter__(self) -> Server:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -92,7 +103,7 @@ class Server:
                 await writer.drain()
                 if path in CLOSE_AFTER:
                     break
-        except ConnectionError:
+        except (ConnectionError, ssl.SSLError):
             pass
         writer.close()
 
@@ -190,3 +201,109 @@ def test_malformed_response_raises_and_the_connection_is_dropped(path: str) -> N
             await client.aclose()
 
     run(scenario)
+
+
+def test_unknown_scheme_is_refused() -> None:
+    async def scenario() -> None:
+        with pytest.raises(ValueError, match="ftp"):
+            await _http.Client(timeout=1.0).get("127.0.0.1", 21, "/", scheme="ftp")
+
+    run(scenario)
+
+
+# --- TLS ------------------------------------------------------------------------------
+
+NAME = "shop.gameday.test"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway CA, and a server certificate it signed for NAME and 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    d = tmp_path_factory.mktemp("pki")
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=gameday test CA", cwd=d)
+    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={NAME}",
+             cwd=d)
+    (d / "ext.cnf").write_text(
+        f"subjectAltName=DNS:{NAME},IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    return d
+
+
+def _server_tls(pki: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / "server.pem", pki / "server.key")
+    return ctx
+
+
+def test_tls_verifies_against_the_ca_bundle_and_reuses_connections(pki: Path) -> None:
+    async def scenario() -> None:
+        async with Server(_server_tls(pki)) as server:
+            client = _http.Client(timeout=2.0, ca_bundle=pki / "ca.pem")
+            for path in ("/ok", "/chunked", "/ok", "/chunked", "/204"):
+                status, _ = await client.get("127.0.0.1", server.port, path, scheme="https")
+                assert status in (200, 204)
+            assert server.connection_of_each_request() == [0, 0, 0, 0, 0]
+            assert server.names == [None]  # an IP address is not sent as SNI...
+            # ...and the certificate was checked for it: its SAN has IP:127.0.0.1
+            assert await client.get("127.0.0.1", server.port, "/http10", scheme="https") == \
+                (200, "region-1")  # a TLS body that ends with the connection
+            assert await client.get("127.0.0.1", server.port, "/ok", scheme="https") == \
+                (200, "region-2")
+            assert server.connection_of_each_request()[-2:] == [0, 1]
+            await client.aclose()
+
+    run(scenario)
+
+
+def test_tls_server_name_is_the_host_header(pki: Path) -> None:
+    """Connecting to an address, for the global name: SNI and verification use the name,
+    and connections are kept apart per name."""
+
+    async def scenario() -> None:
+        async with Server(_server_tls(pki)) as server:
+            client = _http.Client(timeout=2.0, ca_bundle=str(pki / "ca.pem"))
+            for host_header in (NAME, None, NAME, None):
+                assert await client.get("127.0.0.1", server.port, "/ok", scheme="https",
+                                        host_header=host_header) == (200, "region-2")
+            assert server.names == [NAME, None]
+            assert server.connection_of_each_request() == [0, 1, 0, 1]
+            # the name is what is verified: one the certificate lacks fails, though the
+            # address it connects to is in the certificate
+            with pytest.raises(ssl.SSLCertVerificationError, match="other.gameday.test") as err:
+                await client.get("127.0.0.1", server.port, "/ok", scheme="https",
+                                 host_header="other.gameday.test")
+            assert isinstance(err.value, samplers.HTTP_ERRORS)
+            await client.aclose()
+
+    run(scenario)
+
+
+def test_tls_without_the_ca_bundle_fails_verification(pki: Path) -> None:
+    async def scenario() -> None:
+        async with Server(_server_tls(pki)) as server:
+            client = _http.Client(timeout=2.0)  # the system's trust store
+            with pytest.raises(ssl.SSLCertVerificationError, match="self.signed|unable to get") \
+                    as err:
+                await client.get("127.0.0.1", server.port, "/ok", scheme="https",
+                                 host_header=NAME)
+            assert isinstance(err.value, samplers.HTTP_ERRORS)
+            assert server.requests == []
+            await client.aclose()
+
+    run(scenario)
+
+
+def test_a_missing_ca_bundle_fails_at_start(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        _http.Client(timeout=1.0, ca_bundle=tmp_path / "missing.pem")
