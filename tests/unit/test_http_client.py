@@ -1,6 +1,6 @@
 """The samplers' minimal HTTP client against real local HTTP and HTTPS servers: status,
-header, keep-alive reuse, every way a response body can end, malformed responses, a refused
-connection, and TLS verification."""
+header, keep-alive reuse, every way a response body can end, malformed responses, TLS
+verification, and the HTTP sampler on http and https storefronts."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.rrset
 import pytest
 
+from gameday.labs import descriptor
 from gameday.measure import _http, samplers
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Region: region-2\r\n\r\nok"
@@ -307,3 +310,138 @@ def test_tls_without_the_ca_bundle_fails_verification(pki: Path) -> None:
 def test_a_missing_ca_bundle_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         _http.Client(timeout=1.0, ca_bundle=tmp_path / "missing.pem")
+
+
+# --- the HTTP sampler --------------------------------------------------------------------
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, tuple[Any, ...]]] = []
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        self.rows.append((table, row))
+
+
+class FixedClock:
+    def now(self) -> float:
+        return 0.0
+
+
+def _lab(url1: str, url2: str, *, address1: str = "10.0.0.1",
+         resolver_port: int = 53) -> descriptor.Lab:
+    region = {"driver": "netns", "db_host": "127.0.0.1"}
+    return descriptor.from_dict({
+        "schema": "gameday.lab/v1",
+        "lab": "unit",
+        "regions": [
+            {**region, "name": "region-1", "role": "primary", "netns": "r1",
+             "address": address1, "storefront_url": url1},
+            {**region, "name": "region-2", "role": "secondary", "netns": "r2",
+             "address": "10.0.0.2", "storefront_url": url2},
+        ],
+        "dns": {"name": NAME, "authoritative": {"address": "127.0.0.1", "port": 53},
+                "resolver": {"address": "127.0.0.1", "port": resolver_port}},
+        "database": {"name": "shop", "user": "gameday", "password": "x", "port": 5432},
+    })
+
+
+def test_sampler_uses_tls_for_https_and_plain_http_for_http(pki: Path) -> None:
+    async def scenario() -> None:
+        async with Server(_server_tls(pki)) as tls_server, Server() as plain_server:
+            lab = _lab(f"https://127.0.0.1:{tls_server.port}/",
+                       f"http://127.0.0.1:{plain_server.port}")
+            out = Rows()
+            sampler = samplers.HttpSampler(lab, FixedClock(), out, 2.0,
+                                           ca_bundle=str(pki / "ca.pem"))
+            await sampler.region_sampler("region-1")(1.0, 0.0)
+            await sampler.region_sampler("region-2")(2.0, 0.0)
+            await sampler.region_sampler("region-1")(3.0, 0.0)
+            await sampler.client.aclose()
+            assert [(table, row[:6], row[8]) for table, row in out.rows] == [
+                ("http", (1.0, "region-1", 1, 200, "region-2", None), None),
+                ("http", (2.0, "region-2", 1, 200, "region-2", None), None),
+                ("http", (3.0, "region-1", 1, 200, "region-2", None), None),
+            ]
+            assert [path for _, path, _ in tls_server.requests] == [b"/healthz", b"/healthz"]
+            assert tls_server.names == [None]  # one TLS handshake, kept alive
+            assert [path for _, path, _ in plain_server.requests] == [b"/healthz"]
+
+    RESPONSES[b"/healthz"] = OK
+    try:
+        run(scenario)
+    finally:
+        del RESPONSES[b"/healthz"]
+
+
+def test_sampler_records_a_failed_verification_as_a_failed_sample(pki: Path) -> None:
+    async def scenario() -> None:
+        async with Server(_server_tls(pki)) as tls_server:
+            lab = _lab(f"https://127.0.0.1:{tls_server.port}", "http://127.0.0.1:9")
+            out = Rows()
+            sampler = samplers.HttpSampler(lab, FixedClock(), out, 2.0)
+            await sampler.region_sampler("region-1")(1.0, 0.0)
+            await sampler.client.aclose()
+            [(table, row)] = out.rows
+            assert (table, row[1:4], row[8]) == \
+                ("http", ("region-1", 0, None), "SSLCertVerificationError")
+
+    run(scenario)
+
+
+class Resolver(asyncio.DatagramProtocol):
+    """A DNS server answering every A query with 127.0.0.1."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        response.answer.append(dns.rrset.from_text(query.question[0].name, 5, "IN", "A",
+                                                   "127.0.0.1"))
+        self.transport.sendto(response.to_wire(), addr)
+
+
+def test_global_sampler_verifies_the_global_name_over_tls(pki: Path) -> None:
+    """The global name resolves to a region's address; the GET goes to that region's
+    https storefront with the global name as Host, SNI and the name verified."""
+
+    async def scenario() -> None:
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            Resolver, local_addr=("127.0.0.1", 0))
+        try:
+            async with Server(_server_tls(pki)) as tls_server:
+                lab = _lab(f"https://127.0.0.1:{tls_server.port}", "http://127.0.0.1:9",
+                           address1="127.0.0.1",
+                           resolver_port=transport.get_extra_info("sockname")[1])
+                out = Rows()
+                sampler = samplers.HttpSampler(lab, FixedClock(), out, 2.0,
+                                               ca_bundle=str(pki / "ca.pem"))
+                await sampler.sample_global(1.0, 0.0)
+                await sampler.sample_global(2.0, 0.0)
+                await sampler.client.aclose()
+        finally:
+            transport.close()
+        assert [(table, row[:6], row[8]) for table, row in out.rows] == [
+            ("http", (1.0, "global", 1, 200, "region-2", "127.0.0.1"), None),
+            ("http", (2.0, "global", 1, 200, "region-2", "127.0.0.1"), None),
+        ]
+        assert tls_server.requests == [(0, b"/healthz", NAME.encode())] * 2
+        assert tls_server.names == [NAME]
+
+    RESPONSES[b"/healthz"] = OK
+    try:
+        run(scenario)
+    finally:
+        del RESPONSES[b"/healthz"]
+
+
+@pytest.mark.parametrize(("url", "target"), [
+    ("https://shop.gameday.test/healthz", ("https", NAME, 443, "/healthz")),
+    ("http://shop.gameday.test/healthz", ("http", NAME, 80, "/healthz")),
+    ("https://10.0.0.1:8443", ("https", "10.0.0.1", 8443, "/")),
+    ("http://10.0.0.1:8080/healthz", ("http", "10.0.0.1", 8080, "/healthz")),
+])
+def test_url_target_defaults_the_port_to_the_scheme(url: str,
+                                                    target: tuple[str, str, int, str]) -> None:
+    assert samplers.url_target(url) == target
