@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import dns.asyncquery
 import dns.exception
@@ -27,7 +29,11 @@ from gameday.measure import _http
 from gameday.measure.timeline import BatchWriter, Clock
 
 MAX_IN_FLIGHT = 16
-HTTP_ERRORS = (_http.HttpError, TimeoutError, ValueError, asyncio.IncompleteReadError)
+# everything the HTTP client can raise, so that a failed request is a failed sample: refused
+# or reset connections (OSError), a certificate that does not verify (ssl.CertificateError,
+# both an ssl.SSLError and a ValueError, as a bad port in a URL is), no response in time
+HTTP_ERRORS = (_http.HttpError, TimeoutError, OSError, ssl.SSLError, ssl.CertificateError,
+               ValueError, asyncio.IncompleteReadError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,22 +102,31 @@ class DnsSampler:
                                  time.perf_counter() - started, lateness, type(exc).__name__))
 
 
+def url_target(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) of a GET of `url`; the port defaults to the scheme's."""
+    u = urlsplit(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    return u.scheme, u.hostname or "", port, u.path or "/"
+
+
 class HttpSampler:
     """`global`: resolve the global name through the caching resolver, as a client does,
     then ask the answer whether it can serve (its /healthz, with the region in X-Region).
-    `<region>`: that region's /healthz, directly."""
+    `<region>`: that region's /healthz, directly.
 
-    def __init__(self, lab: Lab, clock: Clock, out: BatchWriter, timeout: float) -> None:
+    https storefronts must present a certificate valid for the name asked for (the global
+    name for `global`): from `ca_bundle` when given (a lab's own CA), else one the system
+    trusts."""
+
+    def __init__(self, lab: Lab, clock: Clock, out: BatchWriter, timeout: float, *,
+                 ca_bundle: str | None = None) -> None:
         self.lab, self.clock, self.out, self.timeout = lab, clock, out, timeout
-        self.client = _http.Client(timeout)
+        self.client = _http.Client(timeout, ca_bundle=ca_bundle)
 
     async def _get(self, url: str, host: str | None = None) -> tuple[int, str | None]:
         """(status, X-Region header) of a GET."""
-        from urllib.parse import urlsplit
-
-        u = urlsplit(url)
-        return await self.client.get(u.hostname or "", u.port or 80, u.path or "/",
-                                     host_header=host)
+        scheme, hostname, port, path = url_target(url)
+        return await self.client.get(hostname, port, path, scheme=scheme, host_header=host)
 
     async def sample_global(self, t: float, lateness: float) -> None:
         started = time.perf_counter()
