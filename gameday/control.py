@@ -134,9 +134,9 @@ def after_activity_control(context: dict[str, Any], state: dict[str, Any] | None
 def _failback_precondition(lab: Any) -> str | None:
     """Failback needs a game day behind it: the secondary promoted and serving. Checked
     before anything starts, so a wrong call changes nothing."""
-    from gameday.actions.database import is_writable
     from gameday.errors import LabError
     from gameday.labs import drill, ledger
+    from gameday.postgres import is_writable
 
     state = drill.read(lab.path)
     if state is None or state.get("promoted") != lab.secondary.name:

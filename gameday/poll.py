@@ -35,6 +35,7 @@ def poll_until(
     retry_on: tuple[type[BaseException], ...] = (),
     error: Callable[[object], GamedayError] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    interruptible: bool = True,
 ) -> T:
     """Call `condition` until it returns a truthy value and return that value.
 
@@ -42,7 +43,9 @@ def poll_until(
     connections). At `timeout_s` the wait fails with `error(last)`, where `last` is the
     last value returned or exception caught, or with a TargetError naming `what`. Between
     calls it sleeps `interval_s` with `interrupt.pause`, so an interrupted run stops here
-    with `interrupt.Interrupted`. `condition` is always called at least once.
+    with `interrupt.Interrupted` (unless `interruptible` is False: the rollbacks and the
+    recovery after an interruption must run to their end). `condition` is always called
+    at least once.
     """
     deadline = clock() + timeout_s
     last: object = NOTHING
@@ -60,4 +63,7 @@ def poll_until(
                 raise error(last)
             seen = type(last).__name__ if isinstance(last, BaseException) else repr(last)
             raise TargetError(f"{what} not within {timeout_s:g} s (last seen: {seen})")
-        interrupt.pause(interval_s)
+        if interruptible:
+            interrupt.pause(interval_s)
+        else:
+            time.sleep(interval_s)

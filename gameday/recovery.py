@@ -1,21 +1,150 @@
-"""`gameday recover`: after a runner was killed (SIGKILL, a crash, a lost machine), undo
-exactly what the fault ledger records and leave one writable primary.
+"""Putting the lab back: undo what the fault ledger holds and leave exactly one writable
+primary. Used by the experiments' rollbacks, by the control after an interrupted run, and
+by `gameday recover` after the runner was killed (SIGKILL, a crash, a lost machine).
 
-Idempotent: a second call finds nothing open and changes nothing.
+Why one module: the three callers must make the same decisions in the same order, and
+the decisions are a small state machine over what is on disk (the ledger, `drill.json`)
+and what the databases answer:
+
+    faults in the ledger          -> revert each, newest first (the driver fences a region
+                                     whose database must not come back writable)
+    switchover stage 'promoting'  -> wait for the promotion to settle before deciding
+    switchover target writable    -> complete it: the old primary follows the new one
+    one region writable           -> nothing to do
+    no region writable            -> start databases that are down (fenced ones stay
+                                     fenced); finish a promotion that was requested;
+                                     else make a primary left read-only writable again
+
+Idempotent: a second call finds nothing open and changes nothing. The database side goes
+through `Databases` (the `gameday.postgres` module in real use), so the state machine is
+tested against a fake without root or a lab.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from gameday.labs import descriptor
+from gameday import postgres
+from gameday.errors import TargetError
+from gameday.labs import descriptor, drill
+from gameday.labs.descriptor import Lab, Region
+from gameday.labs.driver import for_region
 from gameday.labs.ledger import Ledger
+from gameday.measure import run as runs
+from gameday.poll import poll_until
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
+
+SETTLE_S = 15.0
 
 
-def recover(lab_file: str | None = None, configuration: dict[str, Any] | None = None) -> list[str]:
-    from gameday.actions.database import restore_writable_primary
-    from gameday.actions.region import revert_open_faults
+class Databases(Protocol):
+    """The SQL side of recovery (gameday.postgres implements it)."""
 
+    def role(self, lab: Lab, region: Region) -> postgres.Role | None: ...
+
+    def is_writable(self, lab: Lab, region: Region) -> bool | None: ...
+
+    def wait_replayed(self, lab: Lab, standby: Region, primary: Region, timeout_s: float,
+                      what: str, *, interruptible: bool = ...) -> float: ...
+
+    def restore_replication_mode(self, lab: Lab, primary: Region) -> None: ...
+
+    def make_writable_again(self, lab: Lab, region: Region) -> bool: ...
+
+    def promote(self, lab: Lab, target: Region, timeout_s: float, *, clock: Any,
+                on_requested: Any = ...) -> postgres.Promotion: ...
+
+
+def _databases() -> Databases:
+    db: Databases = postgres  # type: ignore[assignment]  # a module as the protocol
+    return db
+
+
+def revert_open_faults(lab: Lab, region: str | None = None,
+                       configuration: Mapping[str, Any] | None = None) -> list[str]:
+    """Undo every fault the ledger still holds (for `region`, or all), newest first."""
+    ledger = Ledger(lab.path)
+    run = runs.current()
+    reverted: list[str] = []
+    if run and ledger.open_faults(region):
+        run.event("rollback-started", region)
+    for entry in reversed(ledger.open_faults(region)):
+        target = lab.region(entry["region"])
+        for_region(lab, target, configuration).revert(entry["fault"], target, entry["undo"])
+        ledger.mark(entry["id"], "reverted")
+        if run:
+            run.event("fault-reverted", target.name, fault=entry["fault"])
+        reverted.append(f"{entry['fault']} on {target.name}")
+        logger.info("gameday: reverted %s on %s", entry["fault"], target.name)
+    return reverted
+
+
+def restore_writable_primary(lab: Lab, configuration: Mapping[str, Any] | None = None, *,
+                             db: Databases | None = None) -> dict[str, Any]:
+    """If no region accepts writes: start a database that is down (unless fenced), finish
+    a promotion that was requested, or make a primary that a switchover left read-only
+    writable again. Never creates a second writable primary; does nothing when one region
+    is writable. Returns what it changed and the states it found."""
+    db = db or _databases()
+    states = {r.name: db.is_writable(lab, r) for r in lab.regions}
+    changed: list[str] = []
+    switching = (drill.read(lab.path) or {}).get("switchover")
+    if switching and switching.get("stage") == "promoting":
+        # pg_promote may have been sent: let it settle before deciding, or the old primary
+        # could be made writable next to a new one
+        target = lab.region(switching["to"])
+        _settle(lambda: db.is_writable(lab, target) is True)
+        states = {r.name: db.is_writable(lab, r) for r in lab.regions}
+    if switching and states.get(switching["to"]) is True:
+        # interrupted after the promotion: complete the switchover, the old primary
+        # (stopped cleanly, its shutdown checkpoint replicated) follows the new one
+        old, new = lab.region(switching["from"]), lab.region(switching["to"])
+        if states.get(old.name) is None:
+            for_region(lab, old, configuration).start_standby(old, new)
+            changed.append(f"{old.name} follows {new.name} (switchover completed)")
+        db.wait_replayed(lab, old, new, 60, "follow the new primary", interruptible=False)
+        db.restore_replication_mode(lab, new)
+        drill.clear(lab.path)
+        return {"changed": changed or None, "states": states}
+    if any(v is True for v in states.values()):
+        return {"changed": None, "states": states}
+    for r in lab.regions:
+        if states[r.name] is None and for_region(lab, r, configuration).start_database(r):
+            changed.append(f"started the database of {r.name}")
+    promoted = (drill.read(lab.path) or {}).get("promoted")
+    if promoted and not switching:
+        # a promotion was sent (the old primary is fenced because of it): finish it rather
+        # than leave no primary at all
+        target = lab.region(promoted)
+        _settle(lambda: db.is_writable(lab, target) is not False)
+        if db.role(lab, target) == "standby":
+            run = runs.current()
+            db.promote(lab, target, 30, clock=run.now if run else time.monotonic)
+            changed.append(f"promoted {target.name} (its promotion was requested)")
+            return {"changed": changed, "states": states}
+    for r in lab.regions:
+        if db.make_writable_again(lab, r):
+            logger.warning("gameday: switchover interrupted: %s is writable again", r.name)
+            changed.append(f"made {r.name} writable again")
+            break
+    return {"changed": changed or None, "states": states}
+
+
+def _settle(done: Callable[[], bool]) -> None:
+    """Wait (bounded, not an error when it runs out) for the databases to settle; not
+    interruptible, since recovery runs after the interruption."""
+    with contextlib.suppress(TargetError):
+        poll_until(done, timeout_s=SETTLE_S, interval_s=0.1, interruptible=False)
+
+
+def recover(lab_file: str | None = None,
+            configuration: Mapping[str, Any] | None = None) -> list[str]:
+    """`gameday recover`: what the rollbacks would have done, from what is on disk."""
     lab = descriptor.load(lab_file)
     done = [f"reverted {item}" for item in revert_open_faults(lab, None, configuration)]
     result = restore_writable_primary(lab, configuration)

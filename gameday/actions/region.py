@@ -10,12 +10,13 @@ import logging
 import time
 from typing import Any, Dict, List
 
-from gameday import interrupt
+from gameday import recovery
 from gameday.actions._common import context, rollback, step
 from gameday.errors import ConfigError, LabError
 from gameday.labs.driver import FAULTS, for_region
 from gameday.labs.ledger import Ledger
 from gameday.measure import run as runs
+from gameday.poll import poll_until
 
 __all__ = ["take_region_down", "restore_region"]
 
@@ -72,11 +73,11 @@ def take_region_down(region: str = "region-1",
     for item in applied:
         if not item["applicable"]:
             continue
-        while not driver.is_effective(item["fault"], target, undos[item["fault"]]):
-            if time.monotonic() > deadline:
-                raise LabError(f"{item['fault']} on {region} was not seen in effect within "
-                               f"{effective_timeout_s:g} s")
-            interrupt.pause(0.005)
+        fault, undo = item["fault"], undos[item["fault"]]
+        poll_until(lambda f=fault, u=undo: driver.is_effective(f, target, u),
+                   timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.005,
+                   error=lambda _, f=fault: LabError(f"{f} on {region} was not seen in effect "
+                                                     f"within {effective_timeout_s:g} s"))
         item["effective"] = run.event("fault-effective", region, fault=item["fault"]) if run \
             else clock()
         logger.info("gameday: %s on %s in effect", item["fault"], region)
@@ -91,23 +92,5 @@ def restore_region(region: str = "region-1",
     back fenced (read-only) when the other region's database is the writable primary.
     Safe to run when nothing was injected, and twice."""
     _, lab = context(configuration, secrets)
-    reverted = revert_open_faults(lab, region, configuration)
+    reverted = recovery.revert_open_faults(lab, region, configuration)
     return {"region": region, "reverted": reverted}
-
-
-def revert_open_faults(lab, region: str = None, configuration: Dict[str, Any] = None) -> List[str]:
-    """Shared by the rollback and `gameday recover`."""
-    ledger = Ledger(lab.path)
-    run = runs.current()
-    reverted = []
-    if run and ledger.open_faults(region):
-        run.event("rollback-started", region)
-    for entry in reversed(ledger.open_faults(region)):
-        target = lab.region(entry["region"])
-        for_region(lab, target, configuration).revert(entry["fault"], target, entry["undo"])
-        ledger.mark(entry["id"], "reverted")
-        if run:
-            run.event("fault-reverted", target.name, fault=entry["fault"])
-        reverted.append(f"{entry['fault']} on {target.name}")
-        logger.info("gameday: reverted %s on %s", entry["fault"], target.name)
-    return reverted

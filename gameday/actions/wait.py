@@ -6,11 +6,11 @@ from typing import Any, Dict
 
 import httpx
 
-from gameday import interrupt
 from gameday.actions._common import context, step
 from gameday.errors import LabError, TargetError
+from gameday.measure import metrics, timeline
 from gameday.measure import run as runs
-from gameday.measure import timeline
+from gameday.poll import poll_until
 
 __all__ = ["wait_for_detection", "wait_for_recovery"]
 
@@ -24,17 +24,16 @@ def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
     url = lab.region(region).storefront_url.rstrip("/") + "/healthz"
     started = time.monotonic()
     with httpx.Client(trust_env=False, timeout=0.5) as client:
-        while True:
+        def failing() -> bool:
             try:
-                healthy = client.get(url).status_code == 200
+                return client.get(url).status_code != 200
             except httpx.HTTPError:
-                healthy = False
-            if not healthy:
-                return {"region": region, "waited_s": round(time.monotonic() - started, 3)}
-            if time.monotonic() - started > timeout_s:
-                raise TargetError(f"{region} still passes its health check after "
-                                  f"{timeout_s:g} s: the fault did not take it down")
-            interrupt.pause(0.02)
+                return True
+
+        poll_until(failing, timeout_s=timeout_s, interval_s=0.02,
+                   error=lambda _: TargetError(f"{region} still passes its health check after "
+                                               f"{timeout_s:g} s: the fault did not take it down"))
+    return {"region": region, "waited_s": round(time.monotonic() - started, 3)}
 
 
 @step
@@ -56,21 +55,29 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
         since = faults[0][0]
     started = time.monotonic()
     conn = timeline.connect(run.dir)
+    served = wrote = False
+
+    def recovered() -> bool:
+        nonlocal served, wrote
+        rows = conn.execute("SELECT t, ok, region FROM http WHERE target = 'global' AND t >= ? "
+                            "ORDER BY t DESC LIMIT ?", (since, consecutive)).fetchall()
+        streak = metrics.Streak(region, consecutive)
+        for t, ok, served_by in reversed(rows):  # the last K samples, oldest first
+            streak.add(t, ok, served_by)
+        served = streak.reached
+        wrote = conn.execute("SELECT count(*) FROM canary WHERE outcome = 'ok' AND "
+                             "server = ? AND t_ack >= ?",
+                             (target.db_host, since)).fetchone()[0] > 0
+        return served and wrote
+
+    def not_recovered(_: object) -> TargetError:
+        missing = [m for m, ok in (("global requests served by it", served),
+                                   ("canary writes on its database", wrote)) if not ok]
+        return TargetError(f"{region} did not recover within {timeout_s:g} s: no "
+                           f"{' and no '.join(missing)}")
+
     try:
-        while True:
-            rows = conn.execute("SELECT ok, region FROM http WHERE target = 'global' AND t >= ? "
-                                "ORDER BY t DESC LIMIT ?", (since, consecutive)).fetchall()
-            served = len(rows) == consecutive and all(ok and r == region for ok, r in rows)
-            wrote = conn.execute("SELECT count(*) FROM canary WHERE outcome = 'ok' AND "
-                                 "server = ? AND t_ack >= ?",
-                                 (target.db_host, since)).fetchone()[0] > 0
-            if served and wrote:
-                return {"region": region, "waited_s": round(time.monotonic() - started, 3)}
-            if time.monotonic() - started > timeout_s:
-                missing = [m for m, ok in (("global requests served by it", served),
-                                           ("canary writes on its database", wrote)) if not ok]
-                raise TargetError(f"{region} did not recover within {timeout_s:g} s: no "
-                                  f"{' and no '.join(missing)}")
-            interrupt.pause(0.1)
+        poll_until(recovered, timeout_s=timeout_s, interval_s=0.1, error=not_recovered)
     finally:
         conn.close()
+    return {"region": region, "waited_s": round(time.monotonic() - started, 3)}

@@ -287,24 +287,47 @@ def first_write(tl: Timeline, t_fault: float, secondary_hosts: set[str]) -> Inst
                    evidence="first canary write acknowledged by the new primary")
 
 
+class Streak:
+    """The RTO rule, in one place: K consecutive successful global requests served by
+    `region`. Fed samples in time order (`add`), it says when the K-th arrives; `start` is
+    the first sample of that run and `before` the sample before it (the error bar's other
+    end). The summary, the wait for recovery and the live view all count with it."""
+
+    def __init__(self, region: str, k: int = K_CONSECUTIVE, *, before: float | None = None) -> None:
+        self.region, self.k = region, k
+        self.run = 0
+        self.start: float | None = None
+        self.before: float | None = None
+        self._last = before
+
+    def add(self, t: float, ok: Any, served_by: str | None) -> bool:
+        """Count one sample; True once the run of K is reached (and while it lasts)."""
+        if ok and served_by == self.region:
+            if self.run == 0:
+                self.start, self.before = t, self._last
+            self.run += 1
+        else:
+            self.run = 0
+        self._last = t
+        return self.run >= self.k
+
+    @property
+    def reached(self) -> bool:
+        return self.run >= self.k
+
+
 def rto(tl: Timeline, t_fault: float, secondary: str, k: int = K_CONSECUTIVE) -> Instant:
     """Start of the first run of k consecutive successful global requests served by the
     secondary."""
     all_rows = _global(tl)
     start = next((i for i, r in enumerate(all_rows) if r[0] >= t_fault), len(all_rows))
-    run = 0
-    for i in range(start, len(all_rows)):
-        row = all_rows[i]
-        if row[2] and row[4] == secondary:
-            run += 1
-            if run == k:
-                idx = i - k + 1
-                first = all_rows[idx]
-                gap = first[0] - all_rows[idx - 1][0] if idx > 0 else None
-                return Instant(at_s=first[0] - t_fault, error_s=gap,
-                               evidence=f"first of {k} consecutive global successes from {secondary}")
-        else:
-            run = 0
+    streak = Streak(secondary, k, before=all_rows[start - 1][0] if start > 0 else None)
+    for row in itertools.islice(all_rows, start, None):
+        if streak.add(row[0], row[2], row[4]):
+            assert streak.start is not None
+            gap = streak.start - streak.before if streak.before is not None else None
+            return Instant(at_s=streak.start - t_fault, error_s=gap,
+                           evidence=f"first of {k} consecutive global successes from {secondary}")
     return missing(f"no {k} consecutive global requests served by {secondary}")
 
 

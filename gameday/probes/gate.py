@@ -6,12 +6,13 @@ trying again. Bounds on TTL and health interval keep the RTO target reachable at
 
 from __future__ import annotations
 
-import time
+import contextlib
 from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
-from gameday.errors import GamedayError
+from gameday.errors import GamedayError, TargetError
+from gameday.poll import poll_until
 from gameday.probes import health
 from gameday.settings import GamedaySettings
 
@@ -25,19 +26,21 @@ def check(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) 
     """The problems that still stand after waiting up to `ready_timeout_s` (default 20 s)
     for them to clear: a standby reconnects a few seconds after its primary restarted, and
     a drill started right after another one should wait for that, not fail."""
-    from gameday import interrupt
-
     raw = (configuration or {}).get("ready_timeout_s", 20)
     try:
         timeout = float(raw)
     except (TypeError, ValueError):
         return [f"configuration 'ready_timeout_s' must be a number, got {raw!r}"]
-    deadline = time.monotonic() + timeout
-    while True:
+    problems: list[str] = []
+
+    def ready() -> bool:
+        nonlocal problems
         problems = _check_once(configuration, secrets)
-        if not problems or time.monotonic() > deadline:
-            return problems
-        interrupt.pause(0.25)
+        return not problems
+
+    with contextlib.suppress(TargetError):
+        poll_until(ready, timeout_s=timeout, interval_s=0.25)
+    return problems
 
 
 def _check_once(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) -> list[str]:

@@ -8,12 +8,13 @@ import dns.message
 import dns.query
 import dns.rdatatype
 import httpx
-import psycopg
 
+from gameday import postgres
 from gameday.actions._common import activity, context
 from gameday.errors import ConfigError, TargetError
 from gameday.measure import run as runs
 from gameday.measure import timeline
+from gameday.poll import poll_until
 
 __all__ = ["region_is_healthy", "dns_answers_region", "standby_is_streaming",
            "replication_lag_below", "canary_is_writing", "global_name_serves"]
@@ -63,15 +64,7 @@ def standby_is_streaming(region: str = "region-2",
                          secrets: Dict[str, Any] = None) -> bool:
     """True when `region`'s database is a standby whose WAL receiver is streaming."""
     _, lab = context(configuration, secrets)
-    r = lab.region(region)
-    try:
-        with psycopg.connect(lab.database.dsn(r.db_host, r.db_port), autocommit=True) as conn:
-            row = conn.execute("SELECT pg_is_in_recovery(), "
-                               "(SELECT status FROM pg_stat_wal_receiver)").fetchone()
-    except psycopg.Error as exc:
-        raise TargetError(f"cannot reach the database of {region} "
-                          f"({type(exc).__name__})") from None
-    return bool(row[0]) and row[1] == "streaming"
+    return postgres.standby_streams(lab, lab.region(region))
 
 
 @activity
@@ -84,20 +77,11 @@ def replication_lag_below(region: str = "region-2", max_lag_s: float = -1.0,
     settings, lab = context(configuration, secrets)
     bound = settings.max_lag_s if max_lag_s < 0 else max_lag_s
     primary = next(r for r in lab.regions if r.name != region)
-    try:
-        with psycopg.connect(lab.database.dsn(primary.db_host, primary.db_port),
-                             autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), "
-                "extract(epoch FROM replay_lag) FROM pg_stat_replication "
-                "WHERE application_name = %s", (region,)).fetchall()
-    except psycopg.Error as exc:
-        raise TargetError(f"cannot reach the primary database in {primary.name} "
-                          f"({type(exc).__name__})") from None
-    if not rows:
+    found = postgres.replay_lag(lab, primary, lab.region(region))
+    if found is None:
         return False
-    behind, lag = rows[0]
-    return behind == 0 or lag is None or float(lag) <= bound
+    behind, lag = found
+    return behind == 0 or lag is None or lag <= bound
 
 
 @activity
@@ -128,13 +112,11 @@ def global_name_serves(within_s: float = 10.0,
     Retries for up to `within_s` seconds, so a drill started right after another one waits
     for DNS to settle (a resolver may hold the previous answer for a TTL)."""
     _, lab = context(configuration, secrets)
-    deadline = time.monotonic() + within_s
-    while True:
-        if _global_name_serves_once(lab):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
+    try:
+        return poll_until(lambda: _global_name_serves_once(lab), timeout_s=within_s,
+                          interval_s=0.2)
+    except TargetError:
+        return False
 
 
 def _global_name_serves_once(lab) -> bool:  # type: ignore[no-untyped-def]

@@ -1,6 +1,7 @@
 """The RTO budget by phase, derived from the run's configuration (docs/runbook.md).
 
-Every phase of DESIGN section 4 is an instant after `t_fault`. Its budget is a deadline:
+Every phase (gameday.measure.phases, the registry) is an instant after `t_fault`. Its
+budget is a deadline:
 the deadline of the phase it waits for plus an allowance that follows from the
 configuration, so a report can set each measured instant beside its deadline and say which
 phase overran and by how much.
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+from gameday.measure import phases
 
 DEFAULTS: dict[str, float] = {
     "health_interval_s": 1.0,
@@ -64,29 +67,16 @@ def parameters(configuration: dict[str, Any] | None) -> dict[str, float]:
 
 
 def derive(configuration: dict[str, Any] | None) -> dict[str, PhaseBudget]:
-    """Deadlines by phase name, in chain order (the keys of summary["phases"] plus "rto")."""
+    """Deadlines by phase name, in chain order (the keys of summary["phases"] plus "rto"),
+    from the phase registry's allowances."""
     p = parameters(configuration)
-    h, f, c = p["health_interval_s"], p["health_failures"], p["health_timeout_s"]
-    ttl, i, k = p["dns_ttl_s"], p["http_interval_s"], p["k_consecutive"]
-    rows = [
-        ("detection_s", None, h * f + c,
-         f"health interval {h:g} s × {f:g} failure(s) + check timeout {c:g} s"),
-        ("promotion_s", "detection_s", p["promotion_budget_s"],
-         f"promotion allowance {p['promotion_budget_s']:g} s"),
-        ("dns_authoritative_s", "promotion_s", h,
-         f"one health interval {h:g} s to see the secondary healthy"),
-        ("dns_resolver_s", "dns_authoritative_s", ttl, f"DNS TTL {ttl:g} s"),
-        ("first_success_s", "dns_resolver_s", i, f"one request interval {i:g} s"),
-        ("first_write_s", "promotion_s", p["write_reconnect_s"],
-         f"canary reconnect allowance {p['write_reconnect_s']:g} s"),
-        ("rto", "first_success_s", (k - 1) * i,
-         f"{k - 1:g} more request intervals for {k:g} consecutive successes"),
-    ]
     out: dict[str, PhaseBudget] = {}
-    for name, after, allowance, basis in rows:
-        start = out[after].deadline_s if after else 0.0
-        out[name] = PhaseBudget(name=name, after=after, allowance_s=round(allowance, 4),
-                                deadline_s=round(start + allowance, 4), basis=basis)
+    for phase in phases.chain():
+        allowance, basis = phase.allowance(p)
+        start = out[phase.after].deadline_s if phase.after else 0.0
+        out[phase.name] = PhaseBudget(name=phase.name, after=phase.after,
+                                      allowance_s=round(allowance, 4),
+                                      deadline_s=round(start + allowance, 4), basis=basis)
     return out
 
 

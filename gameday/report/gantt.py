@@ -9,16 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gameday.measure import phases
 from gameday.report import budget as budgets
-
-SHORT = {
-    "detection_s": "Detection",
-    "promotion_s": "Promotion",
-    "dns_authoritative_s": "DNS authoritative flip",
-    "dns_resolver_s": "DNS resolver flip",
-    "first_success_s": "First success",
-    "first_write_s": "First write",
-}
 
 
 def _ms(seconds: float) -> int:
@@ -71,7 +63,7 @@ def render(summary: dict[str, Any], budget: dict[str, budgets.PhaseBudget]) -> s
                 break
             anc = budget[anc].after
         start = min(start, value)
-        label = _name(f"{SHORT.get(name) or 'RTO'} {value:.3f} s")
+        label = _name(f"{phases.BY_NAME[name].short} {value:.3f} s")
         tags = "crit, " if budgets.overrun(value, b) else ""
         lines.append(f"    {label} : {tags}p{n}, {_ms(start)}, {_ms(value)}")
     if at.get("rto") is not None:

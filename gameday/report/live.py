@@ -33,21 +33,13 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from gameday.measure import timeline
+from gameday.measure import metrics, phases, timeline
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 TERMINAL_INTERVAL_S = 0.25
 PLAIN_INTERVAL_S = 1.0
 RATE_WINDOW_S = 1.0
-PHASES = (
-    ("detected", "waiting for detection"),
-    ("promoted", "waiting for promotion"),
-    ("dns_authoritative", "waiting for the authoritative DNS flip"),
-    ("dns_resolver", "waiting for the resolver DNS flip"),
-    ("served", "waiting for the first success via the global name"),
-    ("recovered", "waiting for consecutive successes"),
-)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,7 +72,8 @@ class Reader:
         self.dns: dict[str, str] = {}
         self.http: dict[str, str] = {}
         self.http_ok: dict[str, tuple[bool, str | None]] = {}
-        self.streak = 0  # consecutive global successes from the secondary after the fault
+        self.streak: metrics.Streak | None = None  # the RTO rule, after the fault
+        self.wrote = False  # a canary write acknowledged by the new primary after the fault
         self.acks: collections.deque[float] = collections.deque()
         self.last_ack: tuple[int, str | None, float] | None = None
         self.errors = 0
@@ -120,7 +113,9 @@ class Reader:
         if not self.meta or "regions" not in self.meta:
             self.meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
         primary, secondary = self._role("primary"), self._role("secondary")
-        k = int(self.meta.get("k_consecutive", 5))
+        k = int(self.meta.get("k_consecutive", metrics.K_CONSECUTIVE))
+        if self.streak is None:
+            self.streak = metrics.Streak(str(secondary.get("name")), k)
         for t, kind, region in self._rows("events", "t, kind, region"):
             self.events.append((t, kind, region))
             if kind == "fault-applied" and self.t_fault is None:
@@ -141,11 +136,14 @@ class Reader:
             if target == "global":
                 self.http_ok[target] = (bool(ok), region)
                 if after:
-                    self.streak = self.streak + 1 if ok and region == secondary.get("name") else 0
+                    self.streak.add(t, ok, region)
         for seq, t_ack, outcome, server, error in self._rows(
                 "canary", "seq, t_ack, outcome, server, error"):
             if outcome == "ok" and t_ack is not None:
                 self.acks.append(t_ack)
+                if self.t_fault is not None and t_ack >= self.t_fault and \
+                        server == secondary.get("db_host"):
+                    self.wrote = True
                 if self.last_ack is None or t_ack >= self.last_ack[2]:
                     self.last_ack = (seq, self._region(server), t_ack)
             else:
@@ -164,11 +162,12 @@ class Reader:
             last_ack = f"#{seq} by {region} {max(0.0, now - t_ack):.1f} s ago"
         return Snapshot(
             now=now, since_fault=None if self.t_fault is None else now - self.t_fault,
-            phase=self._phase(secondary, k), dns=dict(sorted(self.dns.items())),
+            phase=self._phase(secondary), dns=dict(sorted(self.dns.items())),
             http=dict(sorted(self.http.items())), canary_rate=rate, last_ack=last_ack,
             canary_errors=self.errors, last_error=self.last_error, lag_s=self.lag)
 
-    def _phase(self, secondary: dict[str, Any], k: int) -> str:
+    def _phase(self, secondary: dict[str, Any]) -> str:
+        """The first phase of the registry's chain not reached yet."""
         if self.ended:
             return "ended"
         if any(kind == "gate-failed" for _t, kind, _r in self.events):
@@ -178,16 +177,17 @@ class Reader:
         address = secondary.get("address")
         name = secondary.get("name")
         reached = {
-            "detected": self.detected,
-            "promoted": self.promoted,
-            "dns_authoritative": self.dns.get("authoritative") in (address, name),
-            "dns_resolver": self.dns.get("resolver") in (address, name),
-            "served": self.http_ok.get("global") == (True, name),
-            "recovered": self.streak >= k,
+            "detection_s": self.detected,
+            "promotion_s": self.promoted,
+            "dns_authoritative_s": self.dns.get("authoritative") in (address, name),
+            "dns_resolver_s": self.dns.get("resolver") in (address, name),
+            "first_success_s": self.http_ok.get("global") == (True, name),
+            "first_write_s": self.wrote,
+            "rto": self.streak is not None and self.streak.reached,
         }
-        for key, waiting in PHASES:
-            if not reached[key]:
-                return waiting
+        for phase in phases.chain():
+            if not reached[phase.name]:
+                return phase.waiting
         return "recovered"
 
 

@@ -13,18 +13,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from gameday.measure import phases as registry
 from gameday.report import budget as budgets
 from gameday.report import gantt
 from gameday.report import trend as trends
 
-PHASE_LABELS = {
-    "detection_s": "Detection (first failed health check of the primary)",
-    "promotion_s": "Promotion (standby accepts writes)",
-    "dns_authoritative_s": "DNS flip at the authoritative server",
-    "dns_resolver_s": "DNS flip through the caching resolver",
-    "first_success_s": "First global request served by the secondary",
-    "first_write_s": "First canary write acknowledged by the new primary",
-}
 TREND_RUNS = 10
 
 
@@ -140,11 +133,11 @@ def _phases(s: dict[str, Any], image: str | None) -> list[str]:
     overruns = []
     for name, b in budget.items():
         if name == "rto":
-            label = f"**RTO** ({_k(s)} consecutive global successes)"
+            label = registry.RTO.label.format(k=_k(s))
             d = {"at_s": s.get("rto_s"), "error_s": s.get("rto_error_s"),
                  "evidence": f"first of {_k(s)} consecutive successes"}
         else:
-            label = PHASE_LABELS[name]
+            label = registry.BY_NAME[name].label
             d = detail.get(name) or {"at_s": at.get(name)}
         value = at.get(name)
         if value is None:
@@ -269,12 +262,13 @@ def _failback(fb: dict[str, Any]) -> list[str]:
                   f"{fb['unreplicated_writes']}.", ""]
     if fb.get("reasons"):
         lines += ["**Failback reasons:**", *(f"- {r}" for r in fb["reasons"]), ""]
-    phases = fb.get("phases") or {}
-    if phases:
+    fb_phases = fb.get("phases") or {}
+    if fb_phases:
         lines += ["| Failback phase | At |", "|---|---|"]
-        for name in [*PHASE_LABELS, *sorted(set(phases) - set(PHASE_LABELS))]:
-            if name in phases:
-                lines.append(f"| {PHASE_LABELS.get(name, name)} | {_s(phases[name])} |")
+        for name in [*registry.NAMES, *sorted(set(fb_phases) - set(registry.NAMES))]:
+            if name in fb_phases:
+                label = registry.BY_NAME[name].label if name in registry.BY_NAME else name
+                lines.append(f"| {label} | {_s(fb_phases[name])} |")
         lines.append("")
     return lines
 

@@ -7,6 +7,7 @@ from the run directory alone and gives the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,9 +17,20 @@ import psycopg
 
 from gameday.errors import TargetError
 from gameday.labs.descriptor import Lab
-from gameday.measure import metrics, timeline
+from gameday.measure import metrics, phases, timeline
+from gameday.report.contract import (
+    SCHEMA_ID,
+    Failback,
+    FaultRecord,
+    Summary,
+    Targets,
+    Writes,
+    WritesDetail,
+)
 
-SCHEMA = "gameday.summary/v1"
+SCHEMA = SCHEMA_ID
+WRITE_COUNTS = ("attempted", "acked", "lost", "recovered", "unknown_absent", "unexpected",
+                "duplicate")
 
 
 def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
@@ -65,7 +77,7 @@ def load(run_dir: Path) -> tuple[metrics.Timeline, Mapping[int, int] | None]:
     return tl, (metrics.FinalRows(conn) if has_rows else None)
 
 
-def build(run_dir: Path) -> dict[str, Any]:
+def build(run_dir: Path) -> Summary:
     tl, present = load(run_dir)
     try:
         return compute(tl, present)
@@ -73,71 +85,165 @@ def build(run_dir: Path) -> dict[str, Any]:
         tl.close()
 
 
-def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> dict[str, Any]:
+def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
+    """summary.json of a stored run, section by section."""
     meta = tl.meta
-    targets = meta.get("targets", {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0})
-    k = int(meta.get("k_consecutive", metrics.K_CONSECUTIVE))
-    primary, secondary = meta["regions"]["primary"], meta["regions"]["secondary"]
+    targets: Targets = meta.get("targets", {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0})
     t_fault, t_effective = metrics.fault_time(tl)
-    reasons: list[str] = []
-    notes: dict[str, str] = {}
-    phases: dict[str, Any] = {}
-    rto_i = write_i = None
-    downtime = downtime_err = None
+    failover = _failover(tl, t_fault)
+    writes, accounting = _writes(tl, present, t_fault)
+    reasons = _reasons(tl, targets, failover, accounting, present is not None)
+    split: dict[str, Any] = {}
+    resynced: dict[str, Any] = {}
+    if meta.get("drill") == "failback":
+        split = _last_detail(tl, "split-brain-counted")
+        resynced = _last_detail(tl, "resynced")
+        split_n = split.get("split_brain_writes")
+        if split_n and split_n > targets["max_lost_writes"]:
+            reasons.append(f"{split_n} split-brain writes acknowledged by the old primary "
+                           "after the promotion are lost")
+    # the control records experiment-ended only when it finishes the run; a runner killed
+    # mid-run leaves the samples it stored (the recorder flushes every 250 ms) without it
+    incomplete = not tl.events_of("experiment-ended")
+    if incomplete:
+        reasons.append("incomplete run: the runner stopped before the end (killed or crashed); "
+                       "the numbers come from the samples stored until then")
+    roles = phases.Roles.from_meta(meta)
+    repl = metrics.replication_at(tl, t_fault if t_fault is not None else float("inf"),
+                                  primary=roles.primary["name"], standby=roles.secondary["name"])
+    rto_i, write_i = failover.rto, failover.instants.get("first_write_s")
+    summary: Summary = {
+        "schema": SCHEMA,
+        "experiment": meta.get("experiment"),
+        "drill": meta.get("drill", "failover"),
+        "run_id": meta.get("run_id"),
+        "started_at": meta.get("anchor_utc"),
+        "lab": meta.get("lab"),
+        "verdict": "fail" if reasons else "pass",
+        "reasons": reasons,
+        "targets": targets,
+        "rto_s": _r(rto_i.at_s) if rto_i else None,
+        "rto_error_s": _r(rto_i.error_s) if rto_i else None,
+        "write_rto_s": _r(write_i.at_s) if write_i else None,
+        "write_rto_error_s": _r(write_i.error_s) if write_i else None,
+        "downtime_s": _r(failover.downtime),
+        "downtime_error_s": _r(failover.downtime_error),
+        "rpo_s": _r(accounting.rpo_s) if accounting else None,
+        "rpo_error_s": _r(accounting.rpo_error_s) if accounting else None,
+        "phases": {n: _r(i.at_s) for n, i in failover.instants.items()},
+        "phase_detail": {n: i.to_dict() for n, i in failover.instants.items()},  # type: ignore[misc]
+        "writes": writes,
+        "writes_detail": _writes_detail(accounting, t_fault, meta),
+        # the mode as observed at the fault (the primary's view of its standby), which is
+        # what decided the loss; the lab's configured mode beside it
+        "replication": {"mode": _observed_mode(repl.get("sync_state")) or meta.get("replication"),
+                        "configured": meta.get("replication"),
+                        "sync_state": repl.get("sync_state"),
+                        "lag_at_fault_s": repl.get("lag_at_fault_s")},
+        "faults": _faults(tl, t_fault),
+        "failback": None,
+        "t_fault_effective_s": _r(t_effective - t_fault) if t_effective is not None and
+        t_fault is not None else None,
+        "samplers": metrics.sampler_stats(tl),  # type: ignore[typeddict-item]
+        "configuration": meta.get("configuration", {}),
+        "incomplete": incomplete,
+        "notes": failover.notes,
+    }
+    if meta.get("drill") == "failback":
+        summary["failback"] = failback_block(summary, split, resynced)
+    elif meta.get("failback"):
+        # a game day whose failback ran: one report covers both (the failback run stored
+        # its block here, so this run renders alone, with no other directory needed)
+        fb = meta["failback"]
+        summary["failback"] = fb
+        if fb.get("verdict") == "fail":
+            summary["reasons"] = [*reasons, *[f"failback: {r}" for r in fb.get("reasons", [])]]
+            summary["verdict"] = "fail"
+    return summary
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Failover:
+    """The instants of one drill: every phase of the registry, RTO and downtime."""
+
+    instants: dict[str, metrics.Instant]
+    rto: metrics.Instant | None
+    downtime: float | None
+    downtime_error: float | None
+    notes: dict[str, str]
+
+
+def _failover(tl: metrics.Timeline, t_fault: float | None) -> _Failover:
     if t_fault is None:
+        return _Failover(instants={n: metrics.missing("no fault") for n in phases.NAMES},
+                         rto=None, downtime=None, downtime_error=None, notes={})
+    meta = tl.meta
+    roles = phases.Roles.from_meta(meta)
+    k = int(meta.get("k_consecutive", metrics.K_CONSECUTIVE))
+    instants = phases.measure_all(tl, t_fault, roles)
+    rto_i = metrics.rto(tl, t_fault, roles.secondary["name"], k)
+    until = (t_fault + rto_i.at_s) if rto_i.at_s is not None else None
+    downtime, downtime_err = metrics.downtime(tl, t_fault, until)
+    notes = {name: inst.reason or "not observed" for name, inst in instants.items()
+             if inst.at_s is None}
+    return _Failover(instants=instants, rto=rto_i, downtime=downtime,
+                     downtime_error=downtime_err, notes=notes)
+
+
+def _writes(tl: metrics.Timeline, present: Mapping[int, int] | None, t_fault: float | None
+            ) -> tuple[Writes, metrics.WriteAccounting | None]:
+    """Jepsen set accounting of the canary against the rows read from the new primary."""
+    if present is None:
+        empty: Writes = dict.fromkeys(WRITE_COUNTS)  # type: ignore[assignment]
+        return empty, None
+    meta = tl.meta
+    start_seq = int(meta.get("start_seq", 1))
+    cutoff, live = meta.get("final_read_t"), bool(meta.get("final_read_live"))
+    if isinstance(present, metrics.FinalRows) and present.conn is tl.store:
+        # a stored run: counted in its database, where the rows lie
+        accounting = metrics.account_stored_writes(
+            tl.store, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff, live=live)
+    else:
+        accounting = metrics.account_writes(
+            tl.canary, present, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff,
+            live=live)
+    counts: Writes = accounting.counts()  # type: ignore[assignment]
+    return counts, accounting
+
+
+def _writes_detail(accounting: metrics.WriteAccounting | None, t_fault: float | None,
+                   meta: Mapping[str, Any]) -> WritesDetail | None:
+    if accounting is None:
+        return None
+    window = accounting.loss_window
+    return {
+        "not_durable": accounting.not_durable,
+        "lost_ranges": metrics.seq_ranges(accounting.lost_seqs),
+        "lost_after_fault": accounting.lost_after_fault,
+        "loss_window_s": None if window is None or t_fault is None else
+        [_r(window[0] - t_fault), _r(window[1] - t_fault)],
+        "lost_by_server": accounting.lost_by_server,
+        "read_from": meta.get("final_read_server"),
+    }
+
+
+def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
+             accounting: metrics.WriteAccounting | None, rows_read: bool) -> list[str]:
+    """Why the verdict is fail, in the order a reader needs them; empty when it passes."""
+    reasons: list[str] = []
+    if failover.rto is None:
         reasons.append("no fault was injected (the steady state before the fault was not met "
                        "or the run stopped early)")
-        phase_names = ("detection_s", "promotion_s", "dns_authoritative_s", "dns_resolver_s",
-                       "first_success_s", "first_write_s")
-        phases = dict.fromkeys(phase_names)
-        phase_detail = {n: metrics.missing("no fault").to_dict() for n in phase_names}
-    else:
-        instants = {
-            "detection_s": metrics.detection(tl, t_fault, primary["name"]),
-            "promotion_s": metrics.promotion(tl, t_fault, secondary["name"]),
-            "dns_authoritative_s": metrics.dns_flip(tl, t_fault, "authoritative",
-                                                    secondary["address"]),
-            "dns_resolver_s": metrics.dns_flip(tl, t_fault, "resolver", secondary["address"]),
-            "first_success_s": metrics.first_success(tl, t_fault, secondary["name"]),
-            "first_write_s": metrics.first_write(tl, t_fault, {secondary["db_host"]}),
-        }
-        phases = {n: _r(i.at_s) for n, i in instants.items()}
-        phase_detail = {n: i.to_dict() for n, i in instants.items()}
-        rto_i = metrics.rto(tl, t_fault, secondary["name"], k)
-        write_i = instants["first_write_s"]
-        until = (t_fault + rto_i.at_s) if rto_i.at_s is not None else None
-        downtime, downtime_err = metrics.downtime(tl, t_fault, until)
-        for name, inst in instants.items():
-            if inst.at_s is None:
-                notes[name] = inst.reason or "not observed"
-
-    writes: dict[str, Any]
-    accounting = None
-    if present is None:
-        writes = dict.fromkeys(("attempted", "acked", "lost", "recovered", "unknown_absent",
-                                "unexpected", "duplicate"))
+    if not rows_read:
         reasons.append("the canary table was not read, so lost writes are unknown")
-    else:
-        start_seq = int(meta.get("start_seq", 1))
-        cutoff, live = meta.get("final_read_t"), bool(meta.get("final_read_live"))
-        if isinstance(present, metrics.FinalRows) and present.conn is tl.store:
-            # a stored run: counted in its database, where the rows lie
-            accounting = metrics.account_stored_writes(
-                tl.store, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff, live=live)
-        else:
-            accounting = metrics.account_writes(
-                tl.canary, present, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff,
-                live=live)
-        writes = accounting.counts()
-
-    rto_s = _r(rto_i.at_s) if rto_i else None
-    rpo_s = _r(accounting.rpo_s) if accounting else None
-    if t_fault is not None:
+    if failover.rto is not None:
+        rto_s = _r(failover.rto.at_s)
         if rto_s is None:
-            reasons.append(f"RTO not observed: {rto_i.reason if rto_i else 'no fault'}")
+            reasons.append(f"RTO not observed: {failover.rto.reason}")
         elif rto_s > targets["rto_s"]:
             reasons.append(f"RTO {rto_s:.3f} s exceeds the target {targets['rto_s']:g} s")
     if accounting is not None:
+        rpo_s = _r(accounting.rpo_s)
         if rpo_s is not None and rpo_s > targets["rpo_s"]:
             reasons.append(f"RPO {rpo_s:.3f} s exceeds the target {targets['rpo_s']:g} s")
         if accounting.lost > targets["max_lost_writes"]:
@@ -158,13 +264,15 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> dict[str
     for _t, _kind, _region, detail in tl.events_of("gate-failed"):
         reasons.append("not ready for a fault: " +
                        "; ".join(json.loads(detail or "{}").get("reasons") or []))
-    repl = metrics.replication_at(tl, t_fault if t_fault is not None else float("inf"),
-                                  primary=primary["name"], standby=secondary["name"])
-    faults = []
-    applied = tl.events_of("fault-applied")
+    return reasons
+
+
+def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
+    """Each fault with when it started to apply and when it was seen in effect."""
+    faults: list[FaultRecord] = []
     effective = {(e[2], json.loads(e[3] or "{}").get("fault")): e[0]
                  for e in tl.events_of("fault-effective")}
-    for t, _k, region, detail in applied:
+    for t, _k, region, detail in tl.events_of("fault-applied"):
         d = json.loads(detail or "{}")
         eff = effective.get((region, d.get("fault")))
         faults.append({
@@ -176,76 +284,10 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> dict[str
         d = json.loads(detail or "{}")
         faults.append({"region": region, "fault": d.get("fault"), "applied_s": None,
                        "effective_s": None, "not_applicable": d.get("reason")})
-    if meta.get("drill") == "failback":
-        split = _last_detail(tl, "split-brain-counted")
-        resynced = _last_detail(tl, "resynced")
-        split_n = split.get("split_brain_writes")
-        if split_n and split_n > targets["max_lost_writes"]:
-            reasons.append(f"{split_n} split-brain writes acknowledged by the old primary "
-                           "after the promotion are lost")
-    # the control records experiment-ended only when it finishes the run; a runner killed
-    # mid-run leaves the samples it stored (the recorder flushes every 250 ms) without it
-    incomplete = not tl.events_of("experiment-ended")
-    if incomplete:
-        reasons.append("incomplete run: the runner stopped before the end (killed or crashed); "
-                       "the numbers come from the samples stored until then")
-    summary = {
-        "schema": SCHEMA,
-        "experiment": meta.get("experiment"),
-        "drill": meta.get("drill", "failover"),
-        "run_id": meta.get("run_id"),
-        "started_at": meta.get("anchor_utc"),
-        "lab": meta.get("lab"),
-        "verdict": "fail" if reasons else "pass",
-        "reasons": reasons,
-        "targets": targets,
-        "rto_s": rto_s,
-        "rto_error_s": _r(rto_i.error_s) if rto_i else None,
-        "write_rto_s": _r(write_i.at_s) if write_i else None,
-        "write_rto_error_s": _r(write_i.error_s) if write_i else None,
-        "downtime_s": _r(downtime),
-        "downtime_error_s": _r(downtime_err),
-        "rpo_s": rpo_s,
-        "rpo_error_s": _r(accounting.rpo_error_s) if accounting else None,
-        "phases": phases,
-        "phase_detail": phase_detail,
-        "writes": writes,
-        "writes_detail": None if accounting is None else {
-            "not_durable": accounting.not_durable,
-            "lost_ranges": metrics.seq_ranges(accounting.lost_seqs),
-            "lost_after_fault": accounting.lost_after_fault,
-            "loss_window_s": None if accounting.loss_window is None or t_fault is None else
-            [_r(accounting.loss_window[0] - t_fault), _r(accounting.loss_window[1] - t_fault)],
-            "lost_by_server": accounting.lost_by_server,
-            "read_from": meta.get("final_read_server"),
-        },
-        # the mode as observed at the fault (the primary's view of its standby), which is
-        # what decided the loss; the lab's configured mode beside it
-        "replication": {"mode": _observed_mode(repl.get("sync_state")) or meta.get("replication"),
-                        "configured": meta.get("replication"), **repl},
-        "faults": faults,
-        "failback": None,
-        "t_fault_effective_s": _r(t_effective - t_fault) if t_effective is not None and
-        t_fault is not None else None,
-        "samplers": metrics.sampler_stats(tl),
-        "configuration": meta.get("configuration", {}),
-        "incomplete": incomplete,
-        "notes": notes,
-    }
-    if meta.get("drill") == "failback":
-        summary["failback"] = failback_block(summary, split, resynced)
-    elif meta.get("failback"):
-        # a game day whose failback ran: one report covers both (the failback run stored
-        # its block here, so this run renders alone, with no other directory needed)
-        fb = meta["failback"]
-        summary["failback"] = fb
-        if fb.get("verdict") == "fail":
-            summary["reasons"] = [*reasons, *[f"failback: {r}" for r in fb.get("reasons", [])]]
-            summary["verdict"] = "fail"
-    return summary
+    return faults
 
 
-def failback_block(s: dict[str, Any], split: dict[str, Any], resynced: dict[str, Any]) -> dict[str, Any]:
+def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, Any]) -> Failback:
     """The `failback` block of summary.json (DESIGN section 4), from a failback run."""
     return {
         "rto_s": s["rto_s"], "rto_error_s": s["rto_error_s"],

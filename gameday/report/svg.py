@@ -17,6 +17,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from gameday.measure import metrics
+from gameday.measure import phases as registry
 
 FILE = "timeline.svg"
 
@@ -31,15 +32,6 @@ CHAR_W = 6.2
 FAIL = "#d62728"
 OTHER = "#9e9e9e"
 PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b")
-PHASE_LABELS = {
-    "detection_s": "detection",
-    "promotion_s": "promotion",
-    "dns_authoritative_s": "DNS auth",
-    "dns_resolver_s": "DNS resolver",
-    "first_success_s": "first success",
-    "first_write_s": "first write",
-    "rto": "RTO",
-}
 
 
 def _f(v: float) -> str:
@@ -137,9 +129,9 @@ def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
     marks: list[tuple[float, str]] = []
     phases = dict(summary.get("phases") or {})
     phases["rto"] = summary.get("rto_s")
-    for name, label in PHASE_LABELS.items():
-        if phases.get(name) is not None:
-            marks.append((float(phases[name]), label))
+    for phase in registry.chain():
+        if phases.get(phase.name) is not None:
+            marks.append((float(phases[phase.name]), phase.marker))
     known = [v for v, _ in marks] + [f["effective_s"] for f in summary.get("faults") or []
                                      if f.get("effective_s") is not None]
     lo = min(rel_times, default=0.0)

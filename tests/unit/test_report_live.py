@@ -74,6 +74,8 @@ def test_reader_follows_the_phases_as_rows_arrive(tmp_path: Path) -> None:
 
     insert(run_dir, "dns", dns(2.0, "resolver", R2))
     insert(run_dir, "http", *[http(2.0 + i / 10, "global", True, "region-2") for i in range(4)])
+    assert reader.read(2.5).phase == "waiting for the first write on the new primary"
+    insert(run_dir, "canary", (4, 0, 2.4, 2.41, "ok", R2, None, None))
     assert reader.read(2.5).phase == "waiting for consecutive successes"
     insert(run_dir, "http", http(2.5, "global", True, "region-2"))
     snap = reader.read(2.6)

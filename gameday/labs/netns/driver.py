@@ -19,19 +19,18 @@ import logging
 import signal
 import socket
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from gameday.errors import ConfigError, LabError
+from gameday import postgres
+from gameday.errors import ConfigError, LabError, TargetError
 from gameday.labs.descriptor import Lab, Region
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
+from gameday.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
@@ -174,18 +173,15 @@ class NetnsDriver:
 
     def _start_postgres(self, region: Region) -> None:
         self.nodes.start(region)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with psycopg.connect(self.lab.database.dsn(region.db_host, region.db_port),
-                                     autocommit=True) as conn:
-                    conn.execute("SELECT 1")
-                    return
-            except psycopg.OperationalError as exc:
-                if time.monotonic() > deadline:
-                    raise LabError(f"PostgreSQL in {region.name} did not accept connections "
-                                   f"after restart ({type(exc).__name__})") from None
-                time.sleep(0.1)
+
+        def accepts() -> bool:
+            with postgres.connect(self.lab, region, "check it is up"):
+                return True
+
+        poll_until(accepts, timeout_s=30, interval_s=0.1, retry_on=(TargetError,),
+                   interruptible=False,
+                   error=lambda last: LabError(f"PostgreSQL in {region.name} did not accept "
+                                               f"connections after restart ({last})"))
 
     # -- database operations for failback (DatabaseOps) -----------------------------------
 
@@ -213,27 +209,18 @@ class NetnsDriver:
         it asks for a position the primary has not reached, and in a sync lab every commit
         then waits for it forever. Seen in CI after interrupted drills. Rewind it then."""
         other = next(r for r in self.lab.regions if r.name != primary.name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._streams_from(primary, other):
-                return
-            time.sleep(0.2)
+        try:
+            poll_until(lambda: postgres.streams_from(self.lab, primary, other),
+                       timeout_s=timeout, interval_s=0.2, interruptible=False)
+            return
+        except TargetError:
+            pass
         logger.warning("gameday: %s does not stream from the restarted %s: resyncing it",
                        other.name, primary.name)
         # same timeline, so pg_rewind would see nothing to rewind: copy it afresh
         self.nodes.stop(other)
         self.nodes.resync(other, primary, basebackup=True)
         self.nodes.start_standby(other, primary)
-
-    def _streams_from(self, primary: Region, standby: Region) -> bool:
-        try:
-            with psycopg.connect(self.lab.database.dsn(primary.db_host, primary.db_port),
-                                 autocommit=True) as conn:
-                rows = conn.execute("SELECT 1 FROM pg_stat_replication WHERE application_name = "
-                                    "%s AND state = 'streaming'", (standby.name,)).fetchall()
-                return bool(rows)
-        except psycopg.Error:
-            return False
 
     def _other_serves_or_was_promoted(self, region: Region) -> bool:
         """Fence unless we know no other primary exists. The promote action records the
@@ -248,16 +235,9 @@ class NetnsDriver:
         return self._other_is_writable(region)
 
     def _other_is_writable(self, region: Region) -> bool:
-        for other in self.lab.regions:
-            if other.name == region.name:
-                continue
-            try:
-                with psycopg.connect(self.lab.database.dsn(other.db_host, other.db_port),
-                                     autocommit=True) as conn:
-                    return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-            except psycopg.Error:
-                return False
-        return False
+        """A primary answers elsewhere (read-only or not: a switchover's source counts)."""
+        return any(postgres.role(self.lab, other) in ("primary", "read-only")
+                   for other in self.lab.regions if other.name != region.name)
 
     def _start_local_writer(self, region: Region, name: str) -> None:
         dsn = self.lab.database.dsn("127.0.0.1", region.db_port,

@@ -261,16 +261,14 @@ def start_postgres(state: Path, region: str) -> None:
 
 
 def wait_port(host: str, port: int, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise LabError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s"
-                               " (see .gameday/logs/)") from None
-            time.sleep(0.05)
+    def listens() -> bool:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+
+    poll_until(listens, timeout_s=timeout, interval_s=0.05, retry_on=(OSError,),
+               interruptible=False,
+               error=lambda _: LabError(f"{what} did not listen on {host}:{port} within "
+                                        f"{timeout:.0f} s (see .gameday/logs/)"))
 
 
 def wait_accepting(host: str, password: str, timeout: float, what: str) -> None:
@@ -361,29 +359,26 @@ def start_delay_proxy(state: Path, region: str, delay_ms: float, *, wait: bool =
 
 
 def _wait_port_in(netns: str, port: int, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
     probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=0.5)"
-    while run([sys.executable, "-c", probe], netns=netns, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise LabError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
-        time.sleep(0.05)
+    poll_until(lambda: run([sys.executable, "-c", probe], netns=netns,
+                           check=False).returncode == 0,
+               timeout_s=timeout, interval_s=0.05, interruptible=False,
+               error=lambda _: LabError(f"{what} did not listen on 127.0.0.1:{port} within "
+                                        f"{timeout:.0f} s"))
 
 
 def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
     """The standby must really stream (pg_stat_wal_receiver), not just accept connections."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            with _connect(topo.address(standby), password) as conn:
-                row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
-                last = row[0] if row else "no wal receiver"
-                if last == "streaming":
-                    return
-        except psycopg.Error as exc:
-            last = type(exc).__name__
-        time.sleep(0.1)
-    raise LabError(f"the standby in {standby} is not streaming after {timeout:.0f} s ({last})")
+    def streaming() -> bool | str:
+        with _connect(topo.address(standby), password) as conn:
+            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+        status = str(row[0]) if row else "no wal receiver"
+        return status == "streaming" or status
+
+    poll_until(streaming, timeout_s=timeout, interval_s=0.1, retry_on=(psycopg.Error,),
+               interruptible=False,
+               error=lambda last: LabError(f"the standby in {standby} is not streaming after "
+                                           f"{timeout:.0f} s ({_cause(last)})"))
 
 
 def start_storefront(state: Path, region: str, password: str) -> None:
@@ -480,19 +475,16 @@ def _warm_up(state: Path, timeout: float = 20.0) -> None:
     want = topo.address("region-1")
     deadline = time.monotonic() + timeout
     for server in (topo.AUTHORITATIVE, topo.RESOLVER):
-        while True:
-            try:
-                q = dns.message.make_query(topo.GLOBAL_NAME, dns.rdatatype.A)
-                r = dns.query.udp(q, server, timeout=0.5)
-                got = [rr.address for rrset in r.answer for rr in rrset]
-                if got == [want]:
-                    break
-            except (OSError, dns.exception.DNSException):
-                pass
-            if time.monotonic() > deadline:
-                raise LabError(f"DNS at {server} did not answer {topo.GLOBAL_NAME} = {want} "
-                               f"within {timeout:.0f} s (see {state}/logs/pdns.log)")
-            time.sleep(0.1)
+        def answers(server: str = server) -> bool:
+            q = dns.message.make_query(topo.GLOBAL_NAME, dns.rdatatype.A)
+            r = dns.query.udp(q, server, timeout=0.5)
+            return [rr.address for rrset in r.answer for rr in rrset] == [want]
+
+        poll_until(answers, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
+                   retry_on=(OSError, dns.exception.DNSException), interruptible=False,
+                   error=lambda _, server=server: LabError(
+                       f"DNS at {server} did not answer {topo.GLOBAL_NAME} = {want} within "
+                       f"{timeout:.0f} s (see {state}/logs/pdns.log)"))
 
 
 # --- down -------------------------------------------------------------------------------

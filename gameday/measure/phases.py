@@ -1,0 +1,136 @@
+"""The RTO phases, defined once: what each is called where, what evidence shows it, and
+which phase its budget waits for and with what allowance.
+
+Why one registry: the summary measures the phases, the report tabulates them, the gantt
+chart and the SVG draw them, the budget derives their deadlines and the live view says
+which one the drill is waiting for. Six lists of the same names drifted apart; these
+records are what all six read, in chain order. A phase is an instant after `t_fault`
+(DESIGN: measurement definitions, docs/design.md).
+
+Budget formula: `deadline(phase) = deadline(after) + allowance(parameters)`, with the
+parameters from the run's configuration (see gameday.report.budget for their defaults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gameday.measure import metrics
+from gameday.measure.metrics import Instant, Timeline
+
+Params = Mapping[str, float]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Roles:
+    """The regions of the drill as the run recorded them (meta `regions`): the one service
+    moves away from (`primary`) and the one it moves to (`secondary`)."""
+
+    primary: Mapping[str, Any]
+    secondary: Mapping[str, Any]
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> Roles:
+        regions = meta["regions"]
+        return cls(primary=regions["primary"], secondary=regions["secondary"])
+
+
+Measure = Callable[[Timeline, float, Roles], Instant]
+Allowance = Callable[[Params], tuple[float, str]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Phase:
+    name: str  # the key in summary.json `phases` (and in the budget)
+    label: str  # the report's table
+    short: str  # the gantt chart's bars
+    marker: str  # the SVG's vertical markers
+    waiting: str  # the live view, until this phase is reached
+    after: str | None  # the phase this one's budget waits for
+    allowance: Allowance
+    measure: Measure | None  # None for "rto", which the summary measures with its K rule
+
+
+def _detection(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    return metrics.detection(tl, t_fault, r.primary["name"])
+
+
+def _promotion(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    return metrics.promotion(tl, t_fault, r.secondary["name"])
+
+
+def _dns(server: str) -> Measure:
+    def measure(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+        return metrics.dns_flip(tl, t_fault, server, r.secondary["address"])
+
+    return measure
+
+
+def _first_success(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    return metrics.first_success(tl, t_fault, r.secondary["name"])
+
+
+def _first_write(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    return metrics.first_write(tl, t_fault, {r.secondary["db_host"]})
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase(name="detection_s", label="Detection (first failed health check of the primary)",
+          short="Detection", marker="detection", waiting="waiting for detection", after=None,
+          allowance=lambda p: (
+              p["health_interval_s"] * p["health_failures"] + p["health_timeout_s"],
+              f"health interval {p['health_interval_s']:g} s × {p['health_failures']:g} "
+              f"failure(s) + check timeout {p['health_timeout_s']:g} s"),
+          measure=_detection),
+    Phase(name="promotion_s", label="Promotion (standby accepts writes)", short="Promotion",
+          marker="promotion", waiting="waiting for promotion", after="detection_s",
+          allowance=lambda p: (p["promotion_budget_s"],
+                               f"promotion allowance {p['promotion_budget_s']:g} s"),
+          measure=_promotion),
+    Phase(name="dns_authoritative_s", label="DNS flip at the authoritative server",
+          short="DNS authoritative flip", marker="DNS auth",
+          waiting="waiting for the authoritative DNS flip", after="promotion_s",
+          allowance=lambda p: (p["health_interval_s"],
+                               f"one health interval {p['health_interval_s']:g} s to see the "
+                               "secondary healthy"),
+          measure=_dns("authoritative")),
+    Phase(name="dns_resolver_s", label="DNS flip through the caching resolver",
+          short="DNS resolver flip", marker="DNS resolver",
+          waiting="waiting for the resolver DNS flip", after="dns_authoritative_s",
+          allowance=lambda p: (p["dns_ttl_s"], f"DNS TTL {p['dns_ttl_s']:g} s"),
+          measure=_dns("resolver")),
+    Phase(name="first_success_s", label="First global request served by the secondary",
+          short="First success", marker="first success",
+          waiting="waiting for the first success via the global name",
+          after="dns_resolver_s",
+          allowance=lambda p: (p["http_interval_s"],
+                               f"one request interval {p['http_interval_s']:g} s"),
+          measure=_first_success),
+    Phase(name="first_write_s", label="First canary write acknowledged by the new primary",
+          short="First write", marker="first write",
+          waiting="waiting for the first write on the new primary", after="promotion_s",
+          allowance=lambda p: (p["write_reconnect_s"],
+                               f"canary reconnect allowance {p['write_reconnect_s']:g} s"),
+          measure=_first_write),
+)
+
+RTO = Phase(name="rto", label="**RTO** ({k} consecutive global successes)", short="RTO",
+            marker="RTO", waiting="waiting for consecutive successes", after="first_success_s",
+            allowance=lambda p: ((p["k_consecutive"] - 1) * p["http_interval_s"],
+                                 f"{p['k_consecutive'] - 1:g} more request intervals for "
+                                 f"{p['k_consecutive']:g} consecutive successes"),
+            measure=None)
+
+NAMES: tuple[str, ...] = tuple(p.name for p in PHASES)
+BY_NAME: dict[str, Phase] = {p.name: p for p in (*PHASES, RTO)}
+
+
+def chain() -> tuple[Phase, ...]:
+    """Every phase and then RTO, in the order of the budget's chain."""
+    return (*PHASES, RTO)
+
+
+def measure_all(tl: Timeline, t_fault: float, roles: Roles) -> dict[str, Instant]:
+    return {p.name: p.measure(tl, t_fault, roles) for p in PHASES if p.measure is not None}

@@ -1,0 +1,141 @@
+"""summary.json, typed: the contract for CI, the trend and anyone's scripts
+(schema `gameday.summary/v1`, validated against summary.schema.json beside this module).
+
+Why TypedDicts and not dataclasses: the summary *is* a JSON object that other programs
+read; the types let mypy check every producer and reader of a key, while what is written
+stays exactly the dict it always was. Times are seconds relative to `t_fault`, None when
+not observed (docs/design.md, "The summary").
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any, TypedDict
+
+import jsonschema
+
+from gameday.errors import ConfigError
+
+SCHEMA_ID = "gameday.summary/v1"
+
+
+class Targets(TypedDict):
+    rto_s: float
+    rpo_s: float
+    max_lost_writes: int
+
+
+class InstantDetail(TypedDict):
+    at_s: float | None
+    error_s: float | None
+    reason: str | None
+    evidence: str | None
+
+
+class Writes(TypedDict):
+    attempted: int | None
+    acked: int | None
+    lost: int | None
+    recovered: int | None
+    unknown_absent: int | None
+    unexpected: int | None
+    duplicate: int | None
+
+
+class WritesDetail(TypedDict):
+    not_durable: int
+    lost_ranges: list[tuple[int, int]]
+    lost_after_fault: int
+    loss_window_s: list[float | None] | None
+    lost_by_server: dict[str, int]
+    read_from: str | None
+
+
+class Replication(TypedDict):
+    mode: str | None
+    configured: str | None
+    sync_state: str | None
+    lag_at_fault_s: float | None
+
+
+class FaultRecord(TypedDict, total=False):
+    region: str | None
+    fault: str | None
+    applied_s: float | None
+    effective_s: float | None
+    not_applicable: str | None
+
+
+class SamplerStats(TypedDict):
+    samples: int
+    errors: int
+    interval_p50_s: float | None
+    interval_p99_s: float | None
+
+
+class Failback(TypedDict, total=False):
+    rto_s: float | None
+    rto_error_s: float | None
+    write_rto_s: float | None
+    downtime_s: float | None
+    lost: int | None
+    split_brain_writes: int | None
+    unreplicated_writes: int | None
+    split_brain_window_utc: list[str] | None
+    resync_method: str | None
+    resync_s: float | None
+    catch_up_s: float | None
+    phases: dict[str, float | None]
+    verdict: str
+    reasons: list[str]
+    run_id: str | None
+
+
+class Summary(TypedDict):
+    schema: str
+    experiment: str | None
+    drill: str
+    run_id: str | None
+    started_at: str | None
+    lab: str | None
+    verdict: str
+    reasons: list[str]
+    targets: Targets
+    rto_s: float | None
+    rto_error_s: float | None
+    write_rto_s: float | None
+    write_rto_error_s: float | None
+    downtime_s: float | None
+    downtime_error_s: float | None
+    rpo_s: float | None
+    rpo_error_s: float | None
+    phases: dict[str, float | None]
+    phase_detail: dict[str, InstantDetail]
+    writes: Writes
+    writes_detail: WritesDetail | None
+    replication: Replication
+    faults: list[FaultRecord]
+    failback: Failback | None
+    t_fault_effective_s: float | None
+    samplers: dict[str, SamplerStats]
+    configuration: dict[str, Any]
+    incomplete: bool
+    notes: dict[str, str]
+
+
+def schema() -> dict[str, Any]:
+    text = resources.files("gameday.report").joinpath("summary.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def validate(data: Any) -> None:
+    """ConfigError naming the first field that breaks the contract (a bug of ours, or a
+    summary.json edited by hand)."""
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"summary.json: field '{where}': {err.message}")
