@@ -57,6 +57,7 @@ test-unit: venv
 
 lint: venv
 	$(BIN)/ruff check gameday tests bench
+	$(BIN)/mypy
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

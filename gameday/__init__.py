@@ -4,20 +4,23 @@ __version__ = "0.1.0"
 
 __all__ = ["__version__", "discover"]
 
-ACTIVITY_MODULES = (
-    "gameday.actions.region",
-    "gameday.actions.database",
-    "gameday.actions.wait",
-    "gameday.probes.health",
-    "gameday.probes.verdict",
-)
+from typing import Any
+
+# module -> the kind chaoslib lists its functions as: actions change the world, probes read it
+ACTIVITY_MODULES: dict[str, str] = {
+    "gameday.actions.region": "action",
+    "gameday.actions.database": "action",
+    "gameday.actions.wait": "action",
+    "gameday.probes.health": "probe",
+    "gameday.probes.verdict": "probe",
+}
 
 
-def discover(discover_system: bool = True) -> dict:
+def discover(discover_system: bool = True) -> dict[str, Any]:
     """Let `chaos discover gameday` list every activity the experiments may name."""
     from chaoslib.discovery.discover import discover_activities, initialize_discovery_result
 
-    discovery = initialize_discovery_result("gameday", __version__, "gameday")
-    for module in ACTIVITY_MODULES:
-        discovery["activities"].extend(discover_activities(module, "action"))
+    discovery: dict[str, Any] = initialize_discovery_result("gameday", __version__, "gameday")
+    for module, kind in ACTIVITY_MODULES.items():
+        discovery["activities"].extend(discover_activities(module, kind))
     return discovery

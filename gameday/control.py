@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
@@ -211,7 +212,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         interrupt.rollbacks_done()
 
 
-def _attach_to_game_day(failback_dir: Any, block: dict[str, Any] | None) -> None:
+def _attach_to_game_day(failback_dir: Any, block: Mapping[str, Any] | None) -> None:
     """One report covers both drills: the failback's block is stored in the game day's
     timeline and the game day's report is rendered again with it."""
     from pathlib import Path

@@ -39,6 +39,9 @@ def poll_until(
 ) -> T:
     """Call `condition` until it returns a truthy value and return that value.
 
+    Mind the truth: a condition that reports "not yet" with a non-empty string (a status)
+    ends the wait at once. Return False and keep the detail in the caller's scope.
+
     An exception in `retry_on` counts as "not yet" (a server still starting refuses
     connections). At `timeout_s` the wait fails with `error(last)`, where `last` is the
     last value returned or exception caught, or with a TargetError naming `what`. Between

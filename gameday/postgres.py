@@ -93,7 +93,7 @@ def standby_streams(lab: Lab, region: Region) -> bool:
     that it holds what its primary acknowledges (a restarted standby answers long before)."""
     with connect(lab, region, "check its replication") as conn:
         row = conn.execute(RECEIVER_SQL).fetchone()
-    return bool(row and row[0]) and row[1] == "streaming"
+    return row is not None and bool(row[0]) and row[1] == "streaming"
 
 
 def streams_from(lab: Lab, primary: Region, standby: Region) -> bool:
@@ -138,21 +138,24 @@ def wait_replayed(lab: Lab, standby: Region, primary: Region, timeout_s: float,
     target = row[0]
     dsn = lab.database.dsn(standby.db_host, standby.db_port, connect_timeout="1")
 
-    def replayed() -> bool | str:
+    receiver = "not asked yet"
+
+    def replayed() -> bool:
+        nonlocal receiver
         try:
             with psycopg.connect(dsn, autocommit=True) as c:
                 got = c.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn), "
                                 "(SELECT status FROM pg_stat_wal_receiver)", (target,)).fetchone()
         except psycopg.Error as exc:
-            return type(exc).__name__
+            receiver = type(exc).__name__
+            return False
         assert got is not None
-        if got[0] is not None and got[0] >= 0:
-            return True
-        return str(got[1])
+        receiver = str(got[1])
+        return got[0] is not None and got[0] >= 0
 
     poll_until(replayed, timeout_s=timeout_s, interval_s=0.02, interruptible=interruptible,
-               error=lambda last: TargetError(f"{standby.name} did not {what} within "
-                                              f"{timeout_s:g} s (receiver: {last})"))
+               error=lambda _: TargetError(f"{standby.name} did not {what} within "
+                                           f"{timeout_s:g} s (receiver: {receiver})"))
     return time.monotonic() - started
 
 

@@ -61,8 +61,7 @@ class Databases(Protocol):
 
 
 def _databases() -> Databases:
-    db: Databases = postgres  # type: ignore[assignment]  # a module as the protocol
-    return db
+    return postgres  # the module implements the protocol
 
 
 def revert_open_faults(lab: Lab, region: str | None = None,
@@ -143,11 +142,12 @@ def _settle(done: Callable[[], bool]) -> None:
 
 
 def recover(lab_file: str | None = None,
-            configuration: Mapping[str, Any] | None = None) -> list[str]:
+            configuration: Mapping[str, Any] | None = None, *,
+            databases: Databases | None = None) -> list[str]:
     """`gameday recover`: what the rollbacks would have done, from what is on disk."""
     lab = descriptor.load(lab_file)
     done = [f"reverted {item}" for item in revert_open_faults(lab, None, configuration)]
-    result = restore_writable_primary(lab, configuration)
+    result = restore_writable_primary(lab, configuration, db=databases)
     done += result["changed"] or []
     return done
 

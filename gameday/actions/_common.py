@@ -52,7 +52,8 @@ def step(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def context(configuration: dict | None, secrets: dict | None) -> tuple[GamedaySettings, Lab]:
+def context(configuration: dict[str, Any] | None,
+            secrets: dict[str, Any] | None) -> tuple[GamedaySettings, Lab]:
     settings = GamedaySettings.from_chaos(configuration, secrets)
     return settings, settings.load_lab()
 

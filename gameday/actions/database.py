@@ -6,11 +6,10 @@ driver's; putting the lab back after an interruption is gameday.recovery's. What
 here is the drill's order of steps and the record each leaves on disk first.
 """
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from gameday import interrupt, postgres, recovery
 from gameday.actions._common import context, rollback, step
@@ -49,8 +48,8 @@ def _promote(lab: Lab, target: Region, timeout_s: float) -> Dict[str, Any]:
 
 @step
 def promote(region: str = "region-2", timeout_s: float = 30.0,
-            configuration: Dict[str, Any] = None,
-            secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+            configuration: Optional[Dict[str, Any]] = None,
+            secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Promote the standby database of `region` and wait until it accepts a write. Its
     synchronous standby list is cleared, since its old primary is gone: otherwise every
     commit on the new primary would wait for a standby that does not exist."""
@@ -79,8 +78,8 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
 
 @step
 def count_split_brain(old_primary: str = "region-1", new_primary: str = "region-2",
-                      configuration: Dict[str, Any] = None,
-                      secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+                      configuration: Optional[Dict[str, Any]] = None,
+                      secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Before the old primary is touched: read its canary rows and compare them with the new
     primary's. Rows only the old primary has, written after the promotion, are split-brain
     writes (acknowledged there while the new primary served): they are lost at failback.
@@ -113,8 +112,8 @@ def count_split_brain(old_primary: str = "region-1", new_primary: str = "region-
 
 @step
 def resync(region: str = "region-1", source: str = "region-2", timeout_s: float = 300.0,
-           configuration: Dict[str, Any] = None,
-           secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+           configuration: Optional[Dict[str, Any]] = None,
+           secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Turn the old primary `region` into a streaming standby of `source`: stop it, rewind
     it onto the source's timeline (pg_rewind after a CHECKPOINT on the source; a fresh base
     backup when rewind fails), start it as a standby and wait until it has replayed
@@ -133,8 +132,9 @@ def resync(region: str = "region-1", source: str = "region-2", timeout_s: float 
     driver.start_standby(target, upstream)
     copied_s = time.monotonic() - started
     catch_up_s = postgres.wait_replayed(lab, target, upstream, timeout_s, "catch up")
-    result = {"standby": region, "source": source, "method": method,
-              "resync_s": round(copied_s, 3), "catch_up_s": round(catch_up_s, 3)}
+    result: Dict[str, Any] = {"standby": region, "source": source, "method": method,
+                              "resync_s": round(copied_s, 3),
+                              "catch_up_s": round(catch_up_s, 3)}
     if run:
         run.event("resynced", region, **result)
     logger.info("gameday: %s resynced from %s by %s in %.1f s, caught up in %.2f s", region,
@@ -144,8 +144,8 @@ def resync(region: str = "region-1", source: str = "region-2", timeout_s: float 
 
 @step
 def switchover(to: str = "region-1", timeout_s: float = 60.0,
-               configuration: Dict[str, Any] = None,
-               secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+               configuration: Optional[Dict[str, Any]] = None,
+               secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Planned switchover to `to`, with zero loss: make the current primary read-only (its
     clients are disconnected and may not write again), wait until `to` has replayed all of
     it, stop it (its shutdown checkpoint reaches the standby), promote `to`, and restart the
@@ -182,16 +182,17 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     postgres.wait_replayed(lab, current, target, timeout_s, "follow the new primary")
     postgres.restore_replication_mode(lab, target)
     drill.clear(lab.path)
-    result = {"to": to, "from_region": current.name, "replay_wait_s": round(replay_s, 3),
-              "promotion_s": round(promoted["took_s"], 4), "t_start": t_start}
+    result: Dict[str, Any] = {"to": to, "from_region": current.name,
+                              "replay_wait_s": round(replay_s, 3),
+                              "promotion_s": round(promoted["took_s"], 4), "t_start": t_start}
     if run:
         run.event("switched-over", to, **{k: v for k, v in result.items() if k != "t_start"})
-    return json.loads(json.dumps(result))
+    return result
 
 
 @rollback
-def ensure_writable_primary(configuration: Dict[str, Any] = None,
-                            secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+def ensure_writable_primary(configuration: Optional[Dict[str, Any]] = None,
+                            secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Rollback of an interrupted switchover; see `restore_writable_primary`."""
     _, lab = context(configuration, secrets)
     return recovery.restore_writable_primary(lab, configuration)
@@ -199,8 +200,8 @@ def ensure_writable_primary(configuration: Dict[str, Any] = None,
 
 @step
 def cut_replication(region: str = "region-2", hold_s: float = 1.0,
-                    configuration: Dict[str, Any] = None,
-                    secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+                    configuration: Optional[Dict[str, Any]] = None,
+                    secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Cut the standby in `region` off its primary and hold it so for `hold_s` seconds:
     with asynchronous replication every write acknowledged meanwhile exists only on the
     primary, a known amount of data for a later outage to lose. Recorded in the fault

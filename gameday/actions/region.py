@@ -8,7 +8,7 @@ is confirmed when seen in effect (`fault-effective`).
 
 import logging
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from gameday import recovery
 from gameday.actions._common import context, rollback, step
@@ -37,8 +37,8 @@ def _fault_list(faults: Any) -> List[str]:
 def take_region_down(region: str = "region-1",
                      faults: str = "scale-to-zero,cordon,block-egress",
                      effective_timeout_s: float = 30.0,
-                     configuration: Dict[str, Any] = None,
-                     secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+                     configuration: Optional[Dict[str, Any]] = None,
+                     secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Inject a region outage: every fault in `faults` (a list or a comma-separated string
     of scale-to-zero, cordon, block-egress, blackhole) on `region`, then wait until each is
     seen in effect. Returns per fault the applied and effective times (seconds on the run's
@@ -74,10 +74,16 @@ def take_region_down(region: str = "region-1",
         if not item["applicable"]:
             continue
         fault, undo = item["fault"], undos[item["fault"]]
-        poll_until(lambda f=fault, u=undo: driver.is_effective(f, target, u),
-                   timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.005,
-                   error=lambda _, f=fault: LabError(f"{f} on {region} was not seen in effect "
-                                                     f"within {effective_timeout_s:g} s"))
+
+        def in_effect(fault: str = fault, undo: Dict[str, Any] = undo) -> bool:
+            return driver.is_effective(fault, target, undo)
+
+        def not_in_effect(_: object, fault: str = fault) -> LabError:
+            return LabError(f"{fault} on {region} was not seen in effect within "
+                            f"{effective_timeout_s:g} s")
+
+        poll_until(in_effect, timeout_s=max(0.0, deadline - time.monotonic()),
+                   interval_s=0.005, error=not_in_effect)
         item["effective"] = run.event("fault-effective", region, fault=item["fault"]) if run \
             else clock()
         logger.info("gameday: %s on %s in effect", item["fault"], region)
@@ -86,8 +92,8 @@ def take_region_down(region: str = "region-1",
 
 @rollback
 def restore_region(region: str = "region-1",
-                   configuration: Dict[str, Any] = None,
-                   secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+                   configuration: Optional[Dict[str, Any]] = None,
+                   secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Undo every fault the ledger holds for `region`, newest first. Its database comes
     back fenced (read-only) when the other region's database is the writable primary.
     Safe to run when nothing was injected, and twice."""

@@ -2,7 +2,7 @@
 fails the activity when its timeout passes, so a stuck drill ends instead of hanging."""
 
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import httpx
 
@@ -17,8 +17,8 @@ __all__ = ["wait_for_detection", "wait_for_recovery"]
 
 @step
 def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
-                       configuration: Dict[str, Any] = None,
-                       secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+                       configuration: Optional[Dict[str, Any]] = None,
+                       secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Wait until `region`'s health endpoint fails, as the global DNS health check sees it."""
     _, lab = context(configuration, secrets)
     url = lab.region(region).storefront_url.rstrip("/") + "/healthz"
@@ -39,8 +39,8 @@ def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
 @step
 def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
                       consecutive: int = 5,
-                      configuration: Dict[str, Any] = None,
-                      secrets: Dict[str, Any] = None) -> Dict[str, Any]:
+                      configuration: Optional[Dict[str, Any]] = None,
+                      secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Wait until `consecutive` global requests in a row were served by `region` and the
     canary has a write acknowledged by `region`'s database, as the recorder saw them."""
     _, lab = context(configuration, secrets)
@@ -52,7 +52,7 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
     since = run.now()
     faults = run.events("fault-applied")
     if faults:
-        since = faults[0][0]
+        since = faults[0].t
     started = time.monotonic()
     conn = timeline.connect(run.dir)
     served = wrote = False

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 
 from gameday.errors import ConfigError, LabError
+from gameday.labs import driver as drivers
 
 DEFAULT_LAB_FILE = ".gameday/lab.json"
 SCHEMA_ID = "gameday.lab/v1"
@@ -124,7 +125,8 @@ def _quote(value: str) -> str:
 
 def schema() -> dict[str, Any]:
     text = resources.files("gameday.labs").joinpath("descriptor.schema.json").read_text()
-    return json.loads(text)
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def validate(data: Any, *, source: str = "lab descriptor") -> None:
@@ -143,6 +145,10 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
     names = {r["name"] for r in data["regions"]}
     if len(names) != 2:
         raise ConfigError(f"{source}: the two regions need distinct names")
+    for i, r in enumerate(data["regions"]):
+        if r["driver"] not in drivers.names():
+            raise ConfigError(f"{source}: field 'regions/{i}/driver': unknown driver "
+                              f"{r['driver']!r}: choose from {', '.join(drivers.names())}")
 
 
 def from_dict(data: dict[str, Any], *, path: str = "") -> Lab:

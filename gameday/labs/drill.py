@@ -19,9 +19,10 @@ def path(lab_path: str | os.PathLike[str]) -> Path:
 
 def read(lab_path: str | os.PathLike[str]) -> dict[str, Any] | None:
     try:
-        return json.loads(path(lab_path).read_text())
+        data = json.loads(path(lab_path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def write(lab_path: str | os.PathLike[str], data: dict[str, Any]) -> None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from gameday.errors import ConfigError
-from gameday.labs.descriptor import Lab, Region
+
+if TYPE_CHECKING:  # the descriptor validates driver names against this registry
+    from gameday.labs.descriptor import Lab, Region
 
 FAULTS = ("scale-to-zero", "cordon", "block-egress", "blackhole")
 
@@ -63,7 +65,7 @@ class LabDriver(Driver, DatabaseOps, Protocol):
     """Everything the actions and the recovery ask of a lab."""
 
 
-DriverFactory = Callable[[Lab, Mapping[str, Any] | None], LabDriver]
+DriverFactory: TypeAlias = "Callable[[Lab, Mapping[str, Any] | None], LabDriver]"
 
 # name in the descriptor -> "module:factory"; imported only when a region names it, so the
 # netns lab never loads the kubernetes client

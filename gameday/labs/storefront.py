@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import psycopg
 
@@ -29,7 +30,7 @@ class _Database:
         self.lock = threading.Lock()
         self.conn: psycopg.Connection | None = None
 
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.lock:
             for attempt in (1, 2):
                 try:
@@ -124,7 +125,8 @@ class _Server(ThreadingHTTPServer):
         import socketserver
 
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ import itertools
 
 import psycopg
 
-from gameday.measure.timeline import BatchWriter, Clock
+from gameday.measure.timeline import BatchWriter, CanaryAttempt, CanaryConnect, Clock
 
 # A write that has not been answered in this long is given up (outcome unknown, resolved by
 # reading later) and the writer reconnects through the multi-host DSN: without it, a region
@@ -52,13 +52,13 @@ class Canary:
                             psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 3)
                         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
                         server = conn.info.hostaddr
-                        self.out.add("canary_connect", (self.clock.now(), writer, 1, server, None))
+                        self.out.add(CanaryConnect(self.clock.now(), writer, 1, server, None))
                     except (TimeoutError, psycopg.Error, OSError) as exc:
                         # every failed attempt bounds when the new primary began to accept
                         # writes: the error bar of the write RTO
                         self.connect_errors += 1
                         self.last_error = type(exc).__name__
-                        self.out.add("canary_connect", (self.clock.now(), writer, 0, None,
+                        self.out.add(CanaryConnect(self.clock.now(), writer, 0, None,
                                                         type(exc).__name__))
                         conn = None
                         await asyncio.sleep(0.01)
@@ -70,7 +70,7 @@ class Canary:
                     await asyncio.wait_for(conn.execute(sql, (seq, writer)), WRITE_TIMEOUT_S)
                     t_ack = self.clock.now()
                     notice = "; ".join(notices) or None
-                    self.out.add("canary", (seq, writer, t_send, t_ack, "ok", server, None, notice))
+                    self.out.add(CanaryAttempt(seq, writer, t_send, t_ack, "ok", server, None, notice))
                     self.acked += 1
                     self.last_ack_seq = seq
                 except (psycopg.Error, TimeoutError) as exc:
@@ -80,7 +80,7 @@ class Canary:
                     broken = isinstance(exc, TimeoutError) or conn.closed or conn.broken
                     outcome = "unknown" if broken else "failed"
                     sqlstate = getattr(exc, "sqlstate", None) or ""
-                    self.out.add("canary", (seq, writer, t_send, None, outcome, server,
+                    self.out.add(CanaryAttempt(seq, writer, t_send, None, outcome, server,
                                             f"{type(exc).__name__}: {sqlstate}".strip(),
                                             "; ".join(notices) or None))
                     self.last_error = type(exc).__name__

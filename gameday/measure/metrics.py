@@ -15,11 +15,19 @@ import itertools
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter, sub
 from typing import Any
 
 from gameday.measure import timeline as timelines
+from gameday.measure.timeline import (
+    CanaryAttempt,
+    CanaryConnect,
+    DnsSample,
+    Event,
+    HttpSample,
+    ReplicationSample,
+)
 
 K_CONSECUTIVE = 5
 
@@ -43,24 +51,24 @@ def missing(reason: str) -> Instant:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Timeline:
-    """Rows as stored (see gameday.measure.timeline.COLUMNS for the column order).
+    """Rows as stored, each a row type of gameday.measure.timeline (Event, DnsSample, ...).
 
     The canary (thousands of rows a second, millions in an hour) is counted in SQLite:
     `store` is the run's own database when the timeline was loaded from one (`db`), else an
     in-memory database holding the rows given here, so hand-made timelines go through the
     same queries."""
 
-    events: Sequence[tuple]  # (t, kind, region, detail_json)
-    dns: Sequence[tuple]
-    http: Sequence[tuple]
-    canary: Collection[tuple]
-    replication: Sequence[tuple]
+    events: Sequence[Event]
+    dns: Sequence[DnsSample]
+    http: Sequence[HttpSample]
+    canary: Collection[CanaryAttempt]
+    replication: Sequence[ReplicationSample]
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
-    canary_connect: Sequence[tuple] = ()  # (t, writer, ok, server, error)
+    canary_connect: Sequence[CanaryConnect] = ()
     db: sqlite3.Connection | None = dataclasses.field(default=None, repr=False, compare=False)
 
-    def events_of(self, kind: str) -> list[tuple]:
-        return [e for e in self.events if e[1] == kind]
+    def events_of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
 
     @functools.cached_property
     def store(self) -> sqlite3.Connection:
@@ -85,16 +93,17 @@ class Timeline:
             "SELECT count(*) FROM canary WHERE outcome != 'ok'").fetchone()[0]
         return len(sends), errors, (sends[0] if sends else None), (sends[-1] if sends else None)
 
-    def stream(self, table: str, name: str) -> list[tuple]:
+    def stream(self, table: str, name: str) -> list[Any]:
         """The rows of one sampler stream (`dns` by server, `http` by target, `replication`
         by server) in time order."""
         return self._streams.get((table, name), [])
 
     @functools.cached_property
-    def _streams(self) -> dict[tuple[str, str], list[tuple]]:
-        out: dict[tuple[str, str], list[tuple]] = {}
-        for table, rows in (("dns", self.dns), ("http", self.http),
-                            ("replication", self.replication)):
+    def _streams(self) -> dict[tuple[str, str], list[Any]]:
+        out: dict[tuple[str, str], list[Any]] = {}
+        streams: tuple[tuple[str, Sequence[tuple[Any, ...]]], ...] = (
+            ("dns", self.dns), ("http", self.http), ("replication", self.replication))
+        for table, rows in streams:
             # `load` groups each table by stream: a few long runs of one name
             for name, group in itertools.groupby(rows, key=itemgetter(1)):
                 out.setdefault((table, name), []).extend(group)
@@ -108,16 +117,15 @@ class Timeline:
             self.db.close()
 
 
-class StoredRows(Collection[tuple]):
+class StoredRows(Collection[CanaryAttempt]):
     """Rows of a stored table, read only when iterated (the canary of a loaded run)."""
 
-    def __init__(self, conn: sqlite3.Connection, table: str, columns: Sequence[str],
-                 order: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, table: str, order: str) -> None:
         self.conn, self.table = conn, table
-        self.sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"
+        self.sql = f"SELECT {timelines.select_list(table)} FROM {table} ORDER BY {order}"
 
-    def __iter__(self) -> Iterator[tuple]:
-        return iter(self.conn.execute(self.sql))
+    def __iter__(self) -> Iterator[CanaryAttempt]:
+        return map(CanaryAttempt._make, self.conn.execute(self.sql))
 
     def __len__(self) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
@@ -147,16 +155,15 @@ class FinalRows(Mapping[int, int]):
         return int(self.conn.execute("SELECT count(DISTINCT seq) FROM final_rows").fetchone()[0])
 
 
-def memory_store(*, canary: Iterable[tuple] = (), canary_connect: Iterable[tuple] = (),
+def memory_store(*, canary: Iterable[tuple[Any, ...]] = (),
+                 canary_connect: Iterable[tuple[Any, ...]] = (),
                  present: Mapping[int, int] | None = None) -> sqlite3.Connection:
     """An in-memory database with the run's schema holding the rows given."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.executescript(timelines.SCHEMA)
     conn.execute("CREATE TABLE final_rows (seq INTEGER, n INTEGER)")
-    for table, rows in (("canary", canary), ("canary_connect", canary_connect)):
-        cols = timelines.COLUMNS[table]
-        conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
-                         f"({', '.join('?' * len(cols))})", rows)
+    conn.executemany(timelines.insert_sql("canary"), canary)
+    conn.executemany(timelines.insert_sql("canary_connect"), canary_connect)
     if present is not None:
         conn.executemany("INSERT INTO final_rows VALUES (?, ?)", present.items())
     return conn
@@ -171,20 +178,21 @@ def load(conn: sqlite3.Connection) -> Timeline:
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("BEGIN")
 
-    def rows(sql: str) -> list[tuple]:
-        return conn.execute(sql).fetchall()
+    def rows(table: str, row: Any, order: str, read: Collection[str] | None = None) -> list[Any]:
+        cur = conn.cursor()
+        cur.row_factory = lambda _cursor, values: row(*values)
+        return cur.execute(f"SELECT {timelines.select_list(table, read)} FROM {table} "
+                           f"ORDER BY {order}").fetchall()
 
     return Timeline(
-        events=rows("SELECT t, kind, region, detail FROM events ORDER BY t"),
-        dns=rows("SELECT t, server, ok, answer, NULL, NULL, NULL, NULL, NULL "
-                 "FROM dns ORDER BY server, t"),
-        http=rows("SELECT t, target, ok, NULL, region, NULL, NULL, NULL, NULL "
-                  "FROM http ORDER BY target, t"),
-        canary=StoredRows(conn, "canary", timelines.COLUMNS["canary"], "t_send"),
-        replication=rows("SELECT t, server, ok, in_recovery, lag_s, detail, NULL "
-                         "FROM replication ORDER BY t"),
+        events=rows("events", Event, "t"),
+        dns=rows("dns", DnsSample, "server, t", {"t", "server", "ok", "answer"}),
+        http=rows("http", HttpSample, "target, t", {"t", "target", "ok", "region"}),
+        canary=StoredRows(conn, "canary", "t_send"),
+        replication=rows("replication", ReplicationSample, "t",
+                         {"t", "server", "ok", "in_recovery", "lag_s", "detail"}),
         meta={k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")},
-        canary_connect=rows("SELECT t, writer, ok, server, error FROM canary_connect ORDER BY t")
+        canary_connect=rows("canary_connect", CanaryConnect, "t")
         if _has_table(conn, "canary_connect") else (),
         db=conn,
     )
@@ -202,16 +210,16 @@ def fault_time(tl: Timeline) -> tuple[float | None, float | None]:
     applied = tl.events_of("fault-applied")
     if not applied:
         return None, None
-    t_fault = applied[0][0]
-    effective = [e[0] for e in tl.events_of("fault-effective")]
+    t_fault = applied[0].t
+    effective = [e.t for e in tl.events_of("fault-effective")]
     return t_fault, (min(effective) if effective else None)
 
 
-def _first(rows: Sequence[tuple], t_fault: float, pred, *, time_index: int = 0,
+def _first(rows: Sequence[Any], t_fault: float, pred: Callable[[Any], Any], *,
            evidence: str, reason: str) -> Instant:
     prev_t = None
     for row in rows:
-        t = row[time_index]
+        t = row.t
         if t >= t_fault and pred(row):
             gap = t - prev_t if prev_t is not None else None
             return Instant(at_s=t - t_fault, error_s=gap, evidence=evidence)
@@ -219,22 +227,23 @@ def _first(rows: Sequence[tuple], t_fault: float, pred, *, time_index: int = 0,
     return missing(reason)
 
 
-def _stays(rows: Sequence[tuple], t_fault: float, good, *, evidence: str, reason: str) -> Instant:
+def _stays(rows: Sequence[Any], t_fault: float, good: Callable[[Any], Any], *, evidence: str,
+           reason: str) -> Instant:
     """First sample after t_fault from which every later sample is good."""
-    after = [(i, r) for i, r in enumerate(rows) if r[0] >= t_fault]
+    after = [(i, r) for i, r in enumerate(rows) if r.t >= t_fault]
     if not after or not good(after[-1][1]):
         return missing(reason)
     start = len(after) - 1
     while start > 0 and good(after[start - 1][1]):
         start -= 1
     idx, row = after[start]
-    gap = row[0] - rows[idx - 1][0] if idx > 0 else None
-    return Instant(at_s=row[0] - t_fault, error_s=gap, evidence=evidence)
+    gap = row.t - rows[idx - 1].t if idx > 0 else None
+    return Instant(at_s=row.t - t_fault, error_s=gap, evidence=evidence)
 
 
 def detection(tl: Timeline, t_fault: float, primary: str) -> Instant:
     rows = tl.stream("http", primary)
-    return _first(rows, t_fault, lambda r: not r[2],
+    return _first(rows, t_fault, lambda r: not r.ok,
                   evidence=f"first failed /healthz of {primary}",
                   reason=f"no failed health check of {primary} after the fault")
 
@@ -250,17 +259,17 @@ def promotion(tl: Timeline, t_fault: float, secondary: str) -> Instant:
 
 def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant:
     rows = tl.stream("dns", server)
-    return _stays(rows, t_fault, lambda r: r[2] and r[3] == address,
+    return _stays(rows, t_fault, lambda r: r.ok and r.answer == address,
                   evidence=f"{server} answers {address} from here on",
                   reason=f"the {server} server never settled on {address}")
 
 
-def _global(tl: Timeline) -> list[tuple]:
+def _global(tl: Timeline) -> list[HttpSample]:
     return tl.stream("http", "global")
 
 
 def first_success(tl: Timeline, t_fault: float, secondary: str) -> Instant:
-    return _first(_global(tl), t_fault, lambda r: r[2] and r[4] == secondary,
+    return _first(_global(tl), t_fault, lambda r: r.ok and r.region == secondary,
                   evidence=f"first global request served by {secondary}",
                   reason=f"no global request was served by {secondary}")
 
@@ -320,10 +329,10 @@ def rto(tl: Timeline, t_fault: float, secondary: str, k: int = K_CONSECUTIVE) ->
     """Start of the first run of k consecutive successful global requests served by the
     secondary."""
     all_rows = _global(tl)
-    start = next((i for i, r in enumerate(all_rows) if r[0] >= t_fault), len(all_rows))
-    streak = Streak(secondary, k, before=all_rows[start - 1][0] if start > 0 else None)
+    start = next((i for i, r in enumerate(all_rows) if r.t >= t_fault), len(all_rows))
+    streak = Streak(secondary, k, before=all_rows[start - 1].t if start > 0 else None)
     for row in itertools.islice(all_rows, start, None):
-        if streak.add(row[0], row[2], row[4]):
+        if streak.add(row.t, row.ok, row.region):
             assert streak.start is not None
             gap = streak.start - streak.before if streak.before is not None else None
             return Instant(at_s=streak.start - t_fault, error_s=gap,
@@ -334,12 +343,12 @@ def rto(tl: Timeline, t_fault: float, secondary: str, k: int = K_CONSECUTIVE) ->
 def downtime(tl: Timeline, t_fault: float, until: float | None = None) -> tuple[float, float | None]:
     """Total time with failing global requests after the fault: each failing sample counts
     until the next sample. Returns (seconds, error bar)."""
-    rows = [r for r in _global(tl) if r[0] >= t_fault and (until is None or r[0] <= until)]
+    rows = [r for r in _global(tl) if r.t >= t_fault and (until is None or r.t <= until)]
     total = 0.0
     for row, nxt in zip(rows, rows[1:], strict=False):
-        if not row[2]:
-            total += nxt[0] - row[0]
-    gaps = intervals([r[0] for r in rows])
+        if not row.ok:
+            total += nxt.t - row.t
+    gaps = intervals([r.t for r in rows])
     return total, (max(gaps) if gaps else None)
 
 
@@ -370,11 +379,11 @@ def sampler_stats(tl: Timeline) -> dict[str, dict[str, Any]]:
     streams = {f"{table}:{name}": rows for (table, name), rows in tl._streams.items()}
     out: dict[str, dict[str, Any]] = {}
     for name, rows in sorted(streams.items()):
-        ts = [r[0] for r in rows]
+        ts = [r.t for r in rows]
         p50, p99 = _percentiles(list(map(sub, ts[1:], ts[:-1])), (50, 99))
         out[name] = {
             "samples": len(rows),
-            "errors": sum(1 for r in rows if not r[2]),
+            "errors": sum(1 for r in rows if not r.ok),
             "interval_p50_s": _round(p50),
             "interval_p99_s": _round(p99),
         }
@@ -422,7 +431,7 @@ class WriteAccounting:
                  "duplicate")}
 
 
-def account_writes(canary: Iterable[tuple], present: Mapping[int, int], *,
+def account_writes(canary: Iterable[tuple[Any, ...]], present: Mapping[int, int], *,
                    t_fault: float | None, start_seq: int = 1, cutoff: float | None = None,
                    live: bool = False) -> WriteAccounting:
     """Jepsen set semantics over the canary's attempts and the rows found on the new primary.
@@ -610,16 +619,16 @@ def replication_at(tl: Timeline, t: float, *, primary: str, standby: str) -> dic
     view of its standby (sync state)."""
     lag = None
     for r in tl.replication:
-        if r[0] > t:
+        if r.t > t:
             break
-        if r[1] == standby and r[2] and r[3] and r[4] is not None:
-            lag = r[4]
+        if r.server == standby and r.ok and r.in_recovery and r.lag_s is not None:
+            lag = r.lag_s
     sync_state = None
     for r in tl.replication:
-        if r[0] > t:
+        if r.t > t:
             break
-        if r[1] == primary and r[2] and not r[3] and r[5]:
-            senders = json.loads(r[5]).get("senders") or []
+        if r.server == primary and r.ok and not r.in_recovery and r.detail:
+            senders = json.loads(r.detail).get("senders") or []
             if senders:
                 sync_state = senders[0].get("sync")
     return {"sync_state": sync_state, "lag_at_fault_s": _round(lag)}

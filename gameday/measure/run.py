@@ -31,7 +31,7 @@ class Run:
     def __init__(self, run_dir: Path, clock: timeline.Clock) -> None:
         self.dir = run_dir
         self.clock = clock
-        self.recorder: subprocess.Popen | None = None
+        self.recorder: subprocess.Popen[bytes] | None = None
 
     def now(self) -> float:
         return self.clock.now()
@@ -42,11 +42,12 @@ class Run:
         timeline.record_event(self.dir, at, kind, region, **detail)
         return at
 
-    def events(self, kind: str) -> list[tuple]:
+    def events(self, kind: str) -> list[timeline.Event]:
         conn = timeline.connect(self.dir)
         try:
-            return conn.execute("SELECT t, kind, region, detail FROM events WHERE kind = ? "
-                                "ORDER BY t", (kind,)).fetchall()
+            return [timeline.Event(*row) for row in conn.execute(
+                f"SELECT {timeline.select_list('events')} FROM events WHERE kind = ? "
+                "ORDER BY t", (kind,))]
         finally:
             conn.close()
 
@@ -75,7 +76,7 @@ def _next_seq(lab: Lab) -> int:
         with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
             row = conn.execute(
                 f"SELECT coalesce(max(seq), 0) + 1 FROM {lab.database.canary_table}").fetchone()
-            return int(row[0])
+            return int(row[0]) if row else 1
     except psycopg.Error as exc:
         # libpq's last line names the cause (e.g. a failed password) and never the password
         cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

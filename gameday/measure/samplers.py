@@ -13,8 +13,9 @@ import contextlib
 import json
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import dns.asyncquery
@@ -26,7 +27,7 @@ import psycopg
 
 from gameday.labs.descriptor import Lab
 from gameday.measure import _http
-from gameday.measure.timeline import BatchWriter, Clock
+from gameday.measure.timeline import BatchWriter, Clock, DnsSample, HttpSample, ReplicationSample
 
 MAX_IN_FLIGHT = 16
 # everything the HTTP client can raise, so that a failed request is a failed sample: refused
@@ -45,12 +46,13 @@ class Rates:
     canary_writers: int = 4
 
 
-async def every(interval: float, clock: Clock, sample: Callable[[float, float], Awaitable[None]],
+async def every(interval: float, clock: Clock,
+                sample: Callable[[float, float], Coroutine[Any, Any, None]],
                 stop: asyncio.Event) -> None:
     """Run `sample(due, lateness)` at each slot of a drift-free schedule until `stop`."""
     start = clock.now()
     k = 0
-    in_flight: set[asyncio.Task] = set()
+    in_flight: set[asyncio.Task[None]] = set()
     while not stop.is_set():
         due = start + k * interval
         wait = due - clock.now()
@@ -95,10 +97,10 @@ class DnsSampler:
             addresses, ttl = _answers(response)
             rcode = dns.rcode.to_text(response.rcode())
             ok = rcode == "NOERROR" and bool(addresses)
-            self.out.add("dns", (t, self.name, int(ok), ",".join(addresses), rcode, ttl,
+            self.out.add(DnsSample(t, self.name, int(ok), ",".join(addresses), rcode, ttl,
                                  time.perf_counter() - started, lateness, None))
         except (dns.exception.DNSException, OSError) as exc:
-            self.out.add("dns", (t, self.name, 0, None, None, None,
+            self.out.add(DnsSample(t, self.name, 0, None, None, None,
                                  time.perf_counter() - started, lateness, type(exc).__name__))
 
 
@@ -146,10 +148,10 @@ class HttpSampler:
             # answered from a region whose database was read-only or down
             url = self._url_for(address, "/healthz")
             status, served = await self._get(url, self.lab.dns.name)
-            self.out.add("http", (t, "global", int(status == 200), status, served or region,
+            self.out.add(HttpSample(t, "global", int(status == 200), status, served or region,
                                   address, time.perf_counter() - started, lateness, None))
         except (*HTTP_ERRORS, dns.exception.DNSException, OSError, LookupError) as exc:
-            self.out.add("http", (t, "global", 0, None, None, address,
+            self.out.add(HttpSample(t, "global", 0, None, None, address,
                                   time.perf_counter() - started, lateness, type(exc).__name__))
 
     def _url_for(self, address: str, path: str) -> str:
@@ -158,17 +160,17 @@ class HttpSampler:
                 return region.storefront_url.rstrip("/") + path
         return f"http://{address}:8080{path}"
 
-    def region_sampler(self, name: str) -> Callable[[float, float], Awaitable[None]]:
+    def region_sampler(self, name: str) -> Callable[[float, float], Coroutine[Any, Any, None]]:
         url = self.lab.region(name).storefront_url.rstrip("/") + "/healthz"
 
         async def sample(t: float, lateness: float) -> None:
             started = time.perf_counter()
             try:
                 status, served = await self._get(url)
-                self.out.add("http", (t, name, int(status == 200), status, served, None,
+                self.out.add(HttpSample(t, name, int(status == 200), status, served, None,
                                       time.perf_counter() - started, lateness, None))
             except (*HTTP_ERRORS, OSError) as exc:
-                self.out.add("http", (t, name, 0, None, None, None,
+                self.out.add(HttpSample(t, name, 0, None, None, None,
                                       time.perf_counter() - started, lateness,
                                       type(exc).__name__))
 
@@ -211,20 +213,22 @@ class ReplicationSampler:
                     self.conn = await asyncio.wait_for(
                         psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 2)
                 cur = await asyncio.wait_for(self.conn.execute(REPLICATION_SQL), self.timeout * 2)
-                in_recovery, lag, senders, receiver = await cur.fetchone()
+                row = await cur.fetchone()
+                assert row is not None  # the query always returns one row
+                in_recovery, lag, senders, receiver = row
                 lag_s = float(lag) if lag is not None else None
                 if not in_recovery and senders:
                     lags = [s.get("replay_lag") or 0.0 for s in senders]
                     lag_s = max(lags)
                 detail = json.dumps({"senders": senders, "receiver": receiver})
-                self.out.add("replication", (t, self.name, 1, int(in_recovery), lag_s, detail,
+                self.out.add(ReplicationSample(t, self.name, 1, int(in_recovery), lag_s, detail,
                                              None))
             except (TimeoutError, psycopg.Error, OSError) as exc:
                 if self.conn is not None:
                     with contextlib.suppress(Exception):
                         await self.conn.close()
                 self.conn = None
-                self.out.add("replication", (t, self.name, 0, None, None, None,
+                self.out.add(ReplicationSample(t, self.name, 0, None, None, None,
                                              type(exc).__name__))
 
     async def close(self) -> None:

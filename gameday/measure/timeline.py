@@ -12,42 +12,124 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import typing
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 FILE = "timeline.sqlite"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    t REAL NOT NULL, kind TEXT NOT NULL, region TEXT, detail TEXT);
-CREATE TABLE IF NOT EXISTS dns (
-    t REAL NOT NULL, server TEXT NOT NULL, ok INTEGER NOT NULL, answer TEXT, rcode TEXT,
-    ttl INTEGER, latency REAL, lateness REAL, error TEXT);
-CREATE TABLE IF NOT EXISTS http (
-    t REAL NOT NULL, target TEXT NOT NULL, ok INTEGER NOT NULL, status INTEGER, region TEXT,
-    address TEXT, latency REAL, lateness REAL, error TEXT);
-CREATE TABLE IF NOT EXISTS canary (
-    seq INTEGER NOT NULL, writer INTEGER NOT NULL, t_send REAL NOT NULL, t_ack REAL,
-    outcome TEXT NOT NULL, server TEXT, error TEXT, notice TEXT);
--- only the attempts that were not acknowledged (a handful per fault), so writes stay cheap
--- while the metrics find them without scanning millions of acknowledged ones
-CREATE INDEX IF NOT EXISTS canary_not_ok ON canary (t_send) WHERE outcome != 'ok';
-CREATE TABLE IF NOT EXISTS canary_connect (
-    t REAL NOT NULL, writer INTEGER NOT NULL, ok INTEGER NOT NULL, server TEXT, error TEXT);
-CREATE TABLE IF NOT EXISTS replication (
-    t REAL NOT NULL, server TEXT NOT NULL, ok INTEGER NOT NULL, in_recovery INTEGER,
-    lag_s REAL, detail TEXT, error TEXT);
-"""
+class Event(NamedTuple):
+    t: float
+    kind: str
+    region: str | None
+    detail: str | None  # JSON
 
-COLUMNS = {
-    "dns": ("t", "server", "ok", "answer", "rcode", "ttl", "latency", "lateness", "error"),
-    "http": ("t", "target", "ok", "status", "region", "address", "latency", "lateness", "error"),
-    "canary": ("seq", "writer", "t_send", "t_ack", "outcome", "server", "error", "notice"),
-    "replication": ("t", "server", "ok", "in_recovery", "lag_s", "detail", "error"),
-    "canary_connect": ("t", "writer", "ok", "server", "error"),
+
+class DnsSample(NamedTuple):
+    t: float
+    server: str  # "authoritative" or "resolver"
+    ok: int
+    answer: str | None  # the A records, comma-separated
+    rcode: str | None
+    ttl: int | None
+    latency: float | None
+    lateness: float | None
+    error: str | None
+
+
+class HttpSample(NamedTuple):
+    t: float
+    target: str  # "global" or a region's name
+    ok: int
+    status: int | None
+    region: str | None  # the region that served it (X-Region)
+    address: str | None
+    latency: float | None
+    lateness: float | None
+    error: str | None
+
+
+class CanaryAttempt(NamedTuple):
+    seq: int
+    writer: int
+    t_send: float
+    t_ack: float | None
+    outcome: str  # "ok", "failed" or "unknown"
+    server: str | None
+    error: str | None
+    notice: str | None
+
+
+class CanaryConnect(NamedTuple):
+    t: float
+    writer: int
+    ok: int
+    server: str | None
+    error: str | None
+
+
+class ReplicationSample(NamedTuple):
+    t: float
+    server: str  # the region whose database was asked
+    ok: int
+    in_recovery: int | None
+    lag_s: float | None
+    detail: str | None  # JSON: senders, receiver
+    error: str | None
+
+
+# Each table's columns are defined once, by its row type: the SQL schema, the insert
+# statements, the SELECT lists of the metrics and of the live view all come from these.
+TABLES: dict[str, type[tuple[Any, ...]]] = {
+    "events": Event,
+    "dns": DnsSample,
+    "http": HttpSample,
+    "canary": CanaryAttempt,
+    "canary_connect": CanaryConnect,
+    "replication": ReplicationSample,
 }
+_TABLE_OF: dict[type[tuple[Any, ...]], str] = {row: name for name, row in TABLES.items()}
+COLUMNS: dict[str, tuple[str, ...]] = {name: row._fields  # type: ignore[attr-defined]
+                                       for name, row in TABLES.items()}
+_SQL_TYPES = {float: "REAL", int: "INTEGER", str: "TEXT"}
+
+
+def _ddl(name: str) -> str:
+    hints = typing.get_type_hints(TABLES[name])
+    cols = []
+    for col in COLUMNS[name]:
+        args = [a for a in typing.get_args(hints[col]) if a is not type(None)]
+        nullable = bool(args)
+        sql = _SQL_TYPES[args[0] if args else hints[col]]
+        cols.append(f"{col} {sql}" + ("" if nullable else " NOT NULL"))
+    return f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)});"
+
+
+SCHEMA = "\n".join([
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    *(_ddl(name) for name in TABLES),
+    # only the attempts that were not acknowledged (a handful per fault), so writes stay
+    # cheap while the metrics find them without scanning millions of acknowledged ones
+    "CREATE INDEX IF NOT EXISTS canary_not_ok ON canary (t_send) WHERE outcome != 'ok';",
+])
+
+
+def table_of(row: tuple[Any, ...]) -> str:
+    """The table a row of one of the row types goes to."""
+    return _TABLE_OF[type(row)]
+
+
+def insert_sql(table: str) -> str:
+    cols = COLUMNS[table]
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+def select_list(table: str, read: Collection[str] | None = None) -> str:
+    """Every column of `table` in its row type's order, NULL for those not in `read`: rows
+    keep their shape (and positions) while only what is used is read."""
+    return ", ".join(c if read is None or c in read else "NULL" for c in COLUMNS[table])
 
 
 def connect(run_dir: Path | str) -> sqlite3.Connection:
@@ -97,10 +179,11 @@ class BatchWriter:
 
     def __init__(self, run_dir: Path) -> None:
         self.conn = connect(run_dir)
-        self.pending: dict[str, list[tuple]] = {name: [] for name in COLUMNS}
+        self.pending: dict[str, list[tuple[Any, ...]]] = {name: [] for name in COLUMNS}
 
-    def add(self, table: str, row: tuple) -> None:
-        self.pending[table].append(row)
+    def add(self, row: tuple[Any, ...]) -> None:
+        """Queue a row (one of the row types above) for the next flush."""
+        self.pending[table_of(row)].append(row)
 
     def flush(self) -> int:
         batches = {k: v for k, v in self.pending.items() if v}
@@ -111,11 +194,7 @@ class BatchWriter:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             for table, rows in batches.items():
-                cols = COLUMNS[table]
-                self.conn.executemany(
-                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                    rows,
-                )
+                self.conn.executemany(insert_sql(table), rows)
                 n += len(rows)
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError:
@@ -138,9 +217,7 @@ def record_event(run_dir: Path | str, t: float, kind: str, region: str | None = 
     """Events are rare and matter most: each is its own committed transaction."""
     conn = connect(run_dir)
     try:
-        conn.execute(
-            "INSERT INTO events (t, kind, region, detail) VALUES (?, ?, ?, ?)",
-            (t, kind, region, json.dumps(detail, sort_keys=True, default=str)),
-        )
+        conn.execute(insert_sql("events"),
+                     Event(t, kind, region, json.dumps(detail, sort_keys=True, default=str)))
     finally:
         conn.close()

@@ -7,6 +7,7 @@ trying again. Bounds on TTL and health interval keep the RTO target reachable at
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
@@ -54,7 +55,7 @@ def _check_once(configuration: dict[str, Any] | None, secrets: dict[str, Any] | 
     serving, target = lab.primary.name, lab.secondary.name
     if settings.drill == "failback":
         serving, target = target, serving
-    checks = [
+    checks: list[tuple[str, Callable[..., bool], dict[str, str]]] = [
         (f"{serving} passes its health check", health.region_is_healthy, {"region": serving}),
         (f"the authoritative DNS answers with {serving}", health.dns_answers_region,
          {"region": serving, "server": "authoritative"}),

@@ -1,7 +1,7 @@
 """Steady-state probes: what must hold before a fault is injected (DESIGN section 5)."""
 
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import dns.exception
 import dns.message
@@ -12,6 +12,7 @@ import httpx
 from gameday import postgres
 from gameday.actions._common import activity, context
 from gameday.errors import ConfigError, TargetError
+from gameday.labs.descriptor import Lab
 from gameday.measure import run as runs
 from gameday.measure import timeline
 from gameday.poll import poll_until
@@ -22,8 +23,8 @@ __all__ = ["region_is_healthy", "dns_answers_region", "standby_is_streaming",
 
 @activity
 def region_is_healthy(region: str = "region-1",
-                      configuration: Dict[str, Any] = None,
-                      secrets: Dict[str, Any] = None) -> bool:
+                      configuration: Optional[Dict[str, Any]] = None,
+                      secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when `region`'s storefront answers /healthz with 200 (its database is writable)."""
     _, lab = context(configuration, secrets)
     url = lab.region(region).storefront_url.rstrip("/") + "/healthz"
@@ -35,8 +36,8 @@ def region_is_healthy(region: str = "region-1",
 
 @activity
 def dns_answers_region(region: str = "region-1", server: str = "resolver",
-                       configuration: Dict[str, Any] = None,
-                       secrets: Dict[str, Any] = None) -> bool:
+                       configuration: Optional[Dict[str, Any]] = None,
+                       secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when `server` (authoritative or resolver) answers the global name with
     `region`'s address."""
     _, lab = context(configuration, secrets)
@@ -45,7 +46,7 @@ def dns_answers_region(region: str = "region-1", server: str = "resolver",
     return sorted(resolve(lab, server)) == [lab.region(region).address]
 
 
-def resolve(lab, server: str = "resolver") -> list:  # type: ignore[no-untyped-def]
+def resolve(lab: Lab, server: str = "resolver") -> list[str]:
     """The A records `server` (authoritative or resolver) gives for the global name;
     TargetError when it does not answer."""
     s = lab.dns.authoritative if server == "authoritative" else lab.dns.resolver
@@ -60,8 +61,8 @@ def resolve(lab, server: str = "resolver") -> list:  # type: ignore[no-untyped-d
 
 @activity
 def standby_is_streaming(region: str = "region-2",
-                         configuration: Dict[str, Any] = None,
-                         secrets: Dict[str, Any] = None) -> bool:
+                         configuration: Optional[Dict[str, Any]] = None,
+                         secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when `region`'s database is a standby whose WAL receiver is streaming."""
     _, lab = context(configuration, secrets)
     return postgres.standby_streams(lab, lab.region(region))
@@ -69,8 +70,8 @@ def standby_is_streaming(region: str = "region-2",
 
 @activity
 def replication_lag_below(region: str = "region-2", max_lag_s: float = -1.0,
-                          configuration: Dict[str, Any] = None,
-                          secrets: Dict[str, Any] = None) -> bool:
+                          configuration: Optional[Dict[str, Any]] = None,
+                          secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when the standby in `region` replays within `max_lag_s` seconds of its primary
     (default: configuration `max_lag_s`). Measured as the primary sees it: the bytes the
     standby has not replayed must be 0, or its reported replay lag under the bound."""
@@ -86,8 +87,8 @@ def replication_lag_below(region: str = "region-2", max_lag_s: float = -1.0,
 
 @activity
 def canary_is_writing(within_s: float = 2.0,
-                      configuration: Dict[str, Any] = None,
-                      secrets: Dict[str, Any] = None) -> bool:
+                      configuration: Optional[Dict[str, Any]] = None,
+                      secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when the recorder's canary had a write acknowledged in the last `within_s`."""
     run = runs.current()
     if run is None:
@@ -95,8 +96,8 @@ def canary_is_writing(within_s: float = 2.0,
     time.sleep(0.3)  # let the recorder flush its latest batch
     conn = timeline.connect(run.dir)
     try:
-        n = conn.execute("SELECT count(*) FROM canary WHERE outcome = 'ok' AND t_ack >= ?",
-                         (run.now() - within_s,)).fetchone()[0]
+        n = int(conn.execute("SELECT count(*) FROM canary WHERE outcome = 'ok' AND t_ack >= ?",
+                             (run.now() - within_s,)).fetchone()[0])
     finally:
         conn.close()
     return n > 0
@@ -104,8 +105,8 @@ def canary_is_writing(within_s: float = 2.0,
 
 @activity
 def global_name_serves(within_s: float = 10.0,
-                       configuration: Dict[str, Any] = None,
-                       secrets: Dict[str, Any] = None) -> bool:
+                       configuration: Optional[Dict[str, Any]] = None,
+                       secrets: Optional[Dict[str, Any]] = None) -> bool:
     """Resolve the global name through the caching resolver, as a client does, and ask the
     answer whether it can take an order (/healthz). True before the fault (the primary
     serves) and after the failover (the secondary serves): the service's steady state.
@@ -119,7 +120,7 @@ def global_name_serves(within_s: float = 10.0,
         return False
 
 
-def _global_name_serves_once(lab) -> bool:  # type: ignore[no-untyped-def]
+def _global_name_serves_once(lab: Lab) -> bool:
     addresses = resolve(lab, "resolver")
     if not addresses:
         return False

@@ -2,7 +2,7 @@
 the experiment's targets, computed from the run's own timeline."""
 
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import httpx
 
@@ -10,6 +10,7 @@ from gameday.actions._common import activity, context
 from gameday.errors import LabError
 from gameday.measure import run as runs
 from gameday.report import summary as summaries
+from gameday.report.contract import Summary
 
 __all__ = ["rto_within_target", "rpo_within_target", "lost_writes_within_target",
            "global_name_served_by"]
@@ -19,7 +20,8 @@ __all__ = ["rto_within_target", "rpo_within_target", "lost_writes_within_target"
 # for real (no acknowledged write may be missing even before the fault).
 
 
-def _summary(configuration, secrets) -> Dict[str, Any]:
+def _summary(configuration: Optional[Dict[str, Any]],
+             secrets: Optional[Dict[str, Any]]) -> Summary:
     _, lab = context(configuration, secrets)
     run = runs.current()
     if run is None:
@@ -31,8 +33,8 @@ def _summary(configuration, secrets) -> Dict[str, Any]:
 
 
 @activity
-def rto_within_target(configuration: Dict[str, Any] = None,
-                      secrets: Dict[str, Any] = None) -> bool:
+def rto_within_target(configuration: Optional[Dict[str, Any]] = None,
+                      secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when the service RTO was observed and is within `rto_target_s`."""
     run = runs.current()
     if run is not None and not run.events("fault-applied"):
@@ -42,8 +44,8 @@ def rto_within_target(configuration: Dict[str, Any] = None,
 
 
 @activity
-def rpo_within_target(configuration: Dict[str, Any] = None,
-                      secrets: Dict[str, Any] = None) -> bool:
+def rpo_within_target(configuration: Optional[Dict[str, Any]] = None,
+                      secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when RPO seconds are within `rpo_target_s` and no integrity check failed."""
     s = _summary(configuration, secrets)
     w = s["writes"]
@@ -52,8 +54,8 @@ def rpo_within_target(configuration: Dict[str, Any] = None,
 
 
 @activity
-def lost_writes_within_target(configuration: Dict[str, Any] = None,
-                              secrets: Dict[str, Any] = None) -> bool:
+def lost_writes_within_target(configuration: Optional[Dict[str, Any]] = None,
+                              secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when at most `max_lost_writes` acknowledged canary writes are missing."""
     s = _summary(configuration, secrets)
     lost = s["writes"]["lost"]
@@ -62,8 +64,8 @@ def lost_writes_within_target(configuration: Dict[str, Any] = None,
 
 @activity
 def global_name_served_by(region: str = "region-2",
-                          configuration: Dict[str, Any] = None,
-                          secrets: Dict[str, Any] = None) -> bool:
+                          configuration: Optional[Dict[str, Any]] = None,
+                          secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when a client resolving the global name through the caching resolver is
     served by `region`."""
     from gameday.probes.health import resolve

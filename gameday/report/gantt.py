@@ -7,6 +7,7 @@ waits for (its budget's `after`) to its own instant; bars past their budget are 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gameday.measure import phases
@@ -22,14 +23,14 @@ def _name(text: str) -> str:
     return text.replace(":", " ").replace("#", " ").replace(";", ",")
 
 
-def instants(summary: dict[str, Any]) -> dict[str, float | None]:
+def instants(summary: Mapping[str, Any]) -> dict[str, float | None]:
     """Phase instants plus "rto", keyed like the budget."""
     out: dict[str, float | None] = dict(summary.get("phases") or {})
     out["rto"] = summary.get("rto_s")
     return out
 
 
-def render(summary: dict[str, Any], budget: dict[str, budgets.PhaseBudget]) -> str | None:
+def render(summary: Mapping[str, Any], budget: dict[str, budgets.PhaseBudget]) -> str | None:
     """The chart's source (without the ``` fence), or None when nothing was observed."""
     at = instants(summary)
     if all(at.get(n) is None for n in budget):
@@ -59,15 +60,16 @@ def render(summary: dict[str, Any], budget: dict[str, budgets.PhaseBudget]) -> s
         anc = b.after
         while anc is not None:
             if at.get(anc) is not None:
-                start = float(at[anc])  # type: ignore[arg-type]
+                start = at[anc] or 0.0
                 break
             anc = budget[anc].after
         start = min(start, value)
         label = _name(f"{phases.BY_NAME[name].short} {value:.3f} s")
         tags = "crit, " if budgets.overrun(value, b) else ""
         lines.append(f"    {label} : {tags}p{n}, {_ms(start)}, {_ms(value)}")
-    if at.get("rto") is not None:
-        rto_ms = _ms(float(at["rto"]))  # type: ignore[arg-type]
-        tags = "crit, " if budgets.overrun(at["rto"], budget["rto"]) else ""
-        lines.append(f"    RTO {float(at['rto']):.3f} s : {tags}milestone, rto, {rto_ms}, {rto_ms}")
+    rto = at.get("rto")
+    if rto is not None:
+        rto_ms = _ms(rto)
+        tags = "crit, " if budgets.overrun(rto, budget["rto"]) else ""
+        lines.append(f"    RTO {rto:.3f} s : {tags}milestone, rto, {rto_ms}, {rto_ms}")
     return "\n".join(lines)

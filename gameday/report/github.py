@@ -19,7 +19,7 @@ ENV = "GITHUB_STEP_SUMMARY"
 LIMIT = 1024 * 1024
 
 
-def text(summary: dict[str, Any], trend: trends.Trend | None = None, *,
+def text(summary: Mapping[str, Any], trend: trends.Trend | None = None, *,
          chart: bool = True) -> str:
     title = markdown.title(summary).replace("# ", "## ", 1)
     lines = [title, "", *markdown.verdict_lines(summary, trend), "", *markdown.headline(summary),
@@ -32,7 +32,7 @@ def text(summary: dict[str, Any], trend: trends.Trend | None = None, *,
     return "\n".join(lines)
 
 
-def append(summary: dict[str, Any], trend: trends.Trend | None = None, *,
+def append(summary: Mapping[str, Any], trend: trends.Trend | None = None, *,
            environ: Mapping[str, str] | None = None) -> Path | None:
     """Append to the job summary when running in GitHub Actions; returns the file written."""
     env = os.environ if environ is None else environ

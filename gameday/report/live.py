@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,7 @@ class Reader:
             self.conn.close()
             self.conn = None
 
-    def _rows(self, table: str, columns: str) -> list[tuple]:
+    def _rows(self, table: str, columns: str) -> list[tuple[Any, ...]]:
         rows = self._connect().execute(
             f"SELECT rowid, {columns} FROM {table} WHERE rowid > ? ORDER BY rowid",
             (self.rowid[table],)).fetchall()
@@ -230,7 +230,7 @@ def line(snap: Snapshot, anchor_utc: str | None) -> str:
             f"errors={snap.canary_errors} lag={lag}")
 
 
-def final_panel(summary: dict[str, Any] | None, snap: Snapshot | None,
+def final_panel(summary: Mapping[str, Any] | None, snap: Snapshot | None,
                 run_name: str) -> Panel:
     if summary is None:
         body: RenderableType = "The run ended without a summary; see the log." if snap is None \
@@ -325,7 +325,7 @@ class LiveView:
                 if self.reader.ended or self._stop.wait(self.interval_s):
                     return
 
-    def stop(self, summary: dict[str, Any] | None = None, *, timeout_s: float = 2.0) -> None:
+    def stop(self, summary: Mapping[str, Any] | None = None, *, timeout_s: float = 2.0) -> None:
         """Stop refreshing and print the final panel. Never raises; a second call does
         nothing."""
         with self._lock:
@@ -350,7 +350,7 @@ class _logs_above:
 
     def __init__(self, live: Live) -> None:
         self.live = live
-        self.saved: list[tuple[logging.StreamHandler, Any]] = []
+        self.saved: list[tuple[logging.StreamHandler[Any], Any]] = []
 
     def __enter__(self) -> _logs_above:
         for handler in logging.getLogger("chaostoolkit").handlers:
@@ -383,7 +383,7 @@ def start(run_dir: Path, clock_now: Callable[[], float], *, console: Console | N
     return view
 
 
-def stop(run_dir: Path, summary: dict[str, Any] | None = None) -> None:
+def stop(run_dir: Path, summary: Mapping[str, Any] | None = None) -> None:
     """Stop the live view started for `run_dir`, if any, and print the final panel."""
     view = _handles.get(str(Path(run_dir)))
     if view is not None:

@@ -10,10 +10,11 @@ clock, no absolute path, stable ordering, so the same run always renders the sam
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gameday.measure import phases as registry
+from gameday.measure.timeline import Event
 from gameday.report import budget as budgets
 from gameday.report import gantt
 from gameday.report import trend as trends
@@ -45,14 +46,14 @@ def _ranges(ranges: Sequence[Sequence[int]]) -> str:
 # --- pieces shared with the GitHub job summary ------------------------------------------
 
 
-def title(s: dict[str, Any]) -> str:
+def title(s: Mapping[str, Any]) -> str:
     # a failback run measures the switchover back: its "fault" is the planned switchover,
     # its primary the region switched away from
     what = "Failback" if s.get("drill") == "failback" else "Game day"
     return f"# {what} {s.get('run_id')}: {'PASS' if s.get('verdict') == 'pass' else 'FAIL'}"
 
 
-def verdict_lines(s: dict[str, Any], trend: trends.Trend | None = None) -> list[str]:
+def verdict_lines(s: Mapping[str, Any], trend: trends.Trend | None = None) -> list[str]:
     lines = []
     if s.get("reasons"):
         lines.append("**Why it failed:**")
@@ -66,7 +67,7 @@ def verdict_lines(s: dict[str, Any], trend: trends.Trend | None = None) -> list[
     return lines
 
 
-def headline(s: dict[str, Any]) -> list[str]:
+def headline(s: Mapping[str, Any]) -> list[str]:
     t = s["targets"]
     w = s.get("writes") or {}
     rto, rpo, lost = s.get("rto_s"), s.get("rpo_s"), w.get("lost")
@@ -86,7 +87,7 @@ def headline(s: dict[str, Any]) -> list[str]:
     ]
 
 
-def mermaid(s: dict[str, Any]) -> list[str]:
+def mermaid(s: Mapping[str, Any]) -> list[str]:
     chart = gantt.render(s, budgets.derive(s.get("configuration")))
     return [] if chart is None else ["```mermaid", chart, "```"]
 
@@ -94,7 +95,7 @@ def mermaid(s: dict[str, Any]) -> list[str]:
 # --- the report -------------------------------------------------------------------------
 
 
-def render(summary: dict[str, Any], events: Sequence[tuple] | None = None, *,
+def render(summary: Mapping[str, Any], events: Sequence[Event] | None = None, *,
            trend: trends.Trend | None = None, image: str | None = None) -> str:
     s = summary
     lines: list[str] = [title(s), ""]
@@ -118,7 +119,7 @@ def render(summary: dict[str, Any], events: Sequence[tuple] | None = None, *,
     return "\n".join(lines)
 
 
-def _phases(s: dict[str, Any], image: str | None) -> list[str]:
+def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
     budget = budgets.derive(s.get("configuration"))
     at = gantt.instants(s)
     detail = s.get("phase_detail") or {}
@@ -144,7 +145,7 @@ def _phases(s: dict[str, Any], image: str | None) -> list[str]:
             reason = d.get("reason") or (s.get("notes") or {}).get(name) or "not observed"
             shown = f"not observed: {reason}"
         else:
-            shown = _s(d.get("at_s", value), d.get("error_s"))
+            shown = _s(_num(d.get("at_s", value)), _num(d.get("error_s")))
         prev = at.get(b.after) if b.after else 0.0
         took = "—" if value is None or prev is None else f"{value - prev:.3f} s"
         over = budgets.overrun(value, b)
@@ -165,11 +166,15 @@ def _phases(s: dict[str, Any], image: str | None) -> list[str]:
     return lines
 
 
-def _k(s: dict[str, Any]) -> int:
+def _num(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) else None
+
+
+def _k(s: Mapping[str, Any]) -> int:
     return int((s.get("configuration") or {}).get("k_consecutive", 5))
 
 
-def _writes(s: dict[str, Any]) -> list[str]:
+def _writes(s: Mapping[str, Any]) -> list[str]:
     w = s.get("writes") or {}
     wd = s.get("writes_detail") or {}
     repl = s.get("replication") or {}
@@ -210,7 +215,7 @@ def _writes(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _faults(s: dict[str, Any]) -> list[str]:
+def _faults(s: Mapping[str, Any]) -> list[str]:
     lines = ["## Faults", "",
              "*Requested*: the fault started to apply; *in effect*: it was seen in effect. "
              "Seconds after the first fault.", "",
@@ -273,10 +278,10 @@ def _failback(fb: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _events(events: Sequence[tuple]) -> list[str]:
+def _events(events: Sequence[Event]) -> list[str]:
     lines = ["## Sequence of actions", "",
              "| t (s from fault) | Event | Region | Detail |", "|---|---|---|---|"]
-    t0 = next((e[0] for e in events if e[1] == "fault-applied"), 0.0)
+    t0 = next((e.t for e in events if e.kind == "fault-applied"), 0.0)
     for t_, kind, region, detail in events:
         d = json.loads(detail or "{}")
         text = ", ".join(f"{k}={v}" for k, v in sorted(d.items()))
@@ -285,7 +290,7 @@ def _events(events: Sequence[tuple]) -> list[str]:
     return lines
 
 
-def _samplers(s: dict[str, Any]) -> list[str]:
+def _samplers(s: Mapping[str, Any]) -> list[str]:
     lines = ["## Probe statistics", "",
              "Achieved intervals between samples of each stream, and samples that failed "
              "(a failure is data: the target did not answer).", "",
@@ -317,7 +322,7 @@ CONFIG_LABELS = {
 }
 
 
-def _configuration(s: dict[str, Any]) -> list[str]:
+def _configuration(s: Mapping[str, Any]) -> list[str]:
     config = dict(s.get("configuration") or {})
     params = budgets.parameters(config)
     lines = ["## Configuration", "",

@@ -18,13 +18,14 @@ from gameday.measure import metrics, timeline
 from gameday.report import github, markdown, svg
 from gameday.report import summary as summaries
 from gameday.report import trend as trends
+from gameday.report.contract import Summary
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Outputs:
-    summary: dict[str, Any]
+    summary: Summary
     trend: trends.Trend
 
     @property
@@ -32,10 +33,11 @@ class Outputs:
         return self.summary.get("verdict") != "pass"
 
 
-def events_of(run_dir: Path) -> list[tuple]:
+def events_of(run_dir: Path) -> list[timeline.Event]:
     conn = timeline.connect(run_dir)
     try:
-        return conn.execute("SELECT t, kind, region, detail FROM events ORDER BY t").fetchall()
+        return [timeline.Event(*row) for row in conn.execute(
+            f"SELECT {timeline.select_list('events')} FROM events ORDER BY t")]
     finally:
         conn.close()
 
@@ -76,7 +78,7 @@ def _render(run_dir: Path, tl: metrics.Timeline, present: Mapping[int, int] | No
     return Outputs(summary=summary, trend=trend)
 
 
-def write_run_outputs(run_dir: Path, journal: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_run_outputs(run_dir: Path, journal: dict[str, Any] | None = None) -> Summary:
     """Build summary.json from the stored timeline and render report.md beside it."""
     out = regenerate(run_dir)
     if journal is not None:

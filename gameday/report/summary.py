@@ -270,7 +270,7 @@ def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
 def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
     """Each fault with when it started to apply and when it was seen in effect."""
     faults: list[FaultRecord] = []
-    effective = {(e[2], json.loads(e[3] or "{}").get("fault")): e[0]
+    effective = {(e.region, json.loads(e.detail or "{}").get("fault")): e.t
                  for e in tl.events_of("fault-effective")}
     for t, _k, region, detail in tl.events_of("fault-applied"):
         d = json.loads(detail or "{}")
@@ -310,7 +310,8 @@ def _observed_mode(sync_state: str | None) -> str | None:
 
 def _last_detail(tl: metrics.Timeline, kind: str) -> dict[str, Any]:
     found = tl.events_of(kind)
-    return json.loads(found[-1][3] or "{}") if found else {}
+    detail: dict[str, Any] = json.loads(found[-1].detail or "{}") if found else {}
+    return detail
 
 
 def _r(v: float | None, nd: int = 4) -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import sub
 from typing import Any
 from xml.sax.saxutils import escape
@@ -73,7 +73,7 @@ def _segments(samples: Sequence[tuple[float, str]], end: float, *,
     return out
 
 
-def _lane(rows: Sequence[tuple], state: Callable[[tuple], str], origin: float, t0: float,
+def _lane(rows: Sequence[Any], state: Callable[[Any], str], origin: float, t0: float,
           t1: float) -> list[tuple[float, float, str]]:
     """`_segments` of [(r[0] - origin, state(r))] for every row (in time order), but only the
     runs that can be drawn, from t0 to t1: a stream holds tens of thousands of samples an
@@ -83,8 +83,8 @@ def _lane(rows: Sequence[tuple], state: Callable[[tuple], str], origin: float, t
     if not rows:
         return []
     n = len(rows)
-    lo = bisect.bisect_left(rows, t0, key=lambda r: r[0] - origin)
-    hi = bisect.bisect_right(rows, t1, key=lambda r: r[0] - origin)
+    lo = bisect.bisect_left(rows, t0, key=lambda r: r.t - origin)
+    hi = bisect.bisect_right(rows, t1, key=lambda r: r.t - origin)
     first = max(0, lo - 1)  # the sample before the window holds into it
     opening = state(rows[first])
     while first > 0 and state(rows[first - 1]) == opening:
@@ -101,13 +101,13 @@ def _lane(rows: Sequence[tuple], state: Callable[[tuple], str], origin: float, t
     else:
         if last < n - 1:
             picked.append(rows[n - 1])  # the closing run holds on from the stream's last sample
-        if rows[n - 1][0] - origin < t1:  # ... for the median gap, when that ends before t1
-            rel = [r[0] - origin for r in rows]
+        if rows[n - 1].t - origin < t1:  # ... for the median gap, when that ends before t1
+            rel = [r.t - origin for r in rows]
             tail = metrics.percentile(list(map(sub, rel[1:], rel[:-1])), 50) or 0.0
-    return _segments([(r[0] - origin, state(r)) for r in picked], t1, tail=tail)
+    return _segments([(r.t - origin, state(r)) for r in picked], t1, tail=tail)
 
 
-def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
+def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
     meta = tl.meta
     regions = meta.get("regions") or {}
     names = [regions[r]["name"] for r in ("primary", "secondary") if r in regions]
@@ -123,7 +123,7 @@ def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
     times = [t for t in (first, last) if t is not None]
     for stream in (tl.http, tl.dns):
         if stream:
-            times += [min(r[0] for r in stream), max(r[0] for r in stream)]
+            times += [min(r.t for r in stream), max(r.t for r in stream)]
     origin = t_fault if t_fault is not None else (min(times) if times else 0.0)
     rel_times = [t - origin for t in times]
     marks: list[tuple[float, str]] = []
@@ -151,11 +151,12 @@ def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
     for target in http_targets:
         label = "global requests" if target == "global" else f"{target} /healthz"
         lanes.append((label, _lane(tl.stream("http", target),
-                                   lambda r: (r[4] or "?") if r[2] else "fail", origin, t0, t1)))
+                                   lambda r: (r.region or "?") if r.ok else "fail", origin,
+                                   t0, t1)))
     for server in ("authoritative", "resolver"):
         lanes.append((f"DNS {server}", _lane(
             tl.stream("dns", server),
-            lambda r: by_address.get(r[3], "other") if r[2] else "fail", origin, t0, t1)))
+            lambda r: by_address.get(r.answer, "other") if r.ok else "fail", origin, t0, t1)))
 
     n_lanes = len(lanes) + 1  # + canary
     plot_bottom = TOP + n_lanes * (LANE_H + LANE_GAP)
@@ -191,10 +192,10 @@ def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
     while k * step <= t1 + 1e-9:
         tick = k * step
         if tick >= t0 - 1e-9:
-            x = _f(scale.x(tick))
-            axis.append(f'<line x1="{x}" y1="{TOP}" x2="{x}" y2="{plot_bottom + 4}" '
+            tx = _f(scale.x(tick))
+            axis.append(f'<line x1="{tx}" y1="{TOP}" x2="{tx}" y2="{plot_bottom + 4}" '
                         f'stroke="#ddd"/>')
-            axis.append(f'<text x="{x}" y="{plot_bottom + 16}" text-anchor="middle">'
+            axis.append(f'<text x="{tx}" y="{plot_bottom + 16}" text-anchor="middle">'
                         f'{_tick(tick, step)}</text>')
         k += 1
     axis.append(f'<text x="{LEFT + PLOT_W}" y="{plot_bottom + 30}" text-anchor="end">'
@@ -205,22 +206,22 @@ def render(summary: dict[str, Any], tl: metrics.Timeline) -> str:
     markers: list[str] = []
     label_top = plot_bottom + 48
     if t_fault is not None:
-        x = _f(scale.x(0.0))
-        markers.append(f'<line x1="{x}" y1="{TOP - 6}" x2="{x}" y2="{plot_bottom}" '
+        fx = _f(scale.x(0.0))
+        markers.append(f'<line x1="{fx}" y1="{TOP - 6}" x2="{fx}" y2="{plot_bottom}" '
                        f'stroke="{FAIL}" stroke-width="2"/>')
-        markers.append(f'<text x="{x}" y="{TOP - 10}" text-anchor="middle" fill="{FAIL}">'
+        markers.append(f'<text x="{fx}" y="{TOP - 10}" text-anchor="middle" fill="{FAIL}">'
                        f'fault</text>')
     for value, label in sorted(marks):
         x = scale.x(value)
         text = f"{label} {value:.3f} s"
         width = len(text) * CHAR_W
-        row = next((i for i, end in enumerate(rows_end) if x > end + 6), None)
-        if row is None:
+        free = next((i for i, end in enumerate(rows_end) if x > end + 6), None)
+        if free is None:
             rows_end.append(x + width)
-            row = len(rows_end) - 1
+            free = len(rows_end) - 1
         else:
-            rows_end[row] = x + width
-        ly = label_top + row * 15
+            rows_end[free] = x + width
+        ly = label_top + free * 15
         dash = "" if label == "RTO" else ' stroke-dasharray="4 3"'
         markers.append(f'<line x1="{_f(x)}" y1="{TOP}" x2="{_f(x)}" y2="{_f(ly - 10)}" '
                        f'stroke="#222"{dash}/>')

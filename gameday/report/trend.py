@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ DEFAULT_MIN_RUNS = 3
 METRICS = (("rto_s", "RTO"), ("rpo_s", "RPO"))
 
 
-def compact(summary: dict[str, Any]) -> dict[str, Any]:
+def compact(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The history line of one run: what the trend table and the regression rule need."""
     fb = summary.get("failback") or {}
     return {

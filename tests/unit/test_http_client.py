@@ -18,7 +18,7 @@ import dns.rrset
 import pytest
 
 from gameday.labs import descriptor
-from gameday.measure import _http, samplers
+from gameday.measure import _http, samplers, timeline
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Region: region-2\r\n\r\nok"
 BIG_CHUNK = 0x20000  # larger than one read of the client
@@ -318,8 +318,8 @@ class Rows:
     def __init__(self) -> None:
         self.rows: list[tuple[str, tuple[Any, ...]]] = []
 
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.rows.append((timeline.table_of(row), row))
 
 
 class FixedClock:

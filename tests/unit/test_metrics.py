@@ -8,15 +8,17 @@ import pytest
 
 from gameday.measure import metrics
 from gameday.measure.metrics import Timeline
+from gameday.measure.timeline import DnsSample, Event, HttpSample
 
 
 def http_rows(spec: list[tuple[float, bool, str | None]]) -> list[tuple]:
-    return [(t, "global", int(ok), 200 if ok else None, region, None, 0.001, 0.0, None)
+    return [HttpSample(t, "global", int(ok), 200 if ok else None, region, None, 0.001, 0.0, None)
             for t, ok, region in spec]
 
 
 def timeline(**kw) -> Timeline:
-    base = {"events": [(10.0, "fault-applied", "region-1", json.dumps({"fault": "scale-to-zero"}))],
+    base = {"events": [Event(10.0, "fault-applied", "region-1",
+                             json.dumps({"fault": "scale-to-zero"}))],
             "dns": [], "http": [], "canary": [], "replication": []}
     base.update(kw)
     return Timeline(**base)
@@ -51,7 +53,7 @@ def test_downtime_sums_the_gaps_after_failing_samples() -> None:
 
 
 def test_dns_flip_is_the_first_answer_that_stays() -> None:
-    rows = [(t, "resolver", 1, a, "NOERROR", 1, 0.001, 0.0, None) for t, a in [
+    rows = [DnsSample(t, "resolver", 1, a, "NOERROR", 1, 0.001, 0.0, None) for t, a in [
         (9.9, "198.18.0.11"), (10.5, "198.18.0.12"), (10.6, "198.18.0.11"),
         (10.7, "198.18.0.12"), (10.8, "198.18.0.12")]]
     tl = timeline(dns=rows)
@@ -61,7 +63,8 @@ def test_dns_flip_is_the_first_answer_that_stays() -> None:
 
 
 def test_phase_not_observed_is_none_with_reason() -> None:
-    tl = timeline(dns=[(10.5, "authoritative", 1, "198.18.0.11", "NOERROR", 1, 0, 0, None)])
+    tl = timeline(dns=[DnsSample(10.5, "authoritative", 1, "198.18.0.11", "NOERROR", 1, 0, 0,
+                                 None)])
     flip = metrics.dns_flip(tl, 10.0, "authoritative", "198.18.0.12")
     assert flip.at_s is None and "never settled" in flip.reason
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pytest
 
 from gameday.measure import metrics
+from gameday.measure.timeline import HttpSample
 from gameday.report import svg
 
 R1, R2 = "198.18.0.11", "198.18.0.12"
@@ -180,13 +181,14 @@ def test_svg_lane_draws_the_same_runs_as_the_whole_stream(seed: int) -> None:
     for _ in range(rng.choice((0, 1, 2, 40, 400))):
         t += rng.choice((0.05, 0.05, 0.051, rng.uniform(0, 0.2)))
         ok = rng.random() < 0.9
-        rows.append((t, "global", int(ok), None, rng.choice(("region-1", "region-1", "region-2"))
-                     if ok else None, None, None, None, None))
+        rows.append(HttpSample(t, "global", int(ok), None,
+                               rng.choice(("region-1", "region-1", "region-2")) if ok else None,
+                               None, None, None, None))
     origin = rng.uniform(-10, 10)
     t0 = rng.uniform(-60, 20)
     t1 = t0 + rng.choice((0.01, 1.0, 10.0, 100.0))
-    state = lambda r: (r[4] or "?") if r[2] else "fail"  # noqa: E731
-    whole = svg._segments([(r[0] - origin, state(r)) for r in rows], t1)
+    state = lambda r: (r.region or "?") if r.ok else "fail"  # noqa: E731
+    whole = svg._segments([(r.t - origin, state(r)) for r in rows], t1)
     drawn = [s for s in whole if not (s[1] < t0 or s[0] > t1)]
     assert [s for s in svg._lane(rows, state, origin, t0, t1)
             if not (s[1] < t0 or s[0] > t1)] == drawn

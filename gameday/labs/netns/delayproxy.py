@@ -50,7 +50,8 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
             await sender
 
 
-async def _handle(client_r, client_w, target: tuple[str, int], delay: float) -> None:
+async def _handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
+                  target: tuple[str, int], delay: float) -> None:
     try:
         server_r, server_w = await asyncio.wait_for(asyncio.open_connection(*target), 5)
     except (TimeoutError, OSError):

@@ -20,6 +20,7 @@ import socket
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,12 @@ def is_up(state: Path) -> bool:
 # --- up ---------------------------------------------------------------------------------
 
 
-def up(options: LabOptions = LabOptions(), *, progress=lambda msg: None) -> Path:  # noqa: B008
+def _quiet(msg: str) -> None:
+    """The default progress callback: say nothing."""
+
+
+def up(options: LabOptions = LabOptions(), *,  # noqa: B008
+       progress: Callable[[str], None] = _quiet) -> Path:
     """Bring the lab up and return the descriptor's path. On any failure, tear down what
     was built, so nothing half-done is left behind."""
     options.check()
@@ -369,16 +375,22 @@ def _wait_port_in(netns: str, port: int, timeout: float, what: str) -> None:
 
 def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
     """The standby must really stream (pg_stat_wal_receiver), not just accept connections."""
-    def streaming() -> bool | str:
-        with _connect(topo.address(standby), password) as conn:
-            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
-        status = str(row[0]) if row else "no wal receiver"
-        return status == "streaming" or status
+    status = "not asked yet"
 
-    poll_until(streaming, timeout_s=timeout, interval_s=0.1, retry_on=(psycopg.Error,),
-               interruptible=False,
-               error=lambda last: LabError(f"the standby in {standby} is not streaming after "
-                                           f"{timeout:.0f} s ({_cause(last)})"))
+    def streaming() -> bool:
+        nonlocal status
+        try:
+            with _connect(topo.address(standby), password) as conn:
+                row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+        except psycopg.Error as exc:
+            status = _cause(exc)
+            return False
+        status = str(row[0]) if row else "no wal receiver"
+        return status == "streaming"
+
+    poll_until(streaming, timeout_s=timeout, interval_s=0.1, interruptible=False,
+               error=lambda _: LabError(f"the standby in {standby} is not streaming after "
+                                        f"{timeout:.0f} s ({status})"))
 
 
 def start_storefront(state: Path, region: str, password: str) -> None:
@@ -480,17 +492,19 @@ def _warm_up(state: Path, timeout: float = 20.0) -> None:
             r = dns.query.udp(q, server, timeout=0.5)
             return [rr.address for rrset in r.answer for rr in rrset] == [want]
 
+        def silent(_: object, server: str = server) -> LabError:
+            return LabError(f"DNS at {server} did not answer {topo.GLOBAL_NAME} = {want} "
+                            f"within {timeout:.0f} s (see {state}/logs/pdns.log)")
+
         poll_until(answers, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
                    retry_on=(OSError, dns.exception.DNSException), interruptible=False,
-                   error=lambda _, server=server: LabError(
-                       f"DNS at {server} did not answer {topo.GLOBAL_NAME} = {want} within "
-                       f"{timeout:.0f} s (see {state}/logs/pdns.log)"))
+                   error=silent)
 
 
 # --- down -------------------------------------------------------------------------------
 
 
-def down(*, progress=lambda msg: None) -> list[str]:
+def down(*, progress: Callable[[str], None] = _quiet) -> list[str]:
     """Remove everything the lab made. Safe to run twice and after a failed `up`."""
     state = state_dir()
     removed: list[str] = []
@@ -502,12 +516,12 @@ def down(*, progress=lambda msg: None) -> list[str]:
         if procs.stop(name, sig=sig):
             removed.append(f"process {name}")
     nft = shutil.which("nft")
-    for ns in existing_namespaces():
+    for name in existing_namespaces():
         if nft:
-            run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=ns, check=False)
-        _kill_leftovers_in(ns)
-        run(["ip", "netns", "delete", ns], check=False)
-        removed.append(f"namespace {ns}")
+            run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=name, check=False)
+        _kill_leftovers_in(name)
+        run(["ip", "netns", "delete", name], check=False)
+        removed.append(f"namespace {name}")
     for ns in topo.NAMESPACES:
         if _link_exists(ns.veth):
             run(["ip", "link", "delete", ns.veth], check=False)

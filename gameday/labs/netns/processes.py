@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gameday.errors import LabError
 
@@ -90,9 +91,10 @@ class Processes:
         _children.append(proc)
         return proc.pid
 
-    def _record(self, name: str) -> dict | None:
+    def _record(self, name: str) -> dict[str, Any] | None:
         try:
-            return json.loads((self.pid_dir / f"{name}.json").read_text())
+            record: dict[str, Any] = json.loads((self.pid_dir / f"{name}.json").read_text())
+            return record
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
@@ -149,7 +151,7 @@ class Processes:
         return False
 
 
-_children: list[subprocess.Popen] = []
+_children: list[subprocess.Popen[bytes]] = []
 
 
 def _reap() -> None:

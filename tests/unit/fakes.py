@@ -1,0 +1,181 @@
+"""Fakes at the seams, for unit tests of the actions, probes, control and recovery without
+root or a lab: a lab driver registered under the name `fake`, and the SQL side of recovery
+(`gameday.recovery.Databases`). Both keep what happened in plain lists a test can assert.
+
+These stand in for what only a real lab can do (nftables, processes, PostgreSQL). The same
+code paths run against the real netns lab in tests/integration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gameday import postgres
+from gameday.labs import driver as drivers
+from gameday.labs.descriptor import Lab, Region
+
+
+@dataclasses.dataclass
+class World:
+    """What the fake driver changed, shared by every FakeDriver of one lab file."""
+
+    calls: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
+    active: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    effective_after: int = 0  # is_effective says False this many times first
+    never_effective: bool = False
+    fail_inject: str | None = None  # a fault whose inject raises
+    databases_down: set[str] = dataclasses.field(default_factory=set)
+
+
+WORLDS: dict[str, World] = {}
+
+
+def world(lab_path: str | Path) -> World:
+    return WORLDS.setdefault(str(Path(lab_path).absolute()), World())
+
+
+class FakeDriver:
+    """The Driver + DatabaseOps protocols over a World; cordon is not applicable, like the
+    netns lab, so the not-applicable path is exercised too."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.world = world(lab.path)
+
+    @classmethod
+    def for_lab(cls, lab: Lab, configuration: Mapping[str, Any] | None = None) -> FakeDriver:
+        return cls(lab)
+
+    def plan(self, fault: str, region: Region) -> dict[str, Any]:
+        if fault == "cordon":
+            return {"applicable": False, "reason": "the fake lab has no nodes"}
+        return {"applicable": True, "region": region.name, "fault": fault}
+
+    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+        self.world.calls.append(("inject", fault, region.name))
+        if self.world.fail_inject == fault:
+            from gameday.errors import TargetError
+
+            raise TargetError(f"{fault} refused by the fake lab")
+        self.world.active.add((region.name, fault))
+
+    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
+        if self.world.never_effective:
+            return False
+        if self.world.effective_after > 0:
+            self.world.effective_after -= 1
+            return False
+        return (region.name, fault) in self.world.active
+
+    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+        self.world.calls.append(("revert", fault, region.name))
+        self.world.active.discard((region.name, fault))
+
+    def stop_database(self, region: Region) -> None:
+        self.world.calls.append(("stop_database", region.name))
+        self.world.databases_down.add(region.name)
+
+    def resync_database(self, region: Region, source: Region) -> str:
+        self.world.calls.append(("resync_database", region.name, source.name))
+        return "rewind"
+
+    def start_standby(self, region: Region, upstream: Region) -> None:
+        self.world.calls.append(("start_standby", region.name, upstream.name))
+        self.world.databases_down.discard(region.name)
+
+    def start_database(self, region: Region) -> bool:
+        if region.name not in self.world.databases_down:
+            return False
+        self.world.calls.append(("start_database", region.name))
+        self.world.databases_down.discard(region.name)
+        return True
+
+
+drivers.register("fake", "tests.unit.fakes:FakeDriver.for_lab")
+
+
+class FakeDatabases:
+    """recovery.Databases over a dict of roles: region -> "primary", "read-only",
+    "standby" or None (down). Promotion turns a standby into a primary."""
+
+    def __init__(self, roles: dict[str, postgres.Role | None], *,
+                 driver_world: World | None = None) -> None:
+        self.roles = roles
+        self.calls: list[tuple[str, ...]] = []
+        self.driver_world = driver_world
+
+    def _sync_with_driver(self) -> None:
+        # a database the fake driver started comes back as a standby (fenced or following)
+        if self.driver_world is not None:
+            for name, role in self.roles.items():
+                if role is None and name not in self.driver_world.databases_down:
+                    self.roles[name] = "standby"
+
+    def snapshot(self) -> dict[str, postgres.Role | None]:
+        """The roles now, as the databases would answer."""
+        self._sync_with_driver()
+        return dict(self.roles)
+
+    def role(self, lab: Lab, region: Region) -> postgres.Role | None:
+        self._sync_with_driver()
+        return self.roles[region.name]
+
+    def is_writable(self, lab: Lab, region: Region) -> bool | None:
+        role = self.role(lab, region)
+        return None if role is None else role == "primary"
+
+    def wait_replayed(self, lab: Lab, standby: Region, primary: Region, timeout_s: float,
+                      what: str, *, interruptible: bool = True) -> float:
+        self.calls.append(("wait_replayed", standby.name, primary.name))
+        return 0.0
+
+    def restore_replication_mode(self, lab: Lab, primary: Region) -> None:
+        self.calls.append(("restore_replication_mode", primary.name))
+
+    def make_writable_again(self, lab: Lab, region: Region) -> bool:
+        if self.roles[region.name] != "read-only":
+            return False
+        self.calls.append(("make_writable_again", region.name))
+        self.roles[region.name] = "primary"
+        return True
+
+    def promote(self, lab: Lab, target: Region, timeout_s: float, *, clock: Any,
+                on_requested: Any = None) -> postgres.Promotion:
+        self.calls.append(("promote", target.name))
+        assert self.roles[target.name] == "standby"
+        self.roles[target.name] = "primary"
+        return postgres.Promotion(region=target.name, requested=0.0, writable=0.03,
+                                  error_s=0.005, timeline=2, writable_utc="")
+
+
+def descriptor_dict(*, storefront: tuple[str, str] = ("http://127.0.0.1:9", "http://127.0.0.1:9"),
+                    dns_port: int = 9) -> dict[str, Any]:
+    """A valid descriptor of a `fake` lab on loopback (nothing listens on port 9)."""
+    return {
+        "schema": "gameday.lab/v1",
+        "lab": "fake",
+        "regions": [
+            {"name": "region-1", "role": "primary", "driver": "fake",
+             "address": "198.18.0.11", "storefront_url": storefront[0], "db_host": "127.0.0.1",
+             "db_port": 9},
+            {"name": "region-2", "role": "secondary", "driver": "fake",
+             "address": "198.18.0.12", "storefront_url": storefront[1], "db_host": "127.0.0.1",
+             "db_port": 9},
+        ],
+        "dns": {"name": "shop.gameday.test",
+                "authoritative": {"address": "127.0.0.1", "port": dns_port},
+                "resolver": {"address": "127.0.0.1", "port": dns_port}},
+        "database": {"name": "storefront", "user": "gameday", "password": "not-used",
+                     "port": 9, "replication": "sync"},
+    }
+
+
+def write_lab(tmp_path: Path, **kw: Any) -> Path:
+    path = tmp_path / "lab.json"
+    path.write_text(json.dumps(descriptor_dict(**kw)))
+    WORLDS.pop(str(path.absolute()), None)
+    return path

@@ -1,0 +1,168 @@
+"""Probes against real local servers (HTTP, a small DNS responder on loopback) and the
+control's decisions, on the fake lab (tests/unit/fakes.py): no root, no lab."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dns.message
+import dns.rrset
+import pytest
+from chaoslib.exceptions import ActivityFailed, InterruptExecution
+
+from gameday import control
+from gameday.probes import health
+from tests.unit import fakes
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = b"ok" if self.status == 200 else b"database not writable"
+        self.send_response(self.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def storefronts() -> Iterator[tuple[str, str, type[_Health], type[_Health]]]:
+    """Two storefronts on loopback: region-1 healthy, region-2 answering 503."""
+    handlers = [type("Up", (_Health,), {"status": 200}), type("Down", (_Health,), {"status": 503})]
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), h) for h in handlers]
+    for s in servers:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield (*(f"http://127.0.0.1:{s.server_address[1]}" for s in servers), *handlers)  # type: ignore[misc]
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.fixture
+def dns_server() -> Iterator[tuple[int, list[str]]]:
+    """A UDP responder for the global name; the test sets what it answers."""
+    answer = ["198.18.0.11"]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            reply.answer.append(dns.rrset.from_text_list(
+                query.question[0].name, 1, "IN", "A", answer))
+            sock.sendto(reply.to_wire(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], answer
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def test_region_health_follows_the_storefront(tmp_path: Path, storefronts) -> None:
+    up, down, _, _ = storefronts
+    cfg = {"lab_file": str(fakes.write_lab(tmp_path, storefront=(up, down)))}
+    assert health.region_is_healthy("region-1", configuration=cfg) is True
+    assert health.region_is_healthy("region-2", configuration=cfg) is False
+
+
+def test_dns_probe_compares_the_answer_with_the_region(tmp_path: Path, dns_server) -> None:
+    port, answer = dns_server
+    cfg = {"lab_file": str(fakes.write_lab(tmp_path, dns_port=port))}
+    assert health.dns_answers_region("region-1", "resolver", configuration=cfg) is True
+    answer[:] = ["198.18.0.12"]
+    assert health.dns_answers_region("region-1", "authoritative", configuration=cfg) is False
+    assert health.dns_answers_region("region-2", "authoritative", configuration=cfg) is True
+    with pytest.raises(ActivityFailed, match="server must be 'authoritative' or 'resolver'"):
+        health.dns_answers_region("region-2", "google", configuration=cfg)
+
+
+def test_an_unanswering_dns_server_is_a_failed_probe_with_the_reason(tmp_path: Path) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # bound, never answers
+    try:
+        cfg = {"lab_file": str(fakes.write_lab(tmp_path, dns_port=silent.getsockname()[1]))}
+        with pytest.raises(ActivityFailed, match="does not answer .*is the lab up"):
+            health.dns_answers_region("region-1", "resolver", configuration=cfg)
+    finally:
+        silent.close()
+
+
+def test_an_unreachable_standby_is_named(tmp_path: Path) -> None:
+    cfg = {"lab_file": str(fakes.write_lab(tmp_path))}
+    with pytest.raises(ActivityFailed, match="cannot reach the database of region-2"):
+        health.standby_is_streaming("region-2", configuration=cfg)
+
+
+# --- the control ----------------------------------------------------------------------------
+
+
+def test_a_failed_action_of_the_method_interrupts_the_drill() -> None:
+    control._phase["name"] = "method"
+    try:
+        state = {"status": "failed", "exception": ["Traceback...\n",
+                                                  "ActivityFailed: promote failed: boom\n"]}
+        with pytest.raises(InterruptExecution, match="promote-db failed, stopping the drill: "
+                                                     "promote failed: boom"):
+            control.after_activity_control({"type": "action", "name": "promote-db"}, state)
+        # a probe that fails is a deviation, not an interruption
+        control.after_activity_control({"type": "probe", "name": "rto"}, state)
+    finally:
+        control._phase["name"] = "before"
+
+
+def test_outside_the_method_failures_do_not_interrupt() -> None:
+    control._phase["name"] = "after"
+    control.after_activity_control({"type": "action", "name": "rollback"},
+                                   {"status": "failed", "exception": ["x"]})
+
+
+def test_an_unreachable_database_stops_the_run_before_anything(tmp_path: Path) -> None:
+    cfg = {"lab_file": str(fakes.write_lab(tmp_path)), "reports_dir": str(tmp_path / "r")}
+    with pytest.raises(InterruptExecution, match="cannot reach the writable database") as err:
+        control.before_experiment_control({"title": "t"}, configuration=cfg)
+    assert "\n" not in str(err.value)
+    assert "not-used" not in str(err.value)  # the password never reaches a message
+    assert fakes.world(cfg["lab_file"]).calls == []
+
+
+def test_failback_without_a_game_day_is_refused_first(tmp_path: Path) -> None:
+    cfg = {"lab_file": str(fakes.write_lab(tmp_path)), "drill": "failback",
+           "reports_dir": str(tmp_path / "r")}
+    with pytest.raises(InterruptExecution, match="no game day ran"):
+        control.before_experiment_control({"title": "t"}, configuration=cfg)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_bad_target_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    cfg = {"lab_file": str(fakes.write_lab(tmp_path)), "rto_target_s": "soon"}
+    with pytest.raises(InterruptExecution, match="'rto_target_s' must be a number"):
+        control.before_experiment_control({"title": "t"}, configuration=cfg)
+
+
+def test_an_unknown_driver_is_refused_when_the_descriptor_loads(tmp_path: Path) -> None:
+    import json
+
+    lab = fakes.descriptor_dict()
+    lab["regions"][1]["driver"] = "docker"
+    path = tmp_path / "lab.json"
+    path.write_text(json.dumps(lab))
+    with pytest.raises(InterruptExecution, match="field 'regions/1/driver': unknown driver "
+                                                 "'docker': choose from"):
+        control.before_experiment_control({"title": "t"}, configuration={"lab_file": str(path)})
