@@ -95,6 +95,25 @@ def report(run_dir: Path, history: Path | None, regression_factor: float | None,
         sys.exit(1)
 
 
+@main.command("experiments")
+@click.option("--path", "name", metavar="NAME", default=None,
+              help="Print only the path of experiment NAME (e.g. game-day), for `chaos run`.")
+def experiments_cmd(name: str | None) -> None:
+    """Where the shipped experiments are: `chaos run $(gameday experiments --path game-day)`
+    works from any directory once gameday is installed."""
+    from gameday import experiments
+
+    try:
+        if name is not None:
+            click.echo(str(experiments.path(name)))
+            return
+        click.echo(str(experiments.directory()))
+        for item in experiments.shipped():
+            click.echo(f"  {item.name:<28} {item.title}")
+    except GamedayError as exc:
+        raise _fail(exc) from None
+
+
 @main.command("recover")
 @click.option("--lab-file", default=None, help="Lab descriptor (default: $GAMEDAY_LAB or .gameday/lab.json).")
 def recover_cmd(lab_file: str | None) -> None:

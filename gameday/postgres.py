@@ -33,7 +33,7 @@ WRITABLE_SQL = ("SELECT NOT pg_is_in_recovery() AND "
 ROLE_SQL = "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')"
 RECEIVER_SQL = "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)"
 # What the replication sampler reads each interval: lag as the standby sees it (replay
-# timestamp) and the primary's view of its standbys (DESIGN: replication sampler).
+# timestamp) and the primary's view of its standbys (docs/design.md, Samplers).
 REPLICATION_SQL = """
 SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery()

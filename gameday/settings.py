@@ -1,4 +1,4 @@
-"""The experiment's configuration, parsed once into a typed object (STYLE rule 6).
+"""The experiment's configuration, parsed once into a typed object (CONTRIBUTING.md, convention 6).
 
 Chaos Toolkit hands every activity the raw `configuration` dict; key names, defaults and
 coercion live here and nowhere else, and a bad value is a ConfigError naming the key.

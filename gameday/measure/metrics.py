@@ -1,4 +1,4 @@
-"""RTO phases, RTO, downtime and write accounting from a stored timeline (DESIGN section 4).
+"""RTO phases, RTO, downtime and write accounting from a stored timeline (docs/design.md, Measurement).
 
 Pure functions over plain rows, so they are tested on hand-made timelines with known
 answers. Every instant comes from the sample that shows it, with an error bar equal to the

@@ -5,7 +5,7 @@ Why one registry: the summary measures the phases, the report tabulates them, th
 chart and the SVG draw them, the budget derives their deadlines and the live view says
 which one the drill is waiting for. Six lists of the same names drifted apart; these
 records are what all six read, in chain order. A phase is an instant after `t_fault`
-(DESIGN: measurement definitions, docs/design.md).
+(docs/design.md, Measurement).
 
 Budget formula: `deadline(phase) = deadline(after) + allowance(parameters)`, with the
 parameters from the run's configuration (see gameday.report.budget for their defaults).

@@ -1,4 +1,4 @@
-"""The readiness gate before the first fault (DESIGN section 5, step 1).
+"""The readiness gate before the first fault (docs/design.md, Failover and failback protocol).
 
 Each check names what is wrong, so the one-line error tells the SRE what to fix before
 trying again. Bounds on TTL and health interval keep the RTO target reachable at all.

@@ -1,4 +1,4 @@
-"""Steady-state probes: what must hold before a fault is injected (DESIGN section 5)."""
+"""Steady-state probes: what must hold before a fault is injected (docs/design.md, Failover and failback protocol)."""
 
 import time
 from typing import Any, Dict, Optional

@@ -1,4 +1,4 @@
-"""Build summary.json (DESIGN section 4) from a stored run, with no lab needed.
+"""Build summary.json (docs/design.md, The summary) from a stored run, with no lab needed.
 
 Reading the new primary's canary table is the only step that needs the lab; it is stored
 in the timeline (`final_rows`) by `snapshot_rows`, so a report can be regenerated later
@@ -288,7 +288,7 @@ def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
 
 
 def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, Any]) -> Failback:
-    """The `failback` block of summary.json (DESIGN section 4), from a failback run."""
+    """The `failback` block of summary.json (docs/design.md, The summary), from a failback run."""
     return {
         "rto_s": s["rto_s"], "rto_error_s": s["rto_error_s"],
         "write_rto_s": s["write_rto_s"], "downtime_s": s["downtime_s"],

@@ -3,7 +3,7 @@ re-clone, and start as a standby of a given upstream.
 
 Every node keeps its own settings in `gameday-node.conf` (cluster name, primary_conninfo,
 synchronous standby), which pg_rewind and pg_basebackup overwrite with the source's copy:
-they are re-applied after each (DESIGN section 8). Settings that the drill sets with ALTER
+they are re-applied after each (docs/design.md, PostgreSQL facts). Settings that the drill sets with ALTER
 SYSTEM on a primary (synchronous_standby_names, default_transaction_read_only) are removed
 from postgresql.auto.conf before a node starts as a standby, so they cannot follow it into
 its next promotion.

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from importlib import resources
+
 import psycopg
+
+import gameday
 
 from gameday.errors import ConfigError, LabError
 from gameday.labs import descriptor
@@ -327,7 +331,7 @@ def _databases(state: Path, options: LabOptions, password: str) -> None:
     wait_accepting(topo.address("region-1"), password, 30, "PostgreSQL in region-1")
     with _connect(topo.address("region-1"), password, "postgres") as conn:
         conn.execute(f"CREATE DATABASE {topo.DB_NAME}")
-    schema = (Path(__file__).parent.parent / "storefront.sql").read_text()
+    schema = resources.files("gameday.labs").joinpath("storefront.sql").read_text()
     with _connect(topo.address("region-1"), password) as conn:
         conn.execute(schema)
     # the delayed cross-region paths: each region reaches the other's database through a
@@ -406,7 +410,9 @@ def start_storefront(state: Path, region: str, password: str) -> None:
 
 
 def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[3])
+    """The directory that holds the `gameday` package, for the lab's Python processes
+    (storefronts, delay proxies): a source checkout or an installed site-packages alike."""
+    return str(Path(gameday.__file__).resolve().parent.parent)
 
 
 def _storefronts(state: Path, password: str) -> None:

@@ -1,4 +1,4 @@
-"""Fixed names and addresses of the netns lab (DESIGN section 6).
+"""Fixed names and addresses of the netns lab (docs/design.md, The netns lab).
 
 Addresses come from 198.18.0.0/15, the benchmarking range, so nothing the lab sends can
 reach a real network; namespaces get no default route.
