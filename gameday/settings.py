@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,21 @@ class Targets:
     max_lost_writes: int = 0
 
 
+PROMOTION_STRATEGIES = ("runner", "command", "none")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Promotion:
+    """Who promotes the standby: gameday by SQL (`runner`), a user-given command such as
+    `patronictl failover` or a cloud CLI (`command`), or the system itself (`none`: an HA
+    manager). In every case the promoted instant is observed by the recorder, not taken
+    from whoever promoted."""
+
+    strategy: str = "runner"
+    command: tuple[str, ...] = ()
+    timeout_s: float = 60.0
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GamedaySettings:
     lab_file: Path
@@ -32,6 +48,7 @@ class GamedaySettings:
     max_lag_s: float = 5.0
     k_consecutive: int = 5
     rates: Rates = dataclasses.field(default_factory=Rates)
+    promotion: Promotion = dataclasses.field(default_factory=Promotion)
 
     @classmethod
     def from_chaos(cls, configuration: dict[str, Any] | None = None,
@@ -57,10 +74,33 @@ class GamedaySettings:
                 replication_s=_number(c, "replication_interval_s", 0.25, minimum=0.01),
                 canary_writers=int(_number(c, "canary_writers", 4, integer=True, minimum=1)),
             ),
+            promotion=_promotion(c),
         )
 
     def load_lab(self) -> descriptor.Lab:
         return descriptor.load(self.lab_file)
+
+
+def _promotion(c: dict[str, Any]) -> Promotion:
+    strategy = str(c.get("promotion") or "runner")
+    if strategy not in PROMOTION_STRATEGIES:
+        raise ConfigError(f"configuration 'promotion' must be one of "
+                          f"{', '.join(PROMOTION_STRATEGIES)}, got {strategy!r}: runner promotes "
+                          "by SQL, command runs 'promotion_command', none lets the system do it")
+    raw = c.get("promotion_command") or ()
+    if isinstance(raw, str):
+        command = tuple(shlex.split(raw))
+    elif isinstance(raw, list | tuple) and all(isinstance(a, str | int | float) for a in raw):
+        command = tuple(str(a) for a in raw)
+    else:
+        raise ConfigError("configuration 'promotion_command' must be a command line or a list "
+                          f"of arguments, got {raw!r}")
+    if strategy == "command" and not command:
+        raise ConfigError("configuration 'promotion' is 'command' but 'promotion_command' is "
+                          "empty: set it to the command that promotes (e.g. "
+                          "[\"patronictl\", \"failover\", ...]) or use promotion 'runner'")
+    return Promotion(strategy=strategy, command=command,
+                     timeout_s=_number(c, "promotion_timeout_s", 60.0, minimum=0.1))
 
 
 def _number(c: dict[str, Any], key: str, default: float, *, integer: bool = False,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Dict, Optional
 
 from gameday import interrupt, postgres, recovery
+from gameday.actions import _runbook
 from gameday.actions._common import context, rollback, step
 from gameday.errors import LabError, TargetError
 from gameday.labs import drill
@@ -19,6 +20,7 @@ from gameday.labs.descriptor import Lab, Region
 from gameday.labs.driver import for_region
 from gameday.measure import run as runs
 from gameday.poll import poll_until
+from gameday.settings import GamedaySettings
 
 __all__ = ["promote", "count_split_brain", "resync", "switchover", "ensure_writable_primary",
            "cut_replication"]
@@ -46,34 +48,77 @@ def _promote(lab: Lab, target: Region, timeout_s: float) -> Dict[str, Any]:
             "took_s": p.took_s, "timeline": p.timeline, "writable_utc": p.writable_utc}
 
 
+def _run_promotion_command(lab: Lab, settings: GamedaySettings, target: Region,
+                           what: str) -> Dict[str, Any]:
+    """The operator's command, its output in the timeline whether it worked or not."""
+    run = runs.current()
+    if run:
+        run.event("promote-requested", target.name, strategy="command")
+    env = dict(lab.ha.command_env) if lab.ha else {}
+    ran = _runbook.run(settings.promotion.command, timeout_s=settings.promotion.timeout_s,
+                       env=env)
+    if run:
+        run.event("promotion-command", target.name, argv=list(ran.argv),
+                  returncode=ran.returncode, took_s=ran.took_s, output=ran.output)
+    _runbook.check(ran, timeout_s=settings.promotion.timeout_s, what=what)
+    return {"argv": list(ran.argv), "returncode": ran.returncode, "took_s": ran.took_s}
+
+
+def _await_writable(lab: Lab, target: Region, timeout_s: float, who: str) -> float:
+    """Until `target` answers as a writable primary; the instant the runner saw it (the
+    recorder's samplers see it independently, and theirs is the measured one)."""
+    run = runs.current()
+    clock = run.now if run else time.monotonic
+    poll_until(lambda: postgres.is_writable(lab, target) is True, timeout_s=timeout_s,
+               interval_s=0.02,
+               error=lambda _: TargetError(f"{target.name} did not become a writable primary "
+                                           f"within {timeout_s:g} s ({who})"))
+    return clock()
+
+
 @step
 def promote(region: str = "region-2", timeout_s: float = 30.0,
             configuration: Optional[Dict[str, Any]] = None,
             secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Promote the standby database of `region` and wait until it accepts a write. Its
-    synchronous standby list is cleared, since its old primary is gone: otherwise every
-    commit on the new primary would wait for a standby that does not exist."""
-    _, lab = context(configuration, secrets)
+    """Have the standby database of `region` promoted, as configuration `promotion` says,
+    and wait until it accepts writes: `runner` promotes it by SQL (its synchronous standby
+    list is cleared, since its old primary is gone), `command` runs `promotion_command`
+    (e.g. patronictl failover, a cloud CLI; bounded by `promotion_timeout_s`), `none` waits
+    for the system to promote by itself. The promoted instant of the report is the first
+    writable answer the recorder sees, in every mode."""
+    settings, lab = context(configuration, secrets)
     target = lab.region(region)
-    for other in lab.regions:
-        if other.name != region and postgres.is_writable(lab, other) is True:
-            raise LabError(f"{other.name} still accepts writes: promoting {region} now would "
-                           "make two writable primaries (did the outage not take it down?)")
+    strategy = settings.promotion.strategy
+    if strategy != "none":
+        for other in lab.regions:
+            if other.name != region and postgres.is_writable(lab, other) is True:
+                raise LabError(f"{other.name} still accepts writes: promoting {region} now "
+                               "would make two writable primaries (did the outage not take "
+                               "it down?)")
     run = runs.current()
     state = {
         "promoted": region,
         "old_primary": next(r.name for r in lab.regions if r.name != region),
         "promoted_at_utc": datetime.now(UTC).isoformat(),
         "timeline": None,
+        "strategy": strategy,
         "game_day_run": str(run.dir) if run else None,
     }
     # written before the promotion is requested: a run interrupted half-way must still
     # leave failback (and `gameday recover`) the record that a promotion may have happened
     drill.write(lab.path, state)
-    result = _promote(lab, target, timeout_s)
-    drill.write(lab.path, {**state, "promoted_at_utc": result["writable_utc"],
-                           "timeline": result["timeline"]})
-    return result
+    if strategy == "runner":
+        result = _promote(lab, target, timeout_s)
+        drill.write(lab.path, {**state, "promoted_at_utc": result["writable_utc"],
+                               "timeline": result["timeline"]})
+        return {**result, "strategy": strategy}
+    ran = None
+    if strategy == "command":
+        ran = _run_promotion_command(lab, settings, target, "the promotion command")
+    seen = _await_writable(lab, target, max(timeout_s, settings.promotion.timeout_s),
+                           "promotion " + strategy)
+    drill.write(lab.path, {**state, "promoted_at_utc": datetime.now(UTC).isoformat()})
+    return {"region": region, "strategy": strategy, "command": ran, "writable_seen": seen}
 
 
 @step
@@ -150,16 +195,18 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     clients are disconnected and may not write again), wait until `to` has replayed all of
     it, stop it (its shutdown checkpoint reaches the standby), promote `to`, and restart the
     old primary as a standby of `to`."""
-    _, lab = context(configuration, secrets)
+    settings, lab = context(configuration, secrets)
     target = lab.region(to)
     current = next(r for r in lab.regions if r.name != to)
     if postgres.is_writable(lab, current) is not True:
         raise LabError(f"{current.name} is not the writable primary: no switchover to do")
     if postgres.is_writable(lab, target) is not False:
         raise LabError(f"{to} is not a standby: resync it first")
-    driver = for_region(lab, current, configuration)
     run = runs.current()
     t_start = run.event("fault-applied", current.name, fault="switchover") if run else 0.0
+    if settings.promotion.strategy != "runner":
+        return _switchover_by_others(lab, settings, target, current, timeout_s, t_start)
+    driver = for_region(lab, current, configuration)
     progress = {**(drill.read(lab.path) or {}), "switchover": {"to": to, "from": current.name}}
 
     def stage(name: str) -> None:
@@ -187,6 +234,31 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
                               "promotion_s": round(promoted["took_s"], 4), "t_start": t_start}
     if run:
         run.event("switched-over", to, **{k: v for k, v in result.items() if k != "t_start"})
+    return result
+
+
+def _switchover_by_others(lab: Lab, settings: GamedaySettings, target: Region,
+                          current: Region, timeout_s: float, t_start: float) -> Dict[str, Any]:
+    """The switchover as the system does it (an HA manager's switchover command, or on its
+    own): gameday runs the command, then waits until `target` is the writable primary and
+    the old primary streams from it again, so that the drill measures the whole of it."""
+    run = runs.current()
+    ran = None
+    if settings.promotion.strategy == "command":
+        ran = _run_promotion_command(lab, settings, target, "the switchover command")
+    bound = max(timeout_s, settings.promotion.timeout_s)
+    _await_writable(lab, target, bound, "switchover " + settings.promotion.strategy)
+    poll_until(lambda: postgres.streams_from(lab, target, current), timeout_s=bound,
+               interval_s=0.1,
+               error=lambda _: TargetError(f"{current.name} does not stream from {target.name} "
+                                           f"{bound:g} s after the switchover"))
+    drill.clear(lab.path)
+    result: Dict[str, Any] = {"to": target.name, "from_region": current.name,
+                              "strategy": settings.promotion.strategy, "command": ran,
+                              "t_start": t_start}
+    if run:
+        run.event("switched-over", target.name, to=target.name, from_region=current.name,
+                  strategy=settings.promotion.strategy)
     return result
 
 

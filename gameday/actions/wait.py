@@ -23,7 +23,7 @@ def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
     _, lab = context(configuration, secrets)
     url = lab.region(region).storefront_url.rstrip("/") + "/healthz"
     started = time.monotonic()
-    with httpx.Client(trust_env=False, timeout=0.5) as client:
+    with httpx.Client(trust_env=False, timeout=0.5, verify=lab.ca_bundle or True) as client:
         def failing() -> bool:
             try:
                 return client.get(url).status_code != 200

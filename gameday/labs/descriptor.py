@@ -7,8 +7,10 @@ Both labs (netns and kind) and hand-written descriptors for real clusters go thr
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,23 @@ class Region:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DnsServer:
-    address: str
+    address: str  # IPv4, IPv6 or a name
     port: int = 53
+
+    def ip(self) -> str:
+        """The address to send queries to: a name is resolved once, here (a DNS server is
+        asked by address; which of its addresses is asked is part of the drill's setup)."""
+        try:
+            ipaddress.ip_address(self.address)
+            return self.address
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(self.address, self.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise ConfigError(f"the DNS server name {self.address!r} does not resolve "
+                              f"({exc.strerror or exc}): give its address in the descriptor") from None
+        return str(infos[0][4][0])
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,6 +95,33 @@ class Database:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Dcs:
+    kind: str
+    address: str
+    port: int
+    namespace: str = "/service/"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Ha:
+    """An HA manager that promotes by itself (Patroni here), which gameday observes."""
+
+    manager: str
+    scope: str = ""
+    dcs: Dcs | None = None
+    ttl_s: float | None = None
+    loop_wait_s: float | None = None
+    retry_timeout_s: float | None = None
+    maximum_lag_on_failover: int | None = None
+    command_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def leader_key(self) -> str:
+        namespace = (self.dcs.namespace if self.dcs else "/service/").rstrip("/")
+        return f"{namespace}/{self.scope}/leader"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Lab:
     lab: str
     regions: tuple[Region, ...]
@@ -86,6 +130,8 @@ class Lab:
     state_dir: str | None = None
     inter_region_delay_ms: float | None = None
     path: str = ""
+    ha: Ha | None = None
+    ca_bundle: str | None = None
 
     def region(self, name: str) -> Region:
         for region in self.regions:
@@ -173,7 +219,20 @@ def from_dict(data: dict[str, Any], *, path: str = "") -> Lab:
         state_dir=data.get("state_dir"),
         inter_region_delay_ms=data.get("inter_region_delay_ms"),
         path=path,
+        ha=_ha(data.get("ha")),
+        ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
     )
+
+
+def _ha(raw: dict[str, Any] | None) -> Ha | None:
+    if raw is None:
+        return None
+    dcs = raw.get("dcs")
+    return Ha(manager=raw["manager"], scope=raw.get("scope", ""),
+              dcs=Dcs(**dcs) if dcs else None, ttl_s=raw.get("ttl_s"),
+              loop_wait_s=raw.get("loop_wait_s"), retry_timeout_s=raw.get("retry_timeout_s"),
+              maximum_lag_on_failover=raw.get("maximum_lag_on_failover"),
+              command_env=tuple(sorted((raw.get("command_env") or {}).items())))
 
 
 def lab_file(configuration: dict[str, Any] | None = None) -> Path:

@@ -12,7 +12,8 @@ Used by kind-lab (two kind clusters) and by descriptors written for real cluster
     blackhole      `docker pause` of the region's node containers (kind only); revert unpauses
                    the ones this fault paused (control planes first, see below).
 
-Fencing on revert (docs/design.md, Failover and failback protocol): reverting scale-to-zero or blackhole on a region whose
+Fencing on revert (docs/design.md, Failover and failback protocol): reverting scale-to-zero
+or blackhole on a region whose
 ConfigMap `gameday-db` says `primary`, while the other region's database answers as a primary
 (SQL at its db_host, like the netns lab), first sets the role to `fenced` (kind-lab's
 entrypoint then starts PostgreSQL read-only, with no upstream), then restores the replicas or

@@ -44,11 +44,11 @@ async def record(run_dir: Path) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    http = HttpSampler(lab, clock, out, rates.timeout_s)
+    http = HttpSampler(lab, clock, out, rates.timeout_s, ca_bundle=lab.ca_bundle)
     dns_samplers = [
-        DnsSampler("authoritative", lab.dns.authoritative.address, lab.dns.authoritative.port,
+        DnsSampler("authoritative", lab.dns.authoritative.ip(), lab.dns.authoritative.port,
                    lab.dns.name, clock, out, rates.timeout_s),
-        DnsSampler("resolver", lab.dns.resolver.address, lab.dns.resolver.port,
+        DnsSampler("resolver", lab.dns.resolver.ip(), lab.dns.resolver.port,
                    lab.dns.name, clock, out, rates.timeout_s),
     ]
     repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]

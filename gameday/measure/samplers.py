@@ -124,6 +124,7 @@ class HttpSampler:
                  ca_bundle: str | None = None) -> None:
         self.lab, self.clock, self.out, self.timeout = lab, clock, out, timeout
         self.client = _http.Client(timeout, ca_bundle=ca_bundle)
+        self.resolver_ip = lab.dns.resolver.ip()
 
     async def _get(self, url: str, host: str | None = None) -> tuple[int, str | None]:
         """(status, X-Region header) of a GET."""
@@ -135,7 +136,7 @@ class HttpSampler:
         address = None
         try:
             query = dns.message.make_query(self.lab.dns.name, dns.rdatatype.A)
-            response = await dns.asyncquery.udp(query, self.lab.dns.resolver.address,
+            response = await dns.asyncquery.udp(query, self.resolver_ip,
                                                 port=self.lab.dns.resolver.port,
                                                 timeout=self.timeout)
             addresses, _ = _answers(response)
@@ -146,19 +147,24 @@ class HttpSampler:
             # /healthz through the global name: a success is a storefront that can take
             # an order (its database writable), not merely one that answers; /whoami
             # answered from a region whose database was read-only or down
-            url = self._url_for(address, "/healthz")
-            status, served = await self._get(url, self.lab.dns.name)
+            scheme, port = self._served_as(address)
+            # to the address DNS gave, as the name clients use (Host, and TLS name)
+            status, served = await self.client.get(address, port, "/healthz", scheme=scheme,
+                                                   host_header=self.lab.dns.name)
             self.out.add(HttpSample(t, "global", int(status == 200), status, served or region,
                                   address, time.perf_counter() - started, lateness, None))
         except (*HTTP_ERRORS, dns.exception.DNSException, OSError, LookupError) as exc:
             self.out.add(HttpSample(t, "global", 0, None, None, address,
                                   time.perf_counter() - started, lateness, type(exc).__name__))
 
-    def _url_for(self, address: str, path: str) -> str:
+    def _served_as(self, address: str) -> tuple[str, int]:
+        """(scheme, port) of the storefront DNS pointed at: the region's whose address it
+        is, else the storefront's fixed port over http."""
         for region in self.lab.regions:
             if region.address == address:
-                return region.storefront_url.rstrip("/") + path
-        return f"http://{address}:8080{path}"
+                scheme, _, port, _ = url_target(region.storefront_url)
+                return scheme, port
+        return "http", 8080
 
     def region_sampler(self, name: str) -> Callable[[float, float], Coroutine[Any, Any, None]]:
         url = self.lab.region(name).storefront_url.rstrip("/") + "/healthz"

@@ -1,5 +1,7 @@
-"""Steady-state probes: what must hold before a fault is injected (docs/design.md, Failover and failback protocol)."""
+"""Steady-state probes: what must hold before a fault is injected (docs/design.md, Failover
+and failback protocol)."""
 
+import asyncio
 import time
 from typing import Any, Dict, Optional
 
@@ -13,8 +15,9 @@ from gameday import postgres
 from gameday.actions._common import activity, context
 from gameday.errors import ConfigError, TargetError
 from gameday.labs.descriptor import Lab
+from gameday.measure import _http, timeline
 from gameday.measure import run as runs
-from gameday.measure import timeline
+from gameday.measure.samplers import HTTP_ERRORS, url_target
 from gameday.poll import poll_until
 
 __all__ = ["region_is_healthy", "dns_answers_region", "standby_is_streaming",
@@ -29,7 +32,8 @@ def region_is_healthy(region: str = "region-1",
     _, lab = context(configuration, secrets)
     url = lab.region(region).storefront_url.rstrip("/") + "/healthz"
     try:
-        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+        return httpx.get(url, timeout=2, trust_env=False,
+                         verify=lab.ca_bundle or True).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -51,7 +55,7 @@ def resolve(lab: Lab, server: str = "resolver") -> list[str]:
     TargetError when it does not answer."""
     s = lab.dns.authoritative if server == "authoritative" else lab.dns.resolver
     try:
-        r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A), s.address,
+        r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A), s.ip(),
                           port=s.port, timeout=2)
     except (dns.exception.DNSException, OSError) as exc:
         raise TargetError(f"the {server} DNS server {s.address}:{s.port} does not answer "
@@ -121,14 +125,32 @@ def global_name_serves(within_s: float = 10.0,
 
 
 def _global_name_serves_once(lab: Lab) -> bool:
+    answer = ask_global_name(lab, "/healthz")
+    return answer is not None and answer[0] == 200
+
+
+def ask_global_name(lab: Lab, path: str) -> tuple[int, str | None] | None:
+    """GET `path` as a client of the global name does: resolve it through the caching
+    resolver, connect to the answer, and send the global name as Host and as the TLS name
+    (so an https storefront's certificate is checked for the name users type). (status,
+    X-Region), or None when no answer came."""
     addresses = resolve(lab, "resolver")
     if not addresses:
-        return False
+        return None
     region = next((x for x in lab.regions if x.address == addresses[0]), None)
-    url = (region.storefront_url if region else f"http://{addresses[0]}").rstrip("/")
+    scheme, port = "http", 8080
+    if region is not None:
+        scheme, _, port, _ = url_target(region.storefront_url)
+
+    async def get() -> tuple[int, str | None]:
+        client = _http.Client(2.0, ca_bundle=lab.ca_bundle)
+        try:
+            return await client.get(addresses[0], port, path, scheme=scheme,
+                                    host_header=lab.dns.name)
+        finally:
+            await client.aclose()
+
     try:
-        resp = httpx.get(url + "/healthz", headers={"Host": lab.dns.name}, timeout=2,
-                         trust_env=False)
-    except httpx.HTTPError:
-        return False
-    return resp.status_code == 200
+        return asyncio.run(get())
+    except HTTP_ERRORS:
+        return None

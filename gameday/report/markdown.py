@@ -239,7 +239,8 @@ def _failback(fb: dict[str, Any]) -> list[str]:
     lost = fb.get("lost")
     split = fb.get("split_brain_writes")
     lines = ["## Failback", "",
-             "Planned switchover back to the original primary (docs/design.md, Failover and failback protocol): split-brain "
+             "Planned switchover back to the original primary (docs/design.md, Failover and "
+             "failback protocol): split-brain "
              "writes read from the old primary before it was resynced, then writes paused, "
              "replay caught up, promotion, DNS back.", "",
              "| Measure | Measured | Expected | Met |", "|---|---|---|---|",

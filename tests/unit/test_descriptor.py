@@ -40,7 +40,7 @@ def test_good_descriptor_loads(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("mutate", "field"), [
     (lambda d: d["regions"][0].pop("netns"), "regions/0"),
-    (lambda d: d["dns"]["resolver"].update(address="not-an-ip"), "dns/resolver/address"),
+    (lambda d: d["dns"]["resolver"].update(port=70000), "dns/resolver/port"),
     (lambda d: d["database"].update(port="5432"), "database/port"),
     (lambda d: d["regions"][1].update(driver="docker"), "regions/1/driver"),
 ])

@@ -1,8 +1,9 @@
 """The Kubernetes driver against two kmock API servers (one per region), through the real
 kubernetes client and chaostoolkit-kubernetes.
 
-kmock comes from the `test` extra (pinned; `make venv` installs it); without it these tests fail with that
-reason rather than skip. Facts about the emulator this relies on: docs/design.md, Testing without a cluster or a root shell.
+kmock comes from the `test` extra (pinned; `make venv` installs it); without it these tests
+fail with that reason rather than skip. Facts about the emulator this relies on:
+docs/design.md, Testing without a cluster or a root shell.
 """
 
 from __future__ import annotations

@@ -22,15 +22,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from importlib import resources
 
 import psycopg
 
 import gameday
-
 from gameday.errors import ConfigError, LabError
 from gameday.labs import descriptor
 from gameday.labs.netns import configs
