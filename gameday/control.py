@@ -19,7 +19,7 @@ from typing import Any
 from chaoslib.exceptions import InterruptExecution
 
 from gameday import interrupt, recovery
-from gameday.errors import GamedayError
+from gameday.errors import ConfigError, GamedayError
 from gameday.measure import run as runs
 from gameday.report import live, outputs
 from gameday.report import summary as summaries
@@ -28,7 +28,7 @@ from gameday.settings import GamedaySettings
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 __all__ = ["before_experiment_control", "before_method_control", "after_method_control",
-           "after_activity_control", "after_experiment_control"]
+           "before_activity_control", "after_activity_control", "after_experiment_control"]
 
 
 def before_experiment_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
@@ -36,6 +36,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
     try:
         settings = GamedaySettings.from_chaos(configuration, secrets)
         lab = settings.load_lab()
+        _check_fault_markers(context, lab)
         if lab.lab == "netns" and lab.state_dir:
             from gameday.labs.netns.lab import verify_running
 
@@ -66,6 +67,9 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
             "drill": settings.drill,
             "game_day_run": previous,
             "replication": lab.database.replication,
+            "promotion": {"strategy": settings.promotion.strategy,
+                          "command": list(settings.promotion.command)},
+            "ha": _ha_meta(lab),
             "configuration": {
                 "dns_ttl_s": lab.dns.ttl_s, "health_interval_s": lab.dns.health_interval_s,
                 "inter_region_delay_ms": lab.inter_region_delay_ms,
@@ -77,6 +81,10 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
                 "replication_interval_s": settings.rates.replication_s,
                 "health_failures": 1,
                 "health_timeout_s": 1.0,
+                "promotion": settings.promotion.strategy,
+                **({"ha_manager": lab.ha.manager, "ha_ttl_s": lab.ha.ttl_s,
+                    "ha_loop_wait_s": lab.ha.loop_wait_s,
+                    "ha_retry_timeout_s": lab.ha.retry_timeout_s} if lab.ha else {}),
             },
         }
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -110,6 +118,26 @@ def before_method_control(context: dict[str, Any], configuration: dict[str, Any]
 _phase = {"name": "before"}
 
 
+def before_activity_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
+                            secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """A method action of any Chaos Toolkit extension marked as a fault
+    (`"gameday": {"fault": true, "region": "region-1"}`) starts the fault's clock: the
+    control records `fault-applied` as it starts, so t_fault exists for a chaosk8s,
+    chaosaws or plain `process` fault. That it took effect is shown by the recorder's own
+    evidence (the region's health check failing); undoing it stays its extension's job."""
+    marker = context.get("gameday") if isinstance(context, dict) else None
+    if _phase["name"] != "method" or not isinstance(marker, dict) or not marker.get("fault"):
+        return
+    run = runs.current()
+    if run is None:
+        return
+    provider = context.get("provider") or {}
+    where = provider.get("module") or provider.get("path") or provider.get("url")
+    run.event("fault-applied", str(marker.get("region") or "") or None,
+              fault=str(context.get("name") or "external fault"), external=True,
+              provider=f"{provider.get('type')}: {where}".strip())
+
+
 def after_method_control(context: dict[str, Any], state: Any = None,
                          configuration: dict[str, Any] | None = None,
                          secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -130,6 +158,34 @@ def after_activity_control(context: dict[str, Any], state: dict[str, Any] | None
     detail = (state.get("exception") or ["failed"])[-1].strip()
     detail = detail.rsplit("ActivityFailed: ", 1)[-1]
     raise InterruptExecution(f"gameday: {context.get('name')} failed, stopping the drill: {detail}")
+
+
+def _check_fault_markers(experiment: dict[str, Any], lab: Any) -> None:
+    """A method action marked as a fault must name a region of the descriptor: checked
+    before anything starts, so a typo injects nothing."""
+    for activity in experiment.get("method") or []:
+        marker = activity.get("gameday") if isinstance(activity, dict) else None
+        if marker is None:
+            continue
+        name = activity.get("name")
+        if not isinstance(marker, dict) or not isinstance(marker.get("fault", False), bool):
+            raise ConfigError(f"activity {name!r}: 'gameday' must be an object like "
+                              '{"fault": true, "region": "region-1"}')
+        if marker.get("fault"):
+            if activity.get("type") != "action":
+                raise ConfigError(f"activity {name!r}: only an action can be marked as a fault")
+            lab.region(str(marker.get("region") or ""))
+
+
+def _ha_meta(lab: Any) -> dict[str, Any] | None:
+    """What the report needs to know about the HA manager (never its command environment,
+    which may hold credentials)."""
+    if lab.ha is None:
+        return None
+    return {"manager": lab.ha.manager, "scope": lab.ha.scope, "ttl_s": lab.ha.ttl_s,
+            "loop_wait_s": lab.ha.loop_wait_s, "retry_timeout_s": lab.ha.retry_timeout_s,
+            "maximum_lag_on_failover": lab.ha.maximum_lag_on_failover,
+            "leader_key": lab.ha.leader_key if lab.ha.dcs else None}
 
 
 def _failback_precondition(lab: Any) -> str | None:

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -248,13 +249,36 @@ def detection(tl: Timeline, t_fault: float, primary: str) -> Instant:
                   reason=f"no failed health check of {primary} after the fault")
 
 
-def promotion(tl: Timeline, t_fault: float, secondary: str) -> Instant:
+def promotion(tl: Timeline, t_fault: float, secondary: str,
+              secondary_hosts: set[str]) -> Instant:
+    """The first writable answer the recorder saw from the secondary's database, whoever
+    promoted it: its replication sample out of recovery, or a canary write it acknowledged,
+    whichever came first. Never the promoter's own report (see `runner_promotion`)."""
+    sampled = _first(tl.stream("replication", secondary), t_fault,
+                     lambda r: r.ok and r.in_recovery == 0,
+                     evidence=f"{secondary}'s database answered out of recovery "
+                              "(replication sampler)",
+                     reason=f"{secondary}'s database never answered out of recovery")
+    written = first_write(tl, t_fault, secondary_hosts)
+    seen = [i for i in (sampled, written) if i.at_s is not None]
+    if not seen:
+        return missing(f"{secondary} was not seen writable after the fault")
+    first = min(seen, key=lambda i: i.at_s if i.at_s is not None else math.inf)
+    if first is written:
+        return dataclasses.replace(first, evidence=f"first canary write acknowledged by "
+                                                   f"{secondary}'s database")
+    return first
+
+
+def runner_promotion(tl: Timeline, t_fault: float, secondary: str) -> Instant:
+    """When gameday's own promote loop saw the first write accepted: a cross-check of the
+    observed promotion when gameday promoted (promotion 'runner')."""
     for t, _kind, region, detail in tl.events_of("promoted"):
         if region == secondary and t >= t_fault:
             d = json.loads(detail or "{}")
             return Instant(at_s=t - t_fault, error_s=d.get("error_s"),
                            evidence=f"first write accepted by {secondary} in the promote loop")
-    return missing(f"{secondary} was not promoted after the fault")
+    return missing("gameday did not promote (promotion by a command or by the system)")
 
 
 def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant:

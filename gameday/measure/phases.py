@@ -58,7 +58,7 @@ def _detection(tl: Timeline, t_fault: float, r: Roles) -> Instant:
 
 
 def _promotion(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-    return metrics.promotion(tl, t_fault, r.secondary["name"])
+    return metrics.promotion(tl, t_fault, r.secondary["name"], {r.secondary["db_host"]})
 
 
 def _dns(server: str) -> Measure:
@@ -84,7 +84,8 @@ PHASES: tuple[Phase, ...] = (
               f"health interval {p['health_interval_s']:g} s × {p['health_failures']:g} "
               f"failure(s) + check timeout {p['health_timeout_s']:g} s"),
           measure=_detection),
-    Phase(name="promotion_s", label="Promotion (standby accepts writes)", short="Promotion",
+    Phase(name="promotion_s", label="Promotion (first writable answer from the secondary)",
+          short="Promotion",
           marker="promotion", waiting="waiting for promotion", after="detection_s",
           allowance=lambda p: (p["promotion_budget_s"],
                                f"promotion allowance {p['promotion_budget_s']:g} s"),

@@ -65,6 +65,16 @@ class FaultRecord(TypedDict, total=False):
     applied_s: float | None
     effective_s: float | None
     not_applicable: str | None
+    external: bool  # injected by another Chaos Toolkit extension, marked as a fault
+    provider: str | None
+
+
+class PromotionRecord(TypedDict):
+    strategy: str  # runner, command or none
+    observed_s: float | None  # = phases.promotion_s: the first writable answer seen
+    observed_by: str | None
+    runner_reported_s: float | None  # gameday's own promote loop, when it promoted
+    command: dict[str, Any] | None  # argv, returncode, took_s, at_s of promotion_command
 
 
 class SamplerStats(TypedDict):
@@ -116,6 +126,7 @@ class Summary(TypedDict):
     writes_detail: WritesDetail | None
     replication: Replication
     faults: list[FaultRecord]
+    promotion: PromotionRecord
     failback: Failback | None
     t_fault_effective_s: float | None
     samplers: dict[str, SamplerStats]

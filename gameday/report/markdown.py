@@ -155,6 +155,7 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
         lines.append(f"| {label} | {shown} | {took} | {b.allowance_s:.3f} s "
                      f"(by {b.deadline_s:.3f} s) | {over_text} | {_cell(d.get('evidence') or '')} |")
     lines.append("")
+    lines += _promotion(s.get("promotion"))
     if overruns:
         lines += [*(f"- {o}" for o in overruns), ""]
     chart = mermaid(s)
@@ -164,6 +165,26 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
         lines += [f"![Timeline of the run: lanes per stream, phase markers]({image})", "",
                   f"The same timeline as an image: [{image}]({image}).", ""]
     return lines
+
+
+def _promotion(p: Mapping[str, Any] | None) -> list[str]:
+    """Who promoted, and how their own account compares with what the recorder saw."""
+    if not p:
+        return []
+    who = {"runner": "gameday promoted the standby by SQL",
+           "command": "a promotion command promoted the standby",
+           "none": "the system promoted the standby by itself (gameday only observed)"}
+    text = f"Promotion: {who.get(str(p.get('strategy')), str(p.get('strategy')))}"
+    if p.get("observed_s") is not None:
+        text += f"; first writable answer seen at {p['observed_s']:.3f} s"
+    if p.get("runner_reported_s") is not None:
+        text += (f"; gameday's promote loop saw its first write at "
+                 f"{p['runner_reported_s']:.3f} s (cross-check)")
+    cmd = p.get("command")
+    if cmd:
+        argv = " ".join(str(a) for a in (cmd.get("argv") or [])[:4])
+        text += f"; `{argv}` exited {cmd.get('returncode')} after {cmd.get('took_s')} s"
+    return [text + ".", ""]
 
 
 def _num(v: object) -> float | None:
@@ -231,6 +252,14 @@ def _faults(s: Mapping[str, Any]) -> list[str]:
     if not faults:
         lines.append("| — | no fault was injected | — | — |")
     lines.append("")
+    external = [f for f in faults if f.get("external")]
+    if external:
+        names = ", ".join(f"{f['fault']} ({f.get('provider') or 'another extension'})"
+                          for f in external)
+        lines += [f"Injected by another Chaos Toolkit extension: {names}. gameday timed it from "
+                  "the start of its action and saw it in effect at the region's first failed "
+                  "health check; rolling it back and recovering from it are that extension's "
+                  "job (its rollbacks), not gameday's.", ""]
     return lines
 
 

@@ -22,6 +22,7 @@ from gameday.report.contract import (
     SCHEMA_ID,
     Failback,
     FaultRecord,
+    PromotionRecord,
     Summary,
     Targets,
     Writes,
@@ -141,6 +142,7 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
                         "sync_state": repl.get("sync_state"),
                         "lag_at_fault_s": repl.get("lag_at_fault_s")},
         "faults": _faults(tl, t_fault),
+        "promotion": _promotion(tl, t_fault, roles, failover),
         "failback": None,
         "t_fault_effective_s": _r(t_effective - t_fault) if t_effective is not None and
         t_fault is not None else None,
@@ -267,6 +269,30 @@ def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
     return reasons
 
 
+def _promotion(tl: metrics.Timeline, t_fault: float | None, roles: phases.Roles,
+               failover: _Failover) -> PromotionRecord:
+    """Who promoted, what they said, and what the recorder saw: the measured instant is the
+    observed one; the promoter's own report is a cross-check beside it."""
+    meta = tl.meta
+    observed = failover.instants.get("promotion_s")
+    runner = (metrics.runner_promotion(tl, t_fault, roles.secondary["name"])
+              if t_fault is not None else None)
+    commands = tl.events_of("promotion-command")
+    command = None
+    if commands:
+        d = json.loads(commands[-1].detail or "{}")
+        command = {"argv": d.get("argv"), "returncode": d.get("returncode"),
+                   "took_s": d.get("took_s"),
+                   "at_s": _r(commands[-1].t - t_fault) if t_fault is not None else None}
+    return {
+        "strategy": str((meta.get("promotion") or {}).get("strategy") or "runner"),
+        "observed_s": _r(observed.at_s) if observed else None,
+        "observed_by": observed.evidence if observed and observed.at_s is not None else None,
+        "runner_reported_s": _r(runner.at_s) if runner else None,
+        "command": command,
+    }
+
+
 def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
     """Each fault with when it started to apply and when it was seen in effect."""
     faults: list[FaultRecord] = []
@@ -275,11 +301,20 @@ def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
     for t, _k, region, detail in tl.events_of("fault-applied"):
         d = json.loads(detail or "{}")
         eff = effective.get((region, d.get("fault")))
-        faults.append({
+        record: FaultRecord = {
             "region": region, "fault": d.get("fault"),
             "applied_s": _r(t - t_fault) if t_fault is not None else None,
             "effective_s": _r(eff - t_fault) if eff is not None and t_fault is not None else None,
-        })
+        }
+        if d.get("external"):
+            # another extension's fault: in effect when the region first fails its health
+            # check, the recorder's own evidence
+            seen = metrics.detection(tl, t, region) if region else None
+            record["external"] = True
+            record["provider"] = d.get("provider")
+            record["effective_s"] = (_r(t - (t_fault or t) + seen.at_s)
+                                     if seen and seen.at_s is not None else None)
+        faults.append(record)
     for _t, _k, region, detail in tl.events_of("fault-not-applicable"):
         d = json.loads(detail or "{}")
         faults.append({"region": region, "fault": d.get("fault"), "applied_s": None,

@@ -8,7 +8,7 @@ import pytest
 
 from gameday.measure import metrics
 from gameday.measure.metrics import Timeline
-from gameday.measure.timeline import DnsSample, Event, HttpSample
+from gameday.measure.timeline import DnsSample, Event, HttpSample, ReplicationSample
 
 
 def http_rows(spec: list[tuple[float, bool, str | None]]) -> list[tuple]:
@@ -153,3 +153,38 @@ def test_rpo_error_without_loss_is_the_inter_write_gap_before_the_fault() -> Non
     canary = [canary_row(i, 9.0 + i * 0.01, 9.0 + i * 0.01 + 0.005) for i in range(1, 99)]
     acc = metrics.account_writes(canary, {i: 1 for i in range(1, 99)}, t_fault=10.0)
     assert acc.rpo_s == 0.0 and acc.rpo_error_s == pytest.approx(0.01)
+
+
+def _replication(t: float, in_recovery: bool, ok: bool = True) -> ReplicationSample:
+    return ReplicationSample(t, "region-2", int(ok), int(in_recovery) if ok else None, None,
+                             None, None if ok else "OperationalError")
+
+
+def test_promotion_is_the_first_writable_answer_the_recorder_saw() -> None:
+    """Whoever promoted: the replication sampler's first sample out of recovery, or the
+    first canary write the secondary acknowledged, whichever came first; never the
+    promoter's own report, which stays a cross-check."""
+    repl = [_replication(9.75, True), _replication(10.0, True), _replication(10.25, True),
+            _replication(10.5, False)]
+    canary = [canary_row(1, 9.0, 9.01), canary_row(2, 10.55, 10.56, server="198.18.0.12")]
+    events = [Event(10.0, "fault-applied", "region-1", "{}"),
+              Event(10.41, "promoted", "region-2", json.dumps({"error_s": 0.005}))]
+    tl = timeline(events=events, replication=repl, canary=canary)
+    seen = metrics.promotion(tl, 10.0, "region-2", {"198.18.0.12"})
+    assert seen.at_s == pytest.approx(0.5) and seen.error_s == pytest.approx(0.25)
+    assert "replication sampler" in (seen.evidence or "")
+    assert metrics.runner_promotion(tl, 10.0, "region-2").at_s == pytest.approx(0.41)
+
+    # the canary's acknowledgement came first: it is the instant, with its own error bar
+    canary[1] = canary_row(2, 10.44, 10.45, server="198.18.0.12")
+    tl = timeline(events=events, replication=repl, canary=canary)
+    seen = metrics.promotion(tl, 10.0, "region-2", {"198.18.0.12"})
+    assert seen.at_s == pytest.approx(0.45) and "canary" in (seen.evidence or "")
+
+
+def test_promotion_by_someone_else_has_no_runner_cross_check() -> None:
+    tl = timeline(replication=[_replication(10.2, True), _replication(10.45, False)])
+    assert metrics.promotion(tl, 10.0, "region-2", {"198.18.0.12"}).at_s == pytest.approx(0.45)
+    assert metrics.runner_promotion(tl, 10.0, "region-2").at_s is None
+    never = timeline(replication=[_replication(10.2, True), _replication(10.45, False, ok=False)])
+    assert metrics.promotion(never, 10.0, "region-2", {"198.18.0.12"}).at_s is None

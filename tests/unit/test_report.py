@@ -215,7 +215,7 @@ def test_mermaid_chart_is_valid_gantt(tmp_path: Path) -> None:
     blocks = mermaid_blocks((run_dir / "report.md").read_text())
     assert len(blocks) == 1
     assert check_gantt(blocks[0]) == []
-    assert "Promotion 0.530 s : p2, 0, 530" in blocks[0]
+    assert "Promotion 0.610 s : p2, 0, 610" in blocks[0]
     assert "RTO 1.500 s : milestone, rto, 1500, 1500" in blocks[0]
 
 
@@ -228,7 +228,7 @@ def test_timeline_svg_is_well_formed_and_linked(tmp_path: Path) -> None:
     for lane in ("faults", "global requests", "region-1 /healthz", "DNS resolver",
                  "canary writes"):
         assert lane in texts
-    assert "RTO 1.500 s" in texts and "promotion 0.530 s" in texts
+    assert "RTO 1.500 s" in texts and "promotion 0.610 s" in texts
     assert "![Timeline of the run" in (run_dir / "report.md").read_text()
 
 
