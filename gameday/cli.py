@@ -34,12 +34,31 @@ def lab() -> None:
 @click.option("--ttl", type=float, default=1.0, show_default=True, help="DNS TTL (s).")
 @click.option("--health-interval", type=float, default=1.0, show_default=True,
               help="PowerDNS health check interval (s).")
-def lab_up(replication: str, delay_ms: float, ttl: float, health_interval: float) -> None:
+@click.option("--ha", type=click.Choice(["patroni"]), default=None,
+              help="Autonomous failover: Patroni members in both regions and a single-member "
+                   "etcd witness in gd-witness; the system promotes by itself.")
+@click.option("--patroni-ttl", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Patroni leader key TTL (s): how long a lost primary keeps the lock.")
+@click.option("--patroni-loop-wait", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Patroni HA loop interval (s).")
+@click.option("--patroni-retry-timeout", type=click.IntRange(min=1), default=3,
+              show_default=True, help="Patroni DCS and PostgreSQL retry timeout (s).")
+@click.option("--patroni-max-lag", type=click.IntRange(min=0), default=1048576,
+              show_default=True,
+              help="maximum_lag_on_failover (bytes): a replica further behind is not promoted.")
+def lab_up(replication: str, delay_ms: float, ttl: float, health_interval: float,
+           ha: str | None, patroni_ttl: int, patroni_loop_wait: int,
+           patroni_retry_timeout: int, patroni_max_lag: int) -> None:
     """Bring the lab up and write its descriptor (.gameday/lab.json)."""
     from gameday.labs.netns import lab as netns
+    from gameday.labs.netns.patroni import PatroniOptions
 
-    options = netns.LabOptions(replication=replication, inter_region_delay_ms=delay_ms,
-                               dns_ttl_s=ttl, health_interval_s=health_interval)
+    options = netns.LabOptions(
+        replication=replication, inter_region_delay_ms=delay_ms, dns_ttl_s=ttl,
+        health_interval_s=health_interval, ha=ha,
+        patroni=PatroniOptions(ttl_s=patroni_ttl, loop_wait_s=patroni_loop_wait,
+                               retry_timeout_s=patroni_retry_timeout,
+                               maximum_lag_on_failover=patroni_max_lag))
     try:
         path = netns.up(options, progress=lambda m: click.echo(f"lab: {m}", err=True))
     except GamedayError as exc:

@@ -37,10 +37,11 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
         settings = GamedaySettings.from_chaos(configuration, secrets)
         lab = settings.load_lab()
         _check_fault_markers(context, lab)
+        _check_promotion(settings, lab)
         if lab.lab == "netns" and lab.state_dir:
             from gameday.labs.netns.lab import verify_running
 
-            verify_running(lab.state_dir)
+            verify_running(lab.state_dir, ha=lab.ha is not None)
         # failover moves service from the lab's primary to its secondary; failback back
         source, target = lab.primary, lab.secondary
         previous = None
@@ -177,6 +178,16 @@ def _check_fault_markers(experiment: dict[str, Any], lab: Any) -> None:
             lab.region(str(marker.get("region") or ""))
 
 
+def _check_promotion(settings: GamedaySettings, lab: Any) -> None:
+    """Under an HA manager gameday must not promote or switch over by SQL behind its back
+    (two writable primaries, or a manager fighting the drill): refused up front."""
+    if lab.ha is not None and settings.promotion.strategy == "runner":
+        raise ConfigError(f"this lab's databases are run by {lab.ha.manager}: gameday will not "
+                          "promote behind its back; set configuration 'promotion' to 'none' "
+                          "(the manager promotes) or 'command' (your runbook's command), e.g. "
+                          "experiments/game-day-autonomous.json")
+
+
 def _ha_meta(lab: Any) -> dict[str, Any] | None:
     """What the report needs to know about the HA manager (never its command environment,
     which may hold credentials)."""
@@ -196,6 +207,15 @@ def _failback_precondition(lab: Any) -> str | None:
     from gameday.postgres import is_writable
 
     state = drill.read(lab.path)
+    if lab.ha is not None:
+        # the HA manager promoted, not gameday: the secondary serving is the evidence
+        if is_writable(lab, lab.secondary) is not True:
+            raise LabError(f"{lab.secondary.name} is not the writable primary: nothing to fail "
+                           "back from (run experiments/game-day-autonomous.json first)")
+        if ledger.Ledger(lab.path).open_faults():
+            raise LabError("faults of the game day were never rolled back: run "
+                           "`gameday recover` first")
+        return (state or {}).get("game_day_run")
     if state is None or state.get("promoted") != lab.secondary.name:
         raise LabError(f"no game day ran ({lab.secondary.name} was not promoted by one): "
                        "run experiments/game-day.json first")
@@ -249,6 +269,8 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         live.stop(run.dir, summary)
         if settings.drill == "failback":
             _attach_to_game_day(run.dir, summary["failback"])
+        elif lab.ha is not None and summary["promotion"]["observed_s"] is not None:
+            _record_observed_promotion(lab, run, summary)
         if before and not before.get("steady_state_met", True):
             state["status"] = "failed"
             logger.error("gameday: the steady state before the fault was not met: no fault "
@@ -266,6 +288,27 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         run.stop_recorder()
         runs.clear()
         interrupt.rollbacks_done()
+
+
+def _record_observed_promotion(lab: Any, run: Any, summary: Mapping[str, Any]) -> None:
+    """Under an HA manager no gameday step records the promotion: the recorder saw it, and
+    the failback needs to know which game day it follows (one report covers both)."""
+    from datetime import datetime, timedelta
+
+    from gameday.labs import drill
+
+    anchor = datetime.fromisoformat(str(summary["started_at"]))
+    t_fault = metrics_fault_time(run)
+    at = anchor + timedelta(seconds=(t_fault or 0.0) + float(summary["promotion"]["observed_s"]))
+    drill.write(lab.path, {"promoted": lab.secondary.name, "old_primary": lab.primary.name,
+                           "promoted_at_utc": at.isoformat(), "observed": True,
+                           "strategy": summary["promotion"]["strategy"],
+                           "game_day_run": str(run.dir)})
+
+
+def metrics_fault_time(run: Any) -> float | None:
+    applied = run.events("fault-applied")
+    return float(applied[0].t) if applied else None
 
 
 def _attach_to_game_day(failback_dir: Any, block: Mapping[str, Any] | None) -> None:

@@ -90,6 +90,8 @@ def restore_writable_primary(lab: Lab, configuration: Mapping[str, Any] | None =
     writable again. Never creates a second writable primary; does nothing when one region
     is writable. Returns what it changed and the states it found."""
     db = db or _databases()
+    if lab.ha is not None:
+        return _restore_under_ha(lab, configuration, db)
     states = {r.name: db.is_writable(lab, r) for r in lab.regions}
     changed: list[str] = []
     switching = (drill.read(lab.path) or {}).get("switchover")
@@ -131,6 +133,27 @@ def restore_writable_primary(lab: Lab, configuration: Mapping[str, Any] | None =
             logger.warning("gameday: switchover interrupted: %s is writable again", r.name)
             changed.append(f"made {r.name} writable again")
             break
+    return {"changed": changed or None, "states": states}
+
+
+def _restore_under_ha(lab: Lab, configuration: Mapping[str, Any] | None,
+                      db: Databases) -> dict[str, Any]:
+    """Under an HA manager the manager decides who is primary: gameday never promotes nor
+    makes a database writable behind its back. It starts the members that are down and
+    waits (bounded by the leader key's TTL and a few loops) for exactly one primary."""
+    changed: list[str] = []
+    for r in lab.regions:
+        if db.is_writable(lab, r) is None and for_region(lab, r, configuration).start_database(r):
+            changed.append(f"started {lab.ha.manager if lab.ha else 'the HA'} member in {r.name}")
+    ha = lab.ha
+    bound = (ha.ttl_s or 30) + 3 * (ha.loop_wait_s or 10) + 30 if ha else 60
+    with contextlib.suppress(TargetError):
+        poll_until(lambda: sum(db.is_writable(lab, r) is True for r in lab.regions) == 1,
+                   timeout_s=bound, interval_s=0.2, interruptible=False)
+    states = {r.name: db.is_writable(lab, r) for r in lab.regions}
+    if sum(v is True for v in states.values()) != 1:
+        logger.error("gameday: %s primaries after %.0f s under the HA manager: %s",
+                     sum(v is True for v in states.values()), bound, states)
     return {"changed": changed or None, "states": states}
 
 

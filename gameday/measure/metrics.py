@@ -26,6 +26,7 @@ from gameday.measure.timeline import (
     CanaryConnect,
     DnsSample,
     Event,
+    HaSample,
     HttpSample,
     ReplicationSample,
 )
@@ -66,6 +67,7 @@ class Timeline:
     replication: Sequence[ReplicationSample]
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     canary_connect: Sequence[CanaryConnect] = ()
+    ha: Sequence[HaSample] = ()
     db: sqlite3.Connection | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def events_of(self, kind: str) -> list[Event]:
@@ -103,7 +105,8 @@ class Timeline:
     def _streams(self) -> dict[tuple[str, str], list[Any]]:
         out: dict[tuple[str, str], list[Any]] = {}
         streams: tuple[tuple[str, Sequence[tuple[Any, ...]]], ...] = (
-            ("dns", self.dns), ("http", self.http), ("replication", self.replication))
+            ("dns", self.dns), ("http", self.http), ("replication", self.replication),
+            ("ha", self.ha))
         for table, rows in streams:
             # `load` groups each table by stream: a few long runs of one name
             for name, group in itertools.groupby(rows, key=itemgetter(1)):
@@ -195,6 +198,7 @@ def load(conn: sqlite3.Connection) -> Timeline:
         meta={k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")},
         canary_connect=rows("canary_connect", CanaryConnect, "t")
         if _has_table(conn, "canary_connect") else (),
+        ha=rows("ha", HaSample, "t") if _has_table(conn, "ha") else (),
         db=conn,
     )
 
@@ -279,6 +283,15 @@ def runner_promotion(tl: Timeline, t_fault: float, secondary: str) -> Instant:
             return Instant(at_s=t - t_fault, error_s=d.get("error_s"),
                            evidence=f"first write accepted by {secondary} in the promote loop")
     return missing("gameday did not promote (promotion by a command or by the system)")
+
+
+def leader_key_lost(tl: Timeline, t_fault: float, primary: str) -> Instant:
+    """The HA manager's detection: the first sample of its leader key after the fault in
+    which the old primary no longer holds it (expired, or taken over)."""
+    return _first(tl.ha, t_fault, lambda r: r.ok and r.leader != primary,
+                  evidence=f"the leader key no longer held by {primary} (DCS sample)",
+                  reason=f"the leader key was never seen leaving {primary}"
+                  if tl.ha else "the HA manager's leader key was not sampled")
 
 
 def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant:

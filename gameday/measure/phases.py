@@ -124,14 +124,45 @@ RTO = Phase(name="rto", label="**RTO** ({k} consecutive global successes)", shor
                                  f"{p['k_consecutive']:g} consecutive successes"),
             measure=None)
 
+def _leader_key_lost(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    return metrics.leader_key_lost(tl, t_fault, r.primary["name"])
+
+
+# An HA manager that promotes by itself (Patroni) detects the loss when its leader key
+# expires in the DCS (at most its TTL after the old leader's last refresh), and its
+# replica promotes at its next HA loop. The other phases are the same.
+HA_DETECTION = dataclasses.replace(
+    PHASES[0], label="Detection (the HA manager's leader key expired)",
+    short="Leader key expired", marker="leader key expired",
+    waiting="waiting for the HA manager's leader key to expire",
+    allowance=lambda p: (p["ha_ttl_s"], f"leader key TTL {p['ha_ttl_s']:g} s"),
+    measure=_leader_key_lost)
+HA_PROMOTION = dataclasses.replace(
+    PHASES[1], label="Promotion by the HA manager (first writable answer from the secondary)",
+    allowance=lambda p: (p["ha_loop_wait_s"] + p["promotion_budget_s"],
+                         f"one HA loop {p['ha_loop_wait_s']:g} s + promotion allowance "
+                         f"{p['promotion_budget_s']:g} s"))
+HA_PHASES: tuple[Phase, ...] = (HA_DETECTION, HA_PROMOTION, *PHASES[2:])
+
 NAMES: tuple[str, ...] = tuple(p.name for p in PHASES)
 BY_NAME: dict[str, Phase] = {p.name: p for p in (*PHASES, RTO)}
 
 
-def chain() -> tuple[Phase, ...]:
-    """Every phase and then RTO, in the order of the budget's chain."""
-    return (*PHASES, RTO)
+def autonomous(configuration: Mapping[str, Any] | None) -> bool:
+    """A run whose HA manager's leader key was sampled (configuration of the run)."""
+    return (configuration or {}).get("ha_manager") == "patroni"
+
+
+def chain(configuration: Mapping[str, Any] | None = None) -> tuple[Phase, ...]:
+    """Every phase and then RTO, in the order of the budget's chain, as defined for the
+    run's configuration (an autonomous HA manager detects and promotes by itself)."""
+    return (*(HA_PHASES if autonomous(configuration) else PHASES), RTO)
+
+
+def by_name(configuration: Mapping[str, Any] | None = None) -> dict[str, Phase]:
+    return {p.name: p for p in chain(configuration)}
 
 
 def measure_all(tl: Timeline, t_fault: float, roles: Roles) -> dict[str, Instant]:
-    return {p.name: p.measure(tl, t_fault, roles) for p in PHASES if p.measure is not None}
+    phases = chain(tl.meta.get("configuration"))
+    return {p.name: p.measure(tl, t_fault, roles) for p in phases if p.measure is not None}

@@ -21,7 +21,14 @@ from pathlib import Path
 from gameday.labs import descriptor
 from gameday.measure import timeline
 from gameday.measure.canary import Canary
-from gameday.measure.samplers import DnsSampler, HttpSampler, Rates, ReplicationSampler, every
+from gameday.measure.samplers import (
+    DnsSampler,
+    HttpSampler,
+    LeaderKeySampler,
+    Rates,
+    ReplicationSampler,
+    every,
+)
 
 FLUSH_S = 0.25
 
@@ -62,6 +69,11 @@ async def record(run_dir: Path) -> None:
     tasks += [every(rates.http_s, clock, http.region_sampler(r.name), stop)
               for r in lab.regions]
     tasks += [every(rates.replication_s, clock, s.sample, stop) for s in repl]
+    leader = None
+    if lab.ha is not None and lab.ha.dcs is not None:
+        # the HA manager's detection, sampled as often as replication
+        leader = LeaderKeySampler(lab, clock, out, rates.timeout_s)
+        tasks.append(every(rates.replication_s, clock, leader.sample, stop))
     tasks.append(canary.run(stop))
 
     async def flusher() -> None:
@@ -78,6 +90,8 @@ async def record(run_dir: Path) -> None:
     await asyncio.gather(*tasks, flusher())
     for s in repl:
         await s.close()
+    if leader is not None:
+        await leader.close()
     await http.client.aclose()
     out.close()
     timeline.record_event(run_dir, clock.now(), "recorder-stopped",

@@ -9,6 +9,7 @@ not delay it either: each sample runs as its own task. Every sample records its 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import ssl
@@ -27,7 +28,14 @@ import psycopg
 
 from gameday.labs.descriptor import Lab
 from gameday.measure import _http
-from gameday.measure.timeline import BatchWriter, Clock, DnsSample, HttpSample, ReplicationSample
+from gameday.measure.timeline import (
+    BatchWriter,
+    Clock,
+    DnsSample,
+    HaSample,
+    HttpSample,
+    ReplicationSample,
+)
 
 MAX_IN_FLIGHT = 16
 # everything the HTTP client can raise, so that a failed request is a failed sample: refused
@@ -241,3 +249,42 @@ class ReplicationSampler:
         if self.conn is not None:
             with contextlib.suppress(Exception):
                 await self.conn.close()
+
+
+class LeaderKeySampler:
+    """The HA manager's leader key, read from its DCS (etcd v3's JSON gateway): who holds
+    it, and its revision and lease. Patroni's failover starts when that key expires, so the
+    instant it is gone is the manager's own detection, observed from outside (never from
+    Patroni's log or its REST API's opinion)."""
+
+    def __init__(self, lab: Lab, clock: Clock, out: BatchWriter, timeout: float) -> None:
+        ha = lab.ha
+        assert ha is not None and ha.dcs is not None
+        import httpx
+
+        self.out = out
+        self.url = f"http://{_host(ha.dcs.address)}:{ha.dcs.port}/v3/kv/range"
+        self.body = {"key": base64.b64encode(ha.leader_key.encode()).decode()}
+        self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self.errors: tuple[type[BaseException], ...] = (httpx.HTTPError, ValueError, KeyError,
+                                                        TimeoutError, OSError)
+
+    async def sample(self, t: float, lateness: float) -> None:
+        try:
+            resp = await self.client.post(self.url, json=self.body)
+            resp.raise_for_status()
+            kvs = resp.json().get("kvs") or []
+            leader = base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+            detail = json.dumps({"mod_revision": kvs[0].get("mod_revision"),
+                                 "lease": kvs[0].get("lease")}) if kvs else None
+            self.out.add(HaSample(t, "etcd", 1, leader, detail, None))
+        except self.errors as exc:
+            self.out.add(HaSample(t, "etcd", 0, None, None, type(exc).__name__))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _host(address: str) -> str:
+    """An IPv6 address in a URL goes in brackets."""
+    return f"[{address}]" if ":" in address else address

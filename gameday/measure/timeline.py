@@ -80,6 +80,15 @@ class ReplicationSample(NamedTuple):
     error: str | None
 
 
+class HaSample(NamedTuple):
+    t: float
+    source: str  # where it was read: "etcd" (the leader key in the DCS)
+    ok: int
+    leader: str | None  # the member holding the leader key; None when no one does
+    detail: str | None  # JSON: the key's mod_revision and lease
+    error: str | None
+
+
 # Each table's columns are defined once, by its row type: the SQL schema, the insert
 # statements, the SELECT lists of the metrics and of the live view all come from these.
 TABLES: dict[str, type[tuple[Any, ...]]] = {
@@ -89,6 +98,7 @@ TABLES: dict[str, type[tuple[Any, ...]]] = {
     "canary": CanaryAttempt,
     "canary_connect": CanaryConnect,
     "replication": ReplicationSample,
+    "ha": HaSample,
 }
 _TABLE_OF: dict[type[tuple[Any, ...]], str] = {row: name for name, row in TABLES.items()}
 COLUMNS: dict[str, tuple[str, ...]] = {name: row._fields  # type: ignore[attr-defined]

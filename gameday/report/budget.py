@@ -38,6 +38,8 @@ DEFAULTS: dict[str, float] = {
     "http_interval_s": 0.05,
     "write_reconnect_s": 1.0,
     "k_consecutive": 5,
+    "ha_ttl_s": 30.0,  # Patroni's defaults, when an autonomous run did not record its own
+    "ha_loop_wait_s": 10.0,
 }
 
 
@@ -71,7 +73,7 @@ def derive(configuration: dict[str, Any] | None) -> dict[str, PhaseBudget]:
     from the phase registry's allowances."""
     p = parameters(configuration)
     out: dict[str, PhaseBudget] = {}
-    for phase in phases.chain():
+    for phase in phases.chain(configuration):
         allowance, basis = phase.allowance(p)
         start = out[phase.after].deadline_s if phase.after else 0.0
         out[phase.name] = PhaseBudget(name=phase.name, after=phase.after,

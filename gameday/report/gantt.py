@@ -64,7 +64,8 @@ def render(summary: Mapping[str, Any], budget: dict[str, budgets.PhaseBudget]) -
                 break
             anc = budget[anc].after
         start = min(start, value)
-        label = _name(f"{phases.BY_NAME[name].short} {value:.3f} s")
+        label = _name(f"{phases.by_name(summary.get('configuration'))[name].short} "
+                      f"{value:.3f} s")
         tags = "crit, " if budgets.overrun(value, b) else ""
         lines.append(f"    {label} : {tags}p{n}, {_ms(start)}, {_ms(value)}")
     rto = at.get("rto")

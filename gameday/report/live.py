@@ -185,7 +185,7 @@ class Reader:
             "first_write_s": self.wrote,
             "rto": self.streak is not None and self.streak.reached,
         }
-        for phase in phases.chain():
+        for phase in phases.chain(self.meta.get("configuration")):
             if not reached[phase.name]:
                 return phase.waiting
         return "recovered"

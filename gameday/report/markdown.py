@@ -138,7 +138,7 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
             d = {"at_s": s.get("rto_s"), "error_s": s.get("rto_error_s"),
                  "evidence": f"first of {_k(s)} consecutive successes"}
         else:
-            label = registry.BY_NAME[name].label
+            label = registry.by_name(s.get("configuration"))[name].label
             d = detail.get(name) or {"at_s": at.get(name)}
         value = at.get(name)
         if value is None:

@@ -129,7 +129,7 @@ def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
     marks: list[tuple[float, str]] = []
     phases = dict(summary.get("phases") or {})
     phases["rto"] = summary.get("rto_s")
-    for phase in registry.chain():
+    for phase in registry.chain(summary.get("configuration")):
         if phases.get(phase.name) is not None:
             marks.append((float(phases[phase.name]), phase.marker))
     known = [v for v, _ in marks] + [f["effective_s"] for f in summary.get("faults") or []

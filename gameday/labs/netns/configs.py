@@ -18,38 +18,44 @@ def pg_hba() -> str:
     )
 
 
-def pg_common(replication: str) -> str:
-    """Settings shared by both nodes (copied to the standby by pg_basebackup)."""
-    return (
-        "# gameday netns lab\n"
-        "listen_addresses = '*'\n"
-        f"port = {topo.DB_PORT}\n"
-        "unix_socket_directories = ''\n"
-        "wal_level = replica\n"
-        "max_wal_senders = 10\n"
+def pg_parameters() -> dict[str, str]:
+    """Settings of both nodes, in both profiles (the scripted lab writes them to
+    postgresql.conf; Patroni keeps them in its DCS so both members agree)."""
+    return {
+        "wal_level": "replica",
+        "max_wal_senders": "10",
         # bounded disk: a soak of back-to-back drills grew each node by its WAL until
         # max_wal_size (1 GB by default) forced a checkpoint
-        "wal_keep_size = '128MB'\n"
-        "max_wal_size = '192MB'\n"
-        "min_wal_size = '64MB'\n"
-        "checkpoint_timeout = '60s'\n"
-        "wal_log_hints = on\n"
-        "hot_standby = on\n"
-        "hot_standby_feedback = on\n"
-        "wal_receiver_status_interval = '1s'\n"
-        "wal_sender_timeout = '5s'\n"
-        "wal_receiver_timeout = '5s'\n"
+        "wal_keep_size": "128MB",
+        "max_wal_size": "192MB",
+        "min_wal_size": "64MB",
+        "checkpoint_timeout": "60s",
+        "wal_log_hints": "on",
+        "hot_standby": "on",
+        "hot_standby_feedback": "on",
+        "wal_receiver_status_interval": "1s",
+        "wal_sender_timeout": "5s",
+        "wal_receiver_timeout": "5s",
         # a standby whose primary just stopped sleeps this long before it retries, and a
         # promotion during that sleep waited for it: 5 s (the default) of write downtime
         # in a planned switchover, seen here
-        "wal_retrieve_retry_interval = '200ms'\n"
-        "shared_buffers = '32MB'\n"
-        "max_connections = 50\n"
-        "logging_collector = off\n"
-        "log_min_messages = warning\n"
-        "synchronous_commit = on\n"
-        "include_if_exists = 'gameday-node.conf'\n"
-    )
+        "wal_retrieve_retry_interval": "200ms",
+        "shared_buffers": "32MB",
+        "max_connections": "50",
+        "logging_collector": "off",
+        "log_min_messages": "warning",
+        "synchronous_commit": "on",
+    }
+
+
+def pg_common(replication: str) -> str:
+    """Settings shared by both nodes of the scripted lab (copied to the standby by
+    pg_basebackup)."""
+    lines = ["# gameday netns lab", "listen_addresses = '*'", f"port = {topo.DB_PORT}",
+             "unix_socket_directories = ''"]
+    lines += [f"{k} = '{v}'" for k, v in pg_parameters().items()]
+    lines.append("include_if_exists = 'gameday-node.conf'")
+    return "\n".join(lines) + "\n"
 
 
 def pg_node(*, region: str, replication: str, password: str, delay_ms: float,

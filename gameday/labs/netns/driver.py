@@ -27,6 +27,7 @@ from gameday import postgres
 from gameday.errors import ConfigError, LabError, TargetError
 from gameday.labs.descriptor import Lab, Region
 from gameday.labs.netns import lab as netns_lab
+from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
@@ -69,6 +70,7 @@ class NetnsDriver:
         self.state = Path(lab.state_dir)
         self.procs = Processes(self.state)
         self.nodes = NodeOps(lab)
+        self.ha = lab.ha is not None and lab.ha.manager == "patroni"
 
     @classmethod
     def for_lab(cls, lab: Lab, configuration: Mapping[str, Any] | None = None) -> NetnsDriver:
@@ -82,6 +84,11 @@ class NetnsDriver:
         if fault == "cordon":
             return {"applicable": False, "reason": "the netns lab has no nodes to cordon"}
         if fault == "scale-to-zero":
+            if self.ha:
+                # Patroni first: killed, it cannot start its PostgreSQL again
+                names = [n for n in (f"patroni-{region.name}", f"storefront-{region.name}")
+                         if self.procs.alive(n)]
+                return {"applicable": True, "stopped": names, "postmaster": True}
             names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
                      if self.procs.alive(n)]
             return {"applicable": True, "stopped": names}
@@ -107,6 +114,9 @@ class NetnsDriver:
                 # SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, like a crash
                 sig = signal.SIGQUIT if name.startswith("postgres") else signal.SIGKILL
                 self.procs.signal(name, sig)
+                if name.startswith("patroni"):
+                    # its PostgreSQL, found by postmaster.pid, crashes the same way
+                    patroni_profile.kill_postmaster(self.nodes.data(region), signal.SIGQUIT)
         elif fault in RULES:
             if self._table_present(region):
                 raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
@@ -120,6 +130,9 @@ class NetnsDriver:
             return not self.procs.alive(undo["proxy"])
         if fault == "scale-to-zero":
             if any(self.procs.alive(n) for n in undo["stopped"]):
+                return False
+            if undo.get("postmaster") and \
+                    patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
                 return False
             return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
                 region.address, topo.STOREFRONT_PORT, 0.2)
@@ -142,8 +155,9 @@ class NetnsDriver:
                 self.procs.stop(undo["local_writer"])
                 # the region kept running as a primary: fence it while it is still cut
                 # off, so it never serves again next to the new primary
-                if self.procs.alive(f"postgres-{region.name}") and \
-                        not self.nodes.is_fenced(region) and self._other_serves_or_was_promoted(region):
+                if not self.ha and self.procs.alive(f"postgres-{region.name}") and \
+                        not self.nodes.is_fenced(region) and \
+                        self._other_serves_or_was_promoted(region):
                     self.nodes.stop(region)
                     self.nodes.fence(region)
                     self.nodes.start(region)
@@ -152,6 +166,10 @@ class NetnsDriver:
             return
         if fault == "scale-to-zero":
             password = self.lab.database.password
+            if f"patroni-{region.name}" in undo["stopped"]:
+                # Patroni is the fence: it starts its PostgreSQL as a replica (pg_rewind
+                # first) when the other member holds the leader key
+                self.start_database(region)
             if f"postgres-{region.name}" in undo["stopped"] and \
                     not self.procs.alive(f"postgres-{region.name}"):
                 fenced = self._other_serves_or_was_promoted(region)
@@ -173,12 +191,14 @@ class NetnsDriver:
 
     def _start_postgres(self, region: Region) -> None:
         self.nodes.start(region)
+        self._wait_accepting(region, timeout=30)
 
+    def _wait_accepting(self, region: Region, *, timeout: float) -> None:
         def accepts() -> bool:
             with postgres.connect(self.lab, region, "check it is up"):
                 return True
 
-        poll_until(accepts, timeout_s=30, interval_s=0.1, retry_on=(TargetError,),
+        poll_until(accepts, timeout_s=timeout, interval_s=0.1, retry_on=(TargetError,),
                    interruptible=False,
                    error=lambda last: LabError(f"PostgreSQL in {region.name} did not accept "
                                                f"connections after restart ({last})"))
@@ -186,17 +206,33 @@ class NetnsDriver:
     # -- database operations for failback (DatabaseOps) -----------------------------------
 
     def stop_database(self, region: Region) -> None:
+        if self.ha:
+            patroni_profile.stop_member(self.state, self.nodes.data(region), region.name)
+            return
         self.nodes.stop(region)
 
     def resync_database(self, region: Region, source: Region) -> str:
+        if self.ha:
+            return "patroni"  # Patroni rewinds (or re-clones) the member as it starts it
         return self.nodes.resync(region, source)
 
     def start_standby(self, region: Region, upstream: Region) -> None:
+        if self.ha:
+            self.start_database(region)  # Patroni follows whoever holds the leader key
+            return
         self.nodes.start_standby(region, upstream)
 
     def start_database(self, region: Region) -> bool:
         """Start a database that is down, as its data directory says (primary, standby or
-        fenced). False when it was already running."""
+        fenced; under Patroni, as Patroni decides). False when it was already running."""
+        if self.ha:
+            if self.procs.alive(f"patroni-{region.name}"):
+                return False
+            # a postmaster left by a killed Patroni would stop the new one from starting
+            patroni_profile.stop_member(self.state, self.nodes.data(region), region.name)
+            patroni_profile.start_member(self.state, region.name, netns_lab.PG_OS_USER)
+            self._wait_accepting(region, timeout=90)
+            return True
         if self.procs.alive(f"postgres-{region.name}"):
             return False
         self._start_postgres(region)

@@ -9,6 +9,7 @@ removes the state directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
@@ -32,6 +33,7 @@ import gameday
 from gameday.errors import ConfigError, LabError
 from gameday.labs import descriptor
 from gameday.labs.netns import configs
+from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run
 from gameday.poll import poll_until
@@ -45,8 +47,15 @@ class LabOptions:
     inter_region_delay_ms: float = 20.0
     dns_ttl_s: float = 1.0
     health_interval_s: float = 1.0
+    ha: str | None = None  # None: gameday promotes; "patroni": Patroni + an etcd witness
+    patroni: patroni_profile.PatroniOptions = dataclasses.field(
+        default_factory=patroni_profile.PatroniOptions)
 
     def check(self) -> None:
+        if self.ha not in (None, "patroni"):
+            raise ConfigError(f"--ha must be 'patroni' (or left out), got {self.ha!r}")
+        if self.ha:
+            self.patroni.check()
         if self.replication not in ("sync", "async"):
             raise ConfigError("replication must be 'sync' or 'async'")
         if not 0 <= self.inter_region_delay_ms <= 5000:
@@ -94,14 +103,20 @@ REQUIRED_PROGRAMS = {
     "pdns_server": "pdns-server pdns-backend-bind",
     "unbound": "unbound",
 }
+HA_PROGRAMS = {
+    "patroni": "patroni",
+    "patronictl": "patroni",
+    "etcd": "etcd-server",
+}
 
 
-def preflight() -> None:
+def preflight(ha: str | None = None) -> None:
     """Refuse early, with the fix, and before anything is created."""
     if os.geteuid() != 0:
         raise LabError("the netns lab needs root (network namespaces, nftables): "
                        "run `sudo gameday lab up`")
-    for program, package in REQUIRED_PROGRAMS.items():
+    needed = {**REQUIRED_PROGRAMS, **(HA_PROGRAMS if ha else {})}
+    for program, package in needed.items():
         if shutil.which(program) is None:
             raise LabError(f"`{program}` is missing: run `make setup` "
                            f"(or apt-get install {package})")
@@ -132,14 +147,17 @@ def _address_in_use(prefix: str) -> str | None:
     return None
 
 
-def verify_running(lab_state: str) -> None:
+def verify_running(lab_state: str, *, ha: bool = False) -> None:
     """Refuse a descriptor that does not match what runs: its namespaces and its services
     must be there, or faults and measurements would hit the wrong (or no) target."""
     state = Path(lab_state)
-    missing = [ns.name for ns in topo.NAMESPACES if ns.name not in existing_namespaces()]
+    wanted = topo.NAMESPACES if ha else topo.BASE_NAMESPACES
+    missing = [ns.name for ns in wanted if ns.name not in existing_namespaces()]
     procs = Processes(state)
-    missing += [n for n in ("pdns", "unbound", "storefront-region-1", "storefront-region-2")
-                if not procs.alive(n)]
+    services = ["pdns", "unbound", "storefront-region-1", "storefront-region-2"]
+    if ha:
+        services.append("etcd-witness")
+    missing += [n for n in services if not procs.alive(n)]
     if missing:
         raise LabError(f"the lab descriptor does not match what is running (missing: "
                        f"{', '.join(missing)}): run `gameday lab down` then `gameday lab up`")
@@ -171,7 +189,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
     """Bring the lab up and return the descriptor's path. On any failure, tear down what
     was built, so nothing half-done is left behind."""
     options.check()
-    preflight()
+    preflight(options.ha)
     state = state_dir()
     if is_up(state):
         raise LabError(f"the lab is already up (state in {state}): use it, "
@@ -181,9 +199,13 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
         state.mkdir(parents=True, exist_ok=True)
         password = secrets.token_urlsafe(18)
         progress("network: bridge, namespaces, veths")
-        _network()
-        progress("postgresql: primary in region-1, standby in region-2")
-        _databases(state, options, password)
+        _network(topo.NAMESPACES if options.ha else topo.BASE_NAMESPACES)
+        if options.ha:
+            progress("etcd witness, Patroni members: leader in region-1, replica in region-2")
+            _patroni_databases(state, options, password)
+        else:
+            progress("postgresql: primary in region-1, standby in region-2")
+            _databases(state, options, password)
         progress("storefronts")
         _storefronts(state, password)
         progress("global DNS: PowerDNS with LUA ifurlup, unbound resolver")
@@ -202,11 +224,11 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
     return path
 
 
-def _network() -> None:
+def _network(namespaces: tuple[topo.Namespace, ...]) -> None:
     run(["ip", "link", "add", topo.BRIDGE, "type", "bridge"])
     run(["ip", "addr", "add", f"{topo.BRIDGE_ADDRESS}/{topo.PREFIX}", "dev", topo.BRIDGE])
     run(["ip", "link", "set", topo.BRIDGE, "up"])
-    for ns in topo.NAMESPACES:
+    for ns in namespaces:
         run(["ip", "netns", "add", ns.name])
         etc = Path("/etc/netns") / ns.name
         etc.mkdir(parents=True, exist_ok=True)
@@ -366,6 +388,73 @@ def start_delay_proxy(state: Path, region: str, delay_ms: float, *, wait: bool =
         _wait_port_in(topo.REGIONS[region].name, topo.PROXY_PORT, 10, f"delay proxy in {region}")
 
 
+def start_etcd_proxy(state: Path, region: str, delay_ms: float, *, wait: bool = True) -> None:
+    """The region's delayed path to the witness's etcd: 127.0.0.1:12379 inside it."""
+    Processes(state).start(
+        f"delay-etcd-{region}",
+        [sys.executable, "-m", "gameday.labs.netns.delayproxy",
+         f"127.0.0.1:{topo.ETCD_PROXY_PORT}", f"{topo.WITNESS.addresses[0]}:{topo.ETCD_PORT}",
+         str(delay_ms)],
+        netns=topo.REGIONS[region].name,
+        env={"PYTHONPATH": _package_root()},
+    )
+    if wait:
+        _wait_port_in(topo.REGIONS[region].name, topo.ETCD_PROXY_PORT, 10,
+                      f"etcd proxy in {region}")
+
+
+def _patroni_databases(state: Path, options: LabOptions, password: str) -> None:
+    """The autonomous-HA profile: etcd in the witness, both regions' paths to it and to each
+    other, Patroni bootstraps region-1 (the storefront's database and schema then), region-2
+    joins as its replica (synchronous in a sync lab)."""
+    root = pg_data_root(state)
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    _chown_pg(root)
+    pw = pwd.getpwnam(PG_OS_USER)
+    patroni_profile.write_configs(state=state, data_root=root, replication=options.replication,
+                                  password=password, bindir=pg_bindir(),
+                                  options=options.patroni, owner=(pw.pw_uid, pw.pw_gid))
+    patroni_profile.start_etcd(state)
+    wait_port(topo.WITNESS.addresses[0], topo.ETCD_PORT, 20, "etcd in the witness")
+    for region in ("region-1", "region-2"):
+        start_delay_proxy(state, region, options.inter_region_delay_ms, wait=False)
+        start_etcd_proxy(state, region, options.inter_region_delay_ms, wait=False)
+    for region in ("region-1", "region-2"):
+        _wait_port_in(topo.REGIONS[region].name, topo.PROXY_PORT, 10, f"delay proxy in {region}")
+        _wait_port_in(topo.REGIONS[region].name, topo.ETCD_PROXY_PORT, 10,
+                      f"etcd proxy in {region}")
+    patroni_profile.start_member(state, "region-1", PG_OS_USER)
+    patroni_profile.wait_role(topo.address("region-1"), "primary", 60)
+    wait_accepting(topo.address("region-1"), password, 30, "PostgreSQL in region-1")
+    with _connect(topo.address("region-1"), password, "postgres") as conn:
+        conn.execute(f"CREATE DATABASE {topo.DB_NAME}")
+    schema = resources.files("gameday.labs").joinpath("storefront.sql").read_text()
+    with _connect(topo.address("region-1"), password) as conn:
+        conn.execute(schema)
+    patroni_profile.start_member(state, "region-2", PG_OS_USER)
+    patroni_profile.wait_role(topo.address("region-2"), "replica", 120)
+    wait_streaming(password, standby="region-2", timeout=60)
+    if options.replication == "sync":
+        _wait_synchronous(password, standby="region-2", timeout=30)
+
+
+def _wait_synchronous(password: str, *, standby: str, timeout: float) -> None:
+    """Patroni names its synchronous standby a loop after the replica streams: until then a
+    sync lab would still be asynchronous."""
+
+    def synchronous() -> bool:
+        with _connect(topo.address(topo.other_region(standby)), password) as conn:
+            rows = conn.execute("SELECT sync_state FROM pg_stat_replication "
+                                "WHERE application_name = %s", (standby,)).fetchall()
+        return any(r[0] in ("sync", "quorum") for r in rows)
+
+    poll_until(synchronous, timeout_s=timeout, interval_s=0.2, retry_on=(psycopg.Error,),
+               interruptible=False,
+               error=lambda _: LabError(f"{standby} is not the synchronous standby after "
+                                        f"{timeout:.0f} s (Patroni synchronous_mode)"))
+
+
 def _wait_port_in(netns: str, port: int, timeout: float, what: str) -> None:
     probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=0.5)"
     poll_until(lambda: run([sys.executable, "-c", probe], netns=netns,
@@ -470,6 +559,17 @@ def _write_descriptor(state: Path, options: LabOptions, password: str) -> Path:
             "canary_table": "gameday_canary",
         },
     }
+    if options.ha == "patroni":
+        p = options.patroni
+        data["ha"] = {
+            "manager": "patroni", "scope": topo.PATRONI_SCOPE,
+            "dcs": {"kind": "etcd3", "address": topo.WITNESS.addresses[0],
+                    "port": topo.ETCD_PORT, "namespace": topo.PATRONI_NAMESPACE},
+            "ttl_s": p.ttl_s, "loop_wait_s": p.loop_wait_s,
+            "retry_timeout_s": p.retry_timeout_s,
+            "maximum_lag_on_failover": p.maximum_lag_on_failover,
+            "command_env": {"PATRONICTL_CONFIG_FILE": str(patroni_profile.ctl_config(state))},
+        }
     descriptor.validate(data)
     path = state / "lab.json"
     tmp = state / ".lab.json.tmp"
@@ -513,7 +613,13 @@ def down(*, progress: Callable[[str], None] = _quiet) -> list[str]:
     state = state_dir()
     removed: list[str] = []
     procs = Processes(state)
-    # databases first with a fast shutdown, then everything else
+    # Patroni first (it would start its PostgreSQL again), then the postmasters it leaves,
+    # then the scripted lab's databases with a fast shutdown, then everything else
+    pg_root = pg_data_root(state)
+    for region in topo.REGIONS:
+        if f"patroni-{region}" in procs.names() and \
+                patroni_profile.stop_member(state, pg_root / region, region):
+            removed.append(f"process patroni-{region}")
     order = sorted(procs.names(), key=lambda n: (not n.startswith("postgres"), n))
     for name in order:
         sig = 2 if name.startswith("postgres") else 15  # SIGINT = fast shutdown
@@ -539,7 +645,6 @@ def down(*, progress: Callable[[str], None] = _quiet) -> list[str]:
     if _link_exists(topo.BRIDGE):
         run(["ip", "link", "delete", topo.BRIDGE], check=False)
         removed.append(f"bridge {topo.BRIDGE}")
-    pg_root = pg_data_root(state)
     if pg_root.exists() and not str(pg_root).startswith(str(state)):
         shutil.rmtree(pg_root, ignore_errors=True)
         removed.append(str(pg_root))

@@ -19,6 +19,12 @@ DB_PORT = 5432
 STOREFRONT_PORT = 8080
 PROXY_PORT = 15432  # inside each region: the delayed path to the other region's database
 NFT_TABLE = "gameday"
+# the autonomous-HA profile (`lab up --ha patroni`)
+ETCD_PORT = 2379
+ETCD_PROXY_PORT = 12379  # inside each region: the delayed path to the witness's etcd
+PATRONI_PORT = 8008
+PATRONI_SCOPE = "gameday"
+PATRONI_NAMESPACE = "/service/"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,7 +37,11 @@ class Namespace:
 REGION_1 = Namespace(name="gd-region-1", veth="gdv-region-1", addresses=("198.18.0.11",))
 REGION_2 = Namespace(name="gd-region-2", veth="gdv-region-2", addresses=("198.18.0.12",))
 DNS = Namespace(name="gd-dns", veth="gdv-dns", addresses=("198.18.0.53", "198.18.0.54"))
-NAMESPACES = (REGION_1, REGION_2, DNS)
+# a third site for the HA manager's DCS (a single-member etcd): without it, either region
+# could lose the quorum along with the other
+WITNESS = Namespace(name="gd-witness", veth="gdv-witness", addresses=("198.18.0.30",))
+NAMESPACES = (REGION_1, REGION_2, DNS, WITNESS)  # every name `lab down` removes
+BASE_NAMESPACES = (REGION_1, REGION_2, DNS)  # what `lab up` builds without --ha
 AUTHORITATIVE = "198.18.0.53"
 RESOLVER = "198.18.0.54"
 
