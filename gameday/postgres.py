@@ -96,16 +96,21 @@ def standby_streams(lab: Lab, region: Region) -> bool:
     return row is not None and bool(row[0]) and row[1] == "streaming"
 
 
-def streams_from(lab: Lab, primary: Region, standby: Region) -> bool:
-    """True when `primary` sees `standby` streaming from it (by its application name)."""
+def streams_from(lab: Lab, primary: Region, standby: Region, *,
+                 synchronous: bool = False) -> bool:
+    """True when `primary` sees `standby` streaming from it (by its application name), and,
+    when `synchronous`, as its synchronous standby."""
     try:
         with psycopg.connect(lab.database.dsn(primary.db_host, primary.db_port),
                              autocommit=True) as conn:
-            rows = conn.execute("SELECT 1 FROM pg_stat_replication WHERE application_name = "
-                                "%s AND state = 'streaming'", (standby.name,)).fetchall()
-            return bool(rows)
+            rows = conn.execute("SELECT sync_state FROM pg_stat_replication WHERE "
+                                "application_name = %s AND state = 'streaming'",
+                                (standby.name,)).fetchall()
     except psycopg.Error:
         return False
+    if synchronous:
+        return any(r[0] in ("sync", "quorum") for r in rows)
+    return bool(rows)
 
 
 def replay_lag(lab: Lab, primary: Region, standby: Region) -> tuple[float, float | None] | None:

@@ -61,7 +61,9 @@ def _run_promotion_command(lab: Lab, settings: GamedaySettings, target: Region,
         run.event("promotion-command", target.name, argv=list(ran.argv),
                   returncode=ran.returncode, took_s=ran.took_s, output=ran.output)
     _runbook.check(ran, timeout_s=settings.promotion.timeout_s, what=what)
-    return {"argv": list(ran.argv), "returncode": ran.returncode, "took_s": ran.took_s}
+    last = ran.output.strip().splitlines()[-1] if ran.output.strip() else ""
+    return {"argv": list(ran.argv), "returncode": ran.returncode, "took_s": ran.took_s,
+            "last_line": last}
 
 
 def _await_writable(lab: Lab, target: Region, timeout_s: float, who: str) -> float:
@@ -115,8 +117,9 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
     ran = None
     if strategy == "command":
         ran = _run_promotion_command(lab, settings, target, "the promotion command")
+    said = f": the command said {ran['last_line']!r}" if ran and ran.get("last_line") else ""
     seen = _await_writable(lab, target, max(timeout_s, settings.promotion.timeout_s),
-                           "promotion " + strategy)
+                           f"promotion {strategy}{said}")
     drill.write(lab.path, {**state, "promoted_at_utc": datetime.now(UTC).isoformat()})
     return {"region": region, "strategy": strategy, "command": ran, "writable_seen": seen}
 
@@ -247,7 +250,8 @@ def _switchover_by_others(lab: Lab, settings: GamedaySettings, target: Region,
     if settings.promotion.strategy == "command":
         ran = _run_promotion_command(lab, settings, target, "the switchover command")
     bound = max(timeout_s, settings.promotion.timeout_s)
-    _await_writable(lab, target, bound, "switchover " + settings.promotion.strategy)
+    said = f": the command said {ran['last_line']!r}" if ran and ran.get("last_line") else ""
+    _await_writable(lab, target, bound, f"switchover {settings.promotion.strategy}{said}")
     poll_until(lambda: postgres.streams_from(lab, target, current), timeout_s=bound,
                interval_s=0.1,
                error=lambda _: TargetError(f"{current.name} does not stream from {target.name} "

@@ -6,13 +6,14 @@ from typing import Any, Dict, Optional
 
 import httpx
 
+from gameday import dcs, postgres
 from gameday.actions._common import context, step
 from gameday.errors import LabError, TargetError
 from gameday.measure import metrics, timeline
 from gameday.measure import run as runs
 from gameday.poll import poll_until
 
-__all__ = ["wait_for_detection", "wait_for_recovery"]
+__all__ = ["wait_for_detection", "wait_for_recovery", "wait_for_standby"]
 
 
 @step
@@ -81,3 +82,41 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
     finally:
         conn.close()
     return {"region": region, "waited_s": round(time.monotonic() - started, 3)}
+
+
+@step
+def wait_for_standby(region: str = "region-1", source: str = "region-2",
+                     timeout_s: float = 120.0,
+                     configuration: Optional[Dict[str, Any]] = None,
+                     secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Wait until `region`'s database streams from `source`'s (as its synchronous standby
+    in a sync lab): after a game day under an HA manager, the old primary rejoins by itself
+    (Patroni rewinds it as it restarts), and a switchover back must not start before it
+    holds everything (Patroni refuses a switchover to a replica that is not its
+    synchronous standby)."""
+    _, lab = context(configuration, secrets)
+    target, upstream = lab.region(region), lab.region(source)
+    sync = lab.database.replication == "sync"
+    started = time.monotonic()
+    def ready() -> bool:
+        if not postgres.streams_from(lab, upstream, target, synchronous=sync):
+            return False
+        if sync and lab.ha is not None and lab.ha.manager == "patroni" and lab.ha.dcs:
+            # Patroni names its synchronous standby in the DCS a loop after PostgreSQL
+            # reports it, and switches over only to the one named there
+            return dcs.patroni_sync(lab.ha).get("sync_standby") == target.name
+        return True
+
+    poll_until(ready, timeout_s=timeout_s, interval_s=0.2, retry_on=(TargetError,),
+               error=lambda _: TargetError(
+                   f"{region} does not stream from {source}"
+                   f"{' as its synchronous standby' if sync else ''} after {timeout_s:g} s: "
+                   "did its HA member rejoin?"))
+    waited = round(time.monotonic() - started, 3)
+    run = runs.current()
+    if run is not None:
+        # the report's resync line: the manager's own rejoin, as long as gameday waited
+        run.event("resynced", region, standby=region, source=source,
+                  method=f"{lab.ha.manager} rejoin" if lab.ha else "rejoin",
+                  resync_s=None, catch_up_s=waited)
+    return {"region": region, "source": source, "waited_s": waited}

@@ -100,6 +100,8 @@ class Failback(TypedDict, total=False):
     verdict: str
     reasons: list[str]
     run_id: str | None
+    strategy: str  # who switched over: runner (gameday by SQL), command, none
+    command: dict[str, Any] | None
 
 
 class Summary(TypedDict):

@@ -267,11 +267,20 @@ def _failback(fb: dict[str, Any]) -> list[str]:
     window = fb.get("split_brain_window_s")
     lost = fb.get("lost")
     split = fb.get("split_brain_writes")
-    lines = ["## Failback", "",
-             "Planned switchover back to the original primary (docs/design.md, Failover and "
-             "failback protocol): split-brain "
-             "writes read from the old primary before it was resynced, then writes paused, "
-             "replay caught up, promotion, DNS back.", "",
+    by_others = fb.get("strategy") in ("command", "none")
+    how = ("Planned switchover back to the original primary by the HA manager"
+           + (f" (`{' '.join(str(a) for a in (fb.get('command') or {}).get('argv') or [])}`)"
+              if fb.get("command") else "")
+           + ": the old primary had rejoined as its replica by itself (the manager rewinds it "
+             "as it starts, so its split-brain writes cannot be counted here; any it had are "
+             "lost and counted by the game day), then the switchover, DNS back."
+           if by_others else
+           "Planned switchover back to the original primary (docs/design.md, Failover and "
+           "failback protocol): split-brain writes read from the old primary before it was "
+           "resynced, then writes paused, replay caught up, promotion, DNS back.")
+    split_text = "not counted (rewound by the HA manager)" if by_others and split is None \
+        else ("unknown" if split is None else str(split))
+    lines = ["## Failback", "", how, "",
              "| Measure | Measured | Expected | Met |", "|---|---|---|---|",
              f"| Failback RTO (service) | {_s(fb.get('rto_s'), fb.get('rto_error_s'))} | — | — |",
              f"| Failback write RTO | {_s(fb.get('write_rto_s'))} | — | — |",
@@ -282,7 +291,7 @@ def _failback(fb: dict[str, Any]) -> list[str]:
              f"| Catch-up of the old primary | {_s(fb.get('catch_up_s'))} | — | — |",
              f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | 0 | "
              f"{_ok(None if lost is None else lost == 0)} |",
-             f"| Split-brain writes | {'unknown' if split is None else split} | 0 | "
+             f"| Split-brain writes | {split_text} | 0 | "
              f"{_ok(None if split is None else split == 0)} |",
              ""]
     window_utc = fb.get("split_brain_window_utc")

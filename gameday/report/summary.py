@@ -334,7 +334,8 @@ def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, 
         "resync_method": resynced.get("method"), "resync_s": resynced.get("resync_s"),
         "catch_up_s": resynced.get("catch_up_s"),
         "phases": s["phases"], "verdict": s["verdict"], "reasons": s["reasons"],
-        "run_id": s["run_id"],
+        "run_id": s["run_id"], "strategy": s["promotion"]["strategy"],
+        "command": s["promotion"]["command"],
     }
 
 

@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "gameday.recovery": 4, "gameday.report": 4,
     "gameday.measure": 3, "gameday.settings": 3,
     "gameday.labs": 2,
-    "gameday.postgres": 1,
+    "gameday.postgres": 1, "gameday.dcs": 1,
     "gameday": 0, "gameday.errors": 0, "gameday.interrupt": 0, "gameday.poll": 0,
     "gameday.labs.descriptor": 0, "gameday.labs.drill": 0, "gameday.labs.ledger": 0,
     "gameday.labs.driver": 0,
