@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-NAMESPACES = ("gd-region-1", "gd-region-2", "gd-dns")
+NAMESPACES = ("gd-region-1", "gd-region-2", "gd-dns", "gd-witness")
 
 
 def gameday(*args: str, env: dict[str, str], check: bool = True,
@@ -50,7 +50,8 @@ def residue(env: dict[str, str], pids: list[int]) -> list[str]:
     left += [f"process {pid}" for pid in pids if Path(f"/proc/{pid}").exists()
              and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]]
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    left += [f"link {name}" for name in ("gd-br0", "gdv-region-1", "gdv-region-2", "gdv-dns")
+    left += [f"link {name}" for name in ("gd-br0", "gdv-region-1", "gdv-region-2", "gdv-dns",
+                                         "gdv-witness")
              if f" {name}:" in links or f" {name}@" in links]
     left += [f"dir /etc/netns/{ns}" for ns in NAMESPACES if Path(f"/etc/netns/{ns}").exists()]
     if Path(env["GAMEDAY_HOME"]).exists():

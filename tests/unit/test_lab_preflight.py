@@ -37,3 +37,23 @@ def test_bad_options_are_refused(state: Path) -> None:
     with pytest.raises(Exception, match="replication must be"):
         lab.up(lab.LabOptions(replication="maybe"))
     assert not state.exists()
+
+
+@pytest.mark.parametrize("program", ["patroni", "patronictl", "etcd"])
+def test_the_ha_profile_names_what_is_missing(state: Path, monkeypatch: pytest.MonkeyPatch,
+                                              program: str) -> None:
+    monkeypatch.setattr(lab.os, "geteuid", lambda: 0)
+    real = lab.shutil.which
+    monkeypatch.setattr(lab.shutil, "which", lambda p: None if p == program else real(p))
+    with pytest.raises(LabError, match=rf"`{program}` is missing: run `make setup`"):
+        lab.up(lab.LabOptions(ha="patroni"))
+    assert not state.exists()
+
+
+def test_patroni_timing_must_let_the_leader_refresh_its_key(state: Path) -> None:
+    from gameday.labs.netns.patroni import PatroniOptions
+
+    with pytest.raises(Exception, match=r"loop_wait \+ 2 × retry_timeout <= ttl"):
+        lab.up(lab.LabOptions(ha="patroni", patroni=PatroniOptions(ttl_s=5, loop_wait_s=1,
+                                                                   retry_timeout_s=3)))
+    assert not state.exists()

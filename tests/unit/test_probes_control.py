@@ -166,3 +166,39 @@ def test_an_unknown_driver_is_refused_when_the_descriptor_loads(tmp_path: Path) 
     with pytest.raises(InterruptExecution, match="field 'regions/1/driver': unknown driver "
                                                  "'docker': choose from"):
         control.before_experiment_control({"title": "t"}, configuration={"lab_file": str(path)})
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"promotion": "magic"}, "'promotion' must be one of runner, command, none"),
+    ({"promotion": "command"}, "'promotion_command' is empty"),
+    ({"promotion": "command", "promotion_command": {"not": "a command"}},
+     "'promotion_command' must be a command line or a list"),
+])
+def test_bad_promotion_settings_stop_the_run_before_any_fault(tmp_path: Path, extra,
+                                                              message: str) -> None:
+    cfg = {"lab_file": str(fakes.write_lab(tmp_path)), "reports_dir": str(tmp_path / "r"),
+           **extra}
+    with pytest.raises(InterruptExecution, match=message) as err:
+        control.before_experiment_control({"title": "t"}, configuration=cfg)
+    assert "\n" not in str(err.value)
+    assert fakes.world(cfg["lab_file"]).calls == [] and not (tmp_path / "r").exists()
+
+
+def test_gameday_will_not_promote_behind_an_ha_manager(tmp_path: Path) -> None:
+    import json
+
+    lab = fakes.descriptor_dict()
+    lab["ha"] = {"manager": "patroni", "scope": "gameday", "ttl_s": 10, "loop_wait_s": 1}
+    path = tmp_path / "lab.json"
+    path.write_text(json.dumps(lab))
+    with pytest.raises(InterruptExecution, match="run by patroni: gameday will not promote"):
+        control.before_experiment_control({"title": "t"}, configuration={"lab_file": str(path)})
+
+
+def test_a_fault_marker_must_name_a_region(tmp_path: Path) -> None:
+    experiment = {"title": "t", "method": [
+        {"type": "action", "name": "kill-it", "gameday": {"fault": True, "region": "mars"},
+         "provider": {"type": "process", "path": "true"}}]}
+    cfg = {"lab_file": str(fakes.write_lab(tmp_path))}
+    with pytest.raises(InterruptExecution, match="unknown region 'mars'"):
+        control.before_experiment_control(experiment, configuration=cfg)
