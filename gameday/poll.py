@@ -35,14 +35,17 @@ def poll_until(
     retry_on: tuple[type[BaseException], ...] = (),
     error: Callable[[object], GamedayError] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], None] | None = None,
 ) -> T:
     """Call `condition` until it returns a truthy value and return that value.
 
     An exception in `retry_on` counts as "not yet" (a server still starting refuses
     connections). At `timeout_s` the wait fails with `error(last)`, where `last` is the
     last value returned or exception caught, or with a TargetError naming `what`. Between
-    calls it sleeps `interval_s` with `interrupt.pause`, so an interrupted run stops here
-    with `interrupt.Interrupted`. `condition` is always called at least once.
+    calls it sleeps `interval_s` with `pause`, by default `interrupt.pause`, so an interrupted
+    run stops here with `interrupt.Interrupted`. A wait inside a rollback passes `time.sleep`
+    instead, since a rollback must finish after the interrupt that started it. `condition` is
+    always called at least once.
     """
     deadline = clock() + timeout_s
     last: object = NOTHING
@@ -60,4 +63,4 @@ def poll_until(
                 raise error(last)
             seen = type(last).__name__ if isinstance(last, BaseException) else repr(last)
             raise TargetError(f"{what} not within {timeout_s:g} s (last seen: {seen})")
-        interrupt.pause(interval_s)
+        (pause or interrupt.pause)(interval_s)
