@@ -31,8 +31,9 @@ main() {
     for region in "${REGIONS[@]}"; do
         if cluster_exists "$region"; then
             log "cluster $region"
-            run kubectl --context "$(context_of "$region")" -n "$NAMESPACE" delete service \
-                storefront postgres-lb --ignore-not-found --wait=true --timeout=60s || true
+            # --request-timeout: a paused API server accepts the connection and never answers
+            run kubectl --context "$(context_of "$region")" -n "$NAMESPACE" --request-timeout=20s \
+                delete service storefront postgres-lb --ignore-not-found --wait=true --timeout=60s || true
             run kind delete cluster --name "$region"
         fi
     done

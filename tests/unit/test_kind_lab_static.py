@@ -208,8 +208,8 @@ def test_down_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str
     cmds = commands(result.stdout)
     for region in ("region-1", "region-2"):
         delete_svc = cmds.index(
-            f"kubectl --context kind-{region} -n gameday delete service storefront postgres-lb "
-            "--ignore-not-found --wait=true --timeout=60s"
+            f"kubectl --context kind-{region} -n gameday --request-timeout=20s delete service "
+            "storefront postgres-lb --ignore-not-found --wait=true --timeout=60s"
         )
         assert delete_svc < cmds.index(f"kind delete cluster --name {region}")
     assert "docker rm -f gameday-pdns gameday-unbound gameday-cloud-provider-kind" in cmds

@@ -1,5 +1,7 @@
 """The Kubernetes driver against two kmock API servers (one per region), through the real
-kubernetes client and chaostoolkit-kubernetes.
+kubernetes client. Stand-ins, each named where used: kmock for the API servers, FakeDocker
+for the docker CLI, Controller for the StatefulSet controller and the kubelet, SilentServer
+for the API server of a paused node.
 
 kmock comes from the `test` extra (pinned; `make venv` installs it); without it these tests fail with that
 reason rather than skip. Facts about the emulator this relies on: DESIGN.md section 9.
@@ -8,11 +10,14 @@ reason rather than skip. Facts about the emulator this relies on: DESIGN.md sect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -193,6 +198,16 @@ class Clusters:
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, daemon=True)
+        self.kubeconfig: Path | None = None
+
+    def point(self, context: str, url: str) -> None:
+        """Send `context`'s requests to another server (the kubeconfig is read per call)."""
+        assert self.kubeconfig is not None
+        config = json.loads(self.kubeconfig.read_text())
+        for cluster in config["clusters"]:
+            if cluster["name"] == context:
+                cluster["cluster"]["server"] = url
+        self.kubeconfig.write_text(json.dumps(config))
 
     def _main(self) -> None:
         try:
@@ -245,6 +260,7 @@ def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
         }
         path = tmp_path / "kubeconfig"
         path.write_text(json.dumps(kubeconfig))
+        c.kubeconfig = path
         monkeypatch.setenv("KUBECONFIG", str(path))
         monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
         monkeypatch.delenv("GAMEDAY_KUBE_CONTEXT_ALLOWLIST", raising=False)
@@ -322,6 +338,8 @@ def _driver(lab: descriptor.Lab, primaries: Sequence[str] = (), **kwargs: Any) -
         asked.append(region.name)
         return region.name in primaries
 
+    # docker stand-in: every node container known and running (tests of blackhole pass theirs)
+    kwargs.setdefault("runner", FakeDocker({c: False for r in lab.regions for c in r.node_containers}))
     driver = KubernetesDriver(lab, is_primary=is_primary, **kwargs)
     driver.asked = asked  # type: ignore[attr-defined]
     return driver
@@ -437,7 +455,7 @@ def test_scale_to_zero_annotates_then_scales_and_revert_restores_exactly(cluster
     assert len(r1.writes()) == writes_after_first_revert
 
 
-def test_scale_patches_go_through_chaostoolkit_kubernetes_bodies(clusters: Clusters):
+def test_scale_patches_send_chaostoolkit_kubernetes_bodies(clusters: Clusters):
     lab = _lab()
     r1 = clusters.servers["region-1"]
     driver = _driver(lab)
@@ -610,15 +628,20 @@ def test_unknown_context_names_the_fix(clusters: Clusters):
         _driver(lab).plan("scale-to-zero", lab.primary)
 
 
-def test_kubeconfig_changed_after_import_is_detected(
+def test_kubeconfig_is_read_when_called_not_at_import(
     clusters: Clusters, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
+    """The kubernetes client reads KUBECONFIG once, at import; the driver reads it per call,
+    so a KUBECONFIG set after the import is the one used."""
     other = tmp_path / "other-kubeconfig"
     other.write_text("{}")
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(other))
     lab = _lab()
-    with pytest.raises(LabError, match="set KUBECONFIG before starting chaos"):
+    assert _driver(lab).plan("scale-to-zero", lab.primary)["workloads"]
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(LabError, match="set KUBECONFIG to the file holding context") as info:
         _driver(lab).plan("scale-to-zero", lab.primary)
+    assert "\n" not in str(info.value)
 
 
 def test_api_errors_become_target_errors(clusters: Clusters):
@@ -691,10 +714,10 @@ def test_blackhole_pauses_node_containers_and_unpauses_only_ours(clusters: Clust
         "region-1-worker": False,
         "region-1-worker2": True,
     }
-    n = len(docker.calls)
+    n, api_calls = len(docker.calls), [len(list(s)) for s in clusters.servers.values()]
     driver.revert("blackhole", lab.primary, undo)  # nothing paused by us any more
     assert [c[1] for c in docker.calls[n:]] == ["inspect"]
-    assert all(list(s) == [] for s in clusters.servers.values())  # no API call at all
+    assert [len(list(s)) for s in clusters.servers.values()] == api_calls  # no API call
 
 
 def test_blackhole_failure_is_a_target_error_and_revert_recovers(clusters: Clusters):
@@ -724,6 +747,120 @@ def test_blackhole_without_containers_is_not_applicable_and_revert_is_a_no_op(cl
     undo = driver.plan("blackhole", lab.primary)
     assert undo["applicable"] is False and "node_containers" in undo["reason"]
     driver.revert("blackhole", lab.primary, undo)
+
+
+# -- API calls are bounded (issue 13, item 3) ----------------------------------------------
+
+
+class SilentServer:
+    """Stands in for the API server of a paused kind node: the TCP handshake completes and
+    nothing is ever answered (a stopped server would refuse the connection instead, which
+    is not the case to test). Accepted connections are held until close()."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        """Closing is what ends a call that would otherwise hang forever. shutdown() first:
+        close() alone does not wake the accept() blocked in the other thread, which then
+        accepts the client's retry."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _within(seconds: float, call: Any) -> tuple[Any, float]:
+    """(what `call` returned or raised, how long it took), or fail if it is still blocked
+    after `seconds`: a call that hangs must fail the test, not hang it."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the call is still blocked after {seconds:g} s: it hangs"
+    return outcome[0], time.monotonic() - started
+
+
+def test_every_api_call_times_out_when_the_api_server_never_answers(clusters: Clusters):
+    """The kubernetes client waits forever unless the request has a timeout; a paused node
+    completes the handshake and never answers. Stand-in: SilentServer (see its doc)."""
+    lab = _lab()
+    driver = KubernetesDriver.from_configuration(lab, {"kube_request_timeout_s": 0.5})
+    with SilentServer() as silent:
+        clusters.point("kind-region-1", silent.url)
+        for call in (
+            lambda: driver.plan("scale-to-zero", lab.primary),
+            lambda: driver.stop_database(lab.primary),
+        ):
+            outcome, took = _within(20, call)
+            assert isinstance(outcome, TargetError), outcome
+            assert "did not answer within 0.5 s" in str(outcome), outcome
+            assert "kind-region-1" in str(outcome) and "\n" not in str(outcome)
+            assert took < 5, took
+        assert silent.accepted  # it was really asked, and never answered
+
+
+def test_request_timeout_setting_is_checked():
+    with pytest.raises(ConfigError, match="kube_request_timeout_s"):
+        KubernetesDriver.from_configuration(_lab(), {"kube_request_timeout_s": "soon"})
+    with pytest.raises(ConfigError, match="kube_request_timeout_s"):
+        KubernetesDriver.from_configuration(_lab(), {"kube_request_timeout_s": 0})
+
+
+def test_scale_to_zero_then_blackhole_neither_hangs_nor_skips_the_rollback(clusters: Clusters):
+    """`scale-to-zero,blackhole`: take_region_down checks is_effective after injecting both,
+    when the region's API server is paused. Stand-ins: FakeDocker for `docker pause`, and
+    SilentServer as the paused API server (kmock before the pause and after the unpause)."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    docker = FakeDocker({"region-1-control-plane": False, "region-1-worker": False})
+    driver = _driver(lab, runner=docker)
+    scaled = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, scaled)
+    paused = driver.plan("blackhole", lab.primary)
+    driver.inject("blackhole", lab.primary, paused)
+    with SilentServer() as silent:
+        clusters.point("kind-region-1", silent.url)
+        outcome, _ = _within(20, lambda: driver.is_effective("scale-to-zero", lab.primary, scaled))
+        assert outcome is True  # the region is paused: nothing of it runs
+        assert not silent.accepted  # and the paused API server was not asked
+        outcome, _ = _within(20, lambda: driver.plan("cordon", lab.primary))
+        assert isinstance(outcome, ConfigError), outcome
+        assert "paused" in str(outcome) and "blackhole last" in str(outcome)
+        assert not silent.accepted
+    clusters.point("kind-region-1", clusters.urls["region-1"])  # unpaused: it answers again
+    driver.revert("blackhole", lab.primary, paused)
+    driver.revert("scale-to-zero", lab.primary, scaled)
+    assert docker.paused == {"region-1-control-plane": False, "region-1-worker": False}
+    assert _replicas(r1, DEPLOY, "storefront") == 2 and _replicas(r1, STS, "postgres") == 1
 
 
 # -- fencing on revert ----------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """How the driver reaches a cluster: the context allow-list, the kubeconfig, one call at a
-time, and the kubernetes client's errors turned into ours.
+time, a timeout on every request, and the kubernetes client's errors turned into ours.
+
+Why not chaostoolkit-kubernetes's actions: each builds its own client from the process-wide
+configuration and sends its request without a timeout, so a paused region's API server
+held the drill forever (issue 13). The driver makes the same requests (the same bodies)
+through one client class that always sets one.
 
 The allow-list exists so that a game day cannot scale a production cluster to zero by a typo
 in a descriptor: a context is used only when it matches `kind-*`, or a pattern added by the
@@ -27,9 +32,12 @@ DEFAULT_ALLOWED_CONTEXTS: tuple[str, ...] = ("kind-*",)
 ALLOWLIST_KEY = "kube_context_allowlist"
 ALLOWLIST_ENV = "GAMEDAY_KUBE_CONTEXT_ALLOWLIST"
 
-# The kubernetes client and chaostoolkit-kubernetes load one process-wide configuration per
-# call; holding this lock around every use keeps two regions' calls from interleaving.
+# One call at a time: the design never addresses two clusters at once, and a drill's steps and
+# its rollback may run in different threads.
 _KUBE_LOCK = threading.RLock()
+
+TIMEOUT_KEY = "kube_request_timeout_s"
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
 
@@ -54,11 +62,49 @@ def allowed_contexts_from(configuration: Mapping[str, Any] | None = None) -> tup
     return DEFAULT_ALLOWED_CONTEXTS + tuple(p for p in extra if p)
 
 
-class Kube:
-    """The guarded way in: every call names an allowed context and runs under one lock."""
+def request_timeout_from(configuration: Mapping[str, Any] | None = None) -> float:
+    """Seconds one API request may take (configuration `kube_request_timeout_s`, default
+    10): a paused node completes the TCP handshake and never answers, and the kubernetes
+    client waits forever for a request that has no timeout."""
+    raw: Any = (configuration or {}).get(TIMEOUT_KEY, DEFAULT_REQUEST_TIMEOUT_S)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(
+            f"configuration '{TIMEOUT_KEY}' must be a number of seconds > 0, got {raw!r}: "
+            f"fix it in the experiment or pass --var {TIMEOUT_KEY}=10"
+        )
+    return value
 
-    def __init__(self, allowed_contexts: Sequence[str]) -> None:
+
+class _TimedApiClient(ApiClient):
+    """An ApiClient whose every request has a timeout unless the call passes its own.
+
+    The generated API methods all pass `_request_timeout` by keyword to `call_api`; the
+    kubernetes client sends it to urllib3 as the total time of the request, TCP and TLS
+    handshakes included."""
+
+    def __init__(self, configuration: Any, timeout_s: float) -> None:
+        super().__init__(configuration)
+        self.timeout_s = timeout_s
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = self.timeout_s
+        return super().call_api(*args, **kwargs)
+
+
+class Kube:
+    """The guarded way in: every call names an allowed context, runs under one lock, and
+    every request it makes has a timeout."""
+
+    def __init__(
+        self, allowed_contexts: Sequence[str], *, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    ) -> None:
         self.allowed_contexts = tuple(allowed_contexts)
+        self.request_timeout_s = request_timeout_s
 
     def target(self, region: Region) -> tuple[str, str]:
         """(context, namespace) of a region, after the allow-list check."""
@@ -89,65 +135,70 @@ class Kube:
 
     @contextlib.contextmanager
     def cluster(self, context: str) -> Iterator[ApiClient]:
-        """Hold the process-wide client for `context`: an ApiClient built the way
-        chaostoolkit-kubernetes builds its own, after checking the kubeconfig really has it."""
-        from chaosk8s import create_k8s_api_client, get_config_path  # type: ignore[import-untyped]
+        """A client for `context` with its own configuration (nothing process-wide), read
+        from KUBECONFIG (or ~/.kube/config) now, after checking that it has the context.
+        Errors inside the block become TargetError naming the context."""
+        from kubernetes.client import Configuration
         from kubernetes.config import kube_config
         from kubernetes.config.config_exception import ConfigException
 
         with _KUBE_LOCK:
-            path: str = get_config_path()
-            loaded = os.path.expanduser(kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
-            if os.pathsep in path or not os.path.isfile(path):
-                raise LabError(
-                    f"kubeconfig '{path}' is not one readable file: chaostoolkit-kubernetes "
-                    "reads a single file; set KUBECONFIG to the file holding context "
-                    f"'{context}' (kind writes ~/.kube/config)"
-                )
-            if os.path.abspath(loaded) != os.path.abspath(path):
-                raise LabError(
-                    f"KUBECONFIG is '{path}' but the kubernetes client loaded '{loaded}' at "
-                    "import: set KUBECONFIG before starting chaos"
-                )
+            path = kubeconfig_path()
             try:
                 # untyped in the kubernetes package
                 contexts, _ = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
                     config_file=path
                 )
-            except ConfigException as exc:
-                raise LabError(f"kubeconfig '{path}': {exc}") from exc
+            except (ConfigException, OSError) as exc:
+                raise LabError(
+                    f"kubeconfig '{path}': {exc}: set KUBECONFIG to the file holding context "
+                    f"'{context}' (kind writes ~/.kube/config)"
+                ) from exc
             if context not in {c["name"] for c in contexts}:
                 raise LabError(
                     f"kubeconfig '{path}' has no context '{context}': run kind-lab/up.sh, "
                     "or `kind export kubeconfig --name <cluster>`"
                 )
+            configuration = Configuration()
+            # no retry inside a request: a retried read would take a multiple of the timeout;
+            # the driver's own waits retry
+            configuration.retries = 0
             try:
-                api: ApiClient = create_k8s_api_client(secrets(context))
+                kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=path,
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
             except ConfigException as exc:
                 raise LabError(f"kube context '{context}': {exc}") from exc
+            api = _TimedApiClient(configuration, self.request_timeout_s)
             try:
                 yield api
             except GamedayError:
                 raise
             except Exception as exc:
-                raise translate(exc, f"context '{context}'") from exc
+                raise translate(exc, f"context '{context}'", self.request_timeout_s) from exc
             finally:
                 api.close()  # type: ignore[no-untyped-call]  # untyped in the client
 
+    def answers(self, context: str) -> bool:
+        """True when the API server answers HTTP at all (any status): after an unpause,
+        before the first call that must not fail."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
 
-def secrets(context: str) -> dict[str, str]:
-    """What chaostoolkit-kubernetes reads the context from."""
-    return {"KUBERNETES_CONTEXT": context}
+        try:
+            with self.cluster(context) as api, contextlib.suppress(ApiException):
+                client.VersionApi(api).get_code()
+        except TargetError:
+            return False
+        return True
 
 
-def chaos(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a chaostoolkit-kubernetes action, mapping its failures onto ours."""
-    from chaoslib.exceptions import ActivityFailed  # type: ignore[import-untyped]
-
-    try:
-        return func(*args, **kwargs)
-    except ActivityFailed as exc:
-        raise TargetError(f"{func.__name__}: {exc}") from exc
+def kubeconfig_path() -> str:
+    """As kubectl reads it: KUBECONFIG (one file or a list), else ~/.kube/config."""
+    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
 def or_none(read: Callable[[], T]) -> T | None:
@@ -162,14 +213,24 @@ def or_none(read: Callable[[], T]) -> T | None:
         raise
 
 
-def translate(exc: Exception, where: str) -> GamedayError:
+def translate(exc: Exception, where: str, timeout_s: float) -> GamedayError:
+    """The client's exception as one line naming the context; a timeout says so, since
+    that is what a paused (blackholed) region looks like."""
     from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
+    from urllib3.exceptions import HTTPError, MaxRetryError, TimeoutError
 
     if isinstance(exc, ApiException):
         return TargetError(f"{where}: API server answered {exc.status} {exc.reason}")
+    cause: BaseException = exc
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        cause = exc.reason
+    if isinstance(cause, TimeoutError):
+        return TargetError(
+            f"{where}: API server did not answer within {timeout_s:g} s "
+            f"({cause.__class__.__name__}): is the region paused (blackhole)?"
+        )
     if isinstance(exc, HTTPError):
-        return TargetError(f"{where}: API server unreachable ({exc.__class__.__name__})")
+        return TargetError(f"{where}: API server unreachable ({cause.__class__.__name__})")
     return TargetError(f"{where}: {exc.__class__.__name__}: {exc}")
 
 

@@ -7,16 +7,25 @@ is the primary, and runs the failback's database operations (database.py).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gameday.errors import ConfigError, LabError
+from gameday.errors import ConfigError, GamedayError, LabError, TargetError
 from gameday.labs.descriptor import Lab, Region
 from gameday.labs.kubernetes import faults
 from gameday.labs.kubernetes.blackhole import Docker, Runner, control_planes_first, still_paused_by_us
-from gameday.labs.kubernetes.client import Kube, allowed_contexts_from
+from gameday.labs.kubernetes.client import (
+    DEFAULT_REQUEST_TIMEOUT_S,
+    Kube,
+    allowed_contexts_from,
+    request_timeout_from,
+)
 from gameday.labs.kubernetes.database import DB_STATEFULSET, Database, PrimaryCheck, sql_is_primary
+from gameday.poll import poll_until
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 API_FAULTS = ("scale-to-zero", "cordon", "block-egress")
 
@@ -39,12 +48,19 @@ class KubernetesDriver:
         stop_timeout_s: float = 120.0,
         start_timeout_s: float = 600.0,
         poll_s: float = 1.0,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        api_back_timeout_s: float = 60.0,
     ) -> None:
         self.lab = lab
         self.kube = Kube(
-            tuple(allowed_contexts) if allowed_contexts is not None else allowed_contexts_from()
+            tuple(allowed_contexts) if allowed_contexts is not None else allowed_contexts_from(),
+            request_timeout_s=request_timeout_s,
         )
         self.docker = Docker(runner)
+        self._sleep = sleep
+        self._clock = clock
+        self._poll_s = poll_s
+        self.api_back_timeout_s = api_back_timeout_s
         self.db = Database(
             lab,
             self.kube,
@@ -61,7 +77,11 @@ class KubernetesDriver:
         cls, lab: Lab, configuration: Mapping[str, Any] | None = None
     ) -> KubernetesDriver:
         """The registry's factory (gameday.labs.driver)."""
-        return cls(lab, allowed_contexts=allowed_contexts_from(configuration))
+        return cls(
+            lab,
+            allowed_contexts=allowed_contexts_from(configuration),
+            request_timeout_s=request_timeout_from(configuration),
+        )
 
     @property
     def allowed_contexts(self) -> tuple[str, ...]:
@@ -76,16 +96,23 @@ class KubernetesDriver:
                     "the region lists no node_containers (blackhole pauses the Docker "
                     "containers that are its nodes: kind only)"
                 )
-            paused = self.docker.paused(region.node_containers)
+            states = self.docker.paused(region.node_containers)
             return {
                 "fault": fault,
                 "region": region.name,
                 "containers": list(region.node_containers),
-                "paused_before": [c for c in region.node_containers if paused[c]],
+                "paused_before": [c for c in region.node_containers if states[c]],
             }
         if fault not in API_FAULTS:
             return _not_applicable(f"the kubernetes driver has no fault '{fault}'")
         context, namespace = self.kube.target(region)
+        paused = self._paused_nodes(region)
+        if paused:
+            raise ConfigError(
+                f"{fault} on {region.name}: its node containers are paused "
+                f"({', '.join(paused)}), so its API server cannot answer: list blackhole last "
+                "(e.g. faults=scale-to-zero,blackhole), or `docker unpause` them"
+            )
         base = {"fault": fault, "region": region.name, "context": context, "namespace": namespace}
         if fault == "scale-to-zero":
             with self.kube.cluster(context) as api:
@@ -133,6 +160,17 @@ class KubernetesDriver:
         if fault == "blackhole":
             return all(self.docker.paused(undo["containers"]).values())
         context, namespace = self.kube.undo_target(undo)
+        paused = self._paused_nodes(region)
+        if paused:
+            # injected before blackhole paused the region: nothing of it runs now, and its
+            # API server would not answer the check (it would hold the drill until timeout)
+            logger.info(
+                "%s on %s: API check skipped, its nodes are paused (%s)",
+                fault,
+                region.name,
+                ", ".join(paused),
+            )
+            return True
         with self.kube.cluster(context) as api:
             if fault == "scale-to-zero":
                 return faults.scale_effective(api, namespace, undo["workloads"])
@@ -172,12 +210,46 @@ class KubernetesDriver:
         fence_first = bool(first) or not rest
         if first:
             self.docker.each("unpause", first)
+            if fence:
+                self._wait_api(region)
         if fence and fence_first:
             self._fence_after_blackhole(region, undo)
         if rest:
             self.docker.each("unpause", rest)
         if fence and not fence_first:
             self._fence_after_blackhole(region, undo)
+
+    def _paused_nodes(self, region: Region) -> list[str]:
+        """The region's node containers that are paused now. Empty when it lists none, or
+        when docker cannot tell: the API calls then go ahead, bounded by their timeout."""
+        if not region.node_containers:
+            return []
+        try:
+            paused = self.docker.paused(region.node_containers)
+        except GamedayError as exc:
+            logger.debug("%s: cannot tell whether its nodes are paused: %s", region.name, exc)
+            return []
+        return [c for c, p in paused.items() if p]
+
+    def _wait_api(self, region: Region) -> None:
+        """After the unpause, until the region's API server answers again (bounded)."""
+        context, _ = self.kube.target(region)
+
+        def error(_: object) -> GamedayError:
+            return TargetError(
+                f"{region.name}: the API server of context '{context}' does not answer "
+                f"{self.api_back_timeout_s:g} s after `docker unpause`: see "
+                f"`docker logs {region.name}-control-plane`, then run `gameday recover`"
+            )
+
+        poll_until(
+            lambda: self.kube.answers(context),
+            timeout_s=self.api_back_timeout_s,
+            interval_s=self._poll_s,
+            error=error,
+            clock=self._clock,
+            pause=self._sleep,
+        )
 
     def _fence_after_blackhole(self, region: Region, undo: dict[str, Any]) -> None:
         context, namespace = self.kube.target(region)

@@ -15,15 +15,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from gameday.errors import TargetError
-from gameday.labs.kubernetes.client import (
-    Kube,
-    annotations_of,
-    chaos,
-    labels_of,
-    name_of,
-    or_none,
-    secrets,
-)
+from gameday.labs.kubernetes.client import Kube, annotations_of, labels_of, name_of, or_none
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
@@ -63,10 +55,6 @@ def workloads(api: ApiClient, namespace: str, *, with_annotation: bool = True) -
 
 
 def scale_to_zero(kube: Kube, context: str, namespace: str, planned: list[dict[str, Any]]) -> None:
-    from chaosk8s.deployment.actions import scale_deployment  # type: ignore[import-untyped]
-    from chaosk8s.statefulset.actions import scale_statefulset  # type: ignore[import-untyped]
-
-    scale = {"Deployment": scale_deployment, "StatefulSet": scale_statefulset}
     with kube.cluster(context) as api:
         for w in planned:
             kind, wname = w["kind"], w["name"]
@@ -78,17 +66,13 @@ def scale_to_zero(kube: Kube, context: str, namespace: str, planned: list[dict[s
             # leaves an annotated object at its old count, which revert handles.
             if REPLICAS_ANNOTATION not in annotations_of(obj):
                 annotate(api, kind, wname, namespace, str(w["replicas"]))
-            chaos(scale[kind], wname, 0, ns=namespace, secrets=secrets(context))
+            scale(api, kind, wname, namespace, 0)
             logger.info("scale-to-zero: %s %s/%s 0 (was %s)", kind, namespace, wname, w["replicas"])
 
 
 def restore_replicas(
     kube: Kube, context: str, namespace: str, planned: list[dict[str, Any]]
 ) -> None:
-    from chaosk8s.deployment.actions import scale_deployment
-    from chaosk8s.statefulset.actions import scale_statefulset
-
-    scale = {"Deployment": scale_deployment, "StatefulSet": scale_statefulset}
     with kube.cluster(context) as api:
         for w in planned:
             kind, wname = w["kind"], w["name"]
@@ -97,7 +81,7 @@ def restore_replicas(
             if saved is None:
                 continue  # never scaled by us, or already restored
             replicas = replicas_of(saved, f"{kind} '{wname}'")
-            chaos(scale[kind], wname, replicas, ns=namespace, secrets=secrets(context))
+            scale(api, kind, wname, namespace, replicas)
             annotate(api, kind, wname, namespace, None)
             logger.info("scale-to-zero reverted: %s %s/%s %s", kind, namespace, wname, replicas)
 
@@ -113,6 +97,18 @@ def scale_effective(api: ApiClient, namespace: str, planned: list[dict[str, Any]
         if spec != 0 or status:
             return False
     return True
+
+
+def scale(api: ApiClient, kind: str, wname: str, namespace: str, replicas: int) -> None:
+    """The patch chaostoolkit-kubernetes's scale_deployment / scale_statefulset send."""
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api)
+    body = {"spec": {"replicas": replicas}}
+    if kind == "Deployment":
+        apps.patch_namespaced_deployment(wname, namespace, body)
+    else:
+        apps.patch_namespaced_stateful_set(wname, namespace, body)
 
 
 def read_workload(api: ApiClient, kind: str, wname: str, namespace: str) -> Any:
@@ -168,16 +164,16 @@ def nodes(api: ApiClient, selector: str | None) -> list[tuple[str, bool]]:
 
 
 def cordon(kube: Kube, context: str, names: list[str]) -> None:
-    from chaosk8s.node.actions import cordon_node  # type: ignore[import-untyped]
+    from kubernetes import client
 
-    with kube.cluster(context):
+    with kube.cluster(context) as api:
         for node in names:
-            chaos(cordon_node, name=node, secrets=secrets(context))
+            client.CoreV1Api(api).patch_node(node, {"spec": {"unschedulable": True}})
             logger.info("cordon: node %s unschedulable", node)
 
 
 def uncordon(kube: Kube, context: str, names: list[str]) -> None:
-    from chaosk8s.node.actions import uncordon_node
+    from kubernetes import client
 
     with kube.cluster(context) as api:
         present = {n for n, _ in nodes(api, None)}
@@ -185,7 +181,7 @@ def uncordon(kube: Kube, context: str, names: list[str]) -> None:
             if node not in present:
                 logger.warning("cordon revert: node %s is gone, skipped", node)
                 continue
-            chaos(uncordon_node, name=node, secrets=secrets(context))
+            client.CoreV1Api(api).patch_node(node, {"spec": {"unschedulable": False}})
             logger.info("cordon reverted: node %s schedulable", node)
 
 
@@ -193,9 +189,10 @@ def uncordon(kube: Kube, context: str, names: list[str]) -> None:
 
 
 def block_egress(kube: Kube, context: str, namespace: str, policy: str) -> None:
-    from chaosk8s.networking.actions import create_network_policy  # type: ignore[import-untyped]
+    from kubernetes import client
 
-    spec = {
+    # a plain dict, as chaostoolkit-kubernetes sends it (the client serialises it as is)
+    spec: Any = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {"name": policy, "namespace": namespace, "labels": dict(MANAGED_BY)},
@@ -203,16 +200,16 @@ def block_egress(kube: Kube, context: str, namespace: str, policy: str) -> None:
     }
     with kube.cluster(context) as api:
         if read_policy(api, namespace, policy) is None:
-            chaos(create_network_policy, spec=spec, ns=namespace, secrets=secrets(context))
+            client.NetworkingV1Api(api).create_namespaced_network_policy(namespace, spec)
         logger.info("block-egress: NetworkPolicy %s/%s in place", namespace, policy)
 
 
 def unblock_egress(kube: Kube, context: str, namespace: str, policy: str) -> None:
-    from chaosk8s.networking.actions import remove_network_policy
+    from kubernetes import client
 
     with kube.cluster(context) as api:
         if read_policy(api, namespace, policy) is not None:
-            chaos(remove_network_policy, policy, ns=namespace, secrets=secrets(context))
+            client.NetworkingV1Api(api).delete_namespaced_network_policy(policy, namespace)
         logger.info("block-egress reverted: NetworkPolicy %s/%s removed", namespace, policy)
 
 
