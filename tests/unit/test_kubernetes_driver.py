@@ -269,7 +269,10 @@ def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
         c.stop()
 
 
-def _lab(**region1: Any) -> descriptor.Lab:
+def _lab(path: Path | None = None, **region1: Any) -> descriptor.Lab:
+    """kind-lab's two regions; `path` places the descriptor (and the drill record beside it),
+    `region1` overrides fields of region-1."""
+
     def region(name: str, role: str, n: int) -> dict[str, Any]:
         return {
             "name": name,
@@ -299,7 +302,7 @@ def _lab(**region1: Any) -> descriptor.Lab:
         },
         "database": {"name": "storefront", "user": "gameday", "password": "pw", "port": 5432},
     }
-    return descriptor.from_dict(data)
+    return descriptor.from_dict(data, path=str(path or ""))
 
 
 def _plain(value: Any) -> Any:
@@ -918,6 +921,40 @@ def test_revert_scale_to_zero_leaves_the_role_when_the_other_region_is_not_prima
     assert "fenced" not in undo
     assert not any("/configmaps/" in p for _, p, _ in r1.writes() + r2.writes())
     assert _replicas(r1, STS, "postgres") == 1
+
+
+def test_revert_fences_when_the_drill_records_a_promotion_of_the_other_region(
+    clusters: Clusters, tmp_path: Path
+):
+    """A run interrupted just after pg_promote(), or a connection blip to region-2: SQL does
+    not show region-2 as a primary, but drill.json records its promotion. Region-1 must come
+    back fenced, as the netns driver does (issue 13, item 2)."""
+    from gameday.labs import drill
+
+    lab = _lab(path=tmp_path / "lab.json")
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    drill.write(lab.path, {"promoted": "region-2", "promoted_from": "region-1"})
+    driver = _driver(lab, primaries=[])  # SQL: region-2 unreachable, or not promoted yet
+    undo = _scale_down(driver, lab, r1)
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _role(r1) == {"role": "fenced", "primary_host": ""}
+    assert "drill" in undo["fenced"]["because"] and "region-2" in undo["fenced"]["because"]
+    assert _replicas(r1, STS, "postgres") == 1
+    assert _role(r2)["role"] == "primary"  # the drill made it the primary
+
+
+def test_revert_does_not_fence_on_a_drill_record_of_its_own_promotion(
+    clusters: Clusters, tmp_path: Path
+):
+    from gameday.labs import drill
+
+    lab = _lab(path=tmp_path / "lab.json")
+    r1 = clusters.servers["region-1"]
+    drill.write(lab.path, {"promoted": "region-1"})
+    driver = _driver(lab, primaries=[])
+    undo = _scale_down(driver, lab, r1)
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _role(r1)["role"] == "primary" and "fenced" not in undo
 
 
 def test_revert_without_role_configmap_refuses_to_bring_back_a_second_primary(

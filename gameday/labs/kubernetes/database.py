@@ -5,8 +5,8 @@ The role lives in ConfigMap `gameday-db` (keys `role`, `primary_host`) and is re
 every operation is "set the role, then stop or start the pod".
 
 Fencing on revert (DESIGN section 5): reverting scale-to-zero or blackhole on a region whose
-ConfigMap says `primary`, while another region's database answers as a primary, first sets
-the role to `fenced` (the entrypoint then starts PostgreSQL read-only, with no upstream),
+ConfigMap says `primary`, while another region's database answers as a primary or the drill
+record (drill.json) names a promotion of another region, first sets the role to `fenced` (the entrypoint then starts PostgreSQL read-only, with no upstream),
 then lets the replicas come back or replaces the still-running pod. A pod that started before
 its role changed is named in the annotation `gameday.test/stale-pod` and deleted, so a second
 call finishes a fence (or a role change) that failed half-way.
@@ -93,19 +93,18 @@ class Database:
         self, region: Region, context: str, namespace: str, undo: dict[str, Any]
     ) -> None:
         """Before `region`'s database comes back: role `fenced` when its ConfigMap says
-        `primary` and another region's database answers as a primary. Then the pod that still
-        runs in the old role (blackhole), if any, is replaced."""
-        other = next(
-            (o for o in self.lab.regions if o.name != region.name and self.is_primary(o)), None
-        )
-        if other is None:
+        `primary` and another region is, or may be, the primary (see `other_primary`). Then
+        the pod that still runs in the old role (blackhole), if any, is replaced."""
+        found = self.other_primary(region)
+        if found is None:
             return
+        other, because = found
         with self.kube.cluster(context) as api:
             cm = read_configmap(api, namespace)
             if cm is None:
                 raise LabError(
                     f"{region.name}: ConfigMap {DB_CONFIGMAP} is missing in "
-                    f"{context}/{namespace} while {other.name} is the primary, so its database "
+                    f"{context}/{namespace} while {because}, so its database "
                     f"cannot be fenced: create it with role=fenced, then run `gameday recover`"
                 )
             if (cm.data or {}).get("role") == "primary":
@@ -113,21 +112,43 @@ class Database:
                     "region": region.name,
                     "configmap": f"{namespace}/{DB_CONFIGMAP}",
                     "previous_role": "primary",
-                    "because": f"{other.name} is the primary",
+                    "because": because,
                     "at": datetime.now(UTC).isoformat(),
                 }
                 self.set_role(api, namespace, cm, "fenced", fence_note=json.dumps(record))
                 undo["fenced"] = record
                 logger.warning(
-                    "%s: database fenced on revert (%s is the primary): ConfigMap %s/%s "
-                    "role=fenced",
+                    "%s: database fenced on revert (%s): ConfigMap %s/%s role=fenced",
                     region.name,
-                    other.name,
+                    because,
                     namespace,
                     DB_CONFIGMAP,
                 )
             replace_stale_pod(api, namespace)
-        self.mark_primary(other)
+        try:
+            self.mark_primary(other)
+        except GamedayError as exc:
+            # the fence is what keeps two primaries apart; the other region's label can wait
+            logger.warning("%s: not marked primary now (%s)", other.name, exc)
+
+    def other_primary(self, region: Region) -> tuple[Region, str] | None:
+        """(the other primary, why) unless we know that no other primary exists: the drill
+        record names a promotion of another region (written before pg_promote() is sent, so
+        an interrupted run or a connection blip cannot hide it), or another region's database
+        answers as a primary. As the netns driver's `_other_serves_or_was_promoted`."""
+        from gameday.labs import drill
+
+        others = [o for o in self.lab.regions if o.name != region.name]
+        promoted = (drill.read(self.lab.path) or {}).get("promoted") if self.lab.path else None
+        if promoted and promoted != region.name:
+            named = next((o for o in others if o.name == promoted), None)
+            if named is not None or others:
+                other = named or others[0]
+                return other, f"drill.json records the promotion of {promoted}"
+        for other in others:
+            if self.is_primary(other):
+                return other, f"{other.name} is the primary"
+        return None
 
     def mark_primary(self, region: Region) -> None:
         """Role `primary` on a region whose database answers as one: promotion is SQL, so its
