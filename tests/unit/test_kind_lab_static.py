@@ -447,3 +447,15 @@ def test_workflow_runs_the_game_day():
     assert uploads[0]["if"] == "${{ always() }}"
     assert steps[index("kind-lab/down.sh")]["if"] == "${{ always() }}"
     assert steps[index("experiments/failback.json")]["if"] == "${{ !cancelled() }}"
+
+
+def test_entrypoint_logs_the_lines_the_driver_reads():
+    """The kubernetes driver reads the postgres pod's log: the resync method, and that a
+    fenced pod on an empty volume started nothing (then its revert does not wait for it)."""
+    from gameday.labs.kubernetes.readiness import FENCED_EMPTY_LINE
+
+    entrypoint = (LAB / "base/postgres/entrypoint.sh").read_text()
+    assert 'log() { echo "gameday-postgres: $*" >&2; }' in entrypoint
+    prefix = "gameday-postgres: "
+    assert f'log "{FENCED_EMPTY_LINE.removeprefix(prefix)}' in entrypoint
+    assert 'log "resync=$resync"' in entrypoint

@@ -118,7 +118,17 @@ def _deployment(name: str, replicas: int | None, running: int, **meta: Any) -> d
         "apiVersion": "apps/v1",
         "metadata": {"name": name, "namespace": NS, **meta},
         "spec": spec,
-        "status": {"replicas": running},
+        "status": _status(running),
+    }
+
+
+def _status(running: int) -> dict[str, int]:
+    """A workload's status once its controller has caught up with `running` pods."""
+    return {
+        "replicas": running,
+        "updatedReplicas": running,
+        "readyReplicas": running,
+        "availableReplicas": running,
     }
 
 
@@ -329,7 +339,7 @@ def _replicas(server: RegionApiServer, resource: str, name: str, ns: str = NS) -
 
 
 def _set_running(server: RegionApiServer, resource: str, name: str, running: int) -> None:
-    server.objects[resource, NS, name]["status"] = {"replicas": running}
+    server.objects[resource, NS, name]["status"] = _status(running)
 
 
 def _driver(lab: descriptor.Lab, primaries: Sequence[str] = (), **kwargs: Any) -> KubernetesDriver:
@@ -343,22 +353,21 @@ def _driver(lab: descriptor.Lab, primaries: Sequence[str] = (), **kwargs: Any) -
 
     # docker stand-in: every node container known and running (tests of blackhole pass theirs)
     kwargs.setdefault("runner", FakeDocker({c: False for r in lab.regions for c in r.node_containers}))
+    if "sleep" not in kwargs:  # no controller: a wait that is not over at once fails fast
+        kwargs.update(FakeTime().kwargs())
+    kwargs.setdefault("start_timeout_s", 30)
     driver = KubernetesDriver(lab, is_primary=is_primary, **kwargs)
     driver.asked = asked  # type: ignore[attr-defined]
     return driver
 
 
-class Controller:
-    """Stands in for the StatefulSet controller and the kubelet, as the driver's `sleep`:
-    each poll moves pod postgres-0 one step towards the StatefulSet's replicas (gone at 0;
-    recreated with a new uid, Ready, at 1; a deleted pod is recreated)."""
+class FakeTime:
+    """The driver's clock and sleep: time passes only when the driver sleeps, so a wait that
+    never ends fails at once with its timeout instead of holding the test."""
 
-    def __init__(self, server: RegionApiServer, *, log: str = "", ready: bool = True) -> None:
-        self.server = server
-        self.log = log
-        self.ready = ready
-        self.polls = 0
+    def __init__(self) -> None:
         self.now = 0.0
+        self.polls = 0
 
     def clock(self) -> float:
         return self.now
@@ -366,6 +375,25 @@ class Controller:
     def sleep(self, seconds: float) -> None:
         self.polls += 1
         self.now += seconds
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"sleep": self.sleep, "clock": self.clock, "poll_s": 1.0}
+
+
+class Controller(FakeTime):
+    """Stands in for the workload controllers and the kubelet, as the driver's `sleep`: each
+    poll moves pod postgres-0 one step towards the StatefulSet's replicas (gone at 0;
+    recreated with a new uid, Ready unless `ready` is False, at 1; a deleted pod is
+    recreated), and brings every Deployment's status to its replicas."""
+
+    def __init__(self, server: RegionApiServer, *, log: str = "", ready: bool = True) -> None:
+        super().__init__()
+        self.server = server
+        self.log = log
+        self.ready = ready
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
         replicas = _replicas(self.server, STS, "postgres")
         key = (PODS, NS, DB_POD)
         present = _live(self.server, key) is not None
@@ -374,9 +402,12 @@ class Controller:
         elif replicas and not present:
             self.server.objects[key] = _pod(ready=self.ready)
             self.server.logs[DB_POD] = self.log
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"sleep": self.sleep, "clock": self.clock, "poll_s": 1.0}
+        _set_running(self.server, STS, "postgres", 1 if replicas and self.ready else 0)
+        for key, obj in list(self.server.objects.items()):
+            if str(key[0].plural) == "deployments" and key[1] == NS and not obj.deleted:
+                wanted = obj["spec"].get("replicas", 1)
+                if obj.get("status") != _status(wanted):
+                    obj["status"] = _status(wanted)
 
 
 def _role(server: RegionApiServer) -> dict[str, str]:
@@ -511,6 +542,96 @@ def test_crashed_run_keeps_original_count_on_replan(clusters: Clusters):
     assert _replicas(r1, DEPLOY, "storefront") == 2
     assert _replicas(r1, STS, "postgres") == 1
     assert not r1.objects[DEPLOY, NS, "storefront"]["metadata"].get("annotations")
+
+
+def _rolled_out(server: RegionApiServer) -> dict[str, bool]:
+    deployments = {k: o for k, o in server.objects.items() if str(k[0].plural) == "deployments"}
+    return {
+        k[2]: o["status"].get("availableReplicas") == o["spec"].get("replicas", 1)
+        for k, o in deployments.items()
+        if k[1] == NS
+    }
+
+
+def test_revert_scale_to_zero_returns_once_the_region_is_back(clusters: Clusters):
+    """The failback's first step reads the old primary's rows at once: revert must not
+    return before pod postgres-0 is Ready, the storefront rolled out and the database
+    answers (issue 13, item 1). Stand-ins: Controller for the controllers and the kubelet;
+    the SQL check does not answer for region-1's first two polls, as a Service whose proxy
+    has not synced yet."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1)
+    answers = [None, None]
+    asked: list[str] = []
+
+    def probe(region: descriptor.Region) -> bool | None:
+        asked.append(region.name)
+        if region.name != "region-1":
+            return False  # region-2 answers as a standby: no fence
+        return answers.pop(0) if answers else True
+
+    docker = FakeDocker({c: False for r in lab.regions for c in r.node_containers})
+    driver = KubernetesDriver(lab, is_primary=probe, runner=docker, **ctl.kwargs())
+    undo = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, undo)
+    ctl.sleep(1)  # the controllers act: postgres-0 gone, no storefront pod
+    assert _pod_uid(r1) is None
+    assert r1.objects[DEPLOY, NS, "storefront"]["status"]["availableReplicas"] == 0
+
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _pod_uid(r1) is not None  # a new postgres-0...
+    assert r1.objects[PODS, NS, DB_POD]["status"]["conditions"][0]["status"] == "True"  # Ready
+    assert _rolled_out(r1) == {"storefront": True, "idle": True, "defaulted": True}
+    assert asked.count("region-1") == 3  # and it waited through two polls without an answer
+
+
+def test_revert_that_never_comes_back_fails_bounded_and_names_what_is_missing(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1, ready=False)  # PostgreSQL never gets Ready
+    driver = _driver(lab, start_timeout_s=5, **ctl.kwargs())
+    undo = _scale_down(driver, lab, r1)
+    with pytest.raises(TargetError, match="region-1 is not back 5 s after the revert") as info:
+        driver.revert("scale-to-zero", lab.primary, undo)
+    assert "pod postgres-0 not Ready" in str(info.value) and "\n" not in str(info.value)
+    assert _replicas(r1, STS, "postgres") == 1  # restored all the same
+
+
+def test_revert_of_a_fenced_region_on_an_empty_volume_does_not_wait_for_postgres(
+    clusters: Clusters,
+):
+    """kind-lab's entrypoint starts nothing when fenced on an empty volume, and says so."""
+    from gameday.labs.kubernetes.readiness import FENCED_EMPTY_LINE
+
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1, ready=False, log=f"{FENCED_EMPTY_LINE}: PostgreSQL is not started\n")
+    driver = _driver(lab, primaries=["region-2"], **ctl.kwargs())
+    undo = _scale_down(driver, lab, r1)
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _role(r1)["role"] == "fenced" and _pod_uid(r1) is not None
+    assert driver.asked.count("region-1") == 0  # type: ignore[attr-defined]  # no SQL wait
+
+
+def test_revert_scale_to_zero_under_cordon_leaves_the_wait_to_the_cordon_revert(
+    clusters: Clusters,
+):
+    """faults=cordon,scale-to-zero: reverted newest first, so the pods come back while every
+    node is still cordoned; the cordon's revert is the one that waits."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1)
+    driver = _driver(lab, **ctl.kwargs())
+    cordoned = driver.plan("cordon", lab.primary)
+    driver.inject("cordon", lab.primary, cordoned)
+    r1.objects[NODES, None, "region-1-worker2"]["spec"]["unschedulable"] = True
+    scaled = _scale_down(driver, lab, r1)
+    polls = ctl.polls
+    driver.revert("scale-to-zero", lab.primary, scaled)
+    assert ctl.polls == polls and _pod_uid(r1) is None  # did not wait: cannot schedule
+    driver.revert("cordon", lab.primary, cordoned)
+    assert _pod_uid(r1) is not None and ctl.polls > polls
 
 
 # -- cordon ---------------------------------------------------------------------------------
@@ -845,7 +966,7 @@ def test_scale_to_zero_then_blackhole_neither_hangs_nor_skips_the_rollback(clust
     lab = _lab()
     r1 = clusters.servers["region-1"]
     docker = FakeDocker({"region-1-control-plane": False, "region-1-worker": False})
-    driver = _driver(lab, runner=docker)
+    driver = _driver(lab, runner=docker, **Controller(r1).kwargs())
     scaled = driver.plan("scale-to-zero", lab.primary)
     driver.inject("scale-to-zero", lab.primary, scaled)
     paused = driver.plan("blackhole", lab.primary)
@@ -879,7 +1000,7 @@ def _scale_down(driver: KubernetesDriver, lab: descriptor.Lab, r1: RegionApiServ
 def test_revert_scale_to_zero_fences_when_the_other_region_is_primary(clusters: Clusters):
     lab = _lab()
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
-    driver = _driver(lab, primaries=["region-2"])
+    driver = _driver(lab, primaries=["region-2"], **Controller(r1).kwargs())
     undo = _scale_down(driver, lab, r1)
     r2_pod = _pod_uid(r2)
     n = len(r1.writes())
@@ -913,10 +1034,11 @@ def test_revert_scale_to_zero_leaves_the_role_when_the_other_region_is_not_prima
 ):
     lab = _lab()
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
-    driver = _driver(lab, primaries=[])
+    driver = _driver(lab, primaries=[], **Controller(r1).kwargs())
     undo = _scale_down(driver, lab, r1)
     driver.revert("scale-to-zero", lab.primary, undo)
-    assert driver.asked == ["region-2"]  # type: ignore[attr-defined]
+    # region-2: is it the primary (no); region-1: does its database answer again (yes)
+    assert driver.asked == ["region-2", "region-1"]  # type: ignore[attr-defined]
     assert _role(r1) == {"role": "primary", "primary_host": ""}
     assert "fenced" not in undo
     assert not any("/configmaps/" in p for _, p, _ in r1.writes() + r2.writes())
@@ -934,7 +1056,8 @@ def test_revert_fences_when_the_drill_records_a_promotion_of_the_other_region(
     lab = _lab(path=tmp_path / "lab.json")
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
     drill.write(lab.path, {"promoted": "region-2", "promoted_from": "region-1"})
-    driver = _driver(lab, primaries=[])  # SQL: region-2 unreachable, or not promoted yet
+    # SQL: region-2 unreachable, or not promoted yet
+    driver = _driver(lab, primaries=[], **Controller(r1).kwargs())
     undo = _scale_down(driver, lab, r1)
     driver.revert("scale-to-zero", lab.primary, undo)
     assert _role(r1) == {"role": "fenced", "primary_host": ""}
@@ -951,7 +1074,7 @@ def test_revert_does_not_fence_on_a_drill_record_of_its_own_promotion(
     lab = _lab(path=tmp_path / "lab.json")
     r1 = clusters.servers["region-1"]
     drill.write(lab.path, {"promoted": "region-1"})
-    driver = _driver(lab, primaries=[])
+    driver = _driver(lab, primaries=[], **Controller(r1).kwargs())
     undo = _scale_down(driver, lab, r1)
     driver.revert("scale-to-zero", lab.primary, undo)
     assert _role(r1)["role"] == "primary" and "fenced" not in undo
@@ -991,7 +1114,7 @@ def test_revert_blackhole_fences_through_the_control_plane_before_the_workers(
     lab = _lab()
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
     docker = OrderedDocker({"region-1-control-plane": False, "region-1-worker": False}, r1)
-    driver = _driver(lab, primaries=["region-2"], runner=docker)
+    driver = _driver(lab, primaries=["region-2"], runner=docker, **Controller(r1).kwargs())
     undo = driver.plan("blackhole", lab.primary)
     driver.inject("blackhole", lab.primary, undo)
     old_pod = _pod_uid(r1)
@@ -1014,7 +1137,7 @@ def test_revert_blackhole_failing_half_way_is_completed_by_a_second_call(cluster
     lab = _lab()
     r1 = clusters.servers["region-1"]
     docker = FakeDocker({"region-1-control-plane": False, "region-1-worker": False})
-    driver = _driver(lab, primaries=["region-2"], runner=docker)
+    driver = _driver(lab, primaries=["region-2"], runner=docker, **Controller(r1).kwargs())
     undo = driver.plan("blackhole", lab.primary)
     driver.inject("blackhole", lab.primary, undo)
     old_pod = _pod_uid(r1)
@@ -1028,7 +1151,7 @@ def test_revert_blackhole_failing_half_way_is_completed_by_a_second_call(cluster
 
     r1.failures.clear()
     driver.revert("blackhole", lab.primary, undo)  # the ConfigMap says fenced already
-    assert _pod_uid(r1) is None  # the pod named stale is deleted now
+    assert _pod_uid(r1) not in (None, old_pod)  # the stale pod replaced, its successor Ready
     assert docker.paused == {"region-1-control-plane": False, "region-1-worker": False}
 
 

@@ -4,12 +4,13 @@ The role lives in ConfigMap `gameday-db` (keys `role`, `primary_host`) and is re
 `postgres-0` of StatefulSet `postgres` starts (kind-lab/base/postgres/entrypoint.sh), so
 every operation is "set the role, then stop or start the pod".
 
-Fencing on revert (DESIGN section 5): reverting scale-to-zero or blackhole on a region whose
-ConfigMap says `primary`, while another region's database answers as a primary or the drill
-record (drill.json) names a promotion of another region, first sets the role to `fenced` (the entrypoint then starts PostgreSQL read-only, with no upstream),
-then lets the replicas come back or replaces the still-running pod. A pod that started before
-its role changed is named in the annotation `gameday.test/stale-pod` and deleted, so a second
-call finishes a fence (or a role change) that failed half-way.
+Fencing on revert: reverting scale-to-zero or blackhole on a region whose ConfigMap says
+`primary`, while another region's database answers as a primary or the drill record
+(drill.json) names a promotion of another region, first sets the role to `fenced` (the
+entrypoint then starts PostgreSQL read-only, with no upstream), then lets the replicas come
+back or replaces the still-running pod. A pod that started before its role changed is named
+in the annotation `gameday.test/stale-pod` and deleted, so a second call finishes a fence
+(or a role change) that failed half-way.
 """
 
 from __future__ import annotations
@@ -38,16 +39,17 @@ FENCE_ANNOTATION = "gameday.test/fenced"
 STALE_POD_ANNOTATION = "gameday.test/stale-pod"
 _RESYNC_LINE = re.compile(r"gameday-postgres: resync=(rewind|basebackup|none)\b")
 
-# True when the region's database answers as a primary (not in recovery).
-PrimaryCheck = Callable[[Region], bool]
+# What a region's database answers at its db_host: True a primary (not in recovery), False
+# a standby or fenced (in recovery), None no answer. Falsy unless it is a primary.
+PrimaryCheck = Callable[[Region], "bool | None"]
 
 
 def sql_is_primary(lab: Lab) -> PrimaryCheck:
     """The default check, as the netns lab's: the region's database answers at its db_host and
     is not in recovery (a writable primary, or one a switchover left read-only: either way a
-    second primary must not appear next to it). Unreachable counts as not a primary."""
+    second primary must not appear next to it). None when it does not answer."""
 
-    def check(region: Region) -> bool:
+    def check(region: Region) -> bool | None:
         import psycopg
 
         try:
@@ -57,7 +59,7 @@ def sql_is_primary(lab: Lab) -> PrimaryCheck:
             ) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         except psycopg.Error:
-            return False
+            return None
         return row is not None and not row[0]
 
     return check

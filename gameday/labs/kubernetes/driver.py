@@ -23,6 +23,7 @@ from gameday.labs.kubernetes.client import (
     request_timeout_from,
 )
 from gameday.labs.kubernetes.database import DB_STATEFULSET, Database, PrimaryCheck, sql_is_primary
+from gameday.labs.kubernetes.readiness import RegionBack
 from gameday.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
@@ -61,10 +62,19 @@ class KubernetesDriver:
         self._clock = clock
         self._poll_s = poll_s
         self.api_back_timeout_s = api_back_timeout_s
+        probe = is_primary or sql_is_primary(lab)
+        self.back = RegionBack(
+            self.kube,
+            is_primary=probe,
+            sleep=sleep,
+            clock=clock,
+            timeout_s=start_timeout_s,
+            poll_s=poll_s,
+        )
         self.db = Database(
             lab,
             self.kube,
-            is_primary=is_primary or sql_is_primary(lab),
+            is_primary=probe,
             sleep=sleep,
             clock=clock,
             stop_timeout_s=stop_timeout_s,
@@ -194,9 +204,11 @@ class KubernetesDriver:
             ):
                 self.db.fence_if_other_is_primary(region, context, namespace, undo)
             faults.restore_replicas(self.kube, context, namespace, undo["workloads"])
+            self.back.wait(region, context, namespace)
         elif fault == "cordon":
             names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
             faults.uncordon(self.kube, context, names)
+            self.back.wait(region, context, namespace)
         elif fault == "block-egress":
             faults.unblock_egress(self.kube, context, namespace, undo["policy"])
 
@@ -218,6 +230,9 @@ class KubernetesDriver:
             self.docker.each("unpause", rest)
         if fence and not fence_first:
             self._fence_after_blackhole(region, undo)
+        if fence and still:
+            context, namespace = self.kube.target(region)
+            self.back.wait(region, context, namespace)
 
     def _paused_nodes(self, region: Region) -> list[str]:
         """The region's node containers that are paused now. Empty when it lists none, or
