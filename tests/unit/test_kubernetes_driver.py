@@ -686,27 +686,104 @@ def test_cordon_without_node_selector_is_not_applicable(clusters: Clusters):
 # -- block-egress ---------------------------------------------------------------------------
 
 
-def test_block_egress_creates_our_policy_and_revert_deletes_it(clusters: Clusters):
-    lab = _lab()
-    r1 = clusters.servers["region-1"]
-    driver = _driver(lab)
-    undo = driver.plan("block-egress", lab.primary)
-    assert undo["policy"] == EGRESS_POLICY
-    assert driver.is_effective("block-egress", lab.primary, undo) is False
+class Storefront:
+    """Stands in for the region's storefront behind its LoadBalancer: a local HTTP server
+    whose /healthz answers "ok" while `connected`, else 503, as gameday.labs.storefront does
+    while its database connection lasts."""
 
-    driver.inject("block-egress", lab.primary, undo)
-    policy = r1.objects[NETPOL, NS, EGRESS_POLICY]
-    assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
-    assert policy["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "gameday"}
-    assert driver.is_effective("block-egress", lab.primary, undo) is True
-    driver.inject("block-egress", lab.primary, undo)  # already there: no conflict
-    assert sum(1 for m, _, _ in r1.writes() if m == "POST") == 1
+    def __init__(self) -> None:
+        import http.server
+
+        self.connected = True
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                ok = self.path == "/healthz" and outer.connected
+                body = b"ok" if ok else b"database unavailable"
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> Storefront:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+
+def _storefront_pod(name: str) -> dict[str, Any]:
+    pod = _pod(name)
+    pod["metadata"]["labels"] = {"app": "storefront"}
+    return pod
+
+
+def test_block_egress_creates_our_policy_and_revert_deletes_it(clusters: Clusters):
+    r1 = clusters.servers["region-1"]
+    with Storefront() as shop:
+        lab = _lab(storefront_url=shop.url)
+        driver = _driver(lab)
+        undo = driver.plan("block-egress", lab.primary)
+        assert undo["policy"] == EGRESS_POLICY
+        assert driver.is_effective("block-egress", lab.primary, undo) is False
+
+        driver.inject("block-egress", lab.primary, undo)
+        policy = r1.objects[NETPOL, NS, EGRESS_POLICY]
+        assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
+        assert policy["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "gameday"}
+        shop.connected = False
+        assert driver.is_effective("block-egress", lab.primary, undo) is True
+        driver.inject("block-egress", lab.primary, undo)  # already there: no conflict
+        assert sum(1 for m, _, _ in r1.writes() if m == "POST") == 1
 
     driver.revert("block-egress", lab.primary, undo)
     assert r1.objects[NETPOL, NS, EGRESS_POLICY].deleted
     driver.revert("block-egress", lab.primary, undo)  # gone already: harmless
     assert sum(1 for m, _, _ in r1.writes() if m == "DELETE") == 1
     assert clusters.servers["region-2"].writes() == []
+
+
+def test_block_egress_restarts_the_pods_that_hold_connections_and_checks_the_effect(
+    clusters: Clusters,
+):
+    """kind enforces NetworkPolicy only on new connections, and the storefront keeps one
+    database connection: the policy alone leaves /healthz ok (issue 13, item 6). Stand-ins:
+    kmock, and Storefront for the region's storefront."""
+    r1 = clusters.servers["region-1"]
+    for name in ("storefront-a", "storefront-b"):
+        r1.objects[PODS, NS, name] = _storefront_pod(name)
+    with Storefront() as shop:
+        lab = _lab(storefront_url=shop.url)
+        driver = _driver(lab)
+        undo = driver.plan("block-egress", lab.primary)
+        assert undo["restart"] == ["defaulted", "storefront"]  # the Deployments that run pods
+        driver.inject("block-egress", lab.primary, undo)
+        deleted = [p for m, p, _ in r1.writes() if m == "DELETE"]
+        assert deleted == [
+            f"/api/v1/namespaces/{NS}/pods/storefront-a",
+            f"/api/v1/namespaces/{NS}/pods/storefront-b",
+        ]
+        assert _pod_uid(r1) is not None  # postgres-0 (a StatefulSet's) left alone
+        # the policy exists, but the storefront still serves: not in effect
+        assert driver.is_effective("block-egress", lab.primary, undo) is False
+        shop.connected = False  # its new pods cannot reach the database
+        assert driver.is_effective("block-egress", lab.primary, undo) is True
+        n = len(r1.writes())
+        driver.inject("block-egress", lab.primary, undo)  # the policy is there: no restart
+        assert len(r1.writes()) == n
+    driver.revert("block-egress", lab.primary, undo)
+    assert r1.objects[NETPOL, NS, EGRESS_POLICY].deleted
 
 
 # -- guards and errors ----------------------------------------------------------------------

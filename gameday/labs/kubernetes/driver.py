@@ -146,7 +146,13 @@ class KubernetesDriver:
                 "node_selector": region.node_selector,
                 "nodes": [{"name": n, "was_unschedulable": u} for n, u in nodes],
             }
-        return {**base, "policy": faults.EGRESS_POLICY}
+        with self.kube.cluster(context) as api:
+            running = [
+                name
+                for kind, name, replicas, _ in faults.workloads(api, namespace)
+                if kind == "Deployment" and replicas > 0
+            ]
+        return {**base, "policy": faults.EGRESS_POLICY, "restart": running}
 
     def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
         _check_undo(fault, undo)
@@ -163,7 +169,9 @@ class KubernetesDriver:
             names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
             faults.cordon(self.kube, context, names)
         elif fault == "block-egress":
-            faults.block_egress(self.kube, context, namespace, undo["policy"])
+            faults.block_egress(
+                self.kube, context, namespace, undo["policy"], undo.get("restart", [])
+            )
 
     def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
         _check_undo(fault, undo)
@@ -187,7 +195,10 @@ class KubernetesDriver:
             if fault == "cordon":
                 state = dict(faults.nodes(api, None))
                 return all(state.get(n["name"], True) for n in undo["nodes"])
-            return faults.read_policy(api, namespace, undo["policy"]) is not None
+            if faults.read_policy(api, namespace, undo["policy"]) is None:
+                return False
+        # the effect, not the object: the region's storefront cannot take an order
+        return not faults.serving(region.storefront_url)
 
     def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
         if undo.get("applicable") is False:

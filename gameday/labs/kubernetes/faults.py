@@ -188,7 +188,14 @@ def uncordon(kube: Kube, context: str, names: list[str]) -> None:
 # -- block-egress ----------------------------------------------------------------------------
 
 
-def block_egress(kube: Kube, context: str, namespace: str, policy: str) -> None:
+def block_egress(
+    kube: Kube, context: str, namespace: str, policy: str, restart: list[str]
+) -> None:
+    """Our NetworkPolicy, then the pods of the `restart` Deployments deleted (their
+    Deployments recreate them). Why the restart: kind's NetworkPolicy enforcement
+    (kube-network-policies in kindnet, kind v0.30.0) accepts `ct state established,related`,
+    and the storefront keeps one database connection open, so without it /healthz stays ok.
+    Only when this call creates the policy: pods started after it never had a connection."""
     from kubernetes import client
 
     # a plain dict, as chaostoolkit-kubernetes sends it (the client serialises it as is)
@@ -199,9 +206,59 @@ def block_egress(kube: Kube, context: str, namespace: str, policy: str) -> None:
         "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": []},
     }
     with kube.cluster(context) as api:
-        if read_policy(api, namespace, policy) is None:
-            client.NetworkingV1Api(api).create_namespaced_network_policy(namespace, spec)
+        if read_policy(api, namespace, policy) is not None:
+            logger.info("block-egress: NetworkPolicy %s/%s already in place", namespace, policy)
+            return
+        client.NetworkingV1Api(api).create_namespaced_network_policy(namespace, spec)
         logger.info("block-egress: NetworkPolicy %s/%s in place", namespace, policy)
+        for deployment in restart:
+            restart_pods(api, namespace, deployment)
+
+
+def restart_pods(api: ApiClient, namespace: str, deployment: str) -> list[str]:
+    """Delete the running pods of a Deployment (by its selector's matchLabels), so that the
+    ones it creates next open their connections under the policy. Returns their names."""
+    from kubernetes import client
+
+    found = read_workload(api, "Deployment", deployment, namespace)
+    labels = (found.spec.selector.match_labels if found is not None else None) or {}
+    if not labels:
+        logger.warning("block-egress: Deployment %s/%s has no matchLabels, not restarted",
+                       namespace, deployment)
+        return []
+    core = client.CoreV1Api(api)
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    pods = [
+        p
+        for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+        if _matches(labels_of(p), _equality_terms(selector))
+        and not (p.metadata and p.metadata.deletion_timestamp)
+    ]
+    for pod in pods:
+        core.delete_namespaced_pod(name_of(pod), namespace)
+    if pods:
+        logger.info(
+            "block-egress: restarted %s of Deployment %s/%s (established connections "
+            "outlive the policy)",
+            ", ".join(name_of(p) for p in pods),
+            namespace,
+            deployment,
+        )
+    return [name_of(p) for p in pods]
+
+
+def serving(url: str, timeout_s: float = 1.0) -> bool:
+    """True when the storefront at `url` answers /healthz with 200 "ok": it can take an
+    order (its database is reachable and writable), as the global DNS check asks."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    try:
+        with opener.open(f"{url.rstrip('/')}/healthz", timeout=timeout_s) as response:
+            return bool(response.status == 200 and response.read().strip() == b"ok")
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 def unblock_egress(kube: Kube, context: str, namespace: str, policy: str) -> None:
