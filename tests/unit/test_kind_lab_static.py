@@ -483,14 +483,49 @@ def test_workflow_validates_against_github_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_workflow_runs_the_game_day():
+def test_workflow_runs_the_game_day_on_both_labs():
     wf = yaml.safe_load(WORKFLOW.read_text())
     triggers = wf[True]  # YAML 1.1 reads the key `on` as True
     (cron,) = [s["cron"] for s in triggers["schedule"]]
     minute = cron.split()[0]
     assert minute.isdigit() and int(minute) != 0, cron
     assert "workflow_dispatch" in triggers
-    steps = wf["jobs"]["game-day"]["steps"]
+    jobs = wf["jobs"]
+    assert set(jobs) == {"netns", "kind"}
+    # side by side: the netns results do not depend on the kind job
+    assert "needs" not in jobs["netns"] and "needs" not in jobs["kind"]
+    assert "env" not in wf  # each job scopes its own environment
+    for name, job in jobs.items():
+        reports = job["env"]["GAMEDAY_REPORTS"]
+        assert reports == f"reports/{name}"  # each lab its own runs and trend
+        uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+        (upload,) = uploads
+        assert upload["if"] == "${{ always() }}" and upload["with"]["path"] == f"{reports}/"
+        # unique per job and per attempt: a re-run does not collide with the first attempt
+        assert upload["with"]["name"] == (
+            f"game-day-{name}-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}"
+        )
+
+
+def test_workflow_netns_job_runs_the_script_a_test_runs_here():
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["netns"]["steps"]
+    runs = [s["run"] for s in steps if "run" in s]
+    (only,) = runs  # everything the job does is in the script
+    assert only.split() == [
+        "sudo",
+        "--preserve-env=GITHUB_STEP_SUMMARY,GAMEDAY_REPORTS",
+        "scripts/ci-game-day.sh",
+    ]
+    assert (ROOT / "tests/integration/test_ci_game_day.py").read_text().count("ci-game-day.sh")
+    script = (ROOT / "scripts/ci-game-day.sh").read_text()
+    # it calls the Makefile's targets rather than repeating them
+    assert "make --no-print-directory game-day" in script and "lab-down" in script
+    assert "trap teardown EXIT" in script and "--fail-on-regression" in script
+    assert os.access(ROOT / "scripts/ci-game-day.sh", os.X_OK)
+
+
+def test_workflow_kind_job():
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["kind"]["steps"]
     runs = [s.get("run", "") for s in steps]
     script = "\n".join(runs)
 
@@ -502,18 +537,27 @@ def test_workflow_runs_the_game_day():
         index("fs.inotify"),
         index("kind-lab/up.sh network clusters"),
         next(i for i, r in enumerate(runs) if r.strip() == "kind-lab/up.sh"),
-        index("chaos --no-version-check run experiments/game-day.json"),
-        index("chaos --no-version-check run experiments/failback.json"),
+        index("experiments/game-day.json"),
+        index("experiments/failback.json"),
         index("GITHUB_STEP_SUMMARY"),
-        index("gameday report --fail-on-regression"),
+        index("gameday report reports/kind/latest --fail-on-regression"),
         index("kind-lab/down.sh"),
     ]
     assert order == sorted(order)
-    uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
-    assert uploads and uploads[0]["with"]["path"] == "reports/"
-    assert uploads[0]["if"] == "${{ always() }}"
+    # each chaos run keeps its own journal, in the uploaded directory
+    assert "--journal-path reports/kind/journal-game-day.json" in runs[index("game-day.json")]
+    assert "--journal-path reports/kind/journal-failback.json" in runs[index("failback.json")]
     assert steps[index("kind-lab/down.sh")]["if"] == "${{ always() }}"
     assert steps[index("experiments/failback.json")]["if"] == "${{ !cancelled() }}"
+    # versions.env reaches the job only under a prefix (no bare NAMESPACE, DB_USER, ...)
+    exported = runs[index("versions.env")]
+    assert "KINDLAB_" in exported and ">> \"$GITHUB_ENV\"" in exported
+    for r in runs:
+        assert not re.search(r"\$\{?(KIND_VERSION|KUBECTL_VERSION|NAMESPACE|DB_USER)\b", r), r
+    result = run("bash", "-c", exported.replace('"$GITHUB_ENV"', "/dev/stdout"))
+    names = [line.split("=", 1)[0] for line in result.stdout.splitlines()]
+    assert names and all(n.startswith("KINDLAB_") for n in names)
+    assert {"KINDLAB_KIND_VERSION", "KINDLAB_KUBECTL_VERSION"} <= set(names)
 
 
 def test_entrypoint_logs_the_lines_the_driver_reads():
