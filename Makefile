@@ -21,8 +21,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,test]'
 	touch $@
 
+# The descriptor `gameday lab up` writes: $GAMEDAY_HOME/lab.json (default .gameday/lab.json).
+LAB_FILE = $(or $(GAMEDAY_HOME),.gameday)/lab.json
+
 lab-up: setup
-	@if [ -f .gameday/lab.json ]; then echo "lab already up (.gameday/lab.json)"; else $(BIN)/gameday lab up; fi
+	@if [ -f "$(LAB_FILE)" ]; then echo "lab already up ($(LAB_FILE))"; else $(BIN)/gameday lab up; fi
 
 lab-down: venv
 	$(BIN)/gameday lab down

@@ -36,6 +36,7 @@ def poll_until(
     error: Callable[[object], GamedayError] | None = None,
     clock: Callable[[], float] = time.monotonic,
     interruptible: bool = True,
+    pause: Callable[[float], None] | None = None,
 ) -> T:
     """Call `condition` until it returns a truthy value and return that value.
 
@@ -46,9 +47,9 @@ def poll_until(
     connections). At `timeout_s` the wait fails with `error(last)`, where `last` is the
     last value returned or exception caught, or with a TargetError naming `what`. Between
     calls it sleeps `interval_s` with `interrupt.pause`, so an interrupted run stops here
-    with `interrupt.Interrupted` (unless `interruptible` is False: the rollbacks and the
-    recovery after an interruption must run to their end). `condition` is always called
-    at least once.
+    with `interrupt.Interrupted`, unless `interruptible` is False (the rollbacks and the
+    recovery after an interruption must run to their end: plain sleep) or `pause` is given
+    (a test's own clock). `condition` is always called at least once.
     """
     deadline = clock() + timeout_s
     last: object = NOTHING
@@ -66,7 +67,9 @@ def poll_until(
                 raise error(last)
             seen = type(last).__name__ if isinstance(last, BaseException) else repr(last)
             raise TargetError(f"{what} not within {timeout_s:g} s (last seen: {seen})")
-        if interruptible:
+        if pause is not None:
+            pause(interval_s)
+        elif interruptible:
             interrupt.pause(interval_s)
         else:
             time.sleep(interval_s)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tear kind-lab down: the LoadBalancer Services first (so that cloud-provider-kind removes its
-# own containers while it still runs), both clusters, the DNS and cloud-provider-kind
-# containers, the Docker network, kind-lab's state and the descriptor it wrote.
+# own containers while it still runs), both clusters, cloud-provider-kind (stopped, so that it
+# cleans up) and whatever load-balancer containers it left, the DNS containers, the Docker
+# network, kind-lab's state and the descriptor it wrote.
 #
 #   kind-lab/down.sh [--dry-run] [--keep-network]
 #
@@ -12,6 +13,19 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+
+# the label cloud-provider-kind (v0.10.0) puts on every container it creates, valued with the
+# kind cluster's name
+CPK_CLUSTER_LABEL=io.x-k8s.cloud-provider-kind.cluster
+
+# remove_labelled LABEL=VALUE: docker rm -f every container, running or not, with that label.
+remove_labelled() {
+    local ids=()
+    printf '+ docker ps -aq --filter label=%q | xargs -r docker rm -f\n' "$1"
+    [[ $DRY_RUN == 1 ]] && return 0
+    mapfile -t ids < <(docker ps -aq --filter "label=$1" 2>/dev/null)
+    ((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null || true
+}
 
 cluster_exists() { [[ $DRY_RUN == 1 ]] || kind get clusters 2>/dev/null | grep -qx "$1"; }
 
@@ -31,13 +45,21 @@ main() {
     for region in "${REGIONS[@]}"; do
         if cluster_exists "$region"; then
             log "cluster $region"
-            run kubectl --context "$(context_of "$region")" -n "$NAMESPACE" delete service \
-                storefront postgres-lb --ignore-not-found --wait=true --timeout=60s || true
+            # --request-timeout: a paused API server accepts the connection and never answers
+            run kubectl --context "$(context_of "$region")" -n "$NAMESPACE" --request-timeout=20s \
+                delete service storefront postgres-lb --ignore-not-found --wait=true --timeout=60s || true
             run kind delete cluster --name "$region"
         fi
     done
 
     log "containers on the kind network"
+    # cloud-provider-kind removes its load-balancer containers (kindccm-*) when it is stopped,
+    # not when it is killed; whatever it leaves is removed by its cluster label, since a
+    # container still attached makes `docker network rm` fail.
+    run docker stop --time 30 gameday-cloud-provider-kind || true
+    for region in "${REGIONS[@]}"; do
+        remove_labelled "$CPK_CLUSTER_LABEL=$region"
+    done
     run docker rm -f gameday-pdns gameday-unbound gameday-cloud-provider-kind || true
 
     if ((keep_network == 0)); then

@@ -7,7 +7,7 @@
 #
 # STEPs, in order (default: all but gitops; each is idempotent, so re-running is safe):
 #   network clusters images database storefront dns descriptor [gitops]
-# --dry-run  print every command (with example LoadBalancer IPs) and change nothing.
+# --dry-run  print every command (with the pinned LoadBalancer IPs) and change nothing.
 # --gitops   also install Argo CD in region-1 and fan the base out to both clusters.
 # Environment: GAMEDAY_LAB (descriptor path, default .gameday/lab.json), GAMEDAY_DB_PASSWORD,
 # GAMEDAY_GITOPS_REPO, PYTHON (an interpreter that can import gameday, to validate the
@@ -20,9 +20,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ALL_STEPS=(network clusters images database storefront dns descriptor)
 DB_PASSWORD=${GAMEDAY_DB_PASSWORD:-gameday-kind-lab}
 declare -A WEB_IP DB_IP
-declare -A EXAMPLE_IP=(
-    [region-1/storefront]=198.19.1.11 [region-1/postgres-lb]=198.19.1.12
-    [region-2/storefront]=198.19.1.21 [region-2/postgres-lb]=198.19.1.22
+# The overlays pin these (spec.loadBalancerIP); up.sh checks that cloud-provider-kind used them.
+declare -A PINNED_IP=(
+    [region-1/storefront]=$LB_IP_REGION_1_STOREFRONT [region-1/postgres-lb]=$LB_IP_REGION_1_POSTGRES
+    [region-2/storefront]=$LB_IP_REGION_2_STOREFRONT [region-2/postgres-lb]=$LB_IP_REGION_2_POSTGRES
 )
 
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -74,40 +75,52 @@ step_clusters() {
     done
     # One cloud-provider-kind serves every kind cluster: each LoadBalancer Service gets a
     # container on the kind network whose address is the Service's external IP.
+    # It creates its load-balancer containers on KIND_EXPERIMENTAL_DOCKER_NETWORK, else on
+    # "kind": passed on, so that a network of another name works too.
     if ! exists docker inspect gameday-cloud-provider-kind; then
         run docker run -d --name gameday-cloud-provider-kind --restart unless-stopped \
-            --network "$KIND_NETWORK" -v /var/run/docker.sock:/var/run/docker.sock \
-            "$CLOUD_PROVIDER_KIND_IMAGE"
+            --network "$KIND_NETWORK" -e KIND_EXPERIMENTAL_DOCKER_NETWORK="$KIND_NETWORK" \
+            -v /var/run/docker.sock:/var/run/docker.sock "$CLOUD_PROVIDER_KIND_IMAGE"
     fi
 }
 
+# The storefront is built into a single-platform archive and loaded from it: `kind load
+# docker-image` fails with "content digest not found" on Docker's containerd image store
+# (kind#3795), the default on Docker Desktop and optional on Engine. PostgreSQL is not loaded
+# at all: each node's kubelet pulls it from Docker Hub (imagePullPolicy IfNotPresent).
 step_images() {
-    log "images: build the storefront, load it and PostgreSQL into both clusters"
+    log "images: build the storefront and load it into both clusters (the kubelets pull PostgreSQL)"
     need docker kind
-    run docker build -f "$KIND_LAB/storefront/Dockerfile" -t "$STOREFRONT_IMAGE" "$REPO_ROOT"
-    run docker pull "$POSTGRES_IMAGE"
+    local archive="$STATE_DIR/storefront-image.tar"
+    run install -d "$STATE_DIR"
+    run docker buildx build --provenance=false --output "type=docker,dest=$archive" \
+        -f "$KIND_LAB/storefront/Dockerfile" -t "$STOREFRONT_IMAGE" "$REPO_ROOT"
     local region
     for region in "${REGIONS[@]}"; do
-        run kind load docker-image --name "$region" "$STOREFRONT_IMAGE" "$POSTGRES_IMAGE"
+        run kind load image-archive --name "$region" "$archive"
     done
 }
 
-# lb_ip REGION SERVICE VAR: wait for the Service's LoadBalancer IP and put it in VAR[REGION].
+# lb_ip REGION SERVICE VAR: wait until the Service has its pinned LoadBalancer IP and put it in
+# VAR[REGION].
 # shellcheck disable=SC2034  # `into` is a nameref: assigning it sets the caller's array
 lb_ip() {
     local region=$1 svc=$2 ip="" start=$SECONDS
     local -n into=$3
-    local cmd=(kubectl --context "$(context_of "$region")" -n "$NAMESPACE" get service "$svc"
-        -o 'jsonpath={.status.loadBalancer.ingress[0].ip}')
-    printf '%s  # until it prints an address, at most 180s\n' "$(show "${cmd[@]}")"
+    local pinned=${PINNED_IP[$region/$svc]}
+    local cmd=(kubectl --context "$(context_of "$region")" -n "$NAMESPACE" --request-timeout=10s
+        get service "$svc" -o 'jsonpath={.status.loadBalancer.ingress[0].ip}')
+    printf '%s  # until it prints %s (pinned), at most 180s\n' "$(show "${cmd[@]}")" "$pinned"
     if [[ $DRY_RUN == 1 ]]; then
-        into["$region"]=${EXAMPLE_IP[$region/$svc]}
+        into["$region"]=$pinned
         return
     fi
     until ip=$("${cmd[@]}" 2>/dev/null) && [[ -n $ip ]]; do
         ((SECONDS - start < 180)) || die "no LoadBalancer IP for $region/$svc after 180s: is gameday-cloud-provider-kind running?"
         sleep 1
     done
+    [[ $ip == "$pinned" ]] ||
+        die "$region/$svc has LoadBalancer IP $ip, not the pinned $pinned: cloud-provider-kind must honour spec.loadBalancerIP ($CLOUD_PROVIDER_KIND_IMAGE)"
     into["$region"]=$ip
 }
 
@@ -211,7 +224,9 @@ step_dns() {
         --network "$KIND_NETWORK" --ip "$PDNS_IP" \
         -v "$dir/pdns:/etc/gameday-pdns:ro" \
         --entrypoint /usr/local/sbin/pdns_server "$PDNS_IMAGE" --config-dir=/etc/gameday-pdns
-    run docker run -d --name gameday-unbound --restart unless-stopped \
+    # --no-healthcheck: the image's HEALTHCHECK resolves a public name, which this resolver
+    # refuses (nothing leaves the lab), so the container would always be "unhealthy"
+    run docker run -d --name gameday-unbound --restart unless-stopped --no-healthcheck \
         --network "$KIND_NETWORK" --ip "$RESOLVER_IP" \
         -v "$dir/unbound.conf:/opt/unbound/etc/unbound/unbound.conf:ro" "$UNBOUND_IMAGE"
     # ifurlup answers with the first set until its first checks have run: warm it up.
@@ -315,7 +330,7 @@ main() {
         steps=("${ALL_STEPS[@]}")
         ((gitops)) && steps+=(gitops)
     fi
-    [[ $DRY_RUN == 1 ]] && log "dry run: nothing is changed; LoadBalancer IPs are examples"
+    [[ $DRY_RUN == 1 ]] && log "dry run: nothing is changed; LoadBalancer IPs are the pinned ones"
     local step
     for step in "${steps[@]}"; do
         "step_$step"

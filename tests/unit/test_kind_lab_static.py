@@ -28,6 +28,13 @@ LAB = ROOT / "kind-lab"
 WORKFLOW = ROOT / ".github" / "workflows" / "game-day.yml"
 K8S_VERSION = "1.34.0"  # kindest/node in versions.env
 FIX = "run `make setup` (it installs shellcheck and the venv's `test` extra)"
+# (region, Service, its pinned LoadBalancer IP in versions.env)
+PINNED = [
+    ("region-1", "storefront", "LB_IP_REGION_1_STOREFRONT"),
+    ("region-1", "postgres-lb", "LB_IP_REGION_1_POSTGRES"),
+    ("region-2", "storefront", "LB_IP_REGION_2_STOREFRONT"),
+    ("region-2", "postgres-lb", "LB_IP_REGION_2_POSTGRES"),
+]
 
 
 def tool(name: str) -> str:
@@ -42,7 +49,7 @@ def tool(name: str) -> str:
 
 
 def versions() -> dict[str, str]:
-    pairs = re.findall(r"^([A-Z_]+)=(.*)$", (LAB / "versions.env").read_text(), re.M)
+    pairs = re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", (LAB / "versions.env").read_text(), re.M)
     return dict(pairs)
 
 
@@ -109,7 +116,8 @@ def test_up_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str, 
     assert not sandbox["trace"].exists(), sandbox["trace"].read_text()
     assert not (sandbox["tmp"] / "state").exists() and not (sandbox["tmp"] / "lab").exists()
     cmds = commands(result.stdout)
-    text = "\n".join(cmds)
+    text = "\n".join(result.stdout.splitlines())
+    archive = f"{sandbox['tmp']}/state/storefront-image.tar"
     assert "s3cret-pw" not in result.stdout + result.stderr
 
     assert cmds[0].startswith("docker network create")
@@ -119,13 +127,28 @@ def test_up_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str, 
             f"kind create cluster --name {region} --image {v['KIND_NODE_IMAGE']} "
             f"--config {LAB}/kind/{region}.yaml" in text
         )
-        assert (
-            f"kind load docker-image --name {region} {v['STOREFRONT_IMAGE']} {v['POSTGRES_IMAGE']}"
-            in text
-        )
+        # from a single-platform archive, never `kind load docker-image` (kind#3795)
+        assert f"kind load image-archive --name {region} {archive}" in text
         assert f"kubectl --context kind-{region} apply -k {LAB}/overlays/{region}" in text
-    assert "docker run -d --name gameday-cloud-provider-kind" in text
-    assert v["CLOUD_PROVIDER_KIND_IMAGE"] in text
+    assert "kind load docker-image" not in text
+    assert v["POSTGRES_IMAGE"] not in text  # the kubelets pull it; nothing loads it
+    build = next(c for c in cmds if c.startswith("docker buildx build"))
+    # printed shell-quoted (printf %q escapes the comma)
+    assert f"--output type=docker\\,dest={archive}" in build
+    assert f"-t {v['STOREFRONT_IMAGE']}" in build and "--provenance=false" in build
+    assert cmds.index(build) < cmds.index(f"kind load image-archive --name region-1 {archive}")
+    cpk = next(c for c in cmds if c.startswith("docker run -d --name gameday-cloud-provider-kind"))
+    assert v["CLOUD_PROVIDER_KIND_IMAGE"] in cpk
+    assert f"-e KIND_EXPERIMENTAL_DOCKER_NETWORK={v['KIND_NETWORK']}" in cpk
+    unbound = next(c for c in cmds if c.startswith("docker run -d --name gameday-unbound"))
+    assert "--no-healthcheck" in unbound  # its HEALTHCHECK asks a public name: always failing
+    # The pinned LoadBalancer IPs are what every later step uses.
+    for region, svc, key in PINNED:
+        assert re.search(
+            rf"--context kind-{region} .*get service {svc} .*# until it prints "
+            rf"{re.escape(v[key])} \(pinned\)",
+            text,
+        ), (region, svc)
     # Every kubectl call names its cluster: never the kubeconfig's current context.
     for cmd in cmds:
         for part in cmd.split("|"):
@@ -137,7 +160,10 @@ def test_up_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str, 
         i for i, c in enumerate(cmds) if "kind-region-2" in c and "configmap gameday-db" in c
     )
     assert i_r1_db < i_r2_cm
-    assert "--from-literal=role=standby --from-literal=primary_host=198.19.1.12" in cmds[i_r2_cm]
+    assert (
+        f"--from-literal=role=standby --from-literal=primary_host={v['LB_IP_REGION_1_POSTGRES']}"
+        in cmds[i_r2_cm]
+    )
     assert "--from-literal=role=primary" in text
     assert f"< {ROOT}/gameday/labs/storefront.sql" in text  # the one schema of both labs
     assert re.search(
@@ -164,6 +190,9 @@ def test_up_dry_run_descriptor_validates_against_the_lab_schema(sandbox: dict[st
         assert region.storefront_url == f"http://{region.address}:8080"
         assert region.db_port == 5432
     assert lab.primary.address != lab.secondary.address
+    for region, n in ((lab.primary, 1), (lab.secondary, 2)):  # the pinned LoadBalancer IPs
+        assert region.address == v[f"LB_IP_REGION_{n}_STOREFRONT"]
+        assert region.db_host == v[f"LB_IP_REGION_{n}_POSTGRES"]
     assert lab.dns.authoritative.address == v["PDNS_IP"]
     assert lab.dns.resolver.address == v["RESOLVER_IP"]
     assert (lab.dns.name, lab.dns.zone, lab.dns.ttl_s, lab.dns.health_interval_s) == (
@@ -208,15 +237,24 @@ def test_down_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str
     cmds = commands(result.stdout)
     for region in ("region-1", "region-2"):
         delete_svc = cmds.index(
-            f"kubectl --context kind-{region} -n gameday delete service storefront postgres-lb "
-            "--ignore-not-found --wait=true --timeout=60s"
+            f"kubectl --context kind-{region} -n gameday --request-timeout=20s delete service "
+            "storefront postgres-lb --ignore-not-found --wait=true --timeout=60s"
         )
         assert delete_svc < cmds.index(f"kind delete cluster --name {region}")
-    assert "docker rm -f gameday-pdns gameday-unbound gameday-cloud-provider-kind" in cmds
-    assert cmds.index("kind delete cluster --name region-2") < cmds.index(
-        "docker rm -f gameday-pdns gameday-unbound gameday-cloud-provider-kind"
-    )
-    assert "docker network rm kind" in cmds
+    # cloud-provider-kind is stopped (its cleanup runs on SIGTERM, not on rm -f), what it left
+    # is removed by its cluster label, and only then the network, which fails while any
+    # container is still attached
+    order = [
+        "kind delete cluster --name region-2",
+        "docker stop --time 30 gameday-cloud-provider-kind",
+        "docker ps -aq --filter label=io.x-k8s.cloud-provider-kind.cluster=region-1 "
+        "| xargs -r docker rm -f",
+        "docker ps -aq --filter label=io.x-k8s.cloud-provider-kind.cluster=region-2 "
+        "| xargs -r docker rm -f",
+        "docker rm -f gameday-pdns gameday-unbound gameday-cloud-provider-kind",
+        "docker network rm kind",
+    ]
+    assert [cmds.index(c) for c in order] == sorted(cmds.index(c) for c in order)
     assert f"rm -f {sandbox['env']['GAMEDAY_LAB']}" in cmds
 
 
@@ -281,10 +319,39 @@ def test_overlay_renders_and_validates(region: str, tmp_path: Path):
 
 
 def test_overlays_differ_only_by_region():
+    v = versions()
     one, two = (yaml.safe_dump_all(render(r)) for r in ("region-1", "region-2"))
+    for region, svc, key in PINNED:  # and by their pinned LoadBalancer IPs
+        text = f"loadBalancerIP: {v[key]}"
+        placeholder = f"loadBalancerIP: PINNED-{svc}"
+        if region == "region-1":
+            one = one.replace(text, placeholder)
+        else:
+            two = two.replace(text, placeholder)
     one = re.sub(r"region-[a-z0-9]{10}\b", "region-HASH", one).replace("region-1", "region-N")
     two = re.sub(r"region-[a-z0-9]{10}\b", "region-HASH", two).replace("region-2", "region-N")
     assert one == two
+
+
+def test_overlays_pin_the_load_balancer_ips():
+    """cloud-provider-kind (v0.10.0) recreates a stopped load-balancer container with a pool
+    address unless spec.loadBalancerIP is set; the descriptor, the DNS zone and the standby's
+    primary_host would keep the old one."""
+    import ipaddress
+
+    v = versions()
+    subnet = ipaddress.ip_network(v["KIND_SUBNET"])
+    handed_out = ipaddress.ip_network(v["KIND_IP_RANGE"])
+    pinned = [v[key] for _, _, key in PINNED]
+    assert len(set(pinned)) == len(pinned)
+    for region, svc, key in PINNED:
+        address = ipaddress.ip_address(v[key])
+        assert address in subnet and address not in handed_out, key
+        assert v[key] not in (v["PDNS_IP"], v["RESOLVER_IP"], v["KIND_GATEWAY"])
+        assert ipaddress.ip_address(v[key]) in ipaddress.ip_network("198.18.0.0/15")
+        (service,) = [d for d in render(region) if d["kind"] == "Service" and d["metadata"]["name"] == svc]
+        assert service["spec"]["type"] == "LoadBalancer"
+        assert service["spec"]["loadBalancerIP"] == v[key], (region, svc)
 
 
 def test_base_manifests_validate():
@@ -416,14 +483,49 @@ def test_workflow_validates_against_github_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_workflow_runs_the_game_day():
+def test_workflow_runs_the_game_day_on_both_labs():
     wf = yaml.safe_load(WORKFLOW.read_text())
     triggers = wf[True]  # YAML 1.1 reads the key `on` as True
     (cron,) = [s["cron"] for s in triggers["schedule"]]
     minute = cron.split()[0]
     assert minute.isdigit() and int(minute) != 0, cron
     assert "workflow_dispatch" in triggers
-    steps = wf["jobs"]["game-day"]["steps"]
+    jobs = wf["jobs"]
+    assert set(jobs) == {"netns", "kind"}
+    # side by side: the netns results do not depend on the kind job
+    assert "needs" not in jobs["netns"] and "needs" not in jobs["kind"]
+    assert "env" not in wf  # each job scopes its own environment
+    for name, job in jobs.items():
+        reports = job["env"]["GAMEDAY_REPORTS"]
+        assert reports == f"reports/{name}"  # each lab its own runs and trend
+        uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+        (upload,) = uploads
+        assert upload["if"] == "${{ always() }}" and upload["with"]["path"] == f"{reports}/"
+        # unique per job and per attempt: a re-run does not collide with the first attempt
+        assert upload["with"]["name"] == (
+            f"game-day-{name}-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}"
+        )
+
+
+def test_workflow_netns_job_runs_the_script_a_test_runs_here():
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["netns"]["steps"]
+    runs = [s["run"] for s in steps if "run" in s]
+    (only,) = runs  # everything the job does is in the script
+    assert only.split() == [
+        "sudo",
+        "--preserve-env=GITHUB_STEP_SUMMARY,GAMEDAY_REPORTS",
+        "scripts/ci-game-day.sh",
+    ]
+    assert (ROOT / "tests/integration/test_ci_game_day.py").read_text().count("ci-game-day.sh")
+    script = (ROOT / "scripts/ci-game-day.sh").read_text()
+    # it calls the Makefile's targets rather than repeating them
+    assert "make --no-print-directory game-day" in script and "lab-down" in script
+    assert "trap teardown EXIT" in script and "--fail-on-regression" in script
+    assert os.access(ROOT / "scripts/ci-game-day.sh", os.X_OK)
+
+
+def test_workflow_kind_job():
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["kind"]["steps"]
     runs = [s.get("run", "") for s in steps]
     script = "\n".join(runs)
 
@@ -435,15 +537,36 @@ def test_workflow_runs_the_game_day():
         index("fs.inotify"),
         index("kind-lab/up.sh network clusters"),
         next(i for i, r in enumerate(runs) if r.strip() == "kind-lab/up.sh"),
-        index("chaos --no-version-check run experiments/game-day.json"),
-        index("chaos --no-version-check run experiments/failback.json"),
+        index("experiments/game-day.json"),
+        index("experiments/failback.json"),
         index("GITHUB_STEP_SUMMARY"),
-        index("gameday report --fail-on-regression"),
+        index("gameday report reports/kind/latest --fail-on-regression"),
         index("kind-lab/down.sh"),
     ]
     assert order == sorted(order)
-    uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
-    assert uploads and uploads[0]["with"]["path"] == "reports/"
-    assert uploads[0]["if"] == "${{ always() }}"
+    # each chaos run keeps its own journal, in the uploaded directory
+    assert "--journal-path reports/kind/journal-game-day.json" in runs[index("game-day.json")]
+    assert "--journal-path reports/kind/journal-failback.json" in runs[index("failback.json")]
     assert steps[index("kind-lab/down.sh")]["if"] == "${{ always() }}"
     assert steps[index("experiments/failback.json")]["if"] == "${{ !cancelled() }}"
+    # versions.env reaches the job only under a prefix (no bare NAMESPACE, DB_USER, ...)
+    exported = runs[index("versions.env")]
+    assert "KINDLAB_" in exported and ">> \"$GITHUB_ENV\"" in exported
+    for r in runs:
+        assert not re.search(r"\$\{?(KIND_VERSION|KUBECTL_VERSION|NAMESPACE|DB_USER)\b", r), r
+    result = run("bash", "-c", exported.replace('"$GITHUB_ENV"', "/dev/stdout"))
+    names = [line.split("=", 1)[0] for line in result.stdout.splitlines()]
+    assert names and all(n.startswith("KINDLAB_") for n in names)
+    assert {"KINDLAB_KIND_VERSION", "KINDLAB_KUBECTL_VERSION"} <= set(names)
+
+
+def test_entrypoint_logs_the_lines_the_driver_reads():
+    """The kubernetes driver reads the postgres pod's log: the resync method, and that a
+    fenced pod on an empty volume started nothing (then its revert does not wait for it)."""
+    from gameday.labs.kubernetes.readiness import FENCED_EMPTY_LINE
+
+    entrypoint = (LAB / "base/postgres/entrypoint.sh").read_text()
+    assert 'log() { echo "gameday-postgres: $*" >&2; }' in entrypoint
+    prefix = "gameday-postgres: "
+    assert f'log "{FENCED_EMPTY_LINE.removeprefix(prefix)}' in entrypoint
+    assert 'log "resync=$resync"' in entrypoint

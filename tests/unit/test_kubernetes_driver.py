@@ -1,5 +1,7 @@
 """The Kubernetes driver against two kmock API servers (one per region), through the real
-kubernetes client and chaostoolkit-kubernetes.
+kubernetes client. Stand-ins, each named where used: kmock for the API servers, FakeDocker
+for the docker CLI, Controller for the StatefulSet controller and the kubelet, SilentServer
+for the API server of a paused node.
 
 kmock comes from the `test` extra (pinned; `make venv` installs it); without it these tests
 fail with that reason rather than skip. Facts about the emulator this relies on:
@@ -9,11 +11,14 @@ docs/design.md, Testing without a cluster or a root shell.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,7 +119,17 @@ def _deployment(name: str, replicas: int | None, running: int, **meta: Any) -> d
         "apiVersion": "apps/v1",
         "metadata": {"name": name, "namespace": NS, **meta},
         "spec": spec,
-        "status": {"replicas": running},
+        "status": _status(running),
+    }
+
+
+def _status(running: int) -> dict[str, int]:
+    """A workload's status once its controller has caught up with `running` pods."""
+    return {
+        "replicas": running,
+        "updatedReplicas": running,
+        "readyReplicas": running,
+        "availableReplicas": running,
     }
 
 
@@ -194,6 +209,16 @@ class Clusters:
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, daemon=True)
+        self.kubeconfig: Path | None = None
+
+    def point(self, context: str, url: str) -> None:
+        """Send `context`'s requests to another server (the kubeconfig is read per call)."""
+        assert self.kubeconfig is not None
+        config = json.loads(self.kubeconfig.read_text())
+        for cluster in config["clusters"]:
+            if cluster["name"] == context:
+                cluster["cluster"]["server"] = url
+        self.kubeconfig.write_text(json.dumps(config))
 
     def _main(self) -> None:
         try:
@@ -246,6 +271,7 @@ def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
         }
         path = tmp_path / "kubeconfig"
         path.write_text(json.dumps(kubeconfig))
+        c.kubeconfig = path
         monkeypatch.setenv("KUBECONFIG", str(path))
         monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
         monkeypatch.delenv("GAMEDAY_KUBE_CONTEXT_ALLOWLIST", raising=False)
@@ -254,7 +280,10 @@ def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
         c.stop()
 
 
-def _lab(**region1: Any) -> descriptor.Lab:
+def _lab(path: Path | None = None, **region1: Any) -> descriptor.Lab:
+    """kind-lab's two regions; `path` places the descriptor (and the drill record beside it),
+    `region1` overrides fields of region-1."""
+
     def region(name: str, role: str, n: int) -> dict[str, Any]:
         return {
             "name": name,
@@ -284,7 +313,7 @@ def _lab(**region1: Any) -> descriptor.Lab:
         },
         "database": {"name": "storefront", "user": "gameday", "password": "pw", "port": 5432},
     }
-    return descriptor.from_dict(data)
+    return descriptor.from_dict(data, path=str(path or ""))
 
 
 def _plain(value: Any) -> Any:
@@ -311,7 +340,7 @@ def _replicas(server: RegionApiServer, resource: str, name: str, ns: str = NS) -
 
 
 def _set_running(server: RegionApiServer, resource: str, name: str, running: int) -> None:
-    server.objects[resource, NS, name]["status"] = {"replicas": running}
+    server.objects[resource, NS, name]["status"] = _status(running)
 
 
 def _driver(lab: descriptor.Lab, primaries: Sequence[str] = (), **kwargs: Any) -> KubernetesDriver:
@@ -323,22 +352,23 @@ def _driver(lab: descriptor.Lab, primaries: Sequence[str] = (), **kwargs: Any) -
         asked.append(region.name)
         return region.name in primaries
 
+    # docker stand-in: every node container known and running (tests of blackhole pass theirs)
+    kwargs.setdefault("runner", FakeDocker({c: False for r in lab.regions for c in r.node_containers}))
+    if "sleep" not in kwargs:  # no controller: a wait that is not over at once fails fast
+        kwargs.update(FakeTime().kwargs())
+    kwargs.setdefault("start_timeout_s", 30)
     driver = KubernetesDriver(lab, is_primary=is_primary, **kwargs)
     driver.asked = asked  # type: ignore[attr-defined]
     return driver
 
 
-class Controller:
-    """Stands in for the StatefulSet controller and the kubelet, as the driver's `sleep`:
-    each poll moves pod postgres-0 one step towards the StatefulSet's replicas (gone at 0;
-    recreated with a new uid, Ready, at 1; a deleted pod is recreated)."""
+class FakeTime:
+    """The driver's clock and sleep: time passes only when the driver sleeps, so a wait that
+    never ends fails at once with its timeout instead of holding the test."""
 
-    def __init__(self, server: RegionApiServer, *, log: str = "", ready: bool = True) -> None:
-        self.server = server
-        self.log = log
-        self.ready = ready
-        self.polls = 0
+    def __init__(self) -> None:
         self.now = 0.0
+        self.polls = 0
 
     def clock(self) -> float:
         return self.now
@@ -346,6 +376,25 @@ class Controller:
     def sleep(self, seconds: float) -> None:
         self.polls += 1
         self.now += seconds
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"sleep": self.sleep, "clock": self.clock, "poll_s": 1.0}
+
+
+class Controller(FakeTime):
+    """Stands in for the workload controllers and the kubelet, as the driver's `sleep`: each
+    poll moves pod postgres-0 one step towards the StatefulSet's replicas (gone at 0;
+    recreated with a new uid, Ready unless `ready` is False, at 1; a deleted pod is
+    recreated), and brings every Deployment's status to its replicas."""
+
+    def __init__(self, server: RegionApiServer, *, log: str = "", ready: bool = True) -> None:
+        super().__init__()
+        self.server = server
+        self.log = log
+        self.ready = ready
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
         replicas = _replicas(self.server, STS, "postgres")
         key = (PODS, NS, DB_POD)
         present = _live(self.server, key) is not None
@@ -354,9 +403,12 @@ class Controller:
         elif replicas and not present:
             self.server.objects[key] = _pod(ready=self.ready)
             self.server.logs[DB_POD] = self.log
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"sleep": self.sleep, "clock": self.clock, "poll_s": 1.0}
+        _set_running(self.server, STS, "postgres", 1 if replicas and self.ready else 0)
+        for key, obj in list(self.server.objects.items()):
+            if str(key[0].plural) == "deployments" and key[1] == NS and not obj.deleted:
+                wanted = obj["spec"].get("replicas", 1)
+                if obj.get("status") != _status(wanted):
+                    obj["status"] = _status(wanted)
 
 
 def _role(server: RegionApiServer) -> dict[str, str]:
@@ -438,7 +490,7 @@ def test_scale_to_zero_annotates_then_scales_and_revert_restores_exactly(cluster
     assert len(r1.writes()) == writes_after_first_revert
 
 
-def test_scale_patches_go_through_chaostoolkit_kubernetes_bodies(clusters: Clusters):
+def test_scale_patches_send_chaostoolkit_kubernetes_bodies(clusters: Clusters):
     lab = _lab()
     r1 = clusters.servers["region-1"]
     driver = _driver(lab)
@@ -493,6 +545,96 @@ def test_crashed_run_keeps_original_count_on_replan(clusters: Clusters):
     assert not r1.objects[DEPLOY, NS, "storefront"]["metadata"].get("annotations")
 
 
+def _rolled_out(server: RegionApiServer) -> dict[str, bool]:
+    deployments = {k: o for k, o in server.objects.items() if str(k[0].plural) == "deployments"}
+    return {
+        k[2]: o["status"].get("availableReplicas") == o["spec"].get("replicas", 1)
+        for k, o in deployments.items()
+        if k[1] == NS
+    }
+
+
+def test_revert_scale_to_zero_returns_once_the_region_is_back(clusters: Clusters):
+    """The failback's first step reads the old primary's rows at once: revert must not
+    return before pod postgres-0 is Ready, the storefront rolled out and the database
+    answers (issue 13, item 1). Stand-ins: Controller for the controllers and the kubelet;
+    the SQL check does not answer for region-1's first two polls, as a Service whose proxy
+    has not synced yet."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1)
+    answers = [None, None]
+    asked: list[str] = []
+
+    def probe(region: descriptor.Region) -> bool | None:
+        asked.append(region.name)
+        if region.name != "region-1":
+            return False  # region-2 answers as a standby: no fence
+        return answers.pop(0) if answers else True
+
+    docker = FakeDocker({c: False for r in lab.regions for c in r.node_containers})
+    driver = KubernetesDriver(lab, is_primary=probe, runner=docker, **ctl.kwargs())
+    undo = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, undo)
+    ctl.sleep(1)  # the controllers act: postgres-0 gone, no storefront pod
+    assert _pod_uid(r1) is None
+    assert r1.objects[DEPLOY, NS, "storefront"]["status"]["availableReplicas"] == 0
+
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _pod_uid(r1) is not None  # a new postgres-0...
+    assert r1.objects[PODS, NS, DB_POD]["status"]["conditions"][0]["status"] == "True"  # Ready
+    assert _rolled_out(r1) == {"storefront": True, "idle": True, "defaulted": True}
+    assert asked.count("region-1") == 3  # and it waited through two polls without an answer
+
+
+def test_revert_that_never_comes_back_fails_bounded_and_names_what_is_missing(clusters: Clusters):
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1, ready=False)  # PostgreSQL never gets Ready
+    driver = _driver(lab, start_timeout_s=5, **ctl.kwargs())
+    undo = _scale_down(driver, lab, r1)
+    with pytest.raises(TargetError, match="region-1 is not back 5 s after the revert") as info:
+        driver.revert("scale-to-zero", lab.primary, undo)
+    assert "pod postgres-0 not Ready" in str(info.value) and "\n" not in str(info.value)
+    assert _replicas(r1, STS, "postgres") == 1  # restored all the same
+
+
+def test_revert_of_a_fenced_region_on_an_empty_volume_does_not_wait_for_postgres(
+    clusters: Clusters,
+):
+    """kind-lab's entrypoint starts nothing when fenced on an empty volume, and says so."""
+    from gameday.labs.kubernetes.readiness import FENCED_EMPTY_LINE
+
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1, ready=False, log=f"{FENCED_EMPTY_LINE}: PostgreSQL is not started\n")
+    driver = _driver(lab, primaries=["region-2"], **ctl.kwargs())
+    undo = _scale_down(driver, lab, r1)
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _role(r1)["role"] == "fenced" and _pod_uid(r1) is not None
+    assert driver.asked.count("region-1") == 0  # type: ignore[attr-defined]  # no SQL wait
+
+
+def test_revert_scale_to_zero_under_cordon_leaves_the_wait_to_the_cordon_revert(
+    clusters: Clusters,
+):
+    """faults=cordon,scale-to-zero: reverted newest first, so the pods come back while every
+    node is still cordoned; the cordon's revert is the one that waits."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    ctl = Controller(r1)
+    driver = _driver(lab, **ctl.kwargs())
+    cordoned = driver.plan("cordon", lab.primary)
+    driver.inject("cordon", lab.primary, cordoned)
+    r1.objects[NODES, None, "region-1-worker2"]["spec"]["unschedulable"] = True
+    scaled = _scale_down(driver, lab, r1)
+    polls = ctl.polls
+    driver.revert("scale-to-zero", lab.primary, scaled)
+    assert ctl.polls == polls and _pod_uid(r1) is None  # did not wait: cannot schedule
+    driver.revert("cordon", lab.primary, cordoned)
+    assert _pod_uid(r1) is not None and ctl.polls > polls
+
+
 # -- cordon ---------------------------------------------------------------------------------
 
 
@@ -545,27 +687,104 @@ def test_cordon_without_node_selector_is_not_applicable(clusters: Clusters):
 # -- block-egress ---------------------------------------------------------------------------
 
 
-def test_block_egress_creates_our_policy_and_revert_deletes_it(clusters: Clusters):
-    lab = _lab()
-    r1 = clusters.servers["region-1"]
-    driver = _driver(lab)
-    undo = driver.plan("block-egress", lab.primary)
-    assert undo["policy"] == EGRESS_POLICY
-    assert driver.is_effective("block-egress", lab.primary, undo) is False
+class Storefront:
+    """Stands in for the region's storefront behind its LoadBalancer: a local HTTP server
+    whose /healthz answers "ok" while `connected`, else 503, as gameday.labs.storefront does
+    while its database connection lasts."""
 
-    driver.inject("block-egress", lab.primary, undo)
-    policy = r1.objects[NETPOL, NS, EGRESS_POLICY]
-    assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
-    assert policy["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "gameday"}
-    assert driver.is_effective("block-egress", lab.primary, undo) is True
-    driver.inject("block-egress", lab.primary, undo)  # already there: no conflict
-    assert sum(1 for m, _, _ in r1.writes() if m == "POST") == 1
+    def __init__(self) -> None:
+        import http.server
+
+        self.connected = True
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                ok = self.path == "/healthz" and outer.connected
+                body = b"ok" if ok else b"database unavailable"
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> Storefront:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+
+def _storefront_pod(name: str) -> dict[str, Any]:
+    pod = _pod(name)
+    pod["metadata"]["labels"] = {"app": "storefront"}
+    return pod
+
+
+def test_block_egress_creates_our_policy_and_revert_deletes_it(clusters: Clusters):
+    r1 = clusters.servers["region-1"]
+    with Storefront() as shop:
+        lab = _lab(storefront_url=shop.url)
+        driver = _driver(lab)
+        undo = driver.plan("block-egress", lab.primary)
+        assert undo["policy"] == EGRESS_POLICY
+        assert driver.is_effective("block-egress", lab.primary, undo) is False
+
+        driver.inject("block-egress", lab.primary, undo)
+        policy = r1.objects[NETPOL, NS, EGRESS_POLICY]
+        assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
+        assert policy["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "gameday"}
+        shop.connected = False
+        assert driver.is_effective("block-egress", lab.primary, undo) is True
+        driver.inject("block-egress", lab.primary, undo)  # already there: no conflict
+        assert sum(1 for m, _, _ in r1.writes() if m == "POST") == 1
 
     driver.revert("block-egress", lab.primary, undo)
     assert r1.objects[NETPOL, NS, EGRESS_POLICY].deleted
     driver.revert("block-egress", lab.primary, undo)  # gone already: harmless
     assert sum(1 for m, _, _ in r1.writes() if m == "DELETE") == 1
     assert clusters.servers["region-2"].writes() == []
+
+
+def test_block_egress_restarts_the_pods_that_hold_connections_and_checks_the_effect(
+    clusters: Clusters,
+):
+    """kind enforces NetworkPolicy only on new connections, and the storefront keeps one
+    database connection: the policy alone leaves /healthz ok (issue 13, item 6). Stand-ins:
+    kmock, and Storefront for the region's storefront."""
+    r1 = clusters.servers["region-1"]
+    for name in ("storefront-a", "storefront-b"):
+        r1.objects[PODS, NS, name] = _storefront_pod(name)
+    with Storefront() as shop:
+        lab = _lab(storefront_url=shop.url)
+        driver = _driver(lab)
+        undo = driver.plan("block-egress", lab.primary)
+        assert undo["restart"] == ["defaulted", "storefront"]  # the Deployments that run pods
+        driver.inject("block-egress", lab.primary, undo)
+        deleted = [p for m, p, _ in r1.writes() if m == "DELETE"]
+        assert deleted == [
+            f"/api/v1/namespaces/{NS}/pods/storefront-a",
+            f"/api/v1/namespaces/{NS}/pods/storefront-b",
+        ]
+        assert _pod_uid(r1) is not None  # postgres-0 (a StatefulSet's) left alone
+        # the policy exists, but the storefront still serves: not in effect
+        assert driver.is_effective("block-egress", lab.primary, undo) is False
+        shop.connected = False  # its new pods cannot reach the database
+        assert driver.is_effective("block-egress", lab.primary, undo) is True
+        n = len(r1.writes())
+        driver.inject("block-egress", lab.primary, undo)  # the policy is there: no restart
+        assert len(r1.writes()) == n
+    driver.revert("block-egress", lab.primary, undo)
+    assert r1.objects[NETPOL, NS, EGRESS_POLICY].deleted
 
 
 # -- guards and errors ----------------------------------------------------------------------
@@ -611,15 +830,20 @@ def test_unknown_context_names_the_fix(clusters: Clusters):
         _driver(lab).plan("scale-to-zero", lab.primary)
 
 
-def test_kubeconfig_changed_after_import_is_detected(
+def test_kubeconfig_is_read_when_called_not_at_import(
     clusters: Clusters, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
+    """The kubernetes client reads KUBECONFIG once, at import; the driver reads it per call,
+    so a KUBECONFIG set after the import is the one used."""
     other = tmp_path / "other-kubeconfig"
     other.write_text("{}")
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(other))
     lab = _lab()
-    with pytest.raises(LabError, match="set KUBECONFIG before starting chaos"):
+    assert _driver(lab).plan("scale-to-zero", lab.primary)["workloads"]
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(LabError, match="set KUBECONFIG to the file holding context") as info:
         _driver(lab).plan("scale-to-zero", lab.primary)
+    assert "\n" not in str(info.value)
 
 
 def test_api_errors_become_target_errors(clusters: Clusters):
@@ -692,10 +916,10 @@ def test_blackhole_pauses_node_containers_and_unpauses_only_ours(clusters: Clust
         "region-1-worker": False,
         "region-1-worker2": True,
     }
-    n = len(docker.calls)
+    n, api_calls = len(docker.calls), [len(list(s)) for s in clusters.servers.values()]
     driver.revert("blackhole", lab.primary, undo)  # nothing paused by us any more
     assert [c[1] for c in docker.calls[n:]] == ["inspect"]
-    assert all(list(s) == [] for s in clusters.servers.values())  # no API call at all
+    assert [len(list(s)) for s in clusters.servers.values()] == api_calls  # no API call
 
 
 def test_blackhole_failure_is_a_target_error_and_revert_recovers(clusters: Clusters):
@@ -727,6 +951,120 @@ def test_blackhole_without_containers_is_not_applicable_and_revert_is_a_no_op(cl
     driver.revert("blackhole", lab.primary, undo)
 
 
+# -- API calls are bounded (issue 13, item 3) ----------------------------------------------
+
+
+class SilentServer:
+    """Stands in for the API server of a paused kind node: the TCP handshake completes and
+    nothing is ever answered (a stopped server would refuse the connection instead, which
+    is not the case to test). Accepted connections are held until close()."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        """Closing is what ends a call that would otherwise hang forever. shutdown() first:
+        close() alone does not wake the accept() blocked in the other thread, which then
+        accepts the client's retry."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _within(seconds: float, call: Any) -> tuple[Any, float]:
+    """(what `call` returned or raised, how long it took), or fail if it is still blocked
+    after `seconds`: a call that hangs must fail the test, not hang it."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the call is still blocked after {seconds:g} s: it hangs"
+    return outcome[0], time.monotonic() - started
+
+
+def test_every_api_call_times_out_when_the_api_server_never_answers(clusters: Clusters):
+    """The kubernetes client waits forever unless the request has a timeout; a paused node
+    completes the handshake and never answers. Stand-in: SilentServer (see its doc)."""
+    lab = _lab()
+    driver = KubernetesDriver.from_configuration(lab, {"kube_request_timeout_s": 0.5})
+    with SilentServer() as silent:
+        clusters.point("kind-region-1", silent.url)
+        for call in (
+            lambda: driver.plan("scale-to-zero", lab.primary),
+            lambda: driver.stop_database(lab.primary),
+        ):
+            outcome, took = _within(20, call)
+            assert isinstance(outcome, TargetError), outcome
+            assert "did not answer within 0.5 s" in str(outcome), outcome
+            assert "kind-region-1" in str(outcome) and "\n" not in str(outcome)
+            assert took < 5, took
+        assert silent.accepted  # it was really asked, and never answered
+
+
+def test_request_timeout_setting_is_checked():
+    with pytest.raises(ConfigError, match="kube_request_timeout_s"):
+        KubernetesDriver.from_configuration(_lab(), {"kube_request_timeout_s": "soon"})
+    with pytest.raises(ConfigError, match="kube_request_timeout_s"):
+        KubernetesDriver.from_configuration(_lab(), {"kube_request_timeout_s": 0})
+
+
+def test_scale_to_zero_then_blackhole_neither_hangs_nor_skips_the_rollback(clusters: Clusters):
+    """`scale-to-zero,blackhole`: take_region_down checks is_effective after injecting both,
+    when the region's API server is paused. Stand-ins: FakeDocker for `docker pause`, and
+    SilentServer as the paused API server (kmock before the pause and after the unpause)."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    docker = FakeDocker({"region-1-control-plane": False, "region-1-worker": False})
+    driver = _driver(lab, runner=docker, **Controller(r1).kwargs())
+    scaled = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, scaled)
+    paused = driver.plan("blackhole", lab.primary)
+    driver.inject("blackhole", lab.primary, paused)
+    with SilentServer() as silent:
+        clusters.point("kind-region-1", silent.url)
+        outcome, _ = _within(20, lambda: driver.is_effective("scale-to-zero", lab.primary, scaled))
+        assert outcome is True  # the region is paused: nothing of it runs
+        assert not silent.accepted  # and the paused API server was not asked
+        outcome, _ = _within(20, lambda: driver.plan("cordon", lab.primary))
+        assert isinstance(outcome, ConfigError), outcome
+        assert "paused" in str(outcome) and "blackhole last" in str(outcome)
+        assert not silent.accepted
+    clusters.point("kind-region-1", clusters.urls["region-1"])  # unpaused: it answers again
+    driver.revert("blackhole", lab.primary, paused)
+    driver.revert("scale-to-zero", lab.primary, scaled)
+    assert docker.paused == {"region-1-control-plane": False, "region-1-worker": False}
+    assert _replicas(r1, DEPLOY, "storefront") == 2 and _replicas(r1, STS, "postgres") == 1
+
+
 # -- fencing on revert ----------------------------------------------------------------------
 
 
@@ -740,7 +1078,7 @@ def _scale_down(driver: KubernetesDriver, lab: descriptor.Lab, r1: RegionApiServ
 def test_revert_scale_to_zero_fences_when_the_other_region_is_primary(clusters: Clusters):
     lab = _lab()
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
-    driver = _driver(lab, primaries=["region-2"])
+    driver = _driver(lab, primaries=["region-2"], **Controller(r1).kwargs())
     undo = _scale_down(driver, lab, r1)
     r2_pod = _pod_uid(r2)
     n = len(r1.writes())
@@ -774,14 +1112,50 @@ def test_revert_scale_to_zero_leaves_the_role_when_the_other_region_is_not_prima
 ):
     lab = _lab()
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
-    driver = _driver(lab, primaries=[])
+    driver = _driver(lab, primaries=[], **Controller(r1).kwargs())
     undo = _scale_down(driver, lab, r1)
     driver.revert("scale-to-zero", lab.primary, undo)
-    assert driver.asked == ["region-2"]  # type: ignore[attr-defined]
+    # region-2: is it the primary (no); region-1: does its database answer again (yes)
+    assert driver.asked == ["region-2", "region-1"]  # type: ignore[attr-defined]
     assert _role(r1) == {"role": "primary", "primary_host": ""}
     assert "fenced" not in undo
     assert not any("/configmaps/" in p for _, p, _ in r1.writes() + r2.writes())
     assert _replicas(r1, STS, "postgres") == 1
+
+
+def test_revert_fences_when_the_drill_records_a_promotion_of_the_other_region(
+    clusters: Clusters, tmp_path: Path
+):
+    """A run interrupted just after pg_promote(), or a connection blip to region-2: SQL does
+    not show region-2 as a primary, but drill.json records its promotion. Region-1 must come
+    back fenced, as the netns driver does (issue 13, item 2)."""
+    from gameday.labs import drill
+
+    lab = _lab(path=tmp_path / "lab.json")
+    r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
+    drill.write(lab.path, {"promoted": "region-2", "promoted_from": "region-1"})
+    # SQL: region-2 unreachable, or not promoted yet
+    driver = _driver(lab, primaries=[], **Controller(r1).kwargs())
+    undo = _scale_down(driver, lab, r1)
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _role(r1) == {"role": "fenced", "primary_host": ""}
+    assert "drill" in undo["fenced"]["because"] and "region-2" in undo["fenced"]["because"]
+    assert _replicas(r1, STS, "postgres") == 1
+    assert _role(r2)["role"] == "primary"  # the drill made it the primary
+
+
+def test_revert_does_not_fence_on_a_drill_record_of_its_own_promotion(
+    clusters: Clusters, tmp_path: Path
+):
+    from gameday.labs import drill
+
+    lab = _lab(path=tmp_path / "lab.json")
+    r1 = clusters.servers["region-1"]
+    drill.write(lab.path, {"promoted": "region-1"})
+    driver = _driver(lab, primaries=[], **Controller(r1).kwargs())
+    undo = _scale_down(driver, lab, r1)
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _role(r1)["role"] == "primary" and "fenced" not in undo
 
 
 def test_revert_without_role_configmap_refuses_to_bring_back_a_second_primary(
@@ -818,7 +1192,7 @@ def test_revert_blackhole_fences_through_the_control_plane_before_the_workers(
     lab = _lab()
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
     docker = OrderedDocker({"region-1-control-plane": False, "region-1-worker": False}, r1)
-    driver = _driver(lab, primaries=["region-2"], runner=docker)
+    driver = _driver(lab, primaries=["region-2"], runner=docker, **Controller(r1).kwargs())
     undo = driver.plan("blackhole", lab.primary)
     driver.inject("blackhole", lab.primary, undo)
     old_pod = _pod_uid(r1)
@@ -841,7 +1215,7 @@ def test_revert_blackhole_failing_half_way_is_completed_by_a_second_call(cluster
     lab = _lab()
     r1 = clusters.servers["region-1"]
     docker = FakeDocker({"region-1-control-plane": False, "region-1-worker": False})
-    driver = _driver(lab, primaries=["region-2"], runner=docker)
+    driver = _driver(lab, primaries=["region-2"], runner=docker, **Controller(r1).kwargs())
     undo = driver.plan("blackhole", lab.primary)
     driver.inject("blackhole", lab.primary, undo)
     old_pod = _pod_uid(r1)
@@ -855,7 +1229,7 @@ def test_revert_blackhole_failing_half_way_is_completed_by_a_second_call(cluster
 
     r1.failures.clear()
     driver.revert("blackhole", lab.primary, undo)  # the ConfigMap says fenced already
-    assert _pod_uid(r1) is None  # the pod named stale is deleted now
+    assert _pod_uid(r1) not in (None, old_pod)  # the stale pod replaced, its successor Ready
     assert docker.paused == {"region-1-control-plane": False, "region-1-worker": False}
 
 

@@ -1,0 +1,249 @@
+"""How the driver reaches a cluster: the context allow-list, the kubeconfig, one call at a
+time, a timeout on every request, and the kubernetes client's errors turned into ours.
+
+Why not chaostoolkit-kubernetes's actions: each builds its own client from the process-wide
+configuration and sends its request without a timeout, so a paused region's API server
+held the drill forever (issue 13). The driver makes the same requests (the same bodies)
+through one client class that always sets one.
+
+The allow-list exists so that a game day cannot scale a production cluster to zero by a typo
+in a descriptor: a context is used only when it matches `kind-*`, or a pattern added by the
+configuration key `kube_context_allowlist` or env GAMEDAY_KUBE_CONTEXT_ALLOWLIST.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from kubernetes.client import ApiClient
+
+from gameday.errors import ConfigError, GamedayError, LabError, TargetError
+from gameday.labs.descriptor import Region
+
+logger = logging.getLogger(f"chaostoolkit.{__name__}")
+
+DEFAULT_ALLOWED_CONTEXTS: tuple[str, ...] = ("kind-*",)
+ALLOWLIST_KEY = "kube_context_allowlist"
+ALLOWLIST_ENV = "GAMEDAY_KUBE_CONTEXT_ALLOWLIST"
+
+# One call at a time: the design never addresses two clusters at once, and a drill's steps and
+# its rollback may run in different threads.
+_KUBE_LOCK = threading.RLock()
+
+TIMEOUT_KEY = "kube_request_timeout_s"
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
+
+T = TypeVar("T")
+
+
+def allowed_contexts_from(configuration: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """The context patterns this run may touch: `kind-*` plus what configuration adds.
+
+    The configuration key `kube_context_allowlist` (or env GAMEDAY_KUBE_CONTEXT_ALLOWLIST)
+    holds shell-style patterns, as a list or a comma-separated string."""
+    raw: Any = (configuration or {}).get(ALLOWLIST_KEY)
+    if raw is None:
+        raw = os.environ.get(ALLOWLIST_ENV, "")
+    if isinstance(raw, str):
+        extra = [p.strip() for p in raw.split(",")]
+    elif isinstance(raw, Sequence):
+        extra = [str(p).strip() for p in raw]
+    else:
+        raise ConfigError(
+            f"configuration '{ALLOWLIST_KEY}': expected a list or a comma-separated string "
+            f"of context patterns, got {type(raw).__name__}"
+        )
+    return DEFAULT_ALLOWED_CONTEXTS + tuple(p for p in extra if p)
+
+
+def request_timeout_from(configuration: Mapping[str, Any] | None = None) -> float:
+    """Seconds one API request may take (configuration `kube_request_timeout_s`, default
+    10): a paused node completes the TCP handshake and never answers, and the kubernetes
+    client waits forever for a request that has no timeout."""
+    raw: Any = (configuration or {}).get(TIMEOUT_KEY, DEFAULT_REQUEST_TIMEOUT_S)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(
+            f"configuration '{TIMEOUT_KEY}' must be a number of seconds > 0, got {raw!r}: "
+            f"fix it in the experiment or pass --var {TIMEOUT_KEY}=10"
+        )
+    return value
+
+
+class _TimedApiClient(ApiClient):
+    """An ApiClient whose every request has a timeout unless the call passes its own.
+
+    The generated API methods all pass `_request_timeout` by keyword to `call_api`; the
+    kubernetes client sends it to urllib3 as the total time of the request, TCP and TLS
+    handshakes included."""
+
+    def __init__(self, configuration: Any, timeout_s: float) -> None:
+        super().__init__(configuration)
+        self.timeout_s = timeout_s
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = self.timeout_s
+        return super().call_api(*args, **kwargs)
+
+
+class Kube:
+    """The guarded way in: every call names an allowed context, runs under one lock, and
+    every request it makes has a timeout."""
+
+    def __init__(
+        self, allowed_contexts: Sequence[str], *, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    ) -> None:
+        self.allowed_contexts = tuple(allowed_contexts)
+        self.request_timeout_s = request_timeout_s
+
+    def target(self, region: Region) -> tuple[str, str]:
+        """(context, namespace) of a region, after the allow-list check."""
+        if not region.kube_context or not region.namespace:
+            raise ConfigError(
+                f"region '{region.name}': the kubernetes driver needs 'kube_context' and "
+                "'namespace' in the lab descriptor"
+            )
+        self.allow(region.kube_context)
+        return region.kube_context, region.namespace
+
+    def undo_target(self, undo: Mapping[str, Any]) -> tuple[str, str]:
+        """(context, namespace) an undo record names: guarded too, since a ledger is a file."""
+        context, namespace = undo.get("context"), undo.get("namespace")
+        if not isinstance(context, str) or not isinstance(namespace, str):
+            raise ConfigError("undo record: 'context' and 'namespace' are missing")
+        self.allow(context)
+        return context, namespace
+
+    def allow(self, context: str) -> None:
+        if not any(fnmatch.fnmatchcase(context, p) for p in self.allowed_contexts):
+            allowed = ", ".join(self.allowed_contexts)
+            raise ConfigError(
+                f"kube context '{context}' is not in the allow-list ({allowed}): to really "
+                f"break it, add it to configuration '{ALLOWLIST_KEY}' "
+                f"(e.g. --var {ALLOWLIST_KEY}={context})"
+            )
+
+    @contextlib.contextmanager
+    def cluster(self, context: str) -> Iterator[ApiClient]:
+        """A client for `context` with its own configuration (nothing process-wide), read
+        from KUBECONFIG (or ~/.kube/config) now, after checking that it has the context.
+        Errors inside the block become TargetError naming the context."""
+        from kubernetes.client import Configuration
+        from kubernetes.config import kube_config
+        from kubernetes.config.config_exception import ConfigException
+
+        with _KUBE_LOCK:
+            path = kubeconfig_path()
+            try:
+                # untyped in the kubernetes package
+                contexts, _ = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                    config_file=path
+                )
+            except (ConfigException, OSError) as exc:
+                raise LabError(
+                    f"kubeconfig '{path}': {exc}: set KUBECONFIG to the file holding context "
+                    f"'{context}' (kind writes ~/.kube/config)"
+                ) from exc
+            if context not in {c["name"] for c in contexts}:
+                raise LabError(
+                    f"kubeconfig '{path}' has no context '{context}': run kind-lab/up.sh, "
+                    "or `kind export kubeconfig --name <cluster>`"
+                )
+            configuration = Configuration()
+            # no retry inside a request: a retried read would take a multiple of the timeout;
+            # the driver's own waits retry
+            configuration.retries = 0
+            try:
+                kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=path,
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+            except ConfigException as exc:
+                raise LabError(f"kube context '{context}': {exc}") from exc
+            api = _TimedApiClient(configuration, self.request_timeout_s)
+            try:
+                yield api
+            except GamedayError:
+                raise
+            except Exception as exc:
+                raise translate(exc, f"context '{context}'", self.request_timeout_s) from exc
+            finally:
+                api.close()  # type: ignore[no-untyped-call]  # untyped in the client
+
+    def answers(self, context: str) -> bool:
+        """True when the API server answers HTTP at all (any status): after an unpause,
+        before the first call that must not fail."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            with self.cluster(context) as api, contextlib.suppress(ApiException):
+                client.VersionApi(api).get_code()
+        except TargetError:
+            return False
+        return True
+
+
+def kubeconfig_path() -> str:
+    """As kubectl reads it: KUBECONFIG (one file or a list), else ~/.kube/config."""
+    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
+def or_none(read: Callable[[], T]) -> T | None:
+    """The object, or None when the API answers 404."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def translate(exc: Exception, where: str, timeout_s: float) -> GamedayError:
+    """The client's exception as one line naming the context; a timeout says so, since
+    that is what a paused (blackholed) region looks like."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError, MaxRetryError, TimeoutError
+
+    if isinstance(exc, ApiException):
+        return TargetError(f"{where}: API server answered {exc.status} {exc.reason}")
+    cause: BaseException = exc
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        cause = exc.reason
+    if isinstance(cause, TimeoutError):
+        return TargetError(
+            f"{where}: API server did not answer within {timeout_s:g} s "
+            f"({cause.__class__.__name__}): is the region paused (blackhole)?"
+        )
+    if isinstance(exc, HTTPError):
+        return TargetError(f"{where}: API server unreachable ({cause.__class__.__name__})")
+    return TargetError(f"{where}: {exc.__class__.__name__}: {exc}")
+
+
+# -- object fields the client types as optional ----------------------------------------------
+
+
+def name_of(obj: Any) -> str:
+    return str(obj.metadata.name)
+
+
+def annotations_of(obj: Any) -> dict[str, str]:
+    return dict((obj.metadata.annotations if obj.metadata else None) or {})
+
+
+def labels_of(obj: Any) -> dict[str, str]:
+    return dict((obj.metadata.labels if obj.metadata else None) or {})
