@@ -83,6 +83,9 @@ def member_config(*, state: Path, data_root: Path, region: str, replication: str
                        {"auth": "scram-sha-256"}],
         },
         "postgresql": {
+            # a base backup waits for a spread checkpoint (up to checkpoint_timeout, 60 s
+            # here) unless told otherwise: seen making the replica's bootstrap take 50 s
+            "basebackup": [{"checkpoint": "fast"}],
             "listen": f"0.0.0.0:{topo.DB_PORT}",
             # the delay proxy to the other region, seen from wherever the follower runs
             "connect_address": f"127.0.0.1:{topo.PROXY_PORT}",
