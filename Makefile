@@ -52,7 +52,9 @@ failback: venv
 	$(CHAOS) run --journal-path $(REPORTS)/journal-failback.json experiments/failback.json; rc=$$?; \
 	echo "report: $(REPORTS)/latest/report.md"; exit $$rc
 
-test: setup
+# lint first: mypy --strict and ruff are part of the test, so CI (which runs this target)
+# keeps them clean
+test: setup lint
 	$(BIN)/pytest
 
 test-unit: venv
