@@ -46,7 +46,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
         source, target = lab.primary, lab.secondary
         previous = None
         if settings.drill == "failback":
-            previous = _failback_precondition(lab)
+            previous = _failback_precondition(lab, settings, configuration)
             source, target = lab.secondary, lab.primary
         run = runs.start(settings, lab, experiment=context.get("title", "game day"),
                          kind=settings.drill)
@@ -199,7 +199,8 @@ def _ha_meta(lab: Any) -> dict[str, Any] | None:
             "leader_key": lab.ha.leader_key if lab.ha.dcs else None}
 
 
-def _failback_precondition(lab: Any) -> str | None:
+def _failback_precondition(lab: Any, settings: GamedaySettings,
+                           configuration: Mapping[str, Any] | None) -> str | None:
     """Failback needs a game day behind it: the secondary promoted and serving. Checked
     before anything starts, so a wrong call changes nothing."""
     from gameday.errors import LabError
@@ -216,6 +217,14 @@ def _failback_precondition(lab: Any) -> str | None:
             raise LabError("faults of the game day were never rolled back: run "
                            "`gameday recover` first")
         return (state or {}).get("game_day_run")
+    from gameday.labs.driver import for_region
+
+    if settings.promotion.strategy == "runner":
+        # gameday's own resync and switchover stop, rewind and start databases
+        for region in lab.regions:
+            reason = for_region(lab, region, configuration).failback_unsupported(region)
+            if reason:
+                raise LabError(reason)
     if state is None or state.get("promoted") != lab.secondary.name:
         raise LabError(f"no game day ran ({lab.secondary.name} was not promoted by one): "
                        "run experiments/game-day.json first")

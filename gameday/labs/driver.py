@@ -60,6 +60,11 @@ class DatabaseOps(Protocol):
         """Start a database that is down, as it was left (primary, standby or fenced).
         False when it was already running."""
 
+    def failback_unsupported(self, region: Region) -> str | None:
+        """Why gameday cannot stop, rewind and start `region`'s database here (its own
+        failback needs the lab's fencing contract), or None when it can. Asked before a
+        failback starts, so a drill that cannot finish never begins."""
+
 
 class LabDriver(Driver, DatabaseOps, Protocol):
     """Everything the actions and the recovery ask of a lab."""

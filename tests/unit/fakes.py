@@ -29,6 +29,7 @@ class World:
     never_effective: bool = False
     fail_inject: str | None = None  # a fault whose inject raises
     databases_down: set[str] = dataclasses.field(default_factory=set)
+    failback_unsupported: str | None = None
 
 
 WORLDS: dict[str, World] = {}
@@ -86,6 +87,9 @@ class FakeDriver:
     def start_standby(self, region: Region, upstream: Region) -> None:
         self.world.calls.append(("start_standby", region.name, upstream.name))
         self.world.databases_down.discard(region.name)
+
+    def failback_unsupported(self, region: Region) -> str | None:
+        return self.world.failback_unsupported
 
     def start_database(self, region: Region) -> bool:
         if region.name not in self.world.databases_down:

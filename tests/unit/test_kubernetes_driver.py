@@ -1393,3 +1393,15 @@ def test_for_region_returns_this_driver():
 
     lab = _lab()
     assert isinstance(for_region(lab, lab.primary), KubernetesDriver)
+
+
+def test_failback_needs_the_fencing_contract_and_says_so(clusters: Clusters):
+    """kind-lab's regions have StatefulSet postgres and ConfigMap gameday-db: gameday's own
+    failback can run. A user's cluster without them is refused with the way out."""
+    lab = _lab()
+    driver = _driver(lab)
+    assert driver.failback_unsupported(lab.primary) is None
+    del clusters.servers["region-2"].objects[CONFIGMAPS, NS, DB_CONFIGMAP]
+    reason = driver.failback_unsupported(lab.secondary)
+    assert reason is not None and "ConfigMap gameday-db missing" in reason
+    assert "failback-autonomous.json" in reason

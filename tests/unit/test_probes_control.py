@@ -202,3 +202,15 @@ def test_a_fault_marker_must_name_a_region(tmp_path: Path) -> None:
     cfg = {"lab_file": str(fakes.write_lab(tmp_path))}
     with pytest.raises(InterruptExecution, match="unknown region 'mars'"):
         control.before_experiment_control(experiment, configuration=cfg)
+
+
+def test_failback_is_refused_where_gameday_cannot_fence(tmp_path: Path) -> None:
+    from gameday.labs import drill
+
+    lab_file = fakes.write_lab(tmp_path)
+    drill.write(lab_file, {"promoted": "region-2"})
+    fakes.world(lab_file).failback_unsupported = "no fencing contract here: use your runbook"
+    cfg = {"lab_file": str(lab_file), "drill": "failback", "reports_dir": str(tmp_path / "r")}
+    with pytest.raises(InterruptExecution, match="no fencing contract here: use your runbook"):
+        control.before_experiment_control({"title": "t"}, configuration=cfg)
+    assert not (tmp_path / "r").exists()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gameday.errors import ConfigError, GamedayError, LabError, TargetError
 from gameday.labs.descriptor import Lab, Region
-from gameday.labs.kubernetes import faults
+from gameday.labs.kubernetes import database, faults
 from gameday.labs.kubernetes.blackhole import Docker, Runner, control_planes_first, still_paused_by_us
 from gameday.labs.kubernetes.client import (
     DEFAULT_REQUEST_TIMEOUT_S,
@@ -294,6 +294,22 @@ class KubernetesDriver:
 
     def start_database(self, region: Region) -> bool:
         return self.db.start(region)
+
+    def failback_unsupported(self, region: Region) -> str | None:
+        """The fencing contract: StatefulSet `postgres` whose role lives in ConfigMap
+        `gameday-db` (kind-lab has both); a user's own database has neither."""
+        context, namespace = self.kube.target(region)
+        with self.kube.cluster(context) as api:
+            missing = [what for what, found in (
+                (f"StatefulSet {database.DB_STATEFULSET}", database.read_statefulset(api, namespace)),
+                (f"ConfigMap {database.DB_CONFIGMAP}", database.read_configmap(api, namespace)),
+            ) if found is None]
+        if not missing:
+            return None
+        return (f"gameday's failback needs the lab's fencing contract ({' and '.join(missing)} "
+                f"missing in {context}/{namespace}): fail back with your own runbook "
+                "(experiments/failback-autonomous.json with your switchover as "
+                "promotion_command)")
 
 
 def _not_applicable(reason: str) -> dict[str, Any]:

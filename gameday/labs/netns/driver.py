@@ -240,6 +240,9 @@ class NetnsDriver:
         self._start_postgres(region)
         return True
 
+    def failback_unsupported(self, region: Region) -> str | None:
+        return None  # the netns lab owns its databases (and, under Patroni, the manager does)
+
     def _standby_follows(self, primary: Region, timeout: float = 10.0) -> None:
         """After a crashed primary restarts as the primary, its standby must stream again.
         It cannot when it holds WAL the primary lost in the crash (a record flushed only in
