@@ -35,6 +35,11 @@ class HttpError(Exception):
     """The request did not get a complete, well-formed HTTP response."""
 
 
+class _Closed(HttpError):
+    """The connection ended before a byte of the status line: on a reused connection, the
+    server had closed it while idle."""
+
+
 class Client:
     """GETs with a timeout each, over connections kept alive per target.
 
@@ -75,21 +80,35 @@ class Client:
         server_hostname = (host_header or host) if tls is not None else None
         key = ("https" if tls is not None else "http", host, port, server_hostname)
         idle = self._idle[key]
-        if idle:
-            conn = idle.pop()
-        else:
-            conn = await asyncio.open_connection(host, port, ssl=tls,
-                                                 server_hostname=server_hostname)
-        reader, writer = conn
-        try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host_header or host}\r\n\r\n".encode())
-            status, value, reusable = await _response(reader, header)
-        except ValueError:  # the only one: a line longer than the reader's limit (64 KiB)
-            writer.close()
-            raise HttpError("line too long") from None
-        except BaseException:
-            writer.close()
-            raise
+        request = f"GET {path} HTTP/1.1\r\nHost: {host_header or host}\r\n\r\n".encode()
+        while True:
+            reused = bool(idle)
+            if reused:
+                conn = idle.pop()
+            else:
+                conn = await asyncio.open_connection(host, port, ssl=tls,
+                                                     server_hostname=server_hostname)
+            reader, writer = conn
+            try:
+                writer.write(request)
+                status, value, reusable = await _response(reader, header)
+                break
+            except ValueError:  # the only one: a line longer than the reader's limit (64 KiB)
+                writer.close()
+                raise HttpError("line too long") from None
+            except (_Closed, ConnectionResetError, BrokenPipeError) as exc:
+                writer.close()
+                # a kept-alive connection the server closed while it sat idle (its
+                # keep-alive timeout): not the server's answer to this request, so it is
+                # sent again once on a new connection, as browsers and httpx do
+                if reused:
+                    continue
+                if isinstance(exc, _Closed):
+                    raise HttpError("connection closed before the status line") from None
+                raise
+            except BaseException:
+                writer.close()
+                raise
         if reusable:
             idle.append(conn)
         else:
@@ -115,8 +134,9 @@ async def _response(reader: asyncio.StreamReader,
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 \
                 or not parts[1].isdigit() or parts[1][0] == ord("0"):
-            raise HttpError(f"no status line: {line[:60]!r}" if line
-                            else "connection closed before the status line")
+            if not line:
+                raise _Closed("connection closed before the status line")
+            raise HttpError(f"no status line: {line[:60]!r}")
         status = int(parts[1])
         http11 = parts[0] == b"HTTP/1.1"
         length: int | None = None

@@ -445,3 +445,51 @@ def test_global_sampler_verifies_the_global_name_over_tls(pki: Path) -> None:
 def test_url_target_defaults_the_port_to_the_scheme(url: str,
                                                     target: tuple[str, str, int, str]) -> None:
     assert samplers.url_target(url) == target
+
+
+def test_a_kept_alive_connection_the_server_closed_while_idle_is_retried_once() -> None:
+    """A server's keep-alive timeout closes an idle connection without telling: the next
+    request on it reads nothing. That is not the server's answer to the request, so it is
+    sent again on a new connection (else every sample after an idle gap would fail and
+    break the K-consecutive-successes rule). A new connection that closes is a failure."""
+
+    async def scenario() -> None:
+        accepted: list[int] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(1)
+            while (await reader.readline()) not in (b"\r\n", b""):
+                pass
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.close()  # the idle timeout, at once: no Connection: close header
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = _http.Client(timeout=2.0)
+        try:
+            for _ in range(3):
+                assert (await client.get("127.0.0.1", port, "/"))[0] == 200
+                await asyncio.sleep(0.05)  # the server's close reaches the client
+            assert len(accepted) == 3  # each retry on a fresh connection, one per request
+        finally:
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+
+        async def close_at_once(reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+        client = _http.Client(timeout=2.0)
+        try:
+            # closed before the status line, or reset (the request was still unread)
+            with pytest.raises((_http.HttpError, ConnectionResetError)):
+                await client.get("127.0.0.1", server.sockets[0].getsockname()[1], "/")
+        finally:
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
