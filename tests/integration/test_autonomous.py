@@ -175,3 +175,58 @@ def test_autonomous_async_known_loss(lab_env: dict[str, str], tmp_path: Path) ->
         _wait_roles(lab, ("standby", "primary"))
     finally:
         gameday("lab", "down", env=lab_env, check=False)
+
+
+def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
+    """After an interruption: no fault left, both Patroni members running, and exactly one
+    writable primary with the other streaming from it (Patroni may still be promoting when
+    the run ends, so this waits, bounded by a few TTLs)."""
+    lab = _lab(env)
+    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
+    if ledger.exists():
+        latest: dict[str, str] = {}
+        for line in ledger.read_text().splitlines():
+            rec = json.loads(line)
+            latest[rec["id"]] = rec["state"]
+        assert all(s == "reverted" for s in latest.values()), latest
+    tables = subprocess.run(["ip", "netns", "exec", "gd-region-1", "nft", "list", "tables"],
+                            capture_output=True, text=True).stdout
+    assert "gameday" not in tables
+    status = json.loads(gameday("lab", "status", env=env).stdout)["processes"]
+    assert status.get("patroni-region-1") and status.get("patroni-region-2"), status
+    deadline = time.monotonic() + 90
+    while True:
+        roles = (_role(lab, 0), _role(lab, 1))
+        if sorted(r or "" for r in roles) == ["primary", "standby"]:
+            primary = roles.index("primary")
+            with _conn(lab, primary) as c:
+                streaming = c.execute("SELECT count(*) FROM pg_stat_replication "
+                                      "WHERE state = 'streaming'").fetchone()[0]
+            if streaming == 1:
+                return
+        assert time.monotonic() < deadline, roles
+        time.sleep(0.5)
+
+
+def test_interrupted_autonomous_drill_leaves_one_primary(lab_env: dict[str, str]) -> None:
+    from tests.integration.test_interruptions import _interrupt, _start, _wait_event
+
+    gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+    try:
+        # Ctrl-C while the outage is in effect: the rollbacks restart region-1's member
+        proc, before = _start(lab_env, "game-day-autonomous.json")
+        _wait_event(lab_env, before, "fault-effective", proc)
+        out = _interrupt(proc, signal.SIGINT, twice=True)
+        assert proc.returncode != 0, out[-2000:]
+        _assert_one_primary_under_patroni(lab_env)
+
+        # the runner killed outright: `gameday recover` does what the rollbacks would have
+        proc, before = _start(lab_env, "game-day-autonomous.json")
+        _wait_event(lab_env, before, "fault-effective", proc)
+        _interrupt(proc, signal.SIGKILL, twice=False)
+        gameday("recover", env=lab_env, timeout=240)
+        again = gameday("recover", env=lab_env, timeout=240)
+        assert "nothing to undo" in again.stdout, again.stdout
+        _assert_one_primary_under_patroni(lab_env)
+    finally:
+        gameday("lab", "down", env=lab_env, check=False)
