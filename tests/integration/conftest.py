@@ -4,13 +4,16 @@ pass without them."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from typing import TextIO
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 NAMESPACES = ("gd-region-1", "gd-region-2", "gd-dns", "gd-witness")
+# The lab's names are fixed (gd-region-1, ...), so two test sessions on one machine (a CI
+# run beside a developer's) must take turns: each holds this lock for its whole session.
+LAB_LOCK = Path("/run/gameday-lab.lock")
+LAB_LOCK_WAIT_S = 1500
 
 
 def gameday(*args: str, env: dict[str, str], check: bool = True,
@@ -63,6 +70,7 @@ def residue(env: dict[str, str], pids: list[int]) -> list[str]:
 def lab_env() -> Iterator[dict[str, str]]:
     if os.geteuid() != 0:
         pytest.fail("the netns lab tests need root: run `sudo make test`")
+    lock = _take_lab_lock()
     if lab_namespaces():
         pytest.fail(f"a netns lab is already up ({', '.join(lab_namespaces())}): "
                     "run `make lab-down` before the tests")
@@ -79,6 +87,23 @@ def lab_env() -> Iterator[dict[str, str]]:
     finally:
         gameday("lab", "down", env=env, check=False)
         shutil.rmtree(base, ignore_errors=True)
+        lock.close()
+
+
+def _take_lab_lock() -> TextIO:
+    """Wait for another test session on this machine to finish with the lab. A lab that is
+    up while nobody holds the lock is someone's own lab: that still fails, below."""
+    handle = LAB_LOCK.open("a")
+    deadline = time.monotonic() + LAB_LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                handle.close()
+                pytest.fail(f"another test session held {LAB_LOCK} for {LAB_LOCK_WAIT_S} s")
+            time.sleep(1)
 
 
 def lab_pids(env: dict[str, str]) -> list[int]:
