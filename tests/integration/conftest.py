@@ -13,8 +13,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import TextIO
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
