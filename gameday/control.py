@@ -18,7 +18,7 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
-from gameday import interrupt, recovery
+from gameday import hypothesis, interrupt, recovery
 from gameday.errors import ConfigError, GamedayError
 from gameday.measure import run as runs
 from gameday.report import live, outputs
@@ -35,6 +35,8 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
                               secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
     try:
         settings = GamedaySettings.from_chaos(configuration, secrets)
+        # the verdict tolerances judge against this run's targets (--var, var files)
+        hypothesis.bind(context, configuration)
         lab = settings.load_lab()
         _check_fault_markers(context, lab)
         _check_promotion(settings, lab)
@@ -274,6 +276,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
             summaries.snapshot_rows(run.dir, lab, run.now(), live=False)
         except GamedayError as exc:
             logger.error("gameday: %s; lost writes stay unknown", exc)
+        # also puts the numbers into the journal's extensions (state is the journal)
         summary = outputs.write_run_outputs(run.dir, state)
         live.stop(run.dir, summary)
         if settings.drill == "failback":

@@ -62,17 +62,17 @@ class GamedaySettings:
             drill=drill,
             reports_dir=Path(str(c.get("reports_dir") or "reports")),
             targets=Targets(
-                rto_s=_number(c, "rto_target_s", 30.0),
-                rpo_s=_number(c, "rpo_target_s", 0.0),
-                max_lost_writes=int(_number(c, "max_lost_writes", 0, integer=True)),
+                rto_s=number(c, "rto_target_s", 30.0),
+                rpo_s=number(c, "rpo_target_s", 0.0),
+                max_lost_writes=int(number(c, "max_lost_writes", 0, integer=True)),
             ),
-            max_lag_s=_number(c, "max_lag_s", 5.0),
-            k_consecutive=int(_number(c, "k_consecutive", 5, integer=True, minimum=1)),
+            max_lag_s=number(c, "max_lag_s", 5.0),
+            k_consecutive=int(number(c, "k_consecutive", 5, integer=True, minimum=1)),
             rates=Rates(
-                dns_s=_number(c, "dns_interval_s", 0.05, minimum=0.005),
-                http_s=_number(c, "http_interval_s", 0.05, minimum=0.005),
-                replication_s=_number(c, "replication_interval_s", 0.25, minimum=0.01),
-                canary_writers=int(_number(c, "canary_writers", 4, integer=True, minimum=1)),
+                dns_s=number(c, "dns_interval_s", 0.05, minimum=0.005),
+                http_s=number(c, "http_interval_s", 0.05, minimum=0.005),
+                replication_s=number(c, "replication_interval_s", 0.25, minimum=0.01),
+                canary_writers=int(number(c, "canary_writers", 4, integer=True, minimum=1)),
             ),
             promotion=_promotion(c),
         )
@@ -100,10 +100,10 @@ def _promotion(c: dict[str, Any]) -> Promotion:
                           "empty: set it to the command that promotes (e.g. "
                           "[\"patronictl\", \"failover\", ...]) or use promotion 'runner'")
     return Promotion(strategy=strategy, command=command,
-                     timeout_s=_number(c, "promotion_timeout_s", 60.0, minimum=0.1))
+                     timeout_s=number(c, "promotion_timeout_s", 60.0, minimum=0.1))
 
 
-def _number(c: dict[str, Any], key: str, default: float, *, integer: bool = False,
+def number(c: dict[str, Any], key: str, default: float, *, integer: bool = False,
             minimum: float = 0.0) -> float:
     raw = c.get(key, default)
     try:
