@@ -96,18 +96,35 @@ def lab_status() -> None:
                    "[default: the run's regression_factor, else 1.5].")
 @click.option("--fail-on-regression", is_flag=True,
               help="Exit 1 when a regression is flagged or the verdict is fail.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write JUnit XML (one testcase per target and "
+                                 "integrity check) for CI test views.")
+@click.option("--prometheus", "prom_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write a node-exporter textfile (.prom) with RTO, RPO, "
+                                 "lost writes and the verdict.")
 def report(run_dir: Path, history: Path | None, regression_factor: float | None,
-           fail_on_regression: bool) -> None:
+           fail_on_regression: bool, junit_file: Path | None, prom_file: Path | None) -> None:
     """Regenerate RUN_DIR's summary.json, report.md and timeline.svg from its stored
     timeline (no lab needed; default reports/latest) and record it in the history."""
-    from gameday.report import outputs
+    from gameday.report import junit, outputs, prometheus
 
     if not run_dir.is_dir():
         raise click.UsageError(f"{run_dir} is not a run directory")
+    for option, target in (("--junit", junit_file), ("--prometheus", prom_file)):
+        if target is not None and not target.parent.is_dir():
+            raise click.UsageError(f"{option} {target}: directory {target.parent} does not "
+                                   "exist: create it or choose another path")
     try:
         out = outputs.regenerate(run_dir, history=history, factor=regression_factor)
     except GamedayError as exc:
         raise _fail(exc) from None
+    try:
+        if junit_file is not None:
+            junit.write(junit_file, out.summary, run_dir)
+        if prom_file is not None:
+            prometheus.write(prom_file, out.summary)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from None
     click.echo(f"{run_dir / 'report.md'}: {str(out.summary.get('verdict')).upper()}"
                + ("; regression: " + "; ".join(out.trend.flags) if out.trend.regression else ""))
     if fail_on_regression and (out.trend.regression or out.failed):
