@@ -263,7 +263,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
             # the rollbacks ran, but a step may have outlived them: undo whatever the
             # ledger still holds and keep one writable primary, as `gameday recover` does
             try:
-                done = recovery.recover(lab.path, configuration)
+                done = recovery.recover(lab.path, configuration, lab=lab)
                 if done:
                     run.event("recovered", actions=done)
             except GamedayError as exc:

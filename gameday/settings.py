@@ -49,6 +49,9 @@ class GamedaySettings:
     k_consecutive: int = 5
     rates: Rates = dataclasses.field(default_factory=Rates)
     promotion: Promotion = dataclasses.field(default_factory=Promotion)
+    # from the experiment's secrets; override the descriptor (never printed: repr=False)
+    db_password: str | None = dataclasses.field(default=None, repr=False)
+    kube_credentials: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
 
     @classmethod
     def from_chaos(cls, configuration: dict[str, Any] | None = None,
@@ -75,10 +78,36 @@ class GamedaySettings:
                 canary_writers=int(number(c, "canary_writers", 4, integer=True, minimum=1)),
             ),
             promotion=_promotion(c),
+            **_secrets(secrets),
         )
 
     def load_lab(self) -> descriptor.Lab:
-        return descriptor.load(self.lab_file)
+        return descriptor.load(self.lab_file, password=self.db_password,
+                               kube_credentials=dict(self.kube_credentials))
+
+
+KUBE_SECRET_KEYS = ("KUBERNETES_API_KEY", "KUBERNETES_API_KEY_PREFIX", "KUBERNETES_CERT_FILE",
+                    "KUBERNETES_KEY_FILE", "KUBERNETES_CA_CERT_FILE", "KUBERNETES_VERIFY_SSL")
+
+
+def _secrets(secrets: dict[str, Any] | None) -> dict[str, Any]:
+    """The password and Kubernetes credentials in Chaos Toolkit secrets. A control gets
+    every scope (`{"gameday": {"db_password": ...}, "k8s": {...}}`); an activity gets the
+    scopes it declares (`"secrets": ["gameday", "k8s"]`) merged into one flat mapping."""
+    s = dict(secrets or {})
+    gameday = s["gameday"] if isinstance(s.get("gameday"), dict) else s
+    k8s = s["k8s"] if isinstance(s.get("k8s"), dict) else s
+    password = gameday.get("db_password")
+    if password is not None and (not isinstance(password, str) or not password):
+        raise ConfigError("secret 'db_password' (scope gameday) must be a non-empty string: "
+                          "check the variable or vault path it is read from")
+    unknown = sorted(k for k in k8s if k.startswith("KUBERNETES_") and k not in KUBE_SECRET_KEYS)
+    if unknown:
+        raise ConfigError(f"secret {unknown[0]!r} (scope k8s) is not one gameday uses: choose "
+                          f"from {', '.join(KUBE_SECRET_KEYS)} (each region keeps its "
+                          "kubeconfig context's server)")
+    kube = tuple(sorted((k, str(v)) for k, v in k8s.items() if k in KUBE_SECRET_KEYS))
+    return {"db_password": password, "kube_credentials": kube}
 
 
 def _promotion(c: dict[str, Any]) -> Promotion:
