@@ -131,6 +131,54 @@ def report(run_dir: Path, history: Path | None, regression_factor: float | None,
         sys.exit(1)
 
 
+@main.command("plan")
+@click.argument("experiment")
+@click.option("--var", "var", multiple=True, metavar="KEY=VALUE",
+              help="A configuration value, as `chaos run --var` takes it.")
+@click.option("--var-file", "var_file", multiple=True, metavar="FILE",
+              help="A JSON or YAML var file, as `chaos run --var-file` takes it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--no-gate", is_flag=True,
+              help="Skip the readiness gate (it waits up to ready_timeout_s for the lab).")
+def plan_cmd(experiment: str, var: tuple[str, ...], var_file: tuple[str, ...], as_json: bool,
+             no_gate: bool) -> None:
+    """What EXPERIMENT (JSON or YAML, a path or a shipped name) would do, doing none of it:
+    the guards and the readiness gate, read-only, then each fault's exact change and how it
+    is undone. Injects nothing, writes no canary row; exits 1 where the run would refuse."""
+    from chaoslib import merge_vars
+    from chaoslib.configuration import load_configuration
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.loader import load_experiment
+    from chaoslib.secret import load_secrets
+
+    from gameday import experiments, planning
+
+    source = experiment
+    if not Path(source).exists():
+        try:
+            source = str(experiments.path(source))
+        except GamedayError as exc:
+            raise click.ClickException(f"{experiment}: no such file; {exc}") from None
+    pairs = {}
+    for item in var:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--var {item!r}: write it as KEY=VALUE")
+        pairs[key] = value
+    try:
+        config_vars, secret_vars = merge_vars(pairs, list(var_file))
+        loaded = load_experiment(source)
+        configuration = load_configuration(loaded.get("configuration", {}), config_vars)
+        secrets = load_secrets(loaded.get("secrets", {}), configuration, secret_vars)
+    except ChaosException as exc:
+        raise click.ClickException(f"{experiment}: {exc}") from None
+    result = planning.make(loaded, configuration, secrets, gate=not no_gate)
+    click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True) if as_json
+               else result.render())
+    if result.refused:
+        sys.exit(1)
+
+
 @main.command("experiments")
 @click.option("--path", "name", metavar="NAME", default=None,
               help="Print only the path of experiment NAME (e.g. game-day), for `chaos run`.")

@@ -25,6 +25,18 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 ENV = "GAMEDAY_RUN_DIR"
 _current: Run | None = None
+# `chaos run --dry`: the plan the control made instead of a run (gameday.planning)
+_dry: dict[str, Any] | None = None
+
+
+def set_dry(plan: dict[str, Any] | None) -> None:
+    global _dry
+    _dry = plan
+
+
+def dry_plan() -> dict[str, Any] | None:
+    """The plan when this `chaos run` is a dry run: activities return it and change nothing."""
+    return _dry
 
 
 class Run:

@@ -45,6 +45,12 @@ def _before_fault() -> bool:
     return run is not None and not run.events("fault-applied")
 
 
+def _dry() -> bool:
+    """`chaos run --dry actions`: no fault and no recorder, so nothing to recover from and
+    nothing lost (0); the journal's gameday extension says it was a dry run."""
+    return runs.dry_plan() is not None
+
+
 def _observed(value: Optional[float], what: str, summary: Summary) -> float:
     if value is None:
         why = "; ".join(summary["reasons"]) or "not observed"
@@ -58,7 +64,7 @@ def rto_seconds(configuration: Optional[Dict[str, Any]] = None,
     """The service RTO in seconds (fault to K consecutive global successes served by the
     other region); 0 before any fault. Judge it with
     `{"type": "range", "range": [0, 30], "gameday": {"upper": "rto_target_s"}}`."""
-    if _before_fault():
+    if _before_fault() or _dry():
         return 0.0
     s = _summary(configuration, secrets)
     return _observed(s["rto_s"], "RTO", s)
@@ -69,6 +75,8 @@ def rpo_seconds(configuration: Optional[Dict[str, Any]] = None,
                 secrets: Optional[Dict[str, Any]] = None) -> float:
     """RPO in seconds: how far back the surviving acknowledged data ends (0 when no
     acknowledged write was lost)."""
+    if _dry():
+        return 0.0
     s = _summary(configuration, secrets)
     return _observed(s["rpo_s"], "RPO", s)
 
@@ -77,6 +85,8 @@ def rpo_seconds(configuration: Optional[Dict[str, Any]] = None,
 def lost_writes(configuration: Optional[Dict[str, Any]] = None,
                 secrets: Optional[Dict[str, Any]] = None) -> int:
     """How many acknowledged canary writes are missing from the writable primary."""
+    if _dry():
+        return 0
     s = _summary(configuration, secrets)
     return int(_observed(s["writes"]["lost"], "the lost-write count", s))
 
@@ -87,6 +97,8 @@ def integrity_violations(configuration: Optional[Dict[str, Any]] = None,
     """Canary rows that must not exist: present but never attempted or refused
     (unexpected), or present twice (duplicate). Anything above 0 is a broken database,
     whatever the RPO says; judge it with `{"type": "range", "range": [0, 0]}`."""
+    if _dry():
+        return 0
     s = _summary(configuration, secrets)
     w = s["writes"]
     unexpected = _observed(w["unexpected"], "the canary table on the primary", s)

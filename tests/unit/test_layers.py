@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gameday"
 
 LAYERS: dict[str, int] = {
     "gameday.cli": 7, "gameday.__main__": 7,
-    "gameday.control": 6,
+    "gameday.control": 6, "gameday.planning": 6,
     "gameday.actions": 5, "gameday.probes": 5,
     "gameday.recovery": 4, "gameday.report": 4,
     "gameday.measure": 3, "gameday.settings": 3, "gameday.hypothesis": 3,
