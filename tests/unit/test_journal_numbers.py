@@ -20,6 +20,7 @@ from tests.fixtures.report import fixture_run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((ROOT / "gameday" / "experiments").glob("*.json")) + [
+    ROOT / "gameday" / "experiments" / "game-day.yaml",
     ROOT / "docs" / "examples" / "your-game-day.json"]
 
 
