@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from tests.integration.conftest import BIN, ROOT, gameday, lab_pids
+from tests.integration.conftest import BIN, ROOT, gameday, lab_pids, residue
 from tests.unit.test_notifications import Receiver, settings_for
 
 
@@ -141,3 +141,8 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     # and never on a command line: the recorder read it from its stdin
     assert json.loads((Path(ours["run_dir"]) / "recorder.json").read_text())["password_on_stdin"]
     assert os.environ.get("GAMEDAY_DB_PASSWORD") is None
+
+    # the session's next test expects no lab: leave none
+    pids = lab_pids(lab_env)
+    gameday("lab", "down", env=lab_env)
+    assert residue(lab_env, pids) == []
