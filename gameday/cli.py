@@ -96,21 +96,86 @@ def lab_status() -> None:
                    "[default: the run's regression_factor, else 1.5].")
 @click.option("--fail-on-regression", is_flag=True,
               help="Exit 1 when a regression is flagged or the verdict is fail.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write JUnit XML (one testcase per target and "
+                                 "integrity check) for CI test views.")
+@click.option("--prometheus", "prom_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write a node-exporter textfile (.prom) with RTO, RPO, "
+                                 "lost writes and the verdict.")
 def report(run_dir: Path, history: Path | None, regression_factor: float | None,
-           fail_on_regression: bool) -> None:
+           fail_on_regression: bool, junit_file: Path | None, prom_file: Path | None) -> None:
     """Regenerate RUN_DIR's summary.json, report.md and timeline.svg from its stored
     timeline (no lab needed; default reports/latest) and record it in the history."""
-    from gameday.report import outputs
+    from gameday.report import junit, outputs, prometheus
 
     if not run_dir.is_dir():
         raise click.UsageError(f"{run_dir} is not a run directory")
+    for option, target in (("--junit", junit_file), ("--prometheus", prom_file)):
+        if target is not None and not target.parent.is_dir():
+            raise click.UsageError(f"{option} {target}: directory {target.parent} does not "
+                                   "exist: create it or choose another path")
     try:
         out = outputs.regenerate(run_dir, history=history, factor=regression_factor)
     except GamedayError as exc:
         raise _fail(exc) from None
+    try:
+        if junit_file is not None:
+            junit.write(junit_file, out.summary, run_dir)
+        if prom_file is not None:
+            prometheus.write(prom_file, out.summary)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from None
     click.echo(f"{run_dir / 'report.md'}: {str(out.summary.get('verdict')).upper()}"
                + ("; regression: " + "; ".join(out.trend.flags) if out.trend.regression else ""))
     if fail_on_regression and (out.trend.regression or out.failed):
+        sys.exit(1)
+
+
+@main.command("plan")
+@click.argument("experiment")
+@click.option("--var", "var", multiple=True, metavar="KEY=VALUE",
+              help="A configuration value, as `chaos run --var` takes it.")
+@click.option("--var-file", "var_file", multiple=True, metavar="FILE",
+              help="A JSON or YAML var file, as `chaos run --var-file` takes it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--no-gate", is_flag=True,
+              help="Skip the readiness gate (it waits up to ready_timeout_s for the lab).")
+def plan_cmd(experiment: str, var: tuple[str, ...], var_file: tuple[str, ...], as_json: bool,
+             no_gate: bool) -> None:
+    """What EXPERIMENT (JSON or YAML, a path or a shipped name) would do, doing none of it:
+    the guards and the readiness gate, read-only, then each fault's exact change and how it
+    is undone. Injects nothing, writes no canary row; exits 1 where the run would refuse."""
+    from chaoslib import merge_vars
+    from chaoslib.configuration import load_configuration
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.loader import load_experiment
+    from chaoslib.secret import load_secrets
+
+    from gameday import experiments, planning
+
+    source = experiment
+    if not Path(source).exists():
+        try:
+            source = str(experiments.path(source))
+        except GamedayError as exc:
+            raise click.ClickException(f"{experiment}: no such file; {exc}") from None
+    pairs = {}
+    for item in var:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--var {item!r}: write it as KEY=VALUE")
+        pairs[key] = value
+    try:
+        config_vars, secret_vars = merge_vars(pairs, list(var_file))
+        loaded = load_experiment(source)
+        configuration = load_configuration(loaded.get("configuration", {}), config_vars)
+        secrets = load_secrets(loaded.get("secrets", {}), configuration, secret_vars)
+    except ChaosException as exc:
+        raise click.ClickException(f"{experiment}: {exc}") from None
+    result = planning.make(loaded, configuration, secrets, gate=not no_gate)
+    click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True) if as_json
+               else result.render())
+    if result.refused:
         sys.exit(1)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
-from gameday import interrupt, recovery
+from gameday import hypothesis, interrupt, recovery
 from gameday.errors import ConfigError, GamedayError
 from gameday.measure import run as runs
 from gameday.report import live, outputs
@@ -33,20 +33,18 @@ __all__ = ["before_experiment_control", "before_method_control", "after_method_c
 
 def before_experiment_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
                               secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    if _dry_mode(context):
+        _plan_instead(context, configuration, secrets)
+        return
     try:
         settings = GamedaySettings.from_chaos(configuration, secrets)
+        # the verdict tolerances judge against this run's targets (--var, var files)
+        hypothesis.bind(context, configuration)
         lab = settings.load_lab()
-        _check_fault_markers(context, lab)
-        _check_promotion(settings, lab)
-        if lab.lab == "netns" and lab.state_dir:
-            from gameday.labs.netns.lab import verify_running
-
-            verify_running(lab.state_dir, ha=lab.ha is not None)
+        previous = check_before_start(context, settings, lab, configuration)
         # failover moves service from the lab's primary to its secondary; failback back
         source, target = lab.primary, lab.secondary
-        previous = None
         if settings.drill == "failback":
-            previous = _failback_precondition(lab, settings, configuration)
             source, target = lab.secondary, lab.primary
         run = runs.start(settings, lab, experiment=context.get("title", "game day"),
                          kind=settings.drill)
@@ -97,6 +95,45 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
     run.event("experiment-started", experiment=context.get("title"))
     interrupt.install()
     live.start(run.dir, run.now)
+
+
+def check_before_start(experiment: Mapping[str, Any], settings: GamedaySettings, lab: Any,
+                       configuration: Mapping[str, Any] | None) -> str | None:
+    """Every refusal before anything starts, read-only (the run and `gameday plan` share
+    it): fault markers, the promotion strategy, what runs against the descriptor, and for
+    a failback its precondition. Returns the game day a failback follows."""
+    _check_fault_markers(dict(experiment), lab)
+    _check_promotion(settings, lab)
+    if lab.lab == "netns" and lab.state_dir:
+        from gameday.labs.netns.lab import verify_running
+
+        verify_running(lab.state_dir, ha=lab.ha is not None)
+    if settings.drill == "failback":
+        return _failback_precondition(lab, settings, configuration)
+    return None
+
+
+def _dry_mode(experiment: Mapping[str, Any]) -> bool:
+    """`chaos run --dry actions|probes|activities`: chaoslib skips some activities, but a
+    drill half run is worse than none (faults without a recorder, or a recorder writing
+    canary rows for nothing). Every dry mode but `pause` is plan mode."""
+    dry = experiment.get("dry")
+    value = getattr(dry, "value", dry)
+    return bool(value) and value != "pause"
+
+
+def _plan_instead(experiment: dict[str, Any], configuration: dict[str, Any] | None,
+                  secrets: dict[str, Any] | None) -> None:
+    """Plan mode inside `chaos run --dry`: print the plan, start no recorder, and make our
+    activities no-ops that return it; a refused plan interrupts the run (exit 1)."""
+    from gameday import planning
+
+    plan = planning.make(experiment, configuration, secrets)
+    for line in plan.render().splitlines():
+        logger.info("gameday: %s", line)
+    runs.set_dry(plan.as_dict())
+    if plan.refused:
+        raise InterruptExecution("gameday: the real run would refuse: " + "; ".join(plan.refusals))
 
 
 def before_method_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
@@ -238,6 +275,15 @@ def _failback_precondition(lab: Any, settings: GamedaySettings,
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
                              configuration: dict[str, Any] | None = None,
                              secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    dry = runs.dry_plan()
+    if dry is not None:
+        # the plan is the result of a dry run: in the journal, where a dry run's reader looks
+        others = [e for e in state.get("extensions") or [] if e.get("name") != "gameday"]
+        state["extensions"] = [*others, {"name": "gameday", "dry": True, "plan": dry}]
+        if dry.get("refused"):
+            state["status"] = "failed"
+        runs.set_dry(None)
+        return
     run = runs.current()
     if run is None:
         return
@@ -261,7 +307,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
             # the rollbacks ran, but a step may have outlived them: undo whatever the
             # ledger still holds and keep one writable primary, as `gameday recover` does
             try:
-                done = recovery.recover(lab.path, configuration)
+                done = recovery.recover(lab.path, configuration, lab=lab)
                 if done:
                     run.event("recovered", actions=done)
             except GamedayError as exc:
@@ -274,6 +320,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
             summaries.snapshot_rows(run.dir, lab, run.now(), live=False)
         except GamedayError as exc:
             logger.error("gameday: %s; lost writes stay unknown", exc)
+        # also puts the numbers into the journal's extensions (state is the journal)
         summary = outputs.write_run_outputs(run.dir, state)
         live.stop(run.dir, summary)
         if settings.drill == "failback":

@@ -166,9 +166,10 @@ def _settle(done: Callable[[], bool]) -> None:
 
 def recover(lab_file: str | None = None,
             configuration: Mapping[str, Any] | None = None, *,
-            databases: Databases | None = None) -> list[str]:
-    """`gameday recover`: what the rollbacks would have done, from what is on disk."""
-    lab = descriptor.load(lab_file)
+            databases: Databases | None = None, lab: Lab | None = None) -> list[str]:
+    """`gameday recover`: what the rollbacks would have done, from what is on disk. The
+    control passes its loaded `lab`, which holds a password the secrets gave."""
+    lab = lab if lab is not None else descriptor.load(lab_file)
     done = [f"reverted {item}" for item in revert_open_faults(lab, None, configuration)]
     result = restore_writable_primary(lab, configuration, db=databases)
     done += result["changed"] or []

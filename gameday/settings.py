@@ -49,6 +49,9 @@ class GamedaySettings:
     k_consecutive: int = 5
     rates: Rates = dataclasses.field(default_factory=Rates)
     promotion: Promotion = dataclasses.field(default_factory=Promotion)
+    # from the experiment's secrets; override the descriptor (never printed: repr=False)
+    db_password: str | None = dataclasses.field(default=None, repr=False)
+    kube_credentials: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
 
     @classmethod
     def from_chaos(cls, configuration: dict[str, Any] | None = None,
@@ -62,23 +65,49 @@ class GamedaySettings:
             drill=drill,
             reports_dir=Path(str(c.get("reports_dir") or "reports")),
             targets=Targets(
-                rto_s=_number(c, "rto_target_s", 30.0),
-                rpo_s=_number(c, "rpo_target_s", 0.0),
-                max_lost_writes=int(_number(c, "max_lost_writes", 0, integer=True)),
+                rto_s=number(c, "rto_target_s", 30.0),
+                rpo_s=number(c, "rpo_target_s", 0.0),
+                max_lost_writes=int(number(c, "max_lost_writes", 0, integer=True)),
             ),
-            max_lag_s=_number(c, "max_lag_s", 5.0),
-            k_consecutive=int(_number(c, "k_consecutive", 5, integer=True, minimum=1)),
+            max_lag_s=number(c, "max_lag_s", 5.0),
+            k_consecutive=int(number(c, "k_consecutive", 5, integer=True, minimum=1)),
             rates=Rates(
-                dns_s=_number(c, "dns_interval_s", 0.05, minimum=0.005),
-                http_s=_number(c, "http_interval_s", 0.05, minimum=0.005),
-                replication_s=_number(c, "replication_interval_s", 0.25, minimum=0.01),
-                canary_writers=int(_number(c, "canary_writers", 4, integer=True, minimum=1)),
+                dns_s=number(c, "dns_interval_s", 0.05, minimum=0.005),
+                http_s=number(c, "http_interval_s", 0.05, minimum=0.005),
+                replication_s=number(c, "replication_interval_s", 0.25, minimum=0.01),
+                canary_writers=int(number(c, "canary_writers", 4, integer=True, minimum=1)),
             ),
             promotion=_promotion(c),
+            **_secrets(secrets),
         )
 
     def load_lab(self) -> descriptor.Lab:
-        return descriptor.load(self.lab_file)
+        return descriptor.load(self.lab_file, password=self.db_password,
+                               kube_credentials=dict(self.kube_credentials))
+
+
+KUBE_SECRET_KEYS = ("KUBERNETES_API_KEY", "KUBERNETES_API_KEY_PREFIX", "KUBERNETES_CERT_FILE",
+                    "KUBERNETES_KEY_FILE", "KUBERNETES_CA_CERT_FILE", "KUBERNETES_VERIFY_SSL")
+
+
+def _secrets(secrets: dict[str, Any] | None) -> dict[str, Any]:
+    """The password and Kubernetes credentials in Chaos Toolkit secrets. A control gets
+    every scope (`{"gameday": {"db_password": ...}, "k8s": {...}}`); an activity gets the
+    scopes it declares (`"secrets": ["gameday", "k8s"]`) merged into one flat mapping."""
+    s = dict(secrets or {})
+    gameday = s["gameday"] if isinstance(s.get("gameday"), dict) else s
+    k8s = s["k8s"] if isinstance(s.get("k8s"), dict) else s
+    password = gameday.get("db_password")
+    if password is not None and (not isinstance(password, str) or not password):
+        raise ConfigError("secret 'db_password' (scope gameday) must be a non-empty string: "
+                          "check the variable or vault path it is read from")
+    unknown = sorted(k for k in k8s if k.startswith("KUBERNETES_") and k not in KUBE_SECRET_KEYS)
+    if unknown:
+        raise ConfigError(f"secret {unknown[0]!r} (scope k8s) is not one gameday uses: choose "
+                          f"from {', '.join(KUBE_SECRET_KEYS)} (each region keeps its "
+                          "kubeconfig context's server)")
+    kube = tuple(sorted((k, str(v)) for k, v in k8s.items() if k in KUBE_SECRET_KEYS))
+    return {"db_password": password, "kube_credentials": kube}
 
 
 def _promotion(c: dict[str, Any]) -> Promotion:
@@ -100,10 +129,10 @@ def _promotion(c: dict[str, Any]) -> Promotion:
                           "empty: set it to the command that promotes (e.g. "
                           "[\"patronictl\", \"failover\", ...]) or use promotion 'runner'")
     return Promotion(strategy=strategy, command=command,
-                     timeout_s=_number(c, "promotion_timeout_s", 60.0, minimum=0.1))
+                     timeout_s=number(c, "promotion_timeout_s", 60.0, minimum=0.1))
 
 
-def _number(c: dict[str, Any], key: str, default: float, *, integer: bool = False,
+def number(c: dict[str, Any], key: str, default: float, *, integer: bool = False,
             minimum: float = 0.0) -> float:
     raw = c.get(key, default)
     try:

@@ -8,7 +8,9 @@
 # 1. `make game-day`: installs what is missing, brings the lab up, runs the failover game day
 #    and the failback (each run appends its verdict to $GITHUB_STEP_SUMMARY when set).
 # 2. `gameday report RUN --fail-on-regression` for each run this invocation made: the
-#    verdict, and the trend against the runs already in $GAMEDAY_REPORTS (history.jsonl).
+#    verdict, and the trend against the runs already in $GAMEDAY_REPORTS (history.jsonl);
+#    each run's targets as JUnit XML in $GAMEDAY_REPORTS/junit/RUN.xml, which the workflow
+#    publishes to the CI test view.
 # 3. On any exit: `make lab-down`, so the machine is left as it was found.
 #
 # Environment: GAMEDAY_HOME (lab state, default .gameday), GAMEDAY_REPORTS (run directories and
@@ -66,8 +68,10 @@ while IFS= read -r run; do
 done < <(LC_ALL=C comm -13 <(printf '%s\n' "$before") <(run_dirs))
 
 verdicts=0
+mkdir -p "$GAMEDAY_REPORTS/junit"
 for run in "${runs[@]}"; do
-    .venv/bin/gameday report "$GAMEDAY_REPORTS/$run" --fail-on-regression || verdicts=1
+    .venv/bin/gameday report "$GAMEDAY_REPORTS/$run" --fail-on-regression \
+        --junit "$GAMEDAY_REPORTS/junit/$run.xml" || verdicts=1
 done
 
 {

@@ -37,6 +37,9 @@ def step(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        dry = _dry_result(func)
+        if dry is not None:
+            return dry
         try:
             with interrupt.step_running():
                 return func(*args, **kwargs)
@@ -64,7 +67,22 @@ def rollback(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        dry = _dry_result(func)
+        if dry is not None:
+            return dry
         with interrupt.steps_stopped():
             return activity(func)(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _dry_result(func: Callable[..., Any]) -> dict[str, Any] | None:
+    """In `chaos run --dry` (plan mode, set by the control) a step or rollback changes
+    nothing and returns the plan it belongs to."""
+    from gameday.measure import run as runs
+
+    plan = runs.dry_plan()
+    if plan is None:
+        return None
+    return {"dry": True, "would_run": func.__name__, "faults": plan.get("faults", []),
+            "refused": plan.get("refused", False)}

@@ -23,7 +23,8 @@ __all__ = ["take_region_down", "restore_region"]
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 
-def _fault_list(faults: Any) -> List[str]:
+def fault_list(faults: Any) -> List[str]:
+    """The faults an action names (a list or a comma-separated string), checked."""
     items = faults.split(",") if isinstance(faults, str) else list(faults)
     items = [str(f).strip() for f in items if str(f).strip()]
     unknown = [f for f in items if f not in FAULTS]
@@ -43,7 +44,7 @@ def take_region_down(region: str = "region-1",
     of scale-to-zero, cordon, block-egress, blackhole) on `region`, then wait until each is
     seen in effect. Returns per fault the applied and effective times (seconds on the run's
     clock) or why it did not apply on this lab."""
-    names = _fault_list(faults)
+    names = fault_list(faults)
     _, lab = context(configuration, secrets)
     target = lab.region(region)
     driver = for_region(lab, target, configuration)

@@ -33,6 +33,11 @@ def shipped() -> list[Shipped]:
 def path(name: str) -> Path:
     """The shipped experiment `name` (with or without .json); ConfigError naming the
     choices when there is none."""
+    if name.endswith((".yaml", ".yml")):
+        # the YAML copy (game-day.yaml) and the var files (vars/sync.yaml) are shipped too
+        candidate = directory() / name
+        if candidate.is_file():
+            return candidate
     stem = name.removesuffix(".json")
     for item in shipped():
         if item.name == stem:

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import socket
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,9 @@ class Lab:
     path: str = ""
     ha: Ha | None = None
     ca_bundle: str | None = None
+    # Kubernetes credentials the experiment's secrets gave (scope k8s), laid over each
+    # region's kubeconfig context by the kubernetes driver
+    kube_credentials: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
 
     def region(self, name: str) -> Region:
         for region in self.regions:
@@ -197,8 +201,21 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
                               f"{r['driver']!r}: choose from {', '.join(drivers.names())}")
 
 
-def from_dict(data: dict[str, Any], *, path: str = "") -> Lab:
+NO_PASSWORD = ("no database password: give it in the experiment's secrets "
+               '("secrets": {"gameday": {"db_password": {"type": "env", "key": '
+               '"GAMEDAY_DB_PASSWORD"}}}) or as database.password in the descriptor')
+
+
+def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = None,
+              kube_credentials: Mapping[str, str] | None = None) -> Lab:
+    """`password` (from the experiment's secrets) overrides the descriptor's; one of them
+    must give it."""
     validate(data, source=path or "lab descriptor")
+    database = dict(data["database"])
+    if password is not None:
+        database["password"] = password
+    if not database.get("password"):
+        raise ConfigError(f"{path or 'lab descriptor'}: {NO_PASSWORD}")
     regions = tuple(
         Region(**{**r, "node_containers": tuple(r.get("node_containers", ()))})
         for r in data["regions"]
@@ -215,12 +232,13 @@ def from_dict(data: dict[str, Any], *, path: str = "") -> Lab:
             ttl_s=dns.get("ttl_s"),
             health_interval_s=dns.get("health_interval_s"),
         ),
-        database=Database(**data["database"]),
+        database=Database(**database),
         state_dir=data.get("state_dir"),
         inter_region_delay_ms=data.get("inter_region_delay_ms"),
         path=path,
         ha=_ha(data.get("ha")),
         ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
+        kube_credentials=tuple(sorted((kube_credentials or {}).items())),
     )
 
 
@@ -240,8 +258,10 @@ def lab_file(configuration: dict[str, Any] | None = None) -> Path:
     return Path(configured or os.environ.get("GAMEDAY_LAB") or DEFAULT_LAB_FILE)
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Lab:
-    """Read and validate a descriptor; a missing one means the lab is not up."""
+def load(path: str | os.PathLike[str] | None = None, *, password: str | None = None,
+         kube_credentials: Mapping[str, str] | None = None) -> Lab:
+    """Read and validate a descriptor; a missing one means the lab is not up. `password`
+    and `kube_credentials` come from the experiment's secrets (`GamedaySettings`)."""
     p = Path(path) if path is not None else lab_file()
     try:
         text = p.read_text()
@@ -256,4 +276,4 @@ def load(path: str | os.PathLike[str] | None = None) -> Lab:
         raise ConfigError(f"{p}: not valid JSON (line {exc.lineno}): fix or regenerate it") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a lab descriptor is a JSON object")
-    return from_dict(data, path=str(p))
+    return from_dict(data, path=str(p), password=password, kube_credentials=kube_credentials)

@@ -41,7 +41,9 @@ def _die_with_parent() -> None:
 
 async def record(run_dir: Path) -> None:
     config = json.loads((run_dir / "recorder.json").read_text())
-    lab = descriptor.load(config["lab_file"])
+    # the experiment's secret, if it gave the password, comes on stdin (see measure.run)
+    password = sys.stdin.read() if config.get("password_on_stdin") else None
+    lab = descriptor.load(config["lab_file"], password=password)
     rates = Rates(**config.get("rates", {}))
     meta = timeline.read_meta(run_dir)
     clock = timeline.Clock(int(meta["anchor_ns"]))

@@ -25,6 +25,18 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 ENV = "GAMEDAY_RUN_DIR"
 _current: Run | None = None
+# `chaos run --dry`: the plan the control made instead of a run (gameday.planning)
+_dry: dict[str, Any] | None = None
+
+
+def set_dry(plan: dict[str, Any] | None) -> None:
+    global _dry
+    _dry = plan
+
+
+def dry_plan() -> dict[str, Any] | None:
+    """The plan when this `chaos run` is a dry run: activities return it and change nothing."""
+    return _dry
 
 
 class Run:
@@ -98,8 +110,12 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
         "anchor_utc": anchor_utc, "lab": lab.lab, "start_seq": start_seq,
         "lab_file": str(Path(lab.path).absolute()),
     })
+    # a password from the experiment's secrets reaches the recorder through a pipe: never
+    # on its command line (ps shows that) nor in a file of the run directory
+    secret = settings.db_password
     (run_dir / "recorder.json").write_text(json.dumps({
         "lab_file": str(Path(lab.path).absolute()),
+        "password_on_stdin": secret is not None,
         "start_seq": start_seq,
         "rates": {
             "dns_s": settings.rates.dns_s, "http_s": settings.rates.http_s,
@@ -111,9 +127,16 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
     log = open(run_dir / "recorder.log", "ab")  # noqa: SIM115 (the child keeps it)
     run.recorder = subprocess.Popen(
         [sys.executable, "-m", "gameday.measure.recorder", str(run_dir)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.PIPE if secret is not None else subprocess.DEVNULL,
+        stdout=log, stderr=subprocess.STDOUT,
     )
     log.close()
+    if secret is not None and run.recorder.stdin is not None:
+        try:
+            run.recorder.stdin.write(secret.encode())
+            run.recorder.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at start: the wait below reports it with its log
     deadline = time.monotonic() + ready_timeout
     while not run.events("recorder-ready"):
         if run.recorder.poll() is not None or time.monotonic() > deadline:

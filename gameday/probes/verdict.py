@@ -1,5 +1,12 @@
-"""Verdict probes for the steady state after the method: RTO, RPO and lost writes against
-the experiment's targets, computed from the run's own timeline."""
+"""Verdict probes for the steady state after the method: RTO, RPO and lost writes,
+computed from the run's own timeline.
+
+The `*_seconds` / count probes return the measured number, so it lands in the Chaos
+Toolkit journal (and whatever reads it: `chaos report`, notifications, Reliably); the
+experiment judges it with a `range` tolerance bound to its target (`gameday.hypothesis`).
+A number that was not observed cannot be judged: the probe fails with the reason, which
+fails the steady state as a missed target would. The `*_within_target` booleans are kept
+for experiments written before the numbers were returned."""
 
 import time
 from typing import Any, Dict, Optional
@@ -12,12 +19,13 @@ from gameday.measure import run as runs
 from gameday.report import summary as summaries
 from gameday.report.contract import Summary
 
-__all__ = ["rto_within_target", "rpo_within_target", "lost_writes_within_target",
+__all__ = ["rto_seconds", "rpo_seconds", "lost_writes", "integrity_violations",
+           "rto_within_target", "rpo_within_target", "lost_writes_within_target",
            "global_name_served_by"]
 
 # Chaos Toolkit runs the same hypothesis before and after the method. Before any fault
-# there is nothing to recover from: RTO holds vacuously, and RPO / lost writes are checked
-# for real (no acknowledged write may be missing even before the fault).
+# there is nothing to recover from: RTO holds vacuously (0 s), and RPO / lost writes are
+# checked for real (no acknowledged write may be missing even before the fault).
 
 
 def _summary(configuration: Optional[Dict[str, Any]],
@@ -30,6 +38,71 @@ def _summary(configuration: Optional[Dict[str, Any]],
     time.sleep(0.3)  # the recorder flushes every 250 ms
     summaries.snapshot_rows(run.dir, lab, run.now(), live=True)
     return summaries.build(run.dir)
+
+
+def _before_fault() -> bool:
+    run = runs.current()
+    return run is not None and not run.events("fault-applied")
+
+
+def _dry() -> bool:
+    """`chaos run --dry actions`: no fault and no recorder, so nothing to recover from and
+    nothing lost (0); the journal's gameday extension says it was a dry run."""
+    return runs.dry_plan() is not None
+
+
+def _observed(value: Optional[float], what: str, summary: Summary) -> float:
+    if value is None:
+        why = "; ".join(summary["reasons"]) or "not observed"
+        raise LabError(f"{what} was not observed, so no target can be met ({why})")
+    return value
+
+
+@activity
+def rto_seconds(configuration: Optional[Dict[str, Any]] = None,
+                secrets: Optional[Dict[str, Any]] = None) -> float:
+    """The service RTO in seconds (fault to K consecutive global successes served by the
+    other region); 0 before any fault. Judge it with
+    `{"type": "range", "range": [0, 30], "gameday": {"upper": "rto_target_s"}}`."""
+    if _before_fault() or _dry():
+        return 0.0
+    s = _summary(configuration, secrets)
+    return _observed(s["rto_s"], "RTO", s)
+
+
+@activity
+def rpo_seconds(configuration: Optional[Dict[str, Any]] = None,
+                secrets: Optional[Dict[str, Any]] = None) -> float:
+    """RPO in seconds: how far back the surviving acknowledged data ends (0 when no
+    acknowledged write was lost)."""
+    if _dry():
+        return 0.0
+    s = _summary(configuration, secrets)
+    return _observed(s["rpo_s"], "RPO", s)
+
+
+@activity
+def lost_writes(configuration: Optional[Dict[str, Any]] = None,
+                secrets: Optional[Dict[str, Any]] = None) -> int:
+    """How many acknowledged canary writes are missing from the writable primary."""
+    if _dry():
+        return 0
+    s = _summary(configuration, secrets)
+    return int(_observed(s["writes"]["lost"], "the lost-write count", s))
+
+
+@activity
+def integrity_violations(configuration: Optional[Dict[str, Any]] = None,
+                         secrets: Optional[Dict[str, Any]] = None) -> int:
+    """Canary rows that must not exist: present but never attempted or refused
+    (unexpected), or present twice (duplicate). Anything above 0 is a broken database,
+    whatever the RPO says; judge it with `{"type": "range", "range": [0, 0]}`."""
+    if _dry():
+        return 0
+    s = _summary(configuration, secrets)
+    w = s["writes"]
+    unexpected = _observed(w["unexpected"], "the canary table on the primary", s)
+    return int(unexpected) + int(_observed(w["duplicate"], "the canary table on the primary", s))
 
 
 @activity

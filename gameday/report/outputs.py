@@ -16,6 +16,7 @@ from typing import Any
 from gameday.errors import ConfigError
 from gameday.measure import metrics, timeline
 from gameday.report import github, markdown, svg
+from gameday.report import journal as journals
 from gameday.report import summary as summaries
 from gameday.report import trend as trends
 from gameday.report.contract import Summary
@@ -79,9 +80,11 @@ def _render(run_dir: Path, tl: metrics.Timeline, present: Mapping[int, int] | No
 
 
 def write_run_outputs(run_dir: Path, journal: dict[str, Any] | None = None) -> Summary:
-    """Build summary.json from the stored timeline and render report.md beside it."""
+    """Build summary.json from the stored timeline and render report.md beside it; the
+    Chaos Toolkit journal gets the numbers in its extensions and a copy in the run."""
     out = regenerate(run_dir)
     if journal is not None:
+        journals.attach(journal, out.summary, run_dir)
         (run_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
     _link_latest(run_dir)
     try:

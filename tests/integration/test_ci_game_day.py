@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 from tests.integration.conftest import ROOT, residue
 
@@ -45,6 +46,9 @@ def test_ci_game_day_script_passes_and_leaves_the_machine_as_it_found_it(
         assert (run / "report.md").read_text().strip()
         drills.append(summary["experiment"])
     assert len(set(drills)) == 2
+    for run in runs:  # each run's targets as JUnit for the CI test view
+        junit = ET.parse(reports / "junit" / f"{run.name}.xml").getroot()
+        assert junit.get("failures") == "0" and int(junit.get("tests") or 0) >= 4
     for journal in ("journal-game-day.json", "journal-failback.json"):
         assert json.loads((reports / journal).read_text())["status"] == "completed"
     history = (reports / "history.jsonl").read_text().splitlines()

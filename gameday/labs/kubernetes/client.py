@@ -101,10 +101,12 @@ class Kube:
     every request it makes has a timeout."""
 
     def __init__(
-        self, allowed_contexts: Sequence[str], *, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+        self, allowed_contexts: Sequence[str], *, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.allowed_contexts = tuple(allowed_contexts)
         self.request_timeout_s = request_timeout_s
+        self.credentials = dict(credentials or {})
 
     def target(self, region: Region) -> tuple[str, str]:
         """(context, namespace) of a region, after the allow-list check."""
@@ -172,6 +174,7 @@ class Kube:
                 )
             except ConfigException as exc:
                 raise LabError(f"kube context '{context}': {exc}") from exc
+            merge_credentials(configuration, self.credentials)
             api = _TimedApiClient(configuration, self.request_timeout_s)
             try:
                 yield api
@@ -247,3 +250,28 @@ def annotations_of(obj: Any) -> dict[str, str]:
 
 def labels_of(obj: Any) -> dict[str, str]:
     return dict((obj.metadata.labels if obj.metadata else None) or {})
+
+
+def merge_credentials(configuration: Any, credentials: Mapping[str, str]) -> None:
+    """Lay the credentials the experiment's secrets gave (scope `k8s`, chaostoolkit-
+    kubernetes' key names) over what the kubeconfig context set: merged, not replaced, so
+    each region keeps its own server and anything the secrets do not name. The server is
+    never taken from secrets: one server for two regions would break both against one
+    cluster."""
+    c = credentials
+    if c.get("KUBERNETES_API_KEY"):
+        # where the kubeconfig loader puts a token, prefix included; it wins over any
+        # other key the client knows
+        prefix = c.get("KUBERNETES_API_KEY_PREFIX", "Bearer")
+        # the loader's hook would put the kubeconfig's token back before every request
+        configuration.refresh_api_key_hook = None
+        configuration.api_key = {**(configuration.api_key or {}),
+                                 "BearerToken": f"{prefix} {c['KUBERNETES_API_KEY']}".strip()}
+    if c.get("KUBERNETES_CERT_FILE"):
+        configuration.cert_file = c["KUBERNETES_CERT_FILE"]
+    if c.get("KUBERNETES_KEY_FILE"):
+        configuration.key_file = c["KUBERNETES_KEY_FILE"]
+    if c.get("KUBERNETES_CA_CERT_FILE"):
+        configuration.ssl_ca_cert = c["KUBERNETES_CA_CERT_FILE"]
+    if "KUBERNETES_VERIFY_SSL" in c:
+        configuration.verify_ssl = str(c["KUBERNETES_VERIFY_SSL"]).lower() not in ("0", "false", "no")

@@ -56,6 +56,7 @@ class KubernetesDriver:
         self.kube = Kube(
             tuple(allowed_contexts) if allowed_contexts is not None else allowed_contexts_from(),
             request_timeout_s=request_timeout_s,
+            credentials=dict(lab.kube_credentials),
         )
         self.docker = Docker(runner)
         self._sleep = sleep

@@ -1,0 +1,169 @@
+"""Plan mode: what a drill would do, without doing it (`gameday plan EXPERIMENT`, and
+`chaos run --dry ...` through the control).
+
+A game day is safe to start only when someone can see what it will change first. The plan
+runs every check the real run makes before its first fault, read-only: the descriptor and
+its guards (promotion strategy, fault markers, the kube-context allow-list, faults never
+rolled back), what runs against the descriptor, and the readiness gate (health checks, DNS
+answers, the standby streaming: SQL reads and HTTP/DNS queries only). Then it asks each
+fault's driver for its plan (`Driver.plan()`, the undo record the real run would write to
+the ledger first) and says what the fault changes and how that is undone. It starts no
+recorder, so no canary row is written, injects nothing and writes no ledger entry.
+Everything the real run would refuse is a refusal here, and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from chaoslib import substitute
+
+from gameday import hypothesis
+from gameday.errors import GamedayError
+from gameday.labs.driver import FAULTS, for_region
+from gameday.labs.ledger import Ledger
+from gameday.settings import GamedaySettings
+
+# what each fault changes, and how its rollback undoes it; the driver's undo record says
+# exactly what (process names, nft table, replica counts, nodes)
+FAULT_TEXT: dict[str, tuple[str, str]] = {
+    "scale-to-zero": ("stops the region's workloads (storefront and database; under an HA "
+                      "manager, the manager first)",
+                      "starts exactly what the record lists again; the old primary's "
+                      "database comes back fenced (read-only) once the other region was "
+                      "promoted"),
+    "cordon": ("marks the region's nodes unschedulable",
+               "uncordons exactly the nodes the record lists"),
+    "block-egress": ("blocks every new outbound connection from the region (nftables in the "
+                     "region's namespace, or a NetworkPolicy)",
+                     "deletes the table or policy the record names"),
+    "blackhole": ("drops all the region's traffic while its processes keep running (the "
+                  "split-brain case)",
+                  "deletes the rules / unpauses the node containers the record names"),
+    "replication-cut": ("stops the region's cross-region path (its delay proxy)",
+                        "starts the proxy again with the recorded delay"),
+}
+
+
+@dataclasses.dataclass(kw_only=True)
+class Plan:
+    experiment: str
+    descriptor: str = ""
+    lab: str = ""
+    drill: str = "failover"
+    targets: dict[str, float] = dataclasses.field(default_factory=dict)
+    checks: list[str] = dataclasses.field(default_factory=list)
+    faults: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    steps: list[str] = dataclasses.field(default_factory=list)
+    refusals: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.refusals)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "refused": self.refused}
+
+    def render(self) -> str:
+        """What a person reads before a drill: checks, each fault's change and undo, the
+        steps, and the verdict of the plan."""
+        out = [f"plan: {self.experiment}",
+               f"lab: {self.lab or '?'} ({self.descriptor}), drill: {self.drill}",
+               "targets: " + ", ".join(f"{k}={v:g}" for k, v in self.targets.items())]
+        out += [f"check: {c}" for c in self.checks]
+        for f in self.faults:
+            head = f"fault {f['fault']} on {f['region']}"
+            if not f["applicable"]:
+                out.append(f"{head}: not applicable here ({f['reason']}); skipped")
+                continue
+            out += [f"{head}:", f"  changes: {f['changes']}", f"  undo:    {f['undo']}",
+                    f"  record:  {json.dumps(f['record'], sort_keys=True)}"]
+        out += [f"step: {s}" for s in self.steps]
+        out += [f"REFUSED: {r}" for r in self.refusals]
+        out.append("plan: the real run would refuse (nothing was changed)" if self.refused
+                   else "plan: ready; nothing was injected, no canary row written")
+        return "\n".join(out)
+
+
+def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
+         secrets: Mapping[str, Any] | None, *, gate: bool = True) -> Plan:
+    """The plan of `experiment` under `configuration`/`secrets` (loaded by chaoslib).
+    Never raises a GamedayError: what the real run would refuse is in `refusals`."""
+    from gameday import control  # the same pre-flight checks the run's control makes
+
+    config = dict(configuration or {})
+    plan = Plan(experiment=str(experiment.get("title") or "experiment"))
+    try:
+        settings = GamedaySettings.from_chaos(config, dict(secrets or {}))
+        plan.drill = settings.drill
+        plan.targets = {"rto_target_s": settings.targets.rto_s,
+                        "rpo_target_s": settings.targets.rpo_s,
+                        "max_lost_writes": settings.targets.max_lost_writes}
+        bound = hypothesis.bind(dict(experiment), config)
+        plan.checks.append("verdict tolerances bound to " + (
+            ", ".join(f"{k}={v:g}" for k, v in bound.items()) or "nothing"))
+        lab = settings.load_lab()
+        plan.descriptor, plan.lab = lab.path, lab.lab
+        plan.checks.append(f"descriptor valid: {lab.primary.name} (primary) -> "
+                           f"{lab.secondary.name} (secondary)")
+        control.check_before_start(experiment, settings, lab, config)
+        plan.checks.append(f"promotion '{settings.promotion.strategy}' allowed here; fault "
+                           "markers name known regions; what runs matches the descriptor")
+    except GamedayError as exc:
+        plan.refusals.append(str(exc))
+        return plan
+    _plan_method(plan, experiment, config, dict(secrets or {}), lab)
+    if gate and not plan.refused:
+        from gameday.probes import gate as readiness
+
+        problems = readiness.check(config, dict(secrets or {}))
+        if problems:
+            plan.refusals.append("not ready for a fault: " + "; ".join(problems))
+        else:
+            plan.checks.append("readiness gate passed (read-only: health, DNS, standby "
+                               "streaming and lag)")
+    return plan
+
+
+def _plan_method(plan: Plan, experiment: Mapping[str, Any], config: dict[str, Any],
+                 secrets: dict[str, Any], lab: Any) -> None:
+    from gameday.actions.region import fault_list
+
+    ledger = Ledger(lab.path)
+    for activity in experiment.get("method") or []:
+        if not isinstance(activity, dict) or activity.get("type") != "action":
+            continue
+        provider = activity.get("provider") or {}
+        args = substitute(dict(provider.get("arguments") or {}), config, secrets)
+        name = str(activity.get("name"))
+        marker = activity.get("gameday")
+        if isinstance(marker, dict) and marker.get("fault"):
+            plan.steps.append(f"{name}: an external fault on {marker.get('region')} "
+                              f"({provider.get('type')}); its own extension undoes it")
+            continue
+        if (provider.get("module"), provider.get("func")) != ("gameday.actions.region",
+                                                              "take_region_down"):
+            call = ", ".join(f"{k}={v!r}" for k, v in sorted(args.items()))
+            plan.steps.append(f"{name}: {provider.get('module') or provider.get('type')}."
+                              f"{provider.get('func') or ''}({call})")
+            continue
+        try:
+            region = lab.region(str(args.get("region", "region-1")))
+            faults = fault_list(args.get("faults", ",".join(FAULTS[:3])))
+            if ledger.open_faults(region.name):
+                raise GamedayError(f"region {region.name} already has faults that were never "
+                                   "rolled back: run `gameday recover` first")
+            driver = for_region(lab, region, config)
+            for fault in faults:
+                record = driver.plan(fault, region)
+                changes, undo = FAULT_TEXT.get(fault, (fault, "its driver's revert"))
+                plan.faults.append({
+                    "region": region.name, "fault": fault,
+                    "applicable": bool(record.get("applicable", True)),
+                    "reason": record.get("reason"), "changes": changes, "undo": undo,
+                    "record": record})
+        except GamedayError as exc:
+            plan.refusals.append(f"{name}: {exc}")
