@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -145,33 +146,9 @@ def plan_cmd(experiment: str, var: tuple[str, ...], var_file: tuple[str, ...], a
     """What EXPERIMENT (JSON or YAML, a path or a shipped name) would do, doing none of it:
     the guards and the readiness gate, read-only, then each fault's exact change and how it
     is undone. Injects nothing, writes no canary row; exits 1 where the run would refuse."""
-    from chaoslib import merge_vars
-    from chaoslib.configuration import load_configuration
-    from chaoslib.exceptions import ChaosException
-    from chaoslib.loader import load_experiment
-    from chaoslib.secret import load_secrets
+    from gameday import planning
 
-    from gameday import experiments, planning
-
-    source = experiment
-    if not Path(source).exists():
-        try:
-            source = str(experiments.path(source))
-        except GamedayError as exc:
-            raise click.ClickException(f"{experiment}: no such file; {exc}") from None
-    pairs = {}
-    for item in var:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.UsageError(f"--var {item!r}: write it as KEY=VALUE")
-        pairs[key] = value
-    try:
-        config_vars, secret_vars = merge_vars(pairs, list(var_file))
-        loaded = load_experiment(source)
-        configuration = load_configuration(loaded.get("configuration", {}), config_vars)
-        secrets = load_secrets(loaded.get("secrets", {}), configuration, secret_vars)
-    except ChaosException as exc:
-        raise click.ClickException(f"{experiment}: {exc}") from None
+    loaded, configuration, secrets = _load_experiment(experiment, var, var_file)
     result = planning.make(loaded, configuration, secrets, gate=not no_gate)
     click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True) if as_json
                else result.render())
@@ -198,22 +175,73 @@ def experiments_cmd(name: str | None) -> None:
         raise _fail(exc) from None
 
 
+def _load_experiment(experiment: str, var: tuple[str, ...], var_file: tuple[str, ...]
+                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The experiment, its configuration and its secrets as `chaos run` would load them
+    (vars, var files, env and vault secrets), so `plan` and `recover` see what the run saw."""
+    from chaoslib import merge_vars
+    from chaoslib.configuration import load_configuration
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.loader import load_experiment
+    from chaoslib.secret import load_secrets
+
+    from gameday import experiments
+
+    source = experiment
+    if not Path(source).exists():
+        try:
+            source = str(experiments.path(source))
+        except GamedayError as exc:
+            raise click.ClickException(f"{experiment}: no such file; {exc}") from None
+    pairs = {}
+    for item in var:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--var {item!r}: write it as KEY=VALUE")
+        pairs[key] = value
+    try:
+        config_vars, secret_vars = merge_vars(pairs, list(var_file))
+        loaded = load_experiment(source)
+        configuration = load_configuration(loaded.get("configuration", {}), config_vars)
+        secrets = load_secrets(loaded.get("secrets", {}), configuration, secret_vars)
+    except ChaosException as exc:
+        raise click.ClickException(f"{experiment}: {exc}") from None
+    return dict(loaded), dict(configuration or {}), dict(secrets or {})
+
+
 @main.command("recover")
 @click.option("--lab-file", default=None, help="Lab descriptor (default: $GAMEDAY_LAB or .gameday/lab.json).")
-def recover_cmd(lab_file: str | None) -> None:
+@click.option("--experiment", default=None, metavar="FILE",
+              help="The experiment that ran: its secrets give the database password (and "
+                   "Kubernetes credentials) when the descriptor holds none.")
+@click.option("--var", "var", multiple=True, metavar="KEY=VALUE",
+              help="With --experiment: a configuration value, as `chaos run --var` takes it.")
+@click.option("--var-file", "var_file", multiple=True, metavar="FILE",
+              help="With --experiment: a var file, as `chaos run --var-file` takes it.")
+def recover_cmd(lab_file: str | None, experiment: str | None, var: tuple[str, ...],
+                var_file: tuple[str, ...]) -> None:
     """Undo every fault the fault ledger still holds and leave one writable primary
     (after a runner was killed). Safe to run twice."""
     from gameday.recovery import recover
+    from gameday.settings import GamedaySettings
 
+    if (var or var_file) and experiment is None:
+        raise click.UsageError("--var and --var-file need --experiment FILE")
     try:
-        done = recover(lab_file)
+        if experiment is None:
+            done = recover(lab_file)
+        else:
+            _, configuration, secrets = _load_experiment(experiment, var, var_file)
+            if lab_file is not None:
+                configuration["lab_file"] = lab_file
+            settings = GamedaySettings.from_chaos(configuration, secrets)
+            done = recover(configuration=configuration, lab=settings.load_lab())
     except GamedayError as exc:
         raise _fail(exc) from None
     if not done:
         click.echo("recover: nothing to undo")
     for line in done:
         click.echo(f"recover: {line}")
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

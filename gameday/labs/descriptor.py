@@ -203,7 +203,8 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
 
 NO_PASSWORD = ("no database password: give it in the experiment's secrets "
                '("secrets": {"gameday": {"db_password": {"type": "env", "key": '
-               '"GAMEDAY_DB_PASSWORD"}}}) or as database.password in the descriptor')
+               '"GAMEDAY_DB_PASSWORD"}}}) or as database.password in the descriptor; '
+               '`gameday recover` reads the secrets with --experiment FILE')
 
 
 def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = None,

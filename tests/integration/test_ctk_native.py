@@ -142,6 +142,16 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     assert json.loads((Path(ours["run_dir"]) / "recorder.json").read_text())["password_on_stdin"]
     assert os.environ.get("GAMEDAY_DB_PASSWORD") is None
 
+    # `gameday recover` after such a run: the descriptor alone has no password, so it stops
+    # with one line naming the way; with the experiment it reads the password from its
+    # secrets and reaches both databases (one writable primary, nothing to undo)
+    refused = gameday("recover", env=env, check=False)
+    assert refused.returncode == 1 and "--experiment FILE" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    recovered = gameday("recover", "--experiment", str(experiment_file), env=env)
+    assert recovered.stdout.strip() == "recover: nothing to undo", recovered.stdout
+    assert password not in refused.stderr + recovered.stdout + recovered.stderr
+
     # the session's next test expects no lab: leave none
     pids = lab_pids(lab_env)
     gameday("lab", "down", env=lab_env)
