@@ -648,6 +648,60 @@ def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
+# --- a hold in the secondary ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Hold:
+    """A long drill's hold in one region (`hold-start` to `hold-end`): how available the
+    service was there, counted in SQLite whatever the hold's length."""
+
+    region: str | None
+    planned_s: float | None
+    start: float
+    end: float
+    ended: bool
+    global_requests: int
+    global_ok: int
+    served_by_region: int
+    canary_attempts: int
+    canary_errors: int
+    checks: int | None
+    checks_failed: int | None
+    timeline_bytes: tuple[int | None, int | None]
+
+
+def hold(tl: Timeline) -> Hold | None:
+    """The first hold of the run, or None when it held nowhere. A hold whose end was not
+    recorded (the runner was killed) runs to the last global sample."""
+    starts = tl.events_of("hold-start")
+    if not starts:
+        return None
+    start = starts[0]
+    detail = json.loads(start.detail or "{}")
+    ends = [e for e in tl.events_of("hold-end") if e.t >= start.t]
+    end_detail = json.loads(ends[0].detail or "{}") if ends else {}
+    conn = tl.store
+    if ends:
+        end = ends[0].t
+    else:
+        last = conn.execute("SELECT max(t) FROM http WHERE target = 'global'").fetchone()[0]
+        end = max(start.t, last if last is not None else start.t)
+    requests, ok, served = conn.execute(
+        "SELECT count(*), coalesce(sum(CASE WHEN ok THEN 1 ELSE 0 END), 0), "
+        "coalesce(sum(CASE WHEN ok AND region = ? THEN 1 ELSE 0 END), 0) "
+        "FROM http WHERE target = 'global' AND t >= ? AND t <= ?",
+        (start.region, start.t, end)).fetchone()
+    attempts, errors = conn.execute(
+        "SELECT count(*), coalesce(sum(outcome != 'ok'), 0) FROM canary "
+        "WHERE t_send >= ? AND t_send <= ?", (start.t, end)).fetchone()
+    return Hold(region=start.region, planned_s=detail.get("hold_s"), start=start.t, end=end,
+                ended=bool(ends), global_requests=requests, global_ok=ok,
+                served_by_region=served, canary_attempts=attempts, canary_errors=errors,
+                checks=end_detail.get("checks"), checks_failed=end_detail.get("checks_failed"),
+                timeline_bytes=(detail.get("timeline_bytes"), end_detail.get("timeline_bytes")))
+
+
 # --- replication ------------------------------------------------------------------------
 
 

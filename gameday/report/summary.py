@@ -22,6 +22,7 @@ from gameday.report.contract import (
     SCHEMA_ID,
     Failback,
     FaultRecord,
+    Hold,
     PromotionRecord,
     Summary,
     Targets,
@@ -151,6 +152,9 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         "incomplete": incomplete,
         "notes": failover.notes,
     }
+    held = _hold(tl, t_fault)
+    if held is not None:
+        summary["hold"] = held
     if meta.get("drill") == "failback":
         summary["failback"] = failback_block(summary, split, resynced)
     elif meta.get("failback"):
@@ -320,6 +324,27 @@ def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
         faults.append({"region": region, "fault": d.get("fault"), "applied_s": None,
                        "effective_s": None, "not_applicable": d.get("reason")})
     return faults
+
+
+def _hold(tl: metrics.Timeline, t_fault: float | None) -> Hold | None:
+    """The hold's availability, when the run held the service in a region (a long drill)."""
+    h = metrics.hold(tl)
+    if h is None:
+        return None
+    held_s = h.end - h.start
+    before, after = h.timeline_bytes
+    per_hour = (round((after - before) / 1e6 * 3600 / held_s, 2)
+                if before is not None and after is not None and held_s > 0 else None)
+    return {
+        "region": h.region, "planned_s": h.planned_s, "held_s": round(held_s, 3),
+        "start_s": _r(h.start - t_fault) if t_fault is not None else None,
+        "ended": h.ended, "global_requests": h.global_requests, "global_ok": h.global_ok,
+        "success_ratio": (round(h.global_ok / h.global_requests, 6)
+                          if h.global_requests else None),
+        "served_by_region": h.served_by_region, "canary_attempts": h.canary_attempts,
+        "canary_errors": h.canary_errors, "checks": h.checks, "checks_failed": h.checks_failed,
+        "timeline_mb_per_hour": per_hour,
+    }
 
 
 def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, Any]) -> Failback:
