@@ -190,5 +190,44 @@ def test_svg_lane_draws_the_same_runs_as_the_whole_stream(seed: int) -> None:
     state = lambda r: (r.region or "?") if r.ok else "fail"  # noqa: E731
     whole = svg._segments([(r.t - origin, state(r)) for r in rows], t1)
     drawn = [s for s in whole if not (s[1] < t0 or s[0] > t1)]
-    assert [s for s in svg._lane(rows, state, origin, t0, t1)
+    stream = metrics.Timeline(events=[], dns=[], http=rows, canary=[],
+                              replication=[]).stream("http", "global")
+    assert [s for s in svg._lane(stream, state, origin, t0, t1)
             if not (s[1] < t0 or s[0] > t1)] == drawn
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_gap_percentiles_equal_sorting_every_gap(seed: int) -> None:
+    # windows of any size, ties, gaps far apart and within one bin of each other
+    rng = random.Random(seed)
+    times, t = [], rng.uniform(-5, 5)
+    for _ in range(rng.choice((0, 1, 2, 3, 50, 3000))):
+        t += rng.choice((0.0, 0.05, 0.05 + 1e-9, 2e-7, rng.uniform(0, 2), 37.5))
+        times.append(t)
+    windows, i = [], 0
+    while i < len(times):
+        size = rng.choice((1, 2, 7, 500))
+        windows.append(times[i:i + size])
+        i += size
+    ps = (0, 1, 50, 90, 99, 100)
+    samples, got = metrics.gap_percentiles(windows, ps)
+    gaps = metrics.intervals(times)
+    assert samples == len(times)
+    assert got == [metrics.percentile(gaps, p) for p in ps]
+
+
+def test_stream_reads_windows_in_time_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "CHUNK", 3)
+    rng = random.Random(3)
+    rows = [HttpSample(rng.uniform(0, 100), target, 1, 200, "region-1", None, None, None, None)
+            for target in ("global", "region-1") for _ in range(20)]
+    tl = metrics.Timeline(events=[], dns=[], http=rows, canary=[], replication=[])
+    stream = tl.stream("http", "global")
+    want = sorted(r.t for r in rows if r.target == "global")
+    assert len(stream) == 20 and [r.t for r in stream] == want
+    assert [t for window in stream.times() for t in window] == want
+    assert [r.t for r in stream.rows_back(11)] == want[:11][::-1]
+    assert [r.t for r in stream[4:9]] == want[4:9] and stream[-1].t == want[-1]
+    assert stream.at(want[7]) == 7 and stream.at(101.0) == 20
+    assert tl.names("http") == ["global", "region-1"]
+    assert len(tl.stream("http", "nowhere")) == 0
