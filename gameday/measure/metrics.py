@@ -9,6 +9,7 @@ what was not observed is None with the reason, never a guess.
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import functools
 import json
@@ -19,7 +20,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from operator import attrgetter, mul, sub
+from operator import attrgetter, itemgetter, mul, sub
 from typing import Any, overload
 
 from gameday.measure import timeline as timelines
@@ -175,20 +176,79 @@ class Timeline:
     @functools.cached_property
     def canary_extent(self) -> tuple[int, int, float | None, float | None]:
         """(attempts, attempts not acknowledged, first and last t_send) of the canary."""
-        attempts, first, last = self.store.execute(
-            "SELECT count(*), min(t_send), max(t_send) FROM canary").fetchone()
+        attempts, first, last, *_ = self._canary_aggregate
         # through the index canary_not_ok when the run has it
         errors = self.store.execute(
             "SELECT count(*) FROM canary WHERE outcome != 'ok'").fetchone()[0]
         return attempts, errors, first, last
 
     def canary_send_windows(self) -> Iterator[list[float]]:
-        """Every canary attempt's send time in order, a window at a time (SQLite sorts them,
-        spilling to its temporary file: millions of sends never become Python floats at
-        once)."""
+        """Every canary attempt's send time in order, a window at a time: millions of sends
+        never become Python floats at once. From the one read of the canary as stored
+        (`canary_scan`) when that found them in order; else (or asked again) SQLite sorts
+        them, spilling to its temporary file."""
+        _, spooled = self.canary_scan
+        if spooled is not None and not spooled.read:
+            yield from spooled
+            return
         cur = self.store.execute("SELECT t_send FROM canary ORDER BY t_send")
         while window := cur.fetchmany(CHUNK * 8):
             yield [r[0] for r in window]
+
+    SEND_LAG = 1 << 17
+
+    @functools.cached_property
+    def canary_scan(self) -> tuple[_SeqSet, _SpooledWindows | None]:
+        """One read of the canary as stored, for the two things that need every attempt in
+        Python: the numbers attempted (the write accounting's never-attempted rows) and the
+        sends in order (the sampler statistics).
+
+        The sends are stored nearly in order (each writer records its attempts in turn; one
+        stuck for seconds is recorded late), so they are sorted in a sliding buffer of the
+        last SEND_LAG sends and spooled to a temporary file as doubles, in order. A send
+        earlier than one already spooled (disorder wider than the buffer) gives up the
+        spool: `canary_send_windows` then lets SQLite sort."""
+        _, _, _, seq_first, seq_last, seq_count = self._canary_aggregate
+        attempted = _SeqSet.filling(seq_first, seq_last, seq_count)
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _SpooledWindows)
+        sizes: list[int] = []
+        buffer: list[float] = []
+        given: float | None = None
+        ordered = True
+        cur = self.store.execute("SELECT seq, t_send FROM canary")
+        while window := cur.fetchmany(CHUNK * 8):
+            attempted.add(map(itemgetter(0), window))
+            if not ordered:
+                continue
+            sends = list(map(itemgetter(1), window))
+            if given is not None and min(sends) < given:
+                ordered, buffer = False, []
+                continue
+            buffer.extend(sends)
+            buffer.sort()
+            if len(buffer) > self.SEND_LAG:
+                out = array("d", buffer[:-self.SEND_LAG])
+                del buffer[:-self.SEND_LAG]
+                given = out[-1]
+                out.tofile(spool)
+                sizes.append(len(out))
+        attempted.finish()
+        if not ordered:
+            spool.close()
+            return attempted, None
+        if buffer:
+            array("d", buffer).tofile(spool)
+            sizes.append(len(buffer))
+        return attempted, _SpooledWindows(spool, sizes)
+
+    @functools.cached_property
+    def _canary_aggregate(self) -> tuple[int, float | None, float | None, int | None,
+                                         int | None, int]:
+        """(attempts, first t_send, last t_send, lowest and highest seq, count of seqs),
+        one scan in SQLite."""
+        row = self.store.execute("SELECT count(*), min(t_send), max(t_send), min(seq), "
+                                 "max(seq), count(seq) FROM canary").fetchone()
+        return tuple(row)
 
     def stream(self, table: str, name: str | None) -> Stream:
         """The rows of one sampler stream (`dns` by server, `http` by target, `replication`
@@ -206,6 +266,11 @@ class Timeline:
 
     @functools.cached_property
     def _streams(self) -> dict[tuple[str, str | None], Stream]:
+        return {}
+
+    @functools.cached_property
+    def _answers(self) -> dict[tuple[Any, ...], Any]:
+        """Answers of whole-canary scans asked more than once (see `first_write`)."""
         return {}
 
     def _copy(self, table: str, name: str | None) -> Stream:
@@ -229,6 +294,23 @@ class Timeline:
             if self.db.in_transaction:
                 self.db.rollback()
             self.db.close()
+
+
+class _SpooledWindows:
+    """Windows of doubles spooled to a temporary file, read back one at a time (once)."""
+
+    def __init__(self, spool: Any, sizes: list[int]) -> None:
+        self.spool, self.sizes = spool, sizes
+        self.read = False
+
+    def __iter__(self) -> Iterator[list[float]]:
+        self.read = True
+        with self.spool:
+            self.spool.seek(0)
+            for size in self.sizes:
+                window = array("d")
+                window.fromfile(self.spool, size)
+                yield window.tolist()
 
 
 class StoredRows(Collection[CanaryAttempt]):
@@ -435,7 +517,16 @@ def first_success(tl: Timeline, t_fault: float, secondary: str) -> Instant:
 def first_write(tl: Timeline, t_fault: float, secondary_hosts: set[str]) -> Instant:
     """The first canary write acknowledged by the new primary. Its error bar reaches back to
     the last failed attempt (a write or a connection) before it: the new primary began to
-    accept writes somewhere in between."""
+    accept writes somewhere in between. Asked twice per run (the promotion and the phase
+    of its own), each a scan of the canary: the timeline keeps the answer."""
+    key = ("first_write", t_fault, tuple(sorted(secondary_hosts)))
+    if key not in tl._answers:
+        tl._answers[key] = _first_write(tl, t_fault, secondary_hosts)
+    answer: Instant = tl._answers[key]
+    return answer
+
+
+def _first_write(tl: Timeline, t_fault: float, secondary_hosts: set[str]) -> Instant:
     conn = tl.store
     hosts = sorted(secondary_hosts)
     t_ack = conn.execute(
@@ -673,7 +764,8 @@ def account_writes(canary: Iterable[tuple[Any, ...]], present: Mapping[int, int]
 
 def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
                           start_seq: int = 1, cutoff: float | None = None,
-                          live: bool = False) -> WriteAccounting:
+                          live: bool = False, attempted_seqs: _SeqSet | None = None
+                          ) -> WriteAccounting:
     """account_writes() over the tables `canary` and `final_rows` (one row per seq) where
     they are stored. The sequence numbers found are read once, in whatever order they were
     stored, into a `_SeqSet`; the canary is scanned in SQLite against the few numbers
@@ -706,7 +798,7 @@ def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
     lost = conn.execute("SELECT seq, t_ack, server FROM canary WHERE rowid IN "
                         "temp.gameday_lost ORDER BY t_send").fetchall()
     if not live:
-        unexpected += _never_attempted(conn, present, start_seq)
+        unexpected += _never_attempted(conn, present, start_seq, attempted_seqs)
     duplicate = conn.execute(
         "SELECT coalesce(sum(n - 1), 0) FROM final_rows WHERE n > 1").fetchone()[0]
     rpo_s, rpo_err, window = 0.0, None, None
@@ -750,12 +842,14 @@ class _SeqSet:
     sparse for that."""
 
     SPARSE = 16  # at most this many numbers in the range per number held
+    _pending: set[int] | None  # while filling a sparse set
 
     def __init__(self, seqs: list[int]) -> None:
         self.first = min(seqs, default=1)
         self.last = max(seqs, default=0)
         self.bits: bytearray | None = None
         self.sorted: list[int] = []
+        self._pending: set[int] | None = None
         if self._dense(len(seqs)):
             self.bits = bytearray(self.last - self.first + 1)
             self._mark(seqs)
@@ -763,31 +857,50 @@ class _SeqSet:
             self.sorted = sorted(set(seqs))
 
     @classmethod
+    def filling(cls, first: int | None, last: int | None, count: int) -> _SeqSet:
+        """An empty set for numbers from `first` to `last` (`count` of them, as a query's
+        min, max and count said), filled by `add` a window at a time, then `finish`."""
+        out = cls.__new__(cls)
+        out.first, out.last = (1, 0) if first is None or last is None else (first, last)
+        out.bits, out.sorted = None, []
+        out._pending = None
+        if out._dense(count):
+            out.bits = bytearray(out.last - out.first + 1)
+        else:
+            out._pending = set()
+        return out
+
+    def add(self, seqs: Iterable[int]) -> None:
+        if self.bits is not None:
+            self._mark(seqs)
+        elif self._pending is not None:
+            self._pending.update(seqs)
+
+    def finish(self) -> None:
+        if self._pending is not None:
+            self.sorted, self._pending = sorted(self._pending), None
+
+    @classmethod
     def of(cls, conn: sqlite3.Connection, select: str) -> _SeqSet:
         """The numbers a query returns, read a window at a time into the bytes (never all
         into a list, unless too sparse for bytes)."""
         first, last, count = conn.execute(
             f"SELECT min(seq), max(seq), count(seq) FROM ({select})").fetchone()
-        out = cls.__new__(cls)
-        out.first, out.last = (1, 0) if first is None else (first, last)
-        out.bits, out.sorted = None, []
-        if out._dense(count):
-            out.bits = bytearray(out.last - out.first + 1)
-            cur = conn.execute(select)
-            while window := cur.fetchmany(CHUNK * 8):
-                out._mark(r[0] for r in window)
-        else:
-            out.sorted = sorted({r[0] for r in conn.execute(select)})
+        out = cls.filling(first, last, count)
+        cur = conn.execute(select)
+        while window := cur.fetchmany(CHUNK * 8):
+            out.add(map(itemgetter(0), window))
+        out.finish()
         return out
 
     def _dense(self, count: int) -> bool:
         return self.last - self.first + 1 <= max(1 << 20, self.SPARSE * count)
 
     def _mark(self, seqs: Iterable[int]) -> None:
-        first, bits = self.first, self.bits
-        assert bits is not None
-        for seq in seqs:
-            bits[seq - first] = 1
+        """One byte set per number, the loop run by map() in C (millions of numbers)."""
+        assert self.bits is not None
+        collections.deque(map(self.bits.__setitem__, map(sub, seqs, repeat(self.first)),
+                              repeat(1)), maxlen=0)
 
     def __contains__(self, seq: int) -> bool:
         if self.bits is None:
@@ -814,10 +927,19 @@ class _SeqSet:
             i = self.bits.find(0, i + 1)
 
 
-def _never_attempted(conn: sqlite3.Connection, present: _SeqSet, start_seq: int) -> int:
+def _never_attempted(conn: sqlite3.Connection, present: _SeqSet, start_seq: int,
+                     attempted: _SeqSet | None = None) -> int:
     """How many numbers (>= start_seq) in `present` the canary never attempted: those
     outside the range it attempted and those in the gaps of that range (an attempt still in
     flight at the read counts as attempted)."""
+    if attempted is None:
+        attempted = _SeqSet.of(conn, "SELECT seq FROM canary WHERE seq IS NOT NULL")
+    if attempted.bits is not None and attempted.last >= attempted.first:
+        # the attempted numbers as bytes: the gaps of their range are the zero bytes
+        first, last = attempted.first, attempted.last
+        never = present.count(start_seq, first - 1) + present.count(max(start_seq, last + 1))
+        never += sum(1 for seq in attempted.absent() if seq >= start_seq and seq in present)
+        return int(never)
     _seq_table(conn, "gameday_attempted", "SELECT seq FROM canary")
     # separate queries: each is then one step down the B-tree's edge
     first = conn.execute("SELECT min(seq) FROM temp.gameday_attempted").fetchone()[0]

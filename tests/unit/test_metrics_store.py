@@ -231,3 +231,22 @@ def test_stream_reads_windows_in_time_order(monkeypatch: pytest.MonkeyPatch) -> 
     assert stream.at(want[7]) == 7 and stream.at(101.0) == 20
     assert tl.names("http") == ["global", "region-1"]
     assert len(tl.stream("http", "nowhere")) == 0
+
+
+@pytest.mark.parametrize("disorder", [0, 3, 50, 10_000])
+def test_canary_sends_come_in_order_however_they_were_stored(
+        monkeypatch: pytest.MonkeyPatch, disorder: int) -> None:
+    # stored nearly in order (a write recorded up to `disorder` rows late); past the
+    # sliding buffer of 8 sends, the sort falls back to SQLite's
+    monkeypatch.setattr(metrics, "CHUNK", 2)
+    monkeypatch.setattr(metrics.Timeline, "SEND_LAG", 8)
+    rng = random.Random(disorder)
+    sends = sorted(rng.uniform(0, 100) for _ in range(400))
+    stored = list(sends)
+    for _ in range(20):
+        i = rng.randrange(len(stored))
+        j = min(len(stored) - 1, i + rng.randint(0, disorder))
+        stored.insert(j, stored.pop(i))
+    canary = [(seq, 0, t, t + 0.001, "ok", R1, None, None) for seq, t in enumerate(stored, 1)]
+    tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
+    assert [t for window in tl.canary_send_windows() for t in window] == sends
