@@ -29,9 +29,12 @@ WRITE_TIMEOUT_S = 3.0
 
 class Canary:
     def __init__(self, dsn: str, table: str, clock: Clock, out: BatchWriter, *,
-                 writers: int = 4, start_seq: int = 1) -> None:
+                 writers: int = 4, start_seq: int = 1, max_rate: float = 0.0) -> None:
         self.dsn, self.table, self.clock, self.out = dsn, table, clock, out
         self.writers = writers
+        # each writer's slot when capped (max_rate writes/s in all): a drift-free schedule
+        # that never bursts to catch up, so a slow stretch is not followed by a flood
+        self.interval = writers / max_rate if max_rate > 0 else 0.0
         self._seq = itertools.count(start_seq)
         self.acked = 0
         self.last_ack_seq: int | None = None
@@ -53,6 +56,9 @@ class Canary:
         cur: psycopg.AsyncCursor[Any] | None = None
         notices: list[str] = []
         now, add = self.clock.now, self.out.add
+        loop = asyncio.get_running_loop()
+        interval = self.interval
+        slot = loop.time() + interval * writer / self.writers  # writers staggered
         try:
             while not stop.is_set():
                 if conn is None or cur is None:
@@ -73,6 +79,13 @@ class Canary:
                         conn = None
                         await asyncio.sleep(0.01)
                         continue
+                if interval:
+                    slot += interval
+                    wait = slot - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    else:
+                        slot = loop.time()
                 seq = next(self._seq)
                 if notices:
                     notices.clear()

@@ -160,6 +160,7 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
             "dns_s": settings.rates.dns_s, "http_s": settings.rates.http_s,
             "replication_s": settings.rates.replication_s,
             "canary_writers": settings.rates.canary_writers,
+            "canary_max_rate": settings.rates.canary_max_rate,
         },
     }, indent=2))
     run = Run(run_dir, timeline.Clock(anchor_ns))

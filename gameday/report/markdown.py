@@ -376,6 +376,7 @@ CONFIG_LABELS = {
     "replication": "Replication mode",
     "inter_region_delay_ms": "Inter-region delay, one way (ms)",
     "canary_writers": "Canary writers",
+    "canary_max_rate": "Canary rate cap (writes/s, all writers)",
     "k_consecutive": "K (consecutive successes for RTO)",
     "promotion_budget_s": "Promotion allowance (s)",
     "http_interval_s": "Global request interval (s)",

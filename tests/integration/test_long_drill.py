@@ -85,6 +85,10 @@ def _long_drill(lab_env: dict[str, str]) -> None:
     assert hold["served_by_region"] == hold["global_ok"] == hold["global_requests"], hold
     assert hold["success_ratio"] == 1.0
     assert hold["canary_attempts"] > 0 and hold["canary_errors"] == 0, hold
+    # the experiment caps the canary at 200 writes/s (a primary with no synchronous standby
+    # takes thousands): at most that, and no less than half of it on this lab
+    assert 100 * HOLD_S <= hold["canary_attempts"] <= 200 * 1.02 * hold["held_s"], hold
+    assert summary["configuration"]["canary_max_rate"] == 200
     assert hold["checks"] >= HOLD_S // 2 - 1 and hold["checks_failed"] == 0, hold
     assert hold["timeline_mb_per_hour"] > 0
     assert summary["verdict"] == "pass" and summary["failback"]["verdict"] == "pass", summary
