@@ -217,7 +217,7 @@ class Timeline:
         ordered = True
         cur = self.store.execute("SELECT seq, t_send FROM canary")
         while window := cur.fetchmany(CHUNK * 8):
-            attempted.add(map(itemgetter(0), window))
+            attempted.add(map(itemgetter(0), window), in_order=True)
             if not ordered:
                 continue
             sends = list(map(itemgetter(1), window))
@@ -870,9 +870,9 @@ class _SeqSet:
             out._pending = set()
         return out
 
-    def add(self, seqs: Iterable[int]) -> None:
+    def add(self, seqs: Iterable[int], *, in_order: bool = False) -> None:
         if self.bits is not None:
-            self._mark(seqs)
+            self._mark(seqs, in_order=in_order)
         elif self._pending is not None:
             self._pending.update(seqs)
 
@@ -896,10 +896,18 @@ class _SeqSet:
     def _dense(self, count: int) -> bool:
         return self.last - self.first + 1 <= max(1 << 20, self.SPARSE * count)
 
-    def _mark(self, seqs: Iterable[int]) -> None:
-        """One byte set per number, the loop run by map() in C (millions of numbers)."""
+    def _mark(self, seqs: Iterable[int], *, in_order: bool = False) -> None:
+        """One byte set per number, the loop run by map() in C (millions of numbers). A
+        window stored nearly `in_order` (the canary's) that holds exactly the numbers of a
+        range is one slice assignment instead."""
         assert self.bits is not None
-        collections.deque(map(self.bits.__setitem__, map(sub, seqs, repeat(self.first)),
+        window = sorted(seqs) if in_order else list(seqs)  # timsort: a few runs to merge
+        if in_order and window and window[-1] - window[0] + 1 == len(window) and \
+                window == list(range(window[0], window[-1] + 1)):
+            lo = window[0] - self.first
+            self.bits[lo:lo + len(window)] = b"\x01" * len(window)
+            return
+        collections.deque(map(self.bits.__setitem__, map(sub, window, repeat(self.first)),
                               repeat(1)), maxlen=0)
 
     def __contains__(self, seq: int) -> bool:

@@ -192,8 +192,9 @@ def test_svg_lane_draws_the_same_runs_as_the_whole_stream(seed: int) -> None:
     drawn = [s for s in whole if not (s[1] < t0 or s[0] > t1)]
     stream = metrics.Timeline(events=[], dns=[], http=rows, canary=[],
                               replication=[]).stream("http", "global")
-    assert [s for s in svg._lane(stream, state, origin, t0, t1)
-            if not (s[1] < t0 or s[0] > t1)] == drawn
+    for sql_state in (None, svg.HTTP_STATE):  # walking the rows, or asking SQLite
+        assert [s for s in svg._lane(stream, state, origin, t0, t1, sql_state=sql_state)
+                if not (s[1] < t0 or s[0] > t1)] == drawn
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -250,3 +251,17 @@ def test_canary_sends_come_in_order_however_they_were_stored(
     canary = [(seq, 0, t, t + 0.001, "ok", R1, None, None) for seq, t in enumerate(stored, 1)]
     tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
     assert [t for window in tl.canary_send_windows() for t in window] == sends
+
+
+def test_svg_lane_finds_the_ends_of_long_runs_in_sql() -> None:
+    # a long failing run opens the window and a long region-2 run closes it: their first
+    # and last samples lie far outside the window
+    rows = [HttpSample(i * 0.05, "global", int(not 100 <= i < 300), None,
+                       "region-2" if i >= 300 else "region-1", None, None, None, None)
+            for i in range(600)]
+    stream = metrics.Timeline(events=[], dns=[], http=rows, canary=[],
+                              replication=[]).stream("http", "global")
+    state = lambda r: (r.region or "?") if r.ok else "fail"  # noqa: E731
+    walked = svg._lane(stream, state, 0.0, 12.0, 16.0)
+    assert walked == svg._lane(stream, state, 0.0, 12.0, 16.0, sql_state=svg.HTTP_STATE)
+    assert walked[0][:3:2] == (5.0, "fail") and walked[-1][2] == "region-2"
