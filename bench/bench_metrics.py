@@ -9,8 +9,8 @@ and a region-1 outage half-way (30 min into one hour): the authoritative DNS fli
 resolver 2.05 s after, global requests fail until then; region-2 is promoted at 0.85 s;
 writes in flight at the fault are unknown, connections fail until the promotion, and the
 writes acknowledged in the last 12 ms before the fault never reached region-2 (lost). The
-rows read back from region-2 (`final_rows`) are stored in no particular order, as a hash
-aggregate on the database returns them.
+rows read back from region-2 (`final_rows`) are stored in seq order, as
+`summary.snapshot_rows` reads them (`GROUP BY seq ORDER BY seq`).
 Then times `gameday.report.outputs.regenerate` (summary.json, report.md, timeline.svg) in
 a fresh Python process, from interpreter start to exit, and reads that process's peak
 resident memory.
@@ -251,8 +251,8 @@ def build(run_dir: Path) -> dict[str, int]:
         conn.executemany("INSERT INTO events (t, kind, region, detail) VALUES (?, ?, ?, ?)",
                          events())
         conn.execute("CREATE TABLE final_rows (seq INTEGER, n INTEGER)")
-        # as the new primary returns them to snapshot_rows: a hash aggregate's order
-        rng.shuffle(present)
+        # as snapshot_rows stores them: in seq order (the canary writes them so already)
+        present.sort()
         conn.executemany("INSERT INTO final_rows VALUES (?, ?)", present)
         conn.execute("COMMIT")
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]

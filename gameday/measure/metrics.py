@@ -883,13 +883,14 @@ class _SeqSet:
     @classmethod
     def of(cls, conn: sqlite3.Connection, select: str) -> _SeqSet:
         """The numbers a query returns, read a window at a time into the bytes (never all
-        into a list, unless too sparse for bytes)."""
+        into a list, unless too sparse for bytes). Stored in order (as `snapshot_rows`
+        stores them), a window of consecutive numbers is one slice."""
         first, last, count = conn.execute(
             f"SELECT min(seq), max(seq), count(seq) FROM ({select})").fetchone()
         out = cls.filling(first, last, count)
         cur = conn.execute(select)
         while window := cur.fetchmany(CHUNK * 8):
-            out.add(map(itemgetter(0), window))
+            out.add(map(itemgetter(0), window), in_order=True)
         out.finish()
         return out
 
@@ -901,10 +902,13 @@ class _SeqSet:
         window stored nearly `in_order` (the canary's) that holds exactly the numbers of a
         range is one slice assignment instead."""
         assert self.bits is not None
-        window = sorted(seqs) if in_order else list(seqs)  # timsort: a few runs to merge
-        if in_order and window and window[-1] - window[0] + 1 == len(window) and \
-                window == list(range(window[0], window[-1] + 1)):
-            lo = window[0] - self.first
+        window = list(seqs)
+        # a window holding every number of a range, in any order: its extent matches its
+        # length, and sorting it (cheap: nearly in order) shows them distinct
+        low = min(window) if in_order and window else 0
+        if in_order and window and max(window) - low + 1 == len(window) and \
+                sorted(window) == list(range(low, low + len(window))):
+            lo = low - self.first
             self.bits[lo:lo + len(window)] = b"\x01" * len(window)
             return
         collections.deque(map(self.bits.__setitem__, map(sub, window, repeat(self.first)),
