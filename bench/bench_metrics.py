@@ -1,20 +1,22 @@
-"""Metrics plus report from a synthetic one-hour timeline of about 2 million samples
-(target: at most 5 s wall time and 500 MB peak memory).
+"""Metrics plus report from a synthetic timeline of H hours, about 2 million samples an
+hour (targets: at most 5 s at 1 h, 30 s at 8 h, and 500 MB peak memory whatever the
+length: the report must not grow with the drill).
 
 Writes a realistic run directory (not timed): DNS from 2 servers and HTTP from the global
 name and both regions' health endpoints every 50 ms, replication from 2 servers every
 250 ms, 2 canary writers at 450 acknowledged writes/s in all (asynchronous replication),
-and a region-1 outage at 30 min: the authoritative DNS flips 1.25 s after the fault, the
+and a region-1 outage half-way (30 min into one hour): the authoritative DNS flips 1.25 s after the fault, the
 resolver 2.05 s after, global requests fail until then; region-2 is promoted at 0.85 s;
 writes in flight at the fault are unknown, connections fail until the promotion, and the
 writes acknowledged in the last 12 ms before the fault never reached region-2 (lost). The
-rows read back from region-2 (`final_rows`) are stored in no particular order, as a hash
-aggregate on the database returns them.
+rows read back from region-2 (`final_rows`) are stored in seq order, as
+`summary.snapshot_rows` reads them (`GROUP BY seq ORDER BY seq`).
 Then times `gameday.report.outputs.regenerate` (summary.json, report.md, timeline.svg) in
 a fresh Python process, from interpreter start to exit, and reads that process's peak
 resident memory.
 
-Run: .venv/bin/python bench/bench_metrics.py [--run-dir DIR] [--keep]   (part of `make bench`)
+Run: .venv/bin/python bench/bench_metrics.py [--hours H] [--runs N] [--run-dir DIR] [--keep]
+(part of `make bench`, at 1 h and at 8 h)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import random
 import resource
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,22 +40,42 @@ sys.path.insert(0, str(ROOT))
 
 from gameday.measure import timeline  # noqa: E402
 
-TARGET_S = 5.0
 TARGET_MB = 500.0
+# wall-time target by length: 5 s for an hour, 30 s for a working day (8 h)
+TARGETS_S = {1.0: 5.0, 8.0: 30.0}
 
-DURATION = 3600.0
 START = 1.0
-T_FAULT = 1800.0123
 R1, R2 = "198.18.0.11", "198.18.0.12"
-AUTH_FLIP = T_FAULT + 1.25
-RESOLVER_FLIP = T_FAULT + 2.05
-EFFECTIVE = T_FAULT + 0.35
-PROMOTED = T_FAULT + 0.85
-REVERTED = T_FAULT + 120.0
 CANARY_RATE = 450.0
 WRITERS = 2
 LOST_BEFORE_S = 0.012
-RUN_ID = "20260101T000000Z-bench-one-hour"
+
+
+def configure(hours: float) -> None:
+    """Set the run's length and the instants that follow from it (the fault half-way)."""
+    global DURATION, T_FAULT, AUTH_FLIP, RESOLVER_FLIP, EFFECTIVE, PROMOTED, REVERTED, RUN_ID
+    DURATION = 3600.0 * hours
+    T_FAULT = DURATION / 2 + 0.0123
+    AUTH_FLIP = T_FAULT + 1.25
+    RESOLVER_FLIP = T_FAULT + 2.05
+    EFFECTIVE = T_FAULT + 0.35
+    PROMOTED = T_FAULT + 0.85
+    REVERTED = T_FAULT + 120.0
+    RUN_ID = ("20260101T000000Z-bench-one-hour" if hours == 1 else
+              f"20260101T000000Z-bench-{hours:g}-hours")
+
+
+def target_s(hours: float) -> float:
+    """The wall-time target at this length: the listed one, else interpolated linearly
+    between 1 h and 8 h (5 s per hour beyond: an extrapolation, not a promise)."""
+    if hours in TARGETS_S:
+        return TARGETS_S[hours]
+    if hours < 1:
+        return TARGETS_S[1.0]
+    return 5.0 + (hours - 1) * (30.0 - 5.0) / 7
+
+
+configure(1.0)
 
 
 def meta() -> dict:
@@ -228,8 +251,8 @@ def build(run_dir: Path) -> dict[str, int]:
         conn.executemany("INSERT INTO events (t, kind, region, detail) VALUES (?, ?, ?, ?)",
                          events())
         conn.execute("CREATE TABLE final_rows (seq INTEGER, n INTEGER)")
-        # as the new primary returns them to snapshot_rows: a hash aggregate's order
-        rng.shuffle(present)
+        # as snapshot_rows stores them: in seq order (the canary writes them so already)
+        present.sort()
         conn.executemany("INSERT INTO final_rows VALUES (?, ?)", present)
         conn.execute("COMMIT")
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -273,10 +296,17 @@ def measure(run_dir: Path, history: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=1.0,
+                        help="length of the synthetic run (default 1; 8 is a working day)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="time the report this many times (each in a fresh process); "
+                             "the targets must hold in every run")
     parser.add_argument("--run-dir", type=Path,
                         help="use (or create) this run directory instead of a temporary one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
+    configure(args.hours)
+    target = target_s(args.hours)
     base = Path(tempfile.mkdtemp(prefix="gameday-bench-metrics-"))
     run_dir = args.run_dir or base / "reports" / RUN_ID
     try:
@@ -292,15 +322,26 @@ def main() -> int:
             conn.close()
         samples = sum(counts[t] for t in ("dns", "http", "replication", "canary", "canary_connect"))
         print(f"samples: {samples:,} (" + ", ".join(f"{t} {n:,}" for t, n in counts.items()) + ")")
-        r = measure(run_dir, base / "history.jsonl")
-        ok_time, ok_mem = r["wall_s"] <= TARGET_S, r["peak_mb"] <= TARGET_MB
-        print(f"metrics + report (summary.json, report.md, timeline.svg): "
-              f"{r['wall_s']:.2f} s wall, process start to exit (target <= {TARGET_S:g} s): "
-              f"{'ok' if ok_time else 'MISSED'}  [imports {r['import_s']:.2f} s, "
-              f"regenerate {r['regenerate_s']:.2f} s]")
-        print(f"peak memory: {r['peak_mb']:.0f} MB (target <= {TARGET_MB:g} MB): "
-              f"{'ok' if ok_mem else 'MISSED'}")
-        print(f"run verdict {r['verdict']}, RTO {r['rto_s']} s")
+        results = []
+        for i in range(args.runs):
+            r = measure(run_dir, base / "history.jsonl")
+            results.append(r)
+            ok_time, ok_mem = r["wall_s"] <= target, r["peak_mb"] <= TARGET_MB
+            print(f"run {i + 1}/{args.runs}: {r['wall_s']:.2f} s wall, process start to exit "
+                  f"(target <= {target:g} s): {'ok' if ok_time else 'MISSED'}  "
+                  f"[imports {r['import_s']:.2f} s, regenerate {r['regenerate_s']:.2f} s]; "
+                  f"peak memory {r['peak_mb']:.0f} MB (target <= {TARGET_MB:g} MB): "
+                  f"{'ok' if ok_mem else 'MISSED'}", flush=True)
+        walls = sorted(r["wall_s"] for r in results)
+        peaks = sorted(r["peak_mb"] for r in results)
+        ok_time, ok_mem = walls[-1] <= target, peaks[-1] <= TARGET_MB
+        print(f"metrics + report (summary.json, report.md, timeline.svg), {args.hours:g} h, "
+              f"{len(results)} runs: wall median {statistics.median(walls):.2f} s "
+              f"(min {walls[0]:.2f}, max {walls[-1]:.2f}; target <= {target:g} s): "
+              f"{'ok' if ok_time else 'MISSED'}")
+        print(f"peak memory median {statistics.median(peaks):.0f} MB (min {peaks[0]:.0f}, "
+              f"max {peaks[-1]:.0f}; target <= {TARGET_MB:g} MB): {'ok' if ok_mem else 'MISSED'}")
+        print(f"run verdict {results[-1]['verdict']}, RTO {results[-1]['rto_s']} s")
         return 0 if ok_time and ok_mem else 1
     finally:
         if args.keep:

@@ -84,6 +84,9 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
                 **({"ha_manager": lab.ha.manager, "ha_ttl_s": lab.ha.ttl_s,
                     "ha_loop_wait_s": lab.ha.loop_wait_s,
                     "ha_retry_timeout_s": lab.ha.retry_timeout_s} if lab.ha else {}),
+                # only when capped: the configuration of other runs stays as it was
+                **({"canary_max_rate": settings.rates.canary_max_rate}
+                   if settings.rates.canary_max_rate else {}),
             },
         }
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",

@@ -76,6 +76,7 @@ class GamedaySettings:
                 http_s=number(c, "http_interval_s", 0.05, minimum=0.005),
                 replication_s=number(c, "replication_interval_s", 0.25, minimum=0.01),
                 canary_writers=int(number(c, "canary_writers", 4, integer=True, minimum=1)),
+                canary_max_rate=number(c, "canary_max_rate", 0.0, minimum=0.0),
             ),
             promotion=_promotion(c),
             **_secrets(secrets),

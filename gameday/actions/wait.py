@@ -8,12 +8,12 @@ import httpx
 
 from gameday import dcs, postgres
 from gameday.actions._common import context, step
-from gameday.errors import LabError, TargetError
+from gameday.errors import ConfigError, LabError, TargetError
 from gameday.measure import metrics, timeline
 from gameday.measure import run as runs
 from gameday.poll import poll_until
 
-__all__ = ["wait_for_detection", "wait_for_recovery", "wait_for_standby"]
+__all__ = ["hold_in_region", "wait_for_detection", "wait_for_recovery", "wait_for_standby"]
 
 
 @step
@@ -120,3 +120,100 @@ def wait_for_standby(region: str = "region-1", source: str = "region-2",
                   method=f"{lab.ha.manager} rejoin" if lab.ha else "rejoin",
                   resync_s=None, catch_up_s=waited)
     return {"region": region, "source": source, "waited_s": waited}
+
+
+def _number(name: str, value: Any) -> float:
+    """Chaos Toolkit substitutes `${var}` as text: a hold's numbers arrive as strings."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not number >= 0:
+        raise ConfigError(f"{name} must be at least 0, not {value!r}")
+    return number
+
+
+def timeline_bytes(run_dir: Any) -> int:
+    """The timeline's size on disk, its write-ahead log included (what a long drill costs)."""
+    return sum(p.stat().st_size for p in run_dir.glob(timeline.FILE + "*") if p.is_file())
+
+
+@step
+def hold_in_region(region: str = "region-2", hold_s: float = 60.0,
+                   check_interval_s: float = 5.0, max_outage_s: float = 60.0,
+                   configuration: Optional[Dict[str, Any]] = None,
+                   secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Keep the service in `region` for `hold_s` seconds with the recorder running: a long
+    drill, such as a working day run from the secondary region before failing back, as DR
+    practice recommends. Every `check_interval_s` a steady-state check reads the samples the
+    recorder stored since the last check: it passes when every global request was served
+    by `region` and every canary attempt was acknowledged by its database. The hold fails
+    (and the drill rolls back) when `region` served no global request and acknowledged no
+    canary write for `max_outage_s`: the service is down, not merely degraded.
+
+    Records `hold-start` and `hold-end` events; the report's hold availability (success
+    ratio of global requests, canary errors) is computed between them. Reads only the rows
+    added since the last check, so a check costs the same in the eighth hour as in the
+    first."""
+    _, lab = context(configuration, secrets)
+    hold = _number("hold_s", hold_s)
+    interval = max(_number("check_interval_s", check_interval_s), 0.1)
+    outage = _number("max_outage_s", max_outage_s)
+    run = runs.current()
+    if run is None:
+        raise LabError("hold_in_region reads the recorder's samples: declare the "
+                       "`gameday.control` control in the experiment")
+    target = lab.region(region)
+    conn = timeline.connect(run.dir)
+    started = run.now()
+    run.event("hold-start", region, hold_s=hold, check_interval_s=interval,
+              timeline_bytes=timeline_bytes(run.dir))
+    # the rowids already read: each check reads only what the recorder added since
+    seen = {t: conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {t}").fetchone()[0]
+            for t in ("http", "canary")}
+    last_served = started
+    checks = {"checks": 0, "failed": 0}
+    first_failed: list[float] = []
+    calls = [0]
+
+    def check() -> bool:
+        nonlocal last_served
+        calls[0] += 1
+        if calls[0] == 1:
+            return False  # poll_until calls at once: nothing has been sampled yet
+        now = run.now()
+        rowid, requests, served, served_at = conn.execute(
+            "SELECT max(rowid), count(*), coalesce(sum(ok AND region = ?), 0), "
+            "max(CASE WHEN ok AND region = ? THEN t END) "
+            "FROM http WHERE rowid > ? AND target = 'global'",
+            (region, region, seen["http"])).fetchone()
+        seen["http"] = max(seen["http"], rowid or 0)
+        rowid, attempts, acked, acked_at = conn.execute(
+            "SELECT max(rowid), count(*), coalesce(sum(outcome = 'ok' AND server = ?), 0), "
+            "max(CASE WHEN outcome = 'ok' AND server = ? THEN t_ack END) "
+            "FROM canary WHERE rowid > ?",
+            (target.db_host, target.db_host, seen["canary"])).fetchone()
+        seen["canary"] = max(seen["canary"], rowid or 0)
+        last_served = max([last_served, *(t for t in (served_at, acked_at) if t is not None)])
+        checks["checks"] += 1
+        if not (requests and served == requests and attempts and acked == attempts):
+            checks["failed"] += 1
+            if not first_failed:
+                first_failed.append(now)
+        if now - last_served > outage:
+            raise TargetError(f"{region} served no global request and acknowledged no canary "
+                              f"write for {now - last_served:.0f} s during the hold "
+                              f"(max_outage_s {outage:g})")
+        return now - started >= hold
+
+    try:
+        poll_until(check, timeout_s=hold + interval + 60.0, interval_s=interval,
+                   what=f"the hold in {region}")
+    finally:
+        conn.close()
+        ended = run.event("hold-end", region, hold_s=hold, checks=checks["checks"],
+                          checks_failed=checks["failed"],
+                          first_failed_check_s=(round(first_failed[0] - started, 3)
+                                                if first_failed else None),
+                          timeline_bytes=timeline_bytes(run.dir))
+    return {"region": region, "held_s": round(ended - started, 3), **checks}

@@ -9,16 +9,19 @@ what was not observed is None with the reason, never a guess.
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import functools
-import itertools
 import json
 import math
 import sqlite3
+import tempfile
+from array import array
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from operator import itemgetter, sub
-from typing import Any
+from itertools import repeat
+from operator import attrgetter, itemgetter, mul, sub
+from typing import Any, overload
 
 from gameday.measure import timeline as timelines
 from gameday.measure.timeline import (
@@ -51,14 +54,103 @@ def missing(reason: str) -> Instant:
     return Instant(at_s=None, reason=reason)
 
 
+# The columns the metrics and the report read from each sampler table (the others are read
+# as None), and the column that names a table's streams.
+READ: dict[str, Collection[str] | None] = {
+    "dns": {"t", "server", "ok", "answer"},
+    "http": {"t", "target", "ok", "region"},
+    "replication": {"t", "server", "ok", "in_recovery", "lag_s", "detail"},
+    "ha": None,
+}
+STREAM_KEY = {"dns": "server", "http": "target", "replication": "server", "ha": "source"}
+CHUNK = 8192  # rows per read: a window, never a whole stream
+
+
+class Stream(Sequence[Any]):
+    """One sampler stream (a table's rows of one server or target, or a whole table) in time
+    order, copied once into a temporary table numbered by rowid (1..n) and read from there
+    per window: by index (`__getitem__`, so `bisect` finds an instant in ~20 reads), by
+    range (`rows`) or times only (`times`). Nothing holds the stream in Python objects, so
+    memory does not grow with the drill's length; the temporary table lies in SQLite's
+    temporary file, behind a bounded page cache."""
+
+    def __init__(self, conn: sqlite3.Connection | None, name: str, row: Any, select: str,
+                 n: int) -> None:
+        self.conn, self.name, self.row, self.select, self.n = conn, name, row, select, n
+
+    @classmethod
+    def empty(cls, row: Any) -> Stream:
+        return cls(None, "", row, "", 0)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(self.n)
+            if step != 1:
+                raise ValueError("a stream is read by contiguous windows")
+            return list(self.rows(start, stop))
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n or self.conn is None:
+            raise IndexError(i)
+        values = self.conn.execute(f"SELECT {self.select} FROM {self.name} WHERE rowid = ?",
+                                   (i + 1,)).fetchone()
+        return self.row._make(values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.rows()
+
+    def _windows(self, select: str, start: int, stop: int | None) -> Iterator[list[Any]]:
+        stop = self.n if stop is None else min(stop, self.n)
+        i = max(start, 0)
+        while i < stop and self.conn is not None:
+            j = min(stop, i + CHUNK)
+            yield self.conn.execute(f"SELECT {select} FROM {self.name} WHERE rowid > ? AND "
+                                    "rowid <= ? ORDER BY rowid", (i, j)).fetchall()
+            i = j
+
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[Any]:
+        """Rows start..stop-1, read a window at a time."""
+        make = self.row._make
+        for window in self._windows(self.select, start, stop):
+            yield from map(make, window)
+
+    def rows_back(self, stop: int) -> Iterator[Any]:
+        """Rows stop-1 down to 0, read a window at a time (walking back to a run's start)."""
+        make = self.row._make
+        while stop > 0:
+            start = max(0, stop - CHUNK)
+            yield from map(make, reversed(next(self._windows(self.select, start, stop))))
+            stop = start
+
+    def times(self) -> Iterator[list[float]]:
+        """Every sample's time, in order, a window (a list) at a time."""
+        for window in self._windows("t", 0, None):
+            yield [r[0] for r in window]
+
+    def at(self, t: float) -> int:
+        """The index of the first sample at or after `t` (len when none)."""
+        return bisect.bisect_left(self, t, key=attrgetter("t"))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Timeline:
-    """Rows as stored, each a row type of gameday.measure.timeline (Event, DnsSample, ...).
+    """A run's rows, each a row type of gameday.measure.timeline (Event, DnsSample, ...).
 
-    The canary (thousands of rows a second, millions in an hour) is counted in SQLite:
-    `store` is the run's own database when the timeline was loaded from one (`db`), else an
-    in-memory database holding the rows given here, so hand-made timelines go through the
-    same queries."""
+    Everything but the events is read from SQLite (`store`): the run's own database when
+    the timeline was loaded from one (`db`; `load` leaves the row fields below empty), else
+    an in-memory database holding the rows given here, so hand-made timelines go through
+    the same queries. A sampler stream is read per window (`stream`), the canary (thousands
+    of rows a second, millions in an hour) counted in SQL: memory stays flat however long
+    the drill ran."""
 
     events: Sequence[Event]
     dns: Sequence[DnsSample]
@@ -77,41 +169,124 @@ class Timeline:
     def store(self) -> sqlite3.Connection:
         if self.db is not None:
             return self.db
-        return memory_store(canary=self.canary, canary_connect=self.canary_connect)
-
-    @functools.cached_property
-    def canary_sends(self) -> list[float]:
-        """Every canary attempt's send time, sorted (a float each, not a row: they come
-        nearly in order, so sorting is cheap)."""
-        sends = [r[0] for r in self.store.execute("SELECT t_send FROM canary")]
-        sends.sort()
-        return sends
+        return memory_store(canary=self.canary, canary_connect=self.canary_connect,
+                            samples={"dns": self.dns, "http": self.http,
+                                     "replication": self.replication, "ha": self.ha})
 
     @functools.cached_property
     def canary_extent(self) -> tuple[int, int, float | None, float | None]:
         """(attempts, attempts not acknowledged, first and last t_send) of the canary."""
-        sends = self.canary_sends
+        attempts, first, last, *_ = self._canary_aggregate
         # through the index canary_not_ok when the run has it
         errors = self.store.execute(
             "SELECT count(*) FROM canary WHERE outcome != 'ok'").fetchone()[0]
-        return len(sends), errors, (sends[0] if sends else None), (sends[-1] if sends else None)
+        return attempts, errors, first, last
 
-    def stream(self, table: str, name: str) -> list[Any]:
-        """The rows of one sampler stream (`dns` by server, `http` by target, `replication`
-        by server) in time order."""
-        return self._streams.get((table, name), [])
+    def canary_send_windows(self) -> Iterator[list[float]]:
+        """Every canary attempt's send time in order, a window at a time: millions of sends
+        never become Python floats at once. From the one read of the canary as stored
+        (`canary_scan`) when that found them in order; else (or asked again) SQLite sorts
+        them, spilling to its temporary file."""
+        _, spooled = self.canary_scan
+        if spooled is not None and not spooled.read:
+            yield from spooled
+            return
+        cur = self.store.execute("SELECT t_send FROM canary ORDER BY t_send")
+        while window := cur.fetchmany(CHUNK * 8):
+            yield [r[0] for r in window]
+
+    SEND_LAG = 1 << 17
 
     @functools.cached_property
-    def _streams(self) -> dict[tuple[str, str], list[Any]]:
-        out: dict[tuple[str, str], list[Any]] = {}
-        streams: tuple[tuple[str, Sequence[tuple[Any, ...]]], ...] = (
-            ("dns", self.dns), ("http", self.http), ("replication", self.replication),
-            ("ha", self.ha))
-        for table, rows in streams:
-            # `load` groups each table by stream: a few long runs of one name
-            for name, group in itertools.groupby(rows, key=itemgetter(1)):
-                out.setdefault((table, name), []).extend(group)
-        return out
+    def canary_scan(self) -> tuple[_SeqSet, _SpooledWindows | None]:
+        """One read of the canary as stored, for the two things that need every attempt in
+        Python: the numbers attempted (the write accounting's never-attempted rows) and the
+        sends in order (the sampler statistics).
+
+        The sends are stored nearly in order (each writer records its attempts in turn; one
+        stuck for seconds is recorded late), so they are sorted in a sliding buffer of the
+        last SEND_LAG sends and spooled to a temporary file as doubles, in order. A send
+        earlier than one already spooled (disorder wider than the buffer) gives up the
+        spool: `canary_send_windows` then lets SQLite sort."""
+        _, _, _, seq_first, seq_last, seq_count = self._canary_aggregate
+        attempted = _SeqSet.filling(seq_first, seq_last, seq_count)
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _SpooledWindows)
+        sizes: list[int] = []
+        buffer: list[float] = []
+        given: float | None = None
+        ordered = True
+        cur = self.store.execute("SELECT seq, t_send FROM canary")
+        while window := cur.fetchmany(CHUNK * 8):
+            attempted.add(map(itemgetter(0), window), in_order=True)
+            if not ordered:
+                continue
+            sends = list(map(itemgetter(1), window))
+            if given is not None and min(sends) < given:
+                ordered, buffer = False, []
+                continue
+            buffer.extend(sends)
+            buffer.sort()
+            if len(buffer) > self.SEND_LAG:
+                out = array("d", buffer[:-self.SEND_LAG])
+                del buffer[:-self.SEND_LAG]
+                given = out[-1]
+                out.tofile(spool)
+                sizes.append(len(out))
+        attempted.finish()
+        if not ordered:
+            spool.close()
+            return attempted, None
+        if buffer:
+            array("d", buffer).tofile(spool)
+            sizes.append(len(buffer))
+        return attempted, _SpooledWindows(spool, sizes)
+
+    @functools.cached_property
+    def _canary_aggregate(self) -> tuple[int, float | None, float | None, int | None,
+                                         int | None, int]:
+        """(attempts, first t_send, last t_send, lowest and highest seq, count of seqs),
+        one scan in SQLite."""
+        row = self.store.execute("SELECT count(*), min(t_send), max(t_send), min(seq), "
+                                 "max(seq), count(seq) FROM canary").fetchone()
+        return tuple(row)
+
+    def stream(self, table: str, name: str | None) -> Stream:
+        """The rows of one sampler stream (`dns` by server, `http` by target, `replication`
+        by server; None: the whole table) in time order."""
+        key = (table, name)
+        if key not in self._streams:
+            self._streams[key] = self._copy(table, name)
+        return self._streams[key]
+
+    def names(self, table: str) -> list[str]:
+        """The streams a sampler table holds (servers or targets), sorted."""
+        col = STREAM_KEY[table]
+        return sorted(r[0] for r in self.store.execute(
+            f"SELECT DISTINCT {col} FROM {table} WHERE {col} IS NOT NULL"))
+
+    @functools.cached_property
+    def _streams(self) -> dict[tuple[str, str | None], Stream]:
+        return {}
+
+    @functools.cached_property
+    def _answers(self) -> dict[tuple[Any, ...], Any]:
+        """Answers of whole-canary scans asked more than once (see `first_write`)."""
+        return {}
+
+    def _copy(self, table: str, name: str | None) -> Stream:
+        row = timelines.TABLES[table]
+        conn = self.store
+        if not _has_table(conn, table):
+            return Stream.empty(row)
+        read = READ.get(table)
+        cols = [c for c in timelines.COLUMNS[table] if read is None or c in read]
+        tmp = f"temp.gameday_stream_{len(self._streams)}"
+        where, args = ("", ()) if name is None else (f"WHERE {STREAM_KEY[table]} = ?", (name,))
+        conn.execute(f"DROP TABLE IF EXISTS {tmp}")
+        conn.execute(f"CREATE TEMP TABLE {tmp.split('.')[1]} AS SELECT {', '.join(cols)} "
+                     f"FROM {table} {where} ORDER BY t", args)
+        n = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {tmp}").fetchone()[0]
+        return Stream(conn, tmp, row, timelines.select_list(table, read), n)
 
     def close(self) -> None:
         """Release the run's database (and the snapshot `load` read it in)."""
@@ -119,6 +294,23 @@ class Timeline:
             if self.db.in_transaction:
                 self.db.rollback()
             self.db.close()
+
+
+class _SpooledWindows:
+    """Windows of doubles spooled to a temporary file, read back one at a time (once)."""
+
+    def __init__(self, spool: Any, sizes: list[int]) -> None:
+        self.spool, self.sizes = spool, sizes
+        self.read = False
+
+    def __iter__(self) -> Iterator[list[float]]:
+        self.read = True
+        with self.spool:
+            self.spool.seek(0)
+            for size in self.sizes:
+                window = array("d")
+                window.fromfile(self.spool, size)
+                yield window.tolist()
 
 
 class StoredRows(Collection[CanaryAttempt]):
@@ -161,13 +353,17 @@ class FinalRows(Mapping[int, int]):
 
 def memory_store(*, canary: Iterable[tuple[Any, ...]] = (),
                  canary_connect: Iterable[tuple[Any, ...]] = (),
-                 present: Mapping[int, int] | None = None) -> sqlite3.Connection:
+                 present: Mapping[int, int] | None = None,
+                 samples: Mapping[str, Iterable[tuple[Any, ...]]] | None = None
+                 ) -> sqlite3.Connection:
     """An in-memory database with the run's schema holding the rows given."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.executescript(timelines.SCHEMA)
     conn.execute("CREATE TABLE final_rows (seq INTEGER, n INTEGER)")
     conn.executemany(timelines.insert_sql("canary"), canary)
     conn.executemany(timelines.insert_sql("canary_connect"), canary_connect)
+    for table, rows in (samples or {}).items():
+        conn.executemany(timelines.insert_sql(table), rows)
     if present is not None:
         conn.executemany("INSERT INTO final_rows VALUES (?, ?)", present.items())
     return conn
@@ -175,30 +371,29 @@ def memory_store(*, canary: Iterable[tuple[Any, ...]] = (),
 
 def load(conn: sqlite3.Connection) -> Timeline:
     """The timeline of a stored run. Reads happen in one snapshot (a read transaction held
-    until `Timeline.close`), so a run still being recorded is counted consistently. The
-    sampler streams are loaded with the columns the metrics and the report read (the others
-    are None), `dns` and `http` grouped by stream (server or target, then time); the canary
-    stays in the database."""
-    conn.execute("PRAGMA temp_store = MEMORY")
+    until `Timeline.close`), so a run still being recorded is counted consistently. Only the
+    events (a few hundred) and the canary's connection attempts are read here; the sampler
+    streams and the canary stay in the database, read per window or counted in SQL.
+
+    Temporary tables and sorts go to SQLite's temporary file behind a page cache of at most
+    64 MB: what the report needs in memory is bounded whatever the drill's length."""
+    conn.execute("PRAGMA temp_store = FILE")
+    conn.execute("PRAGMA cache_size = -65536")
     conn.execute("BEGIN")
 
-    def rows(table: str, row: Any, order: str, read: Collection[str] | None = None) -> list[Any]:
+    def rows(table: str, row: Any, order: str) -> list[Any]:
         cur = conn.cursor()
         cur.row_factory = lambda _cursor, values: row(*values)
-        return cur.execute(f"SELECT {timelines.select_list(table, read)} FROM {table} "
+        return cur.execute(f"SELECT {timelines.select_list(table)} FROM {table} "
                            f"ORDER BY {order}").fetchall()
 
     return Timeline(
         events=rows("events", Event, "t"),
-        dns=rows("dns", DnsSample, "server, t", {"t", "server", "ok", "answer"}),
-        http=rows("http", HttpSample, "target, t", {"t", "target", "ok", "region"}),
+        dns=(), http=(), replication=(),
         canary=StoredRows(conn, "canary", "t_send"),
-        replication=rows("replication", ReplicationSample, "t",
-                         {"t", "server", "ok", "in_recovery", "lag_s", "detail"}),
         meta={k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")},
         canary_connect=rows("canary_connect", CanaryConnect, "t")
         if _has_table(conn, "canary_connect") else (),
-        ha=rows("ha", HaSample, "t") if _has_table(conn, "ha") else (),
         db=conn,
     )
 
@@ -220,30 +415,37 @@ def fault_time(tl: Timeline) -> tuple[float | None, float | None]:
     return t_fault, (min(effective) if effective else None)
 
 
-def _first(rows: Sequence[Any], t_fault: float, pred: Callable[[Any], Any], *,
+def _first(rows: Stream, t_fault: float, pred: Callable[[Any], Any], *,
            evidence: str, reason: str) -> Instant:
-    prev_t = None
-    for row in rows:
+    """The first sample at or after t_fault that shows `pred`, read from t_fault on."""
+    start = rows.at(t_fault)
+    prev_t = rows[start - 1].t if start > 0 else None
+    for row in rows.rows(start):
         t = row.t
-        if t >= t_fault and pred(row):
+        if pred(row):
             gap = t - prev_t if prev_t is not None else None
             return Instant(at_s=t - t_fault, error_s=gap, evidence=evidence)
         prev_t = t
     return missing(reason)
 
 
-def _stays(rows: Sequence[Any], t_fault: float, good: Callable[[Any], Any], *, evidence: str,
+def _stays(rows: Stream, t_fault: float, good: Callable[[Any], Any], *, evidence: str,
            reason: str) -> Instant:
-    """First sample after t_fault from which every later sample is good."""
-    after = [(i, r) for i, r in enumerate(rows) if r.t >= t_fault]
-    if not after or not good(after[-1][1]):
+    """First sample after t_fault from which every later sample is good: the start of the
+    run of good samples the stream ends with, found in one pass from t_fault on."""
+    start = rows.at(t_fault)
+    run_start: int | None = None
+    for i, row in enumerate(rows.rows(start), start):
+        if good(row):
+            if run_start is None:
+                run_start = i
+        else:
+            run_start = None
+    if run_start is None:
         return missing(reason)
-    start = len(after) - 1
-    while start > 0 and good(after[start - 1][1]):
-        start -= 1
-    idx, row = after[start]
-    gap = row.t - rows[idx - 1].t if idx > 0 else None
-    return Instant(at_s=row.t - t_fault, error_s=gap, evidence=evidence)
+    t = rows[run_start].t
+    gap = t - rows[run_start - 1].t if run_start > 0 else None
+    return Instant(at_s=t - t_fault, error_s=gap, evidence=evidence)
 
 
 def detection(tl: Timeline, t_fault: float, primary: str) -> Instant:
@@ -288,10 +490,11 @@ def runner_promotion(tl: Timeline, t_fault: float, secondary: str) -> Instant:
 def leader_key_lost(tl: Timeline, t_fault: float, primary: str) -> Instant:
     """The HA manager's detection: the first sample of its leader key after the fault in
     which the old primary no longer holds it (expired, or taken over)."""
-    return _first(tl.ha, t_fault, lambda r: r.ok and r.leader != primary,
+    ha = tl.stream("ha", None)
+    return _first(ha, t_fault, lambda r: r.ok and r.leader != primary,
                   evidence=f"the leader key no longer held by {primary} (DCS sample)",
                   reason=f"the leader key was never seen leaving {primary}"
-                  if tl.ha else "the HA manager's leader key was not sampled")
+                  if ha else "the HA manager's leader key was not sampled")
 
 
 def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant:
@@ -301,7 +504,7 @@ def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant
                   reason=f"the {server} server never settled on {address}")
 
 
-def _global(tl: Timeline) -> list[HttpSample]:
+def _global(tl: Timeline) -> Stream:
     return tl.stream("http", "global")
 
 
@@ -314,7 +517,16 @@ def first_success(tl: Timeline, t_fault: float, secondary: str) -> Instant:
 def first_write(tl: Timeline, t_fault: float, secondary_hosts: set[str]) -> Instant:
     """The first canary write acknowledged by the new primary. Its error bar reaches back to
     the last failed attempt (a write or a connection) before it: the new primary began to
-    accept writes somewhere in between."""
+    accept writes somewhere in between. Asked twice per run (the promotion and the phase
+    of its own), each a scan of the canary: the timeline keeps the answer."""
+    key = ("first_write", t_fault, tuple(sorted(secondary_hosts)))
+    if key not in tl._answers:
+        tl._answers[key] = _first_write(tl, t_fault, secondary_hosts)
+    answer: Instant = tl._answers[key]
+    return answer
+
+
+def _first_write(tl: Timeline, t_fault: float, secondary_hosts: set[str]) -> Instant:
     conn = tl.store
     hosts = sorted(secondary_hosts)
     t_ack = conn.execute(
@@ -366,9 +578,9 @@ def rto(tl: Timeline, t_fault: float, secondary: str, k: int = K_CONSECUTIVE) ->
     """Start of the first run of k consecutive successful global requests served by the
     secondary."""
     all_rows = _global(tl)
-    start = next((i for i, r in enumerate(all_rows) if r.t >= t_fault), len(all_rows))
+    start = all_rows.at(t_fault)
     streak = Streak(secondary, k, before=all_rows[start - 1].t if start > 0 else None)
-    for row in itertools.islice(all_rows, start, None):
+    for row in all_rows.rows(start):
         if streak.add(row.t, row.ok, row.region):
             assert streak.start is not None
             gap = streak.start - streak.before if streak.before is not None else None
@@ -380,13 +592,20 @@ def rto(tl: Timeline, t_fault: float, secondary: str, k: int = K_CONSECUTIVE) ->
 def downtime(tl: Timeline, t_fault: float, until: float | None = None) -> tuple[float, float | None]:
     """Total time with failing global requests after the fault: each failing sample counts
     until the next sample. Returns (seconds, error bar)."""
-    rows = [r for r in _global(tl) if r.t >= t_fault and (until is None or r.t <= until)]
+    rows = _global(tl)
     total = 0.0
-    for row, nxt in zip(rows, rows[1:], strict=False):
-        if not row.ok:
-            total += nxt.t - row.t
-    gaps = intervals([r.t for r in rows])
-    return total, (max(gaps) if gaps else None)
+    widest: float | None = None
+    prev: Any = None
+    for row in rows.rows(rows.at(t_fault)):
+        if until is not None and row.t > until:
+            break
+        if prev is not None:
+            gap = row.t - prev.t
+            if not prev.ok:
+                total += gap
+            widest = gap if widest is None else max(widest, gap)
+        prev = row
+    return total, widest
 
 
 def intervals(ts: Iterable[float]) -> list[float]:
@@ -411,22 +630,79 @@ def _percentiles(values: list[float], ps: Sequence[float]) -> list[float | None]
             for p in ps]
 
 
+def gap_percentiles(windows: Iterable[Sequence[float]], ps: Sequence[float]
+                    ) -> tuple[int, list[float | None]]:
+    """(samples, percentile() of the gaps between consecutive times for each p), exactly as
+    sorting every gap would give them, in bounded memory: the times come a window at a time
+    (in order); the gaps are counted per bin of 2**-20 s (about a microsecond) and spooled
+    to a temporary file as doubles; then only the gaps in the bins that hold the wanted
+    ranks are read back and sorted. A bin's edges are exact (a power of two scales a float
+    exactly), so a gap falls in the bin its value says."""
+    scale = float(1 << 20)
+    bins: Counter[int] = Counter()
+    samples = 0
+    prev: float | None = None
+    sizes: list[int] = []
+    with tempfile.TemporaryFile() as spool:
+        for ts in windows:
+            if not ts:
+                continue
+            samples += len(ts)
+            gaps = array("d", [] if prev is None else [ts[0] - prev])
+            gaps.extend(map(sub, ts[1:], ts[:-1]))
+            prev = ts[-1]
+            bins.update(map(math.floor, map(mul, gaps, repeat(scale))))
+            gaps.tofile(spool)
+            sizes.append(len(gaps))
+        n = sum(sizes)
+        if n == 0:
+            return samples, [None for _ in ps]
+        ranks = [min(n - 1, max(0, round(p / 100 * (n - 1)))) for p in ps]
+        # the bin of each rank, and the rank within it
+        where: dict[int, tuple[int, int]] = {}
+        seen = 0
+        pending = sorted(set(ranks))
+        for b in sorted(bins):
+            count = bins[b]
+            while pending and pending[0] < seen + count:
+                rank = pending.pop(0)
+                where[rank] = (b, rank - seen)
+            seen += count
+            if not pending:
+                break
+        wanted = {b for b, _ in where.values()}
+        members: dict[int, list[float]] = {b: [] for b in wanted}
+        spool.seek(0)
+        for size in sizes:
+            gaps = array("d")
+            gaps.fromfile(spool, size)
+            for b in wanted:
+                lo, hi = b / scale, (b + 1) / scale
+                members[b].extend(g for g in gaps if lo <= g < hi)
+    for values in members.values():
+        values.sort()
+    return samples, [members[where[r][0]][where[r][1]] for r in ranks]
+
+
 def sampler_stats(tl: Timeline) -> dict[str, dict[str, Any]]:
-    """Samples, achieved interval p50/p99 and errors per sampler stream."""
-    streams = {f"{table}:{name}": rows for (table, name), rows in tl._streams.items()}
+    """Samples, achieved interval p50/p99 and errors per sampler stream, each read a window
+    at a time (the canary's sends sorted by SQLite)."""
     out: dict[str, dict[str, Any]] = {}
-    for name, rows in sorted(streams.items()):
-        ts = [r.t for r in rows]
-        p50, p99 = _percentiles(list(map(sub, ts[1:], ts[:-1])), (50, 99))
-        out[name] = {
-            "samples": len(rows),
-            "errors": sum(1 for r in rows if not r.ok),
+    streams = sorted((f"{table}:{name}", table, name)
+                     for table in ("dns", "http", "replication", "ha")
+                     if _has_table(tl.store, table) for name in tl.names(table))
+    for label, table, name in streams:
+        rows = tl.stream(table, name)
+        samples, (p50, p99) = gap_percentiles(rows.times(), (50, 99))
+        out[label] = {
+            "samples": samples,
+            "errors": tl.store.execute(f"SELECT count(*) FROM {rows.name} "
+                                       "WHERE NOT coalesce(ok, 0)").fetchone()[0],
             "interval_p50_s": _round(p50),
             "interval_p99_s": _round(p99),
         }
     samples, errors, _, _ = tl.canary_extent
-    sends = tl.canary_sends
-    p50, p99 = _percentiles(list(map(sub, sends[1:], sends[:-1])), (50, 99))
+    _, (p50, p99) = gap_percentiles(tl.canary_send_windows(), (50, 99))
     out["canary"] = {
         "samples": samples,
         "errors": errors,
@@ -488,7 +764,8 @@ def account_writes(canary: Iterable[tuple[Any, ...]], present: Mapping[int, int]
 
 def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
                           start_seq: int = 1, cutoff: float | None = None,
-                          live: bool = False) -> WriteAccounting:
+                          live: bool = False, attempted_seqs: _SeqSet | None = None
+                          ) -> WriteAccounting:
     """account_writes() over the tables `canary` and `final_rows` (one row per seq) where
     they are stored. The sequence numbers found are read once, in whatever order they were
     stored, into a `_SeqSet`; the canary is scanned in SQLite against the few numbers
@@ -496,8 +773,7 @@ def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
     rows."""
     settled = "1" if cutoff is None else "coalesce(t_ack, t_send) < :cutoff"
     params: dict[str, Any] = {"cutoff": cutoff, "sync": SYNC_CANCELLED}
-    present = _SeqSet([r[0] for r in conn.execute(
-        "SELECT seq FROM final_rows WHERE seq IS NOT NULL")])
+    present = _SeqSet.of(conn, "SELECT seq FROM final_rows WHERE seq IS NOT NULL")
     if present.bits is not None:
         _seq_table(conn, "gameday_absent", present.absent())
         not_found = "(seq < :first_seq OR seq > :last_seq OR seq IN temp.gameday_absent)"
@@ -522,7 +798,7 @@ def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
     lost = conn.execute("SELECT seq, t_ack, server FROM canary WHERE rowid IN "
                         "temp.gameday_lost ORDER BY t_send").fetchall()
     if not live:
-        unexpected += _never_attempted(conn, present, start_seq)
+        unexpected += _never_attempted(conn, present, start_seq, attempted_seqs)
     duplicate = conn.execute(
         "SELECT coalesce(sum(n - 1), 0) FROM final_rows WHERE n > 1").fetchone()[0]
     rpo_s, rpo_err, window = 0.0, None, None
@@ -566,20 +842,77 @@ class _SeqSet:
     sparse for that."""
 
     SPARSE = 16  # at most this many numbers in the range per number held
+    _pending: set[int] | None  # while filling a sparse set
 
     def __init__(self, seqs: list[int]) -> None:
         self.first = min(seqs, default=1)
         self.last = max(seqs, default=0)
-        span = self.last - self.first + 1
         self.bits: bytearray | None = None
         self.sorted: list[int] = []
-        if span <= max(1 << 20, self.SPARSE * len(seqs)):
-            self.bits = bytearray(span)
-            first, bits = self.first, self.bits
-            for seq in seqs:
-                bits[seq - first] = 1
+        self._pending: set[int] | None = None
+        if self._dense(len(seqs)):
+            self.bits = bytearray(self.last - self.first + 1)
+            self._mark(seqs)
         else:
             self.sorted = sorted(set(seqs))
+
+    @classmethod
+    def filling(cls, first: int | None, last: int | None, count: int) -> _SeqSet:
+        """An empty set for numbers from `first` to `last` (`count` of them, as a query's
+        min, max and count said), filled by `add` a window at a time, then `finish`."""
+        out = cls.__new__(cls)
+        out.first, out.last = (1, 0) if first is None or last is None else (first, last)
+        out.bits, out.sorted = None, []
+        out._pending = None
+        if out._dense(count):
+            out.bits = bytearray(out.last - out.first + 1)
+        else:
+            out._pending = set()
+        return out
+
+    def add(self, seqs: Iterable[int], *, in_order: bool = False) -> None:
+        if self.bits is not None:
+            self._mark(seqs, in_order=in_order)
+        elif self._pending is not None:
+            self._pending.update(seqs)
+
+    def finish(self) -> None:
+        if self._pending is not None:
+            self.sorted, self._pending = sorted(self._pending), None
+
+    @classmethod
+    def of(cls, conn: sqlite3.Connection, select: str) -> _SeqSet:
+        """The numbers a query returns, read a window at a time into the bytes (never all
+        into a list, unless too sparse for bytes). Stored in order (as `snapshot_rows`
+        stores them), a window of consecutive numbers is one slice."""
+        first, last, count = conn.execute(
+            f"SELECT min(seq), max(seq), count(seq) FROM ({select})").fetchone()
+        out = cls.filling(first, last, count)
+        cur = conn.execute(select)
+        while window := cur.fetchmany(CHUNK * 8):
+            out.add(map(itemgetter(0), window), in_order=True)
+        out.finish()
+        return out
+
+    def _dense(self, count: int) -> bool:
+        return self.last - self.first + 1 <= max(1 << 20, self.SPARSE * count)
+
+    def _mark(self, seqs: Iterable[int], *, in_order: bool = False) -> None:
+        """One byte set per number, the loop run by map() in C (millions of numbers). A
+        window stored nearly `in_order` (the canary's) that holds exactly the numbers of a
+        range is one slice assignment instead."""
+        assert self.bits is not None
+        window = list(seqs)
+        # a window holding every number of a range, in any order: its extent matches its
+        # length, and sorting it (cheap: nearly in order) shows them distinct
+        low = min(window) if in_order and window else 0
+        if in_order and window and max(window) - low + 1 == len(window) and \
+                sorted(window) == list(range(low, low + len(window))):
+            lo = low - self.first
+            self.bits[lo:lo + len(window)] = b"\x01" * len(window)
+            return
+        collections.deque(map(self.bits.__setitem__, map(sub, window, repeat(self.first)),
+                              repeat(1)), maxlen=0)
 
     def __contains__(self, seq: int) -> bool:
         if self.bits is None:
@@ -606,10 +939,19 @@ class _SeqSet:
             i = self.bits.find(0, i + 1)
 
 
-def _never_attempted(conn: sqlite3.Connection, present: _SeqSet, start_seq: int) -> int:
+def _never_attempted(conn: sqlite3.Connection, present: _SeqSet, start_seq: int,
+                     attempted: _SeqSet | None = None) -> int:
     """How many numbers (>= start_seq) in `present` the canary never attempted: those
     outside the range it attempted and those in the gaps of that range (an attempt still in
     flight at the read counts as attempted)."""
+    if attempted is None:
+        attempted = _SeqSet.of(conn, "SELECT seq FROM canary WHERE seq IS NOT NULL")
+    if attempted.bits is not None and attempted.last >= attempted.first:
+        # the attempted numbers as bytes: the gaps of their range are the zero bytes
+        first, last = attempted.first, attempted.last
+        never = present.count(start_seq, first - 1) + present.count(max(start_seq, last + 1))
+        never += sum(1 for seq in attempted.absent() if seq >= start_seq and seq in present)
+        return int(never)
     _seq_table(conn, "gameday_attempted", "SELECT seq FROM canary")
     # separate queries: each is then one step down the B-tree's edge
     first = conn.execute("SELECT min(seq) FROM temp.gameday_attempted").fetchone()[0]
@@ -648,24 +990,79 @@ def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
+# --- a hold in the secondary ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Hold:
+    """A long drill's hold in one region (`hold-start` to `hold-end`): how available the
+    service was there, counted in SQLite whatever the hold's length."""
+
+    region: str | None
+    planned_s: float | None
+    start: float
+    end: float
+    ended: bool
+    global_requests: int
+    global_ok: int
+    served_by_region: int
+    canary_attempts: int
+    canary_errors: int
+    checks: int | None
+    checks_failed: int | None
+    timeline_bytes: tuple[int | None, int | None]
+
+
+def hold(tl: Timeline) -> Hold | None:
+    """The first hold of the run, or None when it held nowhere. A hold whose end was not
+    recorded (the runner was killed) runs to the last global sample."""
+    starts = tl.events_of("hold-start")
+    if not starts:
+        return None
+    start = starts[0]
+    detail = json.loads(start.detail or "{}")
+    ends = [e for e in tl.events_of("hold-end") if e.t >= start.t]
+    end_detail = json.loads(ends[0].detail or "{}") if ends else {}
+    conn = tl.store
+    if ends:
+        end = ends[0].t
+    else:
+        last = conn.execute("SELECT max(t) FROM http WHERE target = 'global'").fetchone()[0]
+        end = max(start.t, last if last is not None else start.t)
+    requests, ok, served = conn.execute(
+        "SELECT count(*), coalesce(sum(CASE WHEN ok THEN 1 ELSE 0 END), 0), "
+        "coalesce(sum(CASE WHEN ok AND region = ? THEN 1 ELSE 0 END), 0) "
+        "FROM http WHERE target = 'global' AND t >= ? AND t <= ?",
+        (start.region, start.t, end)).fetchone()
+    attempts, errors = conn.execute(
+        "SELECT count(*), coalesce(sum(outcome != 'ok'), 0) FROM canary "
+        "WHERE t_send >= ? AND t_send <= ?", (start.t, end)).fetchone()
+    return Hold(region=start.region, planned_s=detail.get("hold_s"), start=start.t, end=end,
+                ended=bool(ends), global_requests=requests, global_ok=ok,
+                served_by_region=served, canary_attempts=attempts, canary_errors=errors,
+                checks=end_detail.get("checks"), checks_failed=end_detail.get("checks_failed"),
+                timeline_bytes=(detail.get("timeline_bytes"), end_detail.get("timeline_bytes")))
+
+
 # --- replication ------------------------------------------------------------------------
 
 
 def replication_at(tl: Timeline, t: float, *, primary: str, standby: str) -> dict[str, Any]:
     """Mode and lag as last sampled before `t`: the standby's replay lag and the primary's
-    view of its standby (sync state)."""
+    view of its standby (sync state). Each stream is walked back from `t` a window at a
+    time, to the last sample that says it."""
     lag = None
-    for r in tl.replication:
-        if r.t > t:
-            break
-        if r.server == standby and r.ok and r.in_recovery and r.lag_s is not None:
+    rows = tl.stream("replication", standby)
+    for r in rows.rows_back(bisect.bisect_right(rows, t, key=attrgetter("t"))):
+        if r.ok and r.in_recovery and r.lag_s is not None:
             lag = r.lag_s
-    sync_state = None
-    for r in tl.replication:
-        if r.t > t:
             break
-        if r.server == primary and r.ok and not r.in_recovery and r.detail:
+    sync_state = None
+    rows = tl.stream("replication", primary)
+    for r in rows.rows_back(bisect.bisect_right(rows, t, key=attrgetter("t"))):
+        if r.ok and not r.in_recovery and r.detail:
             senders = json.loads(r.detail).get("senders") or []
             if senders:
                 sync_state = senders[0].get("sync")
+                break
     return {"sync_state": sync_state, "lag_at_fault_s": _round(lag)}

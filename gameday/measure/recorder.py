@@ -65,7 +65,8 @@ async def record(run_dir: Path) -> None:
     # 1.5 s, so a write to a cut-off region errors instead of hanging
     canary = Canary(lab.writer_dsn() + " tcp_user_timeout=1500", lab.database.canary_table,
                     clock, out,
-                    writers=rates.canary_writers, start_seq=int(config.get("start_seq", 1)))
+                    writers=rates.canary_writers, start_seq=int(config.get("start_seq", 1)),
+                    max_rate=rates.canary_max_rate)
     tasks = [every(rates.dns_s, clock, s.sample, stop) for s in dns_samplers]
     tasks.append(every(rates.http_s, clock, http.sample_global, stop))
     tasks += [every(rates.http_s, clock, http.region_sampler(r.name), stop)

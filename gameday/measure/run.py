@@ -81,20 +81,75 @@ def new_run_id(experiment: str) -> str:
     return f"{stamp}-{slug or 'run'}"
 
 
-def _next_seq(lab: Lab) -> int:
+# Canary rows kept in the lab's database: those of the run starting and of the run before
+# it (a failback reads its game day's rows, the split-brain count among them). Older runs
+# are no longer measured; without a bound an 8-hour drill's millions of rows would stay
+# forever, and every failback reads the whole table from the old primary.
+CANARY_KEEP_RUNS = 2
+
+
+def _next_seq(lab: Lab, run_id: str = "") -> int:
     """Canary numbers continue after the highest one already stored, so every run's
-    writes are told apart from earlier runs' writes."""
+    writes are told apart from earlier runs' writes. Then the table's retention rule runs
+    (`prune_canary`); a database that refuses it (no right to create the runs table) keeps
+    its rows and the drill goes on."""
     try:
         with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
             row = conn.execute(
                 f"SELECT coalesce(max(seq), 0) + 1 FROM {lab.database.canary_table}").fetchone()
-            return int(row[0]) if row else 1
+            start_seq = int(row[0]) if row else 1
+            try:
+                pruned = prune_canary(conn, lab.database.canary_table, start_seq=start_seq,
+                                      run_id=run_id, keep_runs=CANARY_KEEP_RUNS)
+                if pruned:
+                    logger.info("gameday: pruned %d canary rows of runs no longer measured",
+                                pruned)
+            except psycopg.Error as exc:
+                logger.warning("gameday: canary rows of earlier runs not pruned (%s)",
+                               cause_of(exc))
+            return start_seq
     except psycopg.Error as exc:
         # libpq's last line names the cause (e.g. a failed password) and never the password
-        cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise LabError(f"cannot reach the writable database through the lab descriptor "
-                       f"({cause}): check its database password and hosts, and that the lab "
-                       "is up (`gameday lab status`)") from None
+                       f"({cause_of(exc)}): check its database password and hosts, and that "
+                       "the lab is up (`gameday lab status`)") from None
+
+
+def cause_of(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def prune_canary(conn: psycopg.Connection[Any], table: str, *, start_seq: int, run_id: str,
+                 keep_runs: int = CANARY_KEEP_RUNS) -> int:
+    """Register the run starting at `start_seq` in `<table>_runs` and delete the canary rows
+    of every run but the newest `keep_runs` (this one included); returns the rows deleted.
+
+    The canary table is keyed by seq alone and each run writes numbers from its start_seq
+    up, so a run's rows are those from its start_seq to the next run's. Only rows below the
+    oldest kept run's start_seq go: never a row of the run starting, nor of the run before
+    it, which a failback is still measuring. Rows from before the first registered run
+    (tables older than this rule) go once `keep_runs` runs are registered."""
+    if keep_runs < 1:
+        raise ValueError("keep_runs must be at least 1: the run starting is being measured")
+    runs = f"{table}_runs"
+    with conn.transaction():
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {runs} (start_seq bigint PRIMARY KEY, "
+                     "run_id text NOT NULL, started_at timestamptz NOT NULL "
+                     "DEFAULT clock_timestamp())")
+        # a run that wrote nothing leaves the next one the same start_seq: it holds no row
+        conn.execute(f"INSERT INTO {runs} (start_seq, run_id) VALUES (%s, %s) "
+                     "ON CONFLICT (start_seq) DO UPDATE SET run_id = EXCLUDED.run_id, "
+                     "started_at = clock_timestamp()", (start_seq, run_id))
+        row = conn.execute(f"SELECT start_seq FROM {runs} WHERE start_seq <= %s "
+                           "ORDER BY start_seq DESC OFFSET %s LIMIT 1",
+                           (start_seq, keep_runs - 1)).fetchone()
+        if row is None:
+            return 0
+        keep_from = min(int(row[0]), start_seq)
+        deleted = conn.execute(f"DELETE FROM {table} WHERE seq < %s", (keep_from,)).rowcount
+        conn.execute(f"DELETE FROM {runs} WHERE start_seq < %s", (keep_from,))
+    return max(deleted, 0)
 
 
 def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
@@ -104,7 +159,7 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
     run_dir = (settings.reports_dir / run_id).absolute()
     run_dir.mkdir(parents=True, exist_ok=False)
     anchor_ns, anchor_utc = timeline.Clock.new_anchor()
-    start_seq = _next_seq(lab)
+    start_seq = _next_seq(lab, run_id)
     timeline.create(run_dir, {
         "run_id": run_id, "experiment": experiment, "kind": kind, "anchor_ns": anchor_ns,
         "anchor_utc": anchor_utc, "lab": lab.lab, "start_seq": start_seq,
@@ -121,6 +176,7 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
             "dns_s": settings.rates.dns_s, "http_s": settings.rates.http_s,
             "replication_s": settings.rates.replication_s,
             "canary_writers": settings.rates.canary_writers,
+            "canary_max_rate": settings.rates.canary_max_rate,
         },
     }, indent=2))
     run = Run(run_dir, timeline.Clock(anchor_ns))

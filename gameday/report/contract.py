@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import jsonschema
 
@@ -104,6 +104,26 @@ class Failback(TypedDict, total=False):
     command: dict[str, Any] | None
 
 
+class Hold(TypedDict):
+    """A long drill's hold in the secondary region: how available the service was there
+    (present only in runs that held, so the summaries of other runs are unchanged)."""
+
+    region: str | None
+    planned_s: float | None
+    held_s: float
+    start_s: float | None  # after t_fault
+    ended: bool  # False: the runner stopped during the hold (its end is the last sample)
+    global_requests: int
+    global_ok: int
+    success_ratio: float | None
+    served_by_region: int
+    canary_attempts: int
+    canary_errors: int
+    checks: int | None
+    checks_failed: int | None
+    timeline_mb_per_hour: float | None
+
+
 class Summary(TypedDict):
     schema: str
     experiment: str | None
@@ -135,6 +155,7 @@ class Summary(TypedDict):
     configuration: dict[str, Any]
     incomplete: bool
     notes: dict[str, str]
+    hold: NotRequired[Hold]
 
 
 def schema() -> dict[str, Any]:

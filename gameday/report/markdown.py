@@ -108,6 +108,8 @@ def render(summary: Mapping[str, Any], events: Sequence[Event] | None = None, *,
     lines += _phases(s, image)
     lines += _writes(s)
     lines += _faults(s)
+    if s.get("hold"):
+        lines += _hold(s["hold"])
     if s.get("failback") is not None and s.get("drill") != "failback":
         lines += _failback(s["failback"])
     if events:
@@ -263,6 +265,26 @@ def _faults(s: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _hold(h: Mapping[str, Any]) -> list[str]:
+    """The long drill's hold: availability in the secondary region, before the failback."""
+    ratio = h.get("success_ratio")
+    mb = h.get("timeline_mb_per_hour")
+    planned = h.get("planned_s")
+    rows = [
+        ("Held in", f"{h.get('region')}: {h.get('held_s'):.1f} s"
+         + (f" of {planned:g} s planned" if planned is not None else "")
+         + ("" if h.get("ended") else " (the run stopped during the hold)")),
+        ("Global requests succeeded", f"{h.get('global_ok')} of {h.get('global_requests')}"
+         + (f" ({ratio * 100:.3f}%)" if ratio is not None else "")
+         + f"; {h.get('served_by_region')} served by {h.get('region')}"),
+        ("Canary errors", f"{h.get('canary_errors')} of {h.get('canary_attempts')} attempts"),
+        ("Steady-state checks failed", f"{h.get('checks_failed')} of {h.get('checks')}"),
+        ("Timeline growth", "not measured" if mb is None else f"{mb:.2f} MB per hour"),
+    ]
+    return ["## Hold in the secondary region", "", "| What | Value |", "|---|---|",
+            *[f"| {k} | {_cell(v)} |" for k, v in rows], ""]
+
+
 def _failback(fb: dict[str, Any]) -> list[str]:
     window = fb.get("split_brain_window_s")
     lost = fb.get("lost")
@@ -354,6 +376,7 @@ CONFIG_LABELS = {
     "replication": "Replication mode",
     "inter_region_delay_ms": "Inter-region delay, one way (ms)",
     "canary_writers": "Canary writers",
+    "canary_max_rate": "Canary rate cap (writes/s, all writers)",
     "k_consecutive": "K (consecutive successes for RTO)",
     "promotion_budget_s": "Promotion allowance (s)",
     "http_interval_s": "Global request interval (s)",

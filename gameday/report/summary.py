@@ -22,6 +22,7 @@ from gameday.report.contract import (
     SCHEMA_ID,
     Failback,
     FaultRecord,
+    Hold,
     PromotionRecord,
     Summary,
     Targets,
@@ -42,7 +43,9 @@ def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
         with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
             rows = conn.execute(
                 f"SELECT seq, count(*) FROM {lab.database.canary_table} WHERE seq >= %s "
-                "GROUP BY seq", (start_seq,)).fetchall()
+                # in order (the primary key's index gives it): the report then marks
+                # whole ranges of numbers at once instead of one number at a time
+                "GROUP BY seq ORDER BY seq", (start_seq,)).fetchall()
             server = conn.info.hostaddr
     except psycopg.Error as exc:
         raise TargetError(f"cannot read the canary table from the writable primary "
@@ -151,6 +154,9 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         "incomplete": incomplete,
         "notes": failover.notes,
     }
+    held = _hold(tl, t_fault)
+    if held is not None:
+        summary["hold"] = held
     if meta.get("drill") == "failback":
         summary["failback"] = failback_block(summary, split, resynced)
     elif meta.get("failback"):
@@ -203,8 +209,11 @@ def _writes(tl: metrics.Timeline, present: Mapping[int, int] | None, t_fault: fl
     cutoff, live = meta.get("final_read_t"), bool(meta.get("final_read_live"))
     if isinstance(present, metrics.FinalRows) and present.conn is tl.store:
         # a stored run: counted in its database, where the rows lie
+        # the numbers attempted from the timeline's one read of the canary (which the
+        # sampler statistics share)
         accounting = metrics.account_stored_writes(
-            tl.store, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff, live=live)
+            tl.store, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff, live=live,
+            attempted_seqs=tl.canary_scan[0])
     else:
         accounting = metrics.account_writes(
             tl.canary, present, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff,
@@ -320,6 +329,27 @@ def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
         faults.append({"region": region, "fault": d.get("fault"), "applied_s": None,
                        "effective_s": None, "not_applicable": d.get("reason")})
     return faults
+
+
+def _hold(tl: metrics.Timeline, t_fault: float | None) -> Hold | None:
+    """The hold's availability, when the run held the service in a region (a long drill)."""
+    h = metrics.hold(tl)
+    if h is None:
+        return None
+    held_s = h.end - h.start
+    before, after = h.timeline_bytes
+    per_hour = (round((after - before) / 1e6 * 3600 / held_s, 2)
+                if before is not None and after is not None and held_s > 0 else None)
+    return {
+        "region": h.region, "planned_s": h.planned_s, "held_s": round(held_s, 3),
+        "start_s": _r(h.start - t_fault) if t_fault is not None else None,
+        "ended": h.ended, "global_requests": h.global_requests, "global_ok": h.global_ok,
+        "success_ratio": (round(h.global_ok / h.global_requests, 6)
+                          if h.global_requests else None),
+        "served_by_region": h.served_by_region, "canary_attempts": h.canary_attempts,
+        "canary_errors": h.canary_errors, "checks": h.checks, "checks_failed": h.checks_failed,
+        "timeline_mb_per_hour": per_hour,
+    }
 
 
 def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, Any]) -> Failback:

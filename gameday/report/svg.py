@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from operator import sub
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -73,28 +72,47 @@ def _segments(samples: Sequence[tuple[float, str]], end: float, *,
     return out
 
 
-def _lane(rows: Sequence[Any], state: Callable[[Any], str], origin: float, t0: float,
-          t1: float) -> list[tuple[float, float, str]]:
+def _lane(rows: metrics.Stream, state: Callable[[Any], str], origin: float, t0: float,
+          t1: float, sql_state: str | None = None) -> list[tuple[float, float, str]]:
     """`_segments` of [(r[0] - origin, state(r))] for every row (in time order), but only the
     runs that can be drawn, from t0 to t1: a stream holds tens of thousands of samples an
     hour, the plot a few seconds around the fault. A run's samples merge into one segment,
     so only its first sample and the one after it count: the rows read are those in the
-    window, the first of the run it opens with and the end of the run it closes with."""
+    window, then, a window at a time, back to the first of the run it opens with and on to
+    the end of the run it closes with. `sql_state`, the same state as an SQL expression
+    over the stream's columns, finds those two ends in SQLite instead (an hour-long run
+    of one state is one scan in C, not a walk through its rows)."""
     if not rows:
         return []
     n = len(rows)
     lo = bisect.bisect_left(rows, t0, key=lambda r: r.t - origin)
     hi = bisect.bisect_right(rows, t1, key=lambda r: r.t - origin)
     first = max(0, lo - 1)  # the sample before the window holds into it
-    opening = state(rows[first])
-    while first > 0 and state(rows[first - 1]) == opening:
-        first -= 1
+    opening_row = rows[first]
+    opening = state(opening_row)
     last = max(hi - 1, first)
     closing = state(rows[last])
-    after = last + 1
-    while after < n and state(rows[after]) == closing:
-        after += 1
-    picked = [rows[first], *rows[max(first + 1, lo):last + 1]]
+    after = n
+    if sql_state is not None and rows.conn is not None:
+        # rowid = index + 1: the last row before `first` in another state, and the first
+        # row after `last` in another state
+        differs = f"SELECT {{}}(rowid) FROM {rows.name} WHERE rowid {{}} ? AND ({sql_state}) IS NOT ?"
+        before = rows.conn.execute(differs.format("max", "<="), (first, opening)).fetchone()[0]
+        first = before if before is not None else 0
+        opening_row = rows[first]
+        nxt = rows.conn.execute(differs.format("min", ">"), (last + 1, closing)).fetchone()[0]
+        after = nxt - 1 if nxt is not None else n
+    else:
+        for row in rows.rows_back(first):
+            if state(row) != opening:
+                break
+            opening_row = row
+            first -= 1
+        for i, row in enumerate(rows.rows(last + 1), last + 1):
+            if state(row) != closing:
+                after = i
+                break
+    picked = [opening_row, *rows[max(first + 1, lo):last + 1]]
     tail = 0.0
     if after < n:
         picked.append(rows[after])  # ends the closing run; starts after t1, never drawn
@@ -102,9 +120,32 @@ def _lane(rows: Sequence[Any], state: Callable[[Any], str], origin: float, t0: f
         if last < n - 1:
             picked.append(rows[n - 1])  # the closing run holds on from the stream's last sample
         if rows[n - 1].t - origin < t1:  # ... for the median gap, when that ends before t1
-            rel = [r.t - origin for r in rows]
-            tail = metrics.percentile(list(map(sub, rel[1:], rel[:-1])), 50) or 0.0
+            # the gaps of t - origin, one window at a time
+            _, (tail_p50,) = metrics.gap_percentiles(
+                ([t - origin for t in ts] for ts in rows.times()), (50,))
+            tail = tail_p50 or 0.0
     return _segments([(r.t - origin, state(r)) for r in picked], t1, tail=tail)
+
+
+# the lanes' states as SQL over a stream's columns, equal to the Python ones in render()
+HTTP_STATE = ("CASE WHEN ok THEN (CASE WHEN region IS NULL OR region = '' THEN '?' "
+              "ELSE region END) ELSE 'fail' END")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _answer_state(by_address: Mapping[Any, str]) -> str | None:
+    """A DNS lane's state in SQL: the region an answer names (or 'other'), 'fail' when the
+    query failed; None when an address is not text (the lane walks its rows instead)."""
+    if not all(isinstance(a, str) or a is None for a in by_address):
+        return None
+    cases = " ".join(f"WHEN answer IS NULL THEN {_quote(name)}" if address is None else
+                     f"WHEN answer = {_quote(address)} THEN {_quote(name)}"
+                     for address, name in by_address.items())
+    inner = f"CASE {cases} ELSE 'other' END" if cases else "'other'"
+    return f"CASE WHEN ok THEN ({inner}) ELSE 'fail' END"
 
 
 def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
@@ -121,9 +162,10 @@ def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
     # the span of every sample (t - origin is monotonic in t, so its extremes are those of t)
     _, _, first, last = tl.canary_extent
     times = [t for t in (first, last) if t is not None]
-    for stream in (tl.http, tl.dns):
-        if stream:
-            times += [min(r.t for r in stream), max(r.t for r in stream)]
+    for table in ("http", "dns"):
+        lo_t, hi_t = tl.store.execute(f"SELECT min(t), max(t) FROM {table}").fetchone()
+        if lo_t is not None:
+            times += [lo_t, hi_t]
     origin = t_fault if t_fault is not None else (min(times) if times else 0.0)
     rel_times = [t - origin for t in times]
     marks: list[tuple[float, str]] = []
@@ -152,11 +194,13 @@ def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
         label = "global requests" if target == "global" else f"{target} /healthz"
         lanes.append((label, _lane(tl.stream("http", target),
                                    lambda r: (r.region or "?") if r.ok else "fail", origin,
-                                   t0, t1)))
+                                   t0, t1, sql_state=HTTP_STATE)))
+    answer_state = _answer_state(by_address)
     for server in ("authoritative", "resolver"):
         lanes.append((f"DNS {server}", _lane(
             tl.stream("dns", server),
-            lambda r: by_address.get(r.answer, "other") if r.ok else "fail", origin, t0, t1)))
+            lambda r: by_address.get(r.answer, "other") if r.ok else "fail", origin, t0, t1,
+            sql_state=answer_state)))
 
     n_lanes = len(lanes) + 1  # + canary
     plot_bottom = TOP + n_lanes * (LANE_H + LANE_GAP)

@@ -190,5 +190,78 @@ def test_svg_lane_draws_the_same_runs_as_the_whole_stream(seed: int) -> None:
     state = lambda r: (r.region or "?") if r.ok else "fail"  # noqa: E731
     whole = svg._segments([(r.t - origin, state(r)) for r in rows], t1)
     drawn = [s for s in whole if not (s[1] < t0 or s[0] > t1)]
-    assert [s for s in svg._lane(rows, state, origin, t0, t1)
-            if not (s[1] < t0 or s[0] > t1)] == drawn
+    stream = metrics.Timeline(events=[], dns=[], http=rows, canary=[],
+                              replication=[]).stream("http", "global")
+    for sql_state in (None, svg.HTTP_STATE):  # walking the rows, or asking SQLite
+        assert [s for s in svg._lane(stream, state, origin, t0, t1, sql_state=sql_state)
+                if not (s[1] < t0 or s[0] > t1)] == drawn
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_gap_percentiles_equal_sorting_every_gap(seed: int) -> None:
+    # windows of any size, ties, gaps far apart and within one bin of each other
+    rng = random.Random(seed)
+    times, t = [], rng.uniform(-5, 5)
+    for _ in range(rng.choice((0, 1, 2, 3, 50, 3000))):
+        t += rng.choice((0.0, 0.05, 0.05 + 1e-9, 2e-7, rng.uniform(0, 2), 37.5))
+        times.append(t)
+    windows, i = [], 0
+    while i < len(times):
+        size = rng.choice((1, 2, 7, 500))
+        windows.append(times[i:i + size])
+        i += size
+    ps = (0, 1, 50, 90, 99, 100)
+    samples, got = metrics.gap_percentiles(windows, ps)
+    gaps = metrics.intervals(times)
+    assert samples == len(times)
+    assert got == [metrics.percentile(gaps, p) for p in ps]
+
+
+def test_stream_reads_windows_in_time_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "CHUNK", 3)
+    rng = random.Random(3)
+    rows = [HttpSample(rng.uniform(0, 100), target, 1, 200, "region-1", None, None, None, None)
+            for target in ("global", "region-1") for _ in range(20)]
+    tl = metrics.Timeline(events=[], dns=[], http=rows, canary=[], replication=[])
+    stream = tl.stream("http", "global")
+    want = sorted(r.t for r in rows if r.target == "global")
+    assert len(stream) == 20 and [r.t for r in stream] == want
+    assert [t for window in stream.times() for t in window] == want
+    assert [r.t for r in stream.rows_back(11)] == want[:11][::-1]
+    assert [r.t for r in stream[4:9]] == want[4:9] and stream[-1].t == want[-1]
+    assert stream.at(want[7]) == 7 and stream.at(101.0) == 20
+    assert tl.names("http") == ["global", "region-1"]
+    assert len(tl.stream("http", "nowhere")) == 0
+
+
+@pytest.mark.parametrize("disorder", [0, 3, 50, 10_000])
+def test_canary_sends_come_in_order_however_they_were_stored(
+        monkeypatch: pytest.MonkeyPatch, disorder: int) -> None:
+    # stored nearly in order (a write recorded up to `disorder` rows late); past the
+    # sliding buffer of 8 sends, the sort falls back to SQLite's
+    monkeypatch.setattr(metrics, "CHUNK", 2)
+    monkeypatch.setattr(metrics.Timeline, "SEND_LAG", 8)
+    rng = random.Random(disorder)
+    sends = sorted(rng.uniform(0, 100) for _ in range(400))
+    stored = list(sends)
+    for _ in range(20):
+        i = rng.randrange(len(stored))
+        j = min(len(stored) - 1, i + rng.randint(0, disorder))
+        stored.insert(j, stored.pop(i))
+    canary = [(seq, 0, t, t + 0.001, "ok", R1, None, None) for seq, t in enumerate(stored, 1)]
+    tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
+    assert [t for window in tl.canary_send_windows() for t in window] == sends
+
+
+def test_svg_lane_finds_the_ends_of_long_runs_in_sql() -> None:
+    # a long failing run opens the window and a long region-2 run closes it: their first
+    # and last samples lie far outside the window
+    rows = [HttpSample(i * 0.05, "global", int(not 100 <= i < 300), None,
+                       "region-2" if i >= 300 else "region-1", None, None, None, None)
+            for i in range(600)]
+    stream = metrics.Timeline(events=[], dns=[], http=rows, canary=[],
+                              replication=[]).stream("http", "global")
+    state = lambda r: (r.region or "?") if r.ok else "fail"  # noqa: E731
+    walked = svg._lane(stream, state, 0.0, 12.0, 16.0)
+    assert walked == svg._lane(stream, state, 0.0, 12.0, 16.0, sql_state=svg.HTTP_STATE)
+    assert walked[0][:3:2] == (5.0, "fail") and walked[-1][2] == "region-2"

@@ -399,3 +399,46 @@ def test_cli_report_on_a_stored_run_end_to_end(tmp_path: Path) -> None:
     empty.mkdir()
     result = CliRunner().invoke(cli.main, ["report", str(empty)])
     assert result.exit_code == 1 and "timeline.sqlite" in result.output
+
+
+def test_a_hold_reports_its_availability_between_its_events(tmp_path: Path) -> None:
+    """A long drill's hold: the global requests and canary attempts between hold-start and
+    hold-end, the checks from hold-end, the timeline's growth from both; runs without a
+    hold have no `hold` key (the golden summaries above)."""
+    import sqlite3
+
+    run = fixture_run.build(tmp_path / "reports" / fixture_run.RUN_ID)
+    start, end = 2.05, 3.55
+    conn = sqlite3.connect(run / "timeline.sqlite")
+    with conn:
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", [
+            (start, "hold-start", "region-2", json.dumps({"hold_s": 1.5,
+                                                          "timeline_bytes": 1_000_000})),
+            (end, "hold-end", "region-2", json.dumps({"checks": 3, "checks_failed": 1,
+                                                      "timeline_bytes": 1_600_000}))])
+    conn.close()
+    summary = outputs.regenerate(run, history=tmp_path / "h.jsonl").summary
+    glob = [r for r in fixture_run.http_rows() if r[1] == "global" and start <= r[0] <= end]
+    canary, _ = fixture_run.canary_rows(lost=False)
+    attempts = [r for r in canary if start <= r[2] <= end]
+    hold = summary["hold"]
+    assert hold == {
+        "region": "region-2", "planned_s": 1.5, "held_s": 1.5, "start_s": 1.05,
+        "ended": True, "global_requests": len(glob),
+        "global_ok": sum(1 for r in glob if r[2]),
+        "success_ratio": round(sum(1 for r in glob if r[2]) / len(glob), 6),
+        "served_by_region": sum(1 for r in glob if r[2] and r[4] == "region-2"),
+        "canary_attempts": len(attempts),
+        "canary_errors": sum(1 for r in attempts if r[4] != "ok"),
+        "checks": 3, "checks_failed": 1,
+        # 0.6 MB in 1.5 s
+        "timeline_mb_per_hour": 1440.0,
+    }
+    # the hold straddles the last failing requests: not every request succeeded
+    assert 0 < hold["global_ok"] < hold["global_requests"]
+    report = (run / "report.md").read_text()
+    assert "## Hold in the secondary region" in report
+    assert (f"| Global requests succeeded | {hold['global_ok']} of {hold['global_requests']} "
+            f"({hold['success_ratio'] * 100:.3f}%); {hold['served_by_region']} served by "
+            "region-2 |") in report
+    assert "| Steady-state checks failed | 1 of 3 |" in report

@@ -41,3 +41,21 @@ def test_a_var_file_sets_the_targets_the_tolerances_judge(var_file: str, rpo: fl
                   for p in experiment["steady-state-hypothesis"]["probes"]
                   if isinstance(p["tolerance"], dict)}
     assert tolerances["lost_writes"] == [0, lost] and tolerances["rpo_seconds"] == [0, rpo]
+
+
+def test_the_long_drill_is_the_game_day_and_a_hold() -> None:
+    """game-day-long.json is kept by hand: it must not drift from the game day it extends
+    (its verdict probes, secrets scopes and rollbacks), only add the hold."""
+    game_day = json.loads((SHIPPED / "game-day.json").read_text())
+    long = json.loads((SHIPPED / "game-day-long.json").read_text())
+    ensure_experiment_is_valid(long)
+    *method, hold = long["method"]
+    assert method == game_day["method"]
+    assert hold["provider"]["func"] == "hold_in_region"
+    assert hold["provider"]["secrets"] == ["gameday", "k8s"]
+    for key in ("steady-state-hypothesis", "rollbacks", "controls", "secrets"):
+        assert long.get(key) == game_day.get(key), key
+    added = {k: v for k, v in long["configuration"].items()
+             if game_day["configuration"].get(k) != v}
+    assert set(added) == {"hold_s", "hold_check_interval_s", "hold_max_outage_s",
+                          "canary_max_rate"}
