@@ -176,79 +176,74 @@ class Timeline:
     @functools.cached_property
     def canary_extent(self) -> tuple[int, int, float | None, float | None]:
         """(attempts, attempts not acknowledged, first and last t_send) of the canary."""
-        attempts, first, last, *_ = self._canary_aggregate
+        attempts, first, last = self._canary_aggregate
         # through the index canary_not_ok when the run has it
         errors = self.store.execute(
             "SELECT count(*) FROM canary WHERE outcome != 'ok'").fetchone()[0]
         return attempts, errors, first, last
 
-    def canary_send_windows(self) -> Iterator[list[float]]:
-        """Every canary attempt's send time in order, a window at a time: millions of sends
-        never become Python floats at once. From the one read of the canary as stored
-        (`canary_scan`) when that found them in order; else (or asked again) SQLite sorts
-        them, spilling to its temporary file."""
-        _, spooled = self.canary_scan
-        if spooled is not None and not spooled.read:
-            yield from spooled
-            return
-        cur = self.store.execute("SELECT t_send FROM canary ORDER BY t_send")
-        while window := cur.fetchmany(CHUNK * 8):
-            yield [r[0] for r in window]
-
     SEND_LAG = 1 << 17
 
     @functools.cached_property
-    def canary_scan(self) -> tuple[_SeqSet, _SpooledWindows | None]:
-        """One read of the canary as stored, for the two things that need every attempt in
-        Python: the numbers attempted (the write accounting's never-attempted rows) and the
-        sends in order (the sampler statistics).
+    def canary_attempted(self) -> _SeqSet:
+        """The numbers the canary attempted (the write accounting's never-attempted rows),
+        found per window of the canary as stored by SQL aggregates (`_SeqSet.stored`): the
+        canary numbers its writes in the order it records them, so millions of numbers are
+        a few hundred ranges and never Python objects."""
+        return self._canary_windows[0]
 
-        The sends are stored nearly in order (each writer records its attempts in turn; one
-        stuck for seconds is recorded late), so they are sorted in a sliding buffer of the
-        last SEND_LAG sends and spooled to a temporary file as doubles, in order. A send
-        earlier than one already spooled (disorder wider than the buffer) gives up the
-        spool: `canary_send_windows` then lets SQLite sort."""
-        _, _, _, seq_first, seq_last, seq_count = self._canary_aggregate
-        attempted = _SeqSet.filling(seq_first, seq_last, seq_count)
-        spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _SpooledWindows)
-        sizes: list[int] = []
+    def canary_gap_percentiles(self, ps: Sequence[float]) -> tuple[int, list[float | None]]:
+        """`gap_percentiles` of the canary's sends in time order: from the canary read as
+        stored (one column, sorted in a sliding buffer, `canary_sends_as_stored`) when that
+        finds them in order, else from SQLite's sort (which spills to its temporary file,
+        and costs more than the read as stored)."""
+        try:
+            return gap_percentiles(self.canary_sends_as_stored(), ps)
+        except _Disordered:
+            return gap_percentiles(self._canary_sends_sorted(), ps)
+
+    def canary_sends_as_stored(self) -> Iterator[list[float]]:
+        """Every canary send time in order, a window at a time, from one read of the canary
+        as stored. The sends are stored nearly in order (each writer records its attempts
+        in turn; one stuck for seconds is recorded late), so they are sorted in a sliding
+        buffer of the last SEND_LAG sends. A send earlier than one already given (disorder
+        wider than the buffer) raises `_Disordered`: the windows given are then not the
+        first sends, and the caller starts again from SQLite's sort."""
         buffer: list[float] = []
         given: float | None = None
-        ordered = True
-        cur = self.store.execute("SELECT seq, t_send FROM canary")
+        cur = self.store.execute("SELECT t_send FROM canary")
         while window := cur.fetchmany(CHUNK * 8):
-            attempted.add(map(itemgetter(0), window), in_order=True)
-            if not ordered:
-                continue
-            sends = list(map(itemgetter(1), window))
+            sends = list(map(itemgetter(0), window))
             if given is not None and min(sends) < given:
-                ordered, buffer = False, []
-                continue
+                raise _Disordered
             buffer.extend(sends)
-            buffer.sort()
+            buffer.sort()  # two sorted runs, mostly: merged in linear time
             if len(buffer) > self.SEND_LAG:
-                out = array("d", buffer[:-self.SEND_LAG])
+                out = buffer[:-self.SEND_LAG]
                 del buffer[:-self.SEND_LAG]
                 given = out[-1]
-                out.tofile(spool)
-                sizes.append(len(out))
-        attempted.finish()
-        if not ordered:
-            spool.close()
-            return attempted, None
+                yield out
         if buffer:
-            array("d", buffer).tofile(spool)
-            sizes.append(len(buffer))
-        return attempted, _SpooledWindows(spool, sizes)
+            yield buffer
+
+    def _canary_sends_sorted(self) -> Iterator[list[float]]:
+        cur = self.store.execute("SELECT t_send FROM canary ORDER BY t_send")
+        while window := cur.fetchmany(CHUNK * 8):
+            yield list(map(itemgetter(0), window))
 
     @functools.cached_property
-    def _canary_aggregate(self) -> tuple[int, float | None, float | None, int | None,
-                                         int | None, int]:
-        """(attempts, first t_send, last t_send, lowest and highest seq, count of seqs),
-        one scan in SQLite."""
-        row = self.store.execute("SELECT count(*), min(t_send), max(t_send), min(seq), "
-                                 "max(seq), count(seq) FROM canary").fetchone()
-        return tuple(row)
+    def _canary_windows(self) -> tuple[_SeqSet, list[tuple[Any, ...]]]:
+        """The numbers attempted, and (attempts, first t_send, last t_send) per window of
+        the canary: one scan for both (each full scan of millions of rows costs seconds)."""
+        return _SeqSet.stored(self.store, "canary", ", count(*), min(t_send), max(t_send)")
+
+    @functools.cached_property
+    def _canary_aggregate(self) -> tuple[int, float | None, float | None]:
+        """(attempts, first t_send, last t_send), from the windows of `_canary_windows`."""
+        windows = self._canary_windows[1]
+        return (sum(w[0] for w in windows),
+                min((w[1] for w in windows if w[1] is not None), default=None),
+                max((w[2] for w in windows if w[2] is not None), default=None))
 
     def stream(self, table: str, name: str | None) -> Stream:
         """The rows of one sampler stream (`dns` by server, `http` by target, `replication`
@@ -296,21 +291,8 @@ class Timeline:
             self.db.close()
 
 
-class _SpooledWindows:
-    """Windows of doubles spooled to a temporary file, read back one at a time (once)."""
-
-    def __init__(self, spool: Any, sizes: list[int]) -> None:
-        self.spool, self.sizes = spool, sizes
-        self.read = False
-
-    def __iter__(self) -> Iterator[list[float]]:
-        self.read = True
-        with self.spool:
-            self.spool.seek(0)
-            for size in self.sizes:
-                window = array("d")
-                window.fromfile(self.spool, size)
-                yield window.tolist()
+class _Disordered(Exception):
+    """The canary's sends are stored further out of order than the sliding buffer sorts."""
 
 
 class StoredRows(Collection[CanaryAttempt]):
@@ -702,7 +684,7 @@ def sampler_stats(tl: Timeline) -> dict[str, dict[str, Any]]:
             "interval_p99_s": _round(p99),
         }
     samples, errors, _, _ = tl.canary_extent
-    _, (p50, p99) = gap_percentiles(tl.canary_send_windows(), (50, 99))
+    _, (p50, p99) = tl.canary_gap_percentiles((50, 99))
     out["canary"] = {
         "samples": samples,
         "errors": errors,
@@ -773,7 +755,9 @@ def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
     rows."""
     settled = "1" if cutoff is None else "coalesce(t_ack, t_send) < :cutoff"
     params: dict[str, Any] = {"cutoff": cutoff, "sync": SYNC_CANCELLED}
-    present = _SeqSet.of(conn, "SELECT seq FROM final_rows WHERE seq IS NOT NULL")
+    # the rows found more than once counted in the same scan (one scan of millions of rows)
+    present, extra = _SeqSet.stored(conn, "final_rows",
+                                    ", sum(CASE WHEN n > 1 THEN n - 1 END)")
     if present.bits is not None:
         _seq_table(conn, "gameday_absent", present.absent())
         not_found = "(seq < :first_seq OR seq > :last_seq OR seq IN temp.gameday_absent)"
@@ -799,8 +783,7 @@ def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
                         "temp.gameday_lost ORDER BY t_send").fetchall()
     if not live:
         unexpected += _never_attempted(conn, present, start_seq, attempted_seqs)
-    duplicate = conn.execute(
-        "SELECT coalesce(sum(n - 1), 0) FROM final_rows WHERE n > 1").fetchone()[0]
+    duplicate = sum(w[0] or 0 for w in extra)
     rpo_s, rpo_err, window = 0.0, None, None
     lost_after = 0
     if lost:
@@ -880,19 +863,60 @@ class _SeqSet:
         if self._pending is not None:
             self.sorted, self._pending = sorted(self._pending), None
 
+    STORED_MIN = 4096  # rows: a window this small that is not one range is read as rows
+
     @classmethod
-    def of(cls, conn: sqlite3.Connection, select: str) -> _SeqSet:
-        """The numbers a query returns, read a window at a time into the bytes (never all
-        into a list, unless too sparse for bytes). Stored in order (as `snapshot_rows`
-        stores them), a window of consecutive numbers is one slice."""
-        first, last, count = conn.execute(
-            f"SELECT min(seq), max(seq), count(seq) FROM ({select})").fetchone()
-        out = cls.filling(first, last, count)
-        cur = conn.execute(select)
-        while window := cur.fetchmany(CHUNK * 8):
-            out.add(map(itemgetter(0), window), in_order=True)
-        out.finish()
-        return out
+    def stored(cls, conn: sqlite3.Connection, table: str, also: str = ""
+               ) -> tuple[_SeqSet, list[tuple[Any, ...]]]:
+        """The numbers in `table`'s column seq, found per window of rowids by SQL aggregates
+        alone where they can be: in a window where seq - rowid is one constant, the numbers
+        are distinct (rowids are), and when as many as their extent they are exactly that
+        range, one slice of the bytes. Only the windows that are not (a gap, numbers stored
+        out of order) are halved, down to STORED_MIN rows, and then read into Python. A table
+        stored in seq order (the canary as written, `final_rows` as `snapshot_rows` stores
+        it) is then read once, in C, without one Python object per row.
+
+        `also`: more aggregates (SQL, each after a comma) computed in the same scan, one
+        tuple of them per window (a table of millions of rows is scanned once, not again
+        for its extent)."""
+        # separate queries: each is then one step down the B-tree's edge
+        bottom = (conn.execute(f"SELECT min(rowid) FROM {table}").fetchone()[0] or 1) - 1
+        top = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+        step = CHUNK * 8
+        aggregate = (f"SELECT min(seq), max(seq), count(seq), min(seq - rowid), "
+                     f"max(seq - rowid){also} FROM {table} WHERE rowid > ? AND rowid <= ?")
+        windows: list[tuple[tuple[int, int], tuple[Any, ...]]] = []
+        for lo in range(bottom, top, step):
+            hi = min(lo + step, top)
+            windows.append(((lo, hi), tuple(conn.execute(aggregate, (lo, hi)).fetchone())))
+        held = [w for _, w in windows if w[2]]  # the windows holding numbers
+        out = cls.filling(min((w[0] for w in held), default=None),
+                          max((w[1] for w in held), default=None), sum(w[2] for w in held))
+        extra = [w[5:] for _, w in windows]
+        if out.bits is None:
+            # too sparse for bytes: every number read (a set)
+            cur = conn.execute(f"SELECT seq FROM {table} WHERE seq IS NOT NULL")
+            while rows := cur.fetchmany(CHUNK * 8):
+                out.add(map(itemgetter(0), rows))
+            out.finish()
+            return out, extra
+        bits = out.bits
+        pending = [(lo_hi, w[:5]) for lo_hi, w in reversed(windows)]
+        while pending:
+            (lo, hi), (low, high, n, dmin, dmax) = pending.pop()  # in rowid order
+            if not n:
+                continue
+            if dmin == dmax and high - low + 1 == n:
+                bits[low - out.first:high - out.first + 1] = b"\x01" * n
+            elif hi - lo <= cls.STORED_MIN:
+                out._mark([r[0] for r in conn.execute(
+                    f"SELECT seq FROM {table} WHERE rowid > ? AND rowid <= ? AND seq IS NOT "
+                    "NULL", (lo, hi))], in_order=True)
+            else:
+                mid = (lo + hi) // 2
+                for half in ((mid, hi), (lo, mid)):
+                    pending.append((half, tuple(conn.execute(aggregate, half).fetchone()[:5])))
+        return out, extra
 
     def _dense(self, count: int) -> bool:
         return self.last - self.first + 1 <= max(1 << 20, self.SPARSE * count)
@@ -945,7 +969,7 @@ def _never_attempted(conn: sqlite3.Connection, present: _SeqSet, start_seq: int,
     outside the range it attempted and those in the gaps of that range (an attempt still in
     flight at the read counts as attempted)."""
     if attempted is None:
-        attempted = _SeqSet.of(conn, "SELECT seq FROM canary WHERE seq IS NOT NULL")
+        attempted, _ = _SeqSet.stored(conn, "canary")
     if attempted.bits is not None and attempted.last >= attempted.first:
         # the attempted numbers as bytes: the gaps of their range are the zero bytes
         first, last = attempted.first, attempted.last

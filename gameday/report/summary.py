@@ -209,11 +209,10 @@ def _writes(tl: metrics.Timeline, present: Mapping[int, int] | None, t_fault: fl
     cutoff, live = meta.get("final_read_t"), bool(meta.get("final_read_live"))
     if isinstance(present, metrics.FinalRows) and present.conn is tl.store:
         # a stored run: counted in its database, where the rows lie
-        # the numbers attempted from the timeline's one read of the canary (which the
-        # sampler statistics share)
+        # the numbers attempted, found once per timeline in SQL (`canary_attempted`)
         accounting = metrics.account_stored_writes(
             tl.store, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff, live=live,
-            attempted_seqs=tl.canary_scan[0])
+            attempted_seqs=tl.canary_attempted)
     else:
         accounting = metrics.account_writes(
             tl.canary, present, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff,

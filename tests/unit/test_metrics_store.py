@@ -6,6 +6,7 @@ numbers must be the same, bit for bit."""
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 
@@ -238,7 +239,8 @@ def test_stream_reads_windows_in_time_order(monkeypatch: pytest.MonkeyPatch) -> 
 def test_canary_sends_come_in_order_however_they_were_stored(
         monkeypatch: pytest.MonkeyPatch, disorder: int) -> None:
     # stored nearly in order (a write recorded up to `disorder` rows late); past the
-    # sliding buffer of 8 sends, the sort falls back to SQLite's
+    # sliding buffer of 8 sends, the read as stored gives up and the gaps come from
+    # SQLite's sort
     monkeypatch.setattr(metrics, "CHUNK", 2)
     monkeypatch.setattr(metrics.Timeline, "SEND_LAG", 8)
     rng = random.Random(disorder)
@@ -250,7 +252,14 @@ def test_canary_sends_come_in_order_however_they_were_stored(
         stored.insert(j, stored.pop(i))
     canary = [(seq, 0, t, t + 0.001, "ok", R1, None, None) for seq, t in enumerate(stored, 1)]
     tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
-    assert [t for window in tl.canary_send_windows() for t in window] == sends
+    want = metrics.gap_percentiles([sends], (50, 90, 99))
+    assert tl.canary_gap_percentiles((50, 90, 99)) == want
+    try:
+        as_stored = [t for window in tl.canary_sends_as_stored() for t in window]
+    except metrics._Disordered:
+        assert disorder > 8
+    else:
+        assert as_stored == sends
 
 
 def test_svg_lane_finds_the_ends_of_long_runs_in_sql() -> None:
@@ -265,3 +274,31 @@ def test_svg_lane_finds_the_ends_of_long_runs_in_sql() -> None:
     walked = svg._lane(stream, state, 0.0, 12.0, 16.0)
     assert walked == svg._lane(stream, state, 0.0, 12.0, 16.0, sql_state=svg.HTTP_STATE)
     assert walked[0][:3:2] == (5.0, "fail") and walked[-1][2] == "region-2"
+
+
+@pytest.mark.parametrize("case", ["in order", "gaps", "duplicates", "disorder", "nulls"])
+def test_stored_numbers_are_found_by_windows_of_ranges_or_read_as_rows(
+        monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    # windows of 8 rowids, halved down to 2: ranges found by aggregates alone, the rest
+    # (a gap, a duplicate, numbers out of order, NULLs) read as rows; the same set either way
+    monkeypatch.setattr(metrics, "CHUNK", 1)
+    monkeypatch.setattr(metrics._SeqSet, "STORED_MIN", 2)
+    rng = random.Random(case)
+    seqs: list[int | None] = list(range(5, 205))
+    if case == "gaps":
+        seqs = [s for s in seqs if s % 37 and s not in (50, 51, 52)]
+    elif case == "duplicates":
+        seqs[10:10] = [seqs[3], seqs[150]]
+    elif case == "disorder":
+        for _ in range(15):
+            i, j = rng.randrange(len(seqs)), rng.randrange(len(seqs))
+            seqs[i], seqs[j] = seqs[j], seqs[i]
+    elif case == "nulls":
+        seqs[20:20] = [None, None]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE final_rows (seq INTEGER, n INTEGER)")
+    conn.executemany("INSERT INTO final_rows VALUES (?, 1)", [(s,) for s in seqs])
+    found, _ = metrics._SeqSet.stored(conn, "final_rows")
+    want = {s for s in seqs if s is not None}
+    assert [s for s in range(0, 210) if s in found] == sorted(want)
+    assert found.count(0) == len(want)
