@@ -6,12 +6,13 @@ from typing import Any, Dict, Optional
 
 import httpx
 
-from gameday import dcs, postgres
+from gameday import dcs, interrupt, postgres
 from gameday.actions._common import context, step
-from gameday.errors import ConfigError, LabError, TargetError
+from gameday.errors import LabError, TargetError
 from gameday.measure import metrics, timeline
 from gameday.measure import run as runs
 from gameday.poll import poll_until
+from gameday.settings import number
 
 __all__ = ["hold_in_region", "wait_for_detection", "wait_for_recovery", "wait_for_standby"]
 
@@ -122,17 +123,6 @@ def wait_for_standby(region: str = "region-1", source: str = "region-2",
     return {"region": region, "source": source, "waited_s": waited}
 
 
-def _number(name: str, value: Any) -> float:
-    """Chaos Toolkit substitutes `${var}` as text: a hold's numbers arrive as strings."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
-    if not number >= 0:
-        raise ConfigError(f"{name} must be at least 0, not {value!r}")
-    return number
-
-
 def timeline_bytes(run_dir: Any) -> int:
     """The timeline's size on disk, its write-ahead log included (what a long drill costs)."""
     return sum(p.stat().st_size for p in run_dir.glob(timeline.FILE + "*") if p.is_file())
@@ -156,9 +146,12 @@ def hold_in_region(region: str = "region-2", hold_s: float = 60.0,
     added since the last check, so a check costs the same in the eighth hour as in the
     first."""
     _, lab = context(configuration, secrets)
-    hold = _number("hold_s", hold_s)
-    interval = max(_number("check_interval_s", check_interval_s), 0.1)
-    outage = _number("max_outage_s", max_outage_s)
+    # Chaos Toolkit substitutes `${var}` as text: the hold's numbers arrive as strings
+    given = {"hold_s": hold_s, "check_interval_s": check_interval_s,
+             "max_outage_s": max_outage_s}
+    hold = number(given, "hold_s", 60.0)
+    interval = max(number(given, "check_interval_s", 5.0), 0.1)
+    outage = number(given, "max_outage_s", 60.0)
     run = runs.current()
     if run is None:
         raise LabError("hold_in_region reads the recorder's samples: declare the "
@@ -174,13 +167,9 @@ def hold_in_region(region: str = "region-2", hold_s: float = 60.0,
     last_served = started
     checks = {"checks": 0, "failed": 0}
     first_failed: list[float] = []
-    calls = [0]
 
     def check() -> bool:
         nonlocal last_served
-        calls[0] += 1
-        if calls[0] == 1:
-            return False  # poll_until calls at once: nothing has been sampled yet
         now = run.now()
         rowid, requests, served, served_at = conn.execute(
             "SELECT max(rowid), count(*), coalesce(sum(ok AND region = ?), 0), "
@@ -207,6 +196,7 @@ def hold_in_region(region: str = "region-2", hold_s: float = 60.0,
         return now - started >= hold
 
     try:
+        interrupt.pause(interval)  # poll_until checks at once: let the recorder sample first
         poll_until(check, timeout_s=hold + interval + 60.0, interval_s=interval,
                    what=f"the hold in {region}")
     finally:
