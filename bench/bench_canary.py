@@ -49,9 +49,11 @@ def bare_loop(dsn: str, table: str, seconds: float = SECONDS) -> tuple[int, floa
         return n, time.perf_counter() - started
 
 
-def canary_slice(dsn: str, table: str, seconds: float) -> tuple[int, float]:
-    """(acknowledged writes, seconds) of the canary (1 writer), timed like the bare loop:
-    from its first attempt (connected) to its stop, as its own timeline records them."""
+def _run_canary(dsn: str, table: str, writers: int, seconds: float, *,
+                from_first_ack: bool) -> tuple[Path, Canary, float]:
+    """The recorder's canary with its own timeline and flusher, stopped after `seconds`
+    (counted from its first acknowledged write when `from_first_ack`, so connecting is not
+    timed): its run directory, the canary and the instant it was stopped."""
     run_dir = Path(tempfile.mkdtemp(prefix="gameday-bench-canary-"))
     anchor, _ = timeline.Clock.new_anchor()
     clock = timeline.Clock(anchor)
@@ -59,7 +61,7 @@ def canary_slice(dsn: str, table: str, seconds: float) -> tuple[int, float]:
     out = timeline.BatchWriter(run_dir)
     with psycopg.connect(dsn, autocommit=True) as conn:
         start = conn.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {table}").fetchone()[0]
-    canary = Canary(dsn, table, clock, out, writers=1, start_seq=start)
+    canary = Canary(dsn, table, clock, out, writers=writers, start_seq=start)
     stopped: list[float] = []
 
     async def main() -> None:
@@ -71,7 +73,7 @@ def canary_slice(dsn: str, table: str, seconds: float) -> tuple[int, float]:
                 out.flush()
 
         async def timer() -> None:
-            while canary.acked == 0 and canary.connect_errors < 100:
+            while from_first_ack and canary.acked == 0 and canary.connect_errors < 100:
                 await asyncio.sleep(0.001)
             await asyncio.sleep(seconds)
             stop.set()
@@ -81,12 +83,19 @@ def canary_slice(dsn: str, table: str, seconds: float) -> tuple[int, float]:
 
     asyncio.run(main())
     out.close()
+    return run_dir, canary, stopped[0]
+
+
+def canary_slice(dsn: str, table: str, seconds: float) -> tuple[int, float]:
+    """(acknowledged writes, seconds) of the canary (1 writer), timed like the bare loop:
+    from its first attempt (connected) to its stop, as its own timeline records them."""
+    run_dir, _, stopped = _run_canary(dsn, table, 1, seconds, from_first_ack=True)
     conn = timeline.connect(run_dir)
     first, acked = conn.execute("SELECT min(t_send), sum(outcome = 'ok' AND t_ack <= ?) "
-                                "FROM canary", (stopped[0],)).fetchone()
+                                "FROM canary", (stopped,)).fetchone()
     conn.close()
     shutil.rmtree(run_dir, ignore_errors=True)
-    return int(acked or 0), stopped[0] - first
+    return int(acked or 0), stopped - first
 
 
 def ratio_round(dsn: str, table: str, canary_first: bool) -> tuple[float, float]:
@@ -104,30 +113,7 @@ def ratio_round(dsn: str, table: str, canary_first: bool) -> tuple[float, float]
 
 def canary_run(dsn: str, table: str, writers: int) -> tuple[float, float | None, float | None]:
     """(acknowledged writes/s, p50 and p99 gap between acknowledgements)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="gameday-bench-canary-"))
-    anchor, _ = timeline.Clock.new_anchor()
-    timeline.create(run_dir, {"anchor_ns": anchor})
-    out = timeline.BatchWriter(run_dir)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        start = conn.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {table}").fetchone()[0]
-    canary = Canary(dsn, table, timeline.Clock(anchor), out, writers=writers, start_seq=start)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-
-        async def flusher() -> None:
-            while not stop.is_set():
-                await asyncio.sleep(0.25)
-                out.flush()
-
-        async def timer() -> None:
-            await asyncio.sleep(SECONDS)
-            stop.set()
-
-        await asyncio.gather(canary.run(stop), flusher(), timer())
-
-    asyncio.run(main())
-    out.close()
+    run_dir, canary, _ = _run_canary(dsn, table, writers, SECONDS, from_first_ack=False)
     conn = timeline.connect(run_dir)
     acks = [r[0] for r in conn.execute("SELECT t_ack FROM canary WHERE outcome = 'ok' ORDER BY t_ack")]
     conn.close()
