@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -104,6 +105,16 @@ def _take_lab_lock() -> TextIO:
                 handle.close()
                 pytest.fail(f"another test session held {LAB_LOCK} for {LAB_LOCK_WAIT_S} s")
             time.sleep(1)
+
+
+@contextmanager
+def lab_up(env: dict[str, str], *args: str) -> Iterator[None]:
+    """A lab for one test, taken down whatever the test does, so the next starts clean."""
+    gameday("lab", "up", *args, env=env)
+    try:
+        yield
+    finally:
+        gameday("lab", "down", env=env, check=False)
 
 
 def lab_pids(env: dict[str, str]) -> list[int]:

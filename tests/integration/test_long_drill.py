@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from gameday.measure.run import prune_canary
-from tests.integration.conftest import chaos, gameday
+from tests.integration.conftest import chaos, lab_up
 
 HOLD_S = 60
 
@@ -24,11 +24,8 @@ def _primary(env: dict[str, str]) -> psycopg.Connection:
 
 
 def test_prune_keeps_the_runs_still_measured(lab_env: dict[str, str]) -> None:
-    gameday("lab", "up", env=lab_env)
-    try:
+    with lab_up(lab_env):
         _retention(lab_env)
-    finally:
-        gameday("lab", "down", env=lab_env, check=False)
 
 
 def _retention(lab_env: dict[str, str]) -> None:
@@ -61,11 +58,8 @@ def _retention(lab_env: dict[str, str]) -> None:
 
 
 def test_long_drill_holds_in_region_2_then_fails_back(lab_env: dict[str, str]) -> None:
-    gameday("lab", "up", env=lab_env)
-    try:
+    with lab_up(lab_env):
         _long_drill(lab_env)
-    finally:
-        gameday("lab", "down", env=lab_env, check=False)
 
 
 def _long_drill(lab_env: dict[str, str]) -> None:
