@@ -23,7 +23,7 @@ from chaoslib import substitute
 
 from gameday import hypothesis
 from gameday.errors import GamedayError
-from gameday.labs.driver import FAULTS, for_region
+from gameday.labs.driver import for_region
 from gameday.labs.ledger import Ledger
 from gameday.settings import GamedaySettings
 
@@ -130,7 +130,7 @@ def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
 
 def _plan_method(plan: Plan, experiment: Mapping[str, Any], config: dict[str, Any],
                  secrets: dict[str, Any], lab: Any) -> None:
-    from gameday.actions.region import fault_list
+    from gameday.actions.region import DEFAULT_FAULTS, fault_list, refuse_unrecovered
 
     ledger = Ledger(lab.path)
     for activity in experiment.get("method") or []:
@@ -152,10 +152,8 @@ def _plan_method(plan: Plan, experiment: Mapping[str, Any], config: dict[str, An
             continue
         try:
             region = lab.region(str(args.get("region", "region-1")))
-            faults = fault_list(args.get("faults", ",".join(FAULTS[:3])))
-            if ledger.open_faults(region.name):
-                raise GamedayError(f"region {region.name} already has faults that were never "
-                                   "rolled back: run `gameday recover` first")
+            faults = fault_list(args.get("faults", DEFAULT_FAULTS))
+            refuse_unrecovered(ledger, region.name)
             driver = for_region(lab, region, config)
             for fault in faults:
                 record = driver.plan(fault, region)

@@ -23,6 +23,18 @@ __all__ = ["take_region_down", "restore_region"]
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 
+# what take_region_down injects when the experiment names no faults
+DEFAULT_FAULTS = "scale-to-zero,cordon,block-egress"
+
+
+def refuse_unrecovered(ledger: Ledger, region: str) -> None:
+    """A region whose earlier faults were never rolled back cannot take new ones: their
+    undo records would be mixed with the new ones'."""
+    if ledger.open_faults(region):
+        raise LabError(f"region {region} already has faults that were never rolled back: "
+                       "run `gameday recover` first")
+
+
 def fault_list(faults: Any) -> List[str]:
     """The faults an action names (a list or a comma-separated string), checked."""
     items = faults.split(",") if isinstance(faults, str) else list(faults)
@@ -36,7 +48,7 @@ def fault_list(faults: Any) -> List[str]:
 
 @step
 def take_region_down(region: str = "region-1",
-                     faults: str = "scale-to-zero,cordon,block-egress",
+                     faults: str = DEFAULT_FAULTS,
                      effective_timeout_s: float = 30.0,
                      configuration: Optional[Dict[str, Any]] = None,
                      secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -49,9 +61,7 @@ def take_region_down(region: str = "region-1",
     target = lab.region(region)
     driver = for_region(lab, target, configuration)
     ledger = Ledger(lab.path)
-    if ledger.open_faults(region):
-        raise LabError(f"region {region} already has faults that were never rolled back: "
-                       "run `gameday recover` first")
+    refuse_unrecovered(ledger, region)
     run = runs.current()
     clock = run.now if run else time.monotonic
     applied: List[Dict[str, Any]] = []
