@@ -21,7 +21,7 @@ from chaoslib.exceptions import InterruptExecution
 from gameday import hypothesis, interrupt, recovery
 from gameday.errors import ConfigError, GamedayError
 from gameday.measure import run as runs
-from gameday.report import live, outputs
+from gameday.report import journal, live, outputs
 from gameday.report import summary as summaries
 from gameday.settings import GamedaySettings
 
@@ -281,8 +281,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
     dry = runs.dry_plan()
     if dry is not None:
         # the plan is the result of a dry run: in the journal, where a dry run's reader looks
-        others = [e for e in state.get("extensions") or [] if e.get("name") != "gameday"]
-        state["extensions"] = [*others, {"name": "gameday", "dry": True, "plan": dry}]
+        journal.put(state, {"name": journal.NAME, "dry": True, "plan": dry})
         if dry.get("refused"):
             state["status"] = "failed"
         runs.set_dry(None)

@@ -44,10 +44,14 @@ def extension(summary: Summary, run_dir: Path) -> dict[str, Any]:
 
 
 def attach(journal: dict[str, Any], summary: Summary, run_dir: Path) -> dict[str, Any]:
-    """Put our entry into `journal["extensions"]`, replacing an earlier one of ours and
-    keeping other extensions' entries."""
-    entry = extension(summary, run_dir)
+    """Put the run's entry into the journal."""
+    return put(journal, extension(summary, run_dir))
+
+
+def put(journal: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """Put `entry` (named ours) into `journal["extensions"]`, replacing an earlier one of
+    ours and keeping other extensions' entries."""
     others = [e for e in journal.get("extensions") or []
               if not (isinstance(e, dict) and e.get("name") == NAME)]
-    journal["extensions"] = [*others, entry]
-    return entry
+    journal["extensions"] = [*others, {**entry, "name": NAME}]
+    return journal["extensions"][-1]
