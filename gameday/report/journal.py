@@ -53,5 +53,6 @@ def put(journal: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     ours and keeping other extensions' entries."""
     others = [e for e in journal.get("extensions") or []
               if not (isinstance(e, dict) and e.get("name") == NAME)]
-    journal["extensions"] = [*others, {**entry, "name": NAME}]
-    return journal["extensions"][-1]
+    ours = {**entry, "name": NAME}
+    journal["extensions"] = [*others, ours]
+    return ours
