@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from gameday import postgres
 from gameday.errors import LabError
 from gameday.labs.descriptor import Lab
 from gameday.measure import timeline
@@ -106,18 +107,12 @@ def _next_seq(lab: Lab, run_id: str = "") -> int:
                                 pruned)
             except psycopg.Error as exc:
                 logger.warning("gameday: canary rows of earlier runs not pruned (%s)",
-                               cause_of(exc))
+                               postgres.cause(exc))
             return start_seq
     except psycopg.Error as exc:
-        # libpq's last line names the cause (e.g. a failed password) and never the password
         raise LabError(f"cannot reach the writable database through the lab descriptor "
-                       f"({cause_of(exc)}): check its database password and hosts, and that "
+                       f"({postgres.cause(exc)}): check its database password and hosts, and that "
                        "the lab is up (`gameday lab status`)") from None
-
-
-def cause_of(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
 
 
 def prune_canary(conn: psycopg.Connection[Any], table: str, *, start_seq: int, run_id: str,
