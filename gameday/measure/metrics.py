@@ -603,15 +603,6 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return s[idx]
 
 
-def _percentiles(values: list[float], ps: Sequence[float]) -> list[float | None]:
-    """percentile() for several p at once, sorting `values` in place once."""
-    if not values:
-        return [None for _ in ps]
-    values.sort()
-    return [values[min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))]
-            for p in ps]
-
-
 def gap_percentiles(windows: Iterable[Sequence[float]], ps: Sequence[float]
                     ) -> tuple[int, list[float | None]]:
     """(samples, percentile() of the gaps between consecutive times for each p), exactly as
