@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import typing
 from collections.abc import Collection
@@ -185,21 +186,29 @@ class Clock:
 
 class BatchWriter:
     """Samples go to memory and reach disk in one transaction per flush, so a sampler's hot
-    loop never waits on the disk. What was flushed survives a crash."""
+    loop never waits on the disk. What was flushed survives a crash.
+
+    `add` may be called from any thread (the canary's writers are threads); `flush` and
+    `close` from one. The lock makes taking the pending rows and adding one exclusive, so
+    no row is appended to a batch that is already being written."""
 
     def __init__(self, run_dir: Path) -> None:
         self.conn = connect(run_dir)
         self.pending: dict[str, list[tuple[Any, ...]]] = {name: [] for name in COLUMNS}
+        self._lock = threading.Lock()
 
     def add(self, row: tuple[Any, ...]) -> None:
         """Queue a row (one of the row types above) for the next flush."""
-        self.pending[table_of(row)].append(row)
+        table = _TABLE_OF[type(row)]
+        with self._lock:
+            self.pending[table].append(row)
 
     def flush(self) -> int:
-        batches = {k: v for k, v in self.pending.items() if v}
-        if not batches:
-            return 0
-        self.pending = {name: [] for name in COLUMNS}
+        with self._lock:
+            batches = {k: v for k, v in self.pending.items() if v}
+            if not batches:
+                return 0
+            self.pending = {name: [] for name in COLUMNS}
         n = 0
         try:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -212,8 +221,9 @@ class BatchWriter:
             # next flush rather than lose them (or the recorder)
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            for table, rows in batches.items():
-                self.pending[table][:0] = rows
+            with self._lock:
+                for table, rows in batches.items():
+                    self.pending[table][:0] = rows
             return 0
         return n
 
