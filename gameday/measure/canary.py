@@ -7,6 +7,11 @@ Every attempt is recorded with its outcome, so the metrics can apply Jepsen set 
 `unknown` (the connection broke before an answer: maybe committed, resolved later by
 reading the table). Server notices during a write are kept: a commit whose synchronous
 replication wait was cancelled is acknowledged but exists only on the primary.
+
+Each writer is a thread with a blocking psycopg connection, not a coroutine: the write
+being measured then costs what it costs an application's plain loop (bench/bench_canary.py
+compares the two), while the recorder's other samplers keep their asyncio schedule. The
+threads hand their attempts to the recorder's BatchWriter, which is thread-safe.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import socket
+import threading
+import time
 from typing import Any
 
 import psycopg
@@ -23,8 +32,26 @@ from gameday.measure.timeline import BatchWriter, CanaryAttempt, CanaryConnect, 
 # A write that has not been answered in this long is given up (outcome unknown, resolved by
 # reading later) and the writer reconnects through the multi-host DSN: without it, a region
 # that drops packets holds every writer forever. The kernel gives up on the connection
-# sooner still (tcp_user_timeout in the DSN, see recorder.py).
+# sooner still (tcp_user_timeout in the DSN, see recorder.py), but only while data is
+# unacknowledged: a server that took the write and never answers is caught by this one.
 WRITE_TIMEOUT_S = 3.0
+# how often the watchdog looks for a write past its deadline, and how soon a writer
+# notices the stop while it waits
+WATCH_S = 0.05
+
+
+class _Slot:
+    """What the watchdog needs to know about one writer's write in flight. The writer
+    sets `since` before the write and clears it after, without a lock (one assignment);
+    the lock only keeps the watchdog from shutting a socket the writer is closing."""
+
+    __slots__ = ("lock", "conn", "since", "expired")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: psycopg.Connection | None = None
+        self.since: float | None = None
+        self.expired: float | None = None
 
 
 class Canary:
@@ -35,85 +62,163 @@ class Canary:
         # each writer's slot when capped (max_rate writes/s in all): a drift-free schedule
         # that never bursts to catch up, so a slow stretch is not followed by a flood
         self.interval = writers / max_rate if max_rate > 0 else 0.0
-        self._seq = itertools.count(start_seq)
-        self.acked = 0
+        self._seq = itertools.count(start_seq)  # next() is atomic under the GIL
+        self._acked = [0] * writers  # one counter per thread: `+=` on a shared one races
+        self._connect_errors = [0] * writers
+        self._slots = [_Slot() for _ in range(writers)]
+        self._halt = threading.Event()
         self.last_ack_seq: int | None = None
-        self.connect_errors = 0
         self.last_error: str | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(*(self._writer(w, stop) for w in range(self.writers)))
+    @property
+    def acked(self) -> int:
+        return sum(self._acked)
 
-    async def _writer(self, writer: int, stop: asyncio.Event) -> None:
+    @property
+    def connect_errors(self) -> int:
+        return sum(self._connect_errors)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the writers until `stop` is set, watching their deadlines from the loop."""
+        crashed: list[BaseException] = []
+
+        def writer(w: int) -> None:
+            try:
+                self._writer(w)
+            except BaseException as exc:  # re-raised below, as a coroutine's would be
+                crashed.append(exc)
+                self._halt.set()
+
+        threads = [threading.Thread(target=writer, args=(w,), name=f"canary-{w}",
+                                    daemon=True) for w in range(self.writers)]
+        for thread in threads:
+            thread.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                self._expire_overdue()
+                if stop.is_set():
+                    # a writer stops after its write in flight, which the watchdog bounds
+                    self._halt.set()
+                    await asyncio.sleep(0.01)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), WATCH_S)
+        finally:
+            self._halt.set()
+        if crashed:
+            raise crashed[0]
+
+    def _expire_overdue(self) -> None:
+        """Shut the socket of every write past its deadline: the blocked writer wakes with
+        a broken connection, records the outcome unknown and reconnects. Shutting down
+        (not closing) the socket is safe from another thread; the writer closes it."""
+        deadline = time.monotonic() - WRITE_TIMEOUT_S
+        for slot in self._slots:
+            since = slot.since
+            if since is None or since > deadline:
+                continue
+            with slot.lock:
+                if slot.since != since or slot.conn is None or slot.conn.closed:
+                    continue
+                slot.expired = since
+                with contextlib.suppress(OSError, psycopg.Error):
+                    # a duplicate descriptor: the one psycopg owns is never closed here
+                    sock = socket.socket(fileno=os.dup(slot.conn.pgconn.socket))
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+
+    def _connect(self, writer: int, notices: list[str]) -> psycopg.Connection | None:
+        try:
+            # each host of the multi-host DSN is given its connect_timeout (2 s in the
+            # descriptor's DSNs), so a cut-off first region delays reaching the second by
+            # that much, not more
+            conn = psycopg.connect(self.dsn, autocommit=True)
+        except (psycopg.Error, OSError) as exc:
+            # every failed attempt bounds when the new primary began to accept writes:
+            # the error bar of the write RTO
+            self._connect_errors[writer] += 1
+            self.last_error = type(exc).__name__
+            self.out.add(CanaryConnect(self.clock.now(), writer, 0, None, type(exc).__name__))
+            return None
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        self.out.add(CanaryConnect(self.clock.now(), writer, 1, conn.info.hostaddr, None))
+        return conn
+
+    def _close(self, slot: _Slot) -> None:
+        with slot.lock:
+            conn, slot.conn = slot.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _writer(self, writer: int) -> None:
         """One writer's loop. Its cost per write is what bench/bench_canary.py compares
         with a bare psycopg loop: one cursor per connection, the INSERT prepared on the
-        server once, the timeout a deadline on the running task (`asyncio.timeout`) rather
-        than a task of its own per write (`wait_for`), and the attempt queued for the
-        recorder's next batch. Each write is still its own round trip, acknowledged before
-        the next is sent: a pipeline would measure something else."""
+        server once, the deadline kept by the watchdog (no timer per write), and the
+        attempt queued for the recorder's next batch. Each write is its own round trip,
+        acknowledged before the next is sent: a pipeline would measure something else."""
         sql = f"INSERT INTO {self.table} (seq, writer) VALUES (%s, %s)"
-        conn: psycopg.AsyncConnection | None = None
-        cur: psycopg.AsyncCursor[Any] | None = None
+        slot = self._slots[writer]
+        halt = self._halt
         notices: list[str] = []
-        now, add = self.clock.now, self.out.add
-        loop = asyncio.get_running_loop()
+        now, add, monotonic = self.clock.now, self.out.add, time.monotonic
+        acked = self._acked
         interval = self.interval
-        slot = loop.time() + interval * writer / self.writers  # writers staggered
+        next_slot = monotonic() + interval * writer / self.writers  # writers staggered
+        conn: psycopg.Connection | None = None
+        cur: psycopg.Cursor[Any] | None = None
+        server: str | None = None
         try:
-            while not stop.is_set():
+            while not halt.is_set():
                 if conn is None or cur is None:
-                    try:
-                        conn = await asyncio.wait_for(
-                            psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 3)
-                        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-                        cur = conn.cursor()
-                        server = conn.info.hostaddr
-                        self.out.add(CanaryConnect(self.clock.now(), writer, 1, server, None))
-                    except (TimeoutError, psycopg.Error, OSError) as exc:
-                        # every failed attempt bounds when the new primary began to accept
-                        # writes: the error bar of the write RTO
-                        self.connect_errors += 1
-                        self.last_error = type(exc).__name__
-                        self.out.add(CanaryConnect(self.clock.now(), writer, 0, None,
-                                                        type(exc).__name__))
-                        conn = None
-                        await asyncio.sleep(0.01)
+                    conn = self._connect(writer, notices)
+                    if conn is None:
+                        halt.wait(0.01)
                         continue
+                    with slot.lock:
+                        slot.conn = conn
+                    cur, server = conn.cursor(), conn.info.hostaddr
                 if interval:
-                    slot += interval
-                    wait = slot - loop.time()
+                    next_slot += interval
+                    wait = next_slot - monotonic()
                     if wait > 0:
-                        await asyncio.sleep(wait)
+                        if halt.wait(wait):
+                            break
                     else:
-                        slot = loop.time()
+                        next_slot = monotonic()
                 seq = next(self._seq)
                 if notices:
                     notices.clear()
                 t_send = now()
+                slot.since = since = monotonic()
                 try:
-                    async with asyncio.timeout(WRITE_TIMEOUT_S):
-                        await cur.execute(sql, (seq, writer), prepare=True)
+                    cur.execute(sql, (seq, writer), prepare=True)
                     t_ack = now()
+                    slot.since = None
                     add(CanaryAttempt(seq, writer, t_send, t_ack, "ok", server, None,
                                       "; ".join(notices) if notices else None))
-                    self.acked += 1
+                    acked[writer] += 1
                     self.last_ack_seq = seq
-                except (psycopg.Error, TimeoutError) as exc:
+                    if slot.expired == since:  # answered as the watchdog shut it
+                        self._close(slot)
+                        conn = cur = None
+                except psycopg.Error as exc:
+                    slot.since = None
                     # a broken connection (or one that stopped answering: a cut-off region
                     # drops packets, so nothing ever fails by itself) leaves the outcome
                     # unknown; a server error reply in autocommit means no commit
-                    broken = isinstance(exc, TimeoutError) or conn.closed or conn.broken
-                    outcome = "unknown" if broken else "failed"
-                    sqlstate = getattr(exc, "sqlstate", None) or ""
-                    self.out.add(CanaryAttempt(seq, writer, t_send, None, outcome, server,
-                                            f"{type(exc).__name__}: {sqlstate}".strip(),
-                                            "; ".join(notices) or None))
-                    self.last_error = type(exc).__name__
+                    timed_out = slot.expired == since
+                    broken = timed_out or conn is None or conn.closed or conn.broken
+                    name = "TimeoutError" if timed_out else type(exc).__name__
+                    sqlstate = "" if timed_out else getattr(exc, "sqlstate", None) or ""
+                    add(CanaryAttempt(seq, writer, t_send, None,
+                                      "unknown" if broken else "failed", server,
+                                      f"{name}: {sqlstate}".strip(),
+                                      "; ".join(notices) or None))
+                    self.last_error = name
                     if broken:
-                        with contextlib.suppress(Exception):
-                            await conn.close()
+                        self._close(slot)
                         conn = cur = None
         finally:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+            self._close(slot)
+

@@ -1,0 +1,100 @@
+"""The canary's writers against the lab's real PostgreSQL: a write the server takes and
+never answers is given up after WRITE_TIMEOUT_S as `unknown`, the writer reconnects and
+goes on, and every sequence number drawn reaches the timeline exactly once although
+several writer threads add to one BatchWriter."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from gameday.labs import descriptor
+from gameday.measure import timeline
+from gameday.measure.canary import WRITE_TIMEOUT_S, Canary
+from tests.integration.conftest import lab_up
+
+LOCK_S = WRITE_TIMEOUT_S + 1.5
+
+
+def _hold_table_lock(dsn: str, table: str, held: threading.Event, seconds: float) -> None:
+    """Block every INSERT on the server (they wait for the lock, their clients for an
+    answer) for `seconds`: a primary that takes writes and does not answer."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        held.set()
+        time.sleep(seconds)
+        conn.rollback()
+
+
+def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> None:
+    with lab_up(lab_env):
+        lab = descriptor.load(lab_env["GAMEDAY_LAB"])
+        dsn, table = lab.writer_dsn(), lab.database.canary_table
+        run_dir = Path(tempfile.mkdtemp(prefix="gameday-canary-test-"))
+        anchor, _ = timeline.Clock.new_anchor()
+        clock = timeline.Clock(anchor)
+        timeline.create(run_dir, {"anchor_ns": anchor})
+        out = timeline.BatchWriter(run_dir)
+        canary = Canary(dsn, table, clock, out, writers=4, start_seq=1)
+        held = threading.Event()
+        marks: dict[str, float] = {}
+
+        async def drive() -> None:
+            stop = asyncio.Event()
+
+            async def script() -> None:
+                while canary.acked < 200:
+                    await asyncio.sleep(0.01)
+                locker = threading.Thread(target=_hold_table_lock,
+                                          args=(dsn, table, held, LOCK_S))
+                locker.start()
+                await asyncio.to_thread(held.wait, 10)
+                marks["locked"] = clock.now()
+                await asyncio.to_thread(locker.join)
+                marks["released"] = clock.now()
+                acked = canary.acked
+                while canary.acked < acked + 200:
+                    await asyncio.sleep(0.01)
+                stop.set()
+                marks["stopped"] = clock.now()
+
+            async def flusher() -> None:
+                while not stop.is_set():
+                    await asyncio.sleep(0.25)
+                    out.flush()
+
+            await asyncio.wait_for(asyncio.gather(canary.run(stop), script(), flusher()), 60)
+            marks["ended"] = clock.now()
+
+        asyncio.run(drive())
+        out.close()
+
+        db = timeline.connect(run_dir)
+        rows = db.execute("SELECT seq, outcome, error, t_send, t_ack FROM canary").fetchall()
+        reconnects = [t for (t,) in db.execute(
+            "SELECT t FROM canary_connect WHERE ok = 1 AND t > ? ORDER BY t", (marks["locked"],))]
+        db.close()
+        seqs = sorted(r[0] for r in rows)
+        # every number drawn was recorded once: no attempt lost between threads and flushes
+        assert seqs == list(range(1, len(seqs) + 1))
+        given_up = [r for r in rows if r[1] == "unknown"]
+        # the four writes blocked by the lock, given up by the deadline, not sooner
+        assert len(given_up) >= 4
+        assert all(r[2].startswith("TimeoutError") for r in given_up), given_up
+        assert all(r[3] >= marks["locked"] - 0.5 and r[3] < marks["released"] for r in given_up)
+        assert len(reconnects) >= 4  # each writer went on through a new connection
+        # ... once its write had waited WRITE_TIMEOUT_S (the watchdog looks every 50 ms)
+        waited = reconnects[0] - min(r[3] for r in given_up)
+        assert WRITE_TIMEOUT_S <= waited < WRITE_TIMEOUT_S + 0.5, waited
+        assert sum(r[1] == "ok" and r[3] > marks["released"] for r in rows) >= 200
+        # a stopped canary's writers end promptly: none was left blocked
+        assert marks["ended"] - marks["stopped"] < 1.0
+        # acknowledged means committed: every `ok` is in the table
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            stored = {r[0] for r in conn.execute(f"SELECT seq FROM {table}")}
+        assert {r[0] for r in rows if r[1] == "ok"} <= stored
