@@ -1,8 +1,18 @@
 """Canary throughput against a bare psycopg insert loop on the same database in the same
 run, over several rounds (target: ratio >= 0.8 in every round; the median and the spread
 are printed), and the resolution the canary writers give under synchronous
-replication across the lab's 20 ms one-way link (target: acknowledgements at most 10 ms
-apart), which is how the default number of writers was chosen.
+replication across the lab's 20 ms one-way link, which is how the default number of
+writers was chosen.
+
+Target (issue 3): the default writers' acknowledgements at most 10 ms apart at the median.
+The median proves little: writers whose commits wait for the same standby flush are
+acknowledged in one burst, with a median gap near zero. So the figure that matters is
+printed beside it: how far, on average, the canary places the instant writes stopped from
+the true one. For a stop at a random instant, the distance back to the last
+acknowledgement (or, for a restart, on to the first), averaged over the run, is
+sum(gap^2) / (2 sum(gap)), since a random instant falls in long gaps more often than in
+short ones. Measured here it has a floor near a quarter of the round trip (the standby
+acknowledges about two flushes per round trip), whatever the number of writers.
 
 Each round runs the bare loop and the canary (1 writer) for 5 s each, in alternating 1 s
 slices (which goes first alternates by round), each timed from its first write once
@@ -30,12 +40,14 @@ from _lab import lab  # noqa: E402
 
 from gameday.measure import metrics, timeline  # noqa: E402
 from gameday.measure.canary import Canary  # noqa: E402
+from gameday.measure.samplers import Rates  # noqa: E402
 
 SECONDS = 5.0
 # a round of the ratio: bare loop and canary alternate in slices of this many seconds
 # (SECONDS of each in all), so a burst of load from elsewhere on this 2-core machine falls
 # on both alike instead of on one 5-second measurement
 SLICE_S = 1.0
+DEFAULT_WRITERS = Rates().canary_writers
 
 
 def bare_loop(dsn: str, table: str, seconds: float = SECONDS) -> tuple[int, float]:
@@ -111,15 +123,24 @@ def ratio_round(dsn: str, table: str, canary_first: bool) -> tuple[float, float]
     return bare[0] / bare[1], can[0] / can[1]
 
 
-def canary_run(dsn: str, table: str, writers: int) -> tuple[float, float | None, float | None]:
-    """(acknowledged writes/s, p50 and p99 gap between acknowledgements)."""
+def expected_delay(gaps: list[float]) -> float | None:
+    """The mean distance from a random instant of the run to the next acknowledgement
+    (the same as to the previous one)."""
+    total = sum(gaps)
+    return sum(g * g for g in gaps) / (2 * total) if total > 0 else None
+
+
+def canary_run(dsn: str, table: str, writers: int
+               ) -> tuple[float, float | None, float | None, float | None]:
+    """(acknowledged writes/s, p50 and p99 gap between acknowledgements, expected delay)."""
     run_dir, canary, _ = _run_canary(dsn, table, writers, SECONDS, from_first_ack=False)
     conn = timeline.connect(run_dir)
     acks = [r[0] for r in conn.execute("SELECT t_ack FROM canary WHERE outcome = 'ok' ORDER BY t_ack")]
     conn.close()
     shutil.rmtree(run_dir, ignore_errors=True)
     gaps = metrics.intervals(acks)
-    return canary.acked / SECONDS, metrics.percentile(gaps, 50), metrics.percentile(gaps, 99)
+    return (canary.acked / SECONDS, metrics.percentile(gaps, 50), metrics.percentile(gaps, 99),
+            expected_delay(gaps))
 
 
 def main() -> int:
@@ -152,14 +173,16 @@ def main() -> int:
         print(f"sync replication, {the_lab.inter_region_delay_ms:g} ms one way:")
         chosen = None
         for writers in (1, 2, 4, 8):
-            rate, p50, p99 = canary_run(dsn, table, writers)
+            rate, p50, p99, delay = canary_run(dsn, table, writers)
             print(f"  {writers} writer(s): {rate:7.1f} acknowledged writes/s, gap p50 "
-                  f"{(p50 or 0) * 1000:5.1f} ms, p99 {(p99 or 0) * 1000:5.1f} ms")
+                  f"{(p50 or 0) * 1000:5.1f} ms, p99 {(p99 or 0) * 1000:5.1f} ms; a stop "
+                  f"placed {(delay or 0) * 1000:5.1f} ms off on average")
             if chosen is None and p50 is not None and p50 <= 0.010:
                 chosen = writers
         print(f"smallest writer count with acknowledgements <= 10 ms apart (p50): {chosen} "
-              "(default canary_writers = 4)")
-        failed |= chosen is None or chosen > 4
+              f"(default canary_writers = {DEFAULT_WRITERS}): "
+              f"{'ok' if chosen is not None and chosen <= DEFAULT_WRITERS else 'MISSED'}")
+        failed |= chosen is None or chosen > DEFAULT_WRITERS
     return 1 if failed else 0
 
 
