@@ -67,6 +67,9 @@ class Canary:
         self._connect_errors = [0] * writers
         self._slots = [_Slot() for _ in range(writers)]
         self._halt = threading.Event()
+        # a round trip of writer 0's (its second write), over which uncapped writers start
+        self._first_rtt: float | None = None
+        self._first_ack = threading.Event()
         self.last_ack_seq: int | None = None
         self.last_error: str | None = None
 
@@ -151,6 +154,19 @@ class Canary:
             with contextlib.suppress(Exception):
                 conn.close()
 
+    def _wait_turn(self, writer: int) -> None:
+        """Uncapped writers that start together stay together under synchronous
+        replication: their commits wait for the same standby flush and are acknowledged in
+        one burst, a round trip apart, so 4 writers place the instant writes stopped no
+        better than one (21 ms off on average across the lab's 20 ms link,
+        bench/bench_canary.py). Writer w starts w/writers of a round trip after writer 0's
+        second answer; the spacing then mostly holds (10.5 ms off)."""
+        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        while not self._first_ack.wait(WATCH_S):
+            if self._halt.is_set() or time.monotonic() > deadline:
+                return
+        self._halt.wait((self._first_rtt or 0.0) * writer / self.writers)
+
     def _writer(self, writer: int) -> None:
         """One writer's loop. Its cost per write is what bench/bench_canary.py compares
         with a bare psycopg loop: one cursor per connection, the INSERT prepared on the
@@ -168,8 +184,12 @@ class Canary:
         conn: psycopg.Connection | None = None
         cur: psycopg.Cursor[Any] | None = None
         server: str | None = None
+        stagger = writer > 0 and not interval
         try:
             while not halt.is_set():
+                if stagger:
+                    self._wait_turn(writer)
+                    stagger = False
                 if conn is None or cur is None:
                     conn = self._connect(writer, notices)
                     if conn is None:
@@ -199,6 +219,10 @@ class Canary:
                                       "; ".join(notices) if notices else None))
                     acked[writer] += 1
                     self.last_ack_seq = seq
+                    if self._first_rtt is None and acked[writer] == 2:
+                        # the second write: the first also prepared the statement
+                        self._first_rtt = t_ack - t_send
+                        self._first_ack.set()
                     if slot.expired == since:  # answered as the watchdog shut it
                         self._close(slot)
                         conn = cur = None

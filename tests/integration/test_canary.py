@@ -1,6 +1,7 @@
-"""The canary's writers against the lab's real PostgreSQL: a write the server takes and
-never answers is given up after WRITE_TIMEOUT_S as `unknown`, the writer reconnects and
-goes on, and every sequence number drawn reaches the timeline exactly once although
+"""The canary's writers against the lab's real PostgreSQL (synchronous replication, 20 ms
+one way): they start spread over the first write's round trip; a write the server takes
+and never answers is given up after WRITE_TIMEOUT_S as `unknown`, the writer reconnects and
+goes on; and every sequence number drawn reaches the timeline exactly once although
 several writer threads add to one BatchWriter."""
 
 from __future__ import annotations
@@ -76,9 +77,18 @@ def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> N
 
         db = timeline.connect(run_dir)
         rows = db.execute("SELECT seq, outcome, error, t_send, t_ack FROM canary").fetchall()
+        writer0 = [seq for (seq,) in db.execute("SELECT seq FROM canary WHERE writer = 0")]
+        firsts = db.execute("SELECT writer, min(t_send) FROM canary GROUP BY writer "
+                            "ORDER BY writer").fetchall()
         reconnects = [t for (t,) in db.execute(
             "SELECT t FROM canary_connect WHERE ok = 1 AND t > ? ORDER BY t", (marks["locked"],))]
         db.close()
+        # writer w's first write goes w/4 of a round trip after writer 0's second answer
+        second = sorted((r for r in rows if r[0] in set(writer0)), key=lambda r: r[3])[1]
+        rtt = second[4] - second[3]
+        assert rtt > 0.030  # two crossings of the 20 ms link: the stagger is measurable
+        for writer, t in firsts[1:]:
+            assert t >= second[4] + rtt * writer / 4 - 0.001, (writer, t, second, rtt)
         seqs = sorted(r[0] for r in rows)
         # every number drawn was recorded once: no attempt lost between threads and flushes
         assert seqs == list(range(1, len(seqs) + 1))
