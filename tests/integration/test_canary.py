@@ -7,16 +7,18 @@ several writer threads add to one BatchWriter."""
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from gameday.labs import descriptor
 from gameday.measure import timeline
-from gameday.measure.canary import WRITE_TIMEOUT_S, Canary
+from gameday.measure.canary import NICER, WRITE_TIMEOUT_S, Canary
 from tests.integration.conftest import lab_up
 
 LOCK_S = WRITE_TIMEOUT_S + 1.5
@@ -32,6 +34,10 @@ def _hold_table_lock(dsn: str, table: str, held: threading.Event, seconds: float
         conn.rollback()
 
 
+def _nice(tid: int | None) -> int:
+    return int(Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> None:
     with lab_up(lab_env):
         lab = descriptor.load(lab_env["GAMEDAY_LAB"])
@@ -43,7 +49,7 @@ def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> N
         out = timeline.BatchWriter(run_dir)
         canary = Canary(dsn, table, clock, out, writers=4, start_seq=1)
         held = threading.Event()
-        marks: dict[str, float] = {}
+        marks: dict[str, Any] = {}
 
         async def drive() -> None:
             stop = asyncio.Event()
@@ -51,6 +57,8 @@ def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> N
             async def script() -> None:
                 while canary.acked < 200:
                     await asyncio.sleep(0.01)
+                marks["nice"] = [_nice(t.native_id) for t in threading.enumerate()
+                                 if t.name.startswith("canary-")]
                 locker = threading.Thread(target=_hold_table_lock,
                                           args=(dsn, table, held, LOCK_S))
                 locker.start()
@@ -89,6 +97,8 @@ def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> N
         assert rtt > 0.030  # two crossings of the 20 ms link: the stagger is measurable
         for writer, t in firsts[1:]:
             assert t >= second[4] + rtt * writer / 4 - 0.001, (writer, t, second, rtt)
+        # the writers yield the CPU to the samplers' loop
+        assert marks["nice"] == [os.getpriority(os.PRIO_PROCESS, 0) + NICER] * 4, marks["nice"]
         seqs = sorted(r[0] for r in rows)
         # every number drawn was recorded once: no attempt lost between threads and flushes
         assert seqs == list(range(1, len(seqs) + 1))
