@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from gameday.measure.timeline import BatchWriter, CanaryAttempt, CanaryConnect, Clock
 
@@ -43,12 +44,15 @@ NICER = 10
 # how often the watchdog looks for a write past its deadline, and how soon a writer
 # notices the stop while it waits
 WATCH_S = 0.05
+# how long a server is given to answer the cancel of an overdue write, and then the write
+CANCEL_TIMEOUT_S = 1.0
 
 
 class _Slot:
     """What the watchdog needs to know about one writer's write in flight. The writer
     sets `since` before the write and clears it after, without a lock (one assignment);
-    the lock only keeps the watchdog from shutting a socket the writer is closing."""
+    the lock only keeps the watchdog from cancelling on, or shutting the socket of, a
+    connection the writer is closing."""
 
     __slots__ = ("lock", "conn", "since", "expired")
 
@@ -120,23 +124,42 @@ class Canary:
             raise crashed[0]
 
     def _expire_overdue(self) -> None:
-        """Shut the socket of every write past its deadline: the blocked writer wakes with
-        a broken connection, records the outcome unknown and reconnects. Shutting down
-        (not closing) the socket is safe from another thread; the writer closes it."""
+        """Give up every write past its deadline, each in a thread of its own so that the
+        loop never waits on a server (see _give_up)."""
         deadline = time.monotonic() - WRITE_TIMEOUT_S
         for slot in self._slots:
             since = slot.since
-            if since is None or since > deadline:
+            if since is None or since > deadline or slot.expired == since:
                 continue
-            with slot.lock:
-                if slot.since != since or slot.conn is None or slot.conn.closed:
-                    continue
-                slot.expired = since
-                with contextlib.suppress(OSError, psycopg.Error):
-                    # a duplicate descriptor: the one psycopg owns is never closed here
-                    sock = socket.socket(fileno=os.dup(slot.conn.pgconn.socket))
-                    sock.shutdown(socket.SHUT_RDWR)
-                    sock.close()
+            slot.expired = since
+            threading.Thread(target=self._give_up, args=(slot, since), daemon=True,
+                             name="canary-give-up").start()
+
+    @staticmethod
+    def _give_up(slot: _Slot, since: float) -> None:
+        """First ask the server to cancel the write, as an application's statement timeout
+        would. A statement cancelled before its commit is not committed (the writer records
+        it `failed`); a commit waiting for a synchronous standby stops waiting and is
+        acknowledged with a warning (counted not durable). Merely dropping the connection
+        would leave that backend waiting, its row invisible until the standby returns,
+        perhaps after a later run has taken the same sequence number. A server that does not
+        answer the cancel (a cut-off region) gets its socket shut: the writer wakes with a
+        broken connection, records the write `unknown` and reconnects."""
+        with slot.lock:  # the writer closes its connection under this lock, never meanwhile
+            conn = slot.conn
+            if slot.since != since or conn is None or conn.closed:
+                return
+            with contextlib.suppress(psycopg.Error, OSError):
+                conn.cancel_safe(timeout=CANCEL_TIMEOUT_S)
+        time.sleep(CANCEL_TIMEOUT_S)  # the answer to the cancelled write is on its way
+        with slot.lock:
+            if slot.since != since or slot.conn is not conn or conn.closed:
+                return
+            with contextlib.suppress(OSError, psycopg.Error):
+                # a duplicate descriptor: the one psycopg owns is never closed here
+                sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
 
     def _connect(self, writer: int, notices: list[str]) -> psycopg.Connection | None:
         try:
@@ -231,18 +254,16 @@ class Canary:
                         # the second write: the first also prepared the statement
                         self._first_rtt = t_ack - t_send
                         self._first_ack.set()
-                    if slot.expired == since:  # answered as the watchdog shut it
-                        self._close(slot)
-                        conn = cur = None
                 except psycopg.Error as exc:
                     slot.since = None
                     # a broken connection (or one that stopped answering: a cut-off region
                     # drops packets, so nothing ever fails by itself) leaves the outcome
                     # unknown; a server error reply in autocommit means no commit
                     timed_out = slot.expired == since
-                    broken = timed_out or conn is None or conn.closed or conn.broken
+                    broken = conn is None or conn.closed or conn.broken or (
+                        timed_out and not isinstance(exc, psycopg.errors.QueryCanceled))
                     name = "TimeoutError" if timed_out else type(exc).__name__
-                    sqlstate = "" if timed_out else getattr(exc, "sqlstate", None) or ""
+                    sqlstate = getattr(exc, "sqlstate", None) or ""
                     add(CanaryAttempt(seq, writer, t_send, None,
                                       "unknown" if broken else "failed", server,
                                       f"{name}: {sqlstate}".strip(),
