@@ -199,7 +199,7 @@ class BatchWriter:
 
     def add(self, row: tuple[Any, ...]) -> None:
         """Queue a row (one of the row types above) for the next flush."""
-        table = _TABLE_OF[type(row)]
+        table = table_of(row)
         with self._lock:
             self.pending[table].append(row)
 
