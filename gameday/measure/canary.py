@@ -30,9 +30,10 @@ import psycopg.errors
 
 from gameday.measure.timeline import BatchWriter, CanaryAttempt, CanaryConnect, Clock
 
-# A write that has not been answered in this long is given up (outcome unknown, resolved by
-# reading later) and the writer reconnects through the multi-host DSN: without it, a region
-# that drops packets holds every writer forever. The kernel gives up on the connection
+# A write that has not been answered in this long is given up (cancelled on the server, or,
+# when the server does not answer, its connection cut: outcome unknown, resolved by reading
+# later, and the writer reconnects through the multi-host DSN): without it, a region that
+# drops packets holds every writer forever. The kernel gives up on the connection
 # sooner still (tcp_user_timeout in the DSN, see recorder.py), but only while data is
 # unacknowledged: a server that took the write and never answers is caught by this one.
 WRITE_TIMEOUT_S = 3.0
@@ -215,12 +216,10 @@ class Canary:
         conn: psycopg.Connection | None = None
         cur: psycopg.Cursor[Any] | None = None
         server: str | None = None
-        stagger = writer > 0 and not interval
+        if writer > 0 and not interval:
+            self._wait_turn(writer)
         try:
             while not halt.is_set():
-                if stagger:
-                    self._wait_turn(writer)
-                    stagger = False
                 if conn is None or cur is None:
                     conn = self._connect(writer, notices)
                     if conn is None:
