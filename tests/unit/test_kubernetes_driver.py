@@ -283,6 +283,11 @@ def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
 def _lab(path: Path | None = None, **region1: Any) -> descriptor.Lab:
     """kind-lab's two regions; `path` places the descriptor (and the drill record beside it),
     `region1` overrides fields of region-1."""
+    return descriptor.from_dict(_lab_data(**region1), path=str(path or ""))
+
+
+def _lab_data(**region1: Any) -> dict[str, Any]:
+    """The descriptor of `_lab` as JSON data."""
 
     def region(name: str, role: str, n: int) -> dict[str, Any]:
         return {
@@ -313,7 +318,7 @@ def _lab(path: Path | None = None, **region1: Any) -> descriptor.Lab:
         },
         "database": {"name": "storefront", "user": "gameday", "password": "pw", "port": 5432},
     }
-    return descriptor.from_dict(data, path=str(path or ""))
+    return data
 
 
 def _plain(value: Any) -> Any:
@@ -1405,3 +1410,99 @@ def test_failback_needs_the_fencing_contract_and_says_so(clusters: Clusters):
     reason = driver.failback_unsupported(lab.secondary)
     assert reason is not None and "ConfigMap gameday-db missing" in reason
     assert "failback-autonomous.json" in reason
+
+
+# -- polling is_effective inside the measured window (issue 20, item 5) ----------------------
+
+
+def test_take_region_down_polls_a_remote_region_gently_with_one_reused_client(
+    clusters: Clusters, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """take_region_down waits for scale-to-zero to be in effect in the process that records
+    the RTO and drives the canary: at most one poll per 100 ms, through one client built
+    once (the kubeconfig read once, one connection kept open), not one per poll.
+    Stand-ins: kmock for the API server, a timer for the controllers that bring the
+    workloads' status to 0 after 0.6 s."""
+    import urllib3.connectionpool
+
+    from gameday.actions import region as region_actions
+    from gameday.labs.kubernetes import faults as faults_module
+
+    lab_file = tmp_path / "lab.json"
+    lab_file.write_text(json.dumps(_lab_data(node_containers=[])))
+    r1 = clusters.servers["region-1"]
+    loads: list[str] = []
+    load = kube_config.load_kube_config
+
+    def counted_load(*args: Any, **kwargs: Any) -> Any:
+        loads.append(str(kwargs.get("context")))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(kube_config, "load_kube_config", counted_load)
+    connections: list[int] = []
+    new_conn = urllib3.connectionpool.HTTPConnectionPool._new_conn
+
+    def counted_conn(pool: Any) -> Any:
+        connections.append(pool.port)
+        return new_conn(pool)
+
+    monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "_new_conn", counted_conn)
+
+    window: list[float] = []  # when the scale was done, when the controllers caught up
+
+    def controllers_catch_up() -> None:
+        for resource, name in ((DEPLOY, "storefront"), (DEPLOY, "defaulted"), (STS, "postgres")):
+            _set_running(r1, resource, name, 0)
+        window.append(time.monotonic())
+
+    timer = threading.Timer(0.6, controllers_catch_up)
+    scale_to_zero = faults_module.scale_to_zero
+
+    def scale_then_catch_up(*args: Any, **kwargs: Any) -> None:
+        scale_to_zero(*args, **kwargs)
+        window.append(time.monotonic())
+        timer.start()  # the controllers take 0.6 s from the scale on
+
+    monkeypatch.setattr(faults_module, "scale_to_zero", scale_then_catch_up)
+    try:
+        out = region_actions.take_region_down(
+            "region-1", "scale-to-zero", configuration={"lab_file": str(lab_file)}
+        )
+    finally:
+        timer.cancel()
+    took = window[1] - window[0]  # the polls happen in this window, and one after it
+    assert out["faults"][0]["applicable"] is True and "effective" in out["faults"][0]
+    # one list of Deployments to plan, one before the scale, then one per poll
+    polls = sum(
+        1 for r in r1 if r.method.value.upper() == "GET" and r.url.path.endswith("/deployments")
+    ) - 2
+    assert 3 <= polls <= took / 0.1 + 2, (polls, took)
+    assert loads == ["kind-region-1"]  # one client, the kubeconfig read once
+    assert len(connections) == 1, connections  # and one connection, kept open
+
+
+def test_is_effective_of_an_api_fault_asks_docker_only_when_the_api_fails(clusters: Clusters):
+    """`docker inspect` is a fork: not on every poll. The driver knows the regions it paused
+    itself; a region paused by someone else shows as an API timeout, and only then is docker
+    asked. Stand-ins: FakeDocker, SilentServer as the paused API server."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    docker = FakeDocker({"region-1-control-plane": False, "region-1-worker": False})
+    driver = _driver(lab, runner=docker, request_timeout_s=0.5, **Controller(r1).kwargs())
+    undo = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, undo)
+    inspects = len(docker.calls)
+    for _ in range(5):
+        assert driver.is_effective("scale-to-zero", lab.primary, undo) is False
+    assert len(docker.calls) == inspects  # five polls, no fork
+
+    docker.paused.update({"region-1-control-plane": True, "region-1-worker": True})
+    with SilentServer() as silent:  # paused by someone else
+        clusters.point("kind-region-1", silent.url)
+        outcome, _ = _within(20, lambda: driver.is_effective("scale-to-zero", lab.primary, undo))
+        assert outcome is True and silent.accepted
+        assert [c[1] for c in docker.calls[inspects:]] == ["inspect"]
+    clusters.point("kind-region-1", clusters.urls["region-1"])
+    docker.paused.update({"region-1-control-plane": False, "region-1-worker": False})
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _replicas(r1, DEPLOY, "storefront") == 2
