@@ -84,18 +84,31 @@ step_clusters() {
     fi
 }
 
-# The storefront is built into a single-platform archive and loaded from it: `kind load
-# docker-image` fails with "content digest not found" on Docker's containerd image store
-# (kind#3795), the default on Docker Desktop and optional on Engine. PostgreSQL is not loaded
-# at all: each node's kubelet pulls it from Docker Hub (imagePullPolicy IfNotPresent).
+# The storefront is built into Docker's own image store, saved as a single-platform archive and
+# loaded from that into each cluster, which works on either image store:
+# - `docker buildx build --output type=docker,dest=...` needs the containerd image store with
+#   buildx's default `docker` driver (buildx v0.36.1 driver/docker/driver.go: DockerExporter is
+#   useContainerdSnapshotter; build/opt.go: "Docker exporter is not supported for the docker
+#   driver"), and the GitHub runner's Docker 28.0.4 uses the classic store;
+# - `kind load docker-image` fails with "content digest not found" on the containerd store
+#   (kind#3795): its `docker save` names every platform of the image's index.
+# `docker save --platform` (Docker Engine 28.0, API 1.48) keeps the archive to the one platform
+# the nodes run. PostgreSQL is not loaded at all: each node's kubelet pulls it from Docker Hub
+# (imagePullPolicy IfNotPresent).
+DOCKER_API_MIN=1.48
+
 step_images() {
     log "images: build the storefront and load it into both clusters (the kubelets pull PostgreSQL)"
     need docker kind
-    local archive="$STATE_DIR/storefront-image.tar"
+    local archive="$STATE_DIR/storefront-image.tar" api platform region
     run install -d "$STATE_DIR"
-    run docker buildx build --provenance=false --output "type=docker,dest=$archive" \
+    capture api "$DOCKER_API_MIN" docker version --format '{{.Server.APIVersion}}'
+    version_at_least "$api" "$DOCKER_API_MIN" ||
+        die "Docker Engine API $api is older than $DOCKER_API_MIN: kind-lab needs Docker Engine 28.0 or later (docker save --platform)"
+    capture platform linux/amd64 docker version --format '{{.Server.Os}}/{{.Server.Arch}}'
+    run docker buildx build --load --provenance=false --platform "$platform" \
         -f "$KIND_LAB/storefront/Dockerfile" -t "$STOREFRONT_IMAGE" "$REPO_ROOT"
-    local region
+    run docker save --platform "$platform" -o "$archive" "$STOREFRONT_IMAGE"
     for region in "${REGIONS[@]}"; do
         run kind load image-archive --name "$region" "$archive"
     done

@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "kind-lab"
 WORKFLOW = ROOT / ".github" / "workflows" / "game-day.yml"
 K8S_VERSION = "1.34.0"  # kindest/node in versions.env
+# kind v0.30.0, pkg/apis/config/defaults/image.go (commit 9a205e8c, tag v0.30.0):
+# Image = "kindest/node:v1.34.0@sha256:7416a61b...dc5a"
+KIND_NODE_DIGEST = "7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
 FIX = "run `make setup` (it installs shellcheck and the venv's `test` extra)"
 # (region, Service, its pinned LoadBalancer IP in versions.env)
 PINNED = [
@@ -133,10 +136,14 @@ def test_up_dry_run_prints_every_command_and_changes_nothing(sandbox: dict[str, 
     assert "kind load docker-image" not in text
     assert v["POSTGRES_IMAGE"] not in text  # the kubelets pull it; nothing loads it
     build = next(c for c in cmds if c.startswith("docker buildx build"))
-    # printed shell-quoted (printf %q escapes the comma)
-    assert f"--output type=docker\\,dest={archive}" in build
+    # into Docker's own store, which works on either image store (no type=docker,dest=:
+    # test_no_docker_exporter_to_a_file_without_a_docker_container_builder), then one
+    # platform's archive (the daemon's; linux/amd64 is the dry run's stand-in)
+    assert "--load" in build and "--output" not in build and "--platform linux/amd64" in build
     assert f"-t {v['STOREFRONT_IMAGE']}" in build and "--provenance=false" in build
-    assert cmds.index(build) < cmds.index(f"kind load image-archive --name region-1 {archive}")
+    save = f"docker save --platform linux/amd64 -o {archive} {v['STOREFRONT_IMAGE']}"
+    assert (cmds.index(build) < cmds.index(save)
+            < cmds.index(f"kind load image-archive --name region-1 {archive}"))
     cpk = next(c for c in cmds if c.startswith("docker run -d --name gameday-cloud-provider-kind"))
     assert v["CLOUD_PROVIDER_KIND_IMAGE"] in cpk
     assert f"-e KIND_EXPERIMENTAL_DOCKER_NETWORK={v['KIND_NETWORK']}" in cpk
@@ -213,6 +220,67 @@ def test_up_dry_run_descriptor_validates_against_the_lab_schema(sandbox: dict[st
         expected = [f"{region.name}-{r}" for r in ("control-plane", "worker")]
         assert len(roles) == len(expected) and roles == ["control-plane", "worker"]
         assert list(region.node_containers) == expected
+
+
+def test_up_images_refuses_a_docker_engine_older_than_28(tmp_path: Path):
+    """`docker save --platform` needs API 1.48 (Docker Engine 28.0): an older engine is
+    refused in one line before anything is built. Stand-ins: docker and kind scripts."""
+    bin_dir, trace = tmp_path / "bin", tmp_path / "executed"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        f'#!/bin/sh\necho "docker $*" >> "{trace}"\n'
+        'case "$*" in *APIVersion*) echo 1.47;; *) echo linux/amd64;; esac\n'
+    )
+    (bin_dir / "kind").write_text(f'#!/bin/sh\necho "kind $*" >> "{trace}"\n')
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "GAMEDAY_KIND_STATE": str(tmp_path / "state")}
+    result = run("bash", str(LAB / "up.sh"), "images", env=env)
+    assert result.returncode == 1
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("kind-lab:")]
+    assert "API 1.47 is older than 1.48" in line and "Docker Engine 28.0" in line
+    assert "buildx" not in trace.read_text() and "kind load" not in trace.read_text()
+
+
+# `--output type=docker,dest=FILE` with buildx's default `docker` driver needs dockerd's
+# containerd image store (buildx v0.36.1 driver/docker/driver.go: DockerExporter is
+# useContainerdSnapshotter; build/opt.go refuses it otherwise); a docker-container builder
+# has its own exporter.
+_DOCKER_EXPORTER_TO_FILE = re.compile(r"type=docker\\?,(?:[^ \n]*,)?dest=")
+
+
+def docker_exporter_misuses(text: str) -> list[str]:
+    """The lines of `text` (comments aside) that export `type=docker,dest=` without a
+    docker-container builder: one created in the same file (`docker buildx create --driver docker-container
+    --name NAME`) and named on that build (`--builder NAME`)."""
+    builders = set(re.findall(
+        r"buildx create\b[^\n]*--driver[ =]docker-container\b[^\n]*--name[ =](\S+)", text))
+    builders |= set(re.findall(
+        r"buildx create\b[^\n]*--name[ =](\S+)[^\n]*--driver[ =]docker-container\b", text))
+    bad = []
+    for line in text.splitlines():
+        if _DOCKER_EXPORTER_TO_FILE.search(line) and not line.lstrip().startswith("#"):
+            named = re.search(r"--builder[ =](\S+)", line)
+            if not (named and named.group(1) in builders):
+                bad.append(line.strip())
+    return bad
+
+
+def test_no_docker_exporter_to_a_file_without_a_docker_container_builder():
+    sources = [*LAB.rglob("*"), *(ROOT / "scripts").rglob("*"), *(ROOT / ".github").rglob("*"),
+               ROOT / "Makefile", ROOT / ".ci" / "run"]
+    found = {str(p.relative_to(ROOT)): docker_exporter_misuses(p.read_text())
+             for p in sources if p.is_file()}
+    assert {k: v for k, v in found.items() if v} == {}
+    # the check is real: main's build before issue 20, and the docker-container way
+    old = ('run docker buildx build --provenance=false --output "type=docker,dest=$archive" '
+           '-f "$KIND_LAB/storefront/Dockerfile"')
+    assert docker_exporter_misuses(old) == [old]
+    ok = ("docker buildx create --driver docker-container --name kindlab\n"
+          "docker buildx build --builder kindlab --output type=docker,dest=x.tar .\n")
+    assert docker_exporter_misuses(ok) == []
+    assert docker_exporter_misuses(ok.replace("--builder kindlab ", ""))
 
 
 def test_up_gitops_dry_run(sandbox: dict[str, Any]):
@@ -414,10 +482,14 @@ def test_every_version_is_pinned():
         "UNBOUND_IMAGE",
         "STOREFRONT_IMAGE",
     ):
-        assert re.fullmatch(r"[\w./-]+:v?\d+(\.\d+)+[\w.-]*", v[key]), f"{key}={v[key]}"
+        assert re.fullmatch(r"[\w./-]+:v?\d+(\.\d+)+[\w.-]*(@sha256:[0-9a-f]{64})?", v[key]), (
+            f"{key}={v[key]}"
+        )
     for key in ("KIND_VERSION", "KUBECTL_VERSION", "ARGOCD_VERSION"):
         assert re.fullmatch(r"v\d+\.\d+\.\d+", v[key]), f"{key}={v[key]}"
-    assert v["KIND_NODE_IMAGE"].endswith(f":v{K8S_VERSION}")
+    # by digest: the one kind v0.30.0 pins for v1.34.0 (pkg/apis/config/defaults/image.go)
+    assert v["KIND_NODE_IMAGE"] == f"kindest/node:v{K8S_VERSION}@sha256:{KIND_NODE_DIGEST}"
+    assert v["KIND_VERSION"] == "v0.30.0"  # a new kind pins another digest: look it up again
     assert v["POSTGRES_IMAGE"].startswith("postgres:15.")
     everything = "\n".join(p.read_text() for p in LAB.rglob("*") if p.is_file())
     assert ":latest" not in everything and "@latest" not in everything
@@ -430,6 +502,10 @@ def test_storefront_image_installs_the_package_and_runs_the_module():
         "COPY pyproject.toml README.md ./" in dockerfile and "COPY gameday ./gameday" in dockerfile
     )
     assert "RUN pip install ." in dockerfile
+    # the manifests name the way the image really arrives
+    for manifest in LAB.rglob("*.yaml"):
+        assert "kind load docker-image" not in manifest.read_text(), manifest
+    assert "kind load image-archive" in (LAB / "base" / "storefront.yaml").read_text()
     assert 'ENTRYPOINT ["python", "-m", "gameday.labs.storefront"]' in dockerfile
     ignore = (LAB / "storefront" / "Dockerfile.dockerignore").read_text().split()
     assert ignore[ignore.index("*") + 1 : ignore.index("*") + 4] == [
