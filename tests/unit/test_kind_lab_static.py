@@ -624,7 +624,23 @@ def test_workflow_kind_job():
     assert "--journal-path reports/kind/journal-game-day.json" in runs[index("game-day.json")]
     assert "--journal-path reports/kind/journal-failback.json" in runs[index("failback.json")]
     assert steps[index("kind-lab/down.sh")]["if"] == "${{ always() }}"
-    assert steps[index("experiments/failback.json")]["if"] == "${{ !cancelled() }}"
+    # the trend's history is restored before the bring-up, so a run that fails there saves
+    # what it restored, not a directory without history.jsonl
+    restore = next(i for i, st in enumerate(steps)
+                   if st.get("uses", "").startswith("actions/cache/restore@"))
+    assert restore < index("kind-lab/up.sh network clusters")
+    save = next(st for st in steps if st.get("uses", "").startswith("actions/cache/save@"))
+    assert "hashFiles('reports/kind/history.jsonl') != ''" in save["if"]
+    # what needs the lab runs only when the bring-up succeeded
+    bring_up = steps[next(i for i, r in enumerate(runs) if r.strip() == "kind-lab/up.sh")]
+    assert bring_up["id"] == "lab"
+    gated = "steps.lab.outcome == 'success'"
+    for fragment in ("experiments/game-day.json", "experiments/failback.json",
+                     "gameday report reports/kind/latest --fail-on-regression"):
+        condition = steps[index(fragment)].get("if", "")
+        assert gated in condition, (fragment, condition)
+        assert "always()" not in condition, (fragment, condition)
+    assert "!cancelled()" in steps[index("experiments/failback.json")]["if"]
     # versions.env reaches the job only under a prefix (no bare NAMESPACE, DB_USER, ...)
     exported = runs[index("versions.env")]
     assert "KINDLAB_" in exported and ">> \"$GITHUB_ENV\"" in exported
@@ -646,3 +662,80 @@ def test_entrypoint_logs_the_lines_the_driver_reads():
     prefix = "gameday-postgres: "
     assert f'log "{FENCED_EMPTY_LINE.removeprefix(prefix)}' in entrypoint
     assert 'log "resync=$resync"' in entrypoint
+
+
+# -- the workflow's budget and pins (issue 20) ------------------------------------------------
+
+# Each action at the release pinned, by the commit its tag points to in the action's own
+# repository (read with git rev-parse TAG^{commit} in a snapshot of it; each runs on node24).
+PINNED_ACTIONS = {
+    "actions/checkout": ("v7.0.1", "3d3c42e5aac5ba805825da76410c181273ba90b1"),
+    "actions/setup-python": ("v7.0.0", "5fda3b95a4ea91299a34e894583c3862153e4b97"),
+    "actions/cache": ("v5.0.5", "27d5ce7f107fe9357f9df03efb73ab90386fccae"),
+    "actions/upload-artifact": ("v7.0.0", "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f"),
+    "mikepenz/action-junit-report": ("v6.4.2", "d9f48fc87bc235f7e214acf696ca5abc0a986f16"),
+}
+
+
+def workflow_jobs() -> dict[str, Any]:
+    jobs: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    return jobs
+
+
+def test_workflow_every_step_has_a_timeout_and_each_job_budget_adds_up():
+    """A step without timeout-minutes can use the whole job's limit; then the job is
+    cancelled and the steps that report and tear down never run. So: every step has one, and
+    a job's limit covers the sum of its steps'."""
+    for name, job in workflow_jobs().items():
+        limits = []
+        for step in job["steps"]:
+            label = step.get("name") or step.get("uses")
+            limit = step.get("timeout-minutes")
+            assert isinstance(limit, int) and limit > 0, f"{name}: step {label!r} has no timeout"
+            limits.append(limit)
+        assert sum(limits) <= job["timeout-minutes"], (name, sum(limits), job["timeout-minutes"])
+
+
+def test_workflow_actions_are_pinned_by_commit_with_the_tag_beside_it():
+    text = WORKFLOW.read_text()
+    uses = re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", text, re.M)
+    assert len(uses) >= 9
+    for ref, rest in uses:
+        action, _, pin = ref.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", pin), f"{ref}: pinned by tag, not by commit"
+        repo = "/".join(action.split("/")[:2])
+        tag, sha = PINNED_ACTIONS[repo]
+        assert pin == sha, f"{ref}: {repo} {tag} is {sha}"
+        assert rest.strip() == f"# {tag}", f"{ref}: the tag goes beside it as '# {tag}'"
+
+
+def test_pin_check_can_fail():
+    assert not re.fullmatch(r"[0-9a-f]{40}", "v4")
+    assert re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", "      - uses: actions/checkout@v4\n",
+                      re.M) == [("actions/checkout@v4", "")]
+
+
+# up.sh's bounded waits, as its dry run prints them
+_BOUNDS = re.compile(r"at most (\d+)s|--timeout=(\d+)s|--wait (\d+)s")
+# what up.sh does not bound itself, per workflow step: pulling the node and cloud-provider-kind
+# images; building, saving and loading the storefront image (estimates, not measured here)
+UNBOUNDED_ALLOWANCE_S = {"clusters": 300, "lab": 300}
+
+
+def test_up_sh_waits_fit_the_workflow_steps_that_run_them(sandbox: dict[str, Any]):
+    """The issue: up.sh's bounded waits added up to more than 40 minutes against a 60-minute
+    job. Each workflow step that runs up.sh has a limit its waits fit in, so a stuck wait
+    ends with up.sh's own one-line error, not with the step's timeout."""
+    steps = {s.get("id"): s for s in workflow_jobs()["kind"]["steps"]}
+    for step_id, args in (("clusters", ["network", "clusters"]), ("lab", [])):
+        step = steps[step_id]
+        assert step["run"].split() == ["kind-lab/up.sh", *args]
+        if not args:  # the bring-up runs every step; the first two are done by then
+            args = ["images", "database", "storefront", "dns", "descriptor"]
+        result = run("bash", str(LAB / "up.sh"), "--dry-run", *args, env=sandbox["env"])
+        assert result.returncode == 0, result.stderr
+        waits = sum(int(next(g for g in m.groups() if g))
+                    for m in _BOUNDS.finditer(result.stdout))
+        assert waits > 0
+        budget = step["timeout-minutes"] * 60
+        assert waits + UNBOUNDED_ALLOWANCE_S[step_id] <= budget, (step_id, waits, budget)
