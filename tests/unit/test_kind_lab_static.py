@@ -521,7 +521,7 @@ def test_dns_configuration():
     (lua,) = [line for line in zone.splitlines() if line.startswith("shop")]
     assert re.fullmatch(
         r"shop\s+1 IN LUA A \"ifurlup\('http://shop\.gameday\.test:8080/healthz', "
-        r"\{\{'@REGION1_ADDRESS@'\}, \{'@REGION2_ADDRESS@'\}\}, \{stringmatch='ok'\}\)\"",
+        r"\{\{'@REGION1_ADDRESS@'\}, \{'@REGION2_ADDRESS@'\}\}, \{stringmatch='ok', timeout=1\}\)\"",
         lua,
     ), lua
     pdns = dict(
@@ -547,6 +547,113 @@ def test_dns_configuration():
         v["KIND_REVERSE_ZONE"]
         == ".".join(reversed(v["KIND_SUBNET"].split(".")[:2])) + ".in-addr.arpa."
     )
+
+
+def unbound_settings(text: str) -> list[tuple[str, str]]:
+    """(key, value) of every `key: value` line of an unbound config, comments dropped."""
+    pairs = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if ":" in line and not line.endswith(":"):
+            key, value = line.split(":", 1)
+            pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+# netns resolver settings that belong to where it runs, not to how it resolves
+NETNS_PLACEMENT = {"interface", "directory", "username", "chroot", "pidfile", "access-control",
+                   "log-time-ascii", "local-zone", "domain-insecure", "stub-addr", "name",
+                   "control-enable"}
+
+
+def test_kind_resolver_resolves_as_the_netns_one():
+    """The netns lab's resolver is the one the game day is tested with: every setting of
+    how it resolves is in kind-lab's too, with the same value (the issue found three
+    missing: qname-minimisation, harden-referral-path, do-not-query-localhost)."""
+    from gameday.labs.netns import configs
+
+    netns = unbound_settings(configs.unbound_conf("/state"))
+    kind = dict(unbound_settings((LAB / "dns" / "unbound.conf.in").read_text()))
+    missing = {k: v for k, v in netns if k not in NETNS_PLACEMENT and kind.get(k) != v}
+    assert missing == {}
+    # and the zones ask /healthz the same way
+    netns_zone = next(ln for ln in configs.zone(ttl_s=1).splitlines() if ln.startswith("shop"))
+    kind_zone = (LAB / "dns" / "gameday.test.zone.in").read_text()
+    options = re.search(r"\{stringmatch=[^}]*\}", netns_zone)
+    assert options and options.group(0) in kind_zone
+
+
+@pytest.fixture
+def dns_step(tmp_path: Path) -> dict[str, Any]:
+    """`up.sh dns` run for real, its files written, with stand-ins for what needs Docker and
+    clusters: kubectl prints each Service's pinned LoadBalancer IP, docker records its
+    arguments, dig answers region-1's address."""
+    v = versions()
+    bin_dir, trace = tmp_path / "bin", tmp_path / "docker-calls"
+    bin_dir.mkdir()
+    ips = {f"kind-{r} {svc}": v[key] for r, svc, key in PINNED}
+    cases = "\n".join(
+        f'  *"--context {ctx.split()[0]} "*" service {ctx.split()[1]} "*) echo {ip};;'
+        for ctx, ip in ips.items()
+    )
+    (bin_dir / "kubectl").write_text(f'#!/bin/bash\ncase "$* " in\n{cases}\n  *) exit 1;;\nesac\n')
+    (bin_dir / "docker").write_text(
+        f'#!/bin/bash\nprintf "%s\\0" "$@" >> "{trace}"\nprintf "\\n" >> "{trace}"\n')
+    (bin_dir / "dig").write_text(f"#!/bin/sh\necho {v['LB_IP_REGION_1_STOREFRONT']}\n")
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    state = tmp_path / "state"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "GAMEDAY_KIND_STATE": str(state), "GAMEDAY_LAB": str(tmp_path / "lab.json")}
+    result = run("bash", str(LAB / "up.sh"), "dns", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [line.split("\0")[:-1] for line in trace.read_text().splitlines()]
+
+    def mounts(name: str) -> dict[str, str]:
+        """container path -> host path of `docker run --name NAME`'s -v options"""
+        (args,) = [c for c in calls if c[:2] == ["run", "-d"] and c[c.index("--name") + 1] == name]
+        found = {}
+        for i, arg in enumerate(args):
+            if arg == "-v":
+                host, container = args[i + 1].split(":")[:2]
+                found[container] = host
+        return found
+
+    return {"state": state, "mounts": mounts, "tmp": tmp_path}
+
+
+def test_rendered_kind_resolver_config_passes_unbound_checkconf(dns_step: dict[str, Any]):
+    (host,) = [h for c, h in dns_step["mounts"]("gameday-unbound").items()
+               if c == "/opt/unbound/etc/unbound/unbound.conf"]
+    result = run(tool("unbound-checkconf"), host)
+    assert result.returncode == 0 and "no errors" in result.stdout, result.stdout + result.stderr
+    rendered = Path(host).read_text()
+    assert "@" not in rendered.replace("@PDNS_IP@", "")  # every placeholder filled in
+    assert f"stub-addr: {versions()['PDNS_IP']}" in rendered
+    broken = dns_step["tmp"] / "broken.conf"  # the check is real
+    broken.write_text(rendered.replace("stub-addr: ", "stub-addr: not-an-address-"))
+    assert run(tool("unbound-checkconf"), str(broken)).returncode != 0
+
+
+def test_rendered_kind_zone_passes_pdnsutil_check_zone(dns_step: dict[str, Any]):
+    """pdnsutil reads the config directory the container mounts; its container paths are
+    mapped back to where up.sh wrote them, as the mount does."""
+    mounts = dns_step["mounts"]("gameday-pdns")
+    (container_dir,) = mounts
+    config = dns_step["tmp"] / "pdns-config"
+    config.mkdir()
+    for f in Path(mounts[container_dir]).iterdir():
+        (config / f.name).write_text(f.read_text().replace(container_dir, str(config)))
+    result = run(tool("pdnsutil"), f"--config-dir={config}", "check-zone", "gameday.test")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "0 errors" in output, output
+    zone = (config / "gameday.test.zone").read_text()
+    v = versions()
+    assert v["LB_IP_REGION_1_STOREFRONT"] in zone and v["LB_IP_REGION_2_STOREFRONT"] in zone
+    # the check is real: an address left unrendered is refused
+    (config / "gameday.test.zone").write_text(zone.replace(v["PDNS_IP"], "@PDNS_IP@"))
+    assert run(tool("pdnsutil"), f"--config-dir={config}", "check-zone",
+               "gameday.test").returncode != 0
 
 
 # -- the workflow -----------------------------------------------------------------------------
