@@ -19,6 +19,8 @@ from typing import TextIO
 
 import pytest
 
+from gameday.labs.netns.configs import UNBOUND_DIR
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 NAMESPACES = ("gd-region-1", "gd-region-2", "gd-dns", "gd-witness")
@@ -62,6 +64,8 @@ def residue(env: dict[str, str], pids: list[int]) -> list[str]:
                                          "gdv-witness")
              if f" {name}:" in links or f" {name}@" in links]
     left += [f"dir /etc/netns/{ns}" for ns in NAMESPACES if Path(f"/etc/netns/{ns}").exists()]
+    if UNBOUND_DIR.exists():  # the resolver's files, where AppArmor lets unbound read them
+        left.append(f"dir {UNBOUND_DIR}")
     if Path(env["GAMEDAY_HOME"]).exists():
         left.append(f"state dir {env['GAMEDAY_HOME']}")
     return left

@@ -32,7 +32,7 @@ import psycopg
 import gameday
 from gameday.errors import ConfigError, LabError
 from gameday.labs import descriptor
-from gameday.labs.netns import configs
+from gameday.labs.netns import apparmor, configs
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run
@@ -195,6 +195,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
         raise LabError(f"the lab is already up (state in {state}): use it, "
                        "or run `gameday lab down` first")
     started = time.monotonic()
+    wall_started = time.time() - 1  # the kernel's audit records are stamped in wall time
     try:
         state.mkdir(parents=True, exist_ok=True)
         password = secrets.token_urlsafe(18)
@@ -215,13 +216,28 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
         _warm_up(state)
     except BaseException as exc:
         progress("lab up failed: tearing down what was built")
+        denied = apparmor.denied_line(lab_programs(), since=wall_started) \
+            if isinstance(exc, Exception) else None
         down()
+        if denied:
+            raise LabError(f"lab up failed: {denied}") from exc
         if isinstance(exc, psycopg.Error):
             raise LabError(f"lab up failed: a lab database answered {_cause(exc)}: "
                            "run `gameday lab up` again") from None
         raise
+    denied = apparmor.denied_line(lab_programs(), since=wall_started)
+    if denied:  # up all the same (a denied log file, say): said, not fatal
+        progress(f"warning: {denied}")
     progress(f"lab up in {time.monotonic() - started:.1f} s")
     return path
+
+
+def lab_programs() -> list[str]:
+    """The programs the lab runs, as a profile or a denial record names them."""
+    programs = [*REQUIRED_PROGRAMS, *HA_PROGRAMS, sys.executable]
+    with contextlib.suppress(LabError):
+        programs.append(str(pg_bindir() / "postgres"))
+    return programs
 
 
 def _network(namespaces: tuple[topo.Namespace, ...]) -> None:
@@ -516,11 +532,32 @@ def _dns(state: Path, options: LabOptions) -> None:
         configs.pdns_conf(str(state), health_interval_s=options.health_interval_s))
     (dns_dir / "named.conf").write_text(configs.named_conf(str(state)))
     (dns_dir / f"{topo.ZONE}.zone").write_text(configs.zone(ttl_s=options.dns_ttl_s))
-    (dns_dir / "unbound.conf").write_text(configs.unbound_conf(str(state)))
     procs = Processes(state)
     procs.start("pdns", ["pdns_server", f"--config-dir={dns_dir}"], netns=topo.DNS.name)
-    procs.start("unbound", ["unbound", "-d", "-c", str(dns_dir / "unbound.conf")],
-                netns=topo.DNS.name)
+    start_unbound(state)
+
+
+def unbound_argv() -> list[str]:
+    """unbound in the foreground on the lab's config (configs.UNBOUND_DIR)."""
+    return ["unbound", "-d", "-c", str(configs.UNBOUND_DIR / "unbound.conf")]
+
+
+def start_unbound(state: Path) -> None:
+    """The resolver, with every file it opens in configs.UNBOUND_DIR, where the unbound
+    package's AppArmor profile lets it read and write. Its log is written there too, through
+    <state>/logs/unbound.log, a link: the profile checks the file's real path, also for the
+    output it inherits."""
+    directory = configs.UNBOUND_DIR
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    (directory / "unbound.conf").write_text(configs.unbound_conf(str(directory)))
+    log = directory / "unbound.log"
+    log.touch()
+    procs = Processes(state)
+    procs.log_dir.mkdir(parents=True, exist_ok=True)
+    link = procs.log_dir / "unbound.log"
+    link.unlink(missing_ok=True)
+    link.symlink_to(log)
+    procs.start("unbound", unbound_argv(), netns=topo.DNS.name)
 
 
 def _write_descriptor(state: Path, options: LabOptions, password: str) -> Path:
@@ -648,6 +685,9 @@ def down(*, progress: Callable[[str], None] = _quiet) -> list[str]:
     if pg_root.exists() and not str(pg_root).startswith(str(state)):
         shutil.rmtree(pg_root, ignore_errors=True)
         removed.append(str(pg_root))
+    if configs.UNBOUND_DIR.exists():
+        shutil.rmtree(configs.UNBOUND_DIR, ignore_errors=True)
+        removed.append(str(configs.UNBOUND_DIR))
     if state.exists():
         shutil.rmtree(state, ignore_errors=True)
         removed.append(str(state))
