@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from gameday import postgres
 from gameday.errors import TargetError
 from gameday.labs.descriptor import Lab
 from gameday.measure import metrics, phases, timeline
@@ -40,7 +41,8 @@ def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
     meta = timeline.read_meta(run_dir)
     start_seq = int(meta.get("start_seq", 1))
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
+        with psycopg.connect(lab.writer_dsn(), autocommit=True,
+                             **postgres.bounds(statement_timeout_s=postgres.BULK_TIMEOUT_S)) as conn:
             rows = conn.execute(
                 f"SELECT seq, count(*) FROM {lab.database.canary_table} WHERE seq >= %s "
                 # in order (the primary key's index gives it): the report then marks
