@@ -218,10 +218,8 @@ def promote(lab: Lab, target: Region, timeout_s: float, *, clock: Callable[[], f
     not with the call's return: pg_promote(wait => true) polls every 100 ms, while the
     server accepts writes about 30 ms after the signal. SQLSTATE 25006 (read-only
     transaction) means "not yet". The synchronous standby list is cleared: its old primary
-    is gone, and every commit would wait for it forever. Until then the probe's own commits
-    are local: a standby that still names a synchronous standby (a rewound old primary
-    carries its settings) would otherwise hold the first one until the statement timeout,
-    and the promoted instant with it."""
+    is gone, and every commit would wait for it forever (the probe's own, txid_current(),
+    writes no WAL and never waits for a standby)."""
     if not math.isfinite(timeout_s):
         raise ConfigError(f"the promotion of {target.name} was given a timeout of "
                           f"{timeout_s!r} s: give a finite number of seconds")
@@ -229,7 +227,6 @@ def promote(lab: Lab, target: Region, timeout_s: float, *, clock: Callable[[], f
         if not in_recovery(conn):
             raise TargetError(f"the database of {target.name} is already a primary: nothing to "
                               "promote (did a previous game day not fail back?)")
-        conn.execute("SET synchronous_commit = local")
         t_request = clock()
         conn.execute("SELECT pg_promote(wait => false)")
         on_requested(t_request)

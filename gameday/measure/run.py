@@ -161,6 +161,10 @@ def _next_seq(lab: Lab) -> int:
             row = conn.execute(
                 f"SELECT coalesce(max(seq), 0) + 1 FROM {lab.database.canary_table}").fetchone()
             return int(row[0]) if row else 1
+    except psycopg.errors.QueryCanceled:
+        raise LabError(f"the writable database did not read its canary table "
+                       f"{lab.database.canary_table} within {postgres.STATEMENT_TIMEOUT_S:g} s: "
+                       "is the table locked (pg_locks) or the server overloaded?") from None
     except psycopg.Error as exc:
         raise LabError(f"cannot reach the writable database through the lab descriptor "
                        f"({postgres.cause(exc)}): check its database password and hosts, and that "

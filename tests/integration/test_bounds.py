@@ -1,5 +1,5 @@
 """Every call bounded and no record lost, on the real lab (one lab for the module; each test
-leaves it as it found it, but the last, which promotes region-2 beside region-1):
+leaves it as it found it):
 
 - the runner's connections carry their statement and socket bounds;
 - a recorder stopped while canary writes are in flight, with an idle TLS connection to a
@@ -8,8 +8,8 @@ leaves it as it found it, but the last, which promotes region-2 beside region-1)
 - a run started while the standby does not stream refuses at the readiness gate within
   its timeout (it used to hang before the gate, committing its canary pruning on the
   synchronous primary);
-- a promotion of a standby that still names a synchronous standby does not hang on its
-  first write.
+- a run whose canary table stays locked refuses at the statement timeout;
+- a question to a region cut off midway fails at the socket bound.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import psycopg
 import pytest
 
 from gameday import postgres
+from gameday.errors import LabError, TargetError
 from gameday.labs import descriptor
 from gameday.labs.driver import for_region
 from gameday.labs.ledger import Ledger
@@ -256,29 +257,69 @@ def test_a_run_whose_standby_does_not_stream_refuses_at_the_gate(lab: descriptor
     assert run_dir.name not in registered, registered
 
 
-def test_a_promotion_does_not_hang_on_a_stale_synchronous_standby_list(lab: descriptor.Lab
-                                                                       ) -> None:
-    """A standby that names a synchronous standby of its own (as a rewound old primary
-    does): promoted, its first commit used to wait forever for that standby. Last in the
-    module: it leaves two primaries."""
-    standby = lab.secondary
-    with postgres.connect(lab, standby, "name a synchronous standby") as conn:
-        conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
-        conn.execute("SELECT pg_reload_conf()")
-    result: dict[str, Any] = {}
+def _bounded(call: Any, seconds: float) -> tuple[Any, BaseException | None, float]:
+    """(result, exception, seconds taken) of `call`, failing the test when it has not
+    returned within `seconds` (the thread is left behind: it would wait forever)."""
+    box: dict[str, Any] = {}
 
-    def promote() -> None:
+    def target() -> None:
         try:
-            result["promotion"] = postgres.promote(lab, standby, 10.0, clock=time.monotonic)
+            box["value"] = call()
         except BaseException as exc:
-            result["error"] = exc
+            box["error"] = exc
 
-    thread = threading.Thread(target=promote, daemon=True)
+    started = time.monotonic()
+    thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    thread.join(20)
-    assert not thread.is_alive(), "the promotion still waits after 20 s"
-    assert "error" not in result, result
-    assert result["promotion"].took_s < 2.0, result
-    with postgres.connect(lab, standby, "write") as conn:
-        assert conn.execute("SHOW synchronous_standby_names").fetchone() == ("",)
-        conn.execute("SELECT txid_current()")  # commits at once: nobody to wait for
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s: it would never end"
+    return box.get("value"), box.get("error"), time.monotonic() - started
+
+
+def test_a_run_refuses_when_its_canary_table_stays_locked(lab: descriptor.Lab,
+                                                          tmp_path: Path) -> None:
+    """A lock held on the canary table (a long migration, a stuck session): the run's
+    first question, the next sequence number, is given up by the server at the statement
+    timeout, and the run refuses with one line, before its run directory exists."""
+    held, release = threading.Event(), threading.Event()
+    locker = threading.Thread(target=_hold_canary_lock, args=(lab, held, release))
+    locker.start()
+    try:
+        assert held.wait(10)
+        settings = GamedaySettings.from_chaos({"lab_file": lab.path,
+                                               "reports_dir": str(tmp_path / "reports")})
+        _, error, took = _bounded(lambda: runs.start(settings, lab, experiment="bounds",
+                                                     kind="failover"), 30)
+    finally:
+        release.set()
+        locker.join(10)
+        runs.clear()
+    assert isinstance(error, LabError), error
+    assert str(error).startswith("the writable database did not read its canary table "
+                                 "gameday_canary within 10 s: is the table locked"), error
+    assert postgres.STATEMENT_TIMEOUT_S <= took < postgres.STATEMENT_TIMEOUT_S + 3, took
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_connection_to_a_region_cut_off_midway_fails_within_the_socket_bound(
+        lab: descriptor.Lab) -> None:
+    """The standby's region drops every packet (blackhole) while the runner holds a
+    connection to its database: the next question's bytes are never acknowledged, and
+    tcp_user_timeout fails it in 5 s. The server's statement timeout cannot help there (the
+    question never reaches it), and the kernel alone would retransmit for ~15 minutes."""
+    standby = lab.secondary
+    driver = for_region(lab, standby)
+    undo = driver.plan("blackhole", standby)
+    undo.pop("local_writer")  # only the cut: no split-brain writer in a standby's region
+    with postgres.connect(lab, standby, "ask it") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        driver.inject("blackhole", standby, undo)
+        try:
+            _, error, took = _bounded(lambda: conn.execute("SELECT 1"), 30)
+        finally:
+            driver.revert("blackhole", standby, undo)
+    assert isinstance(error, psycopg.OperationalError), error
+    bound = postgres.TCP_USER_TIMEOUT_MS / 1000
+    assert bound - 0.5 <= took < bound + 3, took
+    poll_until(lambda: postgres.standby_streams(lab, standby), timeout_s=30, interval_s=0.2,
+               interruptible=False, retry_on=(TargetError,), what="the standby to stream again")
