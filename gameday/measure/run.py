@@ -285,10 +285,13 @@ def spawn_recorder(run: Run, settings: GamedaySettings, lab: Lab, *, start_seq: 
         },
     }, indent=2))
     log = open(run.dir / "recorder.log", "ab")  # noqa: SIM115 (the child keeps it)
+    # its own session: a Ctrl-C at the terminal reaches the runner's process group, whose
+    # rollbacks the recorder then goes on measuring until the runner stops it (it dies with
+    # the runner all the same: PR_SET_PDEATHSIG)
     run.recorder = subprocess.Popen(
         [sys.executable, "-m", "gameday.measure.recorder", str(run.dir)],
         stdin=subprocess.PIPE if secret is not None else subprocess.DEVNULL,
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     log.close()
     if secret is not None and run.recorder.stdin is not None:

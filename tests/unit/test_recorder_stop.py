@@ -103,6 +103,9 @@ def test_a_recorder_that_dies_mid_run_is_noticed_and_the_run_is_incomplete(
                                        pki / "ca.pem"))
         _wait_for(run, "SELECT 1 FROM canary_connect")
         assert run.recorder is not None
+        # a Ctrl-C at the terminal goes to the runner's process group, not the recorder's:
+        # only the runner stops it (after the rollbacks), or its death
+        assert os.getpgid(run.recorder.pid) == run.recorder.pid != os.getpgid(0)
         os.kill(run.recorder.pid, signal.SIGKILL)
         _wait_for(run, "SELECT 1 FROM events WHERE kind = 'recorder-died'", timeout=2.0)
         died = run.events("recorder-died")
