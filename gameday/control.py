@@ -322,6 +322,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
             summaries.snapshot_rows(run.dir, lab, run.now(), live=False)
         except GamedayError as exc:
             logger.error("gameday: %s; lost writes stay unknown", exc)
+        runs.prune_earlier_runs(run, lab)  # after the final read, and only past the gate
         # also puts the numbers into the journal's extensions (state is the journal)
         summary = outputs.write_run_outputs(run.dir, state)
         live.stop(run.dir, summary)

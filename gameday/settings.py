@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ class GamedaySettings:
     reports_dir: Path = Path("reports")
     targets: Targets = dataclasses.field(default_factory=Targets)
     max_lag_s: float = 5.0
+    # how long the readiness gate waits for the lab to be ready (probes.gate)
+    ready_timeout_s: float = 20.0
     k_consecutive: int = 5
     rates: Rates = dataclasses.field(default_factory=Rates)
     promotion: Promotion = dataclasses.field(default_factory=Promotion)
@@ -70,6 +73,7 @@ class GamedaySettings:
                 max_lost_writes=int(number(c, "max_lost_writes", 0, integer=True)),
             ),
             max_lag_s=number(c, "max_lag_s", 5.0),
+            ready_timeout_s=number(c, "ready_timeout_s", 20.0),
             k_consecutive=int(number(c, "k_consecutive", 5, integer=True, minimum=1)),
             rates=Rates(
                 dns_s=number(c, "dns_interval_s", 0.05, minimum=0.005),
@@ -133,15 +137,19 @@ def _promotion(c: dict[str, Any]) -> Promotion:
                      timeout_s=number(c, "promotion_timeout_s", 60.0, minimum=0.1))
 
 
-def number(c: dict[str, Any], key: str, default: float, *, integer: bool = False,
-            minimum: float = 0.0) -> float:
+def number(c: Mapping[str, Any], key: str, default: float, *, integer: bool = False,
+           minimum: float = 0.0) -> float:
+    """The number under `key`, or ConfigError naming it. Finite only: YAML's `.nan` and
+    `.inf`, JSON's `NaN` and `Infinity` and `--var key=inf` all parse as floats, and a
+    timeout of NaN never ends (every comparison with it is false) while int(inf) raises
+    OverflowError."""
     raw = c.get(key, default)
     try:
         value = float(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"configuration '{key}' must be a number, got {raw!r}: "
                           f"fix it in the experiment or pass --var {key}=NUMBER") from None
-    if math.isnan(value) or value < minimum or (integer and value != int(value)):
-        kind = "a whole number" if integer else "a number"
+    if not math.isfinite(value) or value < minimum or (integer and value != int(value)):
+        kind = "a whole number" if integer else "a finite number"
         raise ConfigError(f"configuration '{key}' must be {kind} >= {minimum:g}, got {raw!r}")
     return value

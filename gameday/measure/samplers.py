@@ -26,6 +26,7 @@ import dns.rcode
 import dns.rdatatype
 import psycopg
 
+from gameday import postgres
 from gameday.labs.descriptor import Lab
 from gameday.measure import _http
 from gameday.measure.timeline import (
@@ -220,6 +221,8 @@ class ReplicationSampler:
         self.dsn = lab.database.dsn(r.db_host, r.db_port, connect_timeout="1",
                                     application_name="gameday-recorder")
         self.clock, self.out, self.timeout = clock, out, timeout
+        # the server ends the question too, by the time the sample has given it up
+        self.bounds = postgres.bounds(statement_timeout_s=timeout * 2)
         self.conn: psycopg.AsyncConnection | None = None
         self.lock = asyncio.Lock()
 
@@ -228,10 +231,12 @@ class ReplicationSampler:
             return  # the previous sample is still waiting on a dead server
         async with self.lock:
             try:
-                if self.conn is None or self.conn.closed:
-                    self.conn = await asyncio.wait_for(
-                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 2)
-                cur = await asyncio.wait_for(self.conn.execute(REPLICATION_SQL), self.timeout * 2)
+                conn = self.conn
+                if conn is None or conn.closed:
+                    new: psycopg.AsyncConnection = await asyncio.wait_for(
+                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True, **self.bounds), 2)
+                    conn = self.conn = new
+                cur = await asyncio.wait_for(conn.execute(REPLICATION_SQL), self.timeout * 2)
                 row = await cur.fetchone()
                 assert row is not None  # the query always returns one row
                 in_recovery, lag, senders, receiver = row

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from gameday import postgres
 from gameday.errors import TargetError
 from gameday.labs.descriptor import Lab
 from gameday.measure import metrics, phases, timeline
@@ -40,7 +41,8 @@ def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
     meta = timeline.read_meta(run_dir)
     start_seq = int(meta.get("start_seq", 1))
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
+        with psycopg.connect(lab.writer_dsn(), autocommit=True,
+                             **postgres.bounds(statement_timeout_s=postgres.BULK_TIMEOUT_S)) as conn:
             rows = conn.execute(
                 f"SELECT seq, count(*) FROM {lab.database.canary_table} WHERE seq >= %s "
                 # in order (the primary key's index gives it): the report then marks
@@ -108,10 +110,12 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
                            "after the promotion are lost")
     # the control records experiment-ended only when it finishes the run; a runner killed
     # mid-run leaves the samples it stored (the recorder flushes every 250 ms) without it
-    incomplete = not tl.events_of("experiment-ended")
-    if incomplete:
+    lost = _recorder_lost(tl)
+    incomplete = not tl.events_of("experiment-ended") or bool(lost)
+    if not tl.events_of("experiment-ended"):
         reasons.append("incomplete run: the runner stopped before the end (killed or crashed); "
                        "the numbers come from the samples stored until then")
+    reasons += lost
     roles = phases.Roles.from_meta(meta)
     repl = metrics.replication_at(tl, t_fault if t_fault is not None else float("inf"),
                                   primary=roles.primary["name"], standby=roles.secondary["name"])
@@ -371,6 +375,29 @@ def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, 
 def _observed_mode(sync_state: str | None) -> str | None:
     return {"sync": "sync", "quorum": "sync", "async": "async", "potential": "async"}.get(
         sync_state or "")
+
+
+def _recorder_lost(tl: metrics.Timeline) -> list[str]:
+    """Why part of the run went unrecorded: the recorder died (the runner saw it exit
+    unbidden), was killed before its last records, or stopped with canary writes still
+    unanswered (their outcome missing: a committed one would read as unexpected)."""
+    reasons = []
+    for e in tl.events_of("recorder-died"):
+        d = json.loads(e.detail or "{}")
+        reasons.append(f"incomplete run: the recorder died {e.t:.1f} s into the run (exit "
+                       f"code {d.get('exit_code')}: {d.get('last_line')}); nothing was "
+                       "measured after that")
+    for e in tl.events_of("recorder-killed"):
+        d = json.loads(e.detail or "{}")
+        reasons.append(f"incomplete run: the recorder did not write its last records within "
+                       f"{d.get('waited_s')} s of the stop and was killed; what it held "
+                       "then is missing")
+    for e in tl.events_of("recorder-stopped"):
+        n = json.loads(e.detail or "{}").get("unanswered")
+        if n:
+            reasons.append(f"incomplete run: {n} canary writes were still unanswered when the "
+                           "recorder stopped; their outcome is missing")
+    return reasons
 
 
 def _last_detail(tl: metrics.Timeline, kind: str) -> dict[str, Any]:
