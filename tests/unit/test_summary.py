@@ -130,3 +130,19 @@ def test_a_run_recorded_before_targets_and_configuration_existed(run_dir: Path) 
     assert s["targets"] == {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0}
     assert s["configuration"] == {} and s["drill"] == "failover"
     assert s["verdict"] == "pass"
+
+
+def test_what_went_wrong_around_the_method_is_each_a_reason_in_order(run_dir: Path) -> None:
+    s = summaries.build(_edit(run_dir, events=[
+        (0.5, "gate-failed", None, {"reasons": ["standby not streaming", "TTL too long"]}),
+        (0.6, "steady-state-before-not-met", None, {"probes": ["global-ok", "writable"]}),
+        (3.0, "step-failed", "region-2", {"step": "promote", "error": "timed out"}),
+        (3.2, "interrupted", None, {"signal": "SIGTERM"}),
+        (3.9, "steady-state-after-not-met", None, {})]))
+    assert s["verdict"] == "fail"
+    assert s["reasons"] == [
+        "steady state before the method not met (probes: global-ok, writable)",
+        "steady state after the method not met (probes: unknown)",
+        "interrupted by a signal (Ctrl-C or SIGTERM): the rollbacks ran",
+        "step promote failed: timed out",
+        "not ready for a fault: standby not streaming; TTL too long"]
