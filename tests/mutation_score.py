@@ -6,7 +6,8 @@ Killed means a test failed (or hung: a timeout) with the mutant in place. A surv
 counts against the score even when it is equivalent; EQUIVALENT says why each known one
 cannot be told apart by any test, so a new survivor stands out as "NOT EXPLAINED".
 
-    .venv/bin/python tests/mutation_score.py [PATTERN ...]
+    .venv/bin/python tests/mutation_score.py [PATTERN ...]   # the score (of those mutants)
+    .venv/bin/python tests/mutation_score.py --patterns      # the mutants `make mutate` runs
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ DETECTED = {"killed", "timeout"}
 # recognised from the mutation itself (`kind_of`); the others are named here.
 EQUIVALENT: dict[str, str] = {}
 
-SQL = re.compile(r"\b(SELECT|FROM|WHERE|PRAGMA|BEGIN|INSERT|CREATE|ORDER BY|GROUP BY|VALUES)\b",
-                 re.IGNORECASE)
+# SQL as this code base writes it: keywords in capitals, inside double-quoted strings
+SQL = re.compile(r"\b(SELECT|FROM|WHERE|AND|OR|NOT|IN|IS|NULL|LIMIT|CASE|WHEN|THEN|ELSE|END|"
+                 r"PRAGMA|BEGIN|INSERT|CREATE|TABLE|ORDER|GROUP|BY|VALUES|DISTINCT)\b")
+DOUBLE_QUOTED = re.compile(r'"([^"]*)"')
 
 
 def changed_lines(root: Path, name: str) -> tuple[list[str], list[str]]:
@@ -72,8 +75,9 @@ def kind_of(root: Path, name: str) -> str | None:
     if not old or len(old) != len(new):
         return None
     quoted = re.compile(r"'[^']*'")
-    if all(o != n and o.lower() == n.lower() and SQL.search(o) and
-           quoted.findall(o) == quoted.findall(n) for o, n in zip(old, new, strict=True)):
+    if all(o != n and o.lower() == n.lower() and quoted.findall(o) == quoted.findall(n) and
+           any(SQL.search(q) for q in DOUBLE_QUOTED.findall(o))
+           for o, n in zip(old, new, strict=True)):
         return ("the case of SQL text: SQLite keywords, functions and names are "
                 "case-insensitive (quoted values are unchanged)")
     if all(re.sub(r"fetchmany\([^)]*\)", "", o) == re.sub(r"fetchmany\([^)]*\)", "", n)
@@ -98,6 +102,9 @@ def module_of(name: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--patterns"]:  # what `make mutate` has mutmut run
+        print(" ".join(CORE))
+        return 0
     patterns = argv or list(CORE)
     root = Path(__file__).resolve().parents[1]
     selected = {n: s for n, s in results(root).items()

@@ -65,8 +65,10 @@ def test_the_dns_flip_right_after_one_earlier_answer() -> None:
     assert (flip.at_s, flip.error_s) == (pytest.approx(0.2), pytest.approx(0.7))
 
 
-def test_rto_from_the_first_sample_after_the_fault_reaches_back_to_the_one_before() -> None:
-    rows = http("global", [(9.4, True, "region-1"), (9.8, False, None),
+@pytest.mark.parametrize("before", [[9.8], [9.4, 9.8]])
+def test_rto_from_the_first_sample_after_the_fault_reaches_back_to_the_one_before(
+        before: list[float]) -> None:
+    rows = http("global", [*[(t, False, None) for t in before],
                            *[(10.1 + i / 10, True, "region-2") for i in range(5)]])
     rto = metrics.rto(tl_of(http=rows), T_FAULT, "region-2", k=5)
     assert (rto.at_s, rto.error_s) == (pytest.approx(0.1), pytest.approx(0.3))
@@ -141,12 +143,15 @@ def test_replication_at_the_fault_reads_each_role_from_its_own_stream() -> None:
         ReplicationSample(9.7, "region-2", 0, 1, 0.8, None, "gone"),  # failed
         ReplicationSample(9.8, "region-2", 1, 1, None, None, None),  # no lag
         ReplicationSample(9.9, "region-1", 1, 0, None, json.dumps({"senders": []}), None),
+        # the secondary's own view of a standby is not the primary's
+        ReplicationSample(9.95, "region-2", 1, 0, None, json.dumps(
+            {"senders": [{"name": "x", "sync": "async"}]}), None),
         ReplicationSample(11.0, "region-2", 1, 1, 0.01, None, None),  # after the fault
     ]
     got = metrics.replication_at(tl_of(replication=repl), T_FAULT, primary="region-1",
                                  standby="region-2")
     assert got == {"sync_state": "quorum", "lag_at_fault_s": 0.25}
-    nothing = metrics.replication_at(tl_of(replication=repl[6:]), T_FAULT, primary="region-1",
+    nothing = metrics.replication_at(tl_of(replication=repl[6:8]), T_FAULT, primary="region-1",
                                      standby="region-2")
     assert nothing == {"sync_state": None, "lag_at_fault_s": None}
     # the first sample of a stream is reached walking back
@@ -244,6 +249,9 @@ def test_canary_sends_as_stored_at_the_sliding_buffers_edges(
     assert sends(ties) == ties
     exact = [float(i) for i in range(12)]  # 8, then 4 more: the buffer holds exactly 4
     assert sends(exact) == exact
+    assert sends(exact[:4]) == exact[:4]  # a canary as long as the buffer
+    edge = [0.0, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    assert sends(edge) == edge  # the next window starts with the send last given
     # the first window gives 0..3; a later send of 3.5 comes after 3 (fine), one of 2.5
     # came too late: it is neither skipped nor given out of order
     late = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 2.5, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0]
@@ -293,13 +301,16 @@ def test_a_write_lost_exactly_at_the_fault_is_not_lost_after_it() -> None:
 def test_the_rpo_error_without_loss_is_the_median_gap_of_the_last_second() -> None:
     # older acknowledgements, 1-2 s before the fault, further apart: they do not count
     old = [8.1, 8.5]
-    last = [round(9.0 + i / 100 + (i % 3) / 1000, 4) for i in range(1, 53)]  # 51 gaps
+    last = [9.01]
+    for i in range(51):  # 51 gaps, all different: the 50th and 51st percentiles differ
+        last.append(round(last[-1] + 0.01 + i / 10_000, 6))
     canary = [CanaryAttempt(i + 1, 0, t - 0.0005, t, "ok", R1, None, None)
               for i, t in enumerate(old + last)]
     acc = metrics.account_writes(canary, {i + 1: 1 for i in range(len(canary))},
                                  t_fault=T_FAULT)
     gaps = sorted(b - a for a, b in zip(last, last[1:], strict=False))
     assert acc.rpo_s == 0.0 and acc.rpo_error_s == pytest.approx(gaps[25])
+    assert gaps[24] < gaps[25] < gaps[26]
     one = metrics.account_writes([acked(1, 9.5)], {1: 1}, t_fault=T_FAULT)
     assert one.rpo_error_s is None
 
@@ -346,6 +357,24 @@ def test_a_stored_set_read_in_small_windows_holds_exactly_its_numbers(
     assert sum(w[0] for w in extra) == conn.execute("SELECT count(*) FROM final_rows").fetchone()[0]
 
 
+@pytest.mark.parametrize(("seqs", "deleted"), [
+    ([5, 5, 7, 8, 9, 10, 11, 12], []),  # a duplicate and a gap spanning a leaf window's extent
+    (list(range(1, 41)), list(range(9, 25))),  # two whole windows of deleted rows
+    ([None] * 9 + list(range(3, 20)), []),  # a window of NULLs
+])
+def test_a_stored_set_across_windows_that_look_like_ranges(
+        monkeypatch: pytest.MonkeyPatch, seqs: list[int | None], deleted: list[int]) -> None:
+    monkeypatch.setattr(metrics, "CHUNK", 1)
+    monkeypatch.setattr(metrics._SeqSet, "STORED_MIN", 4)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE final_rows (seq INTEGER, n INTEGER)")
+    conn.executemany("INSERT INTO final_rows VALUES (?, 1)", [(s,) for s in seqs])
+    conn.executemany("DELETE FROM final_rows WHERE rowid = ?", [(r,) for r in deleted])
+    held = {r[0] for r in conn.execute("SELECT seq FROM final_rows WHERE seq IS NOT NULL")}
+    found, _ = metrics._SeqSet.stored(conn, "final_rows")
+    assert [s for s in range(0, 60) if s in found] == sorted(held)
+
+
 # --- streams and stored rows ------------------------------------------------------------------
 
 
@@ -357,7 +386,7 @@ def test_a_stream_is_read_by_index_within_its_bounds_only() -> None:
         stream[3]
     with pytest.raises(IndexError):
         stream[-4]
-    with pytest.raises(ValueError, match="a stream is read by contiguous windows"):
+    with pytest.raises(ValueError, match="^a stream is read by contiguous windows$"):
         stream[::2]
     assert [r.t for r in stream.rows_back(3)] == [3.0, 2.0, 1.0]
 
@@ -393,7 +422,7 @@ def test_a_loaded_run_counts_the_same_from_its_rows_as_a_mapping(tmp_path: Path)
         rows = dict(present)  # FinalRows as a mapping: seq -> n
         assert len(present) == len(rows) == 168 and 47 not in rows and rows[1] == 1
         assert sorted(present) == sorted(rows)
-        with pytest.raises(KeyError):
+        with pytest.raises(KeyError, match="^47$"):
             present[47]
         assert summaries.compute(tl, rows)["writes"] == want["writes"]
         canary = tl.canary
@@ -420,3 +449,23 @@ def test_first_write_answers_per_instant_and_hosts() -> None:
     assert metrics.first_write(tl, T_FAULT, {R2}).at_s == pytest.approx(0.201)
     assert metrics.first_write(tl, 10.5, {R2}).at_s == pytest.approx(0.101)
     assert metrics.first_write(tl, 10.5, {R1}).at_s is None
+
+
+@pytest.mark.parametrize("connects", ["none", "one", "no table"])
+def test_a_stored_run_loads_with_or_without_its_connection_log(tmp_path: Path,
+                                                                connects: str) -> None:
+    run_dir = fixture_run.build(tmp_path / "run")
+    conn = sqlite3.connect(run_dir / timeline.FILE)
+    with conn:
+        if connects == "one":
+            conn.execute("INSERT INTO canary_connect VALUES (1.2, 0, 0, NULL, 'refused')")
+        elif connects == "no table":
+            conn.execute("DROP TABLE canary_connect")
+    conn.close()
+    tl = metrics.load(timeline.connect(run_dir))
+    try:
+        want = [CanaryConnect(1.2, 0, 0, None, "refused")] if connects == "one" else []
+        assert list(tl.canary_connect) == want
+        assert [e.kind for e in tl.events][:2] == ["recorder-ready", "experiment-started"]
+    finally:
+        tl.close()

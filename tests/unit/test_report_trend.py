@@ -107,8 +107,8 @@ def test_sparkline() -> None:
 def test_a_torn_line_in_the_middle_is_skipped_and_named(tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / trends.FILE
-    path.write_text("\n".join([trends.line(run(1, 1.0)), "{torn", "[1, 2]", '{"rto_s": 1}',
-                               trends.line(run(2, 2.0))]) + "\n")
+    path.write_text("\n".join([trends.line(run(1, 1.0)), "{torn", "", "[1, 2]",
+                               '{"rto_s": 1}', trends.line(run(2, 2.0))]) + "\n")
     with caplog.at_level("WARNING", logger="chaostoolkit"):
         assert [e["run_id"] for e in trends.read(path)] == ["run-01", "run-02"]
     assert [r.getMessage() for r in caplog.records] == [
@@ -128,8 +128,8 @@ def test_record_keeps_foreign_lines_and_makes_missing_directories(tmp_path: Path
 
 def test_runs_starting_at_the_same_instant_are_ordered_by_their_ids() -> None:
     same = "2026-01-05T00:00:00+00:00"
-    a, b = ({**run(1, 1.0), "run_id": i, "started_at": same} for i in ("a", "b"))
-    assert [e["run_id"] for e in trends.previous([a, b], b)] == ["a"]
+    a, b = ({**run(1, 1.0), "run_id": i, "started_at": same} for i in ("A", "B"))
+    assert [e["run_id"] for e in trends.previous([a, b], b)] == ["A"]
     assert trends.previous([a, b], a) == []
     # a run without an id (or a start time) sorts first, before any other of its instant
     assert trends.previous([a, b], {"started_at": same}) == []

@@ -146,3 +146,53 @@ def test_what_went_wrong_around_the_method_is_each_a_reason_in_order(run_dir: Pa
         "interrupted by a signal (Ctrl-C or SIGTERM): the rollbacks ran",
         "step promote failed: timed out",
         "not ready for a fault: standby not streaming; TTL too long"]
+
+
+def test_event_details_may_be_empty(run_dir: Path) -> None:
+    conn = sqlite3.connect(run_dir / "timeline.sqlite")
+    with conn:
+        conn.executemany("INSERT INTO events VALUES (?, ?, NULL, NULL)", [
+            (0.5, "gate-failed"), (0.6, "steady-state-before-not-met"), (3.0, "step-failed")])
+    conn.close()
+    assert summaries.build(run_dir)["reasons"] == [
+        "steady state before the method not met (probes: unknown)",
+        "step None failed: None", "not ready for a fault: "]
+
+
+def test_a_run_whose_canary_table_was_not_read(run_dir: Path) -> None:
+    conn = sqlite3.connect(run_dir / "timeline.sqlite")
+    with conn:
+        conn.execute("DROP TABLE final_rows")
+    conn.close()
+    s = summaries.build(run_dir)
+    assert s["reasons"] == ["the canary table was not read, so lost writes are unknown"]
+    assert (s["rpo_s"], s["rpo_error_s"], s["writes_detail"]) == (None, None, None)
+    assert set(s["writes"].values()) == {None}
+
+
+def test_a_fault_never_seen_in_effect_has_no_effective_time(run_dir: Path) -> None:
+    s = summaries.build(_edit(run_dir, drop_events=("fault-effective",)))
+    assert s["t_fault_effective_s"] is None and s["rto_s"] == 1.5
+
+
+def test_a_failed_failback_without_reasons_still_fails_the_game_day(run_dir: Path) -> None:
+    s = summaries.build(_edit(run_dir, meta={"failback": {"verdict": "fail"}}))
+    assert (s["verdict"], s["reasons"]) == ("fail", [])
+
+
+def test_replication_is_read_at_the_fault_from_each_roles_own_samples(run_dir: Path) -> None:
+    """Samples that would mislead a reader of the wrong server or the wrong instant: the
+    secondary claiming a standby of its own, the primary reporting a lag, and after the
+    fault the primary reporting async."""
+    async_view = json.dumps({"senders": [{"name": "x", "sync": "async"}]})
+    conn = sqlite3.connect(run_dir / "timeline.sqlite")
+    with conn:
+        conn.executemany("INSERT INTO replication VALUES (?, ?, ?, ?, ?, ?, ?)", [
+            (0.99, "region-2", 1, 0, None, async_view, None),
+            (0.99, "region-1", 1, 1, 9.0, None, None),
+            (3.0, "region-1", 1, 0, None, async_view, None),
+            (3.0, "region-2", 1, 1, 7.0, None, None)])
+    conn.close()
+    s = summaries.build(run_dir)
+    assert s["replication"] == {"mode": "sync", "configured": "sync", "sync_state": "sync",
+                                "lag_at_fault_s": 0.04}
