@@ -187,6 +187,8 @@ def test_replication_is_read_at_the_fault_from_each_roles_own_samples(run_dir: P
     async_view = json.dumps({"senders": [{"name": "x", "sync": "async"}]})
     conn = sqlite3.connect(run_dir / "timeline.sqlite")
     with conn:
+        # the standby's sample at the fault's instant goes: the walk back reaches 0.99
+        conn.execute("DELETE FROM replication WHERE t = 1.0 AND server = 'region-2'")
         conn.executemany("INSERT INTO replication VALUES (?, ?, ?, ?, ?, ?, ?)", [
             (0.99, "region-2", 1, 0, None, async_view, None),
             (0.99, "region-1", 1, 1, 9.0, None, None),
