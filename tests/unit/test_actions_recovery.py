@@ -64,10 +64,15 @@ def test_a_fault_never_seen_in_effect_fails_within_its_timeout(lab_file: Path) -
 
 
 def test_a_fault_that_takes_a_while_is_waited_for(lab_file: Path) -> None:
-    fakes.world(lab_file).effective_after = 5
+    """The lab says "not yet" five times: the action asks again (every 5 ms) until it says
+    yes, and the fault's effective time is when it did, not when it was applied."""
+    world = fakes.world(lab_file)
+    world.effective_after = 5
     out = region_actions.take_region_down("region-1", "block-egress",
                                           configuration=config(lab_file))
-    assert out["faults"][0]["effective"] >= out["faults"][0]["applied"]
+    assert world.effective_after == 0  # all five "not yet" answers were heard
+    fault = out["faults"][0]
+    assert fault["effective"] - fault["applied"] >= 5 * 0.005
 
 
 def test_restore_region_reverts_newest_first_and_twice_is_harmless(lab_file: Path) -> None:

@@ -113,24 +113,34 @@ def test_an_unreachable_standby_is_named(tmp_path: Path) -> None:
 # --- the control ----------------------------------------------------------------------------
 
 
-def test_a_failed_action_of_the_method_interrupts_the_drill() -> None:
-    control._phase["name"] = "method"
-    try:
-        state = {"status": "failed", "exception": ["Traceback...\n",
+FAILED_ACTION = {"status": "failed", "exception": ["Traceback...\n",
                                                   "ActivityFailed: promote failed: boom\n"]}
-        with pytest.raises(InterruptExecution, match="promote-db failed, stopping the drill: "
-                                                     "promote failed: boom"):
-            control.after_activity_control({"type": "action", "name": "promote-db"}, state)
-        # a probe that fails is a deviation, not an interruption
-        control.after_activity_control({"type": "probe", "name": "rto"}, state)
-    finally:
-        control._phase["name"] = "before"
 
 
-def test_outside_the_method_failures_do_not_interrupt() -> None:
-    control._phase["name"] = "after"
-    control.after_activity_control({"type": "action", "name": "rollback"},
-                                   {"status": "failed", "exception": ["x"]})
+def test_a_failed_action_of_the_method_interrupts_the_drill(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(control._phase, "name", "method")
+    with pytest.raises(InterruptExecution, match="promote-db failed, stopping the drill: "
+                                                 "promote failed: boom"):
+        control.after_activity_control({"type": "action", "name": "promote-db"}, FAILED_ACTION)
+    # a probe that fails is a deviation, not an interruption; an action that worked goes on
+    assert control.after_activity_control({"type": "probe", "name": "rto"},
+                                          FAILED_ACTION) is None
+    assert control.after_activity_control({"type": "action", "name": "promote-db"},
+                                          {"status": "succeeded"}) is None
+
+
+@pytest.mark.parametrize("phase", ["before", "after"])
+def test_outside_the_method_failures_do_not_interrupt(monkeypatch: pytest.MonkeyPatch,
+                                                      phase: str) -> None:
+    """The same failed action that stops the method (above) goes on before it (the
+    steady state's probes) and after it (the rollbacks must all run)."""
+    monkeypatch.setitem(control._phase, "name", "method")
+    control.after_method_control({})  # the method ends: the control's own hook
+    assert control._phase["name"] == "after"
+    monkeypatch.setitem(control._phase, "name", phase)
+    assert control.after_activity_control({"type": "action", "name": "rollback"},
+                                          FAILED_ACTION) is None
 
 
 def test_an_unreachable_database_stops_the_run_before_anything(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ regeneration, valid Mermaid gantt syntax, the phase budget, GitHub job summary, 
 
 Regenerate the golden files after an intended change with
     GAMEDAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_report.py
-and review the diff."""
+which fails for each file it rewrote; review the diff and run the tests again without it."""
 
 from __future__ import annotations
 
@@ -46,12 +46,31 @@ def seeded_reports(tmp_path: Path, **build: object) -> Path:
     return fixture_run.build(reports / run_id, run_id=run_id, **build)  # type: ignore[arg-type]
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
+def check_golden(name: str, text: str, *, golden: Path = GOLDEN, update: bool = UPDATE) -> None:
+    """`text` must equal the golden file. Updating rewrites the file and then fails: a run
+    that rewrote a golden file compared it with nothing, so it can never pass."""
+    path = golden / name
+    if update:
+        if path.is_file() and path.read_text() == text:
+            return
         path.write_text(text)
+        pytest.fail(f"{name}: golden file rewritten; review `git diff {path}` and run the "
+                    "tests again without GAMEDAY_UPDATE_GOLDEN")
     assert path.is_file(), f"missing golden file {path}: run with GAMEDAY_UPDATE_GOLDEN=1"
     assert text == path.read_text(), f"{name} differs from its golden file"
+
+
+def test_the_golden_check_fails_on_a_difference_and_when_it_rewrites(tmp_path: Path) -> None:
+    (tmp_path / "g.md").write_text("one\n")
+    check_golden("g.md", "one\n", golden=tmp_path, update=False)
+    with pytest.raises(AssertionError, match="g.md differs from its golden file"):
+        check_golden("g.md", "two\n", golden=tmp_path, update=False)
+    with pytest.raises(AssertionError, match="missing golden file"):
+        check_golden("new.md", "two\n", golden=tmp_path, update=False)
+    check_golden("g.md", "one\n", golden=tmp_path, update=True)  # nothing to rewrite
+    with pytest.raises(pytest.fail.Exception, match="g.md: golden file rewritten"):
+        check_golden("g.md", "two\n", golden=tmp_path, update=True)
+    assert (tmp_path / "g.md").read_text() == "two\n"
 
 
 # --- a small Mermaid gantt grammar checker ----------------------------------------------

@@ -99,3 +99,61 @@ def test_sparkline() -> None:
     assert trends.sparkline([1.0, 2.0, None, 1.5]) == "▁█·▅"
     assert trends.sparkline([0.0, 0.0]) == "▁▁"
     assert trends.sparkline([]) == ""
+
+
+# --- the edges of the rule and of the file (each a mutant `make mutate` showed surviving) ---
+
+
+def test_a_torn_line_in_the_middle_is_skipped_and_named(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / trends.FILE
+    path.write_text("\n".join([trends.line(run(1, 1.0)), "{torn", "", "[1, 2]",
+                               '{"rto_s": 1}', trends.line(run(2, 2.0))]) + "\n")
+    with caplog.at_level("WARNING", logger="chaostoolkit"):
+        assert [e["run_id"] for e in trends.read(path)] == ["run-01", "run-02"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "gameday: history.jsonl line 2 is not JSON; skipped"]
+
+
+def test_record_keeps_foreign_lines_and_makes_missing_directories(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / trends.FILE
+    trends.record(path, run(1, 1.0))
+    path.write_text(path.read_text() + "{torn\n")
+    trends.record(path, run(2, 2.0))
+    trends.record(path, run(1, 1.5))
+    assert path.read_text().splitlines() == [
+        trends.line(run(1, 1.5)), "{torn", trends.line(run(2, 2.0))]
+    assert sorted(p.name for p in path.parent.iterdir()) == [trends.FILE]
+
+
+def test_runs_starting_at_the_same_instant_are_ordered_by_their_ids() -> None:
+    same = "2026-01-05T00:00:00+00:00"
+    a, b = ({**run(1, 1.0), "run_id": i, "started_at": same} for i in ("A", "B"))
+    assert [e["run_id"] for e in trends.previous([a, b], b)] == ["A"]
+    assert trends.previous([a, b], a) == []
+    # a run without an id (or a start time) sorts first, before any other of its instant
+    assert trends.previous([a, b], {"started_at": same}) == []
+    undated = {**run(1, 1.0), "run_id": "old", "started_at": None}
+    assert [e["run_id"] for e in trends.previous([undated], run(2, 1.0))] == ["old"]
+
+
+def test_the_runs_own_line_is_never_a_previous_run() -> None:
+    """Even when an earlier line of the same run recorded another start time."""
+    current = run(5, 2.0)
+    stale = {**current, "started_at": "2025-01-01T00:00:00+00:00", "rto_s": 100.0}
+    t = trends.evaluate(current, [run(1, 1.0), stale])
+    assert [e["run_id"] for e in t.previous] == ["run-01"]
+
+
+def test_medians_are_rounded_to_a_tenth_of_a_millisecond() -> None:
+    t = trends.evaluate(run(9, 1.0), history(1.23456, 1.23456, 1.23456))
+    assert t.medians == {"rto_s": 1.2346, "rpo_s": 0.0}
+
+
+def test_only_an_unobserved_rto_of_a_judged_run_is_flagged_and_rpo_is_still_judged() -> None:
+    prev = [run(i, 1.0, 0.0) for i in range(1, 4)]
+    assert trends.evaluate(run(9, 1.0, None), prev).flags == []
+    assert trends.evaluate({**run(9, None, None), "verdict": None}, prev).flags == []
+    assert trends.evaluate(run(9, None, 0.6), prev).flags == [
+        "RTO not observed", "RPO 0.600 s exceeds its target 0.5 s",
+        "RPO 0.600 s exceeds 1.5 × the median 0.000 s of the previous 3 runs"]
