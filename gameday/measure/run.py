@@ -28,6 +28,9 @@ ENV = "GAMEDAY_RUN_DIR"
 _current: Run | None = None
 # `chaos run --dry`: the plan the control made instead of a run (gameday.planning)
 _dry: dict[str, Any] | None = None
+# why the control refused this `chaos run` before it started (its rollbacks then undo
+# nothing: a refused run changes nothing, and the lab may be another drill's)
+_refused: str | None = None
 
 
 def set_dry(plan: dict[str, Any] | None) -> None:
@@ -38,6 +41,16 @@ def set_dry(plan: dict[str, Any] | None) -> None:
 def dry_plan() -> dict[str, Any] | None:
     """The plan when this `chaos run` is a dry run: activities return it and change nothing."""
     return _dry
+
+
+def set_refused(reason: str | None) -> None:
+    global _refused
+    _refused = reason
+
+
+def refused() -> str | None:
+    """Why this `chaos run` was refused before it started; its activities change nothing."""
+    return _refused
 
 
 class Run:
