@@ -174,6 +174,12 @@ _phase: dict[str, str] = {"name": "before"}
 _dry: dict[str, str | None] = {"mode": None}
 
 
+def _runs_actions() -> bool:
+    """In plan mode, whether Chaos Toolkit still runs actions: `--dry probes`, and any value
+    it does not know (it compares with its own enum, so an unknown one runs everything)."""
+    return _dry["mode"] is not None and _dry["mode"] not in ("actions", "activities")
+
+
 def _plan_instead(experiment: dict[str, Any], configuration: dict[str, Any] | None,
                   secrets: dict[str, Any] | None) -> None:
     """Plan mode inside `chaos run --dry`: print the plan, start no recorder, and make our
@@ -188,7 +194,7 @@ def _plan_instead(experiment: dict[str, Any], configuration: dict[str, Any] | No
                   "faults": [], "mode": mode})
     # `--dry probes` skips probes but runs actions: an action of another extension marked
     # as a gameday fault would inject for real, so the plan refuses it
-    plan = planning.make(experiment, configuration, secrets, runs_actions=mode == "probes")
+    plan = planning.make(experiment, configuration, secrets, runs_actions=_runs_actions())
     for line in plan.render().splitlines():
         logger.info("gameday: %s", line)
     runs.set_dry({**plan.as_dict(), "mode": mode})
@@ -243,7 +249,7 @@ def _before_activity(context: dict[str, Any]) -> None:
     if not isinstance(marker, dict):
         return
     is_fault = bool(marker.get("fault")) and context.get("type") == "action"
-    if is_fault and _dry["mode"] == "probes" and _phase["name"] != "rollback":
+    if is_fault and _runs_actions() and _phase["name"] != "rollback":
         # the plan refused it up front; a fault reached otherwise (a `ref`) stops here
         raise InterruptExecution(f"gameday: {context.get('name')!r} is marked as a gameday "
                                  "fault and `--dry probes` runs actions: refused, nothing "
