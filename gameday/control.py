@@ -7,6 +7,12 @@ Declared in the experiment as
 It also fixes one Chaos Toolkit behaviour: a run whose steady state before the fault is not
 met ends as `completed` with exit code 0. A game day that could not start has failed, so
 the control marks it `failed` (exit 1); so does a run whose final verdict is `fail`.
+
+And it guards the run: it holds the lab's drill lock from before it checks the lab until
+the report is written (one drill per lab), turns `chaos run --dry` into plan mode before
+anything else, fails closed (chaoslib would log an exception of a control and go on), and
+leaves no fault behind: what the ledger still holds after the rollbacks it reverts, and
+what stays open fails the verdict.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ __all__ = ["before_experiment_control", "before_method_control", "after_method_c
 def _fails_closed(hook: Callable[..., None]) -> Callable[..., None]:
     """chaoslib logs a control's exception at DEBUG and goes on with the run: a control
     that crashed would let the drill go on unguarded (plan mode never entered, a gate never
-    checked). Every exception of a `before` hook becomes InterruptExecution, one line, and
-    the run stops there."""
+    checked). Every exception of a hook wrapped so becomes InterruptExecution, one line
+    (the traceback goes to the DEBUG log), and the run stops there."""
 
     @functools.wraps(hook)
     def wrapper(*args: Any, **kwargs: Any) -> None:
