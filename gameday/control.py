@@ -11,8 +11,8 @@ the control marks it `failed` (exit 1); so does a run whose final verdict is `fa
 And it guards the run: it holds the lab's drill lock from before it checks the lab until
 the report is written (one drill per lab), turns `chaos run --dry` into plan mode before
 anything else, fails closed (chaoslib would log an exception of a control and go on), and
-leaves no fault behind: what the ledger still holds after the rollbacks it reverts, and
-what stays open fails the verdict.
+leaves no fault behind unnoticed: a fault the ledger still holds at the end fails the
+verdict.
 """
 
 from __future__ import annotations
@@ -453,26 +453,22 @@ def _end(state: dict[str, Any], configuration: dict[str, Any] | None,
 
 def _leave_no_fault(run: Any, lab: Any, configuration: Mapping[str, Any] | None, *,
                     interrupted: bool) -> None:
-    """No fault outlives a run. The experiment's rollbacks ran; what the ledger still
-    holds (a revert that failed, a step that outlived an interruption, an experiment with
-    no rollback) is reverted here, every fault attempted. After an interruption the lab
-    also gets its one writable primary back, as `gameday recover` does. Whatever stays
-    open is recorded, and the verdict fails with it."""
+    """No fault outlives a run unnoticed. After an interruption the rollbacks may not have
+    finished: the control recovers as `gameday recover` does (every open fault reverted,
+    one writable primary). Then, in every run, what the ledger still holds (a revert that
+    failed, an experiment that leaves a fault on purpose to read the old primary) is
+    recorded, the verdict fails with it and `gameday recover` is named."""
     from gameday.labs.ledger import Ledger
 
-    try:
-        if interrupted:
+    if interrupted:
+        try:
             result = recovery.recover(lab.path, configuration, lab=lab)
-            done = result.done
+            if result.done:
+                run.event("recovered", actions=result.done)
             for item in result.left:
                 logger.error("gameday: after the interruption: %s", item)
-        else:
-            done = [f"reverted {item}" for item in
-                    recovery.revert_open_faults(lab, None, configuration)]
-        if done:
-            run.event("recovered", actions=done)
-    except GamedayError as exc:
-        logger.error("gameday: recovery at the end of the run failed: %s", exc)
+        except GamedayError as exc:
+            logger.error("gameday: recovery after the interruption failed: %s", exc)
     left = Ledger(lab.path).unsettled()
     if left:
         run.event("fault-left-behind", faults=left)

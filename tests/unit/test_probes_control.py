@@ -239,8 +239,8 @@ def test_promote_and_switchover_refuse_to_act_behind_an_ha_manager(tmp_path: Pat
 
 def test_a_fault_left_behind_fails_the_verdict_and_the_run(tmp_path: Path,
                                                              caplog) -> None:
-    """At the end of every run the ledger must hold no open fault: the control attempts
-    each one the rollbacks left; what stays fails the verdict, naming it."""
+    """At the end of every run the ledger must hold no open fault: one a revert of the
+    rollback could not undo fails the verdict, naming it, and the run."""
     from gameday.actions import region as region_actions
     from gameday.labs.ledger import Ledger
     from gameday.measure import run as runs
@@ -252,12 +252,14 @@ def test_a_fault_left_behind_fails_the_verdict_and_the_run(tmp_path: Path,
     region_actions.take_region_down("region-1", "block-egress,scale-to-zero", configuration=cfg)
     world = fakes.world(lab_file)
     world.fail_revert = {"scale-to-zero"}
+    with pytest.raises(ActivityFailed, match="could not revert scale-to-zero"):
+        region_actions.restore_region("region-1", configuration=cfg)  # the rollback
     run_dir = fixture_run.build(tmp_path / "r" / fixture_run.RUN_ID)
     runs._current = runs.Run(run_dir, timeline.Clock(1))
     state: dict = {"status": "completed", "steady_states": {}}
     control.after_experiment_control({"title": "t"}, state, configuration=cfg)
     assert runs.current() is None
-    # the sweep attempted both: block-egress reverted, scale-to-zero could not be
+    # the rollback attempted both: block-egress reverted, scale-to-zero could not be
     assert ("revert", "block-egress", "region-1") in world.calls
     assert [e["fault"] for e in Ledger(lab_file).open_faults()] == ["scale-to-zero"]
     summary = json.loads((run_dir / "summary.json").read_text())
