@@ -68,12 +68,22 @@ def lab_up(replication: str, delay_ms: float, ttl: float, health_interval: float
 
 
 @lab.command("down")
-def lab_down() -> None:
-    """Stop every lab process by pid and remove namespaces, links, tables and state."""
+@click.option("--force", is_flag=True,
+              help="Go on although the lab's drill lock is held, when the process that took "
+                   "it is dead (a process it started still holds it). Never past a live drill.")
+def lab_down(force: bool) -> None:
+    """Stop every lab process by pid and remove namespaces, links, tables and state.
+    Refused while a drill runs on the lab."""
+    from gameday.labs import lock
     from gameday.labs.netns import lab as netns
 
     try:
-        removed = netns.down()
+        descriptor = netns.state_dir() / "lab.json"
+        if descriptor.parent.is_dir():
+            with lock.held(descriptor, what="`gameday lab down`", force=force):
+                removed = netns.down()
+        else:
+            removed = netns.down()
     except GamedayError as exc:
         raise _fail(exc) from None
     click.echo(f"lab down: removed {len(removed)} items" if removed else "lab down: nothing to remove")
@@ -218,30 +228,41 @@ def _load_experiment(experiment: str, var: tuple[str, ...], var_file: tuple[str,
               help="With --experiment: a configuration value, as `chaos run --var` takes it.")
 @click.option("--var-file", "var_file", multiple=True, metavar="FILE",
               help="With --experiment: a var file, as `chaos run --var-file` takes it.")
+@click.option("--force", is_flag=True,
+              help="Go on although the lab's drill lock is held, when the process that took "
+                   "it is dead (a process it started still holds it). Never past a live drill.")
 def recover_cmd(lab_file: str | None, experiment: str | None, var: tuple[str, ...],
-                var_file: tuple[str, ...]) -> None:
+                var_file: tuple[str, ...], force: bool) -> None:
     """Undo every fault the fault ledger still holds and leave one writable primary
-    (after a runner was killed). Safe to run twice."""
+    (after a runner was killed). Safe to run twice. Exits 1 until the lab is recovered:
+    no fault and no unreadable line in the ledger, exactly one region accepting writes."""
+    from gameday.labs import descriptor, lock
     from gameday.recovery import recover
     from gameday.settings import GamedaySettings
 
     if (var or var_file) and experiment is None:
         raise click.UsageError("--var and --var-file need --experiment FILE")
+    configuration: dict[str, Any] | None = None
     try:
         if experiment is None:
-            done = recover(lab_file)
+            lab = descriptor.load(lab_file)
         else:
             _, configuration, secrets = _load_experiment(experiment, var, var_file)
             if lab_file is not None:
                 configuration["lab_file"] = lab_file
-            settings = GamedaySettings.from_chaos(configuration, secrets)
-            done = recover(configuration=configuration, lab=settings.load_lab())
+            lab = GamedaySettings.from_chaos(configuration, secrets).load_lab()
+        with lock.held(lab.path, what="`gameday recover`", force=force):
+            result = recover(configuration=configuration, lab=lab)
     except GamedayError as exc:
         raise _fail(exc) from None
-    if not done:
-        click.echo("recover: nothing to undo")
-    for line in done:
+    for line in result.done:
         click.echo(f"recover: {line}")
+    if result.left:
+        raise click.ClickException("recover: the lab is not recovered: "
+                                   + "; ".join(result.left))
+    if not result.done:
+        click.echo("recover: nothing to undo")
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

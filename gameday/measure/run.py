@@ -32,6 +32,9 @@ _current: Run | None = None
 RECORDER_STOP_S = recorder.STOP_S + recorder.CLOSE_S + 2.0
 # `chaos run --dry`: the plan the control made instead of a run (gameday.planning)
 _dry: dict[str, Any] | None = None
+# why the control refused this `chaos run` before it started (its rollbacks then undo
+# nothing: a refused run changes nothing, and the lab may be another drill's)
+_refused: str | None = None
 
 
 def set_dry(plan: dict[str, Any] | None) -> None:
@@ -42,6 +45,16 @@ def set_dry(plan: dict[str, Any] | None) -> None:
 def dry_plan() -> dict[str, Any] | None:
     """The plan when this `chaos run` is a dry run: activities return it and change nothing."""
     return _dry
+
+
+def set_refused(reason: str | None) -> None:
+    global _refused
+    _refused = reason
+
+
+def refused() -> str | None:
+    """Why this `chaos run` was refused before it started; its activities change nothing."""
+    return _refused
 
 
 class Run:

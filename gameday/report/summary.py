@@ -245,6 +245,9 @@ def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
              accounting: metrics.WriteAccounting | None, rows_read: bool) -> list[str]:
     """Why the verdict is fail, in the order a reader needs them; empty when it passes."""
     reasons: list[str] = []
+    for _t, _kind, _region, detail in tl.events_of("fault-left-behind"):
+        reasons.append("fault left behind: " + "; ".join(
+            json.loads(detail or "{}").get("faults") or ["unknown"]) + "; run `gameday recover`")
     if failover.rto is None:
         reasons.append("no fault was injected (the steady state before the fault was not met "
                        "or the run stopped early)")

@@ -13,7 +13,7 @@ here with the offending line, not as a circular import at some later run.
     1 postgres                             every SQL question and change
     0 errors, interrupt, poll, labs.descriptor, labs.driver (the protocols and the registry,
       whose factories are imported by name only when used), labs.drill, labs.ledger,
-      measure.timeline
+      labs.lock, measure.timeline
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "gameday.postgres": 1, "gameday.dcs": 1,
     "gameday": 0, "gameday.errors": 0, "gameday.interrupt": 0, "gameday.poll": 0,
     "gameday.labs.descriptor": 0, "gameday.labs.drill": 0, "gameday.labs.ledger": 0,
+    "gameday.labs.lock": 0,
     "gameday.labs.driver": 0,
     "gameday.measure.timeline": 0,
 }

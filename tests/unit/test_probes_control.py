@@ -3,6 +3,7 @@ control's decisions, on the fake lab (tests/unit/fakes.py): no root, no lab."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -224,3 +225,72 @@ def test_failback_is_refused_where_gameday_cannot_fence(tmp_path: Path) -> None:
     with pytest.raises(InterruptExecution, match="no fencing contract here: use your runbook"):
         control.before_experiment_control({"title": "t"}, configuration=cfg)
     assert not (tmp_path / "r").exists()
+
+
+def test_promote_and_switchover_refuse_to_act_behind_an_ha_manager(tmp_path: Path) -> None:
+    """The guard is in the actions themselves, not only in the control: an experiment
+    without the control (or any other caller) is refused too, before anything changes."""
+    import json
+
+    from gameday.actions import database
+    from gameday.labs import drill
+
+    lab = fakes.descriptor_dict()
+    lab["ha"] = {"manager": "patroni", "scope": "gameday", "ttl_s": 10, "loop_wait_s": 1}
+    path = tmp_path / "lab.json"
+    path.write_text(json.dumps(lab))
+    cfg = {"lab_file": str(path)}  # promotion defaults to runner
+    with pytest.raises(ActivityFailed, match="run by patroni: gameday will not promote"):
+        database.promote("region-2", configuration=cfg)
+    with pytest.raises(ActivityFailed, match="run by patroni: gameday will not promote"):
+        database.switchover("region-1", configuration=cfg)
+    assert drill.read(path) is None and fakes.world(path).calls == []
+
+
+def test_a_fault_left_behind_fails_the_verdict_and_the_run(tmp_path: Path,
+                                                             caplog) -> None:
+    """At the end of every run the ledger must hold no open fault: one a revert of the
+    rollback could not undo fails the verdict, naming it, and the run."""
+    from gameday.actions import region as region_actions
+    from gameday.labs.ledger import Ledger
+    from gameday.measure import run as runs
+    from gameday.measure import timeline
+    from tests.fixtures.report import fixture_run
+
+    lab_file = fakes.write_lab(tmp_path)
+    cfg = {"lab_file": str(lab_file), "reports_dir": str(tmp_path / "r")}
+    region_actions.take_region_down("region-1", "block-egress,scale-to-zero", configuration=cfg)
+    world = fakes.world(lab_file)
+    world.fail_revert = {"scale-to-zero"}
+    with pytest.raises(ActivityFailed, match="could not revert scale-to-zero"):
+        region_actions.restore_region("region-1", configuration=cfg)  # the rollback
+    run_dir = fixture_run.build(tmp_path / "r" / fixture_run.RUN_ID)
+    runs._current = runs.Run(run_dir, timeline.Clock(1))
+    state: dict = {"status": "completed", "steady_states": {}}
+    control.after_experiment_control({"title": "t"}, state, configuration=cfg)
+    assert runs.current() is None
+    # the rollback attempted both: block-egress reverted, scale-to-zero could not be
+    assert ("revert", "block-egress", "region-1") in world.calls
+    assert [e["fault"] for e in Ledger(lab_file).open_faults()] == ["scale-to-zero"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"] == "fail"
+    assert summary["reasons"][0] == ("fault left behind: scale-to-zero on region-1 (applied); "
+                                     "run `gameday recover`")
+    assert state["status"] == "failed"
+
+
+def test_a_run_whose_rollbacks_left_nothing_passes(tmp_path: Path) -> None:
+    """The same stored run with a clean ledger: the verdict is the fixture's own."""
+    from gameday.measure import run as runs
+    from gameday.measure import timeline
+    from tests.fixtures.report import fixture_run
+
+    lab_file = fakes.write_lab(tmp_path)
+    cfg = {"lab_file": str(lab_file), "reports_dir": str(tmp_path / "r")}
+    run_dir = fixture_run.build(tmp_path / "r" / fixture_run.RUN_ID)
+    runs._current = runs.Run(run_dir, timeline.Clock(1))
+    state: dict = {"status": "completed", "steady_states": {}}
+    control.after_experiment_control({"title": "t"}, state, configuration=cfg)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"] == "pass", summary["reasons"]
+    assert state["status"] == "completed"
