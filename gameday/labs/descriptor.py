@@ -81,18 +81,21 @@ class Database:
     replication: str | None = None
     canary_table: str = "gameday_canary"
 
-    def dsn(self, host: str, port: int | None = None, **extra: str) -> str:
-        """A libpq keyword DSN; callers must never log it (it holds the password)."""
-        parts = {
+    def params(self, host: str, port: int | str | None = None,
+               **extra: str | int) -> dict[str, Any]:
+        """psycopg.connect's keyword arguments for this database at `host`. Keywords, not a
+        connection string: libpq's quoting rules are easy to get wrong (a tab or newline
+        in an unquoted password ends it, and what follows becomes keywords of its own).
+        Callers must never log them (they hold the password)."""
+        return {
             "host": host,
-            "port": str(port or self.port),
+            "port": port or self.port,
             "dbname": self.name,
             "user": self.user,
             "password": self.password,
-            "connect_timeout": "2",
+            "connect_timeout": 2,
             **extra,
         }
-        return " ".join(f"{k}={_quote(v)}" for k, v in parts.items())
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -158,19 +161,12 @@ class Lab:
                 return region.name
         return None
 
-    def writer_dsn(self) -> str:
-        """Follows the writable primary across failover, as an application would."""
+    def writer_params(self, **extra: str | int) -> dict[str, Any]:
+        """Follows the writable primary across failover, as an application would: every
+        region's host and port, in libpq's multi-host form."""
         hosts = ",".join(r.db_host for r in self.regions)
         ports = ",".join(str(r.db_port) for r in self.regions)
-        return self.database.dsn(hosts, None, target_session_attrs="read-write").replace(
-            f"port={self.database.port}", f"port={ports}", 1
-        )
-
-
-def _quote(value: str) -> str:
-    if value and all(c not in value for c in " '\\"):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return self.database.params(hosts, ports, target_session_attrs="read-write", **extra)
 
 
 def schema() -> dict[str, Any]:

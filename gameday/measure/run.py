@@ -95,7 +95,7 @@ def _next_seq(lab: Lab, run_id: str = "") -> int:
     (`prune_canary`); a database that refuses it (no right to create the runs table) keeps
     its rows and the drill goes on."""
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
+        with psycopg.connect(**lab.writer_params(), autocommit=True) as conn:
             row = conn.execute(
                 f"SELECT coalesce(max(seq), 0) + 1 FROM {lab.database.canary_table}").fetchone()
             start_seq = int(row[0]) if row else 1

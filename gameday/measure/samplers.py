@@ -217,8 +217,8 @@ class ReplicationSampler:
                  timeout: float) -> None:
         r = lab.region(region)
         self.name = region
-        self.dsn = lab.database.dsn(r.db_host, r.db_port, connect_timeout="1",
-                                    application_name="gameday-recorder")
+        self.params = lab.database.params(r.db_host, r.db_port, connect_timeout=1,
+                                          application_name="gameday-recorder")
         self.clock, self.out, self.timeout = clock, out, timeout
         self.conn: psycopg.AsyncConnection | None = None
         self.lock = asyncio.Lock()
@@ -230,7 +230,8 @@ class ReplicationSampler:
             try:
                 if self.conn is None or self.conn.closed:
                     self.conn = await asyncio.wait_for(
-                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 2)
+                        psycopg.AsyncConnection.connect(**self.params, autocommit=True), 2)
+                assert self.conn is not None  # connect(**params) is typed loosely
                 cur = await asyncio.wait_for(self.conn.execute(REPLICATION_SQL), self.timeout * 2)
                 row = await cur.fetchone()
                 assert row is not None  # the query always returns one row

@@ -40,7 +40,7 @@ def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
     meta = timeline.read_meta(run_dir)
     start_seq = int(meta.get("start_seq", 1))
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
+        with psycopg.connect(**lab.writer_params(), autocommit=True) as conn:
             rows = conn.execute(
                 f"SELECT seq, count(*) FROM {lab.database.canary_table} WHERE seq >= %s "
                 # in order (the primary key's index gives it): the report then marks

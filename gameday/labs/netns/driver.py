@@ -15,6 +15,7 @@ cannot flip back to stale data) whenever the other region's database is writable
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
@@ -281,14 +282,15 @@ class NetnsDriver:
                    for other in self.lab.regions if other.name != region.name)
 
     def _start_local_writer(self, region: Region, name: str) -> None:
-        dsn = self.lab.database.dsn("127.0.0.1", region.db_port,
-                                    application_name="gameday-local-writer")
+        params = self.lab.database.params("127.0.0.1", region.db_port,
+                                          application_name="gameday-local-writer")
         self.procs.start(
             name,
             [sys.executable, "-m", "gameday.labs.netns.localwriter",
              str(self.state / "logs" / f"{name}.acks")],
             netns=region.netns,
-            env={"LOCAL_WRITER_DSN": dsn, "PYTHONPATH": netns_lab._package_root()},
+            env={"LOCAL_WRITER_CONNECT": json.dumps(params),
+                 "PYTHONPATH": netns_lab._package_root()},
         )
 
     def _table_present(self, region: Region) -> bool:

@@ -485,14 +485,16 @@ def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
 
 
 def start_storefront(state: Path, region: str, password: str) -> None:
-    dsn = (f"host=127.0.0.1 port={topo.DB_PORT} dbname={topo.DB_NAME} user={topo.DB_USER} "
-           f"password={password} connect_timeout=1")
+    # psycopg.connect's keyword arguments, as JSON in the environment (never argv): no
+    # connection string to quote, so no character of the password can add a keyword
+    params = {"host": "127.0.0.1", "port": topo.DB_PORT, "dbname": topo.DB_NAME,
+              "user": topo.DB_USER, "password": password}
     Processes(state).start(
         f"storefront-{region}",
         [sys.executable, "-m", "gameday.labs.storefront", "--region", region,
          "--port", str(topo.STOREFRONT_PORT)],
         netns=topo.REGIONS[region].name,
-        env={"STOREFRONT_DSN": dsn, "PYTHONPATH": _package_root()},
+        env={"STOREFRONT_CONNECT": json.dumps(params), "PYTHONPATH": _package_root()},
     )
 
 
