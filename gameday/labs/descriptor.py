@@ -10,6 +10,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping
 from importlib import resources
@@ -195,6 +196,30 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
         if r["driver"] not in drivers.names():
             raise ConfigError(f"{source}: field 'regions/{i}/driver': unknown driver "
                               f"{r['driver']!r}: choose from {', '.join(drivers.names())}")
+        _check_host(r["address"], f"{source}: field 'regions/{i}/address'")
+    dcs = (data.get("ha") or {}).get("dcs")
+    if dcs:
+        _check_host(dcs["address"], f"{source}: field 'ha/dcs/address'")
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _check_host(value: str, where: str) -> None:
+    """An IP address or a host name, nothing else: the address reaches probes and
+    commands, and must never be able to carry anything but a place to connect to."""
+    try:
+        ipaddress.ip_address(value)
+        return
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    if 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return
+    raise ConfigError(f"{where}: {value!r} is neither an IP address nor a host name: "
+                      "give the address DNS answers with (e.g. 203.0.113.10 or "
+                      "eu-west.shop.example.com)")
 
 
 NO_PASSWORD = ("no database password: give it in the experiment's secrets "

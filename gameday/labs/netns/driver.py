@@ -62,6 +62,15 @@ RULES = {
 }
 
 
+# `python -c CONNECT_PROBE HOST PORT` exits 0 when it can open a TCP connection to HOST:PORT
+CONNECT_PROBE = """import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.3).close()
+except OSError:
+    sys.exit(1)
+"""
+
+
 class NetnsDriver:
     def __init__(self, lab: Lab) -> None:
         if not lab.state_dir:
@@ -300,10 +309,9 @@ class NetnsDriver:
 
     def _can_connect_out(self, region: Region) -> bool:
         target = next(r for r in self.lab.regions if r.name != region.name)
-        probe = (f"import socket,sys\ntry:\n socket.create_connection(('{target.address}', "
-                 f"{topo.STOREFRONT_PORT}), timeout=0.3)\nexcept OSError:\n sys.exit(1)")
-        return run([sys.executable, "-c", probe], netns=region.netns,
-                   check=False).returncode == 0
+        # the descriptor's address is data: an argument of the probe, never part of its code
+        return run([sys.executable, "-c", CONNECT_PROBE, target.address,
+                    str(topo.STOREFRONT_PORT)], netns=region.netns, check=False).returncode == 0
 
 
 def _connects(host: str, port: int, timeout: float) -> bool:
