@@ -69,11 +69,16 @@ def lab_up(replication: str, delay_ms: float, ttl: float, health_interval: float
 
 @lab.command("down")
 def lab_down() -> None:
-    """Stop every lab process by pid and remove namespaces, links, tables and state."""
+    """Stop every lab process by pid and remove namespaces, links, tables and state (only
+    a state directory that `lab up` marked as the lab's own)."""
     from gameday.labs.netns import lab as netns
 
+    def left(message: str) -> None:
+        if message.startswith("left "):
+            click.echo(f"lab: {message}", err=True)
+
     try:
-        removed = netns.down()
+        removed = netns.down(progress=left)
     except GamedayError as exc:
         raise _fail(exc) from None
     click.echo(f"lab down: removed {len(removed)} items" if removed else "lab down: nothing to remove")

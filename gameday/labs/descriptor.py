@@ -105,6 +105,9 @@ class Dcs:
     address: str
     port: int
     namespace: str = "/service/"
+    # etcd's authentication, when it is on: a user that may read the manager's keys
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

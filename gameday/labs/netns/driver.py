@@ -240,7 +240,8 @@ class NetnsDriver:
                 return False
             # a postmaster left by a killed Patroni would stop the new one from starting
             patroni_profile.stop_member(self.state, self.nodes.data(region), region.name)
-            patroni_profile.start_member(self.state, region.name, netns_lab.PG_OS_USER)
+            patroni_profile.start_member(self.state, netns_lab.pg_data_root(self.state),
+                                         region.name, netns_lab.PG_OS_USER)
             # not waited for: Patroni starts its PostgreSQL once it reaches the DCS, which a
             # fault still to be reverted (block-egress) may prevent; whoever needs the
             # database waits for it (wait_for_standby, recovery)
