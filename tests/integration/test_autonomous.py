@@ -50,8 +50,31 @@ def checkout_env(lab_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """The repository copied into a 0700 directory, and an env that runs gameday from
     there: its package (PYTHONPATH), its experiments, its `.gameday/` and `reports/`."""
     base = Path(tempfile.mkdtemp(prefix="gameday-0700-"))
-    assert stat.S_IMODE(base.stat().st_mode) == 0o700
     copy_ = base / "gameday"
+    env = {**lab_env, "GAMEDAY_TEST_CHECKOUT": str(copy_),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(copy_),
+                                                       lab_env.get("PYTHONPATH")])),
+           "GAMEDAY_HOME": str(copy_ / ".gameday"),
+           "GAMEDAY_LAB": str(copy_ / ".gameday" / "lab.json"),
+           "GAMEDAY_REPORTS": str(copy_ / "reports")}
+    try:
+        assert stat.S_IMODE(base.stat().st_mode) == 0o700
+        _copy_checkout(copy_)
+        where = subprocess.run([sys.executable, "-c",
+                                "import gameday; print(gameday.__file__)"],
+                               env=env, cwd=copy_, capture_output=True, text=True,
+                               check=True).stdout
+        assert where.startswith(str(copy_)), where  # the copy's code runs, not ours
+        yield env
+    finally:
+        if copy_.is_dir():
+            gameday("lab", "down", env=env, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _copy_checkout(copy_: Path) -> None:
+    """The files git knows of (tracked or not ignored), as a fresh clone plus the
+    working tree's changes would have them."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
                              "--exclude-standard"], cwd=ROOT, capture_output=True,
                             check=True).stdout
@@ -62,22 +85,6 @@ def checkout_env(lab_env: dict[str, str]) -> Iterator[dict[str, str]]:
             dst.symlink_to(os.readlink(src))
         elif src.is_file():
             shutil.copy2(src, dst)
-    env = {**lab_env, "GAMEDAY_TEST_CHECKOUT": str(copy_),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(copy_),
-                                                       lab_env.get("PYTHONPATH")])),
-           "GAMEDAY_HOME": str(copy_ / ".gameday"),
-           "GAMEDAY_LAB": str(copy_ / ".gameday" / "lab.json"),
-           "GAMEDAY_REPORTS": str(copy_ / "reports")}
-    where = subprocess.run([sys.executable, "-c",
-                            "import gameday; print(gameday.__file__)"],
-                           env=env, cwd=copy_, capture_output=True, text=True,
-                           check=True).stdout
-    assert where.startswith(str(copy_)), where  # the copy's code runs, not this checkout's
-    try:
-        yield env
-    finally:
-        gameday("lab", "down", env=env, check=False)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _lab(env: dict[str, str]) -> dict:
