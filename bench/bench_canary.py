@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -51,9 +52,9 @@ SLICE_S = 1.0
 DEFAULT_WRITERS = Rates().canary_writers
 
 
-def bare_loop(dsn: str, table: str, seconds: float = SECONDS) -> tuple[int, float]:
+def bare_loop(dsn: dict[str, Any], table: str, seconds: float = SECONDS) -> tuple[int, float]:
     """(writes, seconds) of a plain psycopg loop, timed from its first write (connected)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(**dsn, autocommit=True) as conn:
         seq = conn.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {table}").fetchone()[0]
         n, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
@@ -62,7 +63,7 @@ def bare_loop(dsn: str, table: str, seconds: float = SECONDS) -> tuple[int, floa
         return n, time.perf_counter() - started
 
 
-def _run_canary(dsn: str, table: str, writers: int, seconds: float, *,
+def _run_canary(dsn: dict[str, Any], table: str, writers: int, seconds: float, *,
                 from_first_ack: bool) -> tuple[Path, Canary, float]:
     """The recorder's canary with its own timeline and flusher, stopped after `seconds`
     (counted from its first acknowledged write when `from_first_ack`, so connecting is not
@@ -72,7 +73,7 @@ def _run_canary(dsn: str, table: str, writers: int, seconds: float, *,
     clock = timeline.Clock(anchor)
     timeline.create(run_dir, {"anchor_ns": anchor})
     out = timeline.BatchWriter(run_dir)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(**dsn, autocommit=True) as conn:
         start = conn.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {table}").fetchone()[0]
     canary = Canary(dsn, table, clock, out, writers=writers, start_seq=start)
     stopped: list[float] = []
@@ -99,7 +100,7 @@ def _run_canary(dsn: str, table: str, writers: int, seconds: float, *,
     return run_dir, canary, stopped[0]
 
 
-def canary_slice(dsn: str, table: str, seconds: float) -> tuple[int, float]:
+def canary_slice(dsn: dict[str, Any], table: str, seconds: float) -> tuple[int, float]:
     """(acknowledged writes, seconds) of the canary (1 writer), timed like the bare loop:
     from its first attempt (connected) to its stop, as its own timeline records them."""
     run_dir, _, stopped = _run_canary(dsn, table, 1, seconds, from_first_ack=True)
@@ -111,7 +112,7 @@ def canary_slice(dsn: str, table: str, seconds: float) -> tuple[int, float]:
     return int(acked or 0), stopped - first
 
 
-def ratio_round(dsn: str, table: str, canary_first: bool) -> tuple[float, float]:
+def ratio_round(dsn: dict[str, Any], table: str, canary_first: bool) -> tuple[float, float]:
     """(bare writes/s, canary writes/s) over SECONDS of each, in alternating slices."""
     bare = [0, 0.0]
     can = [0, 0.0]
@@ -131,7 +132,7 @@ def expected_delay(gaps: list[float]) -> float | None:
     return sum(g * g for g in gaps) / (2 * total) if total > 0 else None
 
 
-def canary_run(dsn: str, table: str, writers: int
+def canary_run(dsn: dict[str, Any], table: str, writers: int
                ) -> tuple[float, float | None, float | None, float | None]:
     """(acknowledged writes/s, p50 and p99 gap between acknowledgements, expected delay)."""
     run_dir, canary, _ = _run_canary(dsn, table, writers, SECONDS, from_first_ack=False)
@@ -153,7 +154,7 @@ def main() -> int:
     args = parser.parse_args()
     failed = False
     with lab("async") as (the_lab, _):
-        dsn, table = the_lab.writer_dsn(), the_lab.database.canary_table
+        dsn, table = the_lab.writer_params(), the_lab.database.canary_table
         ratios = []
         for i in range(args.rounds):
             bare, rate = ratio_round(dsn, table, canary_first=bool(i % 2))
@@ -170,7 +171,7 @@ def main() -> int:
     if args.async_only:
         return 1 if failed else 0
     with lab("sync") as (the_lab, _):
-        dsn, table = the_lab.writer_dsn(), the_lab.database.canary_table
+        dsn, table = the_lab.writer_params(), the_lab.database.canary_table
         print(f"sync replication, {the_lab.inter_region_delay_ms:g} ms one way:")
         off: dict[int, float] = {}
         for writers in sorted({1, 2, 4, 8, DEFAULT_WRITERS}):

@@ -72,18 +72,23 @@ def lab_up(replication: str, delay_ms: float, ttl: float, health_interval: float
               help="Go on although the lab's drill lock is held, when the process that took "
                    "it is dead (a process it started still holds it). Never past a live drill.")
 def lab_down(force: bool) -> None:
-    """Stop every lab process by pid and remove namespaces, links, tables and state.
-    Refused while a drill runs on the lab."""
+    """Stop every lab process by pid and remove namespaces, links, tables and state (only
+    a state directory that `lab up` marked as the lab's own). Refused while a drill runs on
+    the lab."""
     from gameday.labs import lock
     from gameday.labs.netns import lab as netns
+
+    def left(message: str) -> None:
+        if message.startswith("left "):
+            click.echo(f"lab: {message}", err=True)
 
     try:
         descriptor = netns.state_dir() / "lab.json"
         if descriptor.parent.is_dir():
             with lock.held(descriptor, what="`gameday lab down`", force=force):
-                removed = netns.down()
+                removed = netns.down(progress=left)
         else:
-            removed = netns.down()
+            removed = netns.down(progress=left)
     except GamedayError as exc:
         raise _fail(exc) from None
     click.echo(f"lab down: removed {len(removed)} items" if removed else "lab down: nothing to remove")

@@ -72,7 +72,7 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 2, "keepalives_interval": 1,
 
 def bounds(*, statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> dict[str, Any]:
     """libpq keywords that bound every statement and socket of a connection, for
-    `psycopg.connect(dsn, **bounds())` (psycopg merges them into the DSN). Through a
+    `psycopg.connect(**params, **bounds())`. Through a
     connection pooler, the pooler must pass the `options` startup parameter on."""
     return {"options": f"-c statement_timeout={round(statement_timeout_s * 1000)}",
             "tcp_user_timeout": TCP_USER_TIMEOUT_MS, **KEEPALIVES}
@@ -83,11 +83,10 @@ def connect(lab: Lab, region: Region, what: str, *, timeout_s: float = 2.0,
             statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> psycopg.Connection[Any]:
     """An autocommit connection to `region`'s database, or TargetError saying what for."""
     try:
-        return psycopg.connect(lab.database.dsn(region.db_host, region.db_port,
-                                                connect_timeout=str(max(1, round(timeout_s))),
-                                                application_name=application_name),
-                               autocommit=True,
-                               **bounds(statement_timeout_s=statement_timeout_s))
+        return psycopg.connect(**lab.database.params(region.db_host, region.db_port,
+                                                     connect_timeout=max(1, round(timeout_s)),
+                                                     application_name=application_name),
+                               autocommit=True, **bounds(statement_timeout_s=statement_timeout_s))
     except psycopg.Error as exc:
         raise TargetError(f"cannot reach the database of {region.name} to {what} "
                           f"({type(exc).__name__})") from None
@@ -96,7 +95,8 @@ def connect(lab: Lab, region: Region, what: str, *, timeout_s: float = 2.0,
 def role(lab: Lab, region: Region) -> Role | None:
     """What `region`'s database is now; None when it does not answer within a second."""
     try:
-        with psycopg.connect(lab.database.dsn(region.db_host, region.db_port, connect_timeout="1"),
+        with psycopg.connect(**lab.database.params(region.db_host, region.db_port,
+                                                   connect_timeout=1),
                              autocommit=True, **bounds()) as conn:
             row = conn.execute(ROLE_SQL).fetchone()
     except psycopg.Error:
@@ -132,7 +132,7 @@ def streams_from(lab: Lab, primary: Region, standby: Region, *,
     """True when `primary` sees `standby` streaming from it (by its application name), and,
     when `synchronous`, as its synchronous standby."""
     try:
-        with psycopg.connect(lab.database.dsn(primary.db_host, primary.db_port),
+        with psycopg.connect(**lab.database.params(primary.db_host, primary.db_port),
                              autocommit=True, **bounds()) as conn:
             rows = conn.execute("SELECT sync_state FROM pg_stat_replication WHERE "
                                 "application_name = %s AND state = 'streaming'",
@@ -148,7 +148,7 @@ def replay_lag(lab: Lab, primary: Region, standby: Region) -> tuple[float, float
     """(bytes not replayed, replay lag in seconds) of `standby` as `primary` sees it; None
     when the primary has no such standby."""
     try:
-        with psycopg.connect(lab.database.dsn(primary.db_host, primary.db_port),
+        with psycopg.connect(**lab.database.params(primary.db_host, primary.db_port),
                              autocommit=True, **bounds()) as conn:
             rows = conn.execute(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), "
@@ -172,14 +172,14 @@ def wait_replayed(lab: Lab, standby: Region, primary: Region, timeout_s: float,
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
     target = row[0]
-    dsn = lab.database.dsn(standby.db_host, standby.db_port, connect_timeout="1")
+    params = lab.database.params(standby.db_host, standby.db_port, connect_timeout=1)
 
     receiver = "not asked yet"
 
     def replayed() -> bool:
         nonlocal receiver
         try:
-            with psycopg.connect(dsn, autocommit=True, **bounds()) as c:
+            with psycopg.connect(**params, autocommit=True, **bounds()) as c:
                 got = c.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn), "
                                 "(SELECT status FROM pg_stat_wal_receiver)", (target,)).fetchone()
         except psycopg.Error as exc:

@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -89,9 +90,10 @@ class _Slot:
 
 
 class Canary:
-    def __init__(self, dsn: str, table: str, clock: Clock, out: BatchWriter, *,
-                 writers: int = 4, start_seq: int = 1, max_rate: float = 0.0) -> None:
-        self.dsn, self.table, self.clock, self.out = dsn, table, clock, out
+    def __init__(self, params: Mapping[str, Any], table: str, clock: Clock, out: BatchWriter,
+                 *, writers: int = 4, start_seq: int = 1, max_rate: float = 0.0) -> None:
+        """`params`: psycopg.connect's keyword arguments (Lab.writer_params)."""
+        self.params, self.table, self.clock, self.out = params, table, clock, out
         self.writers = writers
         # each writer's slot when capped (max_rate writes/s in all): a drift-free schedule
         # that never bursts to catch up, so a slow stretch is not followed by a flood
@@ -193,10 +195,10 @@ class Canary:
 
     def _connect(self, writer: int, notices: list[str]) -> psycopg.Connection | None:
         try:
-            # each host of the multi-host DSN is given its connect_timeout (2 s in the
-            # descriptor's DSNs), so a cut-off first region delays reaching the second by
+            # each host of the multi-host parameters is given its connect_timeout (2 s in
+            # the descriptor's), so a cut-off first region delays reaching the second by
             # that much, not more
-            conn = psycopg.connect(self.dsn, autocommit=True)
+            conn = psycopg.connect(**self.params, autocommit=True)
         except (psycopg.Error, OSError) as exc:
             # every failed attempt bounds when the new primary began to accept writes:
             # the error bar of the write RTO

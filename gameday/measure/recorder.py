@@ -78,7 +78,7 @@ async def record(run_dir: Path) -> None:
     repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]
     # tcp_user_timeout: the kernel fails a connection whose data goes unacknowledged for
     # 1.5 s, so a write to a cut-off region errors instead of hanging
-    canary = Canary(lab.writer_dsn() + " tcp_user_timeout=1500", lab.database.canary_table,
+    canary = Canary(lab.writer_params(tcp_user_timeout=1500), lab.database.canary_table,
                     clock, out,
                     writers=rates.canary_writers, start_seq=int(config.get("start_seq", 1)),
                     max_rate=rates.canary_max_rate)

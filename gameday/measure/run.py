@@ -170,7 +170,7 @@ def _next_seq(lab: Lab) -> int:
     before the readiness gate (a commit on a synchronous primary whose standby does not
     stream would wait for it)."""
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True, **postgres.bounds()) as conn:
+        with psycopg.connect(**lab.writer_params(), autocommit=True, **postgres.bounds()) as conn:
             row = conn.execute(
                 f"SELECT coalesce(max(seq), 0) + 1 FROM {lab.database.canary_table}").fetchone()
             return int(row[0]) if row else 1
@@ -197,7 +197,7 @@ def prune_earlier_runs(run: Run, lab: Lab) -> int:
     meta = timeline.read_meta(run.dir)
     started = time.monotonic()
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True,
+        with psycopg.connect(**lab.writer_params(), autocommit=True,
                              **postgres.bounds(statement_timeout_s=postgres.BULK_TIMEOUT_S)) as conn:
             conn.execute("SET synchronous_commit = local")
             pruned = prune_canary(conn, lab.database.canary_table,

@@ -218,8 +218,8 @@ class ReplicationSampler:
                  timeout: float) -> None:
         r = lab.region(region)
         self.name = region
-        self.dsn = lab.database.dsn(r.db_host, r.db_port, connect_timeout="1",
-                                    application_name="gameday-recorder")
+        self.params = lab.database.params(r.db_host, r.db_port, connect_timeout=1,
+                                          application_name="gameday-recorder")
         self.clock, self.out, self.timeout = clock, out, timeout
         # the server ends the question too, by the time the sample has given it up
         self.bounds = postgres.bounds(statement_timeout_s=timeout * 2)
@@ -234,7 +234,8 @@ class ReplicationSampler:
                 conn = self.conn
                 if conn is None or conn.closed:
                     new: psycopg.AsyncConnection = await asyncio.wait_for(
-                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True, **self.bounds), 2)
+                        psycopg.AsyncConnection.connect(**self.params, autocommit=True,
+                                                        **self.bounds), 2)
                     conn = self.conn = new
                 cur = await asyncio.wait_for(conn.execute(REPLICATION_SQL), self.timeout * 2)
                 row = await cur.fetchone()
@@ -272,16 +273,26 @@ class LeaderKeySampler:
         assert ha is not None and ha.dcs is not None
         import httpx
 
+        from gameday import dcs
+
         self.out = out
         self.url = f"http://{_host(ha.dcs.address)}:{ha.dcs.port}/v3/kv/range"
         self.body = {"key": base64.b64encode(ha.leader_key.encode()).decode()}
+        self.auth = dcs.auth_request(ha)  # etcd with authentication: a token, kept
+        self.token_header = dcs.token_header
+        self.headers: dict[str, str] = {}
         self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
         self.errors: tuple[type[BaseException], ...] = (httpx.HTTPError, ValueError, KeyError,
                                                         TimeoutError, OSError)
 
     async def sample(self, t: float, lateness: float) -> None:
         try:
-            resp = await self.client.post(self.url, json=self.body)
+            if self.auth is not None and not self.headers:
+                self.headers = self.token_header(
+                    await self.client.post(self.auth[0], json=self.auth[1]))
+            resp = await self.client.post(self.url, json=self.body, headers=self.headers)
+            if resp.status_code == 401:
+                self.headers = {}  # an expired token: a new one at the next sample
             resp.raise_for_status()
             kvs = resp.json().get("kvs") or []
             leader = base64.b64decode(kvs[0]["value"]).decode() if kvs else None

@@ -41,7 +41,7 @@ def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
     meta = timeline.read_meta(run_dir)
     start_seq = int(meta.get("start_seq", 1))
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True,
+        with psycopg.connect(**lab.writer_params(), autocommit=True,
                              **postgres.bounds(statement_timeout_s=postgres.BULK_TIMEOUT_S)) as conn:
             rows = conn.execute(
                 f"SELECT seq, count(*) FROM {lab.database.canary_table} WHERE seq >= %s "

@@ -30,10 +30,16 @@ LAB_LOCK = Path("/run/gameday-lab.lock")
 LAB_LOCK_WAIT_S = 1500
 
 
+def checkout(env: dict[str, str]) -> Path:
+    """The checkout a test runs gameday from: this one, or the copy its env names
+    (GAMEDAY_TEST_CHECKOUT, e.g. one inside a 0700 directory)."""
+    return Path(env.get("GAMEDAY_TEST_CHECKOUT") or ROOT)
+
+
 def gameday(*args: str, env: dict[str, str], check: bool = True,
             timeout: float = 180) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(BIN / "gameday"), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+                          text=True, timeout=timeout, cwd=checkout(env))
     if check and proc.returncode != 0:
         raise AssertionError(f"gameday {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -44,8 +50,9 @@ def chaos(experiment: str, *, env: dict[str, str], timeout: float = 600,
     return subprocess.run(
         [str(BIN / "chaos"), "--no-version-check", "run", *extra,
          "--journal-path", str(Path(env["GAMEDAY_REPORTS"]) / "journal.json"),
-         experiment if experiment.startswith("/") else str(ROOT / "experiments" / experiment)],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+         experiment if experiment.startswith("/")
+         else str(checkout(env) / "experiments" / experiment)],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=checkout(env))
 
 
 def lab_namespaces() -> list[str]:

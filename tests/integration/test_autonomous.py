@@ -7,24 +7,84 @@ both regions and an etcd witness promote by themselves; gameday only observes.
   lab ends where it started;
 - known answer: asynchronous replication cut before the outage loses exactly what the test
   finds itself by reading both databases (the old primary read before Patroni rewinds it).
+
+Every lab here runs from a copy of the repository inside a 0700 directory (as a fresh
+clone in a home directory would be), which the postgres user that runs Patroni cannot enter
+(issue 25). The first test also checks the host's side (issue 18): the data root is fresh
+and private, one planted at the old predictable name is left alone, and neither etcd nor
+Patroni's REST API takes a request without a password.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import os
+import pwd
+import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
+import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
+import pytest
 
 from tests.integration.conftest import ROOT, chaos, gameday
 
 HOLD_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def checkout_env(lab_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The repository copied into a 0700 directory, and an env that runs gameday from
+    there: its package (PYTHONPATH), its experiments, its `.gameday/` and `reports/`."""
+    base = Path(tempfile.mkdtemp(prefix="gameday-0700-"))
+    copy_ = base / "gameday"
+    env = {**lab_env, "GAMEDAY_TEST_CHECKOUT": str(copy_),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(copy_),
+                                                       lab_env.get("PYTHONPATH")])),
+           "GAMEDAY_HOME": str(copy_ / ".gameday"),
+           "GAMEDAY_LAB": str(copy_ / ".gameday" / "lab.json"),
+           "GAMEDAY_REPORTS": str(copy_ / "reports")}
+    try:
+        assert stat.S_IMODE(base.stat().st_mode) == 0o700
+        _copy_checkout(copy_)
+        where = subprocess.run([sys.executable, "-c",
+                                "import gameday; print(gameday.__file__)"],
+                               env=env, cwd=copy_, capture_output=True, text=True,
+                               check=True).stdout
+        assert where.startswith(str(copy_)), where  # the copy's code runs, not ours
+        yield env
+    finally:
+        if copy_.is_dir():
+            gameday("lab", "down", env=env, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _copy_checkout(copy_: Path) -> None:
+    """The files git knows of (tracked or not ignored), as a fresh clone plus the
+    working tree's changes would have them."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            check=True).stdout
+    for name in filter(None, listed.split(b"\0")):
+        src, dst = ROOT / os.fsdecode(name), copy_ / os.fsdecode(name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():  # experiments/ is a link into the package
+            dst.symlink_to(os.readlink(src))
+        elif src.is_file():
+            shutil.copy2(src, dst)
 
 
 def _lab(env: dict[str, str]) -> dict:
@@ -54,10 +114,54 @@ def _wait_roles(lab: dict, want: tuple[str, str], timeout: float = 90) -> None:
         time.sleep(0.5)
 
 
-def test_autonomous_game_day_and_failback(lab_env: dict[str, str]) -> None:
+def _planted_data_root(env: dict[str, str]) -> Path:
+    """What another local user could make before `lab up`: a directory at the name older
+    versions predicted for this checkout's data root (and took over when it existed)."""
+    state = Path(env["GAMEDAY_HOME"])
+    digest = hashlib.sha256(str(state).encode()).hexdigest()[:10]
+    planted = Path(f"/var/tmp/gameday-pg-{digest}")
+    planted.mkdir(mode=0o755)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(planted, nobody.pw_uid, nobody.pw_gid)
+    (planted / "planted").write_text("a local user's\n")
+    return planted
+
+
+def _assert_host_hardening(env: dict[str, str], planted: Path) -> None:
+    st = planted.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (pwd.getpwnam("nobody").pw_uid, 0o755)
+    assert sorted(p.name for p in planted.iterdir()) == ["planted"]
+    root = Path(json.loads(gameday("lab", "status", env=env).stdout)["data_root"])
+    st = root.lstat()
+    assert root != planted and stat.S_ISDIR(st.st_mode)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (pwd.getpwnam("postgres").pw_uid, 0o700)
+    # Patroni's REST API: nothing changes without its password
+    request = urllib.request.Request("http://198.18.0.11:8008/reload", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=3)  # noqa: S310 (the lab's address)
+    assert refused.value.code == 401
+    # etcd: neither a read nor a write without a token
+    key = base64.b64encode(b"/service/gameday/leader").decode()
+    for path, body in (("range", {"key": key}), ("put", {"key": key, "value": key})):
+        resp = httpx.post(f"http://198.18.0.30:2379/v3/kv/{path}", json=body, timeout=3,
+                          trust_env=False)
+        assert resp.status_code in (400, 401), (path, resp.status_code, resp.text)
+    ctl = Path(env["GAMEDAY_HOME"]) / "patroni" / "patronictl.yml"
+    assert stat.S_IMODE(ctl.stat().st_mode) == 0o600
+
+
+def test_autonomous_game_day_and_failback(checkout_env: dict[str, str]) -> None:
+    lab_env = checkout_env
     experiment = json.loads((ROOT / "experiments" / "game-day-autonomous.json").read_text())
     assert not [a for a in experiment["method"] if a["provider"].get("func") == "promote"]
-    gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+    planted = _planted_data_root(lab_env)
+    try:
+        started = time.monotonic()
+        gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+        print(f"lab up --ha patroni from a 0700 checkout: {time.monotonic() - started:.1f} s")
+        _assert_host_hardening(lab_env, planted)
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
     try:
         lab = _lab(lab_env)
         assert lab["ha"]["manager"] == "patroni" and lab["ha"]["ttl_s"] == 10
@@ -118,8 +222,8 @@ def _known_loss_experiment(tmp: Path) -> Path:
 def _old_primary_rows(env: dict[str, str], lab: dict, start: int) -> set[int]:
     """Start region-1's PostgreSQL by hand, read-only and following no one (a standby with
     no upstream), read its canary rows, stop it by pid."""
-    data = Path(json.loads(gameday("lab", "status", env=env).stdout)["state_dir"])
-    config = json.loads((data / "patroni" / "region-1.yml").read_text())
+    data = Path(json.loads(gameday("lab", "status", env=env).stdout)["data_root"])
+    config = json.loads((data / "patroni-region-1.yml").read_text())
     pgdata = Path(config["postgresql"]["data_dir"])
     signal_file = pgdata / "standby.signal"
     signal_file.touch()
@@ -148,7 +252,8 @@ def _old_primary_rows(env: dict[str, str], lab: dict, start: int) -> set[int]:
         proc.wait(30)
 
 
-def test_autonomous_async_known_loss(lab_env: dict[str, str], tmp_path: Path) -> None:
+def test_autonomous_async_known_loss(checkout_env: dict[str, str], tmp_path: Path) -> None:
+    lab_env = checkout_env
     gameday("lab", "up", "--ha", "patroni", "--replication", "async",
             "--patroni-max-lag", str(1 << 30), env=lab_env, timeout=240)
     try:
@@ -208,8 +313,11 @@ def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
         time.sleep(0.5)
 
 
-def test_interrupted_autonomous_drill_leaves_one_primary(lab_env: dict[str, str]) -> None:
+def test_interrupted_autonomous_drill_leaves_one_primary(
+        checkout_env: dict[str, str]) -> None:
     from tests.integration.test_interruptions import _interrupt, _start, _wait_event
+
+    lab_env = checkout_env
 
     gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
     try:

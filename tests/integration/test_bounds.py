@@ -94,7 +94,7 @@ def test_the_runners_connections_carry_their_bounds(lab: descriptor.Lab) -> None
 def _hold_canary_lock(lab: descriptor.Lab, held: threading.Event, release: threading.Event
                       ) -> None:
     """Every canary INSERT waits on the server (its client for an answer) until `release`."""
-    with psycopg.connect(lab.writer_dsn(), **postgres.bounds()) as conn:
+    with psycopg.connect(**lab.writer_params(), **postgres.bounds()) as conn:
         conn.execute(f"LOCK TABLE {lab.database.canary_table} IN ACCESS EXCLUSIVE MODE")
         held.set()
         release.wait(30)

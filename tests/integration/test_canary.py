@@ -24,10 +24,10 @@ from tests.integration.conftest import lab_up
 LOCK_S = WRITE_TIMEOUT_S + 1.5
 
 
-def _hold_table_lock(dsn: str, table: str, held: threading.Event, seconds: float) -> None:
+def _hold_table_lock(dsn: dict[str, Any], table: str, held: threading.Event, seconds: float) -> None:
     """Block every INSERT on the server (they wait for the lock, their clients for an
     answer) for `seconds`: a primary that takes writes and does not answer."""
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(**dsn) as conn:
         conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         held.set()
         time.sleep(seconds)
@@ -41,7 +41,7 @@ def _nice(tid: int | None) -> int:
 def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> None:
     with lab_up(lab_env):
         lab = descriptor.load(lab_env["GAMEDAY_LAB"])
-        dsn, table = lab.writer_dsn(), lab.database.canary_table
+        dsn, table = lab.writer_params(), lab.database.canary_table
         run_dir = Path(tempfile.mkdtemp(prefix="gameday-canary-test-"))
         anchor, _ = timeline.Clock.new_anchor()
         clock = timeline.Clock(anchor)
@@ -118,6 +118,6 @@ def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> N
         # a stopped canary's writers end promptly: none was left blocked
         assert marks["ended"] - marks["stopped"] < 1.0
         # acknowledged means committed: every `ok` is in the table
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(**dsn, autocommit=True) as conn:
             stored = {r[0] for r in conn.execute(f"SELECT seq FROM {table}")}
         assert {r[0] for r in rows if r[1] == "ok"} <= stored

@@ -56,7 +56,8 @@ def sql_is_primary(lab: Lab) -> PrimaryCheck:
 
         try:
             with psycopg.connect(
-                lab.database.dsn(region.db_host, region.db_port, application_name="gameday-drill"),
+                **lab.database.params(region.db_host, region.db_port,
+                                      application_name="gameday-drill"),
                 autocommit=True,
                 **postgres.bounds(),
             ) as conn:
