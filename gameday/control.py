@@ -21,7 +21,7 @@ from chaoslib.exceptions import InterruptExecution
 from gameday import hypothesis, interrupt, recovery
 from gameday.errors import ConfigError, GamedayError
 from gameday.measure import run as runs
-from gameday.report import journal, live, outputs
+from gameday.report import journal, live, outputs, trend
 from gameday.report import summary as summaries
 from gameday.settings import GamedaySettings
 
@@ -64,6 +64,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
                 for role, r in (("primary", source), ("secondary", target))
             },
             "drill": settings.drill,
+            "experiment_id": trend.experiment_identity(context, settings.results.experiment_id),
             "game_day_run": previous,
             "replication": lab.database.replication,
             "promotion": {"strategy": settings.promotion.strategy,
@@ -81,6 +82,9 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
                 "health_failures": 1,
                 "health_timeout_s": 1.0,
                 "promotion": settings.promotion.strategy,
+                "promotion_budget_s": settings.budget.promotion_s,
+                "write_reconnect_s": settings.budget.write_reconnect_s,
+                "regression_factor": settings.results.regression_factor,
                 **({"ha_manager": lab.ha.manager, "ha_ttl_s": lab.ha.ttl_s,
                     "ha_loop_wait_s": lab.ha.loop_wait_s,
                     "ha_retry_timeout_s": lab.ha.retry_timeout_s} if lab.ha else {}),

@@ -85,6 +85,10 @@ class SamplerStats(TypedDict):
 
 
 class Failback(TypedDict, total=False):
+    experiment: str | None
+    experiment_id: str | None
+    started_at: str | None
+    duration_s: float | None
     rto_s: float | None
     rto_error_s: float | None
     write_rto_s: float | None
@@ -127,9 +131,11 @@ class Hold(TypedDict):
 class Summary(TypedDict):
     schema: str
     experiment: str | None
+    experiment_id: NotRequired[str | None]  # the stable id the trend and metrics key on
     drill: str
     run_id: str | None
     started_at: str | None
+    duration_s: NotRequired[float | None]  # the drill, start to end, on the run's clock
     lab: str | None
     verdict: str
     reasons: list[str]

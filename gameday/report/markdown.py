@@ -414,8 +414,8 @@ def _trend(trend: trends.Trend | None) -> list[str]:
     runs = trend.last(TREND_RUNS)
     rto = [r.get("rto_s") for r in runs]
     rpo = [r.get("rpo_s") for r in runs]
-    lines += [f"The last {len(runs)} run(s), oldest first (history: `history.jsonl` in the "
-              f"reports directory).", "",
+    lines += [f"Compared with {trend.against}. The last {len(runs)} runs, this one last "
+              "(history: `history.jsonl` in the reports directory):", "",
               "```text",
               f"RTO  {trends.sparkline(rto)}  {_range(rto)}",
               f"RPO  {trends.sparkline(rpo)}  {_range(rpo)}",
@@ -431,8 +431,9 @@ def _trend(trend: trends.Trend | None) -> list[str]:
     lines.append("")
     med = ", ".join(f"{label} {_s(trend.medians.get(key))}" for key, label in trends.METRICS)
     lines.append(f"Regression rule: RTO or RPO above its target, or above {trend.factor:g} × the "
-                 f"median of the previous {trend.window} runs (compared from {trend.min_runs} "
-                 f"runs on). Medians of the previous runs: {med}.")
+                 f"median of the previous {trend.window} comparable runs (same drill, "
+                 f"experiment and lab profile; compared from {trend.min_runs} runs on). "
+                 f"Medians of the previous runs: {med}.")
     lines.append("")
     lines.append("**Regression flagged.**" if trend.regression else "No regression.")
     lines.append("")

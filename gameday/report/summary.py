@@ -119,9 +119,11 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
     summary: Summary = {
         "schema": SCHEMA,
         "experiment": meta.get("experiment"),
+        "experiment_id": meta.get("experiment_id"),
         "drill": meta.get("drill", "failover"),
         "run_id": meta.get("run_id"),
         "started_at": meta.get("anchor_utc"),
+        "duration_s": _duration(tl),
         "lab": meta.get("lab"),
         "verdict": "fail" if reasons else "pass",
         "reasons": reasons,
@@ -351,9 +353,23 @@ def _hold(tl: metrics.Timeline, t_fault: float | None) -> Hold | None:
     }
 
 
+def _duration(tl: metrics.Timeline) -> float | None:
+    """The drill's duration on the run's clock: from its start to its end (or to the last
+    event of a run whose runner stopped before the end)."""
+    started = tl.events_of("experiment-started")
+    if not started:
+        return None
+    ended = tl.events_of("experiment-ended") or tl.events
+    return round(max(0.0, ended[-1].t - started[0].t), 3)
+
+
 def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, Any]) -> Failback:
-    """The `failback` block of summary.json (docs/design.md, The summary), from a failback run."""
+    """The `failback` block of summary.json (docs/design.md, The summary), from a failback run:
+    it carries what the game day's report, JUnit and metrics need of the failback, so they
+    are built from the game day's summary.json alone."""
     return {
+        "experiment": s["experiment"], "experiment_id": s.get("experiment_id"),
+        "started_at": s["started_at"], "duration_s": s.get("duration_s"),
         "rto_s": s["rto_s"], "rto_error_s": s["rto_error_s"],
         "write_rto_s": s["write_rto_s"], "downtime_s": s["downtime_s"],
         "lost": s["writes"].get("lost"),

@@ -27,14 +27,19 @@ from tests.fixtures.report import fixture_run
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "report"
 UPDATE = os.environ.get("GAMEDAY_UPDATE_GOLDEN") == "1"
 
-# three earlier runs of the same experiment, for the trend section
+# three earlier runs of the same experiment, for the trend section, and a failback between
+# them, which the trend leaves out (another drill)
+PROFILE = ("lab=netns replication=sync ttl_s=1 health_interval_s=1 delay_ms=20 k=5 "
+           "faults=block-egress,scale-to-zero")
 HISTORY = [
-    {"run_id": f"20251231T0{h}0000Z-earlier", "started_at": f"2025-12-31T0{h}:00:00+00:00",
-     "experiment": "Fixture failover", "lab": "netns", "verdict": "pass",
+    {"run_id": f"20251231T0{h}0000Z-{drill}", "started_at": f"2025-12-31T0{h}:00:00+00:00",
+     "drill": drill, "experiment_id": f"fixture-{drill}", "profile": PROFILE,
+     "experiment": f"Fixture {drill}", "lab": "netns", "verdict": "pass",
      "targets": {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0}, "rto_s": rto,
      "rto_error_s": 0.05, "write_rto_s": 0.6, "downtime_s": rto, "rpo_s": 0.0, "lost": 0,
      "failback_rto_s": None}
-    for h, rto in ((1, 1.4), (2, 1.6), (3, 1.5))
+    for h, drill, rto in ((1, "failover", 1.4), (2, "failover", 1.6), (3, "failback", 0.7),
+                          (4, "failover", 1.5))
 ]
 
 
