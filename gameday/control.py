@@ -327,7 +327,8 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         except GamedayError as exc:
             logger.error("gameday: %s; lost writes stay unknown", exc)
         # also puts the numbers into the journal's extensions (state is the journal)
-        summary = outputs.write_run_outputs(run.dir, state)
+        summary = outputs.write_run_outputs(run.dir, state,
+                                            pushgateway=settings.results.pushgateway_url)
         live.stop(run.dir, summary)
         if settings.drill == "failback":
             _attach_to_game_day(run.dir, summary["failback"])

@@ -10,6 +10,8 @@ not observed (docs/design.md, "The summary").
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any, NotRequired, TypedDict
 
@@ -162,6 +164,16 @@ class Summary(TypedDict):
     incomplete: bool
     notes: dict[str, str]
     hold: NotRequired[Hold]
+
+
+def experiment_id(summary: Mapping[str, Any]) -> str:
+    """The stable id a run's JUnit suite and metric labels are named by. A summary written
+    before runs had one (`experiment_id`) falls back to its title, made a name."""
+    found = summary.get("experiment_id")
+    if isinstance(found, str) and found:
+        return found
+    slug = re.sub(r"[^a-z0-9]+", "-", str(summary.get("experiment") or "game day").lower())
+    return slug.strip("-")[:40] or "experiment"
 
 
 def schema() -> dict[str, Any]:

@@ -285,10 +285,30 @@ def _hold(h: Mapping[str, Any]) -> list[str]:
             *[f"| {k} | {_cell(v)} |" for k, v in rows], ""]
 
 
-def _failback(fb: dict[str, Any]) -> list[str]:
-    window = fb.get("split_brain_window_s")
+def failback_headline(fb: Mapping[str, Any]) -> list[str]:
+    """The failback's numbers as a table (the report's Failback section, the JUnit suite's
+    output)."""
     lost = fb.get("lost")
     split = fb.get("split_brain_writes")
+    by_others = fb.get("strategy") in ("command", "none")
+    split_text = "not counted (rewound by the HA manager)" if by_others and split is None \
+        else ("unknown" if split is None else str(split))
+    return ["| Measure | Measured | Expected | Met |", "|---|---|---|---|",
+            f"| Failback RTO (service) | {_s(fb.get('rto_s'), fb.get('rto_error_s'))} | — | — |",
+             f"| Failback write RTO | {_s(fb.get('write_rto_s'))} | — | — |",
+             f"| Downtime (failing global requests) | {_s(fb.get('downtime_s'))} | — | — |",
+             f"| Resync of the old primary | {_s(fb.get('resync_s'))}"
+             f"{' (' + str(fb['resync_method']) + ')' if fb.get('resync_method') else ''} "
+             f"| — | — |",
+             f"| Catch-up of the old primary | {_s(fb.get('catch_up_s'))} | — | — |",
+             f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | 0 | "
+             f"{_ok(None if lost is None else lost == 0)} |",
+             f"| Split-brain writes | {split_text} | 0 | "
+             f"{_ok(None if split is None else split == 0)} |"]
+
+
+def _failback(fb: dict[str, Any]) -> list[str]:
+    window = fb.get("split_brain_window_s")
     by_others = fb.get("strategy") in ("command", "none")
     how = ("Planned switchover back to the original primary by the HA manager"
            + (f" (`{' '.join(str(a) for a in (fb.get('command') or {}).get('argv') or [])}`)"
@@ -300,22 +320,7 @@ def _failback(fb: dict[str, Any]) -> list[str]:
            "Planned switchover back to the original primary (docs/design.md, Failover and "
            "failback protocol): split-brain writes read from the old primary before it was "
            "resynced, then writes paused, replay caught up, promotion, DNS back.")
-    split_text = "not counted (rewound by the HA manager)" if by_others and split is None \
-        else ("unknown" if split is None else str(split))
-    lines = ["## Failback", "", how, "",
-             "| Measure | Measured | Expected | Met |", "|---|---|---|---|",
-             f"| Failback RTO (service) | {_s(fb.get('rto_s'), fb.get('rto_error_s'))} | — | — |",
-             f"| Failback write RTO | {_s(fb.get('write_rto_s'))} | — | — |",
-             f"| Downtime (failing global requests) | {_s(fb.get('downtime_s'))} | — | — |",
-             f"| Resync of the old primary | {_s(fb.get('resync_s'))}"
-             f"{' (' + str(fb['resync_method']) + ')' if fb.get('resync_method') else ''} "
-             f"| — | — |",
-             f"| Catch-up of the old primary | {_s(fb.get('catch_up_s'))} | — | — |",
-             f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | 0 | "
-             f"{_ok(None if lost is None else lost == 0)} |",
-             f"| Split-brain writes | {split_text} | 0 | "
-             f"{_ok(None if split is None else split == 0)} |",
-             ""]
+    lines = ["## Failback", "", how, "", *failback_headline(fb), ""]
     window_utc = fb.get("split_brain_window_utc")
     if window:
         lines += [f"Split-brain writes were acknowledged by the old primary from "

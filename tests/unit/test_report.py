@@ -366,10 +366,16 @@ def test_github_step_summary_stays_under_its_limit(tmp_path: Path) -> None:
     assert target.stat().st_size == github.LIMIT
 
 
+def _fake_outputs(*, failed: bool = False, regression: bool = False) -> mock.Mock:
+    return mock.Mock(summary={"verdict": "fail" if failed else "pass", "reasons": []},
+                     failed=failed, report=None,
+                     trend=mock.Mock(regression=regression, flags=["RTO up"] if regression
+                                     else [], against="nothing"))
+
+
 def test_cli_report_passes_its_options_to_the_core(tmp_path: Path) -> None:
-    fake = mock.Mock(summary={"verdict": "pass"}, failed=False,
-                     trend=mock.Mock(regression=False, flags=[]))
-    with mock.patch.object(outputs, "regenerate", return_value=fake) as regen:
+    (tmp_path / "summary.json").write_text("{}")  # a run directory, as far as the CLI sees
+    with mock.patch.object(outputs, "regenerate", return_value=_fake_outputs()) as regen:
         result = CliRunner().invoke(cli.main, [
             "report", str(tmp_path), "--history", str(tmp_path / "h.jsonl"),
             "--regression-factor", "2", "--fail-on-regression"])
@@ -377,16 +383,20 @@ def test_cli_report_passes_its_options_to_the_core(tmp_path: Path) -> None:
     regen.assert_called_once_with(tmp_path, history=tmp_path / "h.jsonl", factor=2.0)
 
 
-@pytest.mark.parametrize(("regression", "failed", "flag", "code"), [
-    (False, False, True, 0), (True, False, True, 1), (False, True, True, 1),
-    (True, True, False, 0)])
-def test_cli_report_exit_code(tmp_path: Path, regression: bool, failed: bool, flag: bool,
-                              code: int) -> None:
-    fake = mock.Mock(summary={"verdict": "fail" if failed else "pass"}, failed=failed,
-                     trend=mock.Mock(regression=regression, flags=["RTO up"] if regression else []))
+@pytest.mark.parametrize(("regression", "failed", "flags", "code"), [
+    (False, False, [], 0),
+    (False, True, [], 1),  # a FAIL verdict fails the command by itself
+    (False, True, ["--no-fail"], 0),
+    (True, False, [], 0),  # a regression only with --fail-on-regression
+    (True, False, ["--fail-on-regression"], 1),
+    (True, True, ["--no-fail", "--fail-on-regression"], 1),
+])
+def test_cli_report_exit_code(tmp_path: Path, regression: bool, failed: bool,
+                              flags: list[str], code: int) -> None:
+    (tmp_path / "summary.json").write_text("{}")
+    fake = _fake_outputs(failed=failed, regression=regression)
     with mock.patch.object(outputs, "regenerate", return_value=fake):
-        result = CliRunner().invoke(cli.main, ["report", str(tmp_path)]
-                                    + (["--fail-on-regression"] if flag else []))
+        result = CliRunner().invoke(cli.main, ["report", str(tmp_path), *flags])
     assert result.exit_code == code, result.output
 
 
@@ -395,15 +405,33 @@ def test_cli_report_on_a_stored_run_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.main, ["report", str(run_dir), "--fail-on-regression"])
     assert result.exit_code == 1
     assert "FAIL; regression: RPO 0.090 s exceeds its target 0 s" in result.output
+    assert CliRunner().invoke(cli.main, ["report", str(run_dir), "--no-fail"]).exit_code == 0
     ok = seeded_reports(tmp_path / "ok")
     result = CliRunner().invoke(cli.main, ["report", str(ok), "--fail-on-regression"])
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli.main, ["report", str(tmp_path / "missing")])
-    assert result.exit_code == 2
+    # not a run directory: missing or without a run in it, the same usage error
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = CliRunner().invoke(cli.main, ["report", str(empty)])
-    assert result.exit_code == 1 and "timeline.sqlite" in result.output
+    for where in (tmp_path / "missing", empty):
+        result = CliRunner().invoke(cli.main, ["report", str(where)])
+        assert result.exit_code == cli.EXIT_USAGE and "not a run directory" in result.output
+
+
+def test_cli_report_as_json_says_what_it_compared_with(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path)
+    result = CliRunner().invoke(cli.main, ["report", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["verdict"] == "pass" and out["regression"] == []
+    assert out["report"] == str(run_dir / "report.md")
+    assert out["compared_with"].startswith("the 3 earlier failover runs of experiment "
+                                           "`fixture-failover`")
+
+
+def test_help_answers_to_h() -> None:
+    for argv in (["-h"], ["report", "-h"], ["plan", "-h"], ["recover", "-h"]):
+        result = CliRunner().invoke(cli.main, argv)
+        assert result.exit_code == 0 and "Usage:" in result.output, argv
 
 
 def test_a_hold_reports_its_availability_between_its_events(tmp_path: Path) -> None:
