@@ -18,6 +18,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@# the distribution was called `gameday` before it became chaostoolkit-gameday
+	$(BIN)/pip uninstall --quiet --yes gameday 2>/dev/null || true
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,test]'
 	touch $@
 
