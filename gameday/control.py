@@ -101,7 +101,8 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
     _phase["name"] = "before"
     run.event("experiment-started", experiment=context.get("title"))
     interrupt.install()
-    live.start(run.dir, run.now)
+    live.start(run.dir, run.now, mode=settings.results.live_view,
+               heartbeat_s=settings.results.live_heartbeat_s)
 
 
 def check_before_start(experiment: Mapping[str, Any], settings: GamedaySettings, lab: Any,
