@@ -110,6 +110,14 @@ class Failback(TypedDict, total=False):
     command: dict[str, Any] | None
 
 
+class Flapping(TypedDict):
+    """A DNS server that answered both regions back and forth after the fault."""
+
+    changes: int  # how many times its answer changed region
+    from_s: float | None  # the first change, after t_fault
+    to_s: float | None  # the last
+
+
 class Hold(TypedDict):
     """A long drill's hold in the secondary region: how available the service was there
     (present only in runs that held, so the summaries of other runs are unchanged)."""
@@ -164,6 +172,7 @@ class Summary(TypedDict):
     incomplete: bool
     notes: dict[str, str]
     hold: NotRequired[Hold]
+    flapping: NotRequired[dict[str, Flapping]]  # by DNS server; only when one flapped
 
 
 def experiment_id(summary: Mapping[str, Any]) -> str:

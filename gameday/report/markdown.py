@@ -129,7 +129,8 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
              "Seconds after the fault (`t_fault`), each from the sample that shows it, ± the gap "
              "to the previous sample of that stream. *Took* counts from the phase it waits for; "
              "the *budget* is that phase's deadline plus an allowance derived from the "
-             "configuration (see [the runbook](../../docs/runbook.md) and *Configuration* below).",
+             "configuration (see *Configuration* below, and gameday's DR runbook, "
+             "`docs/runbook.md` in its source, section *RTO budget by phase*).",
              "",
              "| Phase | At | Took | Budget (deadline) | Overrun | Evidence |",
              "|---|---|---|---|---|---|"]
@@ -157,6 +158,7 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
         lines.append(f"| {label} | {shown} | {took} | {b.allowance_s:.3f} s "
                      f"(by {b.deadline_s:.3f} s) | {over_text} | {_cell(d.get('evidence') or '')} |")
     lines.append("")
+    lines += _flapping(s.get("flapping"))
     lines += _promotion(s.get("promotion"))
     if overruns:
         lines += [*(f"- {o}" for o in overruns), ""]
@@ -166,6 +168,20 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
     if image:
         lines += [f"![Timeline of the run: lanes per stream, phase markers]({image})", "",
                   f"The same timeline as an image: [{image}]({image}).", ""]
+    return lines
+
+
+def _flapping(flapping: Mapping[str, Any] | None) -> list[str]:
+    """A DNS server that answered both regions, named next to the phases: it explains a
+    resolver that flips before the authority."""
+    lines = []
+    for server, f in sorted((flapping or {}).items()):
+        lines.append(f"Flapping: the {server} DNS server answered both regions "
+                     f"{f.get('changes')} times between {f.get('from_s'):+.3f} s and "
+                     f"{f.get('to_s'):+.3f} s (PowerDNS's `ifurlup` picks at random among "
+                     "the addresses while both regions look down), so a server that reads it "
+                     "can flip before it settles.")
+        lines.append("")
     return lines
 
 
@@ -383,10 +399,31 @@ CONFIG_LABELS = {
     "canary_writers": "Canary writers",
     "canary_max_rate": "Canary rate cap (writes/s, all writers)",
     "k_consecutive": "K (consecutive successes for RTO)",
+    "promotion": "Who promotes",
     "promotion_budget_s": "Promotion allowance (s)",
     "http_interval_s": "Global request interval (s)",
+    "dns_interval_s": "DNS sample interval (s)",
+    "replication_interval_s": "Replication sample interval (s)",
     "write_reconnect_s": "Canary reconnect allowance (s)",
+    "regression_factor": "Regression factor (× the median of comparable runs)",
+    "ha_manager": "HA manager",
+    "ha_ttl_s": "HA leader key TTL (s)",
+    "ha_loop_wait_s": "HA loop interval (s)",
+    "ha_retry_timeout_s": "HA retry timeout (s)",
 }
+
+
+def label(key: str) -> str:
+    """The Configuration table's label of a key; a key recorded by a newer gameday than
+    this table knows reads as words, never as the raw key."""
+    if key in CONFIG_LABELS:
+        return CONFIG_LABELS[key]
+    words, unit = key, ""
+    for suffix, name in (("_ms", "ms"), ("_s", "s")):
+        if key.endswith(suffix):
+            words, unit = key[: -len(suffix)], f" ({name})"
+    text = words.replace("_", " ")
+    return text[:1].upper() + text[1:] + unit
 
 
 def _configuration(s: Mapping[str, Any]) -> list[str]:
@@ -400,11 +437,11 @@ def _configuration(s: Mapping[str, Any]) -> list[str]:
         if key in config:
             value = config[key]
             shown = f"{value:g}" if isinstance(value, float) else str(value)
-        elif key in params:
+        elif key in params and (not key.startswith("ha_") or registry.autonomous(config)):
             shown = f"{params[key]:g} (default, not recorded in the run)"
         else:
             continue
-        lines.append(f"| {CONFIG_LABELS.get(key, key)} | {_cell(shown)} |")
+        lines.append(f"| {label(key)} | {_cell(shown)} |")
     t = s.get("targets") or {}
     lines.append(f"| Targets | RTO ≤ {t.get('rto_s', 0):g} s, RPO ≤ {t.get('rpo_s', 0):g} s, "
                  f"lost writes ≤ {t.get('max_lost_writes')} |")

@@ -22,6 +22,7 @@ from gameday.report.contract import (
     SCHEMA_ID,
     Failback,
     FaultRecord,
+    Flapping,
     Hold,
     PromotionRecord,
     Summary,
@@ -156,6 +157,9 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         "incomplete": incomplete,
         "notes": failover.notes,
     }
+    flaps = _flapping(tl, t_fault, roles, failover)
+    if flaps:
+        summary["flapping"] = flaps
     held = _hold(tl, t_fault)
     if held is not None:
         summary["hold"] = held
@@ -330,6 +334,39 @@ def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
         faults.append({"region": region, "fault": d.get("fault"), "applied_s": None,
                        "effective_s": None, "not_applicable": d.get("reason")})
     return faults
+
+
+FLAP_WINDOW_S = 120.0
+
+
+def _flapping(tl: metrics.Timeline, t_fault: float | None, roles: phases.Roles,
+              failover: _Failover) -> dict[str, Flapping]:
+    """DNS servers that answered both regions, back and forth, after the fault: PowerDNS's
+    `ifurlup` picks at random among the addresses while both look down, so the resolver
+    can flip before the authority. Read from the fault to the RTO (or FLAP_WINDOW_S), so
+    an 8-hour run reads only the minutes that matter."""
+    if t_fault is None:
+        return {}
+    addresses = {roles.primary["address"], roles.secondary["address"]}
+    rto_at = failover.rto.at_s if failover.rto is not None else None
+    until = t_fault + (rto_at if rto_at is not None else FLAP_WINDOW_S)
+    out: dict[str, Flapping] = {}
+    for server in tl.names("dns"):
+        stream = tl.stream("dns", server)
+        last: str | None = None
+        changes: list[float] = []
+        for row in stream.rows(stream.at(t_fault)):
+            if row.t > until:
+                break
+            if not row.ok or row.answer not in addresses:
+                continue
+            if last is not None and row.answer != last:
+                changes.append(row.t - t_fault)
+            last = row.answer
+        if len(changes) >= 2:  # flipped, and flipped back at least once
+            out[server] = {"changes": len(changes), "from_s": _r(changes[0]),
+                           "to_s": _r(changes[-1])}
+    return out
 
 
 def _hold(tl: metrics.Timeline, t_fault: float | None) -> Hold | None:

@@ -475,3 +475,72 @@ def test_a_hold_reports_its_availability_between_its_events(tmp_path: Path) -> N
             f"({hold['success_ratio'] * 100:.3f}%); {hold['served_by_region']} served by "
             "region-2 |") in report
     assert "| Steady-state checks failed | 1 of 3 |" in report
+
+
+def test_authoritative_flapping_is_named_next_to_the_phases(tmp_path: Path) -> None:
+    """PowerDNS answers at random while both regions look down: the authoritative server
+    answers region-2, region-1, region-2 ... and the resolver may flip first. The report
+    says so beside the phase table instead of leaving the order unexplained."""
+    import sqlite3
+
+    run_dir = fixture_run.build(tmp_path / "reports" / fixture_run.RUN_ID)
+    r1, r2 = fixture_run.R1, fixture_run.R2
+    conn = sqlite3.connect(run_dir / "timeline.sqlite")
+    with conn:
+        conn.execute("DELETE FROM dns WHERE server = 'authoritative'")
+        answers = [(t, r1 if t < 1.2 else (r2 if round(t * 20) % 3 else r1) if t < 1.7 else r2)
+                   for t in fixture_run.ticks(50)]
+        conn.executemany("INSERT INTO dns VALUES (?, 'authoritative', 1, ?, 'NOERROR', 1, "
+                         "0.002, 0.0, NULL)", answers)
+    conn.close()
+    summary = outputs.regenerate(run_dir, history=tmp_path / "h.jsonl").summary
+    flaps = summary["flapping"]["authoritative"]  # type: ignore[typeddict-item]
+    changes = [t for (t, a), (_, b) in zip(answers, answers[1:], strict=False)
+               if a != b and t >= 1.0]
+    assert flaps["changes"] == len(changes) >= 4
+    assert "resolver" not in summary["flapping"]  # type: ignore[typeddict-item]
+    report = (run_dir / "report.md").read_text()
+    phases = report.split("## RTO phases", 1)[1].split("## Writes", 1)[0]
+    assert (f"Flapping: the authoritative DNS server answered both regions {flaps['changes']} "
+            f"times between {flaps['from_s']:+.3f} s and {flaps['to_s']:+.3f} s") in phases
+    # the golden run's DNS flips once: nothing to say there
+    assert "flapping" not in json.loads((GOLDEN / "summary.json").read_text())
+
+
+def test_the_configuration_table_shows_labels_only() -> None:
+    config = {"dns_ttl_s": 1.0, "promotion": "none", "ha_manager": "patroni",
+              "dns_interval_s": 0.05, "replication_interval_s": 0.25, "regression_factor": 1.5,
+              "some_future_key_s": 2.0, "another_ms": 3}
+    table = markdown._configuration({"lab": "netns", "configuration": config,
+                                     "targets": {"rto_s": 30, "rpo_s": 0, "max_lost_writes": 0}})
+    settings = [row.split("|")[1].strip() for row in table if row.startswith("| ")][1:]
+    assert not [s for s in settings if "_" in s], settings
+    assert "Some future key (s)" in settings and "Another (ms)" in settings
+
+
+def test_every_key_the_control_records_has_a_label() -> None:
+    import ast
+
+    source = (Path(__file__).resolve().parents[2] / "gameday" / "control.py").read_text()
+    recorded = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict):
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            if "dns_ttl_s" in keys:  # the `configuration` the control records
+                recorded |= set(keys)
+                for value in node.values:
+                    if isinstance(value, ast.Dict):
+                        recorded |= {k.value for k in value.keys if isinstance(k, ast.Constant)}
+    assert recorded and recorded <= set(markdown.CONFIG_LABELS), recorded - set(markdown.CONFIG_LABELS)
+
+
+def test_links_survive_the_report_being_copied_out(tmp_path: Path) -> None:
+    """A CI artifact is the run directory alone: a link may point at a file beside the
+    report or at a URL, never up into the repository."""
+    run_dir = seeded_reports(tmp_path)
+    outputs.regenerate(run_dir)
+    report = (run_dir / "report.md").read_text()
+    targets = re.findall(r"\]\(([^)]+)\)", report)
+    assert targets, "the report links its timeline image"
+    bad = [t for t in targets if not (re.match(r"https?://", t) or (run_dir / t).is_file())]
+    assert not bad, bad
