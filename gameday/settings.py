@@ -13,9 +13,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from gameday import stopconditions
 from gameday.errors import ConfigError
 from gameday.labs import descriptor
 from gameday.measure.samplers import Rates
+from gameday.stopconditions import StopConditions
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,6 +79,7 @@ class GamedaySettings:
     promotion: Promotion = dataclasses.field(default_factory=Promotion)
     budget: Budget = dataclasses.field(default_factory=Budget)
     results: Results = dataclasses.field(default_factory=Results)
+    stop: StopConditions = dataclasses.field(default_factory=StopConditions)
     # from the experiment's secrets; override the descriptor (never printed: repr=False)
     db_password: str | None = dataclasses.field(default=None, repr=False)
     kube_credentials: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
@@ -110,6 +113,7 @@ class GamedaySettings:
             budget=Budget(promotion_s=number(c, "promotion_budget_s", 1.0),
                           write_reconnect_s=number(c, "write_reconnect_s", 1.0)),
             results=_results(c),
+            stop=stopconditions.parse(c),
             **_secrets(secrets),
         )
 
