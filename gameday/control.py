@@ -18,7 +18,7 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
-from gameday import hypothesis, interrupt, recovery
+from gameday import hypothesis, interrupt, recovery, stopconditions
 from gameday.errors import ConfigError, GamedayError
 from gameday.measure import run as runs
 from gameday.report import journal, live, outputs, trend
@@ -103,6 +103,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
     interrupt.install()
     live.start(run.dir, run.now, mode=settings.results.live_view,
                heartbeat_s=settings.results.live_heartbeat_s)
+    stopconditions.watch(settings.stop, run, target=target.name, k=settings.k_consecutive)
 
 
 def check_before_start(experiment: Mapping[str, Any], settings: GamedaySettings, lab: Any,
@@ -188,6 +189,7 @@ def after_method_control(context: dict[str, Any], state: Any = None,
                          configuration: dict[str, Any] | None = None,
                          secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
     _phase["name"] = "after"
+    stopconditions.halt()  # the method is over: the rollbacks are not to be interrupted
 
 
 def after_activity_control(context: dict[str, Any], state: dict[str, Any] | None = None,
@@ -348,6 +350,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
         logger.exception("gameday: could not write the report")
         state["status"] = "failed"
     finally:
+        stopconditions.halt()
         live.stop(run.dir)
         run.stop_recorder()
         runs.clear()

@@ -50,12 +50,16 @@ def title(s: Mapping[str, Any]) -> str:
     # a failback run measures the switchover back: its "fault" is the planned switchover,
     # its primary the region switched away from
     what = "Failback" if s.get("drill") == "failback" else "Game day"
-    return f"# {what} {s.get('run_id')}: {'PASS' if s.get('verdict') == 'pass' else 'FAIL'}"
+    verdict = {"pass": "PASS", "aborted": "ABORTED"}.get(str(s.get("verdict")), "FAIL")
+    return f"# {what} {s.get('run_id')}: {verdict}"
 
 
 def verdict_lines(s: Mapping[str, Any], trend: trends.Trend | None = None) -> list[str]:
     lines = []
-    if s.get("reasons"):
+    if s.get("verdict") == "aborted":
+        lines.append("**Aborted by a stop condition; the drill was rolled back:**")
+        lines.extend(f"- {r}" for r in s.get("reasons") or [])
+    elif s.get("reasons"):
         lines.append("**Why it failed:**")
         lines.extend(f"- {r}" for r in s["reasons"])
     else:

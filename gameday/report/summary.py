@@ -126,7 +126,7 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         "started_at": meta.get("anchor_utc"),
         "duration_s": _duration(tl),
         "lab": meta.get("lab"),
-        "verdict": "fail" if reasons else "pass",
+        "verdict": "aborted" if tl.events_of("aborted") else "fail" if reasons else "pass",
         "reasons": reasons,
         "targets": targets,
         "rto_s": _r(rto_i.at_s) if rto_i else None,
@@ -170,9 +170,10 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         # its block here, so this run renders alone, with no other directory needed)
         fb = meta["failback"]
         summary["failback"] = fb
-        if fb.get("verdict") == "fail":
+        if fb.get("verdict") in ("fail", "aborted"):
             summary["reasons"] = [*reasons, *[f"failback: {r}" for r in fb.get("reasons", [])]]
-            summary["verdict"] = "fail"
+            if summary["verdict"] == "pass":
+                summary["verdict"] = "fail"
     return summary
 
 
@@ -272,7 +273,11 @@ def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
         for _t, _kind, _region, detail in tl.events_of(f"steady-state-{when}-not-met"):
             probes = ", ".join(json.loads(detail or "{}").get("probes") or []) or "unknown"
             reasons.append(f"steady state {when} the method not met (probes: {probes})")
-    if tl.events_of("interrupted"):
+    aborted = tl.events_of("aborted")
+    for _t, _kind, _region, detail in aborted[:1]:
+        reasons.insert(0, f"aborted: {json.loads(detail or '{}').get('reason')}; the "
+                          "rollbacks ran")
+    if tl.events_of("interrupted") and not aborted:
         reasons.append("interrupted by a signal (Ctrl-C or SIGTERM): the rollbacks ran")
     for _t, _kind, _region, detail in tl.events_of("step-failed"):
         d = json.loads(detail or "{}")
