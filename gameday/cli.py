@@ -60,14 +60,16 @@ def _log_to_stderr() -> None:
     """Show the core's progress (the `chaostoolkit.*` loggers, as `chaos run` does) on
     stderr, so that stdout keeps only the command's result (its --json)."""
     root = logging.getLogger("chaostoolkit")
-    if not any(getattr(h, "_gameday", False) for h in root.handlers):
+    ours = [h for h in root.handlers if getattr(h, "_gameday", False)]
+    if ours:
+        ours[0].setStream(sys.stderr)  # type: ignore[attr-defined]  # a StreamHandler
+    else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s",
                                                "%Y-%m-%d %H:%M:%S"))
         handler._gameday = True  # type: ignore[attr-defined]  # ours, not chaostoolkit's
         root.addHandler(handler)
     root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 def _echo_json(value: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import shlex
 from pathlib import Path
@@ -178,7 +179,7 @@ def _results(c: dict[str, Any]) -> Results:
     if url is not None and not re.match(r"https?://[^/\s]+", url):
         raise ConfigError("configuration 'pushgateway_url' must be an http:// or https:// URL "
                           "of a Prometheus Pushgateway, e.g. http://pushgateway:9091")
-    live = str(c.get("live_view") or "auto")
+    live = _text(c, "live_view") or "auto"
     if live not in LIVE_VIEWS:
         raise ConfigError(f"configuration 'live_view' must be one of {', '.join(LIVE_VIEWS)}, "
                           f"got {live!r}: quiet prints a line per phase change and a heartbeat")
@@ -189,8 +190,12 @@ def _results(c: dict[str, Any]) -> Results:
 
 
 def _text(c: dict[str, Any], key: str) -> str | None:
-    """An optional string setting; empty means unset (an env variable set to nothing)."""
+    """An optional string setting; empty means unset (an env variable set to nothing). A
+    Chaos Toolkit env reference not resolved yet (a configuration read straight from the
+    experiment file) is resolved as `chaos run` would."""
     raw = c.get(key)
+    if isinstance(raw, dict) and raw.get("type") == "env" and isinstance(raw.get("key"), str):
+        raw = os.environ.get(raw["key"], raw.get("default"))
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str):

@@ -60,6 +60,7 @@ def test_var_k_consecutive_changes_the_wait_for_recovery(experiment: str, tmp_pa
     lab_file = fakes.write_lab(tmp_path)
     run = _stored_recovery(tmp_path / "run", served=3)
     monkeypatch.setattr(runs, "_current", run)
+    monkeypatch.setattr(runs, "_dry", None)
     region = "region-2"
     for k, recovers in (("3", True), ("5", False)):
         args, configuration = _wait_step(experiment, f"k_consecutive={k}")
@@ -100,3 +101,26 @@ def test_the_control_records_what_the_report_reads() -> None:
         assert f'"{key}"' in source, key
     text = json.loads((SHIPPED / "game-day.json").read_text())
     assert text["configuration"]["experiment_id"] == "game-day"
+
+
+@pytest.mark.parametrize("experiment", ["game-day.json", "game-day.yaml", "failback.json",
+                                        "game-day-long.json", "game-day-autonomous.json",
+                                        "failback-autonomous.json"])
+def test_every_documented_key_can_be_set_with_var(experiment: str) -> None:
+    """chaoslib drops a `--var` whose key the experiment does not declare: the shipped
+    experiments declare each key of the results and the stop conditions."""
+    _, configuration, _ = cli._load_experiment(str(SHIPPED / experiment), (
+        "regression_factor=2", "promotion_budget_s=3", "write_reconnect_s=0.5",
+        "live_view=quiet", "pushgateway_url=http://127.0.0.1:9091", "max_outage_s=120",
+        "abort_check_interval_s=2",
+        'abort_when=[{"type": "command", "command": "true", "name": "ok"}]'), ())
+    s = GamedaySettings.from_chaos(configuration)
+    assert s.results.regression_factor == 2 and s.results.live_view == "quiet"
+    assert (s.budget.promotion_s, s.budget.write_reconnect_s) == (3, 0.5)
+    assert s.results.pushgateway_url == "http://127.0.0.1:9091"
+    assert s.stop.max_outage_s == 120 and s.stop.interval_s == 2
+    assert [c.name for c in s.stop.conditions] == ["ok"]
+    defaults = GamedaySettings.from_chaos(cli._load_experiment(str(SHIPPED / experiment),
+                                                               (), ())[1])
+    assert not defaults.stop.active and defaults.results.pushgateway_url is None
+    assert defaults.results.experiment_id == Path(experiment).stem
