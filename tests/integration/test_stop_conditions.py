@@ -65,24 +65,42 @@ def _rolled_back_at_once(env: dict[str, str]) -> float:
     aborted = next(t for t, k in events if k == "aborted")
     reverted = next(t for t, k in events if k == "fault-reverted" and t >= aborted)
     assert next(t for t, k in events if k == "fault-applied") < aborted
+    print(f"abort -> first fault reverted: {reverted - aborted:.3f} s")
     return reverted - aborted
 
 
 def test_abort_when_fires_mid_drill_and_rolls_back(lab: dict[str, str], tmp_path: Path) -> None:
-    """The condition watches region-1's storefront: it fires once the outage has taken it
-    down, after the fault, while the drill waits for a promotion."""
-    lab_file = json.loads(Path(lab["GAMEDAY_LAB"]).read_text())
-    region_1 = lab_file["regions"][0]["storefront_url"].rstrip("/") + "/healthz"
+    """A command condition, the way a team wires its alarm: it passes (exit 0) until the
+    fault ledger holds an applied fault, so it fires mid-drill, after the fault, while the
+    drill waits for a promotion nobody makes."""
+    ledger = Path(lab["GAMEDAY_HOME"]) / "faults.jsonl"
+    alarm = ["sh", "-c", f"if grep -q applied {ledger} 2>/dev/null; then "
+                         "echo 'alarm: region-1 is down'; exit 1; fi"]
     code, summary, took = _drill(lab, tmp_path, {
         "abort_check_interval_s": 0.2,
-        "abort_when": [{"name": "region-1-health", "type": "http", "url": region_1,
-                        "timeout_s": 1}]})
+        "abort_when": [{"name": "pager", "type": "command", "command": alarm}]})
     assert code != 0
     assert summary["verdict"] == "aborted", summary["reasons"]
-    assert summary["reasons"][0].startswith("aborted: stop condition region-1-health: ")
+    assert summary["reasons"][0].startswith("aborted: stop condition pager: `sh -c ")
+    assert "exited 1: alarm: region-1 is down" in summary["reasons"][0]
     assert took < PROMOTE_TIMEOUT_S + 30  # not the promote step's own timeout
     assert _rolled_back_at_once(lab) < 10
     assert_consistent(lab)  # no fault left, one writable primary
+
+
+def test_a_stop_condition_that_cannot_be_read_aborts(lab: dict[str, str], tmp_path: Path) -> None:
+    """Fail closed: region-1's health endpoint stops answering once the outage took it
+    down; a condition that cannot be evaluated is no protection, so the drill stops."""
+    lab_file = json.loads(Path(lab["GAMEDAY_LAB"]).read_text())
+    region_1 = lab_file["regions"][0]["storefront_url"].rstrip("/") + "/healthz"
+    code, summary, _ = _drill(lab, tmp_path, {
+        "abort_check_interval_s": 0.2,
+        "abort_when": [{"name": "region-1-health", "type": "http", "url": region_1,
+                        "timeout_s": 1}]})
+    assert code != 0 and summary["verdict"] == "aborted", summary["reasons"]
+    assert summary["reasons"][0].startswith("aborted: stop condition region-1-health")
+    assert _rolled_back_at_once(lab) < 10
+    assert_consistent(lab)
 
 
 def test_max_outage_s_restores_region_1_whatever_the_failover_state(lab: dict[str, str],
