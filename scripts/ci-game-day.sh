@@ -79,7 +79,7 @@ for run in sys.argv[2:]:
         block = json.loads(pathlib.Path(sys.argv[1], run, "summary.json").read_text())["failback"]
     except (OSError, ValueError, KeyError):
         continue
-    if block and block.get("run_id"):
+    if block and block.get("run_id") not in (None, run):  # a failback run's own block
         print(block["run_id"])
 EOF
 )
