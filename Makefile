@@ -18,7 +18,11 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@# the distribution was called `gameday` before it became chaostoolkit-gameday
+	$(BIN)/pip uninstall --quiet --yes gameday 2>/dev/null || true
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,test]'
+	@# the Jenkins JUnit schema the JUnit tests validate against, from pytest's sdist
+	bash scripts/fetch-junit-xsd.sh $(VENV)
 	touch $@
 
 # The descriptor `gameday lab up` writes: $GAMEDAY_HOME/lab.json (default .gameday/lab.json).

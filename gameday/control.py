@@ -25,11 +25,11 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
-from gameday import hypothesis, interrupt, recovery
+from gameday import hypothesis, interrupt, recovery, stopconditions
 from gameday.errors import ConfigError, GamedayError
 from gameday.labs import lock
 from gameday.measure import run as runs
-from gameday.report import journal, live, outputs
+from gameday.report import journal, live, outputs, trend
 from gameday.report import summary as summaries
 from gameday.settings import GamedaySettings
 
@@ -110,6 +110,7 @@ def _start(context: dict[str, Any], configuration: dict[str, Any] | None,
                 for role, r in (("primary", source), ("secondary", target))
             },
             "drill": settings.drill,
+            "experiment_id": trend.experiment_identity(context, settings.results.experiment_id),
             "game_day_run": previous,
             "replication": lab.database.replication,
             "promotion": {"strategy": settings.promotion.strategy,
@@ -127,6 +128,9 @@ def _start(context: dict[str, Any], configuration: dict[str, Any] | None,
                 "health_failures": 1,
                 "health_timeout_s": 1.0,
                 "promotion": settings.promotion.strategy,
+                "promotion_budget_s": settings.budget.promotion_s,
+                "write_reconnect_s": settings.budget.write_reconnect_s,
+                "regression_factor": settings.results.regression_factor,
                 **({"ha_manager": lab.ha.manager, "ha_ttl_s": lab.ha.ttl_s,
                     "ha_loop_wait_s": lab.ha.loop_wait_s,
                     "ha_retry_timeout_s": lab.ha.retry_timeout_s} if lab.ha else {}),
@@ -143,7 +147,9 @@ def _start(context: dict[str, Any], configuration: dict[str, Any] | None,
     _phase["name"] = "before"
     run.event("experiment-started", experiment=context.get("title"))
     interrupt.install()
-    live.start(run.dir, run.now)
+    live.start(run.dir, run.now, mode=settings.results.live_view,
+               heartbeat_s=settings.results.live_heartbeat_s)
+    stopconditions.watch(settings.stop, run, target=target.name, k=settings.k_consecutive)
 
 
 def check_before_start(experiment: Mapping[str, Any], settings: GamedaySettings, lab: Any,
@@ -276,6 +282,7 @@ def after_method_control(context: dict[str, Any], state: Any = None,
                          configuration: dict[str, Any] | None = None,
                          secrets: dict[str, Any] | None = None, **kwargs: Any) -> None:
     _phase["name"] = "after"
+    stopconditions.halt()  # the method is over: the rollbacks are not to be interrupted
 
 
 @_fails_closed
@@ -431,7 +438,8 @@ def _end(state: dict[str, Any], configuration: dict[str, Any] | None,
             logger.error("gameday: %s; lost writes stay unknown", exc)
         runs.prune_earlier_runs(run, lab)  # after the final read, and only past the gate
         # also puts the numbers into the journal's extensions (state is the journal)
-        summary = outputs.write_run_outputs(run.dir, state)
+        summary = outputs.write_run_outputs(run.dir, state,
+                                            pushgateway=settings.results.pushgateway_url)
         live.stop(run.dir, summary)
         if settings.drill == "failback":
             _attach_to_game_day(run.dir, summary["failback"])
@@ -446,6 +454,7 @@ def _end(state: dict[str, Any], configuration: dict[str, Any] | None,
         logger.info("gameday: verdict %s; report: %s", summary["verdict"].upper(),
                     run.dir / "report.md")
     finally:
+        stopconditions.halt()
         live.stop(run.dir)
         run.stop_recorder()
         runs.clear()

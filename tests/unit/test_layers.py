@@ -7,8 +7,9 @@ here with the offending line, not as a circular import at some later run.
     6 control
     5 actions, probes                      the Chaos Toolkit activities
     4 recovery, report                     putting the lab back; rendering a run
-    3 measure, settings, hypothesis        recorder, metrics, phases; the parsed configuration;
-                                           tolerances bound to its targets
+    3 measure, settings, hypothesis,       recorder, metrics, phases; the parsed configuration;
+      stopconditions                       tolerances bound to its targets; the user's stop
+                                           conditions, watched during the drill
     2 labs (drivers, netns, kubernetes)     what a lab provides
     1 postgres                             every SQL question and change
     0 errors, interrupt, poll, labs.descriptor, labs.driver (the protocols and the registry,
@@ -32,6 +33,7 @@ LAYERS: dict[str, int] = {
     "gameday.actions": 5, "gameday.probes": 5,
     "gameday.recovery": 4, "gameday.report": 4,
     "gameday.measure": 3, "gameday.settings": 3, "gameday.hypothesis": 3,
+    "gameday.stopconditions": 3,
     "gameday.labs": 2,
     "gameday.postgres": 1, "gameday.dcs": 1,
     "gameday": 0, "gameday.errors": 0, "gameday.interrupt": 0, "gameday.poll": 0,

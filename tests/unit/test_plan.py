@@ -55,7 +55,7 @@ def test_the_plan_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
 
 def test_a_missing_experiment_is_one_line(tmp_path: Path) -> None:
     code, out, _ = _plan(tmp_path, "no-such-drill")
-    assert code == 1 and "no shipped experiment 'no-such-drill'" in out
+    assert code == cli.EXIT_CONFIG and "no shipped experiment 'no-such-drill'" in out
     assert len(out.strip().splitlines()) == 1
 
 

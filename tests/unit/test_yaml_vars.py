@@ -58,4 +58,4 @@ def test_the_long_drill_is_the_game_day_and_a_hold() -> None:
     added = {k: v for k, v in long["configuration"].items()
              if game_day["configuration"].get(k) != v}
     assert set(added) == {"hold_s", "hold_check_interval_s", "hold_max_outage_s",
-                          "canary_max_rate"}
+                          "canary_max_rate", "experiment_id"}
