@@ -231,10 +231,10 @@ def test_recover_exits_non_zero_while_a_fault_stays(lab_file: Path,
         {"region-1": "primary", "region-2": "standby"}))
     result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
     assert result.exit_code == 1
-    assert result.output.splitlines() == [
-        "recover: reverted block-egress on region-1",
+    assert result.stdout.splitlines() == ["recover: reverted block-egress on region-1"]
+    assert result.stderr.splitlines()[-1] == (
         "Error: recover: the lab is not recovered: fault left behind: scale-to-zero on "
-        "region-1 (applied)"]
+        "region-1 (applied)")
     fakes.world(lab_file).fail_revert = set()
     again = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
-    assert again.exit_code == 0 and again.output == "recover: reverted scale-to-zero on region-1\n"
+    assert again.exit_code == 0 and again.stdout == "recover: reverted scale-to-zero on region-1\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -29,9 +30,11 @@ def test_every_command_answers_to_h() -> None:
 @pytest.mark.parametrize(("error", "code"), [
     (ConfigError("bad key"), cli.EXIT_CONFIG), (LabError("lab down"), cli.EXIT_LAB),
     (TargetError("no answer"), cli.EXIT_TARGET), (GamedayError("other"), cli.EXIT_FAILED)])
-def test_one_exit_code_per_kind_of_error(error: GamedayError, code: int) -> None:
+def test_one_exit_code_per_kind_of_error(tmp_path: Path, error: GamedayError,
+                                         code: int) -> None:
+    lab = fakes.write_lab(tmp_path)
     with mock.patch.object(recovery, "recover", side_effect=error):
-        result = CliRunner().invoke(cli.main, ["recover", "--lab-file", "x.json"])
+        result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab)])
     assert result.exit_code == code
     assert result.output.strip().splitlines()[-1] == f"Error: {error}"
 
@@ -44,17 +47,28 @@ def test_the_exit_codes_are_documented() -> None:
                 cli.EXIT_OUTPUT}) == 6
 
 
-def test_recover_as_json_and_its_steps_on_stderr() -> None:
-    def fake_recover(lab_file: str | None) -> list[str]:
+def test_recover_as_json_and_its_steps_on_stderr(tmp_path: Path) -> None:
+    lab_file = fakes.write_lab(tmp_path)
+
+    def fake_recover(**kwargs: Any) -> recovery.Recovery:
         logging.getLogger("chaostoolkit.gameday.recovery").info("gameday: reverted block-egress")
-        return ["reverted block-egress on region-1"]
+        return recovery.Recovery(done=["reverted block-egress on region-1"], left=[])
 
     with mock.patch.object(recovery, "recover", side_effect=fake_recover) as rec:
-        result = CliRunner().invoke(cli.main, ["recover", "--lab-file", "lab.json", "--json"])
+        result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file), "--json"])
     assert result.exit_code == 0, result.output
-    rec.assert_called_once_with("lab.json")
-    assert json.loads(result.stdout) == {"done": ["reverted block-egress on region-1"]}
+    assert rec.call_args.kwargs["lab"].path == str(lab_file)
+    assert json.loads(result.stdout) == {"done": ["reverted block-egress on region-1"], "left": []}
     assert "gameday: reverted block-egress" in result.stderr  # the step, as it was taken
+
+
+def test_recover_as_json_exits_non_zero_while_something_is_left(tmp_path: Path) -> None:
+    lab_file = fakes.write_lab(tmp_path)
+    left = recovery.Recovery(done=[], left=["scale-to-zero on region-1 (applied)"])
+    with mock.patch.object(recovery, "recover", return_value=left):
+        result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file), "--json"])
+    assert result.exit_code == cli.EXIT_FAILED
+    assert json.loads(result.stdout)["left"] == ["scale-to-zero on region-1 (applied)"]
 
 
 def test_experiments_as_json() -> None:

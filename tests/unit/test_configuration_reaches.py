@@ -89,7 +89,7 @@ def test_budget_allowances_and_regression_factor_are_settings() -> None:
     assert s.results.regression_factor == 2.0
     from gameday.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="'regression_factor' must be a number >= 1"):
+    with pytest.raises(ConfigError, match="'regression_factor' must be a finite number >= 1"):
         GamedaySettings.from_chaos({"regression_factor": 0.5})
 
 

@@ -134,17 +134,17 @@ def test_recover_and_lab_down_refuse_while_a_drill_runs(
     for args in (["recover", "--lab-file", str(lab_file)],
                  ["recover", "--lab-file", str(lab_file), "--force"]):
         result = runner.invoke(cli.main, args)
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == cli.EXIT_LAB, result.output
         assert f"in use by another drill (pid {holder.proc.pid}" in result.output
         assert len(result.output.strip().splitlines()) == 1
     assert fakes.world(lab_file).calls == [] and len(ledger.open_faults()) == 1
     # `lab down` finds the lock beside the netns lab's descriptor ($GAMEDAY_HOME)
     down = runner.invoke(cli.main, ["lab", "down"], env={"GAMEDAY_HOME": str(lab_file.parent)})
-    assert down.exit_code == 1 and f"(pid {holder.proc.pid}" in down.output, down.output
+    assert down.exit_code == cli.EXIT_LAB and f"(pid {holder.proc.pid}" in down.output, down.output
     assert lab_file.exists()
     holder.stop()
     done = runner.invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
-    assert done.exit_code == 0 and done.output == "recover: reverted block-egress on region-1\n"
+    assert done.exit_code == 0 and done.stdout == "recover: reverted block-egress on region-1\n"
 
 
 def test_force_passes_over_a_dead_holder_only(lab_file: Path,
@@ -160,7 +160,7 @@ def test_force_passes_over_a_dead_holder_only(lab_file: Path,
         monkeypatch.setattr(recovery, "_databases", lambda: db)
         runner = CliRunner()
         refused = runner.invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
-        assert refused.exit_code == 1 and "--force" in refused.output
+        assert refused.exit_code == cli.EXIT_LAB and "--force" in refused.output
         forced = runner.invoke(cli.main, ["recover", "--lab-file", str(lab_file), "--force"])
         assert forced.exit_code == 0 and "nothing to undo" in forced.output, forced.output
     finally:
