@@ -1,4 +1,4 @@
--- The storefront's schema and the canary table: the same in both labs.
+-- The storefront's schema and the canary tables: the same in both labs.
 CREATE TABLE IF NOT EXISTS products (
     id serial PRIMARY KEY,
     name text NOT NULL,
@@ -17,6 +17,15 @@ CREATE TABLE IF NOT EXISTS gameday_canary (
     writer integer NOT NULL DEFAULT 0,
     written_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     server inet DEFAULT inet_server_addr()
+);
+-- The storefront's own canary (POST /canary/{seq}): the application canary, apart from the
+-- database canary's table above. acks counts the requests that carried the number.
+CREATE TABLE IF NOT EXISTS storefront_canary (
+    seq bigint PRIMARY KEY CHECK (seq >= 0),
+    writer text NOT NULL DEFAULT '',
+    region text NOT NULL,
+    acks integer NOT NULL DEFAULT 1,
+    written_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 INSERT INTO products (name, price_cents)
 SELECT * FROM (VALUES ('umbrella', 1999), ('rain boots', 4999), ('flashlight', 1299)) AS v(name, price)
