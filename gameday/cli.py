@@ -110,24 +110,68 @@ def lab() -> None:
 @click.option("--patroni-max-lag", type=click.IntRange(min=0), default=1048576,
               show_default=True,
               help="maximum_lag_on_failover (bytes): a replica further behind is not promoted.")
-def lab_up(replication: str, delay_ms: float, ttl: float, health_interval: float,
-           ha: str | None, patroni_ttl: int, patroni_loop_wait: int,
-           patroni_retry_timeout: int, patroni_max_lag: int) -> None:
+@click.option("--store", type=click.Choice(["postgresql", "redis-sentinel"]),
+              default="postgresql", show_default=True,
+              help="The storefronts' datastore: PostgreSQL, or a Redis per region with "
+                   "Sentinels (both regions and gd-witness, quorum 2) that fail over by "
+                   "themselves.")
+@click.option("--redis-durability", type=click.Choice(["async", "wait"]), default="async",
+              show_default=True,
+              help="redis-sentinel: async (a write is acknowledged once the master has it) "
+                   "or wait (min-replicas-to-write 1, and the canary write waits for one "
+                   "replica: WAIT 1).")
+@click.option("--sentinel-down-after-ms", type=click.IntRange(min=100, max=60000),
+              default=2000, show_default=True,
+              help="redis-sentinel: down-after-milliseconds, how long a master may not "
+                   "answer before a Sentinel thinks it down.")
+@click.option("--sentinel-failover-timeout-ms", type=click.IntRange(min=1000, max=600000),
+              default=10000, show_default=True,
+              help="redis-sentinel: failover-timeout.")
+@click.pass_context
+def lab_up(ctx: click.Context, replication: str, delay_ms: float, ttl: float,
+           health_interval: float, ha: str | None, patroni_ttl: int, patroni_loop_wait: int,
+           patroni_retry_timeout: int, patroni_max_lag: int, store: str,
+           redis_durability: str, sentinel_down_after_ms: int,
+           sentinel_failover_timeout_ms: int) -> None:
     """Bring the lab up and write its descriptor (.gameday/lab.json)."""
     from gameday.labs.netns import lab as netns
     from gameday.labs.netns.patroni import PatroniOptions
+    from gameday.labs.netns.redis_sentinel import RedisOptions
 
+    _options_of_store(ctx, store)
     options = netns.LabOptions(
         replication=replication, inter_region_delay_ms=delay_ms, dns_ttl_s=ttl,
         health_interval_s=health_interval, ha=ha,
         patroni=PatroniOptions(ttl_s=patroni_ttl, loop_wait_s=patroni_loop_wait,
                                retry_timeout_s=patroni_retry_timeout,
-                               maximum_lag_on_failover=patroni_max_lag))
+                               maximum_lag_on_failover=patroni_max_lag),
+        store=store,
+        redis=RedisOptions(durability=redis_durability, down_after_ms=sentinel_down_after_ms,
+                           failover_timeout_ms=sentinel_failover_timeout_ms))
     try:
         path = netns.up(options, progress=lambda m: click.echo(f"lab: {m}", err=True))
     except GamedayError as exc:
         raise _fail(exc) from None
     click.echo(str(path))
+
+
+# the options that apply to one store only: given for the other, they would do nothing
+_POSTGRESQL_ONLY = ("replication", "delay_ms", "ha", "patroni_ttl", "patroni_loop_wait",
+                    "patroni_retry_timeout", "patroni_max_lag")
+_REDIS_ONLY = ("redis_durability", "sentinel_down_after_ms", "sentinel_failover_timeout_ms")
+
+
+def _options_of_store(ctx: click.Context, store: str) -> None:
+    """Refuse an option the chosen store ignores, naming the one that applies."""
+    other = _POSTGRESQL_ONLY if store == "redis-sentinel" else _REDIS_ONLY
+    for name in other:
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            if store == "redis-sentinel":
+                raise click.UsageError(f"{flag} applies to --store postgresql; with "
+                                       "redis-sentinel use --redis-durability async|wait "
+                                       "and --sentinel-* (no delay: docs/app-canary.md)")
+            raise click.UsageError(f"{flag} applies to --store redis-sentinel only")
 
 
 @lab.command("down")

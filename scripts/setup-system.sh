@@ -20,6 +20,10 @@ command -v xmllint >/dev/null || need+=(libxml2-utils)
 # the autonomous-HA profile (lab up --ha patroni): Patroni and a single-member etcd witness
 command -v patroni >/dev/null || need+=(patroni)
 command -v etcd >/dev/null || need+=(etcd-server)
+# the Redis profile (lab up --store redis-sentinel): a Redis per region, Sentinels as its
+# failover manager
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
@@ -35,7 +39,8 @@ fi
 echo "setup: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# policy-rc.d 101: do not start the packages' own services (pdns, unbound, postgresql):
+# policy-rc.d 101: do not start the packages' own services (pdns, unbound, postgresql,
+# redis):
 # the lab runs its own instances inside namespaces.
 policy=/usr/sbin/policy-rc.d
 created_policy=0

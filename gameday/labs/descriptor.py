@@ -235,6 +235,13 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
               kube_credentials: Mapping[str, str] | None = None) -> Lab:
     """`password` (from the experiment's secrets) overrides the descriptor's; one of them
     must give it."""
+    store = data.get("store") if isinstance(data, dict) else None
+    if isinstance(store, dict) and store.get("kind") == "redis-sentinel" \
+            and "database" not in data:
+        raise ConfigError(f"{path or 'lab descriptor'}: this lab runs Redis with Sentinel "
+                          "(lab up --store redis-sentinel), which gameday's drills cannot "
+                          "measure yet (docs/app-canary.md): for a drill, run `gameday lab "
+                          "down` and `gameday lab up`")
     validate(data, source=path or "lab descriptor")
     database = dict(data["database"])
     if password is not None:

@@ -31,11 +31,12 @@ from gameday.errors import LabError
 
 PARENT = Path("/var/tmp")
 PREFIX = "gameday-pg-"
+REDIS_PREFIX = "gameday-redis-"  # the Redis profile's, owned by the redis user
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class DataRoot:
-    """A data root owned by `owner` (the postgres OS user)."""
+    """A data root owned by `owner` (the postgres OS user; redis in the Redis profile)."""
 
     def __init__(self, path: Path, owner: str) -> None:
         self.path = path
@@ -43,9 +44,9 @@ class DataRoot:
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
 
     @classmethod
-    def create(cls, owner: str, parent: Path = PARENT) -> DataRoot:
+    def create(cls, owner: str, parent: Path = PARENT, prefix: str = PREFIX) -> DataRoot:
         """A new, empty data root, 0700 and owned by `owner`."""
-        path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         root = cls(path, owner)
         fd = os.open(path, _DIR_FLAGS)
         try:
@@ -162,7 +163,7 @@ class DataRoot:
             return False
         try:
             if os.fstat(fd).st_uid not in (self.uid, 0):
-                raise LabError(f"{self.path} is not owned by the postgres user: left in place")
+                raise LabError(f"{self.path} is not owned by the lab's user: left in place")
         finally:
             os.close(fd)
         # shutil.rmtree works through descriptors here and never follows a link
@@ -187,5 +188,5 @@ def _only_regular(fd: int, rel: str) -> None:
 
 
 def is_data_root(path: Path) -> bool:
-    """Only a directory with our prefix directly in PARENT can be a data root."""
-    return path.parent == PARENT and path.name.startswith(PREFIX)
+    """Only a directory with one of our prefixes directly in PARENT can be a data root."""
+    return path.parent == PARENT and path.name.startswith((PREFIX, REDIS_PREFIX))

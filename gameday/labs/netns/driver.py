@@ -11,6 +11,10 @@
 Reverting scale-to-zero restarts the region's processes, but its database comes back
 *fenced* (a standby with no upstream: read-only, so its storefront fails /healthz and DNS
 cannot flip back to stale data) whenever the other region's database is writable.
+
+Under the Redis profile (`lab up --store redis-sentinel`) scale-to-zero, replication-cut
+and blackhole's revert go to that profile's hooks (redis_sentinel.py, `_redis_hooks`):
+Redis and its Sentinel die with the storefront, and come back as the Sentinels expect.
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gameday import postgres
 from gameday.errors import ConfigError, LabError, TargetError
 from gameday.labs.descriptor import Lab, Region
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import patroni as patroni_profile
+from gameday.labs.netns import redis_sentinel
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
@@ -71,6 +76,15 @@ except OSError:
 """
 
 
+class _Hooks(NamedTuple):
+    """One fault's four steps for a store's own processes (the Redis profile's)."""
+
+    plan: Callable[[Region], dict[str, Any]]
+    inject: Callable[[Region, dict[str, Any]], None]
+    is_effective: Callable[[Region, dict[str, Any]], bool]
+    revert: Callable[[Region, dict[str, Any]], None]
+
+
 class NetnsDriver:
     def __init__(self, lab: Lab) -> None:
         if not lab.state_dir:
@@ -81,6 +95,8 @@ class NetnsDriver:
         self.procs = Processes(self.state)
         self.nodes = NodeOps(lab)
         self.ha = lab.ha is not None and lab.ha.manager == "patroni"
+        # the Redis profile's facts, None on the PostgreSQL lab
+        self.redis = redis_sentinel.Profile.load(self.state)
 
     @classmethod
     def for_lab(cls, lab: Lab, configuration: Mapping[str, Any] | None = None) -> NetnsDriver:
@@ -91,6 +107,9 @@ class NetnsDriver:
     # -- plan / inject / verify / revert -------------------------------------------------
 
     def plan(self, fault: str, region: Region) -> dict[str, Any]:
+        hooks = self._redis_hooks(fault)
+        if hooks:
+            return hooks.plan(region)
         if fault == "cordon":
             return {"applicable": False, "reason": "the netns lab has no nodes to cordon"}
         if fault == "scale-to-zero":
@@ -114,6 +133,10 @@ class NetnsDriver:
                           "or blackhole")
 
     def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+        hooks = self._redis_hooks(fault)
+        if hooks:
+            hooks.inject(region, undo)
+            return
         if fault == "replication-cut":
             # the region's only path to the other region's database is its delay proxy:
             # stopping it cuts the standby's stream (and any other cross-region client)
@@ -136,6 +159,9 @@ class NetnsDriver:
                 self._start_local_writer(region, undo["local_writer"])
 
     def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
+        hooks = self._redis_hooks(fault)
+        if hooks:
+            return hooks.is_effective(region, undo)
         if fault == "replication-cut":
             return not self.procs.alive(undo["proxy"])
         if fault == "scale-to-zero":
@@ -155,6 +181,10 @@ class NetnsDriver:
 
     def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
         if not undo.get("applicable", True):
+            return
+        hooks = self._redis_hooks(fault)
+        if hooks:
+            hooks.revert(region, undo)
             return
         if fault == "replication-cut":
             if not self.procs.alive(undo["proxy"]):
@@ -194,6 +224,70 @@ class NetnsDriver:
                 netns_lab.wait_port(region.address, topo.STOREFRONT_PORT, 15,
                                     f"storefront in {region.name}")
 
+    # -- the Redis profile's hooks ----------------------------------------------------------
+
+    def _redis_hooks(self, fault: str) -> _Hooks | None:
+        """The Redis profile's steps for `fault`, None where the lab's own apply (and on
+        the PostgreSQL lab). block-egress is the same nftables table on both."""
+        if self.redis is None:
+            return None
+        state = self.state
+        if fault == "scale-to-zero":
+            return _Hooks(
+                plan=lambda region: redis_sentinel.plan_stop(state, region.name),
+                inject=lambda region, undo: redis_sentinel.stop(state, undo),
+                is_effective=lambda region, undo: redis_sentinel.stopped(state, region.name,
+                                                                         undo),
+                revert=lambda region, undo: redis_sentinel.restart(
+                    state, region.name, undo, self._start_storefront))
+        if fault == "replication-cut":
+            return _Hooks(
+                plan=lambda region: redis_sentinel.plan_cut(region.name),
+                inject=lambda region, undo: redis_sentinel.cut(state, region.name, undo),
+                is_effective=lambda region, undo: redis_sentinel.is_cut(state, region.name,
+                                                                        undo),
+                revert=lambda region, undo: redis_sentinel.uncut(undo))
+        if fault == "blackhole":
+            # no region-local writer (PostgreSQL's); a Redis that went on as a master while
+            # cut off is demoted before its traffic flows again
+            return _Hooks(
+                plan=lambda region: {"applicable": True, "netns": region.netns,
+                                     "table": topo.NFT_TABLE, "store": redis_sentinel.STORE},
+                inject=lambda region, undo: self._add_table(region, RULES[fault]),
+                is_effective=lambda region, undo: self._table_present(region) and not
+                _connects(region.address, topo.STOREFRONT_PORT, 0.3),
+                revert=self._redis_blackhole_revert)
+        return None
+
+    def _redis_blackhole_revert(self, region: Region, undo: dict[str, Any]) -> None:
+        redis_sentinel.demote_if_superseded(self.state, region.name)
+        if self._table_present(region):
+            run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=region.netns)
+
+    def _start_storefront(self, region: str) -> None:
+        netns_lab.start_storefront(self.state, region, "")
+        netns_lab.wait_port(topo.address(region), topo.STOREFRONT_PORT, 15,
+                            f"storefront in {region}")
+
+    def _add_table(self, region: Region, rules: str) -> None:
+        if self._table_present(region):
+            raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
+                           f"{region.netns}: run `gameday recover` first")
+        run(["nft", "-f", "-"], netns=region.netns, input=rules)
+
+    def switch_master(self, region: Region) -> dict[str, Any]:
+        """The Redis profile's failback: the Sentinels make `region`'s Redis the master
+        (SENTINEL FAILOVER, once it is a replica in sync)."""
+        if self.redis is None:
+            raise LabError("switch_master is the Redis profile's failback: this lab runs "
+                           "PostgreSQL (failback goes through stop, resync and start)")
+        return redis_sentinel.failover_to(self.state, region.name)
+
+    def _postgresql_only(self, what: str) -> None:
+        if self.redis is not None:
+            raise LabError(f"{what} is PostgreSQL's: this lab runs Redis with Sentinel, "
+                           "which fails back through switch_master (SENTINEL FAILOVER)")
+
     # -- helpers ---------------------------------------------------------------------------
 
     def fence(self, region: Region) -> None:
@@ -216,17 +310,20 @@ class NetnsDriver:
     # -- database operations for failback (DatabaseOps) -----------------------------------
 
     def stop_database(self, region: Region) -> None:
+        self._postgresql_only("stop_database")
         if self.ha:
             patroni_profile.stop_member(self.state, self.nodes.data(region), region.name)
             return
         self.nodes.stop(region)
 
     def resync_database(self, region: Region, source: Region) -> str:
+        self._postgresql_only("resync_database")
         if self.ha:
             return "patroni"  # Patroni rewinds (or re-clones) the member as it starts it
         return self.nodes.resync(region, source)
 
     def start_standby(self, region: Region, upstream: Region) -> None:
+        self._postgresql_only("start_standby")
         if self.ha:
             self.start_database(region)  # Patroni follows whoever holds the leader key
             return
@@ -235,6 +332,7 @@ class NetnsDriver:
     def start_database(self, region: Region) -> bool:
         """Start a database that is down, as its data directory says (primary, standby or
         fenced; under Patroni, as Patroni decides). False when it was already running."""
+        self._postgresql_only("start_database")
         if self.ha:
             if self.procs.alive(f"patroni-{region.name}"):
                 return False
@@ -252,6 +350,9 @@ class NetnsDriver:
         return True
 
     def failback_unsupported(self, region: Region) -> str | None:
+        if self.redis is not None:
+            return ("the Redis profile fails back through the Sentinels (switch_master: "
+                    "SENTINEL FAILOVER), not by stopping and rewinding a database")
         return None  # the netns lab owns its databases (and, under Patroni, the manager does)
 
     def _standby_follows(self, primary: Region, timeout: float = 10.0) -> None:

@@ -31,7 +31,7 @@ import psycopg
 import gameday
 from gameday.errors import ConfigError, LabError
 from gameday.labs import descriptor, lock
-from gameday.labs.netns import apparmor, configs, dataroot
+from gameday.labs.netns import apparmor, configs, dataroot, redis_sentinel
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable
@@ -49,8 +49,24 @@ class LabOptions:
     ha: str | None = None  # None: gameday promotes; "patroni": Patroni + an etcd witness
     patroni: patroni_profile.PatroniOptions = dataclasses.field(
         default_factory=patroni_profile.PatroniOptions)
+    # the datastore behind the storefronts: "postgresql", or "redis-sentinel" (Redis with
+    # Sentinel as its failover manager: redis_sentinel.py)
+    store: str = "postgresql"
+    redis: redis_sentinel.RedisOptions = dataclasses.field(
+        default_factory=redis_sentinel.RedisOptions)
+
+    @property
+    def redis_store(self) -> bool:
+        return self.store == redis_sentinel.STORE
 
     def check(self) -> None:
+        if self.store not in STORES:
+            raise ConfigError(f"--store must be one of {', '.join(STORES)}, got {self.store!r}")
+        if self.redis_store:
+            if self.ha:
+                raise ConfigError("--ha patroni is PostgreSQL's failover manager: with "
+                                  "--store redis-sentinel the Sentinels fail over")
+            self.redis.check()
         if self.ha not in (None, "patroni"):
             raise ConfigError(f"--ha must be 'patroni' (or left out), got {self.ha!r}")
         if self.ha:
@@ -63,6 +79,18 @@ class LabOptions:
             raise ConfigError("dns_ttl_s must be between 0 and 300")
         if not 1 <= self.health_interval_s <= 60:
             raise ConfigError("health_interval_s must be a whole number of seconds from 1 to 60")
+
+
+STORES = ("postgresql", redis_sentinel.STORE)
+
+# The application canary's endpoints on the lab's storefronts (docs/app-canary.md), the
+# same over both stores: paths on the storefront's URL, reached through the global name
+APP_CANARY = {
+    "write": {"method": "POST", "path": "/canary/{seq}",
+              "headers": {"X-Canary-Writer": "{writer}"}},
+    "read_back": {"path": "/canary?since={since}&limit={limit}", "page_size": 1000},
+}
+STOREFRONT_CANARY_TABLE = "storefront_canary"
 
 
 def state_dir() -> Path:
@@ -127,25 +155,30 @@ def _claim_state_dir(state: Path) -> None:
 
 
 def data_root(state: Path) -> dataroot.DataRoot | None:
-    """The lab's data root, as `lab up` recorded it in the state directory's mark."""
-    recorded = (_mark(state) or {}).get("data_root")
+    """The lab's data root, as `lab up` recorded it in the state directory's mark (owned
+    by the postgres user, or by redis in the Redis profile)."""
+    mark = _mark(state) or {}
+    recorded = mark.get("data_root")
     if not recorded or not dataroot.is_data_root(Path(recorded)):
         return None
-    return dataroot.DataRoot(Path(recorded), PG_OS_USER)
+    return dataroot.DataRoot(Path(recorded), str(mark.get("data_root_owner") or PG_OS_USER))
 
 
 def pg_data_root(state: Path) -> Path:
     """Where the data directories live (dataroot.py says why there)."""
     root = data_root(state)
-    if root is None:
-        raise LabError(f"{state} records no PostgreSQL data root: the lab is not up, or was "
-                       "made by another version (run `gameday lab down` and `gameday lab up`)")
+    if root is None or root.path.name.startswith(dataroot.REDIS_PREFIX):
+        raise LabError(f"{state} records no PostgreSQL data root: the lab is not up, runs "
+                       "the Redis profile, or was made by another version (run `gameday "
+                       "lab down` and `gameday lab up`)")
     return root.path
 
 
-def _new_data_root(state: Path) -> dataroot.DataRoot:
-    root = dataroot.DataRoot.create(PG_OS_USER)
-    _write_mark(state, {**(_mark(state) or {}), "data_root": str(root.path)})
+def _new_data_root(state: Path, owner: str = PG_OS_USER,
+                   prefix: str = dataroot.PREFIX) -> dataroot.DataRoot:
+    root = dataroot.DataRoot.create(owner, prefix=prefix)
+    _write_mark(state, {**(_mark(state) or {}), "data_root": str(root.path),
+                        "data_root_owner": owner})
     return root
 
 
@@ -163,7 +196,7 @@ HA_PROGRAMS = {
 }
 
 
-def preflight(ha: str | None = None) -> None:
+def preflight(ha: str | None = None, store: str = "postgresql") -> None:
     """Refuse early, with the fix, and before anything is created."""
     if os.geteuid() != 0:
         raise LabError("the netns lab needs root (network namespaces, nftables): "
@@ -173,6 +206,15 @@ def preflight(ha: str | None = None) -> None:
         if shutil.which(program) is None:
             raise LabError(f"`{program}` is missing: run `make setup` "
                            f"(or apt-get install {package})")
+    if store == redis_sentinel.STORE:
+        redis_sentinel.preflight()
+        why = unreachable(dataroot.PARENT, redis_sentinel.REDIS_OS_USER, read=False,
+                          execute=True)
+        if why:
+            raise LabError(f"the redis user, which runs the lab's Redis, cannot reach "
+                           f"{dataroot.PARENT} ({why}): let it in (chmod o+x)")
+        _check_addresses_free()
+        return
     bindir = pg_bindir()
     for program in ("initdb", "postgres", "pg_basebackup", "pg_ctl"):
         if not (bindir / program).exists():
@@ -184,6 +226,10 @@ def preflight(ha: str | None = None) -> None:
         raise LabError("there is no `postgres` OS user: run `make setup` "
                        "(apt-get install postgresql creates it)") from None
     _check_reachable_by_postgres(bindir, ha)
+    _check_addresses_free()
+
+
+def _check_addresses_free() -> None:
     taken = _address_in_use(f"{topo.BRIDGE_ADDRESS.rsplit('.', 1)[0]}.")
     if taken:
         raise LabError(f"the lab's addresses 198.18.0.0/{topo.PREFIX} are already in use on "
@@ -267,7 +313,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
     what was started (the one-line error names where), then tear down what was built, so
     nothing half-done is left behind."""
     options.check()
-    preflight(options.ha)
+    preflight(options.ha, options.store)
     state = state_dir()
     if is_up(state):
         raise LabError(f"the lab is already up (state in {state}): use it, "
@@ -278,8 +324,15 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
     try:
         password = secrets.token_urlsafe(18)
         progress("network: bridge, namespaces, veths")
-        _network(topo.NAMESPACES if options.ha else topo.BASE_NAMESPACES)
-        if options.ha:
+        _network(topo.NAMESPACES if options.ha or options.redis_store
+                 else topo.BASE_NAMESPACES)
+        profile: redis_sentinel.Profile | None = None
+        if options.redis_store:
+            root = _new_data_root(state, redis_sentinel.REDIS_OS_USER, dataroot.REDIS_PREFIX)
+            profile = redis_sentinel.new_profile(root, options.redis)
+            redis_sentinel.up(state, profile, progress)
+            ha_auth = None
+        elif options.ha:
             progress("etcd witness, Patroni members: leader in region-1, replica in region-2")
             ha_auth = _patroni_databases(state, options, password)
         else:
@@ -290,7 +343,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
         _storefronts(state, password)
         progress("global DNS: PowerDNS with LUA ifurlup, unbound resolver")
         _dns(state, options)
-        path = _write_descriptor(state, options, password, ha_auth)
+        path = _write_descriptor(state, options, password, ha_auth, profile)
         progress("warming up DNS health checks")
         _warm_up(state)
     except BaseException as exc:
@@ -318,7 +371,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
 
 def lab_programs() -> list[str]:
     """The programs the lab runs, as a profile or a denial record names them."""
-    programs = [*REQUIRED_PROGRAMS, *HA_PROGRAMS, sys.executable]
+    programs = [*REQUIRED_PROGRAMS, *HA_PROGRAMS, *redis_sentinel.PROGRAMS, sys.executable]
     with contextlib.suppress(LabError):
         programs.append(str(pg_bindir() / "postgres"))
     return programs
@@ -582,6 +635,14 @@ def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
 
 
 def start_storefront(state: Path, region: str, password: str) -> None:
+    profile = redis_sentinel.Profile.load(state)
+    if profile is not None:  # the Redis profile: its passwords are the profile's
+        Processes(state).start(
+            f"storefront-{region}", redis_sentinel.storefront_argv(region),
+            netns=topo.REGIONS[region].name,
+            env={**redis_sentinel.storefront_env(profile, region),
+                 "PYTHONPATH": _package_root()})
+        return
     # psycopg.connect's keyword arguments, as JSON in the environment (never argv): no
     # connection string to quote, so no character of the password can add a keyword
     params = {"host": "127.0.0.1", "port": topo.DB_PORT, "dbname": topo.DB_NAME,
@@ -644,8 +705,9 @@ def start_unbound(state: Path) -> None:
 
 
 def _write_descriptor(state: Path, options: LabOptions, password: str,
-                      ha_auth: patroni_profile.Credentials | None) -> Path:
-    data = {
+                      ha_auth: patroni_profile.Credentials | None,
+                      profile: redis_sentinel.Profile | None = None) -> Path:
+    data: dict[str, Any] = {
         "schema": descriptor.SCHEMA_ID,
         "lab": "netns",
         "state_dir": str(state),
@@ -659,7 +721,7 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
                 "address": topo.address(region),
                 "storefront_url": f"http://{topo.address(region)}:{topo.STOREFRONT_PORT}",
                 "db_host": topo.address(region),
-                "db_port": topo.DB_PORT,
+                "db_port": topo.REDIS_PORT if profile else topo.DB_PORT,
             }
             for region in ("region-1", "region-2")
         ],
@@ -679,7 +741,15 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
             "replication": options.replication,
             "canary_table": "gameday_canary",
         },
+        "store": {"kind": "postgresql", "canary_table": STOREFRONT_CANARY_TABLE},
+        "app_canary": APP_CANARY,
     }
+    if profile is not None:
+        # no PostgreSQL here: without a "database" block the current loader refuses the
+        # descriptor in one line, so no PostgreSQL measurement pretends to work on Redis
+        del data["database"]
+        data["store"] = redis_sentinel.descriptor_block(profile)
+        data["inter_region_delay_ms"] = 0  # redis_sentinel.py says why
     if options.ha == "patroni":
         p = options.patroni
         data["ha"] = {
@@ -693,7 +763,7 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
             "maximum_lag_on_failover": p.maximum_lag_on_failover,
             "command_env": {"PATRONICTL_CONFIG_FILE": str(patroni_profile.ctl_config(state))},
         }
-    descriptor.validate(data)
+    validate_descriptor(data)
     path = state / "lab.json"
     tmp = state / ".lab.json.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -701,6 +771,25 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
         json.dump(data, f, indent=2)
     tmp.replace(path)
     return path
+
+
+def validate_descriptor(data: dict[str, Any]) -> None:
+    """The descriptor against its schema. One without a "database" block (the Redis
+    profile's) is checked field by field all the same, though the schema (and so the
+    loader) still requires that block: gameday measures Redis from issue 23's second
+    phase, which lifts it."""
+    if "database" in data:
+        descriptor.validate(data)
+        return
+    import jsonschema
+
+    schema = descriptor.schema()
+    schema["required"] = [k for k in schema["required"] if k != "database"]
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
+        raise ConfigError(f"lab descriptor: field '{where}': {errors[0].message}")
 
 
 def _warm_up(state: Path, timeout: float = 20.0) -> None:

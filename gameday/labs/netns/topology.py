@@ -25,6 +25,10 @@ ETCD_PROXY_PORT = 12379  # inside each region: the delayed path to the witness's
 PATRONI_PORT = 8008
 PATRONI_SCOPE = "gameday"
 PATRONI_NAMESPACE = "/service/"
+# the Redis profile (`lab up --store redis-sentinel`)
+REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+REDIS_MASTER_NAME = "gameday"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
