@@ -84,7 +84,13 @@ WRITABLE_SQL = ("SELECT NOT pg_is_in_recovery() "
 class PostgresStore:
     """One lazily (re)connected autocommit connection to the region's own database, shared
     under a lock. The canary's rows go to the storefront's own table, storefront_canary,
-    not to the database canary's gameday_canary: the two canaries count apart."""
+    not to the database canary's gameday_canary: the two canaries count apart.
+
+    No statement_timeout on the canary write: PostgreSQL answers a commit whose wait for
+    the synchronous standby is cancelled with success and a WARNING (the row stays
+    committed locally), so a timeout here would turn an unreplicated write into a 2xx.
+    The wait is bounded by the client (the canary's own deadline: no answer is no
+    acknowledgement), and the connection by connect_timeout."""
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
