@@ -162,3 +162,19 @@ def test_debian_s_redis_packages_ship_no_apparmor_profile() -> None:
             pytest.fail(f"the {package} package is not installed: run `make setup`")
         assert not [f for f in listed.stdout.splitlines()
                     if f.startswith("/etc/apparmor.d/")], package
+
+
+@pytest.mark.parametrize(("program", "package"), [("redis-server", "redis-server"),
+                                                  ("redis-sentinel", "redis-sentinel"),
+                                                  ("redis-cli", "redis-tools")])
+def test_a_missing_redis_program_is_named_with_its_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str, package: str) -> None:
+    monkeypatch.setenv("GAMEDAY_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(netns_lab.os, "geteuid", lambda: 0)
+    real = netns_lab.shutil.which
+    monkeypatch.setattr(redis_sentinel.shutil, "which",
+                        lambda p: None if p == program else real(p))
+    with pytest.raises(LabError, match=rf"`{program}` is missing: run `make setup` "
+                                       rf"\(or apt-get install {package}\)"):
+        netns_lab.up(netns_lab.LabOptions(store="redis-sentinel"))
+    assert not (tmp_path / "state").exists()
