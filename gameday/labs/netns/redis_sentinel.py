@@ -332,9 +332,14 @@ def _up(state: Path, profile: Profile, progress: Callable[[str], None]) -> None:
     progress("redis: master in region-1, replica in region-2")
     start_redis(state, profile, "region-1", replicaof=None)
     _wait_role(profile, "region-1", "master", 20)
-    _seed(profile)
     start_redis(state, profile, "region-2", replicaof=topo.address("region-1"))
     _wait_link(profile, "region-2", 30)
+    # after the replica: under "wait" the master refuses writes until it counts one
+    # (NOREPLICAS), which its first acknowledgement of the stream brings within a second
+    poll_until(lambda: _seed(profile), timeout_s=10, interval_s=0.1,
+               retry_on=_redis_errors(), interruptible=False,
+               error=lambda last: LabError(f"Redis in region-1 did not take the products "
+                                           f"within 10 s ({str(last)[:200]})"))
     progress("sentinels: region-1, region-2 and the witness, quorum 2")
     for site in SITES:
         root.mkdir(f"sentinel-{site}")
@@ -345,7 +350,8 @@ def _up(state: Path, profile: Profile, progress: Callable[[str], None]) -> None:
         _wait_sentinel_ready(profile, site, 30)
 
 
-def _seed(profile: Profile) -> None:
+def _seed(profile: Profile) -> bool:
+    """The storefront's products, in region-1's Redis; True once written."""
     from gameday.labs import storefront
 
     with _closing(redis_client(profile, topo.address("region-1"))) as c:
@@ -355,6 +361,7 @@ def _seed(profile: Profile) -> None:
                       mapping={"name": name, "price_cents": price})
             pipe.sadd(storefront.PRODUCTS_KEY, pid)
         pipe.execute()
+    return True
 
 
 def start_redis(state: Path, profile: Profile, region: str, *, replicaof: str | None) -> None:
