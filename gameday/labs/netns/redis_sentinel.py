@@ -245,8 +245,7 @@ def role(profile: Profile, host: str, port: int = topo.REDIS_PORT) -> str | None
             answer = c.execute_command("ROLE")
     except _redis_errors():
         return None
-    first = answer[0]
-    return first.decode() if isinstance(first, bytes) else str(first)
+    return _text(answer[0])
 
 
 def replication(profile: Profile, host: str) -> dict[str, Any]:
@@ -264,7 +263,7 @@ def masters_named(profile: Profile, *, skip: str | None = None) -> dict[str, str
         try:
             with _closing(sentinel_client(profile, site, timeout=0.5)) as c:
                 answer = c.sentinel_get_master_addr_by_name(topo.REDIS_MASTER_NAME)
-            named[site] = str(answer[0]) if answer else None
+            named[site] = _text(answer[0]) if answer else None
         except _redis_errors():
             named[site] = None
     return named
@@ -699,6 +698,11 @@ def _profile(state: Path) -> Profile:
     if profile is None:
         raise LabError(f"the lab in {state} does not run the Redis profile")
     return profile
+
+
+def _text(value: object) -> str:
+    """A reply as text: redis-py answers bytes (the clients here do not decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _table_present(netns: str, table: str) -> bool:
