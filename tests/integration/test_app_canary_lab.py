@@ -1,0 +1,244 @@
+"""The Redis profile of the netns lab on real servers: Debian's redis-server and
+redis-sentinel, the storefronts' application-canary endpoints over them, faults applied
+and rolled back through the netns driver, and the known answers of issue 23:
+
+- async: a failover loses exactly the acknowledged writes the old master alone had (the
+  test reads the old master's own files for them), and the read-back shows them missing;
+- wait (min-replicas-to-write 1, WAIT 1): the same sequence loses none.
+
+One lab per durability, shared by the checks that need no fresh one. Nothing here can
+go through `chaos run` yet: gameday's drills measure PostgreSQL, and the loader refuses a
+Redis lab's descriptor (docs/app-canary.md); the driver is what a drill's actions call."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gameday.errors import LabError
+from gameday.labs import descriptor
+from gameday.labs.netns import redis_sentinel
+from gameday.labs.netns.driver import NetnsDriver
+from gameday.labs.netns.processes import run
+from gameday.poll import poll_until
+from tests.integration.conftest import chaos, gameday, lab_pids, residue
+
+HTTP_TIMEOUT_S = 5.0
+
+
+class RedisLab:
+    def __init__(self, env: dict[str, str], durability: str) -> None:
+        self.env = env
+        self.durability = durability
+        self.path = Path(env["GAMEDAY_LAB"])
+        self.data: dict[str, Any] = json.loads(self.path.read_text())
+        self.state = Path(self.data["state_dir"])
+        profile = redis_sentinel.Profile.load(self.state)
+        assert profile is not None
+        self.profile = profile
+        # The Redis lab has no PostgreSQL, so its descriptor has no database block (and
+        # the loader refuses it for drills). The driver's Redis hooks never read one: a
+        # placeholder lets the driver be built from the rest of the descriptor.
+        placeholder = {**self.data, "database": {"name": "none", "user": "none",
+                                                 "password": "none", "port": 5432}}
+        self.driver = NetnsDriver(descriptor.from_dict(placeholder, path=str(self.path)))
+        self.http = httpx.Client(timeout=HTTP_TIMEOUT_S)
+
+    def url(self, region: str) -> str:
+        return str(self.driver.lab.region(region).storefront_url)
+
+    def write(self, region: str, seqs: Iterable[int]) -> tuple[set[int], set[int]]:
+        """The acknowledged (2xx) and refused numbers, written one after another."""
+        acked, refused = set(), set()
+        for seq in seqs:
+            try:
+                answer = self.http.post(f"{self.url(region)}/canary/{seq}",
+                                        headers={"X-Canary-Writer": "test"})
+            except httpx.HTTPError:
+                refused.add(seq)
+                continue
+            (acked if answer.is_success else refused).add(seq)
+        return acked, refused
+
+    def read_back(self, region: str, page: int = 7) -> list[int]:
+        seqs: list[int] = []
+        since: int | None = -1
+        while since is not None:
+            answer = self.http.get(f"{self.url(region)}/canary",
+                                   params={"since": since, "limit": page})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["X-Region"] == region
+            body = answer.json()
+            seqs += body["seqs"]
+            since = body["next"]
+        return seqs
+
+    def healthy(self, region: str) -> bool:
+        try:
+            return self.http.get(f"{self.url(region)}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def apply(self, fault: str, region: str) -> dict[str, Any]:
+        target = self.driver.lab.region(region)
+        undo = self.driver.plan(fault, target)
+        self.driver.inject(fault, target, undo)
+        poll_until(lambda: self.driver.is_effective(fault, target, undo), timeout_s=15,
+                   interval_s=0.1, what=f"{fault} on {region} in effect")
+        return undo
+
+    def revert(self, fault: str, region: str, undo: dict[str, Any]) -> None:
+        self.driver.revert(fault, self.driver.lab.region(region), undo)
+
+
+@pytest.fixture(scope="module", params=["async", "wait"])
+def redis_lab(request: pytest.FixtureRequest,
+              lab_env: dict[str, str]) -> Iterator[RedisLab]:
+    durability = str(request.param)
+    gameday("lab", "up", "--store", "redis-sentinel", "--redis-durability", durability,
+            env=lab_env)
+    lab: RedisLab | None = None
+    try:
+        lab = RedisLab(lab_env, durability)
+        yield lab
+    finally:
+        pids = lab_pids(lab_env)
+        root = lab.profile.root if lab else None
+        if lab:
+            lab.http.close()
+        gameday("lab", "down", env=lab_env, check=False)
+        # every process stopped, every namespace, link and file gone
+        assert residue(lab_env, pids) == []
+        assert root is None or not Path(root).exists()
+
+
+def test_the_descriptor_names_the_store_and_the_endpoints(redis_lab: RedisLab) -> None:
+    store = redis_lab.data["store"]
+    assert store["kind"] == "redis-sentinel" and store["durability"] == redis_lab.durability
+    assert store["min_replicas_to_write"] == (1 if redis_lab.durability == "wait" else 0)
+    assert [s["site"] for s in store["sentinel"]["sentinels"]] == ["region-1", "region-2",
+                                                                   "witness"]
+    assert redis_lab.data["app_canary"]["write"]["path"] == "/canary/{seq}"
+    assert "database" not in redis_lab.data
+    # real Redis, real Sentinels: region-1 the master all three name, region-2 streaming
+    assert redis_sentinel.role(redis_lab.profile, "198.18.0.11") == "master"
+    assert redis_sentinel.replication(redis_lab.profile, "198.18.0.12")[
+        "master_link_status"] == "up"
+    assert set(redis_sentinel.masters_named(redis_lab.profile).values()) == {"198.18.0.11"}
+    assert redis_lab.healthy("region-1") and not redis_lab.healthy("region-2")
+
+
+def test_the_canary_endpoints_on_real_redis(redis_lab: RedisLab) -> None:
+    http, url = redis_lab.http, redis_lab.url("region-1")
+    first = http.post(f"{url}/canary/1000001", headers={"X-Canary-Writer": "w-1"})
+    again = http.post(f"{url}/canary/1000001")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.headers["X-Region"] == "region-1"
+    # a malformed write changes nothing
+    assert http.post(f"{url}/canary/12x").status_code == 400
+    assert http.get(f"{url}/canary", params={"sinse": 0}).status_code == 400
+    # region-2's storefront writes to the master wherever it is (Sentinel discovery), as
+    # an application behind Sentinel does; both read back the same set
+    assert http.post(f"{redis_lab.url('region-2')}/canary/1000002").status_code == 201
+    assert redis_lab.read_back("region-1", page=1) == [1000001, 1000002]
+    assert redis_lab.read_back("region-2") == [1000001, 1000002]
+    with redis_sentinel._closing(redis_sentinel.redis_client(redis_lab.profile,
+                                                             "198.18.0.11")) as c:
+        c.zrem(redis_sentinel.CANARY_KEY, 1000001, 1000002)
+
+
+def test_a_drill_refuses_the_redis_lab_in_one_line_and_touches_nothing(
+        redis_lab: RedisLab) -> None:
+    before = lab_pids(redis_lab.env)
+    proc = chaos("game-day.json", env=redis_lab.env, timeout=180)
+    assert proc.returncode != 0
+    assert "runs Redis with Sentinel" in proc.stdout + proc.stderr
+    assert lab_pids(redis_lab.env) == before
+    assert not _nft_table(redis_lab, "gd-region-1")
+    assert redis_sentinel.role(redis_lab.profile, "198.18.0.11") == "master"
+
+
+def test_block_egress_applies_and_rolls_back(redis_lab: RedisLab) -> None:
+    undo = redis_lab.apply("block-egress", "region-1")
+    assert _nft_table(redis_lab, "gd-region-1")
+    redis_lab.revert("block-egress", "region-1", undo)
+    redis_lab.revert("block-egress", "region-1", undo)  # twice is harmless
+    assert not _nft_table(redis_lab, "gd-region-1")
+    assert redis_lab.healthy("region-1")
+
+
+def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
+        redis_lab: RedisLab) -> None:
+    """The known answer: replication cut, writes through region-1's storefront, region-1
+    killed, region-2 promoted by the Sentinels. The test reads the old master's own files
+    for what it had, and the new master through the storefront's read-back."""
+    lab = redis_lab
+    before, refused_before = lab.write("region-1", range(0, 20))
+    assert before == set(range(0, 20)) and not refused_before
+    cut = lab.apply("replication-cut", "region-2")
+    # under wait each refused write still costs WAIT's 1000 ms (the storefront sends the
+    # write and its WAIT together): fewer of them
+    end = 60 if lab.durability == "async" else 26
+    during, refused_during = lab.write("region-1", range(20, end))
+    stop = lab.apply("scale-to-zero", "region-1")
+    started = time.monotonic()
+    # the two Sentinels left name region-1 until they have promoted region-2
+    poll_until(lambda: redis_sentinel.agreed_master(lab.profile, skip="region-1",
+                                                    timeout=5) == "198.18.0.12",
+               timeout_s=30, interval_s=0.1, retry_on=(LabError,),
+               what="the Sentinels promoting region-2")
+    failover_s = time.monotonic() - started
+    old_master_had = set(redis_sentinel.read_isolated(lab.state, "region-1"))
+    poll_until(lambda: lab.healthy("region-2"), timeout_s=15, what="region-2 healthy")
+    read = lab.read_back("region-2")
+    assert len(read) == len(set(read)) and read == sorted(read)
+    acked = before | during
+    lost = acked - set(read)
+    assert old_master_had >= acked  # appendfsync always: whatever it acknowledged
+    if lab.durability == "async":
+        # every write made while the replica was cut off was acknowledged, and is lost
+        assert during == set(range(20, 60)) and not refused_during
+        assert lost == during == old_master_had - set(read)
+    else:
+        # nothing acknowledged without a replica (the master refuses: NOREPLICAS, or a
+        # WAIT that timed out), and none of it on the new master
+        assert not during and refused_during == set(range(20, end))
+        assert lost == set() and not refused_during & set(read)
+        # two nodes: the new master refuses writes until a replica is back
+        assert lab.write("region-2", [900])[0] == set()
+    print(f"{lab.durability}: failover {failover_s:.1f} s, acknowledged {len(acked)}, "
+          f"lost {len(lost)}, refused {len(refused_during)}")
+
+    lab.revert("scale-to-zero", "region-1", stop)
+    lab.revert("replication-cut", "region-2", cut)
+    lab.revert("scale-to-zero", "region-1", stop)  # twice is harmless
+    # region-1 is back as the new master's replica, its Sentinel and storefront with it
+    poll_until(lambda: redis_sentinel.replication(lab.profile, "198.18.0.11").get(
+        "master_link_status") == "up", timeout_s=30, retry_on=redis_sentinel._redis_errors(),
+        what="region-1 streaming from region-2")
+    assert redis_sentinel.role(lab.profile, "198.18.0.11") == "slave"
+    assert not lab.healthy("region-1") and lab.healthy("region-2")
+    assert set(redis_sentinel.masters_named(lab.profile).values()) == {"198.18.0.12"}
+    assert not _nft_table(lab, "gd-region-2", redis_sentinel.CUT_TABLE)
+    # writes are taken again (under wait: now that a replica is back), and what was lost
+    # stays lost
+    assert poll_until(lambda: lab.write("region-2", [901])[0] == {901}, timeout_s=15,
+                      interval_s=0.2, what="a write through region-2")
+    assert set(lab.read_back("region-1")) == set(read) | {901}
+
+    # the failback: the Sentinels make region-1 the master again
+    done = lab.driver.switch_master(lab.driver.lab.region("region-1"))
+    assert done["switched"] and done["from"] == "region-2"
+    poll_until(lambda: lab.healthy("region-1"), timeout_s=15, what="region-1 healthy")
+    assert set(lab.read_back("region-1")) == set(read) | {901}
+
+
+def _nft_table(lab: RedisLab, netns: str, table: str = "gameday") -> bool:
+    return run(["nft", "list", "table", "inet", table], netns=netns,
+               check=False).returncode == 0
