@@ -257,7 +257,7 @@ def test_lab_up_that_fails_names_the_denial(tmp_path: Path, monkeypatch: pytest.
     stamp = f"audit({time.time() + 5:.3f}:1)"
     monkeypatch.setattr(apparmor, "kernel_log",
                         lambda: re.sub(r"audit\([^)]*\)", stamp, DENIAL))
-    monkeypatch.setattr(netns_lab, "preflight", lambda ha=None: None)
+    monkeypatch.setattr(netns_lab, "preflight", lambda ha=None, store="postgresql": None)
     monkeypatch.setattr(netns_lab, "is_up", lambda state: False)
     monkeypatch.setattr(netns_lab, "state_dir", lambda: tmp_path / "state")
     downs: list[int] = []
