@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from gameday.labs import descriptor
-from gameday.labs.descriptor import Lab
+from gameday.foundation import descriptor
+from gameday.foundation.descriptor import Lab
 
 BIN = Path(sys.executable).parent
 

@@ -40,9 +40,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).parent))
 from _lab import lab  # noqa: E402
 
-from gameday.measure import metrics, timeline  # noqa: E402
+from gameday.measure import stats  # noqa: E402
 from gameday.measure.canary import Canary  # noqa: E402
 from gameday.measure.samplers import Rates  # noqa: E402
+from gameday.measure.store import timeline  # noqa: E402
 
 SECONDS = 5.0
 # a round of the ratio: bare loop and canary alternate in slices of this many seconds
@@ -140,8 +141,8 @@ def canary_run(dsn: dict[str, Any], table: str, writers: int
     acks = [r[0] for r in conn.execute("SELECT t_ack FROM canary WHERE outcome = 'ok' ORDER BY t_ack")]
     conn.close()
     shutil.rmtree(run_dir, ignore_errors=True)
-    gaps = metrics.intervals(acks)
-    return (canary.acked / SECONDS, metrics.percentile(gaps, 50), metrics.percentile(gaps, 99),
+    gaps = stats.intervals(acks)
+    return (canary.acked / SECONDS, stats.percentile(gaps, 50), stats.percentile(gaps, 99),
             expected_delay(gaps))
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gameday.measure import timeline  # noqa: E402
+from gameday.measure.store import timeline  # noqa: E402
 
 TARGET_MB = 500.0
 # wall-time target by length: 5 s for an hour, 30 s for a working day (8 h)
@@ -115,7 +115,7 @@ def dns_rows(rng: random.Random) -> Iterator[tuple]:
         for t, late in ticks(rng, 0.05, offset):
             if t < T_FAULT - 1.0 and rng.random() < 0.0005:
                 # a lost UDP answer now and then (none after the fault: one would mean the
-                # server never settled on region-2, see metrics.dns_flip)
+                # server never settled on region-2, see instants.dns_flip)
                 yield (t, server, 0, None, None, None, 1.0, late, "Timeout")
                 continue
             answer = R2 if t >= flip else R1

@@ -17,9 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _lab import lab  # noqa: E402
 
-from gameday.measure import metrics, timeline  # noqa: E402
+from gameday.foundation.settings import GamedaySettings  # noqa: E402
 from gameday.measure import run as runs  # noqa: E402
-from gameday.settings import GamedaySettings  # noqa: E402
+from gameday.measure import stats  # noqa: E402
+from gameday.measure.store import timeline  # noqa: E402
 
 SECONDS = 20.0
 
@@ -46,11 +47,11 @@ def measure(replication: str) -> dict[str, float]:
             "SELECT t FROM dns WHERE server = ? ORDER BY t", (s,))] for s in ("authoritative", "resolver")}
         acked = conn.execute("SELECT count(*) FROM canary WHERE outcome = 'ok'").fetchone()[0]
         conn.close()
-        gaps = metrics.intervals(dns_t["authoritative"]) + metrics.intervals(dns_t["resolver"])
-        return {"cpu": cpu, "late_p50": metrics.percentile(lateness, 50) or 0.0,
-                "late_p99": metrics.percentile(lateness, 99) or 0.0,
-                "interval_p50": metrics.percentile(gaps, 50) or 0.0,
-                "interval_p99": metrics.percentile(gaps, 99) or 0.0,
+        gaps = stats.intervals(dns_t["authoritative"]) + stats.intervals(dns_t["resolver"])
+        return {"cpu": cpu, "late_p50": stats.percentile(lateness, 50) or 0.0,
+                "late_p99": stats.percentile(lateness, 99) or 0.0,
+                "interval_p50": stats.percentile(gaps, 50) or 0.0,
+                "interval_p99": stats.percentile(gaps, 99) or 0.0,
                 "canary_rate": acked / SECONDS}
 
 

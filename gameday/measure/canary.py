@@ -29,7 +29,8 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
-from gameday.measure.timeline import BatchWriter, CanaryAttempt, CanaryConnect, Clock
+from gameday.measure.store.timeline import BatchWriter, CanaryAttempt, CanaryConnect, Clock
+from gameday.postgres.canary import insert_sql
 
 # A write that has not been answered in this long is given up (cancelled on the server, or,
 # when the server does not answer, its connection cut: outcome unknown, resolved by reading
@@ -236,7 +237,7 @@ class Canary:
         server once, the deadline kept by the watchdog (no timer per write), and the
         attempt queued for the recorder's next batch. Each write is its own round trip,
         acknowledged before the next is sent: a pipeline would measure something else."""
-        sql = f"INSERT INTO {self.table} (seq, writer) VALUES (%s, %s)"
+        sql = insert_sql(self.table)
         slot = self._slots[writer]
         halt = self._halt
         notices: list[str] = []

@@ -29,15 +29,15 @@ import psycopg
 import pytest
 
 from gameday import postgres
-from gameday.errors import LabError, TargetError
-from gameday.labs import descriptor
-from gameday.labs.driver import for_region
-from gameday.labs.ledger import Ledger
+from gameday.foundation import descriptor
+from gameday.foundation.driver import for_region
+from gameday.foundation.errors import LabError, TargetError
+from gameday.foundation.ledger import Ledger
+from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import GamedaySettings
 from gameday.measure import run as runs
-from gameday.measure import timeline
 from gameday.measure.canary import WRITE_TIMEOUT_S
-from gameday.poll import poll_until
-from gameday.settings import GamedaySettings
+from gameday.measure.store import timeline
 from tests.integration.conftest import BIN, ROOT, lab_up
 from tests.unit.test_http_client import FrozenTlsServer, _server_tls, pki  # noqa: F401 (a fixture)
 

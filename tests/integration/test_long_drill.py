@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from gameday.measure.run import prune_canary
+from gameday.postgres.canary import prune_canary
 from tests.integration.conftest import chaos, lab_up
 
 HOLD_S = 60

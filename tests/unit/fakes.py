@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from gameday import postgres
-from gameday.labs import driver as drivers
-from gameday.labs.descriptor import Lab, Region
+from gameday.drill.context import Drill
+from gameday.foundation import lab_kinds
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.faults import Fault, not_applicable
+from gameday.foundation.settings import GamedaySettings
+from gameday.measure.run import Run
 
 
 @dataclasses.dataclass
@@ -49,23 +53,23 @@ class FakeDriver:
         self.world = world(lab.path)
 
     @classmethod
-    def for_lab(cls, lab: Lab, configuration: Mapping[str, Any] | None = None) -> FakeDriver:
+    def for_lab(cls, lab: Lab, settings: GamedaySettings | None = None) -> FakeDriver:
         return cls(lab)
 
-    def plan(self, fault: str, region: Region) -> dict[str, Any]:
-        if fault == "cordon":
-            return {"applicable": False, "reason": "the fake lab has no nodes"}
+    def plan(self, fault: Fault, region: Region) -> dict[str, Any]:
+        if fault == Fault.CORDON:
+            return not_applicable("the fake lab has no nodes")
         return {"applicable": True, "region": region.name, "fault": fault}
 
-    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def inject(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         self.world.calls.append(("inject", fault, region.name))
         if self.world.fail_inject == fault:
-            from gameday.errors import TargetError
+            from gameday.foundation.errors import TargetError
 
             raise TargetError(f"{fault} refused by the fake lab")
         self.world.active.add((region.name, fault))
 
-    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
+    def is_effective(self, fault: Fault, region: Region, undo: dict[str, Any]) -> bool:
         if self.world.never_effective:
             return False
         if self.world.effective_after > 0:
@@ -73,10 +77,10 @@ class FakeDriver:
             return False
         return (region.name, fault) in self.world.active
 
-    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def revert(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         self.world.calls.append(("revert", fault, region.name))
         if fault in self.world.fail_revert:
-            from gameday.errors import LabError
+            from gameday.foundation.errors import LabError
 
             raise LabError(f"{fault} on {region.name} cannot be undone by the fake lab")
         self.world.active.discard((region.name, fault))
@@ -104,7 +108,7 @@ class FakeDriver:
         return True
 
 
-drivers.register("fake", "tests.unit.fakes:FakeDriver.for_lab")
+lab_kinds.register("fake", "tests.unit.fakes:FakeDriver.for_lab")
 
 
 class FakeDatabases:
@@ -188,3 +192,10 @@ def write_lab(tmp_path: Path, **kw: Any) -> Path:
     path.write_text(json.dumps(descriptor_dict(**kw)))
     WORLDS.pop(str(path.absolute()), None)
     return path
+
+
+def drill(lab_file: Path | str, run: Run | None = None,
+          configuration: Mapping[str, Any] | None = None) -> Drill:
+    """The drill context of a test on the fake lab at `lab_file` (with `run` recording)."""
+    settings = GamedaySettings.from_chaos({**(configuration or {}), "lab_file": str(lab_file)})
+    return Drill(settings=settings, lab=settings.load_lab(), run=run)

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from gameday import interrupt
-from gameday.errors import LabError, TargetError
-from gameday.poll import poll_until
+from gameday.foundation import interrupt
+from gameday.foundation.errors import LabError, TargetError
+from gameday.foundation.poll import poll_until
 
 
 def test_returns_the_first_truthy_value() -> None:

@@ -12,26 +12,23 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gameday.errors import ConfigError, GamedayError, LabError, TargetError
-from gameday.labs.descriptor import Lab, Region
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.errors import ConfigError, GamedayError, LabError, TargetError
+from gameday.foundation.faults import Fault, not_applicable
+from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import DEFAULT_KUBE_TIMEOUT_S, GamedaySettings, kube_access
 from gameday.labs.kubernetes import database, faults
 from gameday.labs.kubernetes.blackhole import Docker, Runner, control_planes_first, still_paused_by_us
-from gameday.labs.kubernetes.client import (
-    DEFAULT_REQUEST_TIMEOUT_S,
-    Kube,
-    allowed_contexts_from,
-    request_timeout_from,
-)
+from gameday.labs.kubernetes.client import Kube
 from gameday.labs.kubernetes.database import DB_STATEFULSET, Database, PrimaryCheck, sql_is_primary
 from gameday.labs.kubernetes.readiness import RegionBack
-from gameday.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
-API_FAULTS = ("scale-to-zero", "cordon", "block-egress")
+API_FAULTS = (Fault.SCALE_TO_ZERO, Fault.CORDON, Fault.BLOCK_EGRESS)
 
 if TYPE_CHECKING:
-    from gameday.labs.driver import DriverFactory
+    from gameday.foundation.driver import DriverFactory
 
 
 class KubernetesDriver:
@@ -49,12 +46,13 @@ class KubernetesDriver:
         stop_timeout_s: float = 120.0,
         start_timeout_s: float = 600.0,
         poll_s: float = 1.0,
-        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        request_timeout_s: float = DEFAULT_KUBE_TIMEOUT_S,
         api_back_timeout_s: float = 60.0,
     ) -> None:
         self.lab = lab
         self.kube = Kube(
-            tuple(allowed_contexts) if allowed_contexts is not None else allowed_contexts_from(),
+            tuple(allowed_contexts) if allowed_contexts is not None
+            else kube_access(None).allowed_contexts,
             request_timeout_s=request_timeout_s,
             credentials=dict(lab.kube_credentials),
         )
@@ -87,14 +85,16 @@ class KubernetesDriver:
         )
 
     @classmethod
-    def from_configuration(
-        cls, lab: Lab, configuration: Mapping[str, Any] | None = None
+    def from_settings(
+        cls, lab: Lab, settings: GamedaySettings | None = None
     ) -> KubernetesDriver:
-        """The registry's factory (gameday.labs.driver)."""
+        """The registry's factory (gameday.foundation.lab_kinds): the kubernetes section
+        of the settings (without them, `kind-*` and the env's allow-list)."""
+        access = settings.kube if settings is not None else kube_access(None)
         return cls(
             lab,
-            allowed_contexts=allowed_contexts_from(configuration),
-            request_timeout_s=request_timeout_from(configuration),
+            allowed_contexts=access.allowed_contexts,
+            request_timeout_s=access.request_timeout_s,
         )
 
     @property
@@ -103,10 +103,10 @@ class KubernetesDriver:
 
     # -- the Driver protocol -------------------------------------------------------------
 
-    def plan(self, fault: str, region: Region) -> dict[str, Any]:
-        if fault == "blackhole":
+    def plan(self, fault: Fault, region: Region) -> dict[str, Any]:
+        if fault == Fault.BLACKHOLE:
             if not region.node_containers:
-                return _not_applicable(
+                return not_applicable(
                     "the region lists no node_containers (blackhole pauses the Docker "
                     "containers that are its nodes: kind only)"
                 )
@@ -118,7 +118,7 @@ class KubernetesDriver:
                 "paused_before": [c for c in region.node_containers if states[c]],
             }
         if fault not in API_FAULTS:
-            return _not_applicable(f"the kubernetes driver has no fault '{fault}'")
+            return not_applicable(f"the kubernetes driver has no fault '{fault}'")
         context, namespace = self.kube.target(region)
         paused = self._paused_nodes(region)
         if paused:
@@ -128,16 +128,16 @@ class KubernetesDriver:
                 "(e.g. faults=scale-to-zero,blackhole), or `docker unpause` them"
             )
         base = {"fault": fault, "region": region.name, "context": context, "namespace": namespace}
-        if fault == "scale-to-zero":
+        if fault == Fault.SCALE_TO_ZERO:
             with self.kube.cluster(context) as api:
                 planned = [
                     {"kind": kind, "name": name, "replicas": replicas}
                     for kind, name, replicas, _ in faults.workloads(api, namespace)
                 ]
             return {**base, "workloads": planned}
-        if fault == "cordon":
+        if fault == Fault.CORDON:
             if not region.node_selector:
-                return _not_applicable("the region has no node_selector in the lab descriptor")
+                return not_applicable("the region has no node_selector in the lab descriptor")
             with self.kube.cluster(context) as api:
                 nodes = faults.nodes(api, region.node_selector)
             if not nodes:
@@ -158,9 +158,9 @@ class KubernetesDriver:
             ]
         return {**base, "policy": faults.EGRESS_POLICY, "restart": running}
 
-    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def inject(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         _check_undo(fault, undo)
-        if fault == "blackhole":
+        if fault == Fault.BLACKHOLE:
             before = set(undo["paused_before"])
             todo = [c for c in undo["containers"] if c not in before]
             if todo:
@@ -168,19 +168,19 @@ class KubernetesDriver:
             self._paused_by_us.add(region.name)
             return
         context, namespace = self.kube.undo_target(undo)
-        if fault == "scale-to-zero":
+        if fault == Fault.SCALE_TO_ZERO:
             faults.scale_to_zero(self.kube, context, namespace, undo["workloads"])
-        elif fault == "cordon":
+        elif fault == Fault.CORDON:
             names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
             faults.cordon(self.kube, context, names)
-        elif fault == "block-egress":
+        elif fault == Fault.BLOCK_EGRESS:
             faults.block_egress(
                 self.kube, context, namespace, undo["policy"], undo.get("restart", [])
             )
 
-    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
+    def is_effective(self, fault: Fault, region: Region, undo: dict[str, Any]) -> bool:
         _check_undo(fault, undo)
-        if fault == "blackhole":
+        if fault == Fault.BLACKHOLE:
             return all(self.docker.paused(undo["containers"]).values())
         context, namespace = self.kube.undo_target(undo)
         if region.name in self._paused_by_us:
@@ -190,9 +190,9 @@ class KubernetesDriver:
             return True
         try:
             with self.kube.cluster(context) as api:
-                if fault == "scale-to-zero":
+                if fault == Fault.SCALE_TO_ZERO:
                     return faults.scale_effective(api, namespace, undo["workloads"])
-                if fault == "cordon":
+                if fault == Fault.CORDON:
                     state = dict(faults.nodes(api, None))
                     return all(state.get(n["name"], True) for n in undo["nodes"])
                 if faults.read_policy(api, namespace, undo["policy"]) is None:
@@ -208,15 +208,15 @@ class KubernetesDriver:
         # the effect, not the object: the region's storefront cannot take an order
         return not faults.serving(region.storefront_url)
 
-    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def revert(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         if undo.get("applicable") is False:
             return
         _check_undo(fault, undo)
-        if fault == "blackhole":
+        if fault == Fault.BLACKHOLE:
             self._revert_blackhole(region, undo)
             return
         context, namespace = self.kube.undo_target(undo)
-        if fault == "scale-to-zero":
+        if fault == Fault.SCALE_TO_ZERO:
             if any(
                 w["kind"] == "StatefulSet" and w["name"] == DB_STATEFULSET
                 for w in undo["workloads"]
@@ -224,11 +224,11 @@ class KubernetesDriver:
                 self.db.fence_if_other_is_primary(region, context, namespace, undo)
             faults.restore_replicas(self.kube, context, namespace, undo["workloads"])
             self.back.wait(region, context, namespace)
-        elif fault == "cordon":
+        elif fault == Fault.CORDON:
             names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
             faults.uncordon(self.kube, context, names)
             self.back.wait(region, context, namespace)
-        elif fault == "block-egress":
+        elif fault == Fault.BLOCK_EGRESS:
             faults.unblock_egress(self.kube, context, namespace, undo["policy"])
 
     def _revert_blackhole(self, region: Region, undo: dict[str, Any]) -> None:
@@ -321,11 +321,7 @@ class KubernetesDriver:
                 "promotion_command)")
 
 
-def _not_applicable(reason: str) -> dict[str, Any]:
-    return {"applicable": False, "reason": reason}
-
-
-def _check_undo(fault: str, undo: Mapping[str, Any]) -> None:
+def _check_undo(fault: Fault, undo: Mapping[str, Any]) -> None:
     if undo.get("applicable") is False:
         raise ConfigError(f"fault '{fault}' is not applicable here: {undo.get('reason')}")
     if undo.get("fault") != fault:
@@ -335,4 +331,4 @@ def _check_undo(fault: str, undo: Mapping[str, Any]) -> None:
 if TYPE_CHECKING:
     # mypy checks here that the registry's factory makes a complete LabDriver
     # (Driver and DatabaseOps, start_database included)
-    _FACTORY: DriverFactory = KubernetesDriver.from_configuration
+    _FACTORY: DriverFactory = KubernetesDriver.from_settings

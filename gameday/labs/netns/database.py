@@ -17,8 +17,8 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
-from gameday.errors import LabError
-from gameday.labs.descriptor import Lab, Region
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.errors import LabError
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.dataroot import DataRoot

@@ -20,24 +20,26 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gameday import postgres
-from gameday.errors import ConfigError, LabError, TargetError
-from gameday.labs.descriptor import Lab, Region
+from gameday.foundation import drill_state
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.errors import ConfigError, LabError, TargetError
+from gameday.foundation.faults import Fault, not_applicable
+from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import GamedaySettings
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
-from gameday.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 RULES = {
-    "block-egress": """table inet gameday {
+    Fault.BLOCK_EGRESS: """table inet gameday {
     chain output {
         type filter hook output priority 0; policy accept;
         oif "lo" accept
@@ -46,7 +48,7 @@ RULES = {
     }
 }
 """,
-    "blackhole": """table inet gameday {
+    Fault.BLACKHOLE: """table inet gameday {
     chain input {
         type filter hook input priority 0; policy accept;
         iif "lo" accept
@@ -83,17 +85,17 @@ class NetnsDriver:
         self.ha = lab.ha is not None and lab.ha.manager == "patroni"
 
     @classmethod
-    def for_lab(cls, lab: Lab, configuration: Mapping[str, Any] | None = None) -> NetnsDriver:
-        """The registry's factory (gameday.labs.driver): the netns lab reads nothing from
-        the experiment's configuration."""
+    def for_lab(cls, lab: Lab, settings: GamedaySettings | None = None) -> NetnsDriver:
+        """The registry's factory (gameday.foundation.lab_kinds): the netns lab reads
+        nothing from the settings."""
         return cls(lab)
 
     # -- plan / inject / verify / revert -------------------------------------------------
 
-    def plan(self, fault: str, region: Region) -> dict[str, Any]:
-        if fault == "cordon":
-            return {"applicable": False, "reason": "the netns lab has no nodes to cordon"}
-        if fault == "scale-to-zero":
+    def plan(self, fault: Fault, region: Region) -> dict[str, Any]:
+        if fault == Fault.CORDON:
+            return not_applicable("the netns lab has no nodes to cordon")
+        if fault == Fault.SCALE_TO_ZERO:
             if self.ha:
                 # Patroni first: killed, it cannot start its PostgreSQL again
                 names = [n for n in (f"patroni-{region.name}", f"storefront-{region.name}")
@@ -102,31 +104,23 @@ class NetnsDriver:
             names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
                      if self.procs.alive(n)]
             return {"applicable": True, "stopped": names}
-        if fault == "blackhole":
+        if fault == Fault.BLACKHOLE:
             return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE,
                     "local_writer": f"local-writer-{region.name}"}
         if fault in RULES:
             return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE}
-        if fault == "replication-cut":
+        if fault == Fault.REPLICATION_CUT:
             return {"applicable": True, "proxy": f"delay-{region.name}",
                     "delay_ms": self.lab.inter_region_delay_ms or 0}
-        raise ConfigError(f"unknown fault '{fault}': use scale-to-zero, cordon, block-egress "
-                          "or blackhole")
+        return not_applicable(f"the netns driver has no fault '{fault}'")
 
-    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
-        if fault == "replication-cut":
+    def inject(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
+        if fault == Fault.REPLICATION_CUT:
             # the region's only path to the other region's database is its delay proxy:
             # stopping it cuts the standby's stream (and any other cross-region client)
             self.procs.stop(undo["proxy"])
-            return
-        if fault == "scale-to-zero":
-            for name in undo["stopped"]:
-                # SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, like a crash
-                sig = signal.SIGQUIT if name.startswith("postgres") else signal.SIGKILL
-                self.procs.signal(name, sig)
-                if name.startswith("patroni"):
-                    # its PostgreSQL, found by postmaster.pid, crashes the same way
-                    patroni_profile.kill_postmaster(self.nodes.data(region), signal.SIGQUIT)
+        elif fault == Fault.SCALE_TO_ZERO:
+            self._stop_processes(region, undo)
         elif fault in RULES:
             if self._table_present(region):
                 raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
@@ -135,64 +129,85 @@ class NetnsDriver:
             if undo.get("local_writer"):
                 self._start_local_writer(region, undo["local_writer"])
 
-    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
-        if fault == "replication-cut":
+    def is_effective(self, fault: Fault, region: Region, undo: dict[str, Any]) -> bool:
+        if fault == Fault.REPLICATION_CUT:
             return not self.procs.alive(undo["proxy"])
-        if fault == "scale-to-zero":
-            if any(self.procs.alive(n) for n in undo["stopped"]):
-                return False
-            if undo.get("postmaster") and \
-                    patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
-                return False
-            return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
-                region.address, topo.STOREFRONT_PORT, 0.2)
-        if fault == "block-egress":
+        if fault == Fault.SCALE_TO_ZERO:
+            return self._stopped(region, undo)
+        if fault == Fault.BLOCK_EGRESS:
             return self._table_present(region) and not self._can_connect_out(region)
-        if fault == "blackhole":
+        if fault == Fault.BLACKHOLE:
             return self._table_present(region) and not _connects(
                 region.address, topo.STOREFRONT_PORT, 0.3)
         return True
 
-    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def revert(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         if not undo.get("applicable", True):
             return
-        if fault == "replication-cut":
+        if fault == Fault.REPLICATION_CUT:
             if not self.procs.alive(undo["proxy"]):
                 netns_lab.start_delay_proxy(self.state, region.name, undo["delay_ms"])
-            return
-        if fault in RULES:
-            if undo.get("local_writer"):
-                self.procs.stop(undo["local_writer"])
-                # the region kept running as a primary: fence it while it is still cut
-                # off, so it never serves again next to the new primary
-                if not self.ha and self.procs.alive(f"postgres-{region.name}") and \
-                        not self.nodes.is_fenced(region) and \
-                        self._other_serves_or_was_promoted(region):
-                    self.nodes.stop(region)
-                    self.nodes.fence(region)
-                    self.nodes.start(region)
-            if self._table_present(region):
-                run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=region.netns)
-            return
-        if fault == "scale-to-zero":
-            password = self.lab.database.password
-            if f"patroni-{region.name}" in undo["stopped"]:
-                # Patroni is the fence: it starts its PostgreSQL as a replica (pg_rewind
-                # first) when the other member holds the leader key
-                self.start_database(region)
-            if f"postgres-{region.name}" in undo["stopped"] and \
-                    not self.procs.alive(f"postgres-{region.name}"):
-                fenced = self._other_serves_or_was_promoted(region)
-                if fenced:
-                    self.fence(region)
-                self._start_postgres(region)
-                if not fenced:
-                    self._standby_follows(region)
-            if f"storefront-{region.name}" in undo["stopped"] and \
-                    not self.procs.alive(f"storefront-{region.name}"):
-                netns_lab.start_storefront(self.state, region.name, password)
-                netns_lab.wait_port(region.address, topo.STOREFRONT_PORT, 15,
-                                    f"storefront in {region.name}")
+        elif fault in RULES:
+            self._remove_rules(region, undo)
+        elif fault == Fault.SCALE_TO_ZERO:
+            self._restart_processes(region, undo)
+
+    def _stop_processes(self, region: Region, undo: dict[str, Any]) -> None:
+        """scale-to-zero: every process the record lists, killed as a crash would."""
+        for name in undo["stopped"]:
+            # SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, like a crash
+            sig = signal.SIGQUIT if name.startswith("postgres") else signal.SIGKILL
+            self.procs.signal(name, sig)
+            if name.startswith("patroni"):
+                # its PostgreSQL, found by postmaster.pid, crashes the same way
+                patroni_profile.kill_postmaster(self.nodes.data(region), signal.SIGQUIT)
+
+    def _stopped(self, region: Region, undo: dict[str, Any]) -> bool:
+        if any(self.procs.alive(n) for n in undo["stopped"]):
+            return False
+        if undo.get("postmaster") and \
+                patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
+            return False
+        return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
+            region.address, topo.STOREFRONT_PORT, 0.2)
+
+    def _remove_rules(self, region: Region, undo: dict[str, Any]) -> None:
+        """block-egress, blackhole: the table goes; a blackholed region that kept running
+        as a primary is fenced first."""
+        if undo.get("local_writer"):
+            self.procs.stop(undo["local_writer"])
+            # the region kept running as a primary: fence it while it is still cut
+            # off, so it never serves again next to the new primary
+            if not self.ha and self.procs.alive(f"postgres-{region.name}") and \
+                    not self.nodes.is_fenced(region) and \
+                    self._other_serves_or_was_promoted(region):
+                self.nodes.stop(region)
+                self.nodes.fence(region)
+                self.nodes.start(region)
+        if self._table_present(region):
+            run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=region.netns)
+
+    def _restart_processes(self, region: Region, undo: dict[str, Any]) -> None:
+        """scale-to-zero undone: what the record lists starts again, the database fenced
+        when another region serves or was promoted."""
+        password = self.lab.database.password
+        if f"patroni-{region.name}" in undo["stopped"]:
+            # Patroni is the fence: it starts its PostgreSQL as a replica (pg_rewind
+            # first) when the other member holds the leader key
+            self.start_database(region)
+        if f"postgres-{region.name}" in undo["stopped"] and \
+                not self.procs.alive(f"postgres-{region.name}"):
+            fenced = self._other_serves_or_was_promoted(region)
+            if fenced:
+                self.fence(region)
+            self._start_postgres(region)
+            if not fenced:
+                self._standby_follows(region)
+        if f"storefront-{region.name}" in undo["stopped"] and \
+                not self.procs.alive(f"storefront-{region.name}"):
+            netns_lab.start_storefront(self.state, region.name, password)
+            netns_lab.wait_port(region.address, topo.STOREFRONT_PORT, 15,
+                                f"storefront in {region.name}")
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -279,10 +294,8 @@ class NetnsDriver:
         promotion before it sends it: a run interrupted just after pg_promote() would
         otherwise restart this region as a primary while the other finishes promoting,
         two writable primaries (seen in CI: the canary's sync commits then hung)."""
-        from gameday.labs import drill
-
-        state = drill.read(self.lab.path) or {}
-        if state.get("promoted") and state.get("promoted") != region.name:
+        state = drill_state.read(self.lab.path)
+        if state is not None and state.promoted_other_than(region.name):
             return True
         return self._other_is_writable(region)
 
@@ -300,6 +313,7 @@ class NetnsDriver:
              str(self.state / "logs" / f"{name}.acks")],
             netns=region.netns,
             env={"LOCAL_WRITER_CONNECT": json.dumps(params),
+                 "LOCAL_WRITER_TABLE": self.lab.database.canary_table,
                  "PYTHONPATH": netns_lab._package_root()},
         )
 
@@ -321,3 +335,11 @@ def _connects(host: str, port: int, timeout: float) -> bool:
             return True
     except OSError:
         return False
+
+
+def verify_running(lab: Lab) -> None:
+    """The lab kind's check before a drill (gameday.foundation.lab_kinds): the netns lab's
+    namespaces and services must be up, or faults and measurements would hit the wrong (or
+    no) target."""
+    if lab.lab == "netns" and lab.state_dir:
+        netns_lab.verify_running(lab.state_dir, ha=lab.ha is not None)

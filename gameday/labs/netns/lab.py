@@ -28,14 +28,14 @@ from typing import Any
 
 import psycopg
 
-import gameday
-from gameday.errors import ConfigError, LabError
-from gameday.labs import descriptor, lock
+from gameday.foundation import descriptor, lock
+from gameday.foundation.errors import ConfigError, LabError
+from gameday.foundation.poll import poll_until
 from gameday.labs.netns import apparmor, configs, dataroot
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable
-from gameday.poll import poll_until
+from gameday.postgres.connection import cause
 
 PG_OS_USER = "postgres"
 
@@ -304,7 +304,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
         if denied:
             raise LabError(f"lab up failed: {denied}{where}") from exc
         if isinstance(exc, psycopg.Error):
-            raise LabError(f"lab up failed: a lab database answered {_cause(exc)}: "
+            raise LabError(f"lab up failed: a lab database answered {cause(exc)}: "
                            f"run `gameday lab up` again{where}") from None
         if isinstance(exc, LabError):
             raise LabError(f"{exc}{where}") from None
@@ -414,13 +414,7 @@ def wait_accepting(host: str, password: str, timeout: float, what: str) -> None:
 
     poll_until(accepts, timeout_s=timeout, interval_s=0.05, retry_on=(psycopg.Error,),
                error=lambda last: LabError(f"{what} did not accept connections within "
-                                           f"{timeout:.0f} s ({_cause(last)})"))
-
-
-def _cause(last: object) -> str:
-    """The last line of a libpq error names its cause, never the password."""
-    text = str(last).strip()
-    return text.splitlines()[-1] if text else type(last).__name__
+                                           f"{timeout:.0f} s ({cause(last)})"))
 
 
 def _connect(host: str, password: str, dbname: str = topo.DB_NAME) -> psycopg.Connection:
@@ -571,7 +565,7 @@ def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
             with _connect(topo.address(standby), password) as conn:
                 row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
         except psycopg.Error as exc:
-            status = _cause(exc)
+            status = cause(exc)
             return False
         status = str(row[0]) if row else "no wal receiver"
         return status == "streaming"
@@ -598,7 +592,7 @@ def start_storefront(state: Path, region: str, password: str) -> None:
 def _package_root() -> str:
     """The directory that holds the `gameday` package, for the lab's Python processes
     (storefronts, delay proxies): a source checkout or an installed site-packages alike."""
-    return str(Path(gameday.__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[3])  # gameday/labs/netns/lab.py
 
 
 def _storefronts(state: Path, password: str) -> None:

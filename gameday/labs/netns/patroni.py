@@ -35,12 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gameday.errors import ConfigError, LabError
+from gameday.foundation.errors import ConfigError, LabError
+from gameday.foundation.poll import poll_until
 from gameday.labs.netns import configs
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.dataroot import DataRoot
 from gameday.labs.netns.processes import Processes, is_zombie
-from gameday.poll import poll_until
 
 ETCD_ROOT = "root"  # etcd's own name for its administrator: Patroni and patronictl use it
 ETCD_READER = "gameday-reader"  # may only read Patroni's keys: the descriptor's DCS user

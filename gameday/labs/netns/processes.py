@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gameday.errors import LabError
+from gameday.foundation.errors import LabError
 
 
 def command(argv: Sequence[str], *, netns: str | None = None, user: str | None = None) -> list[str]:

@@ -19,8 +19,8 @@ from typing import Any
 
 import jsonschema
 
-from gameday.errors import ConfigError, LabError
-from gameday.labs import driver as drivers
+from gameday.foundation import lab_kinds
+from gameday.foundation.errors import ConfigError, LabError
 
 DEFAULT_LAB_FILE = ".gameday/lab.json"
 SCHEMA_ID = "gameday.lab/v1"
@@ -128,6 +128,14 @@ class Ha:
         namespace = (self.dcs.namespace if self.dcs else "/service/").rstrip("/")
         return f"{namespace}/{self.scope}/leader"
 
+    def recorded(self) -> dict[str, Any]:
+        """What a run records of its HA manager for the report (never its command
+        environment, which may hold credentials)."""
+        return {"manager": self.manager, "scope": self.scope, "ttl_s": self.ttl_s,
+                "loop_wait_s": self.loop_wait_s, "retry_timeout_s": self.retry_timeout_s,
+                "maximum_lag_on_failover": self.maximum_lag_on_failover,
+                "leader_key": self.leader_key if self.dcs else None}
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Lab:
@@ -159,6 +167,13 @@ class Lab:
     def secondary(self) -> Region:
         return next(r for r in self.regions if r.role == "secondary")
 
+    def roles(self, drill: str) -> tuple[Region, Region]:
+        """(the region service moves from, the region it moves to): a failover moves it
+        from the lab's primary to its secondary, a failback back."""
+        if drill == "failback":
+            return self.secondary, self.primary
+        return self.primary, self.secondary
+
     def region_of_address(self, address: str | None) -> str | None:
         for region in self.regions:
             if address in (region.address, region.db_host):
@@ -174,7 +189,7 @@ class Lab:
 
 
 def schema() -> dict[str, Any]:
-    text = resources.files("gameday.labs").joinpath("descriptor.schema.json").read_text()
+    text = resources.files("gameday.foundation").joinpath("descriptor.schema.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -196,9 +211,9 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
     if len(names) != 2:
         raise ConfigError(f"{source}: the two regions need distinct names")
     for i, r in enumerate(data["regions"]):
-        if r["driver"] not in drivers.names():
+        if r["driver"] not in lab_kinds.names():
             raise ConfigError(f"{source}: field 'regions/{i}/driver': unknown driver "
-                              f"{r['driver']!r}: choose from {', '.join(drivers.names())}")
+                              f"{r['driver']!r}: choose from {', '.join(lab_kinds.names())}")
         _check_host(r["address"], f"{source}: field 'regions/{i}/address'")
     dcs = (data.get("ha") or {}).get("dcs")
     if dcs:

@@ -25,18 +25,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from gameday import postgres
-from gameday.errors import GamedayError, LabError, TargetError
-from gameday.labs import descriptor, drill
-from gameday.labs.descriptor import Lab, Region
-from gameday.labs.driver import for_region
-from gameday.labs.ledger import Ledger
-from gameday.measure import run as runs
-from gameday.poll import poll_until
+from gameday.drill.context import Drill
+from gameday.foundation import drill_state
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.driver import for_region
+from gameday.foundation.errors import GamedayError, LabError, TargetError
+from gameday.foundation.events import FaultReverted, FaultRevertFailed, RollbackStarted
+from gameday.foundation.faults import Fault
+from gameday.foundation.ledger import Ledger
+from gameday.foundation.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
@@ -65,12 +66,11 @@ def _databases() -> Databases:
     return postgres  # the module implements the protocol
 
 
-def revert_open_faults(lab: Lab, region: str | None = None,
-                       configuration: Mapping[str, Any] | None = None) -> list[str]:
+def revert_open_faults(drill: Drill, region: str | None = None) -> list[str]:
     """Undo every fault the ledger still holds (for `region`, or all), newest first. A
     revert that fails does not stop the others: each is attempted, then a LabError names
     every fault that stays in place."""
-    reverted, failed = _revert_each(lab, region, configuration)
+    reverted, failed = _revert_each(drill, region)
     if failed:
         raise LabError("could not revert " + "; ".join(failed) + (
             f" (reverted: {', '.join(reverted)})" if reverted else "") +
@@ -78,79 +78,76 @@ def revert_open_faults(lab: Lab, region: str | None = None,
     return reverted
 
 
-def _revert_each(lab: Lab, region: str | None,
-                 configuration: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
+def _revert_each(drill: Drill, region: str | None) -> tuple[list[str], list[str]]:
     """(what was reverted, what failed and why), newest first."""
+    lab = drill.lab
     ledger = Ledger(lab.path)
-    run = runs.current()
     reverted: list[str] = []
     failed: list[str] = []
-    if run and ledger.open_faults(region):
-        run.event("rollback-started", region)
+    if ledger.open_faults(region):
+        drill.event(RollbackStarted(region=region))
     for entry in reversed(ledger.open_faults(region)):
         what = f"{entry['fault']} on {entry['region']}"
         try:
             target = lab.region(entry["region"])
-            for_region(lab, target, configuration).revert(entry["fault"], target, entry["undo"])
+            fault = Fault.parse(entry["fault"])
+            for_region(lab, target, drill.settings).revert(fault, target, entry["undo"])
         except Exception as exc:  # any failure: the older faults are still attempted
             why = str(exc) if isinstance(exc, GamedayError) else f"{type(exc).__name__}: {exc}"
             failed.append(f"{what} ({why})")
             logger.error("gameday: could not revert %s: %s", what, why)
-            if run:
-                run.event("fault-revert-failed", entry["region"], fault=entry["fault"],
-                          error=why)
+            drill.event(FaultRevertFailed(region=entry["region"], fault=entry["fault"],
+                                          error=why))
             continue
         ledger.mark(entry["id"], "reverted")
-        if run:
-            run.event("fault-reverted", target.name, fault=entry["fault"])
+        drill.event(FaultReverted(region=target.name, fault=entry["fault"]))
         reverted.append(what)
         logger.info("gameday: reverted %s", what)
     return reverted, failed
 
 
-def restore_writable_primary(lab: Lab, configuration: Mapping[str, Any] | None = None, *,
-                             db: Databases | None = None) -> dict[str, Any]:
+def restore_writable_primary(drill: Drill, *, db: Databases | None = None) -> dict[str, Any]:
     """If no region accepts writes: start a database that is down (unless fenced), finish
     a promotion that was requested, or make a primary that a switchover left read-only
     writable again. Never creates a second writable primary; does nothing when one region
     is writable. Returns what it changed and the states it found."""
+    lab = drill.lab
     db = db or _databases()
     if lab.ha is not None:
-        return _restore_under_ha(lab, configuration, db)
+        return _restore_under_ha(drill, db)
     states = {r.name: db.is_writable(lab, r) for r in lab.regions}
     changed: list[str] = []
-    switching = (drill.read(lab.path) or {}).get("switchover")
-    if switching and switching.get("stage") == "promoting":
+    switching = (drill_state.read(lab.path) or drill_state.DrillState()).switchover
+    if switching and switching.stage == "promoting":
         # pg_promote may have been sent: let it settle before deciding, or the old primary
         # could be made writable next to a new one
-        target = lab.region(switching["to"])
+        target = lab.region(switching.to)
         _settle(lambda: db.is_writable(lab, target) is True)
         states = {r.name: db.is_writable(lab, r) for r in lab.regions}
-    if switching and states.get(switching["to"]) is True:
+    if switching and states.get(switching.to) is True:
         # interrupted after the promotion: complete the switchover, the old primary
         # (stopped cleanly, its shutdown checkpoint replicated) follows the new one
-        old, new = lab.region(switching["from"]), lab.region(switching["to"])
+        old, new = lab.region(switching.from_region), lab.region(switching.to)
         if states.get(old.name) is None:
-            for_region(lab, old, configuration).start_standby(old, new)
+            for_region(lab, old, drill.settings).start_standby(old, new)
             changed.append(f"{old.name} follows {new.name} (switchover completed)")
         db.wait_replayed(lab, old, new, 60, "follow the new primary", interruptible=False)
         db.restore_replication_mode(lab, new)
-        drill.clear(lab.path)
+        drill_state.clear(lab.path)
         return {"changed": changed or None, "states": states}
     if any(v is True for v in states.values()):
         return {"changed": None, "states": states}
     for r in lab.regions:
-        if states[r.name] is None and for_region(lab, r, configuration).start_database(r):
+        if states[r.name] is None and for_region(lab, r, drill.settings).start_database(r):
             changed.append(f"started the database of {r.name}")
-    promoted = (drill.read(lab.path) or {}).get("promoted")
+    promoted = (drill_state.read(lab.path) or drill_state.DrillState()).promoted
     if promoted and not switching:
         # a promotion was sent (the old primary is fenced because of it): finish it rather
         # than leave no primary at all
         target = lab.region(promoted)
         _settle(lambda: db.is_writable(lab, target) is not False)
         if db.role(lab, target) == "standby":
-            run = runs.current()
-            db.promote(lab, target, 30, clock=run.now if run else time.monotonic)
+            db.promote(lab, target, 30, clock=drill.now)
             changed.append(f"promoted {target.name} (its promotion was requested)")
             return {"changed": changed, "states": states}
     for r in lab.regions:
@@ -161,14 +158,14 @@ def restore_writable_primary(lab: Lab, configuration: Mapping[str, Any] | None =
     return {"changed": changed or None, "states": states}
 
 
-def _restore_under_ha(lab: Lab, configuration: Mapping[str, Any] | None,
-                      db: Databases) -> dict[str, Any]:
+def _restore_under_ha(drill: Drill, db: Databases) -> dict[str, Any]:
     """Under an HA manager the manager decides who is primary: gameday never promotes nor
     makes a database writable behind its back. It starts the members that are down and
     waits (bounded by the leader key's TTL and a few loops) for exactly one primary."""
+    lab = drill.lab
     changed: list[str] = []
     for r in lab.regions:
-        if db.is_writable(lab, r) is None and for_region(lab, r, configuration).start_database(r):
+        if db.is_writable(lab, r) is None and for_region(lab, r, drill.settings).start_database(r):
             changed.append(f"started {lab.ha.manager if lab.ha else 'the HA'} member in {r.name}")
     ha = lab.ha
     bound = (ha.ttl_s or 30) + 3 * (ha.loop_wait_s or 10) + 30 if ha else 60
@@ -199,17 +196,15 @@ class Recovery:
     left: list[str]
 
 
-def recover(lab_file: str | None = None,
-            configuration: Mapping[str, Any] | None = None, *,
-            databases: Databases | None = None, lab: Lab | None = None) -> Recovery:
-    """`gameday recover`: what the rollbacks would have done, from what is on disk. The
-    control passes its loaded `lab`, which holds a password the secrets gave. Does all it
-    can (a revert that fails does not stop the rest) and says what it could not."""
-    lab = lab if lab is not None else descriptor.load(lab_file)
+def recover(drill: Drill, *, databases: Databases | None = None) -> Recovery:
+    """`gameday recover`: what the rollbacks would have done, from what is on disk (the
+    control's after an interruption, with its run's events). Does all it can (a revert
+    that fails does not stop the rest) and says what it could not."""
+    lab = drill.lab
     db = databases or _databases()
-    reverted, _ = _revert_each(lab, None, configuration)  # what failed stays in `left`
+    reverted, _ = _revert_each(drill, None)  # what failed stays in `left`
     done = [f"reverted {item}" for item in reverted]
-    result = restore_writable_primary(lab, configuration, db=db)
+    result = restore_writable_primary(drill, db=db)
     done += result["changed"] or []
     left = [f"fault left behind: {item}" for item in Ledger(lab.path).unsettled()]
     primaries = _one_writable(lab, db)
@@ -239,8 +234,3 @@ def _one_writable(lab: Lab, db: Databases) -> str | None:
 
 
 _ANSWER = {True: "writable", False: "read-only", None: "unreachable"}
-
-
-def open_faults(lab_file: str | None = None) -> list[dict[str, Any]]:
-    lab = descriptor.load(lab_file)
-    return Ledger(lab.path).open_faults()

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gameday.foundation.errors import LabError
+
 FILE = "faults.jsonl"
 STATES = ("planned", "applied", "reverted")
 
@@ -94,6 +96,18 @@ class Ledger:
     def open_faults(self, region: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.entries()
                 if e["state"] != "reverted" and (region is None or e["region"] == region)]
+
+    def refuse_unrecovered(self, region: str) -> None:
+        """A region whose earlier faults were never rolled back cannot take new ones: their
+        undo records would be mixed with the new ones'. LabError naming the fix."""
+        if self.open_faults(region):
+            raise LabError(f"region {region} already has faults that were never rolled back: "
+                           "run `gameday recover` first")
+        problems = self.problems()
+        if problems:
+            # an unreadable record may be a fault still in place: its undo would be lost
+            raise LabError(f"the fault ledger has a record it cannot read ({problems[0]}): run "
+                           "`gameday recover` first")
 
     def unsettled(self, region: str | None = None) -> list[str]:
         """What keeps the lab from being known clean: each open fault (`block-egress on

@@ -8,18 +8,17 @@ from the run directory alone and gives the same numbers.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from gameday import postgres
-from gameday.errors import TargetError
-from gameday.labs.descriptor import Lab
-from gameday.measure import metrics, phases, timeline
-from gameday.report.contract import (
+from gameday.foundation import events
+from gameday.foundation.descriptor import Lab
+from gameday.foundation.events import Kind
+from gameday.measure import hold as holds
+from gameday.measure import instants, phases, stats
+from gameday.measure import rto as rtos
+from gameday.measure.contract import (
     SCHEMA_ID,
     Failback,
     FaultRecord,
@@ -28,83 +27,52 @@ from gameday.report.contract import (
     PromotionRecord,
     Summary,
     Targets,
+    Verdict,
     Writes,
     WritesDetail,
 )
+from gameday.measure.instants import Instant
+from gameday.measure.store import reader, timeline, writes
+from gameday.postgres import canary as postgres_canary
 
 SCHEMA = SCHEMA_ID
-WRITE_COUNTS = ("attempted", "acked", "lost", "recovered", "unknown_absent", "unexpected",
-                "duplicate")
+WRITE_COUNTS: tuple[str, ...] = tuple(Writes.__annotations__)
+# the steady state not met, before and after the method
+STEADY_STATE_NOT_MET = {"before": Kind.STEADY_STATE_BEFORE_NOT_MET,
+                        "after": Kind.STEADY_STATE_AFTER_NOT_MET}
 
 
 def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
     """Read the canary rows of this run from the writable primary into the timeline."""
-    meta = timeline.read_meta(run_dir)
-    start_seq = int(meta.get("start_seq", 1))
-    try:
-        with psycopg.connect(**lab.writer_params(), autocommit=True,
-                             **postgres.bounds(statement_timeout_s=postgres.BULK_TIMEOUT_S)) as conn:
-            rows = conn.execute(
-                f"SELECT seq, count(*) FROM {lab.database.canary_table} WHERE seq >= %s "
-                # in order (the primary key's index gives it): the report then marks
-                # whole ranges of numbers at once instead of one number at a time
-                "GROUP BY seq ORDER BY seq", (start_seq,)).fetchall()
-            server = conn.info.hostaddr
-    except psycopg.Error as exc:
-        raise TargetError(f"cannot read the canary table from the writable primary "
-                          f"({type(exc).__name__})") from None
-    conn2 = timeline.connect(run_dir)
-    try:
-        conn2.execute("BEGIN IMMEDIATE")  # take the write lock now: the recorder writes too
-        conn2.execute("CREATE TABLE IF NOT EXISTS final_rows (seq INTEGER, n INTEGER)")
-        conn2.execute("DELETE FROM final_rows")
-        conn2.executemany("INSERT INTO final_rows VALUES (?, ?)", rows)
-        conn2.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
-            ("final_read_t", json.dumps(t_read)),
-            ("final_read_server", json.dumps(server)),
-            ("final_read_live", json.dumps(live)),
-        ])
-        conn2.execute("COMMIT")
-    finally:
-        conn2.close()
+    start_seq = int(timeline.read_meta(run_dir).get("start_seq", 1))
+    rows, server = postgres_canary.stored_since(lab, start_seq)
+    timeline.write_final_rows(run_dir, rows, meta={"final_read_t": t_read,
+                                                   "final_read_server": server,
+                                                   "final_read_live": live})
     return len(rows)
 
 
-def load(run_dir: Path) -> tuple[metrics.Timeline, Mapping[int, int] | None]:
-    """The stored timeline and the rows read from the new primary (None when not read).
-    Both stay in the run's database, open until `tl.close()`."""
-    conn = timeline.connect(run_dir)
-    try:
-        tl = metrics.load(conn)
-        has_rows = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'final_rows'").fetchone()
-    except BaseException:
-        conn.close()
-        raise
-    return tl, (metrics.FinalRows(conn) if has_rows else None)
-
-
 def build(run_dir: Path) -> Summary:
-    tl, present = load(run_dir)
+    tl, present = reader.open_run(run_dir)
     try:
         return compute(tl, present)
     finally:
         tl.close()
 
 
-def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
+def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
     """summary.json of a stored run, section by section."""
     meta = tl.meta
     targets: Targets = meta.get("targets", {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0})
-    t_fault, t_effective = metrics.fault_time(tl)
+    t_fault, t_effective = instants.fault_time(tl)
     failover = _failover(tl, t_fault)
     writes, accounting = _writes(tl, present, t_fault)
     reasons = _reasons(tl, targets, failover, accounting, present is not None)
     split: dict[str, Any] = {}
     resynced: dict[str, Any] = {}
     if meta.get("drill") == "failback":
-        split = _last_detail(tl, "split-brain-counted")
-        resynced = _last_detail(tl, "resynced")
+        split = _last_detail(tl, Kind.SPLIT_BRAIN_COUNTED)
+        resynced = _last_detail(tl, Kind.RESYNCED)
         split_n = split.get("split_brain_writes")
         if split_n and split_n > targets["max_lost_writes"]:
             reasons.append(f"{split_n} split-brain writes acknowledged by the old primary "
@@ -112,13 +80,13 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
     # the control records experiment-ended only when it finishes the run; a runner killed
     # mid-run leaves the samples it stored (the recorder flushes every 250 ms) without it
     lost = _recorder_lost(tl)
-    incomplete = not tl.events_of("experiment-ended") or bool(lost)
-    if not tl.events_of("experiment-ended"):
+    incomplete = not tl.events_of(Kind.EXPERIMENT_ENDED) or bool(lost)
+    if not tl.events_of(Kind.EXPERIMENT_ENDED):
         reasons.append("incomplete run: the runner stopped before the end (killed or crashed); "
                        "the numbers come from the samples stored until then")
     reasons += lost
     roles = phases.Roles.from_meta(meta)
-    repl = metrics.replication_at(tl, t_fault if t_fault is not None else float("inf"),
+    repl = instants.replication_at(tl, t_fault if t_fault is not None else float("inf"),
                                   primary=roles.primary["name"], standby=roles.secondary["name"])
     rto_i, write_i = failover.rto, failover.instants.get("first_write_s")
     summary: Summary = {
@@ -130,7 +98,8 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         "started_at": meta.get("anchor_utc"),
         "duration_s": _duration(tl),
         "lab": meta.get("lab"),
-        "verdict": "aborted" if tl.events_of("aborted") else "fail" if reasons else "pass",
+        "verdict": Verdict.ABORTED if tl.events_of(Kind.ABORTED) else Verdict.FAIL if reasons
+        else Verdict.PASS,
         "reasons": reasons,
         "targets": targets,
         "rto_s": _r(rto_i.at_s) if rto_i else None,
@@ -156,7 +125,7 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         "failback": None,
         "t_fault_effective_s": _r(t_effective - t_fault) if t_effective is not None and
         t_fault is not None else None,
-        "samplers": metrics.sampler_stats(tl),  # type: ignore[typeddict-item]
+        "samplers": stats.sampler_stats(tl),  # type: ignore[typeddict-item]
         "configuration": meta.get("configuration", {}),
         "incomplete": incomplete,
         "notes": failover.notes,
@@ -174,10 +143,10 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         # its block here, so this run renders alone, with no other directory needed)
         fb = meta["failback"]
         summary["failback"] = fb
-        if fb.get("verdict") in ("fail", "aborted"):
+        if fb.get("verdict") in (Verdict.FAIL, Verdict.ABORTED):
             summary["reasons"] = [*reasons, *[f"failback: {r}" for r in fb.get("reasons", [])]]
-            if summary["verdict"] == "pass":
-                summary["verdict"] = "fail"
+            if summary["verdict"] == Verdict.PASS:
+                summary["verdict"] = Verdict.FAIL
     return summary
 
 
@@ -185,32 +154,32 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
 class _Failover:
     """The instants of one drill: every phase of the registry, RTO and downtime."""
 
-    instants: dict[str, metrics.Instant]
-    rto: metrics.Instant | None
+    instants: dict[str, Instant]
+    rto: Instant | None
     downtime: float | None
     downtime_error: float | None
     notes: dict[str, str]
 
 
-def _failover(tl: metrics.Timeline, t_fault: float | None) -> _Failover:
+def _failover(tl: reader.Timeline, t_fault: float | None) -> _Failover:
     if t_fault is None:
-        return _Failover(instants={n: metrics.missing("no fault") for n in phases.NAMES},
+        return _Failover(instants={n: instants.missing("no fault") for n in phases.NAMES},
                          rto=None, downtime=None, downtime_error=None, notes={})
     meta = tl.meta
     roles = phases.Roles.from_meta(meta)
-    k = int(meta.get("k_consecutive", metrics.K_CONSECUTIVE))
-    instants = phases.measure_all(tl, t_fault, roles)
-    rto_i = metrics.rto(tl, t_fault, roles.secondary["name"], k)
+    k = int(meta.get("k_consecutive", rtos.K_CONSECUTIVE))
+    found = phases.measure_all(tl, t_fault, roles)
+    rto_i = rtos.rto(tl, t_fault, roles.secondary["name"], k)
     until = (t_fault + rto_i.at_s) if rto_i.at_s is not None else None
-    downtime, downtime_err = metrics.downtime(tl, t_fault, until)
-    notes = {name: inst.reason or "not observed" for name, inst in instants.items()
+    downtime, downtime_err = rtos.downtime(tl, t_fault, until)
+    notes = {name: inst.reason or "not observed" for name, inst in found.items()
              if inst.at_s is None}
-    return _Failover(instants=instants, rto=rto_i, downtime=downtime,
+    return _Failover(instants=found, rto=rto_i, downtime=downtime,
                      downtime_error=downtime_err, notes=notes)
 
 
-def _writes(tl: metrics.Timeline, present: Mapping[int, int] | None, t_fault: float | None
-            ) -> tuple[Writes, metrics.WriteAccounting | None]:
+def _writes(tl: reader.Timeline, present: Mapping[int, int] | None, t_fault: float | None
+            ) -> tuple[Writes, writes.WriteAccounting | None]:
     """Jepsen set accounting of the canary against the rows read from the new primary."""
     if present is None:
         empty: Writes = dict.fromkeys(WRITE_COUNTS)  # type: ignore[assignment]
@@ -218,28 +187,28 @@ def _writes(tl: metrics.Timeline, present: Mapping[int, int] | None, t_fault: fl
     meta = tl.meta
     start_seq = int(meta.get("start_seq", 1))
     cutoff, live = meta.get("final_read_t"), bool(meta.get("final_read_live"))
-    if isinstance(present, metrics.FinalRows) and present.conn is tl.store:
+    if isinstance(present, reader.FinalRows) and present.conn is tl.store:
         # a stored run: counted in its database, where the rows lie
         # the numbers attempted, found once per timeline in SQL (`canary_attempted`)
-        accounting = metrics.account_stored_writes(
+        accounting = writes.account_stored_writes(
             tl.store, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff, live=live,
             attempted_seqs=tl.canary_attempted)
     else:
-        accounting = metrics.account_writes(
+        accounting = writes.account_writes(
             tl.canary, present, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff,
             live=live)
     counts: Writes = accounting.counts()  # type: ignore[assignment]
     return counts, accounting
 
 
-def _writes_detail(accounting: metrics.WriteAccounting | None, t_fault: float | None,
+def _writes_detail(accounting: writes.WriteAccounting | None, t_fault: float | None,
                    meta: Mapping[str, Any]) -> WritesDetail | None:
     if accounting is None:
         return None
     window = accounting.loss_window
     return {
         "not_durable": accounting.not_durable,
-        "lost_ranges": metrics.seq_ranges(accounting.lost_seqs),
+        "lost_ranges": writes.seq_ranges(accounting.lost_seqs),
         "lost_after_fault": accounting.lost_after_fault,
         "loss_window_s": None if window is None or t_fault is None else
         [_r(window[0] - t_fault), _r(window[1] - t_fault)],
@@ -248,13 +217,13 @@ def _writes_detail(accounting: metrics.WriteAccounting | None, t_fault: float | 
     }
 
 
-def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
-             accounting: metrics.WriteAccounting | None, rows_read: bool) -> list[str]:
+def _reasons(tl: reader.Timeline, targets: Targets, failover: _Failover,
+             accounting: writes.WriteAccounting | None, rows_read: bool) -> list[str]:
     """Why the verdict is fail, in the order a reader needs them; empty when it passes."""
     reasons: list[str] = []
-    for _t, _kind, _region, detail in tl.events_of("fault-left-behind"):
+    for _t, _kind, _region, detail in tl.events_of(Kind.FAULT_LEFT_BEHIND):
         reasons.append("fault left behind: " + "; ".join(
-            json.loads(detail or "{}").get("faults") or ["unknown"]) + "; run `gameday recover`")
+            events.detail(detail).get("faults") or ["unknown"]) + "; run `gameday recover`")
     if failover.rto is None:
         reasons.append("no fault was injected (the steady state before the fault was not met "
                        "or the run stopped early)")
@@ -276,37 +245,37 @@ def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
         if accounting.unexpected or accounting.duplicate:
             reasons.append(f"integrity failure: {accounting.unexpected} unexpected and "
                            f"{accounting.duplicate} duplicate canary rows")
-    for when in ("before", "after"):
-        for _t, _kind, _region, detail in tl.events_of(f"steady-state-{when}-not-met"):
-            probes = ", ".join(json.loads(detail or "{}").get("probes") or []) or "unknown"
+    for when in STEADY_STATE_NOT_MET:
+        for _t, _kind, _region, detail in tl.events_of(STEADY_STATE_NOT_MET[when]):
+            probes = ", ".join(events.detail(detail).get("probes") or []) or "unknown"
             reasons.append(f"steady state {when} the method not met (probes: {probes})")
-    aborted = tl.events_of("aborted")
+    aborted = tl.events_of(Kind.ABORTED)
     for _t, _kind, _region, detail in aborted[:1]:
-        reasons.insert(0, f"aborted: {json.loads(detail or '{}').get('reason')}; the "
+        reasons.insert(0, f"aborted: {events.detail(detail).get('reason')}; the "
                           "rollbacks ran")
-    if tl.events_of("interrupted") and not aborted:
+    if tl.events_of(Kind.INTERRUPTED) and not aborted:
         reasons.append("interrupted by a signal (Ctrl-C or SIGTERM): the rollbacks ran")
-    for _t, _kind, _region, detail in tl.events_of("step-failed"):
-        d = json.loads(detail or "{}")
+    for _t, _kind, _region, detail in tl.events_of(Kind.STEP_FAILED):
+        d = events.detail(detail)
         reasons.append(f"step {d.get('step')} failed: {d.get('error')}")
-    for _t, _kind, _region, detail in tl.events_of("gate-failed"):
+    for _t, _kind, _region, detail in tl.events_of(Kind.GATE_FAILED):
         reasons.append("not ready for a fault: " +
-                       "; ".join(json.loads(detail or "{}").get("reasons") or []))
+                       "; ".join(events.detail(detail).get("reasons") or []))
     return reasons
 
 
-def _promotion(tl: metrics.Timeline, t_fault: float | None, roles: phases.Roles,
+def _promotion(tl: reader.Timeline, t_fault: float | None, roles: phases.Roles,
                failover: _Failover) -> PromotionRecord:
     """Who promoted, what they said, and what the recorder saw: the measured instant is the
     observed one; the promoter's own report is a cross-check beside it."""
     meta = tl.meta
     observed = failover.instants.get("promotion_s")
-    runner = (metrics.runner_promotion(tl, t_fault, roles.secondary["name"])
+    runner = (instants.runner_promotion(tl, t_fault, roles.secondary["name"])
               if t_fault is not None else None)
-    commands = tl.events_of("promotion-command")
+    commands = tl.events_of(Kind.PROMOTION_COMMAND)
     command = None
     if commands:
-        d = json.loads(commands[-1].detail or "{}")
+        d = events.detail(commands[-1].detail)
         command = {"argv": d.get("argv"), "returncode": d.get("returncode"),
                    "took_s": d.get("took_s"),
                    "at_s": _r(commands[-1].t - t_fault) if t_fault is not None else None}
@@ -319,13 +288,13 @@ def _promotion(tl: metrics.Timeline, t_fault: float | None, roles: phases.Roles,
     }
 
 
-def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
+def _faults(tl: reader.Timeline, t_fault: float | None) -> list[FaultRecord]:
     """Each fault with when it started to apply and when it was seen in effect."""
     faults: list[FaultRecord] = []
-    effective = {(e.region, json.loads(e.detail or "{}").get("fault")): e.t
-                 for e in tl.events_of("fault-effective")}
-    for t, _k, region, detail in tl.events_of("fault-applied"):
-        d = json.loads(detail or "{}")
+    effective = {(e.region, events.detail(e.detail).get("fault")): e.t
+                 for e in tl.events_of(Kind.FAULT_EFFECTIVE)}
+    for t, _k, region, detail in tl.events_of(Kind.FAULT_APPLIED):
+        d = events.detail(detail)
         eff = effective.get((region, d.get("fault")))
         record: FaultRecord = {
             "region": region, "fault": d.get("fault"),
@@ -335,14 +304,14 @@ def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
         if d.get("external"):
             # another extension's fault: in effect when the region first fails its health
             # check, the recorder's own evidence
-            seen = metrics.detection(tl, t, region) if region else None
+            seen = instants.detection(tl, t, region) if region else None
             record["external"] = True
             record["provider"] = d.get("provider")
             record["effective_s"] = (_r(t - (t_fault or t) + seen.at_s)
                                      if seen and seen.at_s is not None else None)
         faults.append(record)
-    for _t, _k, region, detail in tl.events_of("fault-not-applicable"):
-        d = json.loads(detail or "{}")
+    for _t, _k, region, detail in tl.events_of(Kind.FAULT_NOT_APPLICABLE):
+        d = events.detail(detail)
         faults.append({"region": region, "fault": d.get("fault"), "applied_s": None,
                        "effective_s": None, "not_applicable": d.get("reason")})
     return faults
@@ -351,7 +320,7 @@ def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
 FLAP_WINDOW_S = 120.0
 
 
-def _flapping(tl: metrics.Timeline, t_fault: float | None, roles: phases.Roles,
+def _flapping(tl: reader.Timeline, t_fault: float | None, roles: phases.Roles,
               failover: _Failover) -> dict[str, Flapping]:
     """DNS servers that answered both regions, back and forth, after the fault: PowerDNS's
     `ifurlup` picks at random among the addresses while both look down, so the resolver
@@ -381,9 +350,9 @@ def _flapping(tl: metrics.Timeline, t_fault: float | None, roles: phases.Roles,
     return out
 
 
-def _hold(tl: metrics.Timeline, t_fault: float | None) -> Hold | None:
+def _hold(tl: reader.Timeline, t_fault: float | None) -> Hold | None:
     """The hold's availability, when the run held the service in a region (a long drill)."""
-    h = metrics.hold(tl)
+    h = holds.hold(tl)
     if h is None:
         return None
     held_s = h.end - h.start
@@ -402,13 +371,13 @@ def _hold(tl: metrics.Timeline, t_fault: float | None) -> Hold | None:
     }
 
 
-def _duration(tl: metrics.Timeline) -> float | None:
+def _duration(tl: reader.Timeline) -> float | None:
     """The drill's duration on the run's clock: from its start to its end (or to the last
     event of a run whose runner stopped before the end)."""
-    started = tl.events_of("experiment-started")
+    started = tl.events_of(Kind.EXPERIMENT_STARTED)
     if not started:
         return None
-    ended = tl.events_of("experiment-ended") or tl.events
+    ended = tl.events_of(Kind.EXPERIMENT_ENDED) or tl.events
     return round(max(0.0, ended[-1].t - started[0].t), 3)
 
 
@@ -438,33 +407,32 @@ def _observed_mode(sync_state: str | None) -> str | None:
         sync_state or "")
 
 
-def _recorder_lost(tl: metrics.Timeline) -> list[str]:
+def _recorder_lost(tl: reader.Timeline) -> list[str]:
     """Why part of the run went unrecorded: the recorder died (the runner saw it exit
     unbidden), was killed before its last records, or stopped with canary writes still
     unanswered (their outcome missing: a committed one would read as unexpected)."""
     reasons = []
-    for e in tl.events_of("recorder-died"):
-        d = json.loads(e.detail or "{}")
+    for e in tl.events_of(Kind.RECORDER_DIED):
+        d = events.detail(e.detail)
         reasons.append(f"incomplete run: the recorder died {e.t:.1f} s into the run (exit "
                        f"code {d.get('exit_code')}: {d.get('last_line')}); nothing was "
                        "measured after that")
-    for e in tl.events_of("recorder-killed"):
-        d = json.loads(e.detail or "{}")
+    for e in tl.events_of(Kind.RECORDER_KILLED):
+        d = events.detail(e.detail)
         reasons.append(f"incomplete run: the recorder did not write its last records within "
                        f"{d.get('waited_s')} s of the stop and was killed; what it held "
                        "then is missing")
-    for e in tl.events_of("recorder-stopped"):
-        n = json.loads(e.detail or "{}").get("unanswered")
+    for e in tl.events_of(Kind.RECORDER_STOPPED):
+        n = events.detail(e.detail).get("unanswered")
         if n:
             reasons.append(f"incomplete run: {n} canary writes were still unanswered when the "
                            "recorder stopped; their outcome is missing")
     return reasons
 
 
-def _last_detail(tl: metrics.Timeline, kind: str) -> dict[str, Any]:
+def _last_detail(tl: reader.Timeline, kind: Kind) -> dict[str, Any]:
     found = tl.events_of(kind)
-    detail: dict[str, Any] = json.loads(found[-1].detail or "{}") if found else {}
-    return detail
+    return events.detail(found[-1].detail) if found else {}
 
 
 def _r(v: float | None, nd: int = 4) -> float | None:

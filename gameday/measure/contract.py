@@ -12,14 +12,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from enum import StrEnum
 from importlib import resources
 from typing import Any, NotRequired, TypedDict
 
 import jsonschema
 
-from gameday.errors import ConfigError
+from gameday.foundation.errors import ConfigError
 
 SCHEMA_ID = "gameday.summary/v1"
+
+
+class Verdict(StrEnum):
+    """A drill's verdict: every target met; a target missed or a run that could not
+    measure; or a stop condition rolled it back (its reasons say which)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    ABORTED = "aborted"
 
 
 class Targets(TypedDict):
@@ -186,7 +196,7 @@ def experiment_id(summary: Mapping[str, Any]) -> str:
 
 
 def schema() -> dict[str, Any]:
-    text = resources.files("gameday.report").joinpath("summary.schema.json").read_text()
+    text = resources.files("gameday.measure").joinpath("summary.schema.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

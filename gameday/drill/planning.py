@@ -21,31 +21,15 @@ from typing import Any
 
 from chaoslib import substitute
 
-from gameday import hypothesis
-from gameday.errors import ConfigError, GamedayError
-from gameday.labs.driver import for_region
-from gameday.labs.ledger import Ledger
-from gameday.settings import GamedaySettings
-
-# what each fault changes, and how its rollback undoes it; the driver's undo record says
-# exactly what (process names, nft table, replica counts, nodes)
-FAULT_TEXT: dict[str, tuple[str, str]] = {
-    "scale-to-zero": ("stops the region's workloads (storefront and database; under an HA "
-                      "manager, the manager first)",
-                      "starts exactly what the record lists again; the old primary's "
-                      "database comes back fenced (read-only) once the other region was "
-                      "promoted"),
-    "cordon": ("marks the region's nodes unschedulable",
-               "uncordons exactly the nodes the record lists"),
-    "block-egress": ("blocks every new outbound connection from the region (nftables in the "
-                     "region's namespace, or a NetworkPolicy)",
-                     "deletes the table or policy the record names"),
-    "blackhole": ("drops all the region's traffic while its processes keep running (the "
-                  "split-brain case)",
-                  "deletes the rules / unpauses the node containers the record names"),
-    "replication-cut": ("stops the region's cross-region path (its delay proxy)",
-                        "starts the proxy again with the recorded delay"),
-}
+from gameday.drill import gate as readiness
+from gameday.drill import hypothesis, preflight
+from gameday.foundation import lock
+from gameday.foundation.descriptor import Lab
+from gameday.foundation.driver import for_region
+from gameday.foundation.errors import ConfigError, GamedayError
+from gameday.foundation.faults import DEFAULT_REGION_FAULTS, region_faults
+from gameday.foundation.ledger import Ledger
+from gameday.foundation.settings import GamedaySettings
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -96,9 +80,6 @@ def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
     `refusals` (a plan that cannot be made is refused, never passed). `runs_actions`: the
     dry mode still runs actions (`--dry probes`), so an action marked as a gameday fault
     is refused, since it would inject for real."""
-    from gameday import control  # the same pre-flight checks the run's control makes
-    from gameday.labs import lock
-
     config = dict(configuration or {})
     plan = Plan(experiment=str(experiment.get("title") or "experiment"))
     try:
@@ -118,7 +99,7 @@ def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
         if holder is not None:
             plan.refusals.append(f"the lab is in use by another drill (pid {holder or '?'} "
                                  f"holds {lock.path(lab.path)})")
-        control.check_before_start(experiment, settings, lab, config)
+        preflight.check(experiment, settings, lab)  # what the run's control checks
         plan.checks.append(f"promotion '{settings.promotion.strategy}' allowed here; fault "
                            "markers name known regions; what runs matches the descriptor")
     except GamedayError as exc:
@@ -129,7 +110,7 @@ def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
         return plan
     for activity in experiment.get("method") or []:
         try:
-            _plan_action(plan, activity, config, dict(secrets or {}), lab,
+            _plan_action(plan, activity, config, dict(secrets or {}), settings, lab,
                          runs_actions=runs_actions)
         except GamedayError as exc:
             plan.refusals.append(f"{_name(activity)}: {exc}")
@@ -137,9 +118,7 @@ def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
             plan.refusals.append(f"{_name(activity)}: cannot plan it ({type(exc).__name__}: "
                                  f"{exc})")
     if gate and not plan.refused:
-        from gameday.probes import gate as readiness
-
-        problems = readiness.check(config, dict(secrets or {}))
+        problems = readiness.check(settings, lab)
         if problems:
             plan.refusals.append("not ready for a fault: " + "; ".join(problems))
         else:
@@ -153,13 +132,11 @@ def _name(activity: Any) -> str:
 
 
 def _plan_action(plan: Plan, activity: Any, config: dict[str, Any], secrets: dict[str, Any],
-                 lab: Any, *, runs_actions: bool) -> None:
+                 settings: GamedaySettings, lab: Lab, *, runs_actions: bool) -> None:
     """One method action: an external fault, one of ours (take_region_down's faults, each
     with its undo record), or any other provider, shown as it would be called. Every
     provider shape Chaos Toolkit accepts is read: a `process` action's arguments may be a
     string, a list or an object."""
-    from gameday.actions.region import DEFAULT_FAULTS, fault_list, refuse_unrecovered
-
     if not isinstance(activity, dict) or activity.get("type") != "action":
         return
     name = _name(activity)
@@ -186,16 +163,15 @@ def _plan_action(plan: Plan, activity: Any, config: dict[str, Any], secrets: dic
                           '{"region": "region-1", "faults": "scale-to-zero"}')
     args = dict(arguments or {})
     region = lab.region(str(args.get("region", "region-1")))
-    faults = fault_list(args.get("faults", DEFAULT_FAULTS))
-    refuse_unrecovered(Ledger(lab.path), region.name)
-    driver = for_region(lab, region, config)
+    faults = region_faults(args.get("faults", DEFAULT_REGION_FAULTS))
+    Ledger(lab.path).refuse_unrecovered(region.name)
+    driver = for_region(lab, region, settings)
     for fault in faults:
         record = driver.plan(fault, region)
-        changes, undo = FAULT_TEXT.get(fault, (fault, "its driver's revert"))
         plan.faults.append({
             "region": region.name, "fault": fault,
             "applicable": bool(record.get("applicable", True)),
-            "reason": record.get("reason"), "changes": changes, "undo": undo,
+            "reason": record.get("reason"), "changes": fault.changes, "undo": fault.undo,
             "record": record})
 
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from gameday.errors import GamedayError
+from gameday.foundation.errors import GamedayError
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 

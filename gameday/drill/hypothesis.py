@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gameday.errors import ConfigError
-from gameday.settings import number
+from gameday.foundation.errors import ConfigError
+from gameday.foundation.settings import number
 
 
 def bound_tolerances(experiment: Mapping[str, Any]) -> list[tuple[dict[str, Any], str]]:

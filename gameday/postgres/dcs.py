@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from gameday.errors import TargetError
-from gameday.labs.descriptor import Ha
+from gameday.foundation.descriptor import Ha
+from gameday.foundation.errors import TargetError
 
 
 def _url(ha: Ha, path: str) -> str:

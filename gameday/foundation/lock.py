@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from gameday.errors import LabError
+from gameday.foundation.errors import LabError
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 

@@ -1,5 +1,6 @@
 """The one small interface every lab kind implements to break and restore a region, and
-the registry that maps a descriptor's `driver` name to its implementation.
+the way to a region's implementation (its descriptor's `driver`, a name of
+gameday.foundation.lab_kinds).
 
 A fault is applied in three steps so that it can always be undone:
 `plan()` says what will change (written to the fault ledger *before* anything changes),
@@ -13,31 +14,30 @@ cannot do: `DatabaseOps`. A lab driver implements both (`LabDriver`).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias
 
-from gameday.errors import ConfigError
-
-if TYPE_CHECKING:  # the descriptor validates driver names against this registry
-    from gameday.labs.descriptor import Lab, Region
-
-FAULTS = ("scale-to-zero", "cordon", "block-egress", "blackhole")
+from gameday.foundation import lab_kinds
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.faults import Fault
+from gameday.foundation.settings import GamedaySettings
 
 
 class Driver(Protocol):
-    def plan(self, fault: str, region: Region) -> dict[str, Any]:
+    def plan(self, fault: Fault, region: Region) -> dict[str, Any]:
         """The undo record of `fault` on `region`, computed before anything changes.
 
-        Returns `{"applicable": False, "reason": ...}` when this lab cannot apply it."""
+        A fault this lab cannot apply is planned as `faults.not_applicable(reason)`: the
+        drill records it and goes on without it."""
 
-    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def inject(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         """Apply the fault planned in `undo`."""
 
-    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
+    def is_effective(self, fault: Fault, region: Region, undo: dict[str, Any]) -> bool:
         """True once the fault is seen in effect (replicas at zero, rule present and a
         connection refused or dropped)."""
 
-    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def revert(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         """Put back exactly what `undo` records. Calling it twice is harmless."""
 
 
@@ -70,40 +70,32 @@ class LabDriver(Driver, DatabaseOps, Protocol):
     """Everything the actions and the recovery ask of a lab."""
 
 
-DriverFactory: TypeAlias = "Callable[[Lab, Mapping[str, Any] | None], LabDriver]"
-
-# name in the descriptor -> "module:factory"; imported only when a region names it, so the
-# netns lab never loads the kubernetes client
-_REGISTRY: dict[str, str] = {
-    "netns": "gameday.labs.netns.driver:NetnsDriver.for_lab",
-    "kubernetes": "gameday.labs.kubernetes:KubernetesDriver.from_configuration",
-}
+DriverFactory: TypeAlias = Callable[[Lab, GamedaySettings | None], LabDriver]
 
 
-def register(name: str, factory: str) -> None:
-    """Add a lab kind: `factory` is "module:callable", called as `factory(lab, configuration)`."""
-    _REGISTRY[name] = factory
-
-
-def names() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
-
-
-def factory(name: str) -> DriverFactory:
-    try:
-        target = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown driver '{name}': the descriptor's driver must be one of "
-                          f"{', '.join(names())}") from None
+def _load(target: str) -> Any:
     module, _, attr = target.partition(":")
     obj: Any = importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
-    made: DriverFactory = obj
+    return obj
+
+
+def factory(name: str) -> DriverFactory:
+    made: DriverFactory = _load(lab_kinds.kind(name).factory)
     return made
 
 
-def for_region(lab: Lab, region: Region,
-               configuration: Mapping[str, Any] | None = None) -> LabDriver:
-    """The driver named by the region in the descriptor."""
-    return factory(region.driver)(lab, configuration)
+def for_region(lab: Lab, region: Region, settings: GamedaySettings | None = None) -> LabDriver:
+    """The driver named by the region in the descriptor, with its section of the settings
+    (None: its defaults, as `gameday recover` without an experiment has them)."""
+    return factory(region.driver)(lab, settings)
+
+
+def verify_running(lab: Lab) -> None:
+    """Refuse a descriptor that does not match what runs, as each of its regions' lab kind
+    checks it (the netns lab: its namespaces and services are up)."""
+    for name in sorted({r.driver for r in lab.regions}):
+        verify = lab_kinds.kind(name).verify
+        if verify is not None:
+            _load(verify)(lab)

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from gameday import interrupt
-from gameday.errors import ConfigError, GamedayError, TargetError
+from gameday.foundation import interrupt
+from gameday.foundation.errors import ConfigError, GamedayError, TargetError
 
 T = TypeVar("T")
 

@@ -14,12 +14,15 @@ import sqlite3
 import threading
 import time
 import typing
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from gameday.foundation.events import Payload
+
 FILE = "timeline.sqlite"
+CHUNK = 8192  # rows per read: a window, never a whole table
 
 class Event(NamedTuple):
     t: float
@@ -150,15 +153,42 @@ def connect(run_dir: Path | str) -> sqlite3.Connection:
     return conn
 
 
-def create(run_dir: Path, meta: dict[str, Any]) -> None:
+def create(run_dir: Path, meta: Mapping[str, Any]) -> None:
     conn = connect(run_dir)
     with conn:
         conn.executescript(SCHEMA)
-        conn.executemany(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            [(k, json.dumps(v)) for k, v in meta.items()],
-        )
+        conn.executemany(_PUT_META, [(k, json.dumps(v)) for k, v in meta.items()])
     conn.close()
+
+
+_PUT_META = "INSERT OR REPLACE INTO meta VALUES (?, ?)"
+
+
+def write_meta(run_dir: Path | str, meta: Mapping[str, Any], *, sort_keys: bool = False) -> None:
+    """Record (or replace) `meta`'s keys of a run, each value as JSON."""
+    conn = connect(run_dir)
+    try:
+        with conn:
+            conn.executemany(_PUT_META, [(k, json.dumps(v, sort_keys=sort_keys))
+                                         for k, v in meta.items()])
+    finally:
+        conn.close()
+
+
+def write_final_rows(run_dir: Path | str, rows: Iterable[tuple[int, int]], *,
+                     meta: Mapping[str, Any]) -> None:
+    """The canary rows read from the new primary (seq, how many rows with it), replacing an
+    earlier read, with `meta` saying when and from where, in one transaction."""
+    conn = connect(run_dir)
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: the recorder writes too
+        conn.execute("CREATE TABLE IF NOT EXISTS final_rows (seq INTEGER, n INTEGER)")
+        conn.execute("DELETE FROM final_rows")
+        conn.executemany("INSERT INTO final_rows VALUES (?, ?)", rows)
+        conn.executemany(_PUT_META, [(k, json.dumps(v)) for k, v in meta.items()])
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 def read_meta(run_dir: Path | str) -> dict[str, Any]:
@@ -232,12 +262,11 @@ class BatchWriter:
         self.conn.close()
 
 
-def record_event(run_dir: Path | str, t: float, kind: str, region: str | None = None,
-                 **detail: Any) -> None:
+def record_event(run_dir: Path | str, payload: Payload, t: float) -> None:
     """Events are rare and matter most: each is its own committed transaction."""
     conn = connect(run_dir)
     try:
         conn.execute(insert_sql("events"),
-                     Event(t, kind, region, json.dumps(detail, sort_keys=True, default=str)))
+                     Event(t, payload.KIND, payload.region, payload.detail_json()))
     finally:
         conn.close()

@@ -1,7 +1,9 @@
 """The experiment's configuration, parsed once into a typed object (CONTRIBUTING.md, convention 6).
 
 Chaos Toolkit hands every activity the raw `configuration` dict; key names, defaults and
-coercion live here and nowhere else, and a bad value is a ConfigError naming the key.
+coercion live here and nowhere else, and a bad value is a ConfigError naming the key. The
+run records its configuration in its timeline from here too (`GamedaySettings.recorded`),
+under the keys the experiment sets, so a report reads the names a user wrote.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gameday import stopconditions
-from gameday.errors import ConfigError
-from gameday.labs import descriptor
-from gameday.measure.samplers import Rates
-from gameday.stopconditions import StopConditions
+from gameday.foundation import descriptor, stopconditions
+from gameday.foundation.errors import ConfigError
+from gameday.foundation.stopconditions import StopConditions
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -45,6 +45,92 @@ class Promotion:
 
 
 LIVE_VIEWS = ("auto", "panel", "lines", "quiet", "off")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Rates:
+    """How often the recorder samples, and how hard its canary writes."""
+
+    dns_s: float = 0.05
+    http_s: float = 0.05
+    replication_s: float = 0.25
+    timeout_s: float = 0.5
+    canary_writers: int = 4
+    # acknowledged canary writes per second, all writers together; 0: as fast as the
+    # database answers. A long drill caps it: flat out on a primary with no synchronous
+    # standby the canary wrote ~5,000 rows/s, 674 MB of timeline an hour, and more WAL
+    # than the old primary could catch up on for the failback
+    canary_max_rate: float = 0.0
+
+
+def rates(c: Mapping[str, Any]) -> Rates:
+    """The sampling rates under their configuration keys: also how the recorder reads them
+    back from the run's recorded configuration (`GamedaySettings.recorded`)."""
+    return Rates(
+        dns_s=number(c, "dns_interval_s", 0.05, minimum=0.005),
+        http_s=number(c, "http_interval_s", 0.05, minimum=0.005),
+        replication_s=number(c, "replication_interval_s", 0.25, minimum=0.01),
+        canary_writers=int(number(c, "canary_writers", 4, integer=True, minimum=1)),
+        canary_max_rate=number(c, "canary_max_rate", 0.0, minimum=0.0),
+    )
+
+
+KUBE_ALLOWLIST_KEY = "kube_context_allowlist"
+KUBE_ALLOWLIST_ENV = "GAMEDAY_KUBE_CONTEXT_ALLOWLIST"
+KUBE_TIMEOUT_KEY = "kube_request_timeout_s"
+DEFAULT_KUBE_CONTEXTS: tuple[str, ...] = ("kind-*",)
+DEFAULT_KUBE_TIMEOUT_S = 10.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KubeAccess:
+    """The kubernetes driver's section: the contexts a run may touch (so that a game day
+    cannot scale a production cluster to zero by a typo in a descriptor) and the time one
+    API request may take (a paused node completes the TCP handshake and never answers)."""
+
+    allowed_contexts: tuple[str, ...] = DEFAULT_KUBE_CONTEXTS
+    request_timeout_s: float = DEFAULT_KUBE_TIMEOUT_S
+
+
+def kube_access(c: Mapping[str, Any] | None) -> KubeAccess:
+    """`kube_context_allowlist` (or env GAMEDAY_KUBE_CONTEXT_ALLOWLIST): shell-style context
+    patterns, a list or a comma-separated string, added to `kind-*`; and
+    `kube_request_timeout_s` (default 10)."""
+    c = c or {}
+    raw: Any = c.get(KUBE_ALLOWLIST_KEY)
+    if raw is None:
+        raw = os.environ.get(KUBE_ALLOWLIST_ENV, "")
+    if isinstance(raw, str):
+        extra = [p.strip() for p in raw.split(",")]
+    elif isinstance(raw, Sequence):
+        extra = [str(p).strip() for p in raw]
+    else:
+        raise ConfigError(
+            f"configuration '{KUBE_ALLOWLIST_KEY}': expected a list or a comma-separated string "
+            f"of context patterns, got {type(raw).__name__}"
+        )
+    timeout: Any = c.get(KUBE_TIMEOUT_KEY, DEFAULT_KUBE_TIMEOUT_S)
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(
+            f"configuration '{KUBE_TIMEOUT_KEY}' must be a number of seconds > 0, got "
+            f"{timeout!r}: fix it in the experiment or pass --var {KUBE_TIMEOUT_KEY}=10"
+        )
+    return KubeAccess(allowed_contexts=DEFAULT_KUBE_CONTEXTS + tuple(p for p in extra if p),
+                      request_timeout_s=seconds)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Hold:
+    """A long drill's hold in the secondary (`hold_in_region`), as the experiment's
+    configuration sets it for the step's arguments: checked before anything starts."""
+
+    hold_s: float = 60.0
+    check_interval_s: float = 5.0
+    max_outage_s: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,6 +166,8 @@ class GamedaySettings:
     ready_timeout_s: float = 20.0
     k_consecutive: int = 5
     rates: Rates = dataclasses.field(default_factory=Rates)
+    kube: KubeAccess = dataclasses.field(default_factory=KubeAccess)
+    hold: Hold = dataclasses.field(default_factory=Hold)
     promotion: Promotion = dataclasses.field(default_factory=Promotion)
     budget: Budget = dataclasses.field(default_factory=Budget)
     results: Results = dataclasses.field(default_factory=Results)
@@ -107,13 +195,11 @@ class GamedaySettings:
             max_lag_s=number(c, "max_lag_s", 5.0),
             ready_timeout_s=number(c, "ready_timeout_s", 20.0),
             k_consecutive=int(number(c, "k_consecutive", 5, integer=True, minimum=1)),
-            rates=Rates(
-                dns_s=number(c, "dns_interval_s", 0.05, minimum=0.005),
-                http_s=number(c, "http_interval_s", 0.05, minimum=0.005),
-                replication_s=number(c, "replication_interval_s", 0.25, minimum=0.01),
-                canary_writers=int(number(c, "canary_writers", 4, integer=True, minimum=1)),
-                canary_max_rate=number(c, "canary_max_rate", 0.0, minimum=0.0),
-            ),
+            rates=rates(c),
+            kube=kube_access(c),
+            hold=Hold(hold_s=number(c, "hold_s", 60.0),
+                      check_interval_s=number(c, "hold_check_interval_s", 5.0),
+                      max_outage_s=number(c, "hold_max_outage_s", 60.0)),
             promotion=_promotion(c),
             budget=Budget(promotion_s=number(c, "promotion_budget_s", 1.0),
                           write_reconnect_s=number(c, "write_reconnect_s", 1.0)),
@@ -125,6 +211,49 @@ class GamedaySettings:
     def load_lab(self) -> descriptor.Lab:
         return descriptor.load(self.lab_file, password=self.db_password,
                                kube_credentials=dict(self.kube_credentials))
+
+    def k(self, consecutive: Any = 0) -> int:
+        """The K of a wait for recovery: its `consecutive` argument (Chaos Toolkit
+        substitutes `${var}` as text, so it may arrive as a string), or 0 for the
+        configuration's `k_consecutive`, the rule the report's RTO is measured by."""
+        return int(number({"consecutive": consecutive}, "consecutive", 0, integer=True)) \
+            or self.k_consecutive
+
+    def recorded(self, lab: descriptor.Lab) -> dict[str, Any]:
+        """What the run records of its settings (meta `targets`, `k_consecutive`, `drill`,
+        `promotion` and `configuration`), each number under the key the experiment sets it
+        by: the report's budget, the trend and the recorder read them back from there."""
+        return {
+            "targets": {"rto_s": self.targets.rto_s, "rpo_s": self.targets.rpo_s,
+                        "max_lost_writes": self.targets.max_lost_writes},
+            "k_consecutive": self.k_consecutive,
+            "drill": self.drill,
+            "promotion": {"strategy": self.promotion.strategy,
+                          "command": list(self.promotion.command)},
+            "configuration": {
+                "dns_ttl_s": lab.dns.ttl_s, "health_interval_s": lab.dns.health_interval_s,
+                "inter_region_delay_ms": lab.inter_region_delay_ms,
+                "replication": lab.database.replication,
+                "canary_writers": self.rates.canary_writers,
+                "k_consecutive": self.k_consecutive,
+                "http_interval_s": self.rates.http_s,
+                "dns_interval_s": self.rates.dns_s,
+                "replication_interval_s": self.rates.replication_s,
+                # the lab's DNS health check: one failure marks a region down, within 1 s
+                "health_failures": 1,
+                "health_timeout_s": 1.0,
+                "promotion": self.promotion.strategy,
+                "promotion_budget_s": self.budget.promotion_s,
+                "write_reconnect_s": self.budget.write_reconnect_s,
+                "regression_factor": self.results.regression_factor,
+                **({"ha_manager": lab.ha.manager, "ha_ttl_s": lab.ha.ttl_s,
+                    "ha_loop_wait_s": lab.ha.loop_wait_s,
+                    "ha_retry_timeout_s": lab.ha.retry_timeout_s} if lab.ha else {}),
+                # only when capped: the configuration of other runs stays as it was
+                **({"canary_max_rate": self.rates.canary_max_rate}
+                   if self.rates.canary_max_rate else {}),
+            },
+        }
 
 
 KUBE_SECRET_KEYS = ("KUBERNETES_API_KEY", "KUBERNETES_API_KEY_PREFIX", "KUBERNETES_CERT_FILE",
@@ -205,6 +334,12 @@ def _text(c: dict[str, Any], key: str) -> str | None:
     if not isinstance(raw, str):
         raise ConfigError(f"configuration '{key}' must be a string, got {raw!r}")
     return raw
+
+
+def argument(value: Any, key: str, default: float, *, minimum: float = 0.0) -> float:
+    """An activity's numeric argument: Chaos Toolkit substitutes `${var}` as text, so a
+    number may arrive as a string; checked as the configuration key it usually comes from."""
+    return number({key: value}, key, default, minimum=minimum)
 
 
 def number(c: Mapping[str, Any], key: str, default: float, *, integer: bool = False,

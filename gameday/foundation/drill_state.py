@@ -1,0 +1,107 @@
+"""What one drill leaves for the next, in `drill.json` beside the descriptor: which region
+was promoted, when, and by which game day run, and how far a switchover got. Failback reads
+it to know there is something to fail back from, and to tell split-brain writes
+(acknowledged by the old primary after the promotion) from writes that were merely not
+replicated before the fault; the drivers read it to fence a region that must not serve
+again; `gameday recover` reads the switchover's stage to complete or undo it.
+
+Written before the change it records (the promotion is recorded before it is requested),
+so a run interrupted half-way still leaves the record that it may have happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+FILE = "drill.json"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Switchover:
+    """A planned switchover in progress: to and from which region, and its last stage on
+    disk (read-only, stopping, promoting, promoted)."""
+
+    to: str
+    from_region: str  # "from" in the file
+    stage: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"to": self.to, "from": self.from_region}
+        if self.stage is not None:
+            out["stage"] = self.stage
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Switchover | None:
+        if not isinstance(data, dict) or not data.get("to") or not data.get("from"):
+            return None
+        stage = data.get("stage")
+        return cls(to=str(data["to"]), from_region=str(data["from"]),
+                   stage=str(stage) if stage is not None else None)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DrillState:
+    promoted: str | None = None  # the region a game day promoted
+    old_primary: str | None = None
+    promoted_at_utc: str | None = None  # its first accepted write, on the wall clock
+    timeline: int | None = None  # the promoted server's timeline, when gameday promoted
+    strategy: str | None = None  # who promoted: runner, command or none
+    observed: bool | None = None  # the HA manager promoted; the recorder saw it
+    game_day_run: str | None = None  # the run directory of that game day
+    switchover: Switchover | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "switchover":
+                if value is not None:
+                    out[f.name] = value.to_json()
+            elif value is not None:
+                out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> DrillState | None:
+        """The state a file holds; None for anything that is not one (a torn or foreign
+        file reads as no drill, as it always did)."""
+        if not isinstance(data, dict):
+            return None
+        known = {f.name for f in dataclasses.fields(cls)} - {"switchover"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   switchover=Switchover.from_json(data.get("switchover")))
+
+    def promoted_other_than(self, region: str) -> str | None:
+        """The region this drill promoted, when it is not `region`: a promotion may have
+        happened there, so `region` must not come back as a primary."""
+        return self.promoted if self.promoted and self.promoted != region else None
+
+
+def path(lab_path: str | os.PathLike[str]) -> Path:
+    return Path(lab_path).absolute().parent / FILE
+
+
+def read(lab_path: str | os.PathLike[str]) -> DrillState | None:
+    try:
+        data = json.loads(path(lab_path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return DrillState.from_json(data)
+
+
+def write(lab_path: str | os.PathLike[str], state: DrillState) -> None:
+    p = path(lab_path)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state.to_json(), indent=2, sort_keys=True))
+    tmp.replace(p)
+
+
+def clear(lab_path: str | os.PathLike[str]) -> None:
+    p = path(lab_path)
+    if p.exists():
+        p.unlink()
