@@ -49,7 +49,7 @@ DETECTED = {"killed", "timeout"}
 # the source: after a change to these modules, `make mutate` says which entries went stale.
 # (numbered before measure/metrics.py was split by concern: `make mutate` names the
 # entries that went stale)
-I, ST = "gameday.measure.instants.", "gameday.measure.stats."
+IN, ST = "gameday.measure.instants.", "gameday.measure.stats."
 R, Q, W = "gameday.measure.store.reader.", "gameday.measure.store.seqsets.", \
     "gameday.measure.store.writes."
 S, T = "gameday.measure.summary.", "gameday.report.trend."
@@ -97,7 +97,7 @@ _REASONS: dict[str, list[str]] = {
     "fewer than two acknowledgements give no gaps, and the percentile of none is None": [
         W + "x_account_stored_writes__mutmut_203", W + "x_account_stored_writes__mutmut_210"],
     "the memo's label: any constant keys the same answers": [
-        I + "x_first_write__mutmut_2", I + "x_first_write__mutmut_3"],
+        IN + "x_first_write__mutmut_2", IN + "x_first_write__mutmut_3"],
     "the gaps' bins: any power-of-two scale bins them exactly, and values the widened "
     "upper bound lets in are larger, so they sort after the rank wanted": [
         ST + f"x_gap_percentiles__mutmut_{n}" for n in (4, 5, 111, 113, 116)],
@@ -112,7 +112,7 @@ _REASONS: dict[str, list[str]] = {
     "reads": [R + "x_memory_store__mutmut_4"],
     "only instants that were seen reach min(), so the key's None branch is never taken; "
     "the sampler's own reason is replaced by the promotion's when neither was seen": [
-        I + "x_promotion__mutmut_42", I + "x_promotion__mutmut_6"],
+        IN + "x_promotion__mutmut_42", IN + "x_promotion__mutmut_6"],
     "an empty stream is never read (no connection, no rows): its table name and select "
     "list are unused": [R + f"xǁStreamǁempty__mutmut_{n}" for n in (1, 3, 10, 11)],
     "which columns a stream copies: reading them all gives the same values, and a name "

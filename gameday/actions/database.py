@@ -20,7 +20,7 @@ from gameday.drill.context import Drill
 from gameday.drill.preflight import refuse_runner_behind_manager
 from gameday.foundation import drill_state, interrupt
 from gameday.foundation.descriptor import Region
-from gameday.foundation.drill_state import DrillState, Switchover
+from gameday.foundation.drill_state import DrillState, Stage, Switchover
 from gameday.foundation.driver import for_region
 from gameday.foundation.errors import LabError, TargetError
 from gameday.foundation.events import (
@@ -218,7 +218,7 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     driver = for_region(lab, current, drill.settings)
     progress = drill_state.read(lab.path) or DrillState()
 
-    def stage(name: str) -> None:
+    def stage(name: Stage) -> None:
         # each stage on disk first, so a rollback or `gameday recover` after an
         # interruption knows whether to undo the switchover or to complete it
         nonlocal progress
@@ -226,15 +226,15 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
             to=to, from_region=current.name, stage=name))
         drill_state.write(lab.path, progress)
 
-    stage("read-only")
+    stage(Stage.READ_ONLY)
     postgres.make_read_only(lab, current)
     drill.event(FaultEffective(region=current.name, fault=Fault.SWITCHOVER))
     replay_s = postgres.wait_replayed(lab, target, current, timeout_s, "replay the old primary")
-    stage("stopping")
+    stage(Stage.STOPPING)
     driver.stop_database(current)
-    stage("promoting")
+    stage(Stage.PROMOTING)
     promoted = _promote(drill, target, timeout_s)
-    stage("promoted")
+    stage(Stage.PROMOTED)
     driver.start_standby(current, target)
     postgres.wait_replayed(lab, current, target, timeout_s, "follow the new primary")
     postgres.restore_replication_mode(lab, target)

@@ -32,6 +32,7 @@ from gameday import postgres
 from gameday.drill.context import Drill
 from gameday.foundation import drill_state
 from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.drill_state import Stage
 from gameday.foundation.driver import for_region
 from gameday.foundation.errors import GamedayError, LabError, TargetError
 from gameday.foundation.events import FaultReverted, FaultRevertFailed, RollbackStarted
@@ -118,7 +119,7 @@ def restore_writable_primary(drill: Drill, *, db: Databases | None = None) -> di
     states = {r.name: db.is_writable(lab, r) for r in lab.regions}
     changed: list[str] = []
     switching = (drill_state.read(lab.path) or drill_state.DrillState()).switchover
-    if switching and switching.stage == "promoting":
+    if switching and switching.stage == Stage.PROMOTING:
         # pg_promote may have been sent: let it settle before deciding, or the old primary
         # could be made writable next to a new one
         target = lab.region(switching.to)

@@ -14,16 +14,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 FILE = "drill.json"
 
 
+class Stage(StrEnum):
+    """How far a planned switchover got, each stage on disk before it starts: a rollback
+    or `gameday recover` after an interruption undoes it before `promoting`, waits for the
+    promotion to settle at `promoting`, and completes it once the target is writable."""
+
+    READ_ONLY = "read-only"
+    STOPPING = "stopping"
+    PROMOTING = "promoting"
+    PROMOTED = "promoted"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Switchover:
     """A planned switchover in progress: to and from which region, and its last stage on
-    disk (read-only, stopping, promoting, promoted)."""
+    disk."""
 
     to: str
     from_region: str  # "from" in the file
@@ -56,25 +68,26 @@ class DrillState:
     switchover: Switchover | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The file's object: every field that is set, the switchover's as its own."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "switchover":
-                if value is not None:
-                    out[f.name] = value.to_json()
-            elif value is not None:
-                out[f.name] = value
+            if value is not None:
+                out[f.name] = value.to_json() if isinstance(value, Switchover) else value
         return out
 
     @classmethod
     def from_json(cls, data: Any) -> DrillState | None:
         """The state a file holds; None for anything that is not one (a torn or foreign
-        file reads as no drill, as it always did)."""
+        file reads as no drill, as it always did). Keys it does not know are left out."""
         if not isinstance(data, dict):
             return None
-        known = {f.name for f in dataclasses.fields(cls)} - {"switchover"}
-        return cls(**{k: v for k, v in data.items() if k in known},
-                   switchover=Switchover.from_json(data.get("switchover")))
+        found: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                nested = f.type == "Switchover | None"  # a field holding the switchover
+                found[f.name] = Switchover.from_json(data[f.name]) if nested else data[f.name]
+        return cls(**found)
 
     def promoted_other_than(self, region: str) -> str | None:
         """The region this drill promoted, when it is not `region`: a promotion may have

@@ -187,16 +187,8 @@ def _writes(tl: reader.Timeline, present: Mapping[int, int] | None, t_fault: flo
     meta = tl.meta
     start_seq = int(meta.get("start_seq", 1))
     cutoff, live = meta.get("final_read_t"), bool(meta.get("final_read_live"))
-    if isinstance(present, reader.FinalRows) and present.conn is tl.store:
-        # a stored run: counted in its database, where the rows lie
-        # the numbers attempted, found once per timeline in SQL (`canary_attempted`)
-        accounting = writes.account_stored_writes(
-            tl.store, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff, live=live,
-            attempted_seqs=tl.canary_attempted)
-    else:
-        accounting = writes.account_writes(
-            tl.canary, present, t_fault=t_fault, start_seq=start_seq, cutoff=cutoff,
-            live=live)
+    accounting = writes.account_run(tl, present, t_fault=t_fault, start_seq=start_seq,
+                                    cutoff=cutoff, live=live)
     counts: Writes = accounting.counts()  # type: ignore[assignment]
     return counts, accounting
 

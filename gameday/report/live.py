@@ -30,6 +30,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,15 @@ MODES = ("auto", "panel", "lines", "quiet", "off")
 # the evidence a phase is seen by (Phase.seen), each tracked by the Reader
 EVIDENCE = ("primary-unhealthy", "leader-key-lost", "secondary-writable", "dns-authoritative",
             "dns-resolver", "global-served", "secondary-write", "streak")
+
+
+class Progress(StrEnum):
+    """Where the drill is besides waiting for a phase of the registry (`Phase.waiting`)."""
+
+    BEFORE_FAULT = "steady state, before the fault"
+    NOT_READY = "not ready: no fault injected"
+    RECOVERED = "recovered"
+    ENDED = "ended"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -183,11 +193,11 @@ class Reader:
         """The first phase of the registry's chain not seen yet, by the evidence each phase
         names (`Phase.seen`)."""
         if self.ended:
-            return "ended"
+            return Progress.ENDED.value
         if any(kind == Kind.GATE_FAILED for _t, kind, _r in self.events):
-            return "not ready: no fault injected"
+            return Progress.NOT_READY.value
         if self.t_fault is None:
-            return "steady state, before the fault"
+            return Progress.BEFORE_FAULT.value
         address = secondary.get("address")
         name = secondary.get("name")
         seen = self.seen
@@ -199,7 +209,7 @@ class Reader:
         for phase in phases.chain(self.meta.get("configuration")):
             if not seen[phase.seen]:
                 return phase.waiting
-        return "recovered"
+        return Progress.RECOVERED.value
 
 
 def _since(snap: Snapshot) -> str:

@@ -439,7 +439,7 @@ def test_a_loaded_run_counts_the_same_from_its_rows_as_a_mapping(tmp_path: Path)
     finally:
         tl.close()
     with pytest.raises(sqlite3.ProgrammingError):
-        tl.store.execute("SELECT 1")
+        tl._store.execute("SELECT 1")
 
 
 def test_final_rows_read_a_seq_stored_twice_by_its_last_row() -> None:

@@ -144,8 +144,8 @@ class Stream(Sequence[Any]):
 class Timeline:
     """A run's rows, each a row type of gameday.measure.timeline (Event, DnsSample, ...).
 
-    Everything but the events is read from SQLite (`store`): the run's own database when
-    the timeline was loaded from one (`db`; `load` leaves the row fields below empty), else
+    Everything but the events is read from SQLite (`_store`): the run's own database when
+    the timeline was loaded from one (`_db`; `load` leaves the row fields below empty), else
     an in-memory database holding the rows given here, so hand-made timelines go through
     the same queries. A sampler stream is read per window (`stream`), the canary (thousands
     of rows a second, millions in an hour) counted in SQL: memory stays flat however long
@@ -159,15 +159,15 @@ class Timeline:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     canary_connect: Sequence[CanaryConnect] = ()
     ha: Sequence[HaSample] = ()
-    db: sqlite3.Connection | None = dataclasses.field(default=None, repr=False, compare=False)
+    _db: sqlite3.Connection | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def events_of(self, kind: Kind) -> list[Event]:
         return [e for e in self.events if e.kind == kind]
 
     @functools.cached_property
-    def store(self) -> sqlite3.Connection:
-        if self.db is not None:
-            return self.db
+    def _store(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
         return memory_store(canary=self.canary, canary_connect=self.canary_connect,
                             samples={"dns": self.dns, "http": self.http,
                                      "replication": self.replication, "ha": self.ha})
@@ -177,7 +177,7 @@ class Timeline:
         """(attempts, attempts not acknowledged, first and last t_send) of the canary."""
         attempts, first, last = self._canary_aggregate
         # through the index canary_not_ok when the run has it
-        errors = self.store.execute(
+        errors = self._store.execute(
             "SELECT count(*) FROM canary WHERE outcome != 'ok'").fetchone()[0]
         return attempts, errors, first, last
 
@@ -200,7 +200,7 @@ class Timeline:
         first sends, and the caller starts again from SQLite's sort (`canary_sends_sorted`)."""
         buffer: list[float] = []
         given: float | None = None
-        cur = self.store.execute("SELECT t_send FROM canary")
+        cur = self._store.execute("SELECT t_send FROM canary")
         while window := cur.fetchmany(timelines.CHUNK * 8):
             sends = list(map(itemgetter(0), window))
             if given is not None and min(sends) < given:
@@ -216,7 +216,7 @@ class Timeline:
             yield buffer
 
     def canary_sends_sorted(self) -> Iterator[list[float]]:
-        cur = self.store.execute("SELECT t_send FROM canary ORDER BY t_send")
+        cur = self._store.execute("SELECT t_send FROM canary ORDER BY t_send")
         while window := cur.fetchmany(timelines.CHUNK * 8):
             yield list(map(itemgetter(0), window))
 
@@ -224,7 +224,7 @@ class Timeline:
     def _canary_windows(self) -> tuple[SeqSet, list[tuple[Any, ...]]]:
         """The numbers attempted, and (attempts, first t_send, last t_send) per window of
         the canary: one scan for both (each full scan of millions of rows costs seconds)."""
-        return SeqSet.stored(self.store, "canary", ", count(*), min(t_send), max(t_send)")
+        return SeqSet.stored(self._store, "canary", ", count(*), min(t_send), max(t_send)")
 
     @functools.cached_property
     def _canary_aggregate(self) -> tuple[int, float | None, float | None]:
@@ -238,46 +238,46 @@ class Timeline:
         """The first acknowledgement at or after `since` of a canary write by one of
         `servers` (database hosts)."""
         hosts = sorted(servers)
-        found = self.store.execute(
+        found = self._store.execute(
             "SELECT min(t_ack) FROM canary WHERE outcome = 'ok' AND t_ack >= ? "
             f"AND server IN ({', '.join('?' * len(hosts))})", (since, *hosts)).fetchone()[0]
         return None if found is None else float(found)
 
     def last_failure_before(self, t: float) -> float | None:
         """The last failed canary attempt (a write, or a connection) before `t`."""
-        failures = [self.store.execute("SELECT max(t_send) FROM canary WHERE outcome != 'ok' "
+        failures = [self._store.execute("SELECT max(t_send) FROM canary WHERE outcome != 'ok' "
                                        "AND t_send < ?", (t,)).fetchone()[0]]
-        if has_table(self.store, "canary_connect"):
-            failures.append(self.store.execute("SELECT max(t) FROM canary_connect WHERE NOT ok "
+        if has_table(self._store, "canary_connect"):
+            failures.append(self._store.execute("SELECT max(t) FROM canary_connect WHERE NOT ok "
                                                "AND t < ?", (t,)).fetchone()[0])
         return max((float(f) for f in failures if f is not None), default=None)
 
     def has(self, table: str) -> bool:
         """Whether the run's timeline has `table` (runs recorded before it existed do not)."""
-        return has_table(self.store, table)
+        return has_table(self._store, table)
 
     def span(self, table: str) -> tuple[float, float] | None:
         """The first and last sample time of a sampler table, None when it is empty."""
-        lo, hi = self.store.execute(f"SELECT min(t), max(t) FROM {table}").fetchone()
+        lo, hi = self._store.execute(f"SELECT min(t), max(t) FROM {table}").fetchone()
         return None if lo is None else (float(lo), float(hi))
 
     def hold_counts(self, region: str | None, start: float, end: float
                     ) -> tuple[int, int, int, int, int]:
         """From `start` to `end`: (global requests, successful ones, served by `region`,
         canary attempts, canary attempts not acknowledged)."""
-        requests, ok, served = self.store.execute(
+        requests, ok, served = self._store.execute(
             "SELECT count(*), coalesce(sum(CASE WHEN ok THEN 1 ELSE 0 END), 0), "
             "coalesce(sum(CASE WHEN ok AND region = ? THEN 1 ELSE 0 END), 0) "
             "FROM http WHERE target = 'global' AND t >= ? AND t <= ?",
             (region, start, end)).fetchone()
-        attempts, errors = self.store.execute(
+        attempts, errors = self._store.execute(
             "SELECT count(*), coalesce(sum(outcome != 'ok'), 0) FROM canary "
             "WHERE t_send >= ? AND t_send <= ?", (start, end)).fetchone()
         return requests, ok, served, attempts, errors
 
     def last_global(self) -> float | None:
         """The time of the last global request sampled."""
-        found = self.store.execute(
+        found = self._store.execute(
             "SELECT max(t) FROM http WHERE target = 'global'").fetchone()[0]
         return None if found is None else float(found)
 
@@ -287,7 +287,7 @@ class Timeline:
         or else send time) counted per bin of `width`: (bin, acknowledged, by which server
         when it was, count). Binned in SQLite with the same double arithmetic as Python,
         truncated like int() (t >= t0)."""
-        for b, ok, server, n in self.store.execute(
+        for b, ok, server, n in self._store.execute(
                 """SELECT b, ok, server, count(*) FROM (
                        SELECT min(:last, CAST((t - :t0) / :width AS INTEGER)) AS b,
                               outcome = 'ok' AS ok,
@@ -310,7 +310,7 @@ class Timeline:
     def names(self, table: str) -> list[str]:
         """The streams a sampler table holds (servers or targets), sorted."""
         col = STREAM_KEY[table]
-        return sorted(r[0] for r in self.store.execute(
+        return sorted(r[0] for r in self._store.execute(
             f"SELECT DISTINCT {col} FROM {table} WHERE {col} IS NOT NULL"))
 
     @functools.cached_property
@@ -324,7 +324,7 @@ class Timeline:
 
     def _copy(self, table: str, name: str | None) -> Stream:
         row = timelines.TABLES[table]
-        conn = self.store
+        conn = self._store
         if not has_table(conn, table):
             return Stream.empty(row)
         read = READ.get(table)
@@ -339,10 +339,10 @@ class Timeline:
 
     def close(self) -> None:
         """Release the run's database (and the snapshot `load` read it in)."""
-        if self.db is not None:
-            if self.db.in_transaction:
-                self.db.rollback()
-            self.db.close()
+        if self._db is not None:
+            if self._db.in_transaction:
+                self._db.rollback()
+            self._db.close()
 
 
 class Disordered(Exception):
@@ -430,7 +430,7 @@ def load(conn: sqlite3.Connection) -> Timeline:
         meta={k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")},
         canary_connect=rows("canary_connect", CanaryConnect, "t")
         if has_table(conn, "canary_connect") else (),
-        db=conn,
+        _db=conn,
     )
 
 

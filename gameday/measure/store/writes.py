@@ -20,7 +20,7 @@ from typing import Any
 
 from gameday.measure.contract import Writes
 from gameday.measure.stats import intervals, percentile
-from gameday.measure.store.reader import memory_store
+from gameday.measure.store.reader import FinalRows, Timeline, memory_store
 from gameday.measure.store.seqsets import SeqSet, never_attempted, seq_table
 
 # --- writes -----------------------------------------------------------------------------
@@ -66,6 +66,20 @@ def account_writes(canary: Iterable[tuple[Any, ...]], present: Mapping[int, int]
                                      cutoff=cutoff, live=live)
     finally:
         conn.close()
+
+
+def account_run(tl: Timeline, present: Mapping[int, int], *, t_fault: float | None,
+                start_seq: int = 1, cutoff: float | None = None, live: bool = False
+                ) -> WriteAccounting:
+    """account_writes() of a run's timeline: counted in its database when the rows read
+    from the new primary lie there too (a stored run), with the numbers attempted found
+    once per timeline (`Timeline.canary_attempted`); else over the rows given."""
+    if isinstance(present, FinalRows) and present.conn is tl._db:
+        return account_stored_writes(tl._db, t_fault=t_fault, start_seq=start_seq,
+                                     cutoff=cutoff, live=live,
+                                     attempted_seqs=tl.canary_attempted)
+    return account_writes(tl.canary, present, t_fault=t_fault, start_seq=start_seq,
+                          cutoff=cutoff, live=live)
 
 
 def account_stored_writes(conn: sqlite3.Connection, *, t_fault: float | None,
