@@ -40,9 +40,9 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).parent))
 from _lab import lab  # noqa: E402
 
+from gameday.foundation.settings import Rates  # noqa: E402
 from gameday.measure import stats  # noqa: E402
 from gameday.measure.canary import Canary  # noqa: E402
-from gameday.measure.samplers import Rates  # noqa: E402
 from gameday.measure.store import timeline  # noqa: E402
 
 SECONDS = 5.0

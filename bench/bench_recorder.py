@@ -40,7 +40,6 @@ def measure(replication: str) -> dict[str, float]:
         time.sleep(SECONDS)
         cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
         run.stop_recorder()
-        runs.clear()
         conn = timeline.connect(run.dir)
         lateness = [r[0] for r in conn.execute("SELECT lateness FROM dns")]
         dns_t = {s: [r[0] for r in conn.execute(

@@ -1,5 +1,8 @@
-"""What every activity shares: the drill's context (gameday.drill.context), and our errors
-translated into chaoslib's ActivityFailed at the edge."""
+"""What every activity of a drill shares, the actions' and the probes': our errors turned
+into chaoslib's ActivityFailed at the edge, a step's interruption lock and the record of its
+failure, a rollback's wait for the step still running, and nothing changed in plan mode or
+in a refused run (`context.standdown()`). Each activity takes its settings, lab and run from
+`gameday.drill.context.current`."""
 
 from __future__ import annotations
 

@@ -13,13 +13,14 @@ cannot do: `DatabaseOps`. A lab driver implements both (`LabDriver`).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeAlias
 
 from gameday.foundation import lab_kinds
 from gameday.foundation.descriptor import Lab, Region
-from gameday.foundation.faults import Fault
+from gameday.foundation.faults import Fault, not_applicable
 from gameday.foundation.settings import GamedaySettings
 
 
@@ -68,6 +69,56 @@ class DatabaseOps(Protocol):
 
 class LabDriver(Driver, DatabaseOps, Protocol):
     """Everything the actions and the recovery ask of a lab."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FaultOps:
+    """How one lab kind plans, injects, checks and reverts one fault (the `Driver`
+    protocol's four steps, for one fault)."""
+
+    plan: Callable[[Region], dict[str, Any]]
+    inject: Callable[[Region, dict[str, Any]], None]
+    is_effective: Callable[[Region, dict[str, Any]], bool]
+    revert: Callable[[Region, dict[str, Any]], None]
+
+
+class FaultTable:
+    """The `Driver` protocol over a table of the faults a lab kind applies: each fault's
+    four steps side by side (a new fault is one entry), and one answer, for every lab kind,
+    to a fault it cannot apply: planned not applicable (the drill records it and goes on),
+    never injected, never reverted. An entry that is a string is that answer's reason."""
+
+    kind = "lab"
+
+    def faults(self) -> Mapping[Fault, FaultOps | str]:
+        """The faults this lab applies; a string: why it cannot apply that one here."""
+        raise NotImplementedError
+
+    def _ops(self, fault: Fault) -> FaultOps | None:
+        ops = self.faults().get(fault)
+        return ops if isinstance(ops, FaultOps) else None
+
+    def plan(self, fault: Fault, region: Region) -> dict[str, Any]:
+        ops = self.faults().get(fault)
+        if ops is None:
+            return not_applicable(f"the {self.kind} driver has no fault '{fault}'")
+        if isinstance(ops, str):
+            return not_applicable(ops)
+        return ops.plan(region)
+
+    def inject(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
+        ops = self._ops(fault)
+        if ops is not None and undo.get("applicable") is not False:
+            ops.inject(region, undo)
+
+    def is_effective(self, fault: Fault, region: Region, undo: dict[str, Any]) -> bool:
+        ops = self._ops(fault)
+        return True if ops is None else ops.is_effective(region, undo)
+
+    def revert(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
+        ops = self._ops(fault)
+        if ops is not None and undo.get("applicable") is not False:
+            ops.revert(region, undo)
 
 
 DriverFactory: TypeAlias = Callable[[Lab, GamedaySettings | None], LabDriver]

@@ -88,7 +88,7 @@ def _handler(signum: int, frame: Any) -> None:
 
 
 def abort(reason: str) -> None:
-    """A stop condition fired (gameday.stopconditions, in its own thread): interrupt the run
+    """A stop condition fired (gameday.drill.watcher, in its own thread): interrupt the run
     exactly as SIGTERM does, so the running step stops and the rollbacks run at once, with
     `reason` in the message. Without our handler (not installed: no main-thread run) the
     flag alone stops every step at its next wait."""

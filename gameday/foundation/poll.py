@@ -1,7 +1,7 @@
 """One bounded wait for every "until X or give up" in the drill, the labs and the CLI.
 
 Why one helper: a drill step that waits must stop at once when the run is interrupted
-(Ctrl-C, SIGTERM: see `gameday.interrupt`), must give up at a deadline so a stuck drill
+(Ctrl-C, SIGTERM: see `gameday.foundation.interrupt`), must give up at a deadline so a stuck drill
 ends instead of hanging, and must say in its error what it saw last, so the one-line
 message names the cause. Nineteen hand-written loops each did some of that.
 """

@@ -3,7 +3,7 @@ computed from the run's own timeline.
 
 The `*_seconds` / count probes return the measured number, so it lands in the Chaos
 Toolkit journal (and whatever reads it: `chaos report`, notifications, Reliably); the
-experiment judges it with a `range` tolerance bound to its target (`gameday.hypothesis`).
+experiment judges it with a `range` tolerance bound to its target (`gameday.drill.hypothesis`).
 A number that was not observed cannot be judged: the probe fails with the reason, which
 fails the steady state as a missed target would. The `*_within_target` booleans are kept
 for experiments written before the numbers were returned."""

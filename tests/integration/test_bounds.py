@@ -148,7 +148,6 @@ def test_a_stop_records_the_canary_writes_in_flight(lab: descriptor.Lab, lab_env
             release.set()
             if locker.is_alive():
                 locker.join(10)
-            runs.clear()
             if run.recorder is not None and run.recorder.poll() is None:
                 run.recorder.kill()
                 run.recorder.wait()
@@ -293,7 +292,6 @@ def test_a_run_refuses_when_its_canary_table_stays_locked(lab: descriptor.Lab,
     finally:
         release.set()
         locker.join(10)
-        runs.clear()
     assert isinstance(error, LabError), error
     assert str(error).startswith("the writable database did not read its canary table "
                                  "gameday_canary within 10 s: is the table locked"), error

@@ -15,19 +15,22 @@ cannot flip back to stale data) whenever the other region's database is writable
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gameday import postgres
 from gameday.foundation import drill_state
 from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.driver import FaultOps, FaultTable
 from gameday.foundation.errors import ConfigError, LabError, TargetError
-from gameday.foundation.faults import Fault, not_applicable
+from gameday.foundation.faults import Fault
 from gameday.foundation.poll import poll_until
 from gameday.foundation.settings import GamedaySettings
 from gameday.labs.netns import lab as netns_lab
@@ -38,8 +41,7 @@ from gameday.labs.netns.processes import Processes, run
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
-RULES = {
-    Fault.BLOCK_EGRESS: """table inet gameday {
+EGRESS_RULES = """table inet gameday {
     chain output {
         type filter hook output priority 0; policy accept;
         oif "lo" accept
@@ -47,8 +49,8 @@ RULES = {
         counter drop comment "gameday block-egress"
     }
 }
-""",
-    Fault.BLACKHOLE: """table inet gameday {
+"""
+BLACKHOLE_RULES = """table inet gameday {
     chain input {
         type filter hook input priority 0; policy accept;
         iif "lo" accept
@@ -60,8 +62,7 @@ RULES = {
         counter drop comment "gameday blackhole"
     }
 }
-""",
-}
+"""
 
 
 # `python -c CONNECT_PROBE HOST PORT` exits 0 when it can open a TCP connection to HOST:PORT
@@ -73,7 +74,9 @@ except OSError:
 """
 
 
-class NetnsDriver:
+class NetnsDriver(FaultTable):
+    kind = "netns"
+
     def __init__(self, lab: Lab) -> None:
         if not lab.state_dir:
             raise ConfigError("the netns lab descriptor has no 'state_dir': regenerate it "
@@ -92,65 +95,36 @@ class NetnsDriver:
 
     # -- plan / inject / verify / revert -------------------------------------------------
 
-    def plan(self, fault: Fault, region: Region) -> dict[str, Any]:
-        if fault == Fault.CORDON:
-            return not_applicable("the netns lab has no nodes to cordon")
-        if fault == Fault.SCALE_TO_ZERO:
-            if self.ha:
-                # Patroni first: killed, it cannot start its PostgreSQL again
-                names = [n for n in (f"patroni-{region.name}", f"storefront-{region.name}")
-                         if self.procs.alive(n)]
-                return {"applicable": True, "stopped": names, "postmaster": True}
-            names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
+    def faults(self) -> Mapping[Fault, FaultOps | str]:
+        return self._faults
+
+    @functools.cached_property
+    def _faults(self) -> dict[Fault, FaultOps | str]:
+        return {
+            Fault.SCALE_TO_ZERO: FaultOps(plan=self._plan_stop, inject=self._stop_processes,
+                                          is_effective=self._stopped,
+                                          revert=self._restart_processes),
+            Fault.CORDON: "the netns lab has no nodes to cordon",
+            Fault.BLOCK_EGRESS: FaultOps(plan=self._plan_rules, inject=self._block_egress,
+                                         is_effective=self._egress_blocked,
+                                         revert=self._remove_rules),
+            Fault.BLACKHOLE: FaultOps(plan=self._plan_blackhole, inject=self._blackhole,
+                                      is_effective=self._blackholed, revert=self._remove_rules),
+            Fault.REPLICATION_CUT: FaultOps(plan=self._plan_cut, inject=self._cut,
+                                            is_effective=self._cut_off, revert=self._uncut),
+        }
+
+    # scale-to-zero: the region's processes killed as a crash would, by pid
+
+    def _plan_stop(self, region: Region) -> dict[str, Any]:
+        if self.ha:
+            # Patroni first: killed, it cannot start its PostgreSQL again
+            names = [n for n in (f"patroni-{region.name}", f"storefront-{region.name}")
                      if self.procs.alive(n)]
-            return {"applicable": True, "stopped": names}
-        if fault == Fault.BLACKHOLE:
-            return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE,
-                    "local_writer": f"local-writer-{region.name}"}
-        if fault in RULES:
-            return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE}
-        if fault == Fault.REPLICATION_CUT:
-            return {"applicable": True, "proxy": f"delay-{region.name}",
-                    "delay_ms": self.lab.inter_region_delay_ms or 0}
-        return not_applicable(f"the netns driver has no fault '{fault}'")
-
-    def inject(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
-        if fault == Fault.REPLICATION_CUT:
-            # the region's only path to the other region's database is its delay proxy:
-            # stopping it cuts the standby's stream (and any other cross-region client)
-            self.procs.stop(undo["proxy"])
-        elif fault == Fault.SCALE_TO_ZERO:
-            self._stop_processes(region, undo)
-        elif fault in RULES:
-            if self._table_present(region):
-                raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
-                               f"{region.netns}: run `gameday recover` first")
-            run(["nft", "-f", "-"], netns=region.netns, input=RULES[fault])
-            if undo.get("local_writer"):
-                self._start_local_writer(region, undo["local_writer"])
-
-    def is_effective(self, fault: Fault, region: Region, undo: dict[str, Any]) -> bool:
-        if fault == Fault.REPLICATION_CUT:
-            return not self.procs.alive(undo["proxy"])
-        if fault == Fault.SCALE_TO_ZERO:
-            return self._stopped(region, undo)
-        if fault == Fault.BLOCK_EGRESS:
-            return self._table_present(region) and not self._can_connect_out(region)
-        if fault == Fault.BLACKHOLE:
-            return self._table_present(region) and not _connects(
-                region.address, topo.STOREFRONT_PORT, 0.3)
-        return True
-
-    def revert(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
-        if not undo.get("applicable", True):
-            return
-        if fault == Fault.REPLICATION_CUT:
-            if not self.procs.alive(undo["proxy"]):
-                netns_lab.start_delay_proxy(self.state, region.name, undo["delay_ms"])
-        elif fault in RULES:
-            self._remove_rules(region, undo)
-        elif fault == Fault.SCALE_TO_ZERO:
-            self._restart_processes(region, undo)
+            return {"applicable": True, "stopped": names, "postmaster": True}
+        names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
+                 if self.procs.alive(n)]
+        return {"applicable": True, "stopped": names}
 
     def _stop_processes(self, region: Region, undo: dict[str, Any]) -> None:
         """scale-to-zero: every process the record lists, killed as a crash would."""
@@ -171,9 +145,39 @@ class NetnsDriver:
         return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
             region.address, topo.STOREFRONT_PORT, 0.2)
 
+    # block-egress and blackhole: an nftables table in the region's namespace
+
+    def _plan_rules(self, region: Region) -> dict[str, Any]:
+        return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE}
+
+    def _plan_blackhole(self, region: Region) -> dict[str, Any]:
+        return {**self._plan_rules(region), "local_writer": f"local-writer-{region.name}"}
+
+    def _add_rules(self, region: Region, rules: str) -> None:
+        if self._table_present(region):
+            raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
+                           f"{region.netns}: run `gameday recover` first")
+        run(["nft", "-f", "-"], netns=region.netns, input=rules)
+
+    def _block_egress(self, region: Region, undo: dict[str, Any]) -> None:
+        self._add_rules(region, EGRESS_RULES)
+
+    def _blackhole(self, region: Region, undo: dict[str, Any]) -> None:
+        """All traffic dropped while the region's processes run on, and users inside it go
+        on writing to its database (the writes a split brain costs)."""
+        self._add_rules(region, BLACKHOLE_RULES)
+        self._start_local_writer(region, undo["local_writer"])
+
+    def _egress_blocked(self, region: Region, undo: dict[str, Any]) -> bool:
+        return self._table_present(region) and not self._can_connect_out(region)
+
+    def _blackholed(self, region: Region, undo: dict[str, Any]) -> bool:
+        return self._table_present(region) and not _connects(
+            region.address, topo.STOREFRONT_PORT, 0.3)
+
     def _remove_rules(self, region: Region, undo: dict[str, Any]) -> None:
-        """block-egress, blackhole: the table goes; a blackholed region that kept running
-        as a primary is fenced first."""
+        """The table goes; a blackholed region that kept running as a primary is fenced
+        first."""
         if undo.get("local_writer"):
             self.procs.stop(undo["local_writer"])
             # the region kept running as a primary: fence it while it is still cut
@@ -186,6 +190,23 @@ class NetnsDriver:
                 self.nodes.start(region)
         if self._table_present(region):
             run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=region.netns)
+
+    # replication-cut: the region's only path to the other region's database is its delay
+    # proxy; stopping it cuts the standby's stream (and any other cross-region client)
+
+    def _plan_cut(self, region: Region) -> dict[str, Any]:
+        return {"applicable": True, "proxy": f"delay-{region.name}",
+                "delay_ms": self.lab.inter_region_delay_ms or 0}
+
+    def _cut(self, region: Region, undo: dict[str, Any]) -> None:
+        self.procs.stop(undo["proxy"])
+
+    def _cut_off(self, region: Region, undo: dict[str, Any]) -> bool:
+        return not self.procs.alive(undo["proxy"])
+
+    def _uncut(self, region: Region, undo: dict[str, Any]) -> None:
+        if not self.procs.alive(undo["proxy"]):
+            netns_lab.start_delay_proxy(self.state, region.name, undo["delay_ms"])
 
     def _restart_processes(self, region: Region, undo: dict[str, Any]) -> None:
         """scale-to-zero undone: what the record lists starts again, the database fenced

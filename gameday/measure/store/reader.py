@@ -142,7 +142,7 @@ class Stream(Sequence[Any]):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Timeline:
-    """A run's rows, each a row type of gameday.measure.timeline (Event, DnsSample, ...).
+    """A run's rows, each a row type of gameday.measure.store.timeline (Event, DnsSample, ...).
 
     Everything but the events is read from SQLite (`_store`): the run's own database when
     the timeline was loaded from one (`_db`; `load` leaves the row fields below empty), else
