@@ -147,7 +147,9 @@ def lab_down(force: bool) -> None:
 
     try:
         descriptor = netns.state_dir() / "lab.json"
-        if descriptor.parent.is_dir():
+        # no descriptor, no drill (a run needs one): then no lock file is made either, so a
+        # directory that is not the lab's is left exactly as it was
+        if descriptor.exists():
             with lock.held(descriptor, what="`gameday lab down`", force=force):
                 removed = netns.down(progress=left)
         else:

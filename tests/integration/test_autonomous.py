@@ -176,7 +176,11 @@ def test_autonomous_game_day_and_failback(checkout_env: dict[str, str]) -> None:
         assert "leader key" in detection["evidence"]
         # the key outlives the leader by at most its TTL (10 s); Patroni promotes right after
         assert 1.0 < detection["at_s"] <= 10.0 + (detection["error_s"] or 0) + 0.5, detection
-        assert detection["at_s"] <= s["phases"]["promotion_s"] <= detection["at_s"] + 3.0
+        # the key was lost somewhere in the gap before the sample that showed it (its error
+        # bar): Patroni may promote within that gap, before the sample (seen: detection
+        # 10.108 s with promotion at 10.075 s)
+        lost_from = detection["at_s"] - (detection["error_s"] or 0)
+        assert lost_from <= s["phases"]["promotion_s"] <= detection["at_s"] + 3.0, detection
         assert s["rto_s"] is not None and s["rto_s"] <= 30
         report = (game_day / "report.md").read_text()
         assert "the HA manager's leader key expired" in report

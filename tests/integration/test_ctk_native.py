@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import yaml
 
+from gameday import cli
 from tests.integration.conftest import BIN, ROOT, gameday, lab_pids, residue
 from tests.unit.test_notifications import Receiver, settings_for
 
@@ -43,9 +46,20 @@ def _state(env: dict[str, str]) -> dict[str, Any]:
             "pids": sorted(lab_pids(env)), "canary": tuple(row or ())}
 
 
-def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
-        lab_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.fixture
+def lab(lab_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The lab for this module's test, taken down whatever the test does: a failure here
+    must not leave the next module a lab it did not ask for."""
     gameday("lab", "up", env=lab_env)
+    try:
+        yield lab_env
+    finally:
+        gameday("lab", "down", env=lab_env, check=False)
+
+
+def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
+        lab: dict[str, str], tmp_path: Path) -> None:
+    lab_env = lab
 
     # 1. plan mode on the real lab
     before = _state(lab_env)
@@ -117,7 +131,7 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     print(xml.read_text(), check.stderr)
     assert check.returncode == 0 and "validates" in check.stderr, check.stderr
     assert 'failures="0"' in xml.read_text()
-    metrics = _metrics(prom)
+    metrics = _metrics(prom, experiment="game-day")
     assert metrics["gameday_rto_seconds"] == ours["rto_s"] and metrics["gameday_verdict"] == 1
 
     # the webhook got the journal, numbers included
@@ -146,7 +160,8 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     # with one line naming the way; with the experiment it reads the password from its
     # secrets and reaches both databases (one writable primary, nothing to undo)
     refused = gameday("recover", env=env, check=False)
-    assert refused.returncode == 1 and "--experiment FILE" in refused.stderr, refused.stderr
+    assert refused.returncode == cli.EXIT_CONFIG and "--experiment FILE" in refused.stderr, \
+        refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     recovered = gameday("recover", "--experiment", str(experiment_file), env=env)
     assert recovered.stdout.strip() == "recover: nothing to undo", recovered.stdout

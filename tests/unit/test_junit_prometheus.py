@@ -194,14 +194,13 @@ def _families(text: str) -> dict[str, list]:
     return out
 
 
-def _metrics(prom: Path) -> dict[str, float]:
+def _metrics(prom: Path, *, experiment: str = "fixture-failover") -> dict[str, float]:
     out = {}
     for name, samples in _families(prom.read_text()).items():
         if name == "gameday_phase_seconds":
             continue
         (sample,) = samples
-        assert sample.labels == {"lab": "netns", "drill": "failover",
-                                 "experiment": "fixture-failover"}
+        assert sample.labels == {"lab": "netns", "drill": "failover", "experiment": experiment}
         out[name] = sample.value
     return out
 
