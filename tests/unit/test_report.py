@@ -564,3 +564,25 @@ def test_links_survive_the_report_being_copied_out(tmp_path: Path) -> None:
     assert targets, "the report links its timeline image"
     bad = [t for t in targets if not (re.match(r"https?://", t) or (run_dir / t).is_file())]
     assert not bad, bad
+
+
+def test_a_summary_that_breaks_its_contract_is_never_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """design.md: summary.json is validated against its schema before it is written. A
+    summary our code got wrong stops there: no summary.json, no report, no history line,
+    and the error names the field."""
+    from gameday.measure import summary as summaries
+
+    run_dir = seeded_reports(tmp_path)
+    real = summaries.compute
+
+    def broken(*args: object, **kwargs: object) -> object:
+        return {**real(*args, **kwargs), "verdict": "maybe"}  # type: ignore[arg-type]
+
+    monkeypatch.setattr(summaries, "compute", broken)
+    history = tmp_path / "history.jsonl"
+    with pytest.raises(ConfigError, match="summary.json: field 'verdict': 'maybe' is not one "
+                                          "of"):
+        outputs.regenerate(run_dir, history=history)
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "report.md").exists()
+    assert not history.exists()
