@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CHAOS := $(BIN)/chaos --no-version-check
 REPORTS ?= reports
 
-.PHONY: setup system venv lab-up lab-down lab-status game-day failover failback test test-unit lint bench mutate clean
+.PHONY: setup system venv lab-up lab-down lab-status game-day failover failback test test-unit test-fast lint experiments bench mutate clean
 
 setup: system venv
 
@@ -63,6 +63,11 @@ test: setup lint
 
 test-unit: venv
 	$(BIN)/pytest -m "not integration"
+
+# The shipped experiments are written by gameday/experiments/compose.py (one game day, and
+# what each other drill changes): edit that, then run this; a unit test fails until you do.
+experiments: venv
+	$(BIN)/python -m gameday.experiments.compose
 
 lint: venv
 	$(BIN)/ruff check gameday tests bench
