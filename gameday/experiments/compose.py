@@ -57,6 +57,8 @@ def configuration(experiment_id: str, **specific: Any) -> dict[str, Any]:
         "abort_when": [],
         "abort_check_interval_s": 1,
         "max_outage_s": 0,
+        # how long the readiness gate waits for the lab before the first fault
+        "ready_timeout_s": 20,
         **TARGETS,
         "k_consecutive": 5,
         "canary_writers": 4,
