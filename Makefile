@@ -61,8 +61,11 @@ failback: venv
 test: setup lint
 	$(BIN)/pytest
 
-test-unit: venv
+# everything that needs no lab and no root (the unit suite): under a minute
+test-fast: venv
 	$(BIN)/pytest -m "not integration"
+
+test-unit: test-fast
 
 # The shipped experiments are written by gameday/experiments/compose.py (one game day, and
 # what each other drill changes): edit that, then run this; a unit test fails until you do.

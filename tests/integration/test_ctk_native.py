@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from tests.integration.conftest import BIN, ROOT, gameday, lab_pids, residue
+from tests.integration.conftest import BIN, ROOT, SharedLab, gameday, lab_pids, residue
 from tests.unit.test_notifications import Receiver, settings_for
 
 
@@ -44,8 +44,8 @@ def _state(env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
-        lab_env: dict[str, str], tmp_path: Path) -> None:
-    gameday("lab", "up", env=lab_env)
+        shared_lab: dict[str, str], labs: SharedLab, tmp_path: Path) -> None:
+    lab_env = shared_lab
 
     # 1. plan mode on the real lab
     before = _state(lab_env)
@@ -152,7 +152,7 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     assert recovered.stdout.strip() == "recover: nothing to undo", recovered.stdout
     assert password not in refused.stderr + recovered.stdout + recovered.stderr
 
-    # the session's next test expects no lab: leave none
+    # region-2 serves now: the lab goes down (the next test gets a fresh one), all of it
     pids = lab_pids(lab_env)
-    gameday("lab", "down", env=lab_env)
+    labs.down()
     assert residue(lab_env, pids) == []
