@@ -159,8 +159,15 @@ class SharedLab:
             self.up = False
             gameday("lab", "down", env=self.env)
 
-    def problems(self) -> list[str]:
+    def problems(self, settle_s: float = 30) -> list[str]:
+        """What differs from the starting state, after up to `settle_s` for what settles by
+        itself once a drill ended (DNS flipping back after a health interval and a TTL, a
+        restarted primary's standby reconnecting)."""
+        deadline = time.monotonic() + settle_s
         found = starting_state_problems(self.env)
+        while found and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = starting_state_problems(self.env)
         self.checked = not found
         return found
 
