@@ -108,7 +108,7 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
         "verdict", "rto_s", "rto_error_s", "write_rto_s", "rpo_s", "lost_writes", "targets")}))
 
     # the real run as JUnit (schema-checked) and as a node-exporter textfile
-    from tests.unit.test_junit_prometheus import _metrics, _xmllint
+    from tests.unit.test_junit_prometheus import _families, _xmllint
 
     xml, prom = tmp_path / "junit.xml", tmp_path / "gameday.prom"
     gameday("report", ours["run_dir"], "--junit", str(xml), "--prometheus", str(prom),
@@ -117,7 +117,13 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     print(xml.read_text(), check.stderr)
     assert check.returncode == 0 and "validates" in check.stderr, check.stderr
     assert 'failures="0"' in xml.read_text()
-    metrics = _metrics(prom)
+    metrics = {}
+    for name, samples in _families(prom.read_text()).items():
+        if name == "gameday_phase_seconds":
+            continue
+        (sample,) = samples  # labelled with this run's drill and experiment (the YAML game day)
+        assert sample.labels == {"lab": "netns", "drill": "failover", "experiment": "game-day"}
+        metrics[name] = sample.value
     assert metrics["gameday_rto_seconds"] == ours["rto_s"] and metrics["gameday_verdict"] == 1
 
     # the webhook got the journal, numbers included
