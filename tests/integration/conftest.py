@@ -223,11 +223,12 @@ def starting_state_problems(env: dict[str, str]) -> list[str]:
         problems.append(f"not running: {stopped}")
     home = Path(env["GAMEDAY_LAB"]).parent
     ledger = home / "faults.jsonl"
-    latest: dict[str, str] = {}
+    faults: dict[str, dict] = {}  # a fault's first line names it, later ones change its state
     for line in ledger.read_text().splitlines() if ledger.exists() else []:
         rec = json.loads(line)
-        latest[rec["id"]] = f"{rec['fault']} on {rec['region']}: {rec['state']}"
-    problems += [f"fault {f}" for f in latest.values() if not f.endswith(": reverted")]
+        faults.setdefault(rec["id"], {}).update(rec)
+    problems += [f"fault {f.get('fault')} on {f.get('region')}: {f.get('state')}"
+                 for f in faults.values() if f.get("state") != "reverted"]
     if (home / "drill.json").exists():
         problems.append(f"drill.json: {(home / 'drill.json').read_text()}")
     for ns in NAMESPACES:

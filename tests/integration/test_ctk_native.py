@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import yaml
 
+from gameday import cli
 from tests.integration.conftest import BIN, ROOT, SharedLab, gameday, lab_pids, residue
 from tests.unit.test_notifications import Receiver, settings_for
 
@@ -152,7 +153,8 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     # with one line naming the way; with the experiment it reads the password from its
     # secrets and reaches both databases (one writable primary, nothing to undo)
     refused = gameday("recover", env=env, check=False)
-    assert refused.returncode == 1 and "--experiment FILE" in refused.stderr, refused.stderr
+    assert refused.returncode == cli.EXIT_CONFIG and "--experiment FILE" in refused.stderr, \
+        refused.stderr  # a configuration error: exit 3
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     recovered = gameday("recover", "--experiment", str(experiment_file), env=env)
     assert recovered.stdout.strip() == "recover: nothing to undo", recovered.stdout

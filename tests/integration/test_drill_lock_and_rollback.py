@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from gameday import cli
 from tests.fixtures import experiments as composed
 from tests.integration.conftest import BIN, ROOT, SharedLab, gameday
 from tests.integration.test_interruptions import _wait_event, assert_consistent
@@ -94,7 +95,7 @@ def test_a_second_drill_recover_and_lab_down_are_refused_during_a_drill(
     assert second_rc == 1 and held in second_out, second_out[-3000:]
     for what in ("recover", "lab down"):
         (stdout, stderr), rc = outputs[what]
-        assert rc == 1 and held in stderr, (what, stdout, stderr)
+        assert rc == cli.EXIT_LAB and held in stderr, (what, stdout, stderr)  # exit 4
         assert len(stderr.strip().splitlines()) == 1 and stdout == "", (what, stderr)
     # the second run started nothing: no run directory, no fault of its own, and its
     # rollbacks undid none of the first drill's
