@@ -95,6 +95,7 @@ def lab_env() -> Iterator[dict[str, str]]:
         pytest.fail("the netns lab tests need root: run `sudo make test`")
     lock = _take_lab_lock()
     if lab_namespaces():
+        lock.close()  # an open file left to the collector fails the session as unraisable
         pytest.fail(f"a netns lab is already up ({', '.join(lab_namespaces())}): "
                     "run `make lab-down` before the tests")
     base = Path(tempfile.mkdtemp(prefix="gameday-it-"))
