@@ -1,5 +1,5 @@
-"""Every call bounded and no record lost, on the real lab (one lab for the module; each test
-leaves it as it found it):
+"""Every call bounded and no record lost, on the real lab (the shared lab; each test leaves
+it as it found it):
 
 - the runner's connections carry their statement and socket bounds;
 - a recorder stopped while canary writes are in flight, with an idle TLS connection to a
@@ -21,7 +21,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +37,13 @@ from gameday.foundation.settings import GamedaySettings
 from gameday.measure import run as runs
 from gameday.measure.canary import WRITE_TIMEOUT_S
 from gameday.measure.store import timeline
-from tests.integration.conftest import BIN, ROOT, lab_up
+from tests.integration.conftest import BIN, ROOT
 from tests.unit.test_http_client import FrozenTlsServer, _server_tls, pki  # noqa: F401 (a fixture)
 
 
-@pytest.fixture(scope="module")
-def lab(lab_env: dict[str, str]) -> Iterator[descriptor.Lab]:
-    with lab_up(lab_env):
-        yield descriptor.load(lab_env["GAMEDAY_LAB"])
+@pytest.fixture
+def lab(shared_lab: dict[str, str]) -> descriptor.Lab:
+    return descriptor.load(shared_lab["GAMEDAY_LAB"])
 
 
 def _experiment(tmp_path: Path, method: list[dict[str, Any]], **config: Any) -> Path:

@@ -4,8 +4,8 @@ outage passes `max_outage_s`, roll back at once; the verdict is ABORTED with the
 
 Both drills run with `promotion: none` on a lab without an HA manager: nobody promotes
 region-2, so the failover can never complete by itself and the stop condition is what ends
-it, at a known point (no race with a promotion). One lab serves both (each drill leaves it
-as it found it, which is what the test checks)."""
+it, at a known point (no race with a promotion). They run on the shared lab (each drill
+leaves it as it found it, which is what the test checks)."""
 
 from __future__ import annotations
 
@@ -16,20 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import chaos, gameday
+from tests.integration.conftest import chaos
 from tests.integration.test_interruptions import assert_consistent
 
 # the promote step waits this long for a promotion nobody makes: an abort must come first
 PROMOTE_TIMEOUT_S = 30
 
 
-@pytest.fixture(scope="module")
-def lab(lab_env: dict[str, str]):
-    gameday("lab", "up", env=lab_env)
-    try:
-        yield lab_env
-    finally:
-        gameday("lab", "down", env=lab_env, check=False)
+@pytest.fixture
+def lab(shared_lab: dict[str, str]) -> dict[str, str]:
+    return shared_lab
 
 
 def _drill(env: dict[str, str], tmp_path: Path, configuration: dict) -> tuple[int, dict, float]:

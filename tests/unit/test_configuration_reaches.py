@@ -119,7 +119,7 @@ def test_every_documented_key_can_be_set_with_var(experiment: str) -> None:
     _, configuration, _ = cli._load_experiment(str(SHIPPED / experiment), (
         "regression_factor=2", "promotion_budget_s=3", "write_reconnect_s=0.5",
         "live_view=quiet", "pushgateway_url=http://127.0.0.1:9091", "max_outage_s=120",
-        "abort_check_interval_s=2",
+        "abort_check_interval_s=2", "ready_timeout_s=3",
         'abort_when=[{"type": "command", "command": "true", "name": "ok"}]'), ())
     s = GamedaySettings.from_chaos(configuration)
     assert s.results.regression_factor == 2 and s.results.live_view == "quiet"
@@ -127,6 +127,7 @@ def test_every_documented_key_can_be_set_with_var(experiment: str) -> None:
     assert s.results.pushgateway_url == "http://127.0.0.1:9091"
     assert s.stop.max_outage_s == 120 and s.stop.interval_s == 2
     assert [c.name for c in s.stop.conditions] == ["ok"]
+    assert s.ready_timeout_s == 3
     defaults = GamedaySettings.from_chaos(cli._load_experiment(str(SHIPPED / experiment),
                                                                (), ())[1])
     assert not defaults.stop.active and defaults.results.pushgateway_url is None

@@ -6,6 +6,9 @@ on the real lab in tests/integration/test_ctk_native.py."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,37 @@ from gameday.foundation.ledger import Ledger
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _dns_that_fails_at_once() -> Iterator[None]:
+    """The fake lab's DNS servers answer every question at once with bytes that are no DNS
+    message: a question fails as it did with nothing listening (a DNSException, "does not
+    answer"), without the 2 s timeout each one waited for (UDP: no error comes back from
+    a closed port), 10 s of this module."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            sock.sendto(b"\0", peer)  # shorter than a DNS header
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    real = fakes.write_lab
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fakes, "write_lab", lambda tmp_path, **kw: real(
+            tmp_path, **{"dns_port": sock.getsockname()[1], **kw}))
+        yield
+    stop.set()
+    thread.join()
+    sock.close()
 
 
 def _plan(tmp_path: Path, *args: str) -> tuple[int, str, Path]:
@@ -48,7 +82,7 @@ def test_the_plan_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
     assert code == 1 and "REFUSED: region-1-outage: unknown fault meteor" in out
     code, out, _ = _plan(tmp_path, "game-day", "--no-gate", "--var", "rto_target_s=soon")
     assert code == 1 and "'rto_target_s' must be a number" in out
-    # the readiness gate (nothing listens on the fake lab's ports), read-only
+    # the readiness gate (nothing listens on the fake lab's ports; its DNS fails), read-only
     code, out, lab = _plan(tmp_path, "game-day", "--var", "ready_timeout_s=0")
     assert code == 1 and "REFUSED: not ready for a fault: " in out
     assert fakes.world(lab).calls == []
@@ -75,7 +109,8 @@ def test_chaos_dry_is_plan_mode(tmp_path: Path) -> None:
     experiment["dry"] = Dry.ACTIONS
     cfg = {**experiment["configuration"], "lab_file": str(lab), "reports_dir": str(tmp_path / "r"),
            "ready_timeout_s": 0}
-    # the fake lab is not ready (nothing listens): the dry run refuses, as the real one would
+    # the fake lab is not ready (nothing listens, its DNS fails): the dry run refuses, as
+    # the real one would
     with pytest.raises(InterruptExecution, match="the real run would refuse: not ready"):
         control.before_experiment_control(experiment, configuration=cfg)
     state: dict = {"status": "completed"}

@@ -25,7 +25,8 @@ def _is_enum(node: ast.ClassDef) -> bool:
 
 def literals(package: Path = PACKAGE) -> list[str]:
     """Every string constant in the code (not a docstring, not an enum's body, not a
-    module's `__all__`, which names functions) that is an event kind or a fault name, or a
+    module's `__all__` or the function a provider names after its module, which name
+    functions) that is an event kind or a fault name, or a
     comma-separated list holding one."""
     found = []
     for path in sorted(package.rglob("*.py")):
@@ -41,6 +42,10 @@ def literals(package: Path = PACKAGE) -> list[str]:
                     node, ast.Assign) and any(getattr(t, "id", None) == "__all__"
                                               for t in node.targets):
                 skip |= {id(n) for n in ast.walk(node)}
+            if isinstance(node, ast.Call):  # a provider's (module, func): func names a function
+                skip |= {id(b) for a, b in zip(node.args, node.args[1:], strict=False)
+                         if isinstance(a, ast.Constant) and str(a.value).startswith("gameday.")}
+                skip |= {id(k.value) for k in node.keywords if k.arg == "func"}
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) \
                     and id(node) not in skip \

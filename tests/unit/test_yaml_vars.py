@@ -45,7 +45,7 @@ def test_a_var_file_sets_the_targets_the_tolerances_judge(var_file: str, rpo: fl
 
 
 def test_the_long_drill_is_the_game_day_and_a_hold() -> None:
-    """game-day-long.json is kept by hand: it must not drift from the game day it extends
+    """game-day-long.json (composed in compose.py) must not drift from the game day it extends
     (its verdict probes, secrets scopes and rollbacks), only add the hold."""
     game_day = json.loads((SHIPPED / "game-day.json").read_text())
     long = json.loads((SHIPPED / "game-day-long.json").read_text())
