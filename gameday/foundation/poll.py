@@ -4,6 +4,10 @@ Why one helper: a drill step that waits must stop at once when the run is interr
 (Ctrl-C, SIGTERM: see `gameday.foundation.interrupt`), must give up at a deadline so a stuck drill
 ends instead of hanging, and must say in its error what it saw last, so the one-line
 message names the cause. Nineteen hand-written loops each did some of that.
+
+`poll_within` is the same wait for the waits that act either way when time runs out (a
+process given time to exit before it is killed, a last flush): there, running out of time
+is an answer, not an error.
 """
 
 from __future__ import annotations
@@ -79,3 +83,24 @@ def poll_until(
             interrupt.pause(interval_s)
         else:
             time.sleep(interval_s)
+
+
+class _OutOfTime(GamedayError):
+    """`poll_within`'s own: the time ran out (never seen outside this module)."""
+
+
+def poll_within(
+    condition: Callable[[], object],
+    *,
+    timeout_s: float,
+    interval_s: float = 0.05,
+    interruptible: bool = True,
+) -> bool:
+    """True once `condition` returns something truthy, False when `timeout_s` passes
+    first: `poll_until` for a wait whose caller acts either way."""
+    try:
+        poll_until(condition, timeout_s=timeout_s, interval_s=interval_s,
+                   error=lambda _last: _OutOfTime(), interruptible=interruptible)
+    except _OutOfTime:
+        return False
+    return True

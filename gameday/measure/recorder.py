@@ -23,11 +23,11 @@ import ctypes
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 from gameday.foundation import descriptor, settings
 from gameday.foundation.events import RecorderReady, RecorderStopped
+from gameday.foundation.poll import poll_within
 from gameday.measure import canary as canary_mod
 from gameday.measure.canary import Canary
 from gameday.measure.samplers import (
@@ -130,12 +130,12 @@ async def record(run_dir: Path) -> None:
 def _last_flush(out: timeline.BatchWriter) -> None:
     """Flush until nothing is pending: a flush that finds the timeline locked (a reader's
     long transaction) keeps its rows for the next one."""
-    deadline = time.monotonic() + LAST_FLUSH_S
-    while True:
+
+    def flushed() -> bool:
         out.flush()
-        if not any(out.pending.values()) or time.monotonic() > deadline:
-            return
-        time.sleep(0.05)
+        return not any(out.pending.values())
+
+    poll_within(flushed, timeout_s=LAST_FLUSH_S, interruptible=False)
 
 
 def main(argv: list[str]) -> None:

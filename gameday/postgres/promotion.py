@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
 
-from gameday.foundation import interrupt
 from gameday.foundation.descriptor import Lab, Region
 from gameday.foundation.errors import ConfigError, TargetError
+from gameday.foundation.poll import poll_until
 from gameday.postgres.connection import connect
 from gameday.postgres.role import in_recovery
 
@@ -54,23 +53,25 @@ def promote(lab: Lab, target: Region, timeout_s: float, *, clock: Callable[[], f
         t_request = clock()
         conn.execute("SELECT pg_promote(wait => false)")
         on_requested(t_request)
-        deadline = time.monotonic() + timeout_s
-        prev = t_request
-        while True:
-            attempt = clock()
+        attempts = [t_request]  # each write's start: the last refused one bounds the error
+
+        def writable() -> bool:
+            attempts.append(clock())
             try:
                 conn.execute("SELECT txid_current()")
-                break
             except psycopg.errors.ReadOnlySqlTransaction:
-                pass
+                return False
             except psycopg.Error as exc:
-                raise TargetError(f"promotion of {target.name} failed: {type(exc).__name__}") from None
-            if time.monotonic() > deadline:
-                raise TargetError(f"the database of {target.name} did not accept writes within "
-                                  f"{timeout_s:g} s of pg_promote()")
-            prev = attempt
-            interrupt.pause(POLL_S)
+                raise TargetError(f"promotion of {target.name} failed: "
+                                  f"{type(exc).__name__}") from None
+            return True
+
+        poll_until(writable, timeout_s=timeout_s, interval_s=POLL_S,
+                   error=lambda _last: TargetError(
+                       f"the database of {target.name} did not accept writes within "
+                       f"{timeout_s:g} s of pg_promote()"))
         t_ready = clock()
+        prev = attempts[-2]
         ready_utc = datetime.now(UTC)  # the same instant on the wall clock, for split brain
         conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
         conn.execute("ALTER SYSTEM RESET default_transaction_read_only")

@@ -30,7 +30,7 @@ import psycopg
 
 from gameday.foundation import descriptor, lock
 from gameday.foundation.errors import ConfigError, LabError
-from gameday.foundation.poll import poll_until
+from gameday.foundation.poll import poll_until, poll_within
 from gameday.labs.netns import apparmor, configs, dataroot
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
@@ -806,10 +806,12 @@ def _kill_leftovers_in(netns: str) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
-    deadline = time.monotonic() + 5
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not is_zombie(p)]
-        time.sleep(0.05)
+
+    def gone() -> bool:
+        pids[:] = [p for p in pids if Path(f"/proc/{p}").exists() and not is_zombie(p)]
+        return not pids
+
+    poll_within(gone, timeout_s=5, interruptible=False)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)

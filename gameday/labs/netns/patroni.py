@@ -31,12 +31,11 @@ import json
 import os
 import secrets
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from gameday.foundation.errors import ConfigError, LabError
-from gameday.foundation.poll import poll_until
+from gameday.foundation.poll import poll_until, poll_within
 from gameday.labs.netns import configs
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.dataroot import DataRoot
@@ -256,10 +255,8 @@ def stop_member(state: Path, data: Path, region: str, *, timeout: float = 30.0) 
         stopped = True
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)  # fast shutdown
-        deadline = time.monotonic() + 15
-        while postmaster_pid(data) == pid and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if postmaster_pid(data) == pid:
+        if not poll_within(lambda: postmaster_pid(data) != pid, timeout_s=15,
+                           interruptible=False):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     return stopped
