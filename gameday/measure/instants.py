@@ -14,6 +14,7 @@ from operator import attrgetter
 from typing import Any
 
 from gameday.foundation.events import Kind
+from gameday.measure.contract import InstantDetail
 from gameday.measure.store.reader import Stream, Timeline
 
 
@@ -26,8 +27,9 @@ class Instant:
     reason: str | None = None
     evidence: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> InstantDetail:
+        return InstantDetail(at_s=self.at_s, error_s=self.error_s, reason=self.reason,
+                             evidence=self.evidence)
 
 
 def missing(reason: str) -> Instant:

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from operator import mul, sub
-from typing import Any
 
+from gameday.measure.contract import SamplerStats
 from gameday.measure.store.reader import Disordered, Timeline
 
 
@@ -93,30 +93,22 @@ def canary_gap_percentiles(tl: Timeline, ps: Sequence[float]) -> tuple[int, list
         return gap_percentiles(tl.canary_sends_sorted(), ps)
 
 
-def sampler_stats(tl: Timeline) -> dict[str, dict[str, Any]]:
+def sampler_stats(tl: Timeline) -> dict[str, SamplerStats]:
     """Samples, achieved interval p50/p99 and errors per sampler stream, each read a window
     at a time (the canary's sends sorted by SQLite)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, SamplerStats] = {}
     streams = sorted((f"{table}:{name}", table, name)
                      for table in ("dns", "http", "replication", "ha")
                      if tl.has(table) for name in tl.names(table))
     for label, table, name in streams:
         rows = tl.stream(table, name)
         samples, (p50, p99) = gap_percentiles(rows.times(), (50, 99))
-        out[label] = {
-            "samples": samples,
-            "errors": rows.errors(),
-            "interval_p50_s": _round(p50),
-            "interval_p99_s": _round(p99),
-        }
+        out[label] = SamplerStats(samples=samples, errors=rows.errors(),
+                                  interval_p50_s=_round(p50), interval_p99_s=_round(p99))
     samples, errors, _, _ = tl.canary_extent
     _, (p50, p99) = canary_gap_percentiles(tl, (50, 99))
-    out["canary"] = {
-        "samples": samples,
-        "errors": errors,
-        "interval_p50_s": _round(p50),
-        "interval_p99_s": _round(p99),
-    }
+    out["canary"] = SamplerStats(samples=samples, errors=errors, interval_p50_s=_round(p50),
+                                 interval_p99_s=_round(p99))
     return out
 
 

@@ -111,7 +111,7 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
         "rpo_s": _r(accounting.rpo_s) if accounting else None,
         "rpo_error_s": _r(accounting.rpo_error_s) if accounting else None,
         "phases": {n: _r(i.at_s) for n, i in failover.instants.items()},
-        "phase_detail": {n: i.to_dict() for n, i in failover.instants.items()},  # type: ignore[misc]
+        "phase_detail": {n: i.to_dict() for n, i in failover.instants.items()},
         "writes": writes,
         "writes_detail": _writes_detail(accounting, t_fault, meta),
         # the mode as observed at the fault (the primary's view of its standby), which is
@@ -125,7 +125,7 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
         "failback": None,
         "t_fault_effective_s": _r(t_effective - t_fault) if t_effective is not None and
         t_fault is not None else None,
-        "samplers": stats.sampler_stats(tl),  # type: ignore[typeddict-item]
+        "samplers": stats.sampler_stats(tl),
         "configuration": meta.get("configuration", {}),
         "incomplete": incomplete,
         "notes": failover.notes,
@@ -182,15 +182,14 @@ def _writes(tl: reader.Timeline, present: Mapping[int, int] | None, t_fault: flo
             ) -> tuple[Writes, writes.WriteAccounting | None]:
     """Jepsen set accounting of the canary against the rows read from the new primary."""
     if present is None:
-        empty: Writes = dict.fromkeys(WRITE_COUNTS)  # type: ignore[assignment]
-        return empty, None
+        return Writes(attempted=None, acked=None, lost=None, recovered=None,
+                      unknown_absent=None, unexpected=None, duplicate=None), None
     meta = tl.meta
     start_seq = int(meta.get("start_seq", 1))
     cutoff, live = meta.get("final_read_t"), bool(meta.get("final_read_live"))
     accounting = writes.account_run(tl, present, t_fault=t_fault, start_seq=start_seq,
                                     cutoff=cutoff, live=live)
-    counts: Writes = accounting.counts()  # type: ignore[assignment]
-    return counts, accounting
+    return accounting.counts(), accounting
 
 
 def _writes_detail(accounting: writes.WriteAccounting | None, t_fault: float | None,

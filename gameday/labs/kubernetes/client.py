@@ -132,8 +132,7 @@ class Kube:
             return cached[1]
         self._forget(context)
         try:
-            # untyped in the kubernetes package
-            contexts, _ = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            contexts, _ = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]  # untyped
                 config_file=path
             )
         except (ConfigException, OSError) as exc:
@@ -151,7 +150,7 @@ class Kube:
         # the driver's own waits retry
         configuration.retries = 0
         try:
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped package
                 config_file=path,
                 context=context,
                 client_configuration=configuration,

@@ -105,8 +105,8 @@ TABLES: dict[str, type[tuple[Any, ...]]] = {
     "ha": HaSample,
 }
 _TABLE_OF: dict[type[tuple[Any, ...]], str] = {row: name for name, row in TABLES.items()}
-COLUMNS: dict[str, tuple[str, ...]] = {name: row._fields  # type: ignore[attr-defined]
-                                       for name, row in TABLES.items()}
+COLUMNS: dict[str, tuple[str, ...]] = {
+    name: row._fields for name, row in TABLES.items()}  # type: ignore[attr-defined]  # NamedTuples
 _SQL_TYPES = {float: "REAL", int: "INTEGER", str: "TEXT"}
 
 

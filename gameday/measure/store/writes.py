@@ -45,9 +45,11 @@ class WriteAccounting:
     rpo_error_s: float | None
     lost_by_server: dict[str, int]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> Writes:
         """The counts summary.json's `writes` holds, under its keys."""
-        return {k: getattr(self, k) for k in Writes.__annotations__}
+        return Writes(attempted=self.attempted, acked=self.acked, lost=self.lost,
+                      recovered=self.recovered, unknown_absent=self.unknown_absent,
+                      unexpected=self.unexpected, duplicate=self.duplicate)
 
 
 def account_writes(canary: Iterable[tuple[Any, ...]], present: Mapping[int, int], *,
