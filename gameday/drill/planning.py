@@ -27,7 +27,7 @@ from gameday.foundation import lock
 from gameday.foundation.descriptor import Lab
 from gameday.foundation.driver import for_region
 from gameday.foundation.errors import ConfigError, GamedayError
-from gameday.foundation.faults import DEFAULT_REGION_FAULTS, region_faults
+from gameday.foundation.faults import DEFAULT_REGION_FAULTS, Fault, region_faults
 from gameday.foundation.ledger import Ledger
 from gameday.foundation.settings import GamedaySettings
 
@@ -160,7 +160,7 @@ def _plan_action(plan: Plan, activity: Any, config: dict[str, Any], secrets: dic
         return
     if arguments is not None and not isinstance(arguments, dict):
         raise ConfigError("take_region_down's arguments must be an object like "
-                          '{"region": "region-1", "faults": "scale-to-zero"}')
+                          + json.dumps({"region": "region-1", "faults": Fault.SCALE_TO_ZERO}))
     args = dict(arguments or {})
     region = lab.region(str(args.get("region", "region-1")))
     faults = region_faults(args.get("faults", DEFAULT_REGION_FAULTS))
