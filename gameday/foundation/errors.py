@@ -2,11 +2,15 @@
 
     GamedayError
     ├── ConfigError     bad experiment configuration, descriptor or argument: fix the input
-    ├── LabError        the lab (or a region) is not in the state the step needs
-    │   └── NotRoot / MissingProgram
-    └── TargetError     a target system did not answer or refused the change
+    ├── LabError        the lab (or a region) is not in the state the step needs (not
+    │   │               root, a missing program: the message says which)
+    │   └── LabBusy     another drill holds the lab's lock (foundation/lock.py)
+    ├── TargetError     a target system did not answer or refused the change
+    └── Interrupted     Ctrl-C, SIGTERM or a stop condition stopped the step
+                        (foundation/interrupt.py)
 
-Activities turn these into chaoslib's ActivityFailed; the CLI turns them into one line.
+Activities turn these into chaoslib's ActivityFailed; the CLI turns them into one line
+with the exit code of the kind (3, 4, 5).
 """
 
 from __future__ import annotations
