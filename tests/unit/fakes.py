@@ -113,13 +113,37 @@ lab_kinds.register("fake", "tests.unit.fakes:FakeDriver.for_lab")
 
 class FakeDatabases:
     """recovery.Databases over a dict of roles: region -> "primary", "read-only",
-    "standby" or None (down). Promotion turns a standby into a primary."""
+    "standby" or None (down). Promotion turns a standby into a primary. `install` also
+    puts it in place of the `gameday.postgres` functions the database actions call, with
+    each region's canary rows in `rows` (seq, written_at)."""
 
     def __init__(self, roles: dict[str, postgres.Role | None], *,
                  driver_world: World | None = None) -> None:
         self.roles = roles
         self.calls: list[tuple[str, ...]] = []
         self.driver_world = driver_world
+        self.rows: dict[str, list[tuple[int, Any]]] = {}
+        self.streams: set[tuple[str, str]] = set()  # (standby, primary) pairs streaming
+
+    def install(self, monkeypatch: Any) -> FakeDatabases:
+        for name in ("is_writable", "promote", "wait_replayed", "restore_replication_mode",
+                     "make_read_only", "checkpoint", "canary_rows", "streams_from"):
+            monkeypatch.setattr(postgres, name, getattr(self, name))
+        return self
+
+    def make_read_only(self, lab: Lab, region: Region) -> None:
+        self.calls.append(("make_read_only", region.name))
+        self.roles[region.name] = "read-only"
+
+    def checkpoint(self, lab: Lab, region: Region) -> None:
+        self.calls.append(("checkpoint", region.name))
+
+    def canary_rows(self, lab: Lab, region: Region, what: str) -> list[tuple[int, Any]]:
+        return list(self.rows.get(region.name, []))
+
+    def streams_from(self, lab: Lab, primary: Region, standby: Region, *,
+                     synchronous: bool = False) -> bool:
+        return (standby.name, primary.name) in self.streams
 
     def _sync_with_driver(self) -> None:
         # a database the fake driver started comes back as a standby (fenced or following)
@@ -160,6 +184,8 @@ class FakeDatabases:
                 on_requested: Any = None) -> postgres.Promotion:
         self.calls.append(("promote", target.name))
         assert self.roles[target.name] == "standby"
+        if on_requested is not None:
+            on_requested(0.0)
         self.roles[target.name] = "primary"
         return postgres.Promotion(region=target.name, requested=0.0, writable=0.03,
                                   error_s=0.005, timeline=2, writable_utc="")
