@@ -76,8 +76,8 @@ _TEXT: dict[Fault, tuple[str, str]] = {
     Fault.SCALE_TO_ZERO: ("stops the region's workloads (storefront and database; under an HA "
                           "manager, the manager first)",
                           "starts exactly what the record lists again; the old primary's "
-                          "database comes back fenced (read-only) once the other region was "
-                          "promoted"),
+                          "database comes back fenced (read-only) once the other region "
+                          "was promoted"),
     Fault.CORDON: ("marks the region's nodes unschedulable",
                    "uncordons exactly the nodes the record lists"),
     Fault.BLOCK_EGRESS: ("blocks every new outbound connection from the region (nftables in "
