@@ -38,8 +38,8 @@ def test_pip_install_outside_the_checkout_runs_a_game_day(lab_env: dict[str, str
                 "import gameday, pathlib; print(pathlib.Path(gameday.__file__).parent)"],
                cwd=elsewhere, env=env).stdout.strip()
     assert not site.startswith(str(ROOT)), site
-    for data in ("labs/storefront.sql", "labs/descriptor.schema.json",
-                 "report/summary.schema.json", "experiments/game-day.json",
+    for data in ("labs/storefront.sql", "foundation/descriptor.schema.json",
+                 "measure/summary.schema.json", "experiments/game-day.json",
                  "experiments/failback.json"):
         assert (Path(site) / data).is_file(), data
     # Chaos Toolkit finds the extension by its distribution name, already installed

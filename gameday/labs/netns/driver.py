@@ -166,7 +166,8 @@ class NetnsDriver(FaultTable):
         """All traffic dropped while the region's processes run on, and users inside it go
         on writing to its database (the writes a split brain costs)."""
         self._add_rules(region, BLACKHOLE_RULES)
-        self._start_local_writer(region, undo["local_writer"])
+        if undo.get("local_writer"):  # none when only the cut is wanted (a standby's region)
+            self._start_local_writer(region, undo["local_writer"])
 
     def _egress_blocked(self, region: Region, undo: dict[str, Any]) -> bool:
         return self._table_present(region) and not self._can_connect_out(region)
