@@ -40,7 +40,7 @@ def storefront() -> Iterator[dict[str, int]]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     status["port"] = server.server_address[1]
     status["answered"] = answered  # type: ignore[assignment]

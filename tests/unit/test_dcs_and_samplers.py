@@ -72,7 +72,7 @@ def etcd() -> Iterator[tuple[Etcd, int]]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     dcs._tokens.clear()
     yield state, server.server_address[1]

@@ -41,7 +41,7 @@ def storefronts() -> Iterator[tuple[str, str, type[_Health], type[_Health]]]:
     handlers = [type("Up", (_Health,), {"status": 200}), type("Down", (_Health,), {"status": 503})]
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), h) for h in handlers]
     for s in servers:
-        threading.Thread(target=s.serve_forever, daemon=True).start()
+        threading.Thread(target=s.serve_forever, args=(0.01,), daemon=True).start()
     yield (*(f"http://127.0.0.1:{s.server_address[1]}" for s in servers), *handlers)  # type: ignore[misc]
     for s in servers:
         s.shutdown()
