@@ -427,6 +427,7 @@ def _end(state: dict[str, Any], configuration: dict[str, Any] | None,
                 state["status"] = "interrupted"
         _leave_no_fault(run, lab, configuration,
                         interrupted=interrupt.requested() or state.get("status") == "interrupted")
+        _forget_a_promotion_never_seen(lab)
         if run.events("fault-left-behind") and state.get("status") == "completed":
             state["status"] = "failed"
         run.event("experiment-ended", status=state.get("status"))
@@ -459,6 +460,18 @@ def _end(state: dict[str, Any], configuration: dict[str, Any] | None,
         run.stop_recorder()
         runs.clear()
         interrupt.rollbacks_done()
+
+
+def _forget_a_promotion_never_seen(lab: Any) -> None:
+    """A drill stopped while it waited for a promotion nobody was asked to make (promotion
+    `none`, no HA manager) leaves region-1 the primary: its record of the awaited region
+    would only make the next drill's fence and failback act on a promotion that never
+    happened."""
+    from gameday.labs import drill
+
+    state = drill.read(lab.path)
+    if state is not None and state.get("awaiting") and not state.get("promoted"):
+        drill.clear(lab.path)
 
 
 def _leave_no_fault(run: Any, lab: Any, configuration: Mapping[str, Any] | None, *,

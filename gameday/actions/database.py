@@ -118,9 +118,19 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
         "strategy": strategy,
         "game_day_run": str(run.dir) if run else None,
     }
-    # written before the promotion is requested: a run interrupted half-way must still
-    # leave failback (and `gameday recover`) the record that a promotion may have happened
-    drill.write(lab.path, state)
+    if strategy == "none" and lab.ha is None:
+        # nobody is asked to promote, and the lab names no manager that would: the record
+        # says which region is awaited, and that it was promoted only once it answers
+        # writable. A drill stopped while it waits (a stop condition, Ctrl-C) then brings
+        # region-1 back as the primary, instead of finishing a promotion nobody started
+        # (the drivers still fence region-1 whenever another region answers as a primary)
+        drill.write(lab.path, {**{k: v for k, v in state.items() if k != "promoted"},
+                               "awaiting": region})
+    else:
+        # written before the promotion is requested: a run interrupted half-way must still
+        # leave failback (and `gameday recover`) the record that a promotion may have
+        # happened
+        drill.write(lab.path, state)
     if strategy == "runner":
         result = _promote(lab, target, timeout_s)
         drill.write(lab.path, {**state, "promoted_at_utc": result["writable_utc"],
