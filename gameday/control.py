@@ -363,6 +363,7 @@ def _end(state: dict[str, Any]) -> None:
                 state["status"] = Status.INTERRUPTED
         _leave_no_fault(drill, interrupted=interrupt.requested()
                         or state.get("status") == Status.INTERRUPTED)
+        _forget_a_promotion_never_seen(drill.lab)
         if run.events(Kind.FAULT_LEFT_BEHIND) and state.get("status") == Status.COMPLETED:
             state["status"] = Status.FAILED
         run.event(ExperimentEnded(status=state.get("status")))
@@ -394,6 +395,16 @@ def _end(state: dict[str, Any]) -> None:
         live.stop(run.dir)
         run.stop_recorder()
         interrupt.rollbacks_done()
+
+
+def _forget_a_promotion_never_seen(lab: Lab) -> None:
+    """A drill stopped while it waited for a promotion nobody was asked to make (promotion
+    `none`, no HA manager) leaves region-1 the primary: its record of the awaited region
+    would only make the next drill's fence and failback act on a promotion that never
+    happened."""
+    state = drill_state.read(lab.path)
+    if state is not None and state.awaiting and not state.promoted:
+        drill_state.clear(lab.path)
 
 
 def _leave_no_fault(drill: Drill, *, interrupted: bool) -> None:

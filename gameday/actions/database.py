@@ -113,9 +113,18 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
         strategy=strategy,
         game_day_run=str(drill.run.dir) if drill.run else None,
     )
-    # written before the promotion is requested: a run interrupted half-way must still
-    # leave failback (and `gameday recover`) the record that a promotion may have happened
-    drill_state.write(lab.path, state)
+    if strategy == "none" and lab.ha is None:
+        # nobody is asked to promote, and the lab names no manager that would: the record
+        # says which region is awaited, and that it was promoted only once it answers
+        # writable. A drill stopped while it waits (a stop condition, Ctrl-C) then brings
+        # region-1 back as the primary, instead of finishing a promotion nobody started
+        # (the drivers still fence region-1 whenever another region answers as a primary)
+        drill_state.write(lab.path, dataclasses.replace(state, promoted=None, awaiting=region))
+    else:
+        # written before the promotion is requested: a run interrupted half-way must still
+        # leave failback (and `gameday recover`) the record that a promotion may have
+        # happened
+        drill_state.write(lab.path, state)
     if strategy == "runner":
         result = _promote(drill, target, timeout_s)
         drill_state.write(lab.path, dataclasses.replace(

@@ -65,6 +65,9 @@ class DrillState:
     strategy: str | None = None  # who promoted: runner, command or none
     observed: bool | None = None  # the HA manager promoted; the recorder saw it
     game_day_run: str | None = None  # the run directory of that game day
+    # the region a promotion nobody was asked to make (promotion none, no HA manager) is
+    # awaited in: `promoted` is recorded only once it answers writable
+    awaiting: str | None = None
     switchover: Switchover | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import chaos
-from tests.integration.test_interruptions import assert_consistent
+from tests.integration.test_interruptions import _states, assert_consistent
 
 # the promote step waits this long for a promotion nobody makes: an abort must come first
 PROMOTE_TIMEOUT_S = 30
@@ -70,7 +70,9 @@ def test_abort_when_fires_mid_drill_and_rolls_back(lab: dict[str, str], tmp_path
     fault ledger holds an applied fault, so it fires mid-drill, after the fault, while the
     drill waits for a promotion nobody makes."""
     ledger = Path(lab["GAMEDAY_HOME"]) / "faults.jsonl"
-    alarm = ["sh", "-c", f"if grep -q applied {ledger} 2>/dev/null; then "
+    # only this drill's lines: the shared lab's ledger holds earlier drills' applied faults
+    start = len(ledger.read_text().splitlines()) + 1 if ledger.exists() else 1
+    alarm = ["sh", "-c", f"if tail -n +{start} {ledger} 2>/dev/null | grep -q applied; then "
                          "echo 'alarm: region-1 is down'; exit 1; fi"]
     code, summary, took = _drill(lab, tmp_path, {
         "abort_check_interval_s": 0.2,
@@ -82,6 +84,7 @@ def test_abort_when_fires_mid_drill_and_rolls_back(lab: dict[str, str], tmp_path
     assert took < PROMOTE_TIMEOUT_S + 30  # not the promote step's own timeout
     assert _rolled_back_at_once(lab) < 10
     assert_consistent(lab)  # no fault left, one writable primary
+    assert _states(lab)["region-1"] == (False, "off"), _states(lab)  # region-1 serves again
 
 
 def test_a_stop_condition_that_cannot_be_read_aborts(lab: dict[str, str], tmp_path: Path) -> None:
@@ -97,6 +100,7 @@ def test_a_stop_condition_that_cannot_be_read_aborts(lab: dict[str, str], tmp_pa
     assert summary["reasons"][0].startswith("aborted: stop condition region-1-health")
     assert _rolled_back_at_once(lab) < 10
     assert_consistent(lab)
+    assert _states(lab)["region-1"] == (False, "off"), _states(lab)  # region-1 serves again
 
 
 def test_max_outage_s_restores_region_1_whatever_the_failover_state(lab: dict[str, str],
@@ -113,3 +117,6 @@ def test_max_outage_s_restores_region_1_whatever_the_failover_state(lab: dict[st
     assert 3 <= aborted - fault < 6, aborted - fault
     assert _rolled_back_at_once(lab) < 10
     assert_consistent(lab)
+    # region-1 restored, not a promotion finished that nobody had started
+    assert _states(lab)["region-1"] == (False, "off"), _states(lab)
+    assert not (Path(lab["GAMEDAY_HOME"]) / "drill.json").exists()

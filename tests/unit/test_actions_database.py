@@ -98,11 +98,24 @@ def test_promote_by_the_system_waits_until_it_answers_writable(
         return dbs.roles[region.name] == "primary"
 
     monkeypatch.setattr(database.postgres, "is_writable", is_writable)
+    while_waiting: list[DrillState | None] = []
+    real_write = drill_state.write
+
+    def write(path: Any, state: DrillState) -> None:
+        real_write(path, state)
+        if not while_waiting:
+            while_waiting.append(drill_state.read(lab_file))
+
+    monkeypatch.setattr(drill_state, "write", write)
     out = database.promote("region-2", timeout_s=5,
                            configuration=config(lab_file, promotion="none"))
     assert out["strategy"] == "none" and out["command"] is None
     assert set(asked) == {"region-2"} and len(asked) == 3
-    assert drill_state.read(lab_file).strategy == "none"
+    # no manager would promote it: awaited, and promoted only once it answered writable
+    (waiting,) = while_waiting
+    assert (waiting.awaiting, waiting.promoted) == ("region-2", None)
+    done = drill_state.read(lab_file)
+    assert (done.strategy, done.promoted, done.awaiting) == ("none", "region-2", None)
     assert ("promote", "region-2") not in dbs.calls
 
 
@@ -114,8 +127,25 @@ def test_promote_by_the_system_that_never_promotes_fails_within_its_bound(
         database.promote("region-2", timeout_s=0.2,
                          configuration=config(lab_file, promotion="none",
                                               promotion_timeout_s=0.1))
-    # the record that a promotion may have happened stays for failback and recover
-    assert drill_state.read(lab_file).promoted == "region-2"
+    # nobody was asked to promote and nothing did: the record says only what was awaited,
+    # so the rollback brings region-1 back instead of finishing a promotion (main 8c0e62a)
+    state = drill_state.read(lab_file)
+    assert (state.promoted, state.awaiting) == (None, "region-2")
+    assert state.promoted_other_than("region-1") is None
+
+
+def test_the_end_of_a_run_forgets_a_promotion_only_awaited(lab_file: Path) -> None:
+    from gameday import control
+    from gameday.foundation import descriptor
+
+    lab = descriptor.load(lab_file)
+    drill_state.write(lab_file, DrillState(awaiting="region-2", old_primary="region-1"))
+    control._forget_a_promotion_never_seen(lab)
+    assert drill_state.read(lab_file) is None
+    seen = DrillState(promoted="region-2", old_primary="region-1", strategy="none")
+    drill_state.write(lab_file, seen)
+    control._forget_a_promotion_never_seen(lab)
+    assert drill_state.read(lab_file) == seen
 
 
 def test_promote_by_command_runs_it_and_keeps_its_output(
