@@ -288,6 +288,8 @@ def ratio_round(dsn: str, table: str) -> Round:
             rnd.canary.add(got["canary"])
             b, c = got["base"].rate, got["canary"].rate
             rnd.pairs.append(c / b if b and c else None)
+            if not (b and c):
+                break  # the round is a miss: no data
     return rnd
 
 
