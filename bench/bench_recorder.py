@@ -331,8 +331,8 @@ def main() -> int:
         else:
             ok = judge_lateness(m)
             print(f"  target: DNS p99 lateness at most {LATENESS_EXCESS_S * 1000:g} ms past the "
-                  f"reference loop's ({_ms(m.late_excess)}) with the canary flat out, skipped "
-                  f"slots counted late: {'met' if ok else 'MISSED'}")
+                  f"reference loop's (here {_ms(m.late_excess)} past it) with the canary flat "
+                  f"out, skipped slots counted late: {'met' if ok else 'MISSED'}")
         failed |= not ok
     return 1 if failed else 0
 
