@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg.conninfo
+
 from gameday.labs import descriptor
 from gameday.labs.descriptor import Lab
 
@@ -89,7 +91,9 @@ def after_up(the_lab: Lab) -> None:
     command = os.environ.get("GAMEDAY_BENCH_AFTER_UP")
     if not command:
         return
-    env = {**os.environ, "GAMEDAY_WRITER_DSN": the_lab.writer_dsn(), "GAMEDAY_LAB": the_lab.path}
+    # a conninfo string for psql: make_conninfo quotes every value for libpq
+    dsn = psycopg.conninfo.make_conninfo(**the_lab.writer_params())
+    env = {**os.environ, "GAMEDAY_WRITER_DSN": dsn, "GAMEDAY_LAB": the_lab.path}
     done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,
                           timeout=60)
     print(f"GAMEDAY_BENCH_AFTER_UP ran (exit {done.returncode}): "

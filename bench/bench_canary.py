@@ -57,6 +57,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -114,7 +115,7 @@ def writers_niced(by: int) -> Iterator[None]:
         canary_module.NICER = saved
 
 
-def prepared_loop(dsn: str, table: str, seconds: float, *, nicer: int = 0,
+def prepared_loop(dsn: dict[str, Any], table: str, seconds: float, *, nicer: int = 0,
                   start_seq: int | None = None) -> Slice:
     """The baseline: one connection, one cursor, a server-side prepared INSERT, in a
     thread `nicer` than this process; timed from its first write (connected). Its numbers
@@ -129,7 +130,7 @@ def prepared_loop(dsn: str, table: str, seconds: float, *, nicer: int = 0,
         sql = f"INSERT INTO {table} (seq, writer) VALUES (%s, %s)"
         n, started = 0, time.perf_counter()
         try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
+            with psycopg.connect(**dsn, autocommit=True) as conn:
                 seq = start_seq
                 if seq is None:
                     row = conn.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {table}").fetchone()
@@ -157,14 +158,14 @@ class Rig:
     rows after it, in its time, cost 4-5% of a slice: a cost the recorder's canary does
     not pay, as its flusher runs beside its writers.)"""
 
-    def __init__(self, dsn: str, table: str) -> None:
+    def __init__(self, dsn: dict[str, Any], table: str) -> None:
         self.dsn, self.table = dsn, table
         self.dir = Path(tempfile.mkdtemp(prefix="gameday-bench-canary-"))
         anchor, _ = timeline.Clock.new_anchor()
         self.clock = timeline.Clock(anchor)
         timeline.create(self.dir, {"anchor_ns": anchor})
         self.out = timeline.BatchWriter(self.dir)
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn = psycopg.connect(**dsn, autocommit=True)
         self.ran = 0.0  # seconds the canary has run on this rig
         self.next_flush = FLUSH_S  # when, in those seconds, the flusher flushes next
 
@@ -180,8 +181,8 @@ class Rig:
                                 "WHERE seq >= ?", (start,)).fetchall()
         finally:
             conn.close()
-        rows += [(a.seq, a.t_send, a.t_ack, a.outcome) for a in self.out.pending["canary"]
-                 if a.seq >= start]
+        pending = [timeline.CanaryAttempt(*a) for a in self.out.pending["canary"]]
+        rows += [(a.seq, a.t_send, a.t_ack, a.outcome) for a in pending if a.seq >= start]
         return rows
 
     def close(self) -> None:
@@ -191,7 +192,7 @@ class Rig:
 
 
 @contextlib.contextmanager
-def rig(dsn: str, table: str) -> Iterator[Rig]:
+def rig(dsn: dict[str, Any], table: str) -> Iterator[Rig]:
     r = Rig(dsn, table)
     try:
         yield r
@@ -200,7 +201,7 @@ def rig(dsn: str, table: str) -> Iterator[Rig]:
 
 
 def _run_canary(r: Rig, writers: int, seconds: float, *, from_first_ack: bool
-                ) -> tuple[Canary, int, float, float]:
+                ) -> tuple[Canary, int, float]:
     """The recorder's canary on the rig's timeline, with the rig's flusher, stopped after
     `seconds` (counted from its first acknowledged write when `from_first_ack`, so
     connecting is not timed, or from FIRST_ACK_WAIT_S when none comes): the canary, its
@@ -269,7 +270,7 @@ class Round:
         return statistics.median(p for p in self.pairs if p is not None)
 
 
-def ratio_round(dsn: str, table: str) -> Round:
+def ratio_round(dsn: dict[str, Any], table: str) -> Round:
     """The baseline and the canary for SECONDS each, in pairs of adjacent slices, which of
     the two goes first alternating from pair to pair."""
     rnd = Round(Slice(), Slice(), [])
@@ -310,7 +311,7 @@ class Sweep:
     error: str | None
 
 
-def canary_run(dsn: str, table: str, writers: int, seconds: float) -> Sweep:
+def canary_run(dsn: dict[str, Any], table: str, writers: int, seconds: float) -> Sweep:
     """The canary with `writers` writers for `seconds`: its acknowledged writes/s, the
     gaps between acknowledgements, and how far off it places a stop."""
     with rig(dsn, table) as r:
@@ -356,7 +357,7 @@ def judge_resolution(one: float | None, default: float | None) -> tuple[bool, st
                 f"{'reached' if default <= 0.010 else 'not reached'}")
 
 
-def throughput(dsn: str, table: str, rounds: int) -> bool:
+def throughput(dsn: dict[str, Any], table: str, rounds: int) -> bool:
     """The canary against the baseline, `rounds` rounds; True when every round held."""
     ratios: list[float | None] = []
     for i in range(rounds):
@@ -382,10 +383,12 @@ def throughput(dsn: str, table: str, rounds: int) -> bool:
     return ok
 
 
-def resolution(dsn: str, table: str, delay_ms: float, seconds: float) -> bool:
+def resolution(dsn: dict[str, Any], table: str, delay_ms: float | None,
+               seconds: float) -> bool:
     """The writer-count sweep under synchronous replication; True when the default writers
     place a stop at most 3/4 as far off as one writer."""
-    print(f"sync replication, {delay_ms:g} ms one way, {seconds:g} s per writer count:")
+    delay = f"{delay_ms:g} ms" if delay_ms is not None else "an unstated delay"
+    print(f"sync replication, {delay} one way, {seconds:g} s per writer count:")
     off: dict[int, float | None] = {}
     for writers in sorted({1, 2, 4, 8, DEFAULT_WRITERS}):
         s = canary_run(dsn, table, writers, seconds)
@@ -413,11 +416,11 @@ def main() -> int:
     ok = True
     if args.rounds > 0:
         with lab("async") as (the_lab, _), writers_niced(0):
-            ok = throughput(the_lab.writer_dsn(), the_lab.database.canary_table, args.rounds)
+            ok = throughput(the_lab.writer_params(), the_lab.database.canary_table, args.rounds)
     if args.async_only:
         return 0 if ok else 1
     with lab("sync") as (the_lab, _):
-        ok &= resolution(the_lab.writer_dsn(), the_lab.database.canary_table,
+        ok &= resolution(the_lab.writer_params(), the_lab.database.canary_table,
                          the_lab.inter_region_delay_ms, args.sweep_seconds)
     return 0 if ok else 1
 

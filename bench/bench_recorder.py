@@ -211,7 +211,7 @@ def measure(replication: str) -> Measured:
         floor = None
         if replication == "async":
             # as nice as the recorder's canary writers make themselves
-            loop = prepared_loop(the_lab.writer_dsn(), the_lab.database.canary_table, LOOP_S,
+            loop = prepared_loop(the_lab.writer_params(), the_lab.database.canary_table, LOOP_S,
                                  nicer=NICER)
             floor = loop.rate
             if floor is None:

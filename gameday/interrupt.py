@@ -28,6 +28,7 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 _requested = threading.Event()
 _step_lock = threading.RLock()
 _previous: dict[int, Any] = {}
+_abort_reason: list[str] = []  # set by `abort`, read by the handler it signals
 
 
 class Interrupted(GamedayError):
@@ -76,15 +77,34 @@ def _handler(signum: int, frame: Any) -> None:
         logger.warning("gameday: %s ignored: rolling back, please wait", name)
         return
     _requested.set()
-    logger.warning("gameday: %s received: stopping the drill and rolling back", name)
     from chaoslib.exceptions import InterruptExecution
 
+    if _abort_reason:
+        logger.error("gameday: aborted (%s): stopping the drill and rolling back",
+                     _abort_reason[0])
+        raise InterruptExecution(f"gameday: aborted: {_abort_reason[0]}")
+    logger.warning("gameday: %s received: stopping the drill and rolling back", name)
     raise InterruptExecution(f"gameday: interrupted by {name}")
+
+
+def abort(reason: str) -> None:
+    """A stop condition fired (gameday.stopconditions, in its own thread): interrupt the run
+    exactly as SIGTERM does, so the running step stops and the rollbacks run at once, with
+    `reason` in the message. Without our handler (not installed: no main-thread run) the
+    flag alone stops every step at its next wait."""
+    if _requested.is_set():
+        return
+    _abort_reason[:] = [reason]
+    if signal.SIGTERM in _previous:
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+    else:
+        _requested.set()
 
 
 def install() -> None:
     """Called by the control at the start of a run, in the main thread."""
     _requested.clear()
+    _abort_reason.clear()
     if threading.current_thread() is not threading.main_thread():
         return
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,7 +22,7 @@ from typing import Any
 from chaoslib import substitute
 
 from gameday import hypothesis
-from gameday.errors import GamedayError
+from gameday.errors import ConfigError, GamedayError
 from gameday.labs.driver import for_region
 from gameday.labs.ledger import Ledger
 from gameday.settings import GamedaySettings
@@ -89,10 +89,15 @@ class Plan:
 
 
 def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
-         secrets: Mapping[str, Any] | None, *, gate: bool = True) -> Plan:
+         secrets: Mapping[str, Any] | None, *, gate: bool = True,
+         runs_actions: bool = False) -> Plan:
     """The plan of `experiment` under `configuration`/`secrets` (loaded by chaoslib).
-    Never raises a GamedayError: what the real run would refuse is in `refusals`."""
+    Never raises: what the real run would refuse, and whatever the plan cannot read, is in
+    `refusals` (a plan that cannot be made is refused, never passed). `runs_actions`: the
+    dry mode still runs actions (`--dry probes`), so an action marked as a gameday fault
+    is refused, since it would inject for real."""
     from gameday import control  # the same pre-flight checks the run's control makes
+    from gameday.labs import lock
 
     config = dict(configuration or {})
     plan = Plan(experiment=str(experiment.get("title") or "experiment"))
@@ -109,13 +114,28 @@ def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
         plan.descriptor, plan.lab = lab.path, lab.lab
         plan.checks.append(f"descriptor valid: {lab.primary.name} (primary) -> "
                            f"{lab.secondary.name} (secondary)")
+        holder = lock.holder(lab.path)
+        if holder is not None:
+            plan.refusals.append(f"the lab is in use by another drill (pid {holder or '?'} "
+                                 f"holds {lock.path(lab.path)})")
         control.check_before_start(experiment, settings, lab, config)
         plan.checks.append(f"promotion '{settings.promotion.strategy}' allowed here; fault "
                            "markers name known regions; what runs matches the descriptor")
     except GamedayError as exc:
         plan.refusals.append(str(exc))
         return plan
-    _plan_method(plan, experiment, config, dict(secrets or {}), lab)
+    except Exception as exc:  # what the plan cannot read, it refuses
+        plan.refusals.append(f"cannot plan this experiment ({type(exc).__name__}: {exc})")
+        return plan
+    for activity in experiment.get("method") or []:
+        try:
+            _plan_action(plan, activity, config, dict(secrets or {}), lab,
+                         runs_actions=runs_actions)
+        except GamedayError as exc:
+            plan.refusals.append(f"{_name(activity)}: {exc}")
+        except Exception as exc:  # idem
+            plan.refusals.append(f"{_name(activity)}: cannot plan it ({type(exc).__name__}: "
+                                 f"{exc})")
     if gate and not plan.refused:
         from gameday.probes import gate as readiness
 
@@ -128,40 +148,69 @@ def make(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None,
     return plan
 
 
-def _plan_method(plan: Plan, experiment: Mapping[str, Any], config: dict[str, Any],
-                 secrets: dict[str, Any], lab: Any) -> None:
+def _name(activity: Any) -> str:
+    return str(activity.get("name") if isinstance(activity, dict) else activity)
+
+
+def _plan_action(plan: Plan, activity: Any, config: dict[str, Any], secrets: dict[str, Any],
+                 lab: Any, *, runs_actions: bool) -> None:
+    """One method action: an external fault, one of ours (take_region_down's faults, each
+    with its undo record), or any other provider, shown as it would be called. Every
+    provider shape Chaos Toolkit accepts is read: a `process` action's arguments may be a
+    string, a list or an object."""
     from gameday.actions.region import DEFAULT_FAULTS, fault_list, refuse_unrecovered
 
-    ledger = Ledger(lab.path)
-    for activity in experiment.get("method") or []:
-        if not isinstance(activity, dict) or activity.get("type") != "action":
-            continue
-        provider = activity.get("provider") or {}
-        args = substitute(dict(provider.get("arguments") or {}), config, secrets)
-        name = str(activity.get("name"))
-        marker = activity.get("gameday")
-        if isinstance(marker, dict) and marker.get("fault"):
-            plan.steps.append(f"{name}: an external fault on {marker.get('region')} "
-                              f"({provider.get('type')}); its own extension undoes it")
-            continue
-        if (provider.get("module"), provider.get("func")) != ("gameday.actions.region",
-                                                              "take_region_down"):
-            call = ", ".join(f"{k}={v!r}" for k, v in sorted(args.items()))
-            plan.steps.append(f"{name}: {provider.get('module') or provider.get('type')}."
-                              f"{provider.get('func') or ''}({call})")
-            continue
-        try:
-            region = lab.region(str(args.get("region", "region-1")))
-            faults = fault_list(args.get("faults", DEFAULT_FAULTS))
-            refuse_unrecovered(ledger, region.name)
-            driver = for_region(lab, region, config)
-            for fault in faults:
-                record = driver.plan(fault, region)
-                changes, undo = FAULT_TEXT.get(fault, (fault, "its driver's revert"))
-                plan.faults.append({
-                    "region": region.name, "fault": fault,
-                    "applicable": bool(record.get("applicable", True)),
-                    "reason": record.get("reason"), "changes": changes, "undo": undo,
-                    "record": record})
-        except GamedayError as exc:
-            plan.refusals.append(f"{name}: {exc}")
+    if not isinstance(activity, dict) or activity.get("type") != "action":
+        return
+    name = _name(activity)
+    provider = activity.get("provider")
+    if not isinstance(provider, dict):
+        raise ConfigError("its provider must be an object with a 'type'")
+    marker = activity.get("gameday")
+    if isinstance(marker, dict) and marker.get("fault"):
+        if runs_actions:
+            raise ConfigError("it is marked as a gameday fault, and `--dry probes` runs "
+                              "actions: it would inject for real (`--dry actions` plans it)")
+        plan.steps.append(f"{name}: an external fault on {marker.get('region')} "
+                          f"({provider.get('type')}); its own extension undoes it")
+        return
+    arguments = provider.get("arguments")
+    if arguments is not None and config:
+        arguments = substitute(arguments, config, secrets)
+    if (provider.get("module"), provider.get("func")) != ("gameday.actions.region",
+                                                          "take_region_down"):
+        plan.steps.append(f"{name}: {_call(provider, arguments)}")
+        return
+    if arguments is not None and not isinstance(arguments, dict):
+        raise ConfigError("take_region_down's arguments must be an object like "
+                          '{"region": "region-1", "faults": "scale-to-zero"}')
+    args = dict(arguments or {})
+    region = lab.region(str(args.get("region", "region-1")))
+    faults = fault_list(args.get("faults", DEFAULT_FAULTS))
+    refuse_unrecovered(Ledger(lab.path), region.name)
+    driver = for_region(lab, region, config)
+    for fault in faults:
+        record = driver.plan(fault, region)
+        changes, undo = FAULT_TEXT.get(fault, (fault, "its driver's revert"))
+        plan.faults.append({
+            "region": region.name, "fault": fault,
+            "applicable": bool(record.get("applicable", True)),
+            "reason": record.get("reason"), "changes": changes, "undo": undo,
+            "record": record})
+
+
+def _call(provider: Mapping[str, Any], arguments: Any) -> str:
+    """How an action would be called: `module.func(k=v, ...)` for a Python provider,
+    `process: path args` and `http: url` for the others."""
+    if isinstance(arguments, dict):
+        shown = ", ".join(f"{k}={v!r}" for k, v in sorted(arguments.items(), key=str))
+    elif isinstance(arguments, list | tuple):
+        shown = " ".join(str(a) for a in arguments)
+    else:
+        shown = "" if arguments is None else str(arguments)
+    kind = provider.get("type")
+    if kind == "process":
+        return f"process: {provider.get('path')} {shown}".rstrip()
+    if kind == "http":
+        return f"http: {provider.get('method', 'GET')} {provider.get('url')}"
+    return f"{provider.get('module') or kind}.{provider.get('func') or ''}({shown})"

@@ -8,12 +8,13 @@ message names the cause. Nineteen hand-written loops each did some of that.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from gameday import interrupt
-from gameday.errors import GamedayError, TargetError
+from gameday.errors import ConfigError, GamedayError, TargetError
 
 T = TypeVar("T")
 
@@ -51,6 +52,11 @@ def poll_until(
     recovery after an interruption must run to their end: plain sleep) or `pause` is given
     (a test's own clock). `condition` is always called at least once.
     """
+    if not math.isfinite(timeout_s):
+        # a NaN deadline is never reached (every comparison with it is false): a wait
+        # given one would never end
+        raise ConfigError(f"the wait for {what} was given a timeout of {timeout_s!r} s: "
+                          "give a finite number of seconds")
     deadline = clock() + timeout_s
     last: object = NOTHING
     while True:

@@ -13,6 +13,7 @@ and never the DSN (it holds the password).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any, Literal
 import psycopg
 
 from gameday import interrupt
-from gameday.errors import TargetError
+from gameday.errors import ConfigError, TargetError
 from gameday.labs.descriptor import Lab, Region
 from gameday.poll import poll_until
 
@@ -48,15 +49,44 @@ SELECT pg_is_in_recovery(),
 
 POLL_S = 0.005
 
+# Every SQL the runner sends is bounded, each bound against its own way of hanging (the
+# connect timeout is the DSN's, 2 s a host unless a caller gives less):
+# - statement_timeout: the server gives a statement up, e.g. a commit waiting for a
+#   synchronous standby that is gone (its wait is cancelled: committed locally, with a
+#   warning). 10 s is far above any question the drill asks (milliseconds on the lab).
+#   Statements whose work grows with the drill's length get 120 s: CHECKPOINT, and reading
+#   or deleting every canary row (an 8-hour drill at 200 writes/s leaves 5.8 million).
+STATEMENT_TIMEOUT_S = 10.0
+BULK_TIMEOUT_S = 120.0
+# - tcp_user_timeout: a connection whose data goes unacknowledged for 5 s fails, instead of
+#   retransmitting for the kernel's ~15 minutes: a region cut off mid-statement (dropped
+#   packets), where the server's own timeout can never reach us.
+TCP_USER_TIMEOUT_MS = 5000
+# - keepalives: a reply that never comes over a connection whose data was all acknowledged
+#   (the server's host vanished after taking the statement) is noticed by the probes, 2 s
+#   idle then 3 unanswered a second apart. A live host answers them, so a long statement
+#   on a healthy server is never cut by these.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 2, "keepalives_interval": 1,
+              "keepalives_count": 3}
+
+
+def bounds(*, statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> dict[str, Any]:
+    """libpq keywords that bound every statement and socket of a connection, for
+    `psycopg.connect(**params, **bounds())`. Through a
+    connection pooler, the pooler must pass the `options` startup parameter on."""
+    return {"options": f"-c statement_timeout={round(statement_timeout_s * 1000)}",
+            "tcp_user_timeout": TCP_USER_TIMEOUT_MS, **KEEPALIVES}
+
 
 def connect(lab: Lab, region: Region, what: str, *, timeout_s: float = 2.0,
-            application_name: str = "gameday-drill") -> psycopg.Connection[Any]:
+            application_name: str = "gameday-drill",
+            statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> psycopg.Connection[Any]:
     """An autocommit connection to `region`'s database, or TargetError saying what for."""
     try:
-        return psycopg.connect(lab.database.dsn(region.db_host, region.db_port,
-                                                connect_timeout=str(max(1, round(timeout_s))),
-                                                application_name=application_name),
-                               autocommit=True)
+        return psycopg.connect(**lab.database.params(region.db_host, region.db_port,
+                                                     connect_timeout=max(1, round(timeout_s)),
+                                                     application_name=application_name),
+                               autocommit=True, **bounds(statement_timeout_s=statement_timeout_s))
     except psycopg.Error as exc:
         raise TargetError(f"cannot reach the database of {region.name} to {what} "
                           f"({type(exc).__name__})") from None
@@ -65,8 +95,9 @@ def connect(lab: Lab, region: Region, what: str, *, timeout_s: float = 2.0,
 def role(lab: Lab, region: Region) -> Role | None:
     """What `region`'s database is now; None when it does not answer within a second."""
     try:
-        with psycopg.connect(lab.database.dsn(region.db_host, region.db_port, connect_timeout="1"),
-                             autocommit=True) as conn:
+        with psycopg.connect(**lab.database.params(region.db_host, region.db_port,
+                                                   connect_timeout=1),
+                             autocommit=True, **bounds()) as conn:
             row = conn.execute(ROLE_SQL).fetchone()
     except psycopg.Error:
         return None
@@ -101,8 +132,8 @@ def streams_from(lab: Lab, primary: Region, standby: Region, *,
     """True when `primary` sees `standby` streaming from it (by its application name), and,
     when `synchronous`, as its synchronous standby."""
     try:
-        with psycopg.connect(lab.database.dsn(primary.db_host, primary.db_port),
-                             autocommit=True) as conn:
+        with psycopg.connect(**lab.database.params(primary.db_host, primary.db_port),
+                             autocommit=True, **bounds()) as conn:
             rows = conn.execute("SELECT sync_state FROM pg_stat_replication WHERE "
                                 "application_name = %s AND state = 'streaming'",
                                 (standby.name,)).fetchall()
@@ -117,8 +148,8 @@ def replay_lag(lab: Lab, primary: Region, standby: Region) -> tuple[float, float
     """(bytes not replayed, replay lag in seconds) of `standby` as `primary` sees it; None
     when the primary has no such standby."""
     try:
-        with psycopg.connect(lab.database.dsn(primary.db_host, primary.db_port),
-                             autocommit=True) as conn:
+        with psycopg.connect(**lab.database.params(primary.db_host, primary.db_port),
+                             autocommit=True, **bounds()) as conn:
             rows = conn.execute(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), "
                 "extract(epoch FROM replay_lag) FROM pg_stat_replication "
@@ -141,14 +172,14 @@ def wait_replayed(lab: Lab, standby: Region, primary: Region, timeout_s: float,
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
     target = row[0]
-    dsn = lab.database.dsn(standby.db_host, standby.db_port, connect_timeout="1")
+    params = lab.database.params(standby.db_host, standby.db_port, connect_timeout=1)
 
     receiver = "not asked yet"
 
     def replayed() -> bool:
         nonlocal receiver
         try:
-            with psycopg.connect(dsn, autocommit=True) as c:
+            with psycopg.connect(**params, autocommit=True, **bounds()) as c:
                 got = c.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn), "
                                 "(SELECT status FROM pg_stat_wal_receiver)", (target,)).fetchone()
         except psycopg.Error as exc:
@@ -187,7 +218,11 @@ def promote(lab: Lab, target: Region, timeout_s: float, *, clock: Callable[[], f
     not with the call's return: pg_promote(wait => true) polls every 100 ms, while the
     server accepts writes about 30 ms after the signal. SQLSTATE 25006 (read-only
     transaction) means "not yet". The synchronous standby list is cleared: its old primary
-    is gone, and every commit would wait for it forever."""
+    is gone, and every commit would wait for it forever (the probe's own, txid_current(),
+    writes no WAL and never waits for a standby)."""
+    if not math.isfinite(timeout_s):
+        raise ConfigError(f"the promotion of {target.name} was given a timeout of "
+                          f"{timeout_s!r} s: give a finite number of seconds")
     with connect(lab, target, "promote it") as conn:
         if not in_recovery(conn):
             raise TargetError(f"the database of {target.name} is already a primary: nothing to "
@@ -268,13 +303,13 @@ def restore_replication_mode(lab: Lab, primary: Region) -> None:
 def checkpoint(lab: Lab, region: Region) -> None:
     """Without a checkpoint right after promotion, pg_rewind can answer "no rewind
     required" and leave the target looping on "new timeline forked off"."""
-    with connect(lab, region, "checkpoint it") as conn:
+    with connect(lab, region, "checkpoint it", statement_timeout_s=BULK_TIMEOUT_S) as conn:
         conn.execute("CHECKPOINT")
 
 
 def canary_rows(lab: Lab, region: Region, what: str) -> list[tuple[Any, ...]]:
     """(seq, written_at) of every canary row `region` holds."""
-    with connect(lab, region, what) as conn:
+    with connect(lab, region, what, statement_timeout_s=BULK_TIMEOUT_S) as conn:
         return conn.execute(
             f"SELECT seq, written_at FROM {lab.database.canary_table}").fetchall()
 

@@ -23,13 +23,14 @@ tested against a fake without root or a lab.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from gameday import postgres
-from gameday.errors import TargetError
+from gameday.errors import GamedayError, LabError, TargetError
 from gameday.labs import descriptor, drill
 from gameday.labs.descriptor import Lab, Region
 from gameday.labs.driver import for_region
@@ -66,21 +67,45 @@ def _databases() -> Databases:
 
 def revert_open_faults(lab: Lab, region: str | None = None,
                        configuration: Mapping[str, Any] | None = None) -> list[str]:
-    """Undo every fault the ledger still holds (for `region`, or all), newest first."""
+    """Undo every fault the ledger still holds (for `region`, or all), newest first. A
+    revert that fails does not stop the others: each is attempted, then a LabError names
+    every fault that stays in place."""
+    reverted, failed = _revert_each(lab, region, configuration)
+    if failed:
+        raise LabError("could not revert " + "; ".join(failed) + (
+            f" (reverted: {', '.join(reverted)})" if reverted else "") +
+            ": fix the cause, then run `gameday recover`")
+    return reverted
+
+
+def _revert_each(lab: Lab, region: str | None,
+                 configuration: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
+    """(what was reverted, what failed and why), newest first."""
     ledger = Ledger(lab.path)
     run = runs.current()
     reverted: list[str] = []
+    failed: list[str] = []
     if run and ledger.open_faults(region):
         run.event("rollback-started", region)
     for entry in reversed(ledger.open_faults(region)):
-        target = lab.region(entry["region"])
-        for_region(lab, target, configuration).revert(entry["fault"], target, entry["undo"])
+        what = f"{entry['fault']} on {entry['region']}"
+        try:
+            target = lab.region(entry["region"])
+            for_region(lab, target, configuration).revert(entry["fault"], target, entry["undo"])
+        except Exception as exc:  # any failure: the older faults are still attempted
+            why = str(exc) if isinstance(exc, GamedayError) else f"{type(exc).__name__}: {exc}"
+            failed.append(f"{what} ({why})")
+            logger.error("gameday: could not revert %s: %s", what, why)
+            if run:
+                run.event("fault-revert-failed", entry["region"], fault=entry["fault"],
+                          error=why)
+            continue
         ledger.mark(entry["id"], "reverted")
         if run:
             run.event("fault-reverted", target.name, fault=entry["fault"])
-        reverted.append(f"{entry['fault']} on {target.name}")
-        logger.info("gameday: reverted %s on %s", entry["fault"], target.name)
-    return reverted
+        reverted.append(what)
+        logger.info("gameday: reverted %s", what)
+    return reverted, failed
 
 
 def restore_writable_primary(lab: Lab, configuration: Mapping[str, Any] | None = None, *,
@@ -164,16 +189,56 @@ def _settle(done: Callable[[], bool]) -> None:
         poll_until(done, timeout_s=SETTLE_S, interval_s=0.1, interruptible=False)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Recovery:
+    """What `recover` changed, and what still keeps the lab from being recovered (empty
+    when the ledger holds no fault and no unreadable line, and exactly one region accepts
+    writes)."""
+
+    done: list[str]
+    left: list[str]
+
+
 def recover(lab_file: str | None = None,
             configuration: Mapping[str, Any] | None = None, *,
-            databases: Databases | None = None, lab: Lab | None = None) -> list[str]:
+            databases: Databases | None = None, lab: Lab | None = None) -> Recovery:
     """`gameday recover`: what the rollbacks would have done, from what is on disk. The
-    control passes its loaded `lab`, which holds a password the secrets gave."""
+    control passes its loaded `lab`, which holds a password the secrets gave. Does all it
+    can (a revert that fails does not stop the rest) and says what it could not."""
     lab = lab if lab is not None else descriptor.load(lab_file)
-    done = [f"reverted {item}" for item in revert_open_faults(lab, None, configuration)]
-    result = restore_writable_primary(lab, configuration, db=databases)
+    db = databases or _databases()
+    reverted, _ = _revert_each(lab, None, configuration)  # what failed stays in `left`
+    done = [f"reverted {item}" for item in reverted]
+    result = restore_writable_primary(lab, configuration, db=db)
     done += result["changed"] or []
-    return done
+    left = [f"fault left behind: {item}" for item in Ledger(lab.path).unsettled()]
+    primaries = _one_writable(lab, db)
+    if primaries:
+        left.append(primaries)
+    return Recovery(done=done, left=left)
+
+
+def _one_writable(lab: Lab, db: Databases) -> str | None:
+    """None when exactly one region accepts writes (waited for, bounded: a database the
+    recovery just started may still be coming up); else what the regions answer."""
+    def count() -> int:
+        return sum(db.is_writable(lab, r) is True for r in lab.regions)
+
+    if count() != 1:
+        _settle(lambda: count() == 1)
+    states = {r.name: db.is_writable(lab, r) for r in lab.regions}
+    writable = [name for name, ok in states.items() if ok is True]
+    if len(writable) == 1:
+        return None
+    seen = ", ".join(f"{name}: {_ANSWER[ok]}" for name, ok in states.items())
+    if writable:
+        return (f"{len(writable)} regions accept writes ({seen}): gameday never demotes a "
+                "primary; fence the one that must not serve, then run `gameday recover` again")
+    return (f"no region accepts writes ({seen}): start or promote one by your runbook, then "
+            "run `gameday recover` again")
+
+
+_ANSWER = {True: "writable", False: "read-only", None: "unreachable"}
 
 
 def open_faults(lab_file: str | None = None) -> list[dict[str, Any]]:

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gameday import stopconditions
 from gameday.errors import ConfigError
 from gameday.labs import descriptor
 from gameday.measure.samplers import Rates
+from gameday.stopconditions import StopConditions
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,6 +44,31 @@ class Promotion:
     timeout_s: float = 60.0
 
 
+LIVE_VIEWS = ("auto", "panel", "lines", "quiet", "off")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Budget:
+    """The allowances of the RTO budget that no other setting gives (docs/runbook.md):
+    recorded with the run, so its report's budget uses the drill's own values."""
+
+    promotion_s: float = 1.0
+    write_reconnect_s: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Results:
+    """What happens to the numbers after the run: the trend's regression factor, where the
+    metrics are pushed, how the live view prints, and the stable identity that keys the
+    run's trend and its metric labels (the title is prose that people reword)."""
+
+    experiment_id: str | None = None
+    regression_factor: float = 1.5
+    pushgateway_url: str | None = dataclasses.field(default=None, repr=False)
+    live_view: str = "auto"
+    live_heartbeat_s: float = 30.0
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GamedaySettings:
     lab_file: Path
@@ -46,9 +76,14 @@ class GamedaySettings:
     reports_dir: Path = Path("reports")
     targets: Targets = dataclasses.field(default_factory=Targets)
     max_lag_s: float = 5.0
+    # how long the readiness gate waits for the lab to be ready (probes.gate)
+    ready_timeout_s: float = 20.0
     k_consecutive: int = 5
     rates: Rates = dataclasses.field(default_factory=Rates)
     promotion: Promotion = dataclasses.field(default_factory=Promotion)
+    budget: Budget = dataclasses.field(default_factory=Budget)
+    results: Results = dataclasses.field(default_factory=Results)
+    stop: StopConditions = dataclasses.field(default_factory=StopConditions)
     # from the experiment's secrets; override the descriptor (never printed: repr=False)
     db_password: str | None = dataclasses.field(default=None, repr=False)
     kube_credentials: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
@@ -70,6 +105,7 @@ class GamedaySettings:
                 max_lost_writes=int(number(c, "max_lost_writes", 0, integer=True)),
             ),
             max_lag_s=number(c, "max_lag_s", 5.0),
+            ready_timeout_s=number(c, "ready_timeout_s", 20.0),
             k_consecutive=int(number(c, "k_consecutive", 5, integer=True, minimum=1)),
             rates=Rates(
                 dns_s=number(c, "dns_interval_s", 0.05, minimum=0.005),
@@ -79,6 +115,10 @@ class GamedaySettings:
                 canary_max_rate=number(c, "canary_max_rate", 0.0, minimum=0.0),
             ),
             promotion=_promotion(c),
+            budget=Budget(promotion_s=number(c, "promotion_budget_s", 1.0),
+                          write_reconnect_s=number(c, "write_reconnect_s", 1.0)),
+            results=_results(c),
+            stop=stopconditions.parse(c),
             **_secrets(secrets),
         )
 
@@ -133,15 +173,53 @@ def _promotion(c: dict[str, Any]) -> Promotion:
                      timeout_s=number(c, "promotion_timeout_s", 60.0, minimum=0.1))
 
 
-def number(c: dict[str, Any], key: str, default: float, *, integer: bool = False,
-            minimum: float = 0.0) -> float:
+def _results(c: dict[str, Any]) -> Results:
+    experiment_id = _text(c, "experiment_id")
+    if experiment_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", experiment_id):
+        raise ConfigError(f"configuration 'experiment_id' must be a short name of letters, digits, "
+                          f"'.', '_' or '-' (it keys the trend and labels the metrics), got "
+                          f"{experiment_id!r}")
+    url = _text(c, "pushgateway_url")
+    if url is not None and not re.match(r"https?://[^/\s]+", url):
+        raise ConfigError("configuration 'pushgateway_url' must be an http:// or https:// URL "
+                          "of a Prometheus Pushgateway, e.g. http://pushgateway:9091")
+    live = _text(c, "live_view") or "auto"
+    if live not in LIVE_VIEWS:
+        raise ConfigError(f"configuration 'live_view' must be one of {', '.join(LIVE_VIEWS)}, "
+                          f"got {live!r}: quiet prints a line per phase change and a heartbeat")
+    return Results(experiment_id=experiment_id,
+                   regression_factor=number(c, "regression_factor", 1.5, minimum=1.0),
+                   pushgateway_url=url, live_view=live,
+                   live_heartbeat_s=number(c, "live_heartbeat_s", 30.0, minimum=1.0))
+
+
+def _text(c: dict[str, Any], key: str) -> str | None:
+    """An optional string setting; empty means unset (an env variable set to nothing). A
+    Chaos Toolkit env reference not resolved yet (a configuration read straight from the
+    experiment file) is resolved as `chaos run` would."""
+    raw = c.get(key)
+    if isinstance(raw, dict) and raw.get("type") == "env" and isinstance(raw.get("key"), str):
+        raw = os.environ.get(raw["key"], raw.get("default"))
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ConfigError(f"configuration '{key}' must be a string, got {raw!r}")
+    return raw
+
+
+def number(c: Mapping[str, Any], key: str, default: float, *, integer: bool = False,
+           minimum: float = 0.0) -> float:
+    """The number under `key`, or ConfigError naming it. Finite only: YAML's `.nan` and
+    `.inf`, JSON's `NaN` and `Infinity` and `--var key=inf` all parse as floats, and a
+    timeout of NaN never ends (every comparison with it is false) while int(inf) raises
+    OverflowError."""
     raw = c.get(key, default)
     try:
         value = float(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"configuration '{key}' must be a number, got {raw!r}: "
                           f"fix it in the experiment or pass --var {key}=NUMBER") from None
-    if math.isnan(value) or value < minimum or (integer and value != int(value)):
-        kind = "a whole number" if integer else "a number"
+    if not math.isfinite(value) or value < minimum or (integer and value != int(value)):
+        kind = "a whole number" if integer else "a finite number"
         raise ConfigError(f"configuration '{key}' must be {kind} >= {minimum:g}, got {raw!r}")
     return value

@@ -84,3 +84,6 @@ need() {
 }
 
 context_of() { printf 'kind-%s' "$1"; }
+
+# version_at_least VERSION MINIMUM: true when VERSION (dotted numbers) >= MINIMUM.
+version_at_least() { [[ $(printf '%s\n' "$2" "$1" | sort -V | head -n 1) == "$2" ]]; }

@@ -7,6 +7,8 @@
 #
 # STEPs, in order (default: all but gitops; each is idempotent, so re-running is safe):
 #   network clusters images database storefront dns descriptor [gitops]
+# Every wait is bounded; the bounds of a workflow step's STEPs add up to less than its
+# timeout-minutes (.github/workflows/game-day.yml; a test checks it).
 # --dry-run  print every command (with the pinned LoadBalancer IPs) and change nothing.
 # --gitops   also install Argo CD in region-1 and fan the base out to both clusters.
 # Environment: GAMEDAY_LAB (descriptor path, default .gameday/lab.json), GAMEDAY_DB_PASSWORD,
@@ -84,18 +86,31 @@ step_clusters() {
     fi
 }
 
-# The storefront is built into a single-platform archive and loaded from it: `kind load
-# docker-image` fails with "content digest not found" on Docker's containerd image store
-# (kind#3795), the default on Docker Desktop and optional on Engine. PostgreSQL is not loaded
-# at all: each node's kubelet pulls it from Docker Hub (imagePullPolicy IfNotPresent).
+# The storefront is built into Docker's own image store, saved as a single-platform archive and
+# loaded from that into each cluster, which works on either image store:
+# - `docker buildx build --output type=docker,dest=...` needs the containerd image store with
+#   buildx's default `docker` driver (buildx v0.36.1 driver/docker/driver.go: DockerExporter is
+#   useContainerdSnapshotter; build/opt.go: "Docker exporter is not supported for the docker
+#   driver"), and the GitHub runner's Docker 28.0.4 uses the classic store;
+# - `kind load docker-image` fails with "content digest not found" on the containerd store
+#   (kind#3795): its `docker save` names every platform of the image's index.
+# `docker save --platform` (Docker Engine 28.0, API 1.48) keeps the archive to the one platform
+# the nodes run. PostgreSQL is not loaded at all: each node's kubelet pulls it from Docker Hub
+# (imagePullPolicy IfNotPresent).
+DOCKER_API_MIN=1.48
+
 step_images() {
     log "images: build the storefront and load it into both clusters (the kubelets pull PostgreSQL)"
     need docker kind
-    local archive="$STATE_DIR/storefront-image.tar"
+    local archive="$STATE_DIR/storefront-image.tar" api platform region
     run install -d "$STATE_DIR"
-    run docker buildx build --provenance=false --output "type=docker,dest=$archive" \
+    capture api "$DOCKER_API_MIN" docker version --format '{{.Server.APIVersion}}'
+    version_at_least "$api" "$DOCKER_API_MIN" ||
+        die "Docker Engine API $api is older than $DOCKER_API_MIN: kind-lab needs Docker Engine 28.0 or later (docker save --platform)"
+    capture platform linux/amd64 docker version --format '{{.Server.Os}}/{{.Server.Arch}}'
+    run docker buildx build --load --provenance=false --platform "$platform" \
         -f "$KIND_LAB/storefront/Dockerfile" -t "$STOREFRONT_IMAGE" "$REPO_ROOT"
-    local region
+    run docker save --platform "$platform" -o "$archive" "$STOREFRONT_IMAGE"
     for region in "${REGIONS[@]}"; do
         run kind load image-archive --name "$region" "$archive"
     done
@@ -110,13 +125,13 @@ lb_ip() {
     local pinned=${PINNED_IP[$region/$svc]}
     local cmd=(kubectl --context "$(context_of "$region")" -n "$NAMESPACE" --request-timeout=10s
         get service "$svc" -o 'jsonpath={.status.loadBalancer.ingress[0].ip}')
-    printf '%s  # until it prints %s (pinned), at most 180s\n' "$(show "${cmd[@]}")" "$pinned"
+    printf '%s  # until it prints %s (pinned), at most 120s\n' "$(show "${cmd[@]}")" "$pinned"
     if [[ $DRY_RUN == 1 ]]; then
         into["$region"]=$pinned
         return
     fi
     until ip=$("${cmd[@]}" 2>/dev/null) && [[ -n $ip ]]; do
-        ((SECONDS - start < 180)) || die "no LoadBalancer IP for $region/$svc after 180s: is gameday-cloud-provider-kind running?"
+        ((SECONDS - start < 120)) || die "no LoadBalancer IP for $region/$svc after 120s: is gameday-cloud-provider-kind running?"
         sleep 1
     done
     [[ $ip == "$pinned" ]] ||
@@ -161,8 +176,8 @@ step_database() {
     printf '%s' "$DB_PASSWORD" | write_file "$STATE_DIR/db-password" 600
     region_config region-1 primary ""
     run kubectl --context "$(context_of region-1)" apply -k "$KIND_LAB/overlays/region-1"
-    run kubectl --context "$(context_of region-1)" -n "$NAMESPACE" rollout status statefulset/postgres --timeout=300s
-    wait_until 120 kubectl --context "$(context_of region-1)" -n "$NAMESPACE" exec postgres-0 -c postgres -- \
+    run kubectl --context "$(context_of region-1)" -n "$NAMESPACE" rollout status statefulset/postgres --timeout=240s
+    wait_until 60 kubectl --context "$(context_of region-1)" -n "$NAMESPACE" exec postgres-0 -c postgres -- \
         pg_isready -h 127.0.0.1 -U "$DB_USER" -d "$DB_NAME"
     run_in "$REPO_ROOT/gameday/labs/storefront.sql" \
         kubectl --context "$(context_of region-1)" -n "$NAMESPACE" exec -i postgres-0 -c postgres -- \
@@ -171,13 +186,13 @@ step_database() {
 
     region_config region-2 standby "${DB_IP[region-1]}"
     run kubectl --context "$(context_of region-2)" apply -k "$KIND_LAB/overlays/region-2"
-    run kubectl --context "$(context_of region-2)" -n "$NAMESPACE" rollout status statefulset/postgres --timeout=300s
-    printf '+ kubectl --context %s -n %s exec postgres-0 -c postgres -- psql -tAc %q  # until "streaming", at most 120s\n' \
+    run kubectl --context "$(context_of region-2)" -n "$NAMESPACE" rollout status statefulset/postgres --timeout=240s
+    printf '+ kubectl --context %s -n %s exec postgres-0 -c postgres -- psql -tAc %q  # until "streaming", at most 60s\n' \
         "$(context_of region-2)" "$NAMESPACE" "select status from pg_stat_wal_receiver"
     if [[ $DRY_RUN != 1 ]]; then
         local start=$SECONDS
         until standby_streaming 2>/dev/null; do
-            ((SECONDS - start < 120)) || die "region-2's standby is not streaming from ${DB_IP[region-1]} after 120s: kubectl --context kind-region-2 -n gameday logs postgres-0"
+            ((SECONDS - start < 60)) || die "region-2's standby is not streaming from ${DB_IP[region-1]} after 60s: kubectl --context kind-region-2 -n gameday logs postgres-0"
             sleep 1
         done
     fi
@@ -191,20 +206,20 @@ step_storefront() {
     for region in "${REGIONS[@]}"; do
         # Applied with the database above; applying again is harmless and makes this step whole.
         run kubectl --context "$(context_of "$region")" apply -k "$KIND_LAB/overlays/$region"
-        run kubectl --context "$(context_of "$region")" -n "$NAMESPACE" rollout status deployment/storefront --timeout=300s
+        run kubectl --context "$(context_of "$region")" -n "$NAMESPACE" rollout status deployment/storefront --timeout=120s
     done
     addresses
-    wait_until 120 curl -fsS --max-time 2 "http://${WEB_IP[region-1]}:$STOREFRONT_PORT/healthz"
-    wait_until 60 curl -fsS --max-time 2 "http://${WEB_IP[region-2]}:$STOREFRONT_PORT/whoami"
+    wait_until 60 curl -fsS --max-time 2 "http://${WEB_IP[region-1]}:$STOREFRONT_PORT/healthz"
+    wait_until 30 curl -fsS --max-time 2 "http://${WEB_IP[region-2]}:$STOREFRONT_PORT/whoami"
 }
 
 # wait_dns SERVER EXPECTED: until SERVER answers the global name with EXPECTED alone.
 wait_dns() {
     local cmd=(dig +short +time=1 +tries=1 "@$1" "$DNS_NAME" A) start=$SECONDS
-    printf '%s  # until it answers %s, at most 60s\n' "$(show "${cmd[@]}")" "$2"
+    printf '%s  # until it answers %s, at most 30s\n' "$(show "${cmd[@]}")" "$2"
     [[ $DRY_RUN == 1 ]] && return 0
     until [[ $("${cmd[@]}" 2>/dev/null) == "$2" ]]; do
-        ((SECONDS - start < 60)) || die "$1 does not answer $DNS_NAME with $2 after 60s: docker logs gameday-pdns"
+        ((SECONDS - start < 30)) || die "$1 does not answer $DNS_NAME with $2 after 30s: docker logs gameday-pdns"
         sleep 1
     done
 }

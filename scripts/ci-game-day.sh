@@ -8,9 +8,13 @@
 # 1. `make game-day`: installs what is missing, brings the lab up, runs the failover game day
 #    and the failback (each run appends its verdict to $GITHUB_STEP_SUMMARY when set).
 # 2. `gameday report RUN --fail-on-regression` for each run this invocation made: the
-#    verdict, and the trend against the runs already in $GAMEDAY_REPORTS (history.jsonl);
-#    each run's targets as JUnit XML in $GAMEDAY_REPORTS/junit/RUN.xml, which the workflow
-#    publishes to the CI test view.
+#    verdict, and the trend against the earlier runs of the same drill, experiment and lab
+#    profile in $GAMEDAY_REPORTS (history.jsonl), so the failover is compared with
+#    failovers and the failback with failbacks. JUnit XML in $GAMEDAY_REPORTS/junit/, which
+#    the workflow publishes to the CI test view: each drill once (the game day's file
+#    carries its failback's suite; a failback run gets a file of its own only when no game
+#    day of this invocation carries it). The directory is emptied first: the workflow
+#    restores $GAMEDAY_REPORTS from its cache, old files included.
 # 3. On any exit: `make lab-down`, so the machine is left as it was found.
 #
 # Environment: GAMEDAY_HOME (lab state, default .gameday), GAMEDAY_REPORTS (run directories and
@@ -67,11 +71,29 @@ while IFS= read -r run; do
     [[ -n $run && -f $GAMEDAY_REPORTS/$run/timeline.sqlite ]] && runs+=("$run")
 done < <(LC_ALL=C comm -13 <(printf '%s\n' "$before") <(run_dirs))
 
+# The failback runs whose block a game day of this invocation carries (its summary.json).
+attached=$(.venv/bin/python - "$GAMEDAY_REPORTS" "${runs[@]}" <<'EOF' || true
+import json, pathlib, sys
+for run in sys.argv[2:]:
+    try:
+        block = json.loads(pathlib.Path(sys.argv[1], run, "summary.json").read_text())["failback"]
+    except (OSError, ValueError, KeyError):
+        continue
+    if block and block.get("run_id") not in (None, run):  # a failback run's own block
+        print(block["run_id"])
+EOF
+)
+
 verdicts=0
+rm -rf "$GAMEDAY_REPORTS/junit"
 mkdir -p "$GAMEDAY_REPORTS/junit"
 for run in "${runs[@]}"; do
-    .venv/bin/gameday report "$GAMEDAY_REPORTS/$run" --fail-on-regression \
-        --junit "$GAMEDAY_REPORTS/junit/$run.xml" || verdicts=1
+    junit=(--junit "$GAMEDAY_REPORTS/junit/$run.xml")
+    if grep -qxF -- "$run" <<< "$attached"; then
+        junit=()  # its suite is in its game day's file
+    fi
+    .venv/bin/gameday report "$GAMEDAY_REPORTS/$run" --fail-on-regression "${junit[@]}" ||
+        verdicts=1
 done
 
 {

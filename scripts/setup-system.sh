@@ -13,6 +13,8 @@ command -v unbound >/dev/null || need+=(unbound)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# the TLS tests of the HTTP client make their throwaway CA and certificates with it
+command -v openssl >/dev/null || need+=(openssl)
 # the JUnit XML gameday writes is checked against a schema in the tests
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 # the autonomous-HA profile (lab up --ha patroni): Patroni and a single-member etcd witness

@@ -78,11 +78,27 @@ def rollback(func: F) -> F:
 
 def _dry_result(func: Callable[..., Any]) -> dict[str, Any] | None:
     """In `chaos run --dry` (plan mode, set by the control) a step or rollback changes
-    nothing and returns the plan it belongs to."""
+    nothing and returns the plan it belongs to; in a run the control refused before it
+    started, it changes nothing either (the lab may be another drill's)."""
     from gameday.measure import run as runs
 
+    refused = runs.refused()
+    if refused is not None:
+        return {"skipped": func.__name__, "reason": f"the run was refused: {refused}"}
     plan = runs.dry_plan()
     if plan is None:
         return None
     return {"dry": True, "would_run": func.__name__, "faults": plan.get("faults", []),
             "refused": plan.get("refused", False)}
+
+
+def changing(configuration: dict[str, Any] | None,
+             secrets: dict[str, Any] | None) -> tuple[GamedaySettings, Lab]:
+    """`context` for a step or rollback that changes the lab: this process must hold the
+    lab's drill lock (the control takes it for the whole run; without the control, the
+    first such step takes it until the process ends). Another drill's lab is refused."""
+    from gameday.labs import lock
+
+    settings, lab = context(configuration, secrets)
+    lock.acquire(lab.path, what="this run's steps")
+    return settings, lab

@@ -13,8 +13,8 @@ from typing import Any, Dict, Optional
 
 from gameday import interrupt, postgres, recovery
 from gameday.actions import _runbook
-from gameday.actions._common import context, rollback, step
-from gameday.errors import LabError, TargetError
+from gameday.actions._common import changing, context, rollback, step
+from gameday.errors import ConfigError, LabError, TargetError
 from gameday.labs import drill
 from gameday.labs.descriptor import Lab, Region
 from gameday.labs.driver import for_region
@@ -26,6 +26,17 @@ __all__ = ["promote", "count_split_brain", "resync", "switchover", "ensure_writa
            "cut_replication"]
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
+
+
+def refuse_runner_behind_manager(settings: GamedaySettings, lab: Lab) -> None:
+    """Under an HA manager gameday must not promote or switch over by SQL behind its back
+    (two writable primaries, or a manager fighting the drill). The control refuses such a
+    run up front; the steps refuse too, whoever calls them."""
+    if lab.ha is not None and settings.promotion.strategy == "runner":
+        raise ConfigError(f"this lab's databases are run by {lab.ha.manager}: gameday will not "
+                          "promote behind its back; set configuration 'promotion' to 'none' "
+                          "(the manager promotes) or 'command' (your runbook's command), e.g. "
+                          "experiments/game-day-autonomous.json")
 
 
 def _promote(lab: Lab, target: Region, timeout_s: float) -> Dict[str, Any]:
@@ -88,7 +99,8 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
     (e.g. patronictl failover, a cloud CLI; bounded by `promotion_timeout_s`), `none` waits
     for the system to promote by itself. The promoted instant of the report is the first
     writable answer the recorder sees, in every mode."""
-    settings, lab = context(configuration, secrets)
+    settings, lab = changing(configuration, secrets)
+    refuse_runner_behind_manager(settings, lab)
     target = lab.region(region)
     strategy = settings.promotion.strategy
     if strategy != "none":
@@ -166,7 +178,7 @@ def resync(region: str = "region-1", source: str = "region-2", timeout_s: float 
     it onto the source's timeline (pg_rewind after a CHECKPOINT on the source; a fresh base
     backup when rewind fails), start it as a standby and wait until it has replayed
     everything the source had written (bounded by `timeout_s`)."""
-    _, lab = context(configuration, secrets)
+    _, lab = changing(configuration, secrets)
     target, upstream = lab.region(region), lab.region(source)
     if postgres.is_writable(lab, upstream) is not True:
         raise LabError(f"{source} is not the writable primary: nothing to resync from "
@@ -198,7 +210,8 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     clients are disconnected and may not write again), wait until `to` has replayed all of
     it, stop it (its shutdown checkpoint reaches the standby), promote `to`, and restart the
     old primary as a standby of `to`."""
-    settings, lab = context(configuration, secrets)
+    settings, lab = changing(configuration, secrets)
+    refuse_runner_behind_manager(settings, lab)
     target = lab.region(to)
     current = next(r for r in lab.regions if r.name != to)
     if postgres.is_writable(lab, current) is not True:
@@ -270,7 +283,7 @@ def _switchover_by_others(lab: Lab, settings: GamedaySettings, target: Region,
 def ensure_writable_primary(configuration: Optional[Dict[str, Any]] = None,
                             secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Rollback of an interrupted switchover; see `restore_writable_primary`."""
-    _, lab = context(configuration, secrets)
+    _, lab = changing(configuration, secrets)
     return recovery.restore_writable_primary(lab, configuration)
 
 
@@ -285,7 +298,7 @@ def cut_replication(region: str = "region-2", hold_s: float = 1.0,
     not as the outage's fault."""
     from gameday.labs.ledger import Ledger
 
-    _, lab = context(configuration, secrets)
+    _, lab = changing(configuration, secrets)
     target = lab.region(region)
     driver = for_region(lab, target, configuration)
     undo = driver.plan("replication-cut", target)

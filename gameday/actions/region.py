@@ -11,7 +11,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from gameday import recovery
-from gameday.actions._common import context, rollback, step
+from gameday.actions._common import changing, rollback, step
 from gameday.errors import ConfigError, LabError
 from gameday.labs.driver import FAULTS, for_region
 from gameday.labs.ledger import Ledger
@@ -26,6 +26,13 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 # what take_region_down injects when the experiment names no faults
 DEFAULT_FAULTS = "scale-to-zero,cordon,block-egress"
 
+# How often a fault is asked whether it is in effect. The check runs inside the measured
+# window, in the process that records the RTO and drives the canary, and on a remote lab it
+# is API calls: every 5 ms was a hot loop. 100 ms is then the resolution of `fault-effective`
+# (reported as t_fault_effective_s), which no target is measured from: the RTO and the RPO
+# count from `fault-applied`.
+EFFECTIVE_POLL_S = 0.1
+
 
 def refuse_unrecovered(ledger: Ledger, region: str) -> None:
     """A region whose earlier faults were never rolled back cannot take new ones: their
@@ -33,6 +40,11 @@ def refuse_unrecovered(ledger: Ledger, region: str) -> None:
     if ledger.open_faults(region):
         raise LabError(f"region {region} already has faults that were never rolled back: "
                        "run `gameday recover` first")
+    problems = ledger.problems()
+    if problems:
+        # an unreadable record may be a fault still in place: its undo would be lost
+        raise LabError(f"the fault ledger has a record it cannot read ({problems[0]}): run "
+                       "`gameday recover` first")
 
 
 def fault_list(faults: Any) -> List[str]:
@@ -57,7 +69,7 @@ def take_region_down(region: str = "region-1",
     seen in effect. Returns per fault the applied and effective times (seconds on the run's
     clock) or why it did not apply on this lab."""
     names = fault_list(faults)
-    _, lab = context(configuration, secrets)
+    _, lab = changing(configuration, secrets)
     target = lab.region(region)
     driver = for_region(lab, target, configuration)
     ledger = Ledger(lab.path)
@@ -94,7 +106,7 @@ def take_region_down(region: str = "region-1",
                             f"{effective_timeout_s:g} s")
 
         poll_until(in_effect, timeout_s=max(0.0, deadline - time.monotonic()),
-                   interval_s=0.005, error=not_in_effect)
+                   interval_s=EFFECTIVE_POLL_S, error=not_in_effect)
         item["effective"] = run.event("fault-effective", region, fault=item["fault"]) if run \
             else clock()
         logger.info("gameday: %s on %s in effect", item["fault"], region)
@@ -108,6 +120,6 @@ def restore_region(region: str = "region-1",
     """Undo every fault the ledger holds for `region`, newest first. Its database comes
     back fenced (read-only) when the other region's database is the writable primary.
     Safe to run when nothing was injected, and twice."""
-    _, lab = context(configuration, secrets)
+    _, lab = changing(configuration, secrets)
     reverted = recovery.revert_open_faults(lab, region, configuration)
     return {"region": region, "reverted": reverted}

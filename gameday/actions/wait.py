@@ -40,12 +40,17 @@ def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
 
 @step
 def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
-                      consecutive: int = 5,
+                      consecutive: int = 0,
                       configuration: Optional[Dict[str, Any]] = None,
                       secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Wait until `consecutive` global requests in a row were served by `region` and the
-    canary has a write acknowledged by `region`'s database, as the recorder saw them."""
-    _, lab = context(configuration, secrets)
+    canary has a write acknowledged by `region`'s database, as the recorder saw them.
+    `consecutive` 0 (the default) takes the configuration's `k_consecutive`: the rule the
+    report's RTO is measured by, so `--var k_consecutive=3` changes both."""
+    settings, lab = context(configuration, secrets)
+    # Chaos Toolkit substitutes `${var}` as text: the number may arrive as a string
+    consecutive = int(number({"consecutive": consecutive}, "consecutive", 0, integer=True)) \
+        or settings.k_consecutive
     run = runs.current()
     if run is None:
         raise LabError("wait_for_recovery reads the recorder's samples: declare the "

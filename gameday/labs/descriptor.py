@@ -10,6 +10,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping
 from importlib import resources
@@ -81,18 +82,21 @@ class Database:
     replication: str | None = None
     canary_table: str = "gameday_canary"
 
-    def dsn(self, host: str, port: int | None = None, **extra: str) -> str:
-        """A libpq keyword DSN; callers must never log it (it holds the password)."""
-        parts = {
+    def params(self, host: str, port: int | str | None = None,
+               **extra: str | int) -> dict[str, Any]:
+        """psycopg.connect's keyword arguments for this database at `host`. Keywords, not a
+        connection string: libpq's quoting rules are easy to get wrong (a tab or newline
+        in an unquoted password ends it, and what follows becomes keywords of its own).
+        Callers must never log them (they hold the password)."""
+        return {
             "host": host,
-            "port": str(port or self.port),
+            "port": port or self.port,
             "dbname": self.name,
             "user": self.user,
             "password": self.password,
-            "connect_timeout": "2",
+            "connect_timeout": 2,
             **extra,
         }
-        return " ".join(f"{k}={_quote(v)}" for k, v in parts.items())
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -101,6 +105,9 @@ class Dcs:
     address: str
     port: int
     namespace: str = "/service/"
+    # etcd's authentication, when it is on: a user that may read the manager's keys
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -158,19 +165,12 @@ class Lab:
                 return region.name
         return None
 
-    def writer_dsn(self) -> str:
-        """Follows the writable primary across failover, as an application would."""
+    def writer_params(self, **extra: str | int) -> dict[str, Any]:
+        """Follows the writable primary across failover, as an application would: every
+        region's host and port, in libpq's multi-host form."""
         hosts = ",".join(r.db_host for r in self.regions)
         ports = ",".join(str(r.db_port) for r in self.regions)
-        return self.database.dsn(hosts, None, target_session_attrs="read-write").replace(
-            f"port={self.database.port}", f"port={ports}", 1
-        )
-
-
-def _quote(value: str) -> str:
-    if value and all(c not in value for c in " '\\"):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return self.database.params(hosts, ports, target_session_attrs="read-write", **extra)
 
 
 def schema() -> dict[str, Any]:
@@ -199,6 +199,30 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
         if r["driver"] not in drivers.names():
             raise ConfigError(f"{source}: field 'regions/{i}/driver': unknown driver "
                               f"{r['driver']!r}: choose from {', '.join(drivers.names())}")
+        _check_host(r["address"], f"{source}: field 'regions/{i}/address'")
+    dcs = (data.get("ha") or {}).get("dcs")
+    if dcs:
+        _check_host(dcs["address"], f"{source}: field 'ha/dcs/address'")
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _check_host(value: str, where: str) -> None:
+    """An IP address or a host name, nothing else: the address reaches probes and
+    commands, and must never be able to carry anything but a place to connect to."""
+    try:
+        ipaddress.ip_address(value)
+        return
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    if 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return
+    raise ConfigError(f"{where}: {value!r} is neither an IP address nor a host name: "
+                      "give the address DNS answers with (e.g. 203.0.113.10 or "
+                      "eu-west.shop.example.com)")
 
 
 NO_PASSWORD = ("no database password: give it in the experiment's secrets "

@@ -25,8 +25,8 @@ import psycopg
 class _Database:
     """One lazily (re)connected autocommit connection, shared under a lock."""
 
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
         self.lock = threading.Lock()
         self.conn: psycopg.Connection | None = None
 
@@ -35,7 +35,8 @@ class _Database:
             for attempt in (1, 2):
                 try:
                     if self.conn is None or self.conn.closed:
-                        self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=1)
+                        self.conn = psycopg.connect(**self.params, autocommit=True,
+                                                    connect_timeout=1)
                     with self.conn.cursor() as cur:
                         cur.execute(sql, params)
                         return cur.fetchall() if cur.description else []
@@ -135,10 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
-    dsn = os.environ.get("STOREFRONT_DSN")
-    if not dsn:
-        parser.error("set STOREFRONT_DSN to the libpq DSN of this region's database")
-    server = _Server((args.host, args.port), args.region, _Database(dsn))
+    params = os.environ.get("STOREFRONT_CONNECT")
+    if not params:
+        parser.error("set STOREFRONT_CONNECT to a JSON object of psycopg.connect keyword "
+                     "arguments (host, port, dbname, user, password) for this region's database")
+    server = _Server((args.host, args.port), args.region, _Database(json.loads(params)))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
         server.serve_forever(poll_interval=0.2)

@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -47,6 +48,30 @@ NICER = 10
 WATCH_S = 0.05
 # how long a server is given to answer the cancel of an overdue write, and then the write
 CANCEL_TIMEOUT_S = 1.0
+# How long the writers take at most to end once stopped, each after its write in flight:
+# given up after WRITE_TIMEOUT_S, its cancel answered within CANCEL_TIMEOUT_S, then the
+# write's own answer within as long again before its socket is shut (a writer connecting
+# meanwhile waits at most its connect_timeout, 2 s a region, 4 s for both). The recorder
+# waits this long for their last attempts before it writes its own last records.
+STOP_S = WRITE_TIMEOUT_S + 2 * CANCEL_TIMEOUT_S + 4 * WATCH_S
+
+
+def safe_cancel_missing() -> str | None:
+    """Why the watchdog's cancel of an overdue write would block, or None when it will not.
+
+    `cancel_safe` is non-blocking only with libpq 17 or newer; with an older libpq psycopg
+    falls back to PQcancel, a blocking call that holds the GIL, so a cancel sent to a
+    cut-off region froze every sampler of the recorder. psycopg[binary] 3.2.0-3.2.2 bundle
+    libpq 16; a psycopg using the system's libpq (PSYCOPG_IMPL=python, or the C build) has
+    whatever the system has."""
+    caps = getattr(psycopg, "capabilities", None)  # psycopg >= 3.2
+    if caps is not None and caps.has_cancel_safe():
+        return None
+    v = psycopg.pq.version()
+    return (f"the canary needs libpq 17 or newer to cancel an overdue write without "
+            f"blocking, and psycopg {psycopg.__version__} ({psycopg.pq.__impl__}) uses libpq "
+            f"{v // 10000}.{v % 10000}: install psycopg[binary]>=3.2.3, which bundles it "
+            "(pip install -U 'psycopg[binary]>=3.2.3'), and leave PSYCOPG_IMPL unset")
 
 
 class _Slot:
@@ -65,9 +90,10 @@ class _Slot:
 
 
 class Canary:
-    def __init__(self, dsn: str, table: str, clock: Clock, out: BatchWriter, *,
-                 writers: int = 4, start_seq: int = 1, max_rate: float = 0.0) -> None:
-        self.dsn, self.table, self.clock, self.out = dsn, table, clock, out
+    def __init__(self, params: Mapping[str, Any], table: str, clock: Clock, out: BatchWriter,
+                 *, writers: int = 4, start_seq: int = 1, max_rate: float = 0.0) -> None:
+        """`params`: psycopg.connect's keyword arguments (Lab.writer_params)."""
+        self.params, self.table, self.clock, self.out = params, table, clock, out
         self.writers = writers
         # each writer's slot when capped (max_rate writes/s in all): a drift-free schedule
         # that never bursts to catch up, so a slow stretch is not followed by a flood
@@ -90,6 +116,11 @@ class Canary:
     @property
     def connect_errors(self) -> int:
         return sum(self._connect_errors)
+
+    @property
+    def in_flight(self) -> int:
+        """Writes sent and neither answered nor given up yet."""
+        return sum(slot.since is not None for slot in self._slots)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the writers until `stop` is set, watching their deadlines from the loop."""
@@ -164,10 +195,10 @@ class Canary:
 
     def _connect(self, writer: int, notices: list[str]) -> psycopg.Connection | None:
         try:
-            # each host of the multi-host DSN is given its connect_timeout (2 s in the
-            # descriptor's DSNs), so a cut-off first region delays reaching the second by
+            # each host of the multi-host parameters is given its connect_timeout (2 s in
+            # the descriptor's), so a cut-off first region delays reaching the second by
             # that much, not more
-            conn = psycopg.connect(self.dsn, autocommit=True)
+            conn = psycopg.connect(**self.params, autocommit=True)
         except (psycopg.Error, OSError) as exc:
             # every failed attempt bounds when the new primary began to accept writes:
             # the error bar of the write RTO

@@ -48,6 +48,7 @@ class Phase:
     short: str  # the gantt chart's bars
     marker: str  # the SVG's vertical markers
     waiting: str  # the live view, until this phase is reached
+    seen: str  # the evidence the live view watches for (gameday.report.live.EVIDENCE)
     after: str | None  # the phase this one's budget waits for
     allowance: Allowance
     measure: Measure | None  # None for "rto", which the summary measures with its K rule
@@ -78,7 +79,8 @@ def _first_write(tl: Timeline, t_fault: float, r: Roles) -> Instant:
 
 PHASES: tuple[Phase, ...] = (
     Phase(name="detection_s", label="Detection (first failed health check of the primary)",
-          short="Detection", marker="detection", waiting="waiting for detection", after=None,
+          short="Detection", marker="detection", waiting="waiting for detection",
+          seen="primary-unhealthy", after=None,
           allowance=lambda p: (
               p["health_interval_s"] * p["health_failures"] + p["health_timeout_s"],
               f"health interval {p['health_interval_s']:g} s × {p['health_failures']:g} "
@@ -86,39 +88,44 @@ PHASES: tuple[Phase, ...] = (
           measure=_detection),
     Phase(name="promotion_s", label="Promotion (first writable answer from the secondary)",
           short="Promotion",
-          marker="promotion", waiting="waiting for promotion", after="detection_s",
+          marker="promotion", waiting="waiting for promotion", seen="secondary-writable",
+          after="detection_s",
           allowance=lambda p: (p["promotion_budget_s"],
                                f"promotion allowance {p['promotion_budget_s']:g} s"),
           measure=_promotion),
     Phase(name="dns_authoritative_s", label="DNS flip at the authoritative server",
           short="DNS authoritative flip", marker="DNS auth",
-          waiting="waiting for the authoritative DNS flip", after="promotion_s",
+          waiting="waiting for the authoritative DNS flip", seen="dns-authoritative",
+          after="promotion_s",
           allowance=lambda p: (p["health_interval_s"],
                                f"one health interval {p['health_interval_s']:g} s to see the "
                                "secondary healthy"),
           measure=_dns("authoritative")),
     Phase(name="dns_resolver_s", label="DNS flip through the caching resolver",
           short="DNS resolver flip", marker="DNS resolver",
-          waiting="waiting for the resolver DNS flip", after="dns_authoritative_s",
+          waiting="waiting for the resolver DNS flip", seen="dns-resolver",
+          after="dns_authoritative_s",
           allowance=lambda p: (p["dns_ttl_s"], f"DNS TTL {p['dns_ttl_s']:g} s"),
           measure=_dns("resolver")),
     Phase(name="first_success_s", label="First global request served by the secondary",
           short="First success", marker="first success",
           waiting="waiting for the first success via the global name",
-          after="dns_resolver_s",
+          seen="global-served", after="dns_resolver_s",
           allowance=lambda p: (p["http_interval_s"],
                                f"one request interval {p['http_interval_s']:g} s"),
           measure=_first_success),
     Phase(name="first_write_s", label="First canary write acknowledged by the new primary",
           short="First write", marker="first write",
-          waiting="waiting for the first write on the new primary", after="promotion_s",
+          waiting="waiting for the first write on the new primary", seen="secondary-write",
+          after="promotion_s",
           allowance=lambda p: (p["write_reconnect_s"],
                                f"canary reconnect allowance {p['write_reconnect_s']:g} s"),
           measure=_first_write),
 )
 
 RTO = Phase(name="rto", label="**RTO** ({k} consecutive global successes)", short="RTO",
-            marker="RTO", waiting="waiting for consecutive successes", after="first_success_s",
+            marker="RTO", waiting="waiting for consecutive successes", seen="streak",
+            after="first_success_s",
             allowance=lambda p: ((p["k_consecutive"] - 1) * p["http_interval_s"],
                                  f"{p['k_consecutive'] - 1:g} more request intervals for "
                                  f"{p['k_consecutive']:g} consecutive successes"),
@@ -134,7 +141,7 @@ def _leader_key_lost(tl: Timeline, t_fault: float, r: Roles) -> Instant:
 HA_DETECTION = dataclasses.replace(
     PHASES[0], label="Detection (the HA manager's leader key expired)",
     short="Leader key expired", marker="leader key expired",
-    waiting="waiting for the HA manager's leader key to expire",
+    waiting="waiting for the HA manager's leader key to expire", seen="leader-key-lost",
     allowance=lambda p: (p["ha_ttl_s"], f"leader key TTL {p['ha_ttl_s']:g} s"),
     measure=_leader_key_lost)
 HA_PROMOTION = dataclasses.replace(

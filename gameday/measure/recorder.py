@@ -3,7 +3,14 @@
 A separate process keeps the samplers' schedule independent of what the experiment's
 activities do in the runner (blocking calls, the GIL). It shares the runner's clock
 (CLOCK_MONOTONIC is system-wide), flushes samples to the timeline every 250 ms, and dies
-with the runner (PR_SET_PDEATHSIG), flushing what it holds on the way out.
+with the runner (PR_SET_PDEATHSIG).
+
+Told to stop (SIGTERM), it keeps flushing while the samplers finish what is in flight (the
+canary's writes, bounded by their deadline), then writes its last rows and the
+`recorder-stopped` event, and only then closes its connections: closing an idle TLS
+connection to a frozen server waits for an answer that never comes (30 s, asyncio's TLS
+shutdown timeout), and the runner does not wait that long (measure.run). Within STOP_S
+of the signal its records are on disk, whatever its samplers are still waiting for.
 
 Run: python -m gameday.measure.recorder RUN_DIR   (reads RUN_DIR/recorder.json)
 """
@@ -16,9 +23,11 @@ import ctypes
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 from gameday.labs import descriptor
+from gameday.measure import canary as canary_mod
 from gameday.measure import timeline
 from gameday.measure.canary import Canary
 from gameday.measure.samplers import (
@@ -31,6 +40,12 @@ from gameday.measure.samplers import (
 )
 
 FLUSH_S = 0.25
+# After the stop: the canary's writes in flight end within canary.STOP_S, and every other
+# sampler's within its timeout (`every` waits 2 s at most). Then the last flush (retried
+# while the timeline is locked by a reader) and the connections' close, each bounded.
+LAST_FLUSH_S = 1.0
+CLOSE_S = 1.0
+STOP_S = max(canary_mod.STOP_S, 2.0) + LAST_FLUSH_S
 
 
 def _die_with_parent() -> None:
@@ -63,7 +78,7 @@ async def record(run_dir: Path) -> None:
     repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]
     # tcp_user_timeout: the kernel fails a connection whose data goes unacknowledged for
     # 1.5 s, so a write to a cut-off region errors instead of hanging
-    canary = Canary(lab.writer_dsn() + " tcp_user_timeout=1500", lab.database.canary_table,
+    canary = Canary(lab.writer_params(tcp_user_timeout=1500), lab.database.canary_table,
                     clock, out,
                     writers=rates.canary_writers, start_seq=int(config.get("start_seq", 1)),
                     max_rate=rates.canary_max_rate)
@@ -78,31 +93,56 @@ async def record(run_dir: Path) -> None:
         leader = LeaderKeySampler(lab, clock, out, rates.timeout_s)
         tasks.append(every(rates.replication_s, clock, leader.sample, stop))
     tasks.append(canary.run(stop))
+    sampling = asyncio.gather(*tasks)
 
-    async def flusher() -> None:
-        ready = False
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), FLUSH_S)
+    ready = False
+    stopping_since: float | None = None
+    try:
+        while not sampling.done():
+            await asyncio.wait({sampling}, timeout=FLUSH_S)
             out.flush()
             if not ready and canary.acked:
                 ready = True
                 timeline.record_event(run_dir, clock.now(), "recorder-ready")
-        out.flush()
-
-    await asyncio.gather(*tasks, flusher())
-    for s in repl:
-        await s.close()
-    if leader is not None:
-        await leader.close()
-    await http.client.aclose()
-    out.close()
+            if stop.is_set():
+                if stopping_since is None:
+                    stopping_since = loop.time()
+                elif loop.time() - stopping_since > STOP_S - LAST_FLUSH_S:
+                    break  # a sampler outlived every bound it has: keep what we have
+    finally:
+        # also when a sampler crashed: what it and the others measured stays
+        _last_flush(out)
+    if sampling.done():
+        sampling.result()  # a sampler's crash ends the recorder with its traceback
     timeline.record_event(run_dir, clock.now(), "recorder-stopped",
-                          acked=canary.acked, connect_errors=canary.connect_errors)
+                          acked=canary.acked, connect_errors=canary.connect_errors,
+                          unanswered=canary.in_flight)
+    out.close()
+    # only now: a close that waits on a frozen server delays nothing that counts
+    closers = [s.close() for s in repl] + [http.client.aclose()]
+    if leader is not None:
+        closers.append(leader.close())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*closers, return_exceptions=True), CLOSE_S)
+
+
+def _last_flush(out: timeline.BatchWriter) -> None:
+    """Flush until nothing is pending: a flush that finds the timeline locked (a reader's
+    long transaction) keeps its rows for the next one."""
+    deadline = time.monotonic() + LAST_FLUSH_S
+    while True:
+        out.flush()
+        if not any(out.pending.values()) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def main(argv: list[str]) -> None:
     _die_with_parent()
+    why = canary_mod.safe_cancel_missing()
+    if why is not None:
+        # the runner checks first (measure.run.start): this is for a recorder started by hand
+        sys.exit(f"gameday recorder: {why}")
     asyncio.run(record(Path(argv[0])))
 
 

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,15 +20,21 @@ import psycopg
 from gameday import postgres
 from gameday.errors import LabError
 from gameday.labs.descriptor import Lab
-from gameday.measure import timeline
+from gameday.measure import canary, recorder, timeline
 from gameday.settings import GamedaySettings
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 ENV = "GAMEDAY_RUN_DIR"
 _current: Run | None = None
+# How long the runner waits for the recorder's last records after asking it to stop: its
+# own bound, then its exit (closing connections, each bounded too)
+RECORDER_STOP_S = recorder.STOP_S + recorder.CLOSE_S + 2.0
 # `chaos run --dry`: the plan the control made instead of a run (gameday.planning)
 _dry: dict[str, Any] | None = None
+# why the control refused this `chaos run` before it started (its rollbacks then undo
+# nothing: a refused run changes nothing, and the lab may be another drill's)
+_refused: str | None = None
 
 
 def set_dry(plan: dict[str, Any] | None) -> None:
@@ -40,11 +47,26 @@ def dry_plan() -> dict[str, Any] | None:
     return _dry
 
 
+def set_refused(reason: str | None) -> None:
+    global _refused
+    _refused = reason
+
+
+def refused() -> str | None:
+    """Why this `chaos run` was refused before it started; its activities change nothing."""
+    return _refused
+
+
 class Run:
     def __init__(self, run_dir: Path, clock: timeline.Clock) -> None:
         self.dir = run_dir
         self.clock = clock
         self.recorder: subprocess.Popen[bytes] | None = None
+        # set once the runner asks the recorder to stop, or once its loss is recorded: the
+        # watch and the stop then never both record it
+        self._stopping = False
+        self._lost = False
+        self._lock = threading.Lock()
 
     def now(self) -> float:
         return self.clock.now()
@@ -64,16 +86,69 @@ class Run:
         finally:
             conn.close()
 
-    def stop_recorder(self, timeout: float = 10.0) -> None:
+    def watch_recorder(self) -> None:
+        """Notice at once a recorder that dies before it is told to stop: the drill goes on
+        unmeasured from then, and its report must say so (summary: incomplete)."""
         proc = self.recorder
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
+
+        def watch() -> None:
+            code = proc.wait()
+            with self._lock:
+                if self._stopping or self._lost:
+                    return
+                self._lost = True
+            last = self._log_tail()
+            self.event("recorder-died", exit_code=code, last_line=last)
+            logger.error("gameday: the recorder died mid-run (exit code %s: %s); the drill goes "
+                         "on unmeasured and its report will be incomplete (see %s)", code, last,
+                         self.dir / "recorder.log")
+
+        threading.Thread(target=watch, name="recorder-watch", daemon=True).start()
+
+    def stop_recorder(self, timeout: float = RECORDER_STOP_S) -> None:
+        """Ask the recorder to stop and wait, at most `timeout`, for its last records: it
+        writes them within its own bound (recorder.STOP_S), then `recorder-stopped`. One
+        that had to be killed first, or that died, is recorded: its last records are
+        missing, and the summary says the run is incomplete."""
+        proc = self.recorder
+        if proc is None:
+            return
+        with self._lock:
+            self._stopping = True
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+                if not self._claim_loss():
+                    return
+                self.event("recorder-killed", waited_s=timeout)
+                logger.error("gameday: the recorder did not write its last records within "
+                             "%g s of the stop and was killed; the report will be incomplete",
+                             timeout)
+                return
+        if self._claim_loss():
+            self.event("recorder-died", exit_code=proc.returncode, last_line=self._log_tail())
+
+    def _claim_loss(self) -> bool:
+        """True once, for the caller that records the recorder's loss, when it has no
+        `recorder-stopped` of its own."""
+        with self._lock:
+            if self._lost or self.events("recorder-stopped"):
+                return False
+            self._lost = True
+            return True
+
+    def _log_tail(self) -> str:
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            lines = (self.dir / "recorder.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1] if lines else "the recorder printed nothing"
 
 
 def new_run_id(experiment: str) -> str:
@@ -89,30 +164,52 @@ def new_run_id(experiment: str) -> str:
 CANARY_KEEP_RUNS = 2
 
 
-def _next_seq(lab: Lab, run_id: str = "") -> int:
+def _next_seq(lab: Lab) -> int:
     """Canary numbers continue after the highest one already stored, so every run's
-    writes are told apart from earlier runs' writes. Then the table's retention rule runs
-    (`prune_canary`); a database that refuses it (no right to create the runs table) keeps
-    its rows and the drill goes on."""
+    writes are told apart from earlier runs' writes. Only a read: nothing is committed
+    before the readiness gate (a commit on a synchronous primary whose standby does not
+    stream would wait for it)."""
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
+        with psycopg.connect(**lab.writer_params(), autocommit=True, **postgres.bounds()) as conn:
             row = conn.execute(
                 f"SELECT coalesce(max(seq), 0) + 1 FROM {lab.database.canary_table}").fetchone()
-            start_seq = int(row[0]) if row else 1
-            try:
-                pruned = prune_canary(conn, lab.database.canary_table, start_seq=start_seq,
-                                      run_id=run_id, keep_runs=CANARY_KEEP_RUNS)
-                if pruned:
-                    logger.info("gameday: pruned %d canary rows of runs no longer measured",
-                                pruned)
-            except psycopg.Error as exc:
-                logger.warning("gameday: canary rows of earlier runs not pruned (%s)",
-                               postgres.cause(exc))
-            return start_seq
+            return int(row[0]) if row else 1
+    except psycopg.errors.QueryCanceled:
+        raise LabError(f"the writable database did not read its canary table "
+                       f"{lab.database.canary_table} within {postgres.STATEMENT_TIMEOUT_S:g} s: "
+                       "is the table locked (pg_locks) or the server overloaded?") from None
     except psycopg.Error as exc:
         raise LabError(f"cannot reach the writable database through the lab descriptor "
                        f"({postgres.cause(exc)}): check its database password and hosts, and that "
                        "the lab is up (`gameday lab status`)") from None
+
+
+def prune_earlier_runs(run: Run, lab: Lab) -> int:
+    """The canary table's retention rule (`prune_canary`), run once the run is over and
+    only when its readiness gate passed; returns the rows deleted. Not at the start, as it
+    was: there its commit on a synchronous primary whose standby did not stream hung the
+    run before the gate could refuse it. Not before the fault either: deleting an 8-hour
+    drill's rows then put their WAL between the standby and the fault being measured. Its
+    commit is local (housekeeping needs no standby), and a database that refuses it (no
+    right to create the runs table) keeps its rows: the run is not failed for that."""
+    if not run.events("gate-passed"):
+        return 0
+    meta = timeline.read_meta(run.dir)
+    started = time.monotonic()
+    try:
+        with psycopg.connect(**lab.writer_params(), autocommit=True,
+                             **postgres.bounds(statement_timeout_s=postgres.BULK_TIMEOUT_S)) as conn:
+            conn.execute("SET synchronous_commit = local")
+            pruned = prune_canary(conn, lab.database.canary_table,
+                                  start_seq=int(meta.get("start_seq", 1)),
+                                  run_id=str(meta.get("run_id", "")), keep_runs=CANARY_KEEP_RUNS)
+    except psycopg.Error as exc:
+        logger.warning("gameday: canary rows of earlier runs not pruned (%s)", postgres.cause(exc))
+        return 0
+    if pruned:
+        logger.info("gameday: pruned %d canary rows of runs no longer measured in %.1f s",
+                    pruned, time.monotonic() - started)
+    return pruned
 
 
 def prune_canary(conn: psycopg.Connection[Any], table: str, *, start_seq: int, run_id: str,
@@ -150,44 +247,22 @@ def prune_canary(conn: psycopg.Connection[Any], table: str, *, start_seq: int, r
 def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
           ready_timeout: float = 30.0) -> Run:
     global _current
+    why = canary.safe_cancel_missing()
+    if why is not None:
+        raise LabError(why)
     run_id = new_run_id(experiment)
     run_dir = (settings.reports_dir / run_id).absolute()
+    start_seq = _next_seq(lab)
     run_dir.mkdir(parents=True, exist_ok=False)
     anchor_ns, anchor_utc = timeline.Clock.new_anchor()
-    start_seq = _next_seq(lab, run_id)
     timeline.create(run_dir, {
         "run_id": run_id, "experiment": experiment, "kind": kind, "anchor_ns": anchor_ns,
         "anchor_utc": anchor_utc, "lab": lab.lab, "start_seq": start_seq,
         "lab_file": str(Path(lab.path).absolute()),
     })
-    # a password from the experiment's secrets reaches the recorder through a pipe: never
-    # on its command line (ps shows that) nor in a file of the run directory
-    secret = settings.db_password
-    (run_dir / "recorder.json").write_text(json.dumps({
-        "lab_file": str(Path(lab.path).absolute()),
-        "password_on_stdin": secret is not None,
-        "start_seq": start_seq,
-        "rates": {
-            "dns_s": settings.rates.dns_s, "http_s": settings.rates.http_s,
-            "replication_s": settings.rates.replication_s,
-            "canary_writers": settings.rates.canary_writers,
-            "canary_max_rate": settings.rates.canary_max_rate,
-        },
-    }, indent=2))
     run = Run(run_dir, timeline.Clock(anchor_ns))
-    log = open(run_dir / "recorder.log", "ab")  # noqa: SIM115 (the child keeps it)
-    run.recorder = subprocess.Popen(
-        [sys.executable, "-m", "gameday.measure.recorder", str(run_dir)],
-        stdin=subprocess.PIPE if secret is not None else subprocess.DEVNULL,
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    log.close()
-    if secret is not None and run.recorder.stdin is not None:
-        try:
-            run.recorder.stdin.write(secret.encode())
-            run.recorder.stdin.close()
-        except BrokenPipeError:
-            pass  # it died at start: the wait below reports it with its log
+    spawn_recorder(run, settings, lab, start_seq=start_seq)
+    assert run.recorder is not None
     deadline = time.monotonic() + ready_timeout
     while not run.events("recorder-ready"):
         if run.recorder.poll() is not None or time.monotonic() > deadline:
@@ -199,10 +274,45 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
                            "database writable and, in a sync lab, its standby streaming? "
                            f"(see {run_dir}/recorder.log)")
         time.sleep(0.05)
+    run.watch_recorder()
     _current = run
     os.environ[ENV] = str(run_dir)
     logger.info("gameday: recording to %s", run_dir)
     return run
+
+
+def spawn_recorder(run: Run, settings: GamedaySettings, lab: Lab, *, start_seq: int) -> None:
+    """Start the recorder process of `run`, which writes into its directory."""
+    # a password from the experiment's secrets reaches the recorder through a pipe: never
+    # on its command line (ps shows that) nor in a file of the run directory
+    secret = settings.db_password
+    (run.dir / "recorder.json").write_text(json.dumps({
+        "lab_file": str(Path(lab.path).absolute()),
+        "password_on_stdin": secret is not None,
+        "start_seq": start_seq,
+        "rates": {
+            "dns_s": settings.rates.dns_s, "http_s": settings.rates.http_s,
+            "replication_s": settings.rates.replication_s,
+            "canary_writers": settings.rates.canary_writers,
+            "canary_max_rate": settings.rates.canary_max_rate,
+        },
+    }, indent=2))
+    log = open(run.dir / "recorder.log", "ab")  # noqa: SIM115 (the child keeps it)
+    # its own session: a Ctrl-C at the terminal reaches the runner's process group, whose
+    # rollbacks the recorder then goes on measuring until the runner stops it (it dies with
+    # the runner all the same: PR_SET_PDEATHSIG)
+    run.recorder = subprocess.Popen(
+        [sys.executable, "-m", "gameday.measure.recorder", str(run.dir)],
+        stdin=subprocess.PIPE if secret is not None else subprocess.DEVNULL,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    if secret is not None and run.recorder.stdin is not None:
+        try:
+            run.recorder.stdin.write(secret.encode())
+            run.recorder.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at start: the wait for it reports it with its log
 
 
 def _canary_trouble(run_dir: Path) -> str:

@@ -26,6 +26,7 @@ import dns.rcode
 import dns.rdatatype
 import psycopg
 
+from gameday import postgres
 from gameday.labs.descriptor import Lab
 from gameday.measure import _http
 from gameday.measure.timeline import (
@@ -217,9 +218,11 @@ class ReplicationSampler:
                  timeout: float) -> None:
         r = lab.region(region)
         self.name = region
-        self.dsn = lab.database.dsn(r.db_host, r.db_port, connect_timeout="1",
-                                    application_name="gameday-recorder")
+        self.params = lab.database.params(r.db_host, r.db_port, connect_timeout=1,
+                                          application_name="gameday-recorder")
         self.clock, self.out, self.timeout = clock, out, timeout
+        # the server ends the question too, by the time the sample has given it up
+        self.bounds = postgres.bounds(statement_timeout_s=timeout * 2)
         self.conn: psycopg.AsyncConnection | None = None
         self.lock = asyncio.Lock()
 
@@ -228,10 +231,13 @@ class ReplicationSampler:
             return  # the previous sample is still waiting on a dead server
         async with self.lock:
             try:
-                if self.conn is None or self.conn.closed:
-                    self.conn = await asyncio.wait_for(
-                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True), 2)
-                cur = await asyncio.wait_for(self.conn.execute(REPLICATION_SQL), self.timeout * 2)
+                conn = self.conn
+                if conn is None or conn.closed:
+                    new: psycopg.AsyncConnection = await asyncio.wait_for(
+                        psycopg.AsyncConnection.connect(**self.params, autocommit=True,
+                                                        **self.bounds), 2)
+                    conn = self.conn = new
+                cur = await asyncio.wait_for(conn.execute(REPLICATION_SQL), self.timeout * 2)
                 row = await cur.fetchone()
                 assert row is not None  # the query always returns one row
                 in_recovery, lag, senders, receiver = row
@@ -267,16 +273,26 @@ class LeaderKeySampler:
         assert ha is not None and ha.dcs is not None
         import httpx
 
+        from gameday import dcs
+
         self.out = out
         self.url = f"http://{_host(ha.dcs.address)}:{ha.dcs.port}/v3/kv/range"
         self.body = {"key": base64.b64encode(ha.leader_key.encode()).decode()}
+        self.auth = dcs.auth_request(ha)  # etcd with authentication: a token, kept
+        self.token_header = dcs.token_header
+        self.headers: dict[str, str] = {}
         self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
         self.errors: tuple[type[BaseException], ...] = (httpx.HTTPError, ValueError, KeyError,
                                                         TimeoutError, OSError)
 
     async def sample(self, t: float, lateness: float) -> None:
         try:
-            resp = await self.client.post(self.url, json=self.body)
+            if self.auth is not None and not self.headers:
+                self.headers = self.token_header(
+                    await self.client.post(self.auth[0], json=self.auth[1]))
+            resp = await self.client.post(self.url, json=self.body, headers=self.headers)
+            if resp.status_code == 401:
+                self.headers = {}  # an expired token: a new one at the next sample
             resp.raise_for_status()
             kvs = resp.json().get("kvs") or []
             leader = base64.b64decode(kvs[0]["value"]).decode() if kvs else None

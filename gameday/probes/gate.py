@@ -27,11 +27,10 @@ def check(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) 
     """The problems that still stand after waiting up to `ready_timeout_s` (default 20 s)
     for them to clear: a standby reconnects a few seconds after its primary restarted, and
     a drill started right after another one should wait for that, not fail."""
-    raw = (configuration or {}).get("ready_timeout_s", 20)
     try:
-        timeout = float(raw)
-    except (TypeError, ValueError):
-        return [f"configuration 'ready_timeout_s' must be a number, got {raw!r}"]
+        timeout = GamedaySettings.from_chaos(configuration, secrets).ready_timeout_s
+    except GamedayError as exc:
+        return [str(exc)]
     problems: list[str] = []
 
     def ready() -> bool:

@@ -93,7 +93,12 @@ def replication_lag_below(region: str = "region-2", max_lag_s: float = -1.0,
 def canary_is_writing(within_s: float = 2.0,
                       configuration: Optional[Dict[str, Any]] = None,
                       secrets: Optional[Dict[str, Any]] = None) -> bool:
-    """True when the recorder's canary had a write acknowledged in the last `within_s`."""
+    """True when the recorder's canary had a write acknowledged in the last `within_s`.
+    In plan mode (`chaos run --dry`) no recorder runs: the plan stands in for it, true
+    unless the plan was refused."""
+    plan = runs.dry_plan()
+    if plan is not None:
+        return not plan.get("refused", True)
     run = runs.current()
     if run is None:
         return False

@@ -10,6 +10,8 @@ not observed (docs/design.md, "The summary").
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any, NotRequired, TypedDict
 
@@ -85,6 +87,10 @@ class SamplerStats(TypedDict):
 
 
 class Failback(TypedDict, total=False):
+    experiment: str | None
+    experiment_id: str | None
+    started_at: str | None
+    duration_s: float | None
     rto_s: float | None
     rto_error_s: float | None
     write_rto_s: float | None
@@ -102,6 +108,14 @@ class Failback(TypedDict, total=False):
     run_id: str | None
     strategy: str  # who switched over: runner (gameday by SQL), command, none
     command: dict[str, Any] | None
+
+
+class Flapping(TypedDict):
+    """A DNS server that answered both regions back and forth after the fault."""
+
+    changes: int  # how many times its answer changed region
+    from_s: float | None  # the first change, after t_fault
+    to_s: float | None  # the last
 
 
 class Hold(TypedDict):
@@ -127,9 +141,11 @@ class Hold(TypedDict):
 class Summary(TypedDict):
     schema: str
     experiment: str | None
+    experiment_id: NotRequired[str | None]  # the stable id the trend and metrics key on
     drill: str
     run_id: str | None
     started_at: str | None
+    duration_s: NotRequired[float | None]  # the drill, start to end, on the run's clock
     lab: str | None
     verdict: str
     reasons: list[str]
@@ -156,6 +172,17 @@ class Summary(TypedDict):
     incomplete: bool
     notes: dict[str, str]
     hold: NotRequired[Hold]
+    flapping: NotRequired[dict[str, Flapping]]  # by DNS server; only when one flapped
+
+
+def experiment_id(summary: Mapping[str, Any]) -> str:
+    """The stable id a run's JUnit suite and metric labels are named by. A summary written
+    before runs had one (`experiment_id`) falls back to its title, made a name."""
+    found = summary.get("experiment_id")
+    if isinstance(found, str) and found:
+        return found
+    slug = re.sub(r"[^a-z0-9]+", "-", str(summary.get("experiment") or "game day").lower())
+    return slug.strip("-")[:40] or "experiment"
 
 
 def schema() -> dict[str, Any]:

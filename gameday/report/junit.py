@@ -1,12 +1,22 @@
-"""A run as JUnit XML, for CI test views (GitHub test-report actions, GitLab, Jenkins).
+"""A run as JUnit XML, for CI test views and their history (GitHub test-report actions,
+GitLab, Jenkins).
 
-CI systems show test results; a game day's results are targets met or missed. So each
-target is one testcase (RTO, RPO, lost writes), each integrity check another (unexpected
-rows, duplicate rows), and one testcase carries the verdict, whose other reasons
-(steady state not met, interrupted, a failed step) no target shows. A number that was not
-observed is a failure that says so: a target is met only when it was measured. The
-failback, when the run has one, is a second suite. Standard library only (xml.etree), and
-the same summary gives byte-identical XML.
+CI systems keep a history per testcase, keyed by its suite, class name and name, and plot
+its `time`. So the names never change from run to run: one suite per drill the summary
+covers (the game day, and its failback when it ran), named `gameday <drill>: <experiment
+id>` (the stable id, not the title); one testcase per measure (`RTO`, `write RTO`,
+`downtime`, `RPO`, `lost writes`, ...), its target in the failure message and in the
+suite's properties, never in the name, so a new target keeps the test's history. A case's
+`time` is the measured seconds (0 for a count), so the test view's duration chart is the
+measure's trend; the suite's `time` is the drill's duration and its `system-out` the
+headline table. A number not observed is a failure that says so: a target is met only
+when it was measured.
+
+Built from summary.json alone (no timeline), with the standard library (xml.etree); the
+same summary gives byte-identical XML. A failback's suite lives in the game day's file,
+where its block is (one report covers both): a CI job publishes each drill once by
+publishing the game day's file, and a failback run's own file only when no game day's
+file carries it (scripts/ci-game-day.sh).
 """
 
 from __future__ import annotations
@@ -16,29 +26,64 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from gameday.report.contract import Summary
+from gameday.report import markdown
+from gameday.report.contract import Summary, experiment_id
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Case:
     name: str
     failure: str | None  # None: passed
+    time_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Suite:
+    drill: str
+    experiment_id: str
+    cases: list[Case]
+    time_s: float
+    started_at: str | None
+    properties: dict[str, Any]
+    out: str
+
+    @property
+    def name(self) -> str:
+        return f"gameday {self.drill}: {self.experiment_id}"
+
+    @property
+    def classname(self) -> str:
+        return f"gameday.{self.drill}.{self.experiment_id}"
 
 
 def _at_most(what: str, value: float | int | None, target: float | int, unit: str) -> Case:
-    name = f"{what} <= {target:g}{unit}"
+    seconds = float(value) if unit and value is not None else 0.0
     if value is None:
-        return Case(name=name, failure=f"{what} was not observed, so the target is not met")
+        return Case(name=what, failure=f"{what} was not observed, so the target "
+                                       f"(at most {target:g}{unit}) is not met")
     if value > target:
-        return Case(name=name, failure=f"{what} {value:g}{unit} exceeds the target {target:g}{unit}")
-    return Case(name=name, failure=None)
+        return Case(name=what, failure=f"{what} {value:g}{unit} exceeds the target {target:g}{unit}",
+                    time_s=seconds)
+    return Case(name=what, failure=None, time_s=seconds)
+
+
+def _measured(what: str, value: float | None) -> Case:
+    """A measure with no target: passes when it was observed, its time the seconds."""
+    if value is None:
+        return Case(name=what, failure=f"{what} was not observed")
+    return Case(name=what, failure=None, time_s=float(value))
 
 
 def _none(what: str, value: int | None) -> Case:
-    name = f"no {what}"
     if value is None:
-        return Case(name=name, failure=f"{what} unknown: the canary table was not read")
-    return Case(name=name, failure=f"{value} {what}" if value else None)
+        return Case(name=what, failure=f"{what} unknown: the canary table was not read")
+    return Case(name=what, failure=f"{value} {what}" if value else None)
+
+
+def _verdict(verdict: str | None, reasons: list[str], duration: float | None) -> Case:
+    return Case(name="verdict", failure=None if verdict == "pass" else
+                (f"{str(verdict).upper()}: " + ("; ".join(reasons) or "no reason recorded")),
+                time_s=duration or 0.0)
 
 
 def failover_cases(s: Summary) -> list[Case]:
@@ -46,44 +91,88 @@ def failover_cases(s: Summary) -> list[Case]:
     w = s["writes"]
     return [
         _at_most("RTO", s["rto_s"], t["rto_s"], " s"),
+        _measured("write RTO", s["write_rto_s"]),
+        _measured("downtime", s["downtime_s"]),
         _at_most("RPO", s["rpo_s"], t["rpo_s"], " s"),
         _at_most("lost writes", w["lost"], t["max_lost_writes"], ""),
         _none("unexpected rows", w["unexpected"]),
         _none("duplicate rows", w["duplicate"]),
-        Case(name="verdict", failure=("; ".join(s["reasons"]) or "fail")
-             if s["verdict"] != "pass" else None),
+        _verdict(s["verdict"], s["reasons"], s.get("duration_s")),
     ]
 
 
 def failback_cases(s: Summary) -> list[Case]:
+    """The failback's cases, from the `failback` block (a game day's summary, or the
+    failback run's own)."""
     fb = s["failback"]
     if not fb:
         return []
     t = s["targets"]
     return [
-        _at_most("failback RTO", fb.get("rto_s"), t["rto_s"], " s"),
-        _at_most("failback lost writes", fb.get("lost"), t["max_lost_writes"], ""),
-        Case(name="failback verdict", failure=("; ".join(fb.get("reasons") or []) or "fail")
-             if fb.get("verdict") != "pass" else None),
+        _at_most("RTO", fb.get("rto_s"), t["rto_s"], " s"),
+        _measured("write RTO", fb.get("write_rto_s")),
+        _measured("downtime", fb.get("downtime_s")),
+        _at_most("lost writes", fb.get("lost"), t["max_lost_writes"], ""),
+        _split_brain(fb.get("split_brain_writes"), fb.get("strategy"), t["max_lost_writes"]),
+        _verdict(fb.get("verdict"), list(fb.get("reasons") or []), fb.get("duration_s")),
     ]
 
 
-def _suite(parent: ET.Element, name: str, classname: str, cases: list[Case],
-           s: Summary, properties: dict[str, Any]) -> None:
-    failures = sum(1 for c in cases if c.failure)
-    suite = ET.SubElement(parent, "testsuite", {
-        "name": name, "tests": str(len(cases)), "failures": str(failures), "errors": "0",
-        "skipped": "0", "time": "0", "timestamp": _timestamp(s["started_at"]),
-    })
-    props = ET.SubElement(suite, "properties")
-    for key, value in properties.items():
-        ET.SubElement(props, "property", {"name": key, "value": "" if value is None else f"{value}"})
-    for case in cases:
-        tc = ET.SubElement(suite, "testcase", {"classname": classname, "name": case.name,
-                                               "time": "0"})
-        if case.failure:
-            failure = ET.SubElement(tc, "failure", {"message": case.failure, "type": "missed"})
-            failure.text = case.failure
+def _split_brain(n: int | None, strategy: str | None, allowed: int) -> Case:
+    what = "split-brain writes"
+    if n is None:
+        # an HA manager rewinds the old primary by itself: nothing to count, and any loss is
+        # the game day's (its lost writes)
+        return Case(name=what, failure=None if strategy in ("command", "none") else
+                    f"{what} unknown: the old primary was not read")
+    return _at_most(what, n, allowed, "")
+
+
+def suites(s: Summary, run_dir: Path | None = None) -> list[Suite]:
+    """One suite per drill the summary covers, in the order they ran."""
+    t = s["targets"]
+    targets = {"target.rto_s": t["rto_s"], "target.rpo_s": t["rpo_s"],
+               "target.max_lost_writes": t["max_lost_writes"]}
+    common = {"lab": s["lab"], **targets}
+    out: list[Suite] = []
+    if s["drill"] == "failback":
+        out.append(Suite(
+            drill="failback", experiment_id=experiment_id(s), cases=failback_cases(s),
+            time_s=s.get("duration_s") or 0.0, started_at=s["started_at"],
+            properties={"run_id": s["run_id"], "experiment": s["experiment"], **common,
+                        "verdict": s["verdict"], "report": _report(run_dir)},
+            out=_text(markdown.failback_headline(s["failback"] or {}))))
+        return out
+    out.append(Suite(
+        drill=s["drill"], experiment_id=experiment_id(s), cases=failover_cases(s),
+        time_s=s.get("duration_s") or 0.0, started_at=s["started_at"],
+        properties={"run_id": s["run_id"], "experiment": s["experiment"], **common,
+                    "verdict": s["verdict"], "report": _report(run_dir)},
+        out=_text(markdown.headline(s))))
+    fb = s["failback"]
+    if fb is not None:
+        named = {"experiment_id": fb.get("experiment_id"),
+                 "experiment": fb.get("experiment") or "failback"}
+        out.append(Suite(
+            drill="failback", experiment_id=experiment_id(named),
+            cases=failback_cases(s), time_s=fb.get("duration_s") or 0.0,
+            started_at=fb.get("started_at") or s["started_at"],
+            properties={"run_id": fb.get("run_id"), "experiment": fb.get("experiment"),
+                        **common, "verdict": fb.get("verdict"), "game_day_run_id": s["run_id"]},
+            out=_text(markdown.failback_headline(fb))))
+    return out
+
+
+def _report(run_dir: Path | None) -> str | None:
+    return str(run_dir / "report.md") if run_dir is not None else None
+
+
+def _text(lines: list[str]) -> str:
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _seconds(v: float) -> str:
+    return f"{v:.3f}"
 
 
 def _timestamp(started_at: str | None) -> str:
@@ -91,27 +180,36 @@ def _timestamp(started_at: str | None) -> str:
     return (started_at or "1970-01-01T00:00:00")[:19]
 
 
+def _suite(parent: ET.Element, suite: Suite) -> None:
+    failures = sum(1 for c in suite.cases if c.failure)
+    el = ET.SubElement(parent, "testsuite", {
+        "name": suite.name, "tests": str(len(suite.cases)), "failures": str(failures),
+        "errors": "0", "skipped": "0", "time": _seconds(suite.time_s),
+        "timestamp": _timestamp(suite.started_at),
+    })
+    props = ET.SubElement(el, "properties")
+    for key, value in suite.properties.items():
+        if value is not None:
+            ET.SubElement(props, "property", {"name": key, "value": f"{value:g}"
+                                              if isinstance(value, float) else f"{value}"})
+    for case in suite.cases:
+        tc = ET.SubElement(el, "testcase", {"classname": suite.classname, "name": case.name,
+                                            "time": _seconds(case.time_s)})
+        if case.failure:
+            failure = ET.SubElement(tc, "failure", {"message": case.failure, "type": "missed"})
+            failure.text = case.failure
+    ET.SubElement(el, "system-out").text = suite.out
+
+
 def render(s: Summary, run_dir: Path | None = None) -> str:
-    experiment = s["experiment"] or "game day"
-    drill = s["drill"]
-    root = ET.Element("testsuites", {"name": f"gameday: {experiment}"})
-    suites = [(f"gameday {drill}: {experiment}", f"gameday.{drill}", failover_cases(s),
-               {"run_id": s["run_id"], "lab": s["lab"], "verdict": s["verdict"],
-                "rto_s": s["rto_s"], "rpo_s": s["rpo_s"], "lost_writes": s["writes"]["lost"],
-                "report": run_dir / "report.md" if run_dir else None})]
-    fb = s["failback"]
-    if fb:
-        suites.append((f"gameday failback: {experiment}", "gameday.failback", failback_cases(s),
-                       {"run_id": fb.get("run_id"), "verdict": fb.get("verdict"),
-                        "rto_s": fb.get("rto_s"), "lost_writes": fb.get("lost")}))
-    total = failed = 0
-    for name, classname, cases, props in suites:
-        _suite(root, name, classname, cases, s, props)
-        total += len(cases)
-        failed += sum(1 for c in cases if c.failure)
-    root.set("tests", str(total))
-    root.set("failures", str(failed))
+    found = suites(s, run_dir)
+    root = ET.Element("testsuites", {"name": f"gameday: {found[0].experiment_id}"})
+    for suite in found:
+        _suite(root, suite)
+    root.set("tests", str(sum(len(x.cases) for x in found)))
+    root.set("failures", str(sum(1 for x in found for c in x.cases if c.failure)))
     root.set("errors", "0")
+    root.set("time", _seconds(sum(x.time_s for x in found)))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

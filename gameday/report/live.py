@@ -1,9 +1,18 @@
 """The live view during `chaos run`: what the recorder sees, as it sees it.
 
-On a terminal, a rich panel refreshed about 4 times a second; otherwise one plain
-timestamped line about every second (CI logs). Either way a final summary panel when the
-run ends. It reads the run's timeline SQLite (read-only, incrementally by rowid), runs in a
-daemon thread, and never raises into the run: any error is logged and the view stops.
+Its mode is configuration `live_view`: `panel`, a rich panel refreshed about 4 times a
+second; `lines`, one plain timestamped line about every second; `quiet`, for CI logs, one
+line when the phase changes and one every `live_heartbeat_s` (an 8-hour drill prints a few
+thousand lines, not 28,800); `off`; `auto` (the default), the panel on a terminal and quiet
+lines otherwise. Except when off, a final summary panel when the run ends.
+
+Which phase the drill waits for follows the phase registry (`gameday.measure.phases`):
+each phase names the evidence it is `seen` by, and the reader tracks that evidence from the
+samples as the summary measures it (the first writable answer from the secondary, not the
+runner's own `promoted` event, which no command or HA manager records).
+
+It reads the run's timeline SQLite (read-only, incrementally by rowid), runs in a daemon
+thread, and never raises into the run: any error is logged and the view stops.
 
     handle = live.start(run.dir, run.now)      # before the method
     handle.stop(summary)                       # after the report is written
@@ -40,6 +49,12 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 TERMINAL_INTERVAL_S = 0.25
 PLAIN_INTERVAL_S = 1.0
 RATE_WINDOW_S = 1.0
+HEARTBEAT_S = 30.0
+MODES = ("auto", "panel", "lines", "quiet", "off")
+
+# the evidence a phase is seen by (Phase.seen), each tracked by the Reader
+EVIDENCE = ("primary-unhealthy", "leader-key-lost", "secondary-writable", "dns-authoritative",
+            "dns-resolver", "global-served", "secondary-write", "streak")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -62,12 +77,12 @@ class Reader:
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / timeline.FILE
         self.conn: sqlite3.Connection | None = None
-        self.rowid = dict.fromkeys(("events", "dns", "http", "canary", "replication"), 0)
+        self.rowid = dict.fromkeys(("events", "dns", "http", "canary", "replication", "ha"), 0)
         self.meta: dict[str, Any] = {}
         self.t_fault: float | None = None
         self.ended = False
-        self.promoted = False
-        self.detected = False
+        self.seen = dict.fromkeys(EVIDENCE, False)
+        self.has_ha: bool | None = None
         self.events: list[tuple[float, str, str | None]] = []
         self.dns: dict[str, str] = {}
         self.http: dict[str, str] = {}
@@ -116,12 +131,11 @@ class Reader:
         k = int(self.meta.get("k_consecutive", metrics.K_CONSECUTIVE))
         if self.streak is None:
             self.streak = metrics.Streak(str(secondary.get("name")), k)
+        seen = self.seen
         for t, kind, region in self._rows("events", "t, kind, region"):
             self.events.append((t, kind, region))
             if kind == "fault-applied" and self.t_fault is None:
                 self.t_fault = t
-            elif kind == "promoted" and region == secondary.get("name"):
-                self.promoted = True
             elif kind in ("experiment-ended", "recorder-stopped"):
                 self.ended = True
         for server, ok, answer, error in self._rows("dns", "server, ok, answer, error"):
@@ -132,7 +146,7 @@ class Reader:
                 f"{status or 'error'}: {error or 'failed'}"
             after = self.t_fault is not None and t >= self.t_fault
             if target == primary.get("name") and after and not ok:
-                self.detected = True
+                seen["primary-unhealthy"] = True
             if target == "global":
                 self.http_ok[target] = (bool(ok), region)
                 if after:
@@ -144,15 +158,24 @@ class Reader:
                 if self.t_fault is not None and t_ack >= self.t_fault and \
                         server == secondary.get("db_host"):
                     self.wrote = True
+                    seen["secondary-write"] = seen["secondary-writable"] = True
                 if self.last_ack is None or t_ack >= self.last_ack[2]:
                     self.last_ack = (seq, self._region(server), t_ack)
             else:
                 self.errors += 1
                 self.last_error = f"#{seq} {outcome}: {error or 'no detail'}"
-        for _t, server, ok, in_recovery, lag in self._rows(
+        for t, server, ok, in_recovery, lag in self._rows(
                 "replication", "t, server, ok, in_recovery, lag_s"):
             if server == secondary.get("name") and ok and in_recovery:
                 self.lag = lag
+            elif server == secondary.get("name") and ok and in_recovery == 0 and \
+                    self.t_fault is not None and t >= self.t_fault:
+                seen["secondary-writable"] = True  # it answered out of recovery
+        if self._has_ha(conn):
+            for t, ok, leader in self._rows("ha", "t, ok, leader"):
+                if ok and leader != primary.get("name") and self.t_fault is not None and \
+                        t >= self.t_fault:
+                    seen["leader-key-lost"] = True
         while self.acks and self.acks[0] < now - RATE_WINDOW_S:
             self.acks.popleft()
         rate = sum(1 for t in self.acks if t <= now) / RATE_WINDOW_S
@@ -166,8 +189,15 @@ class Reader:
             http=dict(sorted(self.http.items())), canary_rate=rate, last_ack=last_ack,
             canary_errors=self.errors, last_error=self.last_error, lag_s=self.lag)
 
+    def _has_ha(self, conn: sqlite3.Connection) -> bool:
+        if self.has_ha is None:
+            self.has_ha = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'ha'").fetchone() is not None
+        return self.has_ha
+
     def _phase(self, secondary: dict[str, Any]) -> str:
-        """The first phase of the registry's chain not reached yet."""
+        """The first phase of the registry's chain not seen yet, by the evidence each phase
+        names (`Phase.seen`)."""
         if self.ended:
             return "ended"
         if any(kind == "gate-failed" for _t, kind, _r in self.events):
@@ -176,17 +206,14 @@ class Reader:
             return "steady state, before the fault"
         address = secondary.get("address")
         name = secondary.get("name")
-        reached = {
-            "detection_s": self.detected,
-            "promotion_s": self.promoted,
-            "dns_authoritative_s": self.dns.get("authoritative") in (address, name),
-            "dns_resolver_s": self.dns.get("resolver") in (address, name),
-            "first_success_s": self.http_ok.get("global") == (True, name),
-            "first_write_s": self.wrote,
-            "rto": self.streak is not None and self.streak.reached,
-        }
+        seen = self.seen
+        # the latest answers, not a first flip: a resolver flapping back is waiting again
+        seen["dns-authoritative"] = self.dns.get("authoritative") in (address, name)
+        seen["dns-resolver"] = self.dns.get("resolver") in (address, name)
+        seen["global-served"] = self.http_ok.get("global") == (True, name)
+        seen["streak"] = self.streak is not None and self.streak.reached
         for phase in phases.chain(self.meta.get("configuration")):
-            if not reached[phase.name]:
+            if not seen[phase.seen]:
                 return phase.waiting
         return "recovered"
 
@@ -264,15 +291,39 @@ def final_panel(summary: Mapping[str, Any] | None, snap: Snapshot | None,
                  box=box.ROUNDED, expand=False)
 
 
+class Quiet:
+    """Quiet mode's decision: a line when the phase changes (the time and the phase), and a
+    heartbeat with the whole state when `heartbeat_s` passed without one."""
+
+    def __init__(self, heartbeat_s: float = HEARTBEAT_S) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.phase: str | None = None
+        self.printed_at = float("-inf")
+
+    def feed(self, snap: Snapshot, anchor_utc: str | None) -> str | None:
+        if snap.phase != self.phase:
+            self.phase, self.printed_at = snap.phase, snap.now
+            return line(snap, anchor_utc).split(" dns[", 1)[0]
+        if snap.now - self.printed_at >= self.heartbeat_s:
+            self.printed_at = snap.now
+            return line(snap, anchor_utc).replace(" gameday ", " gameday heartbeat ", 1)
+        return None
+
+
 class LiveView:
     def __init__(self, run_dir: Path, clock_now: Callable[[], float], *,
                  console: Console | None = None, terminal: bool | None = None,
-                 interval_s: float | None = None) -> None:
+                 interval_s: float | None = None, mode: str = "auto",
+                 heartbeat_s: float = HEARTBEAT_S) -> None:
         self.run_dir = Path(run_dir)
         self.clock_now = clock_now
         self.console = console or Console()
         self.terminal = self.console.is_terminal if terminal is None else terminal
-        self.interval_s = interval_s or (TERMINAL_INTERVAL_S if self.terminal
+        if mode not in MODES:
+            raise ValueError(f"live view mode {mode!r}: one of {', '.join(MODES)}")
+        self.mode = mode if mode != "auto" else ("panel" if self.terminal else "quiet")
+        self.heartbeat_s = heartbeat_s
+        self.interval_s = interval_s or (TERMINAL_INTERVAL_S if self.mode == "panel"
                                          else PLAIN_INTERVAL_S)
         self.reader = Reader(self.run_dir)
         self.last: Snapshot | None = None
@@ -282,7 +333,8 @@ class LiveView:
         self._stopped = False
 
     def start(self) -> LiveView:
-        self._thread.start()
+        if self.mode != "off":
+            self._thread.start()
         return self
 
     def _snapshot(self) -> Snapshot | None:
@@ -294,8 +346,10 @@ class LiveView:
 
     def _run(self) -> None:
         try:
-            if self.terminal:
+            if self.mode == "panel":
                 self._run_terminal()
+            elif self.mode == "quiet":
+                self._run_quiet()
             else:
                 self._run_plain()
         except Exception:  # the view must never take the run down
@@ -311,6 +365,18 @@ class LiveView:
             if snap is not None:
                 self.console.print(line(snap, anchor), markup=False, highlight=False,
                                    soft_wrap=True)
+            if self.reader.ended or self._stop.wait(self.interval_s):
+                return
+
+    def _run_quiet(self) -> None:
+        anchor = None
+        quiet = Quiet(self.heartbeat_s)
+        while True:
+            snap = self._snapshot()
+            anchor = anchor or self.reader.meta.get("anchor_utc")
+            text = None if snap is None else quiet.feed(snap, anchor)
+            if text is not None:
+                self.console.print(text, markup=False, highlight=False, soft_wrap=True)
             if self.reader.ended or self._stop.wait(self.interval_s):
                 return
 
@@ -336,7 +402,8 @@ class LiveView:
             self._stop.set()
             if self._thread.is_alive():
                 self._thread.join(timeout_s)
-            self.console.print(final_panel(summary, self.last, self.run_dir.name))
+            if self.mode != "off":
+                self.console.print(final_panel(summary, self.last, self.run_dir.name))
         except Exception:
             logger.exception("gameday: the live view could not print its summary")
         finally:
@@ -371,10 +438,13 @@ _handles: dict[str, LiveView] = {}
 
 
 def start(run_dir: Path, clock_now: Callable[[], float], *, console: Console | None = None,
-          terminal: bool | None = None, interval_s: float | None = None) -> LiveView:
-    """Start the live view of the run in `run_dir`; never raises."""
+          terminal: bool | None = None, interval_s: float | None = None, mode: str = "auto",
+          heartbeat_s: float = HEARTBEAT_S) -> LiveView:
+    """Start the live view of the run in `run_dir`; never raises (an unknown mode is
+    settings' to refuse: here it falls back to auto)."""
     view = LiveView(run_dir, clock_now, console=console, terminal=terminal,
-                    interval_s=interval_s)
+                    interval_s=interval_s, mode=mode if mode in MODES else "auto",
+                    heartbeat_s=heartbeat_s)
     try:
         view.start()
     except Exception:

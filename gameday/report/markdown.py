@@ -50,12 +50,16 @@ def title(s: Mapping[str, Any]) -> str:
     # a failback run measures the switchover back: its "fault" is the planned switchover,
     # its primary the region switched away from
     what = "Failback" if s.get("drill") == "failback" else "Game day"
-    return f"# {what} {s.get('run_id')}: {'PASS' if s.get('verdict') == 'pass' else 'FAIL'}"
+    verdict = {"pass": "PASS", "aborted": "ABORTED"}.get(str(s.get("verdict")), "FAIL")
+    return f"# {what} {s.get('run_id')}: {verdict}"
 
 
 def verdict_lines(s: Mapping[str, Any], trend: trends.Trend | None = None) -> list[str]:
     lines = []
-    if s.get("reasons"):
+    if s.get("verdict") == "aborted":
+        lines.append("**Aborted by a stop condition; the drill was rolled back:**")
+        lines.extend(f"- {r}" for r in s.get("reasons") or [])
+    elif s.get("reasons"):
         lines.append("**Why it failed:**")
         lines.extend(f"- {r}" for r in s["reasons"])
     else:
@@ -129,7 +133,8 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
              "Seconds after the fault (`t_fault`), each from the sample that shows it, ± the gap "
              "to the previous sample of that stream. *Took* counts from the phase it waits for; "
              "the *budget* is that phase's deadline plus an allowance derived from the "
-             "configuration (see [the runbook](../../docs/runbook.md) and *Configuration* below).",
+             "configuration (see *Configuration* below, and gameday's DR runbook, "
+             "`docs/runbook.md` in its source, section *RTO budget by phase*).",
              "",
              "| Phase | At | Took | Budget (deadline) | Overrun | Evidence |",
              "|---|---|---|---|---|---|"]
@@ -157,6 +162,7 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
         lines.append(f"| {label} | {shown} | {took} | {b.allowance_s:.3f} s "
                      f"(by {b.deadline_s:.3f} s) | {over_text} | {_cell(d.get('evidence') or '')} |")
     lines.append("")
+    lines += _flapping(s.get("flapping"))
     lines += _promotion(s.get("promotion"))
     if overruns:
         lines += [*(f"- {o}" for o in overruns), ""]
@@ -166,6 +172,20 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
     if image:
         lines += [f"![Timeline of the run: lanes per stream, phase markers]({image})", "",
                   f"The same timeline as an image: [{image}]({image}).", ""]
+    return lines
+
+
+def _flapping(flapping: Mapping[str, Any] | None) -> list[str]:
+    """A DNS server that answered both regions, named next to the phases: it explains a
+    resolver that flips before the authority."""
+    lines = []
+    for server, f in sorted((flapping or {}).items()):
+        lines.append(f"Flapping: the {server} DNS server answered both regions "
+                     f"{f.get('changes')} times between {f.get('from_s'):+.3f} s and "
+                     f"{f.get('to_s'):+.3f} s (PowerDNS's `ifurlup` picks at random among "
+                     "the addresses while both regions look down), so a server that reads it "
+                     "can flip before it settles.")
+        lines.append("")
     return lines
 
 
@@ -285,10 +305,30 @@ def _hold(h: Mapping[str, Any]) -> list[str]:
             *[f"| {k} | {_cell(v)} |" for k, v in rows], ""]
 
 
-def _failback(fb: dict[str, Any]) -> list[str]:
-    window = fb.get("split_brain_window_s")
+def failback_headline(fb: Mapping[str, Any]) -> list[str]:
+    """The failback's numbers as a table (the report's Failback section, the JUnit suite's
+    output)."""
     lost = fb.get("lost")
     split = fb.get("split_brain_writes")
+    by_others = fb.get("strategy") in ("command", "none")
+    split_text = "not counted (rewound by the HA manager)" if by_others and split is None \
+        else ("unknown" if split is None else str(split))
+    return ["| Measure | Measured | Expected | Met |", "|---|---|---|---|",
+            f"| Failback RTO (service) | {_s(fb.get('rto_s'), fb.get('rto_error_s'))} | — | — |",
+             f"| Failback write RTO | {_s(fb.get('write_rto_s'))} | — | — |",
+             f"| Downtime (failing global requests) | {_s(fb.get('downtime_s'))} | — | — |",
+             f"| Resync of the old primary | {_s(fb.get('resync_s'))}"
+             f"{' (' + str(fb['resync_method']) + ')' if fb.get('resync_method') else ''} "
+             f"| — | — |",
+             f"| Catch-up of the old primary | {_s(fb.get('catch_up_s'))} | — | — |",
+             f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | 0 | "
+             f"{_ok(None if lost is None else lost == 0)} |",
+             f"| Split-brain writes | {split_text} | 0 | "
+             f"{_ok(None if split is None else split == 0)} |"]
+
+
+def _failback(fb: dict[str, Any]) -> list[str]:
+    window = fb.get("split_brain_window_s")
     by_others = fb.get("strategy") in ("command", "none")
     how = ("Planned switchover back to the original primary by the HA manager"
            + (f" (`{' '.join(str(a) for a in (fb.get('command') or {}).get('argv') or [])}`)"
@@ -300,22 +340,7 @@ def _failback(fb: dict[str, Any]) -> list[str]:
            "Planned switchover back to the original primary (docs/design.md, Failover and "
            "failback protocol): split-brain writes read from the old primary before it was "
            "resynced, then writes paused, replay caught up, promotion, DNS back.")
-    split_text = "not counted (rewound by the HA manager)" if by_others and split is None \
-        else ("unknown" if split is None else str(split))
-    lines = ["## Failback", "", how, "",
-             "| Measure | Measured | Expected | Met |", "|---|---|---|---|",
-             f"| Failback RTO (service) | {_s(fb.get('rto_s'), fb.get('rto_error_s'))} | — | — |",
-             f"| Failback write RTO | {_s(fb.get('write_rto_s'))} | — | — |",
-             f"| Downtime (failing global requests) | {_s(fb.get('downtime_s'))} | — | — |",
-             f"| Resync of the old primary | {_s(fb.get('resync_s'))}"
-             f"{' (' + str(fb['resync_method']) + ')' if fb.get('resync_method') else ''} "
-             f"| — | — |",
-             f"| Catch-up of the old primary | {_s(fb.get('catch_up_s'))} | — | — |",
-             f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | 0 | "
-             f"{_ok(None if lost is None else lost == 0)} |",
-             f"| Split-brain writes | {split_text} | 0 | "
-             f"{_ok(None if split is None else split == 0)} |",
-             ""]
+    lines = ["## Failback", "", how, "", *failback_headline(fb), ""]
     window_utc = fb.get("split_brain_window_utc")
     if window:
         lines += [f"Split-brain writes were acknowledged by the old primary from "
@@ -378,10 +403,31 @@ CONFIG_LABELS = {
     "canary_writers": "Canary writers",
     "canary_max_rate": "Canary rate cap (writes/s, all writers)",
     "k_consecutive": "K (consecutive successes for RTO)",
+    "promotion": "Who promotes",
     "promotion_budget_s": "Promotion allowance (s)",
     "http_interval_s": "Global request interval (s)",
+    "dns_interval_s": "DNS sample interval (s)",
+    "replication_interval_s": "Replication sample interval (s)",
     "write_reconnect_s": "Canary reconnect allowance (s)",
+    "regression_factor": "Regression factor (× the median of comparable runs)",
+    "ha_manager": "HA manager",
+    "ha_ttl_s": "HA leader key TTL (s)",
+    "ha_loop_wait_s": "HA loop interval (s)",
+    "ha_retry_timeout_s": "HA retry timeout (s)",
 }
+
+
+def label(key: str) -> str:
+    """The Configuration table's label of a key; a key recorded by a newer gameday than
+    this table knows reads as words, never as the raw key."""
+    if key in CONFIG_LABELS:
+        return CONFIG_LABELS[key]
+    words, unit = key, ""
+    for suffix, name in (("_ms", "ms"), ("_s", "s")):
+        if key.endswith(suffix):
+            words, unit = key[: -len(suffix)], f" ({name})"
+    text = words.replace("_", " ")
+    return text[:1].upper() + text[1:] + unit
 
 
 def _configuration(s: Mapping[str, Any]) -> list[str]:
@@ -395,11 +441,11 @@ def _configuration(s: Mapping[str, Any]) -> list[str]:
         if key in config:
             value = config[key]
             shown = f"{value:g}" if isinstance(value, float) else str(value)
-        elif key in params:
+        elif key in params and (not key.startswith("ha_") or registry.autonomous(config)):
             shown = f"{params[key]:g} (default, not recorded in the run)"
         else:
             continue
-        lines.append(f"| {CONFIG_LABELS.get(key, key)} | {_cell(shown)} |")
+        lines.append(f"| {label(key)} | {_cell(shown)} |")
     t = s.get("targets") or {}
     lines.append(f"| Targets | RTO ≤ {t.get('rto_s', 0):g} s, RPO ≤ {t.get('rpo_s', 0):g} s, "
                  f"lost writes ≤ {t.get('max_lost_writes')} |")
@@ -414,8 +460,8 @@ def _trend(trend: trends.Trend | None) -> list[str]:
     runs = trend.last(TREND_RUNS)
     rto = [r.get("rto_s") for r in runs]
     rpo = [r.get("rpo_s") for r in runs]
-    lines += [f"The last {len(runs)} run(s), oldest first (history: `history.jsonl` in the "
-              f"reports directory).", "",
+    lines += [f"Compared with {trend.against}. The last {len(runs)} runs, this one last "
+              "(history: `history.jsonl` in the reports directory):", "",
               "```text",
               f"RTO  {trends.sparkline(rto)}  {_range(rto)}",
               f"RPO  {trends.sparkline(rpo)}  {_range(rpo)}",
@@ -431,8 +477,9 @@ def _trend(trend: trends.Trend | None) -> list[str]:
     lines.append("")
     med = ", ".join(f"{label} {_s(trend.medians.get(key))}" for key, label in trends.METRICS)
     lines.append(f"Regression rule: RTO or RPO above its target, or above {trend.factor:g} × the "
-                 f"median of the previous {trend.window} runs (compared from {trend.min_runs} "
-                 f"runs on). Medians of the previous runs: {med}.")
+                 f"median of the previous {trend.window} comparable runs (same drill, "
+                 f"experiment and lab profile; compared from {trend.min_runs} runs on). "
+                 f"Medians of the previous runs: {med}.")
     lines.append("")
     lines.append("**Regression flagged.**" if trend.regression else "No regression.")
     lines.append("")

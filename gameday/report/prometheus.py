@@ -1,71 +1,136 @@
-"""A run as a node-exporter textfile, for teams that scrape game-day results.
+"""A run's numbers as Prometheus gauges: a textfile for node-exporter's textfile collector,
+or a push to a Pushgateway (CI runners have no node-exporter; a Pushgateway, or a Grafana
+agent that accepts its API, is what they can reach).
 
-node-exporter's textfile collector reads `*.prom` files in the Prometheus text exposition
-format from one directory; the newest drill overwrites its file, so each series keeps one
-value and the history lives in Prometheus. Written by hand (the format is a few lines; no
-client library needed at run time) and atomically (a temporary file renamed), because the
-collector may read while we write. Labels are the experiment, the drill and the lab only:
-a run id label would make a new series every run.
+Written with prometheus_client, the library Prometheus maintains, rather than by hand: its
+exposition is what Prometheus parses, its textfile writer renames a temporary file into
+place (the collector may read while we write), and its push speaks the Pushgateway's API
+with a timeout.
+
+Labels are stable: the drill, the experiment's stable id (not its title, which people
+reword) and the lab kind. A run id label would make a new series every run. The
+Pushgateway groups by the same labels under job `gameday`, so each drill of each
+experiment keeps its own group, replaced by its next run.
 """
 
 from __future__ import annotations
 
 import math
-import os
+import urllib.error
+import urllib.parse
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from gameday.report.contract import Summary
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+from prometheus_client.exposition import generate_latest
 
-METRICS = (
+from gameday.errors import TargetError
+from gameday.report.contract import Summary, experiment_id
+
+JOB = "gameday"
+LABELS = ("drill", "experiment", "lab")
+PUSH_TIMEOUT_S = 10.0
+
+# name, help; every gauge is NaN when its number was not observed
+SERIES = (
     ("gameday_rto_seconds", "Service RTO: fault to K consecutive global successes served by "
-     "the other region (NaN when not observed)."),
-    ("gameday_rpo_seconds", "RPO: how far back the surviving acknowledged writes end "
-     "(NaN when not observed)."),
-    ("gameday_lost_writes", "Acknowledged canary writes missing from the new primary "
-     "(NaN when the canary table was not read)."),
+     "the other region."),
+    ("gameday_write_rto_seconds", "Write RTO: fault to the first canary write acknowledged by "
+     "the new primary."),
+    ("gameday_downtime_seconds", "Downtime: the time global requests failed between the fault "
+     "and the RTO."),
+    ("gameday_rpo_seconds", "RPO: how far back the surviving acknowledged writes end."),
+    ("gameday_lost_writes", "Acknowledged canary writes missing from the new primary."),
     ("gameday_verdict", "1 when every target was met and the drill completed, else 0."),
+    ("gameday_aborted", "1 when a stop condition aborted the drill, else 0."),
+    ("gameday_duration_seconds", "The drill from its start to its end."),
     ("gameday_rto_target_seconds", "The RTO target the drill was judged against."),
     ("gameday_rpo_target_seconds", "The RPO target the drill was judged against."),
     ("gameday_max_lost_writes", "The lost-write target the drill was judged against."),
     ("gameday_last_run_timestamp_seconds", "When the drill started (Unix time)."),
 )
+FAILBACK_SERIES = (
+    ("gameday_failback_rto_seconds", "Failback RTO: the switchover back to K consecutive "
+     "global successes served by the original primary."),
+    ("gameday_split_brain_writes", "Writes the old primary acknowledged after the promotion, "
+     "found at failback (lost)."),
+)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def labels(s: Summary) -> dict[str, str]:
+    return {"drill": str(s["drill"]), "experiment": experiment_id(s),
+            "lab": str(s["lab"] or "unknown")}
 
 
-def _value(v: float | int | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "NaN"
-    return repr(float(v)) if isinstance(v, float) else str(v)
+def _number(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
 
 
-def render(s: Summary) -> str:
-    from datetime import datetime
-
-    labels = ",".join(f'{k}="{_label(str(v or ""))}"' for k, v in (
-        ("experiment", s["experiment"]), ("drill", s["drill"]), ("lab", s["lab"])))
+def registry(s: Summary) -> CollectorRegistry:
+    """Every gauge of the run, in a registry of its own (never the process's default one)."""
+    reg = CollectorRegistry(auto_describe=True)
     started = s["started_at"]
-    values = {
+    values: dict[str, Any] = {
         "gameday_rto_seconds": s["rto_s"],
+        "gameday_write_rto_seconds": s["write_rto_s"],
+        "gameday_downtime_seconds": s["downtime_s"],
         "gameday_rpo_seconds": s["rpo_s"],
         "gameday_lost_writes": s["writes"]["lost"],
         "gameday_verdict": 1 if s["verdict"] == "pass" else 0,
-        "gameday_rto_target_seconds": float(s["targets"]["rto_s"]),
-        "gameday_rpo_target_seconds": float(s["targets"]["rpo_s"]),
+        "gameday_aborted": 1 if s["verdict"] == "aborted" else 0,
+        "gameday_duration_seconds": s.get("duration_s"),
+        "gameday_rto_target_seconds": s["targets"]["rto_s"],
+        "gameday_rpo_target_seconds": s["targets"]["rpo_s"],
         "gameday_max_lost_writes": s["targets"]["max_lost_writes"],
         "gameday_last_run_timestamp_seconds":
             datetime.fromisoformat(started).timestamp() if started else None,
     }
-    lines = []
-    for name, help_text in METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
-                  f"{name}{{{labels}}} {_value(values[name])}"]
-    return "\n".join(lines) + "\n"
+    series = list(SERIES)
+    fb = s["failback"]
+    if fb:
+        series += FAILBACK_SERIES
+        values["gameday_failback_rto_seconds"] = fb.get("rto_s")
+        values["gameday_split_brain_writes"] = fb.get("split_brain_writes")
+    mine = labels(s)
+    for name, help_text in series:
+        Gauge(name, help_text, LABELS, registry=reg).labels(**mine).set(_number(values[name]))
+    phases = Gauge("gameday_phase_seconds", "Each RTO phase: seconds after the fault at which "
+                   "the recorder saw it (docs/runbook.md, RTO budget by phase).",
+                   (*LABELS, "phase"), registry=reg)
+    for name, at in sorted((s["phases"] or {}).items()):
+        phases.labels(**mine, phase=name.removesuffix("_s")).set(_number(at))
+    return reg
+
+
+def render(s: Summary) -> str:
+    """The text exposition format (what the textfile holds and the push sends)."""
+    return generate_latest(registry(s)).decode()
 
 
 def write(path: Path, s: Summary) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render(s), encoding="utf-8")
-    tmp.replace(path)
+    """The textfile, replaced atomically (prometheus_client writes a temporary file and
+    renames it)."""
+    write_to_textfile(str(path), registry(s))
+
+
+def push(url: str, s: Summary, *, timeout_s: float = PUSH_TIMEOUT_S) -> None:
+    """Replace this drill's group on the Pushgateway at `url` (PUT, bounded by `timeout_s`).
+    A TargetError names the gateway without any credentials in its URL."""
+    try:
+        push_to_gateway(url, job=JOB, registry=registry(s), grouping_key=labels(s),
+                        timeout=timeout_s)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise TargetError(f"cannot push the metrics to the Pushgateway at {safe_url(url)}: "
+                          f"{reason}") from None
+
+
+def safe_url(url: str) -> str:
+    """`url` without a user or password, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from gameday import postgres
 from gameday.errors import TargetError
 from gameday.labs.descriptor import Lab
 from gameday.measure import metrics, phases, timeline
@@ -22,6 +23,7 @@ from gameday.report.contract import (
     SCHEMA_ID,
     Failback,
     FaultRecord,
+    Flapping,
     Hold,
     PromotionRecord,
     Summary,
@@ -40,7 +42,8 @@ def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
     meta = timeline.read_meta(run_dir)
     start_seq = int(meta.get("start_seq", 1))
     try:
-        with psycopg.connect(lab.writer_dsn(), autocommit=True) as conn:
+        with psycopg.connect(**lab.writer_params(), autocommit=True,
+                             **postgres.bounds(statement_timeout_s=postgres.BULK_TIMEOUT_S)) as conn:
             rows = conn.execute(
                 f"SELECT seq, count(*) FROM {lab.database.canary_table} WHERE seq >= %s "
                 # in order (the primary key's index gives it): the report then marks
@@ -108,10 +111,12 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
                            "after the promotion are lost")
     # the control records experiment-ended only when it finishes the run; a runner killed
     # mid-run leaves the samples it stored (the recorder flushes every 250 ms) without it
-    incomplete = not tl.events_of("experiment-ended")
-    if incomplete:
+    lost = _recorder_lost(tl)
+    incomplete = not tl.events_of("experiment-ended") or bool(lost)
+    if not tl.events_of("experiment-ended"):
         reasons.append("incomplete run: the runner stopped before the end (killed or crashed); "
                        "the numbers come from the samples stored until then")
+    reasons += lost
     roles = phases.Roles.from_meta(meta)
     repl = metrics.replication_at(tl, t_fault if t_fault is not None else float("inf"),
                                   primary=roles.primary["name"], standby=roles.secondary["name"])
@@ -119,11 +124,13 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
     summary: Summary = {
         "schema": SCHEMA,
         "experiment": meta.get("experiment"),
+        "experiment_id": meta.get("experiment_id"),
         "drill": meta.get("drill", "failover"),
         "run_id": meta.get("run_id"),
         "started_at": meta.get("anchor_utc"),
+        "duration_s": _duration(tl),
         "lab": meta.get("lab"),
-        "verdict": "fail" if reasons else "pass",
+        "verdict": "aborted" if tl.events_of("aborted") else "fail" if reasons else "pass",
         "reasons": reasons,
         "targets": targets,
         "rto_s": _r(rto_i.at_s) if rto_i else None,
@@ -154,6 +161,9 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         "incomplete": incomplete,
         "notes": failover.notes,
     }
+    flaps = _flapping(tl, t_fault, roles, failover)
+    if flaps:
+        summary["flapping"] = flaps
     held = _hold(tl, t_fault)
     if held is not None:
         summary["hold"] = held
@@ -164,9 +174,10 @@ def compute(tl: metrics.Timeline, present: Mapping[int, int] | None) -> Summary:
         # its block here, so this run renders alone, with no other directory needed)
         fb = meta["failback"]
         summary["failback"] = fb
-        if fb.get("verdict") == "fail":
+        if fb.get("verdict") in ("fail", "aborted"):
             summary["reasons"] = [*reasons, *[f"failback: {r}" for r in fb.get("reasons", [])]]
-            summary["verdict"] = "fail"
+            if summary["verdict"] == "pass":
+                summary["verdict"] = "fail"
     return summary
 
 
@@ -241,6 +252,9 @@ def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
              accounting: metrics.WriteAccounting | None, rows_read: bool) -> list[str]:
     """Why the verdict is fail, in the order a reader needs them; empty when it passes."""
     reasons: list[str] = []
+    for _t, _kind, _region, detail in tl.events_of("fault-left-behind"):
+        reasons.append("fault left behind: " + "; ".join(
+            json.loads(detail or "{}").get("faults") or ["unknown"]) + "; run `gameday recover`")
     if failover.rto is None:
         reasons.append("no fault was injected (the steady state before the fault was not met "
                        "or the run stopped early)")
@@ -266,7 +280,11 @@ def _reasons(tl: metrics.Timeline, targets: Targets, failover: _Failover,
         for _t, _kind, _region, detail in tl.events_of(f"steady-state-{when}-not-met"):
             probes = ", ".join(json.loads(detail or "{}").get("probes") or []) or "unknown"
             reasons.append(f"steady state {when} the method not met (probes: {probes})")
-    if tl.events_of("interrupted"):
+    aborted = tl.events_of("aborted")
+    for _t, _kind, _region, detail in aborted[:1]:
+        reasons.insert(0, f"aborted: {json.loads(detail or '{}').get('reason')}; the "
+                          "rollbacks ran")
+    if tl.events_of("interrupted") and not aborted:
         reasons.append("interrupted by a signal (Ctrl-C or SIGTERM): the rollbacks ran")
     for _t, _kind, _region, detail in tl.events_of("step-failed"):
         d = json.loads(detail or "{}")
@@ -330,6 +348,39 @@ def _faults(tl: metrics.Timeline, t_fault: float | None) -> list[FaultRecord]:
     return faults
 
 
+FLAP_WINDOW_S = 120.0
+
+
+def _flapping(tl: metrics.Timeline, t_fault: float | None, roles: phases.Roles,
+              failover: _Failover) -> dict[str, Flapping]:
+    """DNS servers that answered both regions, back and forth, after the fault: PowerDNS's
+    `ifurlup` picks at random among the addresses while both look down, so the resolver
+    can flip before the authority. Read from the fault to the RTO (or FLAP_WINDOW_S), so
+    an 8-hour run reads only the minutes that matter."""
+    if t_fault is None:
+        return {}
+    addresses = {roles.primary["address"], roles.secondary["address"]}
+    rto_at = failover.rto.at_s if failover.rto is not None else None
+    until = t_fault + (rto_at if rto_at is not None else FLAP_WINDOW_S)
+    out: dict[str, Flapping] = {}
+    for server in tl.names("dns"):
+        stream = tl.stream("dns", server)
+        last: str | None = None
+        changes: list[float] = []
+        for row in stream.rows(stream.at(t_fault)):
+            if row.t > until:
+                break
+            if not row.ok or row.answer not in addresses:
+                continue
+            if last is not None and row.answer != last:
+                changes.append(row.t - t_fault)
+            last = row.answer
+        if len(changes) >= 2:  # flipped, and flipped back at least once
+            out[server] = {"changes": len(changes), "from_s": _r(changes[0]),
+                           "to_s": _r(changes[-1])}
+    return out
+
+
 def _hold(tl: metrics.Timeline, t_fault: float | None) -> Hold | None:
     """The hold's availability, when the run held the service in a region (a long drill)."""
     h = metrics.hold(tl)
@@ -351,9 +402,23 @@ def _hold(tl: metrics.Timeline, t_fault: float | None) -> Hold | None:
     }
 
 
+def _duration(tl: metrics.Timeline) -> float | None:
+    """The drill's duration on the run's clock: from its start to its end (or to the last
+    event of a run whose runner stopped before the end)."""
+    started = tl.events_of("experiment-started")
+    if not started:
+        return None
+    ended = tl.events_of("experiment-ended") or tl.events
+    return round(max(0.0, ended[-1].t - started[0].t), 3)
+
+
 def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, Any]) -> Failback:
-    """The `failback` block of summary.json (docs/design.md, The summary), from a failback run."""
+    """The `failback` block of summary.json (docs/design.md, The summary), from a failback run:
+    it carries what the game day's report, JUnit and metrics need of the failback, so they
+    are built from the game day's summary.json alone."""
     return {
+        "experiment": s["experiment"], "experiment_id": s.get("experiment_id"),
+        "started_at": s["started_at"], "duration_s": s.get("duration_s"),
         "rto_s": s["rto_s"], "rto_error_s": s["rto_error_s"],
         "write_rto_s": s["write_rto_s"], "downtime_s": s["downtime_s"],
         "lost": s["writes"].get("lost"),
@@ -371,6 +436,29 @@ def failback_block(s: Summary, split: Mapping[str, Any], resynced: Mapping[str, 
 def _observed_mode(sync_state: str | None) -> str | None:
     return {"sync": "sync", "quorum": "sync", "async": "async", "potential": "async"}.get(
         sync_state or "")
+
+
+def _recorder_lost(tl: metrics.Timeline) -> list[str]:
+    """Why part of the run went unrecorded: the recorder died (the runner saw it exit
+    unbidden), was killed before its last records, or stopped with canary writes still
+    unanswered (their outcome missing: a committed one would read as unexpected)."""
+    reasons = []
+    for e in tl.events_of("recorder-died"):
+        d = json.loads(e.detail or "{}")
+        reasons.append(f"incomplete run: the recorder died {e.t:.1f} s into the run (exit "
+                       f"code {d.get('exit_code')}: {d.get('last_line')}); nothing was "
+                       "measured after that")
+    for e in tl.events_of("recorder-killed"):
+        d = json.loads(e.detail or "{}")
+        reasons.append(f"incomplete run: the recorder did not write its last records within "
+                       f"{d.get('waited_s')} s of the stop and was killed; what it held "
+                       "then is missing")
+    for e in tl.events_of("recorder-stopped"):
+        n = json.loads(e.detail or "{}").get("unanswered")
+        if n:
+            reasons.append(f"incomplete run: {n} canary writes were still unanswered when the "
+                           "recorder stopped; their outcome is missing")
+    return reasons
 
 
 def _last_detail(tl: metrics.Timeline, kind: str) -> dict[str, Any]:

@@ -7,24 +7,86 @@ both regions and an etcd witness promote by themselves; gameday only observes.
   lab ends where it started;
 - known answer: asynchronous replication cut before the outage loses exactly what the test
   finds itself by reading both databases (the old primary read before Patroni rewinds it).
+
+Every lab here runs from a copy of the repository inside a 0700 directory (as a fresh
+clone in a home directory would be), which the postgres user that runs Patroni cannot enter
+(issue 25). The first test also checks the host's side (issue 18): the data root is fresh
+and private, one planted at the old predictable name is left alone, and neither etcd nor
+Patroni's REST API takes a request without a password. The interrupted drills run on the
+first test's lab when it ended where it started (one Patroni lab fewer to bring up).
 """
 
 from __future__ import annotations
 
-import copy
+import base64
+import hashlib
 import json
 import os
+import pwd
+import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
+import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
+import pytest
 
+from gameday.experiments import compose
+from tests.fixtures import experiments as composed
 from tests.integration.conftest import ROOT, chaos, gameday
 
 HOLD_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def checkout_env(lab_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The repository copied into a 0700 directory, and an env that runs gameday from
+    there: its package (PYTHONPATH), its experiments, its `.gameday/` and `reports/`."""
+    base = Path(tempfile.mkdtemp(prefix="gameday-0700-"))
+    copy_ = base / "gameday"
+    env = {**lab_env, "GAMEDAY_TEST_CHECKOUT": str(copy_),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(copy_),
+                                                       lab_env.get("PYTHONPATH")])),
+           "GAMEDAY_HOME": str(copy_ / ".gameday"),
+           "GAMEDAY_LAB": str(copy_ / ".gameday" / "lab.json"),
+           "GAMEDAY_REPORTS": str(copy_ / "reports")}
+    try:
+        assert stat.S_IMODE(base.stat().st_mode) == 0o700
+        _copy_checkout(copy_)
+        where = subprocess.run([sys.executable, "-c",
+                                "import gameday; print(gameday.__file__)"],
+                               env=env, cwd=copy_, capture_output=True, text=True,
+                               check=True).stdout
+        assert where.startswith(str(copy_)), where  # the copy's code runs, not ours
+        yield env
+    finally:
+        if copy_.is_dir():
+            gameday("lab", "down", env=env, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _copy_checkout(copy_: Path) -> None:
+    """The files git knows of (tracked or not ignored), as a fresh clone plus the
+    working tree's changes would have them."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            check=True).stdout
+    for name in filter(None, listed.split(b"\0")):
+        src, dst = ROOT / os.fsdecode(name), copy_ / os.fsdecode(name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():  # experiments/ is a link into the package
+            dst.symlink_to(os.readlink(src))
+        elif src.is_file():
+            shutil.copy2(src, dst)
 
 
 def _lab(env: dict[str, str]) -> dict:
@@ -54,10 +116,59 @@ def _wait_roles(lab: dict, want: tuple[str, str], timeout: float = 90) -> None:
         time.sleep(0.5)
 
 
-def test_autonomous_game_day_and_failback(lab_env: dict[str, str]) -> None:
+def _planted_data_root(env: dict[str, str]) -> Path:
+    """What another local user could make before `lab up`: a directory at the name older
+    versions predicted for this checkout's data root (and took over when it existed)."""
+    state = Path(env["GAMEDAY_HOME"])
+    digest = hashlib.sha256(str(state).encode()).hexdigest()[:10]
+    planted = Path(f"/var/tmp/gameday-pg-{digest}")
+    planted.mkdir(mode=0o755)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(planted, nobody.pw_uid, nobody.pw_gid)
+    (planted / "planted").write_text("a local user's\n")
+    return planted
+
+
+def _assert_host_hardening(env: dict[str, str], planted: Path) -> None:
+    st = planted.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (pwd.getpwnam("nobody").pw_uid, 0o755)
+    assert sorted(p.name for p in planted.iterdir()) == ["planted"]
+    root = Path(json.loads(gameday("lab", "status", env=env).stdout)["data_root"])
+    st = root.lstat()
+    assert root != planted and stat.S_ISDIR(st.st_mode)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (pwd.getpwnam("postgres").pw_uid, 0o700)
+    # Patroni's REST API: nothing changes without its password
+    request = urllib.request.Request("http://198.18.0.11:8008/reload", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=3)  # noqa: S310 (the lab's address)
+    assert refused.value.code == 401
+    # etcd: neither a read nor a write without a token
+    key = base64.b64encode(b"/service/gameday/leader").decode()
+    for path, body in (("range", {"key": key}), ("put", {"key": key, "value": key})):
+        resp = httpx.post(f"http://198.18.0.30:2379/v3/kv/{path}", json=body, timeout=3,
+                          trust_env=False)
+        assert resp.status_code in (400, 401), (path, resp.status_code, resp.text)
+    ctl = Path(env["GAMEDAY_HOME"]) / "patroni" / "patronictl.yml"
+    assert stat.S_IMODE(ctl.stat().st_mode) == 0o600
+
+
+# the sync Patroni lab of the first test, left up for the interrupted drills when the first
+# test ended with it where it started (one Patroni lab up and down fewer)
+_patroni_lab = {"kept": False}
+
+
+def test_autonomous_game_day_and_failback(checkout_env: dict[str, str]) -> None:
+    lab_env = checkout_env
     experiment = json.loads((ROOT / "experiments" / "game-day-autonomous.json").read_text())
     assert not [a for a in experiment["method"] if a["provider"].get("func") == "promote"]
-    gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+    planted = _planted_data_root(lab_env)
+    try:
+        started = time.monotonic()
+        gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+        print(f"lab up --ha patroni from a 0700 checkout: {time.monotonic() - started:.1f} s")
+        _assert_host_hardening(lab_env, planted)
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
     try:
         lab = _lab(lab_env)
         assert lab["ha"]["manager"] == "patroni" and lab["ha"]["ttl_s"] == 10
@@ -72,7 +183,11 @@ def test_autonomous_game_day_and_failback(lab_env: dict[str, str]) -> None:
         assert "leader key" in detection["evidence"]
         # the key outlives the leader by at most its TTL (10 s); Patroni promotes right after
         assert 1.0 < detection["at_s"] <= 10.0 + (detection["error_s"] or 0) + 0.5, detection
-        assert detection["at_s"] <= s["phases"]["promotion_s"] <= detection["at_s"] + 3.0
+        # the key was lost somewhere in the gap before the sample that showed it (its error
+        # bar): Patroni may promote within that gap, before the sample (seen: detection
+        # 10.108 s with promotion at 10.075 s)
+        lost_from = detection["at_s"] - (detection["error_s"] or 0)
+        assert lost_from <= s["phases"]["promotion_s"] <= detection["at_s"] + 3.0, detection
         assert s["rto_s"] is not None and s["rto_s"] <= 30
         report = (game_day / "report.md").read_text()
         assert "the HA manager's leader key expired" in report
@@ -89,92 +204,10 @@ def test_autonomous_game_day_and_failback(lab_env: dict[str, str]) -> None:
         with _conn(lab, 1) as c2:
             assert c2.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()[0] == \
                 "streaming"
+        _patroni_lab["kept"] = True  # where it started: the interrupted drills run on it
     finally:
-        gameday("lab", "down", env=lab_env, check=False)
-
-
-def _known_loss_experiment(tmp: Path) -> Path:
-    """The autonomous game day with region-2's stream cut HOLD_S before the outage, and
-    region-1 left down at the end (no rollback of its outage): the test reads its rows
-    before Patroni would rewind them away."""
-    exp = copy.deepcopy(json.loads((ROOT / "experiments" / "game-day-autonomous.json")
-                                   .read_text()))
-    exp["title"] = "Known loss under Patroni: replication cut before the outage"
-    exp["method"].insert(0, {
-        "type": "action", "name": "cut-replication-to-region-2",
-        "provider": {"type": "python", "module": "gameday.actions.database",
-                     "func": "cut_replication", "arguments": {"region": "region-2",
-                                                              "hold_s": HOLD_S}}})
-    exp["rollbacks"] = [{
-        "type": "action", "name": "restore-region-2-replication-path",
-        "provider": {"type": "python", "module": "gameday.actions.region",
-                     "func": "restore_region", "arguments": {"region": "region-2"}}}]
-    exp["configuration"]["region_faults"] = "scale-to-zero"
-    path = tmp / "known-loss-autonomous.json"
-    path.write_text(json.dumps(exp))
-    return path
-
-
-def _old_primary_rows(env: dict[str, str], lab: dict, start: int) -> set[int]:
-    """Start region-1's PostgreSQL by hand, read-only and following no one (a standby with
-    no upstream), read its canary rows, stop it by pid."""
-    data = Path(json.loads(gameday("lab", "status", env=env).stdout)["state_dir"])
-    config = json.loads((data / "patroni" / "region-1.yml").read_text())
-    pgdata = Path(config["postgresql"]["data_dir"])
-    signal_file = pgdata / "standby.signal"
-    signal_file.touch()
-    os.chown(signal_file, pgdata.stat().st_uid, pgdata.stat().st_gid)
-    sockets = config["postgresql"]["parameters"]["unix_socket_directories"]
-    postgres = str(Path(config["postgresql"]["bin_dir"]) / "postgres")
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", "gd-region-1", "setpriv", "--reuid=postgres",
-         "--regid=postgres", "--init-groups", postgres, "-D", str(pgdata),
-         "-c", "primary_conninfo=", "-c", "restore_command=", "-c", "hot_standby=on",
-         "-c", "listen_addresses=0.0.0.0", "-c", "port=5432",
-         "-c", f"unix_socket_directories={sockets}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with _conn(lab, 0) as c1:
-                    return {r[0] for r in c1.execute(
-                        "SELECT seq FROM gameday_canary WHERE seq >= %s", (start,))}
-            except psycopg.Error:
-                assert time.monotonic() < deadline, "the old primary did not start read-only"
-                time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
-
-
-def test_autonomous_async_known_loss(lab_env: dict[str, str], tmp_path: Path) -> None:
-    gameday("lab", "up", "--ha", "patroni", "--replication", "async",
-            "--patroni-max-lag", str(1 << 30), env=lab_env, timeout=240)
-    try:
-        lab = _lab(lab_env)
-        proc = chaos(str(_known_loss_experiment(tmp_path)), env=lab_env)
-        run_dir = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
-        summary = json.loads((run_dir / "summary.json").read_text())
-        db = sqlite3.connect(run_dir / "timeline.sqlite")
-        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-        acked = {r[0] for r in db.execute("SELECT seq FROM canary WHERE outcome = 'ok'")}
-        start = meta["start_seq"]
-        with _conn(lab, 1) as c2:
-            new = {r[0] for r in c2.execute("SELECT seq FROM gameday_canary WHERE seq >= %s",
-                                            (start,))}
-        expected = (_old_primary_rows(lab_env, lab, start) - new) & acked
-        assert expected, "the cut lost nothing: the known answer would be trivial"
-        assert summary["writes"]["lost"] == len(expected), (summary["writes"], len(expected))
-        assert summary["promotion"]["strategy"] == "none"
-        assert summary["verdict"] == "fail" and proc.returncode != 0  # targets say 0 lost
-
-        # what the rollback did not undo, recover does: Patroni rejoins region-1 (rewound)
-        out = gameday("recover", env=lab_env, timeout=240).stdout
-        assert "reverted scale-to-zero on region-1" in out, out
-        _wait_roles(lab, ("standby", "primary"))
-    finally:
-        gameday("lab", "down", env=lab_env, check=False)
+        if not _patroni_lab["kept"]:
+            gameday("lab", "down", env=lab_env, check=False)
 
 
 def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
@@ -208,10 +241,18 @@ def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
         time.sleep(0.5)
 
 
-def test_interrupted_autonomous_drill_leaves_one_primary(lab_env: dict[str, str]) -> None:
+def test_interrupted_autonomous_drill_leaves_one_primary(
+        checkout_env: dict[str, str]) -> None:
     from tests.integration.test_interruptions import _interrupt, _start, _wait_event
 
-    gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+    lab_env = checkout_env
+
+    if _patroni_lab["kept"]:
+        _assert_one_primary_under_patroni(lab_env)  # as the first test left it
+        assert (_role(_lab(lab_env), 0), _role(_lab(lab_env), 1)) == ("primary", "standby")
+    else:
+        gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+    _patroni_lab["kept"] = False
     try:
         # Ctrl-C while the outage is in effect: the rollbacks restart region-1's member
         proc, before = _start(lab_env, "game-day-autonomous.json")
@@ -228,5 +269,83 @@ def test_interrupted_autonomous_drill_leaves_one_primary(lab_env: dict[str, str]
         again = gameday("recover", env=lab_env, timeout=240)
         assert "nothing to undo" in again.stdout, again.stdout
         _assert_one_primary_under_patroni(lab_env)
+    finally:
+        gameday("lab", "down", env=lab_env, check=False)
+
+
+def _known_loss_experiment(tmp: Path) -> Path:
+    """The autonomous game day with region-2's stream cut HOLD_S before the outage, and
+    region-1 left down at the end (no rollback of its outage): the test reads its rows
+    before Patroni would rewind them away."""
+    shipped = compose.game_day_autonomous()
+    exp = composed.experiment(
+        "Known loss under Patroni: replication cut before the outage",
+        method=[composed.cut_replication(HOLD_S), *shipped["method"]],
+        rollbacks=[composed.restore_region("region-2")],
+        configuration={**shipped["configuration"], "region_faults": "scale-to-zero"})
+    path = tmp / "known-loss-autonomous.json"
+    path.write_text(json.dumps(exp))
+    return path
+
+
+def _old_primary_rows(env: dict[str, str], lab: dict, start: int) -> set[int]:
+    """Start region-1's PostgreSQL by hand, read-only and following no one (a standby with
+    no upstream), read its canary rows, stop it by pid."""
+    data = Path(json.loads(gameday("lab", "status", env=env).stdout)["data_root"])
+    config = json.loads((data / "patroni-region-1.yml").read_text())
+    pgdata = Path(config["postgresql"]["data_dir"])
+    signal_file = pgdata / "standby.signal"
+    signal_file.touch()
+    os.chown(signal_file, pgdata.stat().st_uid, pgdata.stat().st_gid)
+    sockets = config["postgresql"]["parameters"]["unix_socket_directories"]
+    postgres = str(Path(config["postgresql"]["bin_dir"]) / "postgres")
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", "gd-region-1", "setpriv", "--reuid=postgres",
+         "--regid=postgres", "--init-groups", postgres, "-D", str(pgdata),
+         "-c", "primary_conninfo=", "-c", "restore_command=", "-c", "hot_standby=on",
+         "-c", "listen_addresses=0.0.0.0", "-c", "port=5432",
+         "-c", f"unix_socket_directories={sockets}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with _conn(lab, 0) as c1:
+                    return {r[0] for r in c1.execute(
+                        "SELECT seq FROM gameday_canary WHERE seq >= %s", (start,))}
+            except psycopg.Error:
+                assert time.monotonic() < deadline, "the old primary did not start read-only"
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
+def test_autonomous_async_known_loss(checkout_env: dict[str, str], tmp_path: Path) -> None:
+    lab_env = checkout_env
+    gameday("lab", "up", "--ha", "patroni", "--replication", "async",
+            "--patroni-max-lag", str(1 << 30), env=lab_env, timeout=240)
+    try:
+        lab = _lab(lab_env)
+        proc = chaos(str(_known_loss_experiment(tmp_path)), env=lab_env)
+        run_dir = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
+        summary = json.loads((run_dir / "summary.json").read_text())
+        db = sqlite3.connect(run_dir / "timeline.sqlite")
+        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        acked = {r[0] for r in db.execute("SELECT seq FROM canary WHERE outcome = 'ok'")}
+        start = meta["start_seq"]
+        with _conn(lab, 1) as c2:
+            new = {r[0] for r in c2.execute("SELECT seq FROM gameday_canary WHERE seq >= %s",
+                                            (start,))}
+        expected = (_old_primary_rows(lab_env, lab, start) - new) & acked
+        assert expected, "the cut lost nothing: the known answer would be trivial"
+        assert summary["writes"]["lost"] == len(expected), (summary["writes"], len(expected))
+        assert summary["promotion"]["strategy"] == "none"
+        assert summary["verdict"] == "fail" and proc.returncode != 0  # targets say 0 lost
+
+        # what the rollback did not undo, recover does: Patroni rejoins region-1 (rewound)
+        out = gameday("recover", env=lab_env, timeout=240).stdout
+        assert "reverted scale-to-zero on region-1" in out, out
+        _wait_roles(lab, ("standby", "primary"))
     finally:
         gameday("lab", "down", env=lab_env, check=False)

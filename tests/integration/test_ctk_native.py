@@ -21,7 +21,8 @@ from typing import Any
 import psycopg
 import yaml
 
-from tests.integration.conftest import BIN, ROOT, gameday, lab_pids, residue
+from gameday import cli
+from tests.integration.conftest import BIN, ROOT, SharedLab, gameday, lab_pids, residue
 from tests.unit.test_notifications import Receiver, settings_for
 
 
@@ -44,8 +45,8 @@ def _state(env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
-        lab_env: dict[str, str], tmp_path: Path) -> None:
-    gameday("lab", "up", env=lab_env)
+        shared_lab: dict[str, str], labs: SharedLab, tmp_path: Path) -> None:
+    lab_env = shared_lab
 
     # 1. plan mode on the real lab
     before = _state(lab_env)
@@ -108,7 +109,7 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
         "verdict", "rto_s", "rto_error_s", "write_rto_s", "rpo_s", "lost_writes", "targets")}))
 
     # the real run as JUnit (schema-checked) and as a node-exporter textfile
-    from tests.unit.test_junit_prometheus import _metrics, _xmllint
+    from tests.unit.test_junit_prometheus import _families, _xmllint
 
     xml, prom = tmp_path / "junit.xml", tmp_path / "gameday.prom"
     gameday("report", ours["run_dir"], "--junit", str(xml), "--prometheus", str(prom),
@@ -117,7 +118,13 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     print(xml.read_text(), check.stderr)
     assert check.returncode == 0 and "validates" in check.stderr, check.stderr
     assert 'failures="0"' in xml.read_text()
-    metrics = _metrics(prom)
+    metrics = {}
+    for name, samples in _families(prom.read_text()).items():
+        if name == "gameday_phase_seconds":
+            continue
+        (sample,) = samples  # labelled with this run's drill and experiment (the YAML game day)
+        assert sample.labels == {"lab": "netns", "drill": "failover", "experiment": "game-day"}
+        metrics[name] = sample.value
     assert metrics["gameday_rto_seconds"] == ours["rto_s"] and metrics["gameday_verdict"] == 1
 
     # the webhook got the journal, numbers included
@@ -146,13 +153,14 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     # with one line naming the way; with the experiment it reads the password from its
     # secrets and reaches both databases (one writable primary, nothing to undo)
     refused = gameday("recover", env=env, check=False)
-    assert refused.returncode == 1 and "--experiment FILE" in refused.stderr, refused.stderr
+    assert refused.returncode == cli.EXIT_CONFIG and "--experiment FILE" in refused.stderr, \
+        refused.stderr  # a configuration error: exit 3
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     recovered = gameday("recover", "--experiment", str(experiment_file), env=env)
     assert recovered.stdout.strip() == "recover: nothing to undo", recovered.stdout
     assert password not in refused.stderr + recovered.stdout + recovered.stderr
 
-    # the session's next test expects no lab: leave none
+    # region-2 serves now: the lab goes down (the next test gets a fresh one), all of it
     pids = lab_pids(lab_env)
-    gameday("lab", "down", env=lab_env)
+    labs.down()
     assert residue(lab_env, pids) == []

@@ -1,11 +1,21 @@
 """The walking skeleton on the real lab: lab up, the game day through `chaos run`, the
-summary, and a `lab down` that leaves nothing behind."""
+summary, and a `lab down` that leaves nothing behind. During the game day a client of the
+test's own measures RTO from outside the tool, as a user of the global name would see it."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+import httpx
 
 from tests.integration.conftest import ROOT, chaos, gameday, lab_pids, residue
 
@@ -24,6 +34,59 @@ def test_chaos_run_without_a_lab_says_to_bring_it_up(lab_env: dict[str, str]) ->
     assert after - before <= {reports / "journal.json"}, after - before  # no run started
 
 
+class OutsideClient(threading.Thread):
+    """A user of the global name, independent of gameday's recorder: every 20 ms it asks
+    the lab's caching resolver for the name (as a user's stub resolver would), then GETs
+    /healthz from the first address with the name as Host, on a new connection each time.
+    It keeps (monotonic_ns, ok, region that answered) per request; nothing of gameday's
+    code runs here."""
+
+    INTERVAL_S = 0.02
+    TIMEOUT_S = 0.25
+
+    def __init__(self, lab: dict[str, Any]) -> None:
+        super().__init__(daemon=True)
+        self.name_ = lab["dns"]["name"]
+        self.resolver = (lab["dns"]["resolver"]["address"], int(lab["dns"]["resolver"]["port"]))
+        self.port = httpx.URL(lab["regions"][0]["storefront_url"]).port
+        self.samples: list[tuple[int, bool, str | None]] = []
+        self.stop = threading.Event()
+
+    def once(self, http: httpx.Client) -> tuple[bool, str | None]:
+        query = dns.message.make_query(self.name_, dns.rdatatype.A)
+        try:
+            answer = dns.query.udp(query, self.resolver[0], port=self.resolver[1],
+                                   timeout=self.TIMEOUT_S)
+            address = next(rr.address for rrset in answer.answer for rr in rrset
+                           if rrset.rdtype == dns.rdatatype.A)
+            resp = http.get(f"http://{address}:{self.port}/healthz",
+                            headers={"Host": self.name_})
+        except (dns.exception.DNSException, OSError, StopIteration, httpx.HTTPError):
+            return False, None
+        return resp.status_code == 200, resp.headers.get("X-Region")
+
+    def run(self) -> None:
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(timeout=self.TIMEOUT_S, limits=limits, trust_env=False) as http:
+            next_at = time.monotonic()
+            while not self.stop.is_set():
+                t = time.monotonic_ns()
+                ok, region = self.once(http)
+                self.samples.append((t, ok, region))
+                next_at = max(next_at + self.INTERVAL_S, time.monotonic())
+                self.stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def rto(self, anchor_ns: int, t_fault: float, k: int, region: str
+            ) -> tuple[float | None, float | None]:
+        """(RTO, the gap before its first sample): the start of the first k consecutive
+        successes served by `region` at or after t_fault, on the run's clock."""
+        rows = [((t - anchor_ns) / 1e9, ok and served == region) for t, ok, served in self.samples]
+        for i in range(len(rows) - k + 1):
+            if rows[i][0] >= t_fault and all(good for _, good in rows[i:i + k]):
+                return rows[i][0] - t_fault, rows[i][0] - rows[i - 1][0] if i else None
+        return None, None
+
+
 def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
     started = time.monotonic()
     gameday("lab", "up", env=lab_env)
@@ -34,10 +97,33 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
     again = gameday("lab", "up", env=lab_env, check=False)
     assert again.returncode != 0 and "already up" in again.stderr
 
-    proc = chaos("game-day.json", env=lab_env)
+    lab = json.loads(Path(lab_env["GAMEDAY_LAB"]).read_text())
+    client = OutsideClient(lab)
+    client.start()
+    try:
+        proc = chaos("game-day.json", env=lab_env)
+    finally:
+        client.stop.set()
+        client.join(5)
     output = proc.stdout + proc.stderr
     latest = Path(lab_env["GAMEDAY_REPORTS"]) / "latest"
     summary = json.loads((latest / "summary.json").read_text())
+
+    # RTO as the test's own client saw it agrees with the report's, within the report's
+    # error bar plus the client's own gap at that instant. The fault's start is the
+    # instant gameday recorded as it began the fault (its own action, not a measurement);
+    # the client's clock is the same system-wide monotonic clock as the run's.
+    db = sqlite3.connect(latest / "timeline.sqlite")
+    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    t_fault = db.execute("SELECT min(t) FROM events WHERE kind = 'fault-applied'").fetchone()[0]
+    db.close()
+    outside, gap = client.rto(int(meta["anchor_ns"]), t_fault, int(meta["k_consecutive"]),
+                              "region-2")
+    assert outside is not None and gap is not None, client.samples[-20:]
+    assert abs(outside - summary["rto_s"]) <= summary["rto_error_s"] + gap + 1e-3, (
+        outside, gap, summary["rto_s"], summary["rto_error_s"])
+    served = [r for _, ok, r in client.samples if ok]
+    assert served[0] == "region-1" and served[-1] == "region-2"
     assert summary.keys() >= SUMMARY_KEYS
     assert summary["schema"] == "gameday.summary/v1" and summary["lab"] == "netns"
     # RTO measured from a real failover, under 30 s
@@ -65,8 +151,6 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
     # the rollback left region-1 fenced: its health check fails, DNS stays on region-2
     status = json.loads(gameday("lab", "status", env=lab_env).stdout)
     assert status["processes"]["postgres-region-1"], "region-1's database was not restarted"
-    lab = json.loads(Path(lab_env["GAMEDAY_LAB"]).read_text())
-    import httpx
     assert httpx.get(lab["regions"][0]["storefront_url"] + "/healthz",
                      trust_env=False).status_code == 503
 
@@ -89,4 +173,6 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
     assert residue(lab_env, pids) == []
     nft = __import__("subprocess").run(["nft", "list", "tables"], capture_output=True, text=True)
     assert "gameday" not in nft.stdout
-    print(f"lab up {up_s:.1f} s, lab down {down_s:.1f} s, RTO {summary['rto_s']} s")
+    print(f"lab up {up_s:.1f} s, lab down {down_s:.1f} s, RTO {summary['rto_s']} s "
+          f"± {summary['rto_error_s']} s, outside client {outside:.4f} s (gap {gap:.4f} s, "
+          f"{len(client.samples)} requests)")

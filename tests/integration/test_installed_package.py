@@ -1,6 +1,7 @@
 """gameday installed with `pip install .` into a fresh venv, used from a directory outside
-the checkout: the package carries its data (schemas, storefront.sql, the experiments), the
-lab comes up, the shipped game day runs and passes, the lab goes down."""
+the checkout: the package carries its data (schemas, storefront.sql, the experiments),
+`chaos discover chaostoolkit-gameday --no-install` lists its activities, the lab comes up,
+the shipped game day runs and passes, the lab goes down."""
 
 from __future__ import annotations
 
@@ -41,6 +42,14 @@ def test_pip_install_outside_the_checkout_runs_a_game_day(lab_env: dict[str, str
                  "report/summary.schema.json", "experiments/game-day.json",
                  "experiments/failback.json"):
         assert (Path(site) / data).is_file(), data
+    # Chaos Toolkit finds the extension by its distribution name, already installed
+    run([str(venv / "bin" / "chaos"), "--no-version-check", "discover", "chaostoolkit-gameday",
+         "--no-install", "--no-system-info", "--discovery-path", "discovery.json"],
+        cwd=elsewhere, env=env)
+    discovery = json.loads((elsewhere / "discovery.json").read_text())
+    assert discovery["extension"]["name"] == "chaostoolkit-gameday"
+    names = {a["name"] for a in discovery["activities"]}
+    assert {"take_region_down", "promote", "wait_for_recovery", "rto_seconds"} <= names, names
     experiment = run([str(venv / "bin" / "gameday"), "experiments", "--path", "game-day"],
                      cwd=elsewhere, env=env).stdout.strip()
     assert experiment.startswith(site)

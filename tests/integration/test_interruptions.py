@@ -150,15 +150,14 @@ def _back_to_start(env: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def lab(lab_env: dict[str, str]):
-    """A fresh lab per case: each interruption point is judged on its own, not on what an
-    earlier case left behind."""
-    gameday("lab", "up", env=lab_env)
-    yield lab_env
-    log = Path(lab_env["GAMEDAY_HOME"], "logs", "postgres-region-2.log")
+def lab(shared_lab: dict[str, str]):
+    """The shared lab, in its starting state before each case and checked to be in it again
+    after (conftest.shared_lab): each case ends by failing back and asserting so, and each
+    interruption point is judged on its own, not on what an earlier case left behind."""
+    yield shared_lab
+    log = Path(shared_lab["GAMEDAY_HOME"], "logs", "postgres-region-2.log")
     if log.exists():
         print("postgres-region-2.log (tail):\n" + "\n".join(log.read_text().splitlines()[-15:]))
-    gameday("lab", "down", env=lab_env, check=False)
 
 
 @pytest.mark.parametrize(("point", "sig"), CASES, ids=[f"{p}-{s.name}" for p, s in CASES])

@@ -28,6 +28,7 @@ class World:
     effective_after: int = 0  # is_effective says False this many times first
     never_effective: bool = False
     fail_inject: str | None = None  # a fault whose inject raises
+    fail_revert: set[str] = dataclasses.field(default_factory=set)  # faults whose revert raises
     databases_down: set[str] = dataclasses.field(default_factory=set)
     failback_unsupported: str | None = None
 
@@ -74,6 +75,10 @@ class FakeDriver:
 
     def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
         self.world.calls.append(("revert", fault, region.name))
+        if fault in self.world.fail_revert:
+            from gameday.errors import LabError
+
+            raise LabError(f"{fault} on {region.name} cannot be undone by the fake lab")
         self.world.active.discard((region.name, fault))
 
     def stop_database(self, region: Region) -> None:

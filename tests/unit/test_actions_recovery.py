@@ -64,10 +64,15 @@ def test_a_fault_never_seen_in_effect_fails_within_its_timeout(lab_file: Path) -
 
 
 def test_a_fault_that_takes_a_while_is_waited_for(lab_file: Path) -> None:
-    fakes.world(lab_file).effective_after = 5
+    """The lab says "not yet" five times: the action asks again (every 5 ms) until it says
+    yes, and the fault's effective time is when it did, not when it was applied."""
+    world = fakes.world(lab_file)
+    world.effective_after = 5
     out = region_actions.take_region_down("region-1", "block-egress",
                                           configuration=config(lab_file))
-    assert out["faults"][0]["effective"] >= out["faults"][0]["applied"]
+    assert world.effective_after == 0  # all five "not yet" answers were heard
+    fault = out["faults"][0]
+    assert fault["effective"] - fault["applied"] >= 5 * 0.005
 
 
 def test_restore_region_reverts_newest_first_and_twice_is_harmless(lab_file: Path) -> None:
@@ -88,7 +93,7 @@ def test_a_fault_whose_inject_crashed_is_still_reverted(lab_file: Path) -> None:
     assert [e["state"] for e in Ledger(lab_file).open_faults()] == ["planned"]
     done = recovery.recover(str(lab_file), databases=fakes.FakeDatabases(
         {"region-1": "primary", "region-2": "standby"}))
-    assert done == ["reverted blackhole on region-1"]
+    assert done == recovery.Recovery(done=["reverted blackhole on region-1"], left=[])
     assert Ledger(lab_file).open_faults() == []
 
 
@@ -154,6 +159,82 @@ def test_a_switchover_stopped_before_its_promotion_keeps_the_old_primary(lab_fil
 def test_recover_twice_changes_nothing_the_second_time(lab_file: Path) -> None:
     region_actions.take_region_down("region-1", "scale-to-zero", configuration=config(lab_file))
     db = fakes.FakeDatabases({"region-1": "standby", "region-2": "primary"})
-    assert recovery.recover(str(lab_file), databases=db) == ["reverted scale-to-zero on region-1"]
-    assert recovery.recover(str(lab_file), databases=db) == []
+    assert recovery.recover(str(lab_file), databases=db).done == [
+        "reverted scale-to-zero on region-1"]
+    assert recovery.recover(str(lab_file), databases=db) == recovery.Recovery(done=[], left=[])
     assert json.loads(json.dumps(Ledger(lab_file).entries()))[0]["state"] == "reverted"
+
+
+# --- no fault outlives a run ---------------------------------------------------------------
+
+
+def test_a_failed_revert_does_not_stop_the_rollback(lab_file: Path) -> None:
+    """Every open fault is attempted, newest first; the one that failed stays in the
+    ledger and the rollback fails naming it."""
+    cfg = config(lab_file)
+    region_actions.take_region_down("region-1", "block-egress,scale-to-zero", configuration=cfg)
+    region_actions.take_region_down("region-2", "blackhole", configuration=cfg)
+    world = fakes.world(lab_file)
+    world.fail_revert = {"scale-to-zero"}
+    world.calls.clear()
+    with pytest.raises(ActivityFailed, match=r"could not revert scale-to-zero on region-1 "
+                                             r"\(scale-to-zero on region-1 cannot be undone by "
+                                             r"the fake lab\) \(reverted: block-egress on "
+                                             r"region-1\): fix the cause, then run `gameday "
+                                             r"recover`"):
+        region_actions.restore_region("region-1", configuration=cfg)
+    assert world.calls == [("revert", "scale-to-zero", "region-1"),
+                           ("revert", "block-egress", "region-1")]
+    assert [e["fault"] for e in Ledger(lab_file).open_faults()] == ["scale-to-zero", "blackhole"]
+    # recovery attempts all of them too, and says what stays
+    world.calls.clear()
+    result = recovery.recover(str(lab_file), databases=fakes.FakeDatabases(
+        {"region-1": "primary", "region-2": "standby"}))
+    assert world.calls == [("revert", "blackhole", "region-2"),
+                           ("revert", "scale-to-zero", "region-1")]
+    assert result.done == ["reverted blackhole on region-2"]
+    assert result.left == ["fault left behind: scale-to-zero on region-1 (applied)"]
+
+
+@pytest.mark.parametrize(("roles", "code", "says"), [
+    ({"region-1": "primary", "region-2": "standby"}, 0, "recover: nothing to undo"),
+    ({"region-1": "primary", "region-2": "primary"}, 1,
+     "2 regions accept writes (region-1: writable, region-2: writable): gameday never demotes"),
+    ({"region-1": "standby", "region-2": None}, 1,
+     "no region accepts writes (region-1: read-only, region-2: unreachable)"),
+])
+def test_recover_exits_non_zero_until_exactly_one_region_is_writable(
+        lab_file: Path, monkeypatch: pytest.MonkeyPatch, roles: dict, code: int,
+        says: str) -> None:
+    from click.testing import CliRunner
+
+    from gameday import cli
+
+    monkeypatch.setattr(recovery, "SETTLE_S", 0.05)
+    monkeypatch.setattr(recovery, "_databases", lambda: fakes.FakeDatabases(roles))
+    result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
+    assert result.exit_code == code, result.output
+    assert says in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_recover_exits_non_zero_while_a_fault_stays(lab_file: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from gameday import cli
+
+    region_actions.take_region_down("region-1", "block-egress,scale-to-zero",
+                                    configuration=config(lab_file))
+    fakes.world(lab_file).fail_revert = {"scale-to-zero"}
+    monkeypatch.setattr(recovery, "_databases", lambda: fakes.FakeDatabases(
+        {"region-1": "primary", "region-2": "standby"}))
+    result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ["recover: reverted block-egress on region-1"]
+    assert result.stderr.splitlines()[-1] == (
+        "Error: recover: the lab is not recovered: fault left behind: scale-to-zero on "
+        "region-1 (applied)")
+    fakes.world(lab_file).fail_revert = set()
+    again = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
+    assert again.exit_code == 0 and again.stdout == "recover: reverted scale-to-zero on region-1\n"

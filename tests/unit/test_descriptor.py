@@ -32,9 +32,9 @@ def test_good_descriptor_loads(tmp_path: Path) -> None:
     p.write_text(json.dumps(GOOD))
     lab = descriptor.load(p)
     assert lab.primary.name == "region-1" and lab.secondary.address == "198.18.0.12"
-    dsn = lab.writer_dsn()
-    assert "host=198.18.0.11,198.18.0.12" in dsn and "port=5432,5432" in dsn
-    assert "target_session_attrs=read-write" in dsn
+    params = lab.writer_params()
+    assert params["host"] == "198.18.0.11,198.18.0.12" and params["port"] == "5432,5432"
+    assert params["target_session_attrs"] == "read-write"
     assert "s3cret" not in repr(lab)
 
 

@@ -5,10 +5,13 @@ verification, and the HTTP sampler on http and https storefronts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import ssl
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -226,8 +229,9 @@ def _openssl(*args: str, cwd: Path) -> None:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway CA, and a server certificate it signed for NAME and 127.0.0.1."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates")
+    if shutil.which("openssl") is None:  # a missing tool fails, never skips (CONTRIBUTING.md)
+        pytest.fail("the openssl command is needed to make test certificates: install it "
+                    "(`sudo make setup`, or apt-get install openssl)")
     d = tmp_path_factory.mktemp("pki")
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
@@ -493,3 +497,68 @@ def test_a_kept_alive_connection_the_server_closed_while_idle_is_retried_once() 
             await server.wait_closed()
 
     asyncio.run(scenario())
+
+
+# --- a frozen server ----------------------------------------------------------------------
+
+class FrozenTlsServer:
+    """Answers the first request of each TLS connection, then never reads nor writes again
+    and keeps the connection open: a server process that stopped (SIGSTOP, a hung
+    storefront) while its kernel still acknowledges. Blocking sockets in a thread, not
+    asyncio, whose TLS layer would answer a close_notify by itself."""
+
+    def __init__(self, tls: ssl.SSLContext) -> None:
+        self.tls = tls
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.answered = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> FrozenTlsServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+        self.thread.join(5)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return  # closed by __exit__
+            self.held.append(raw)
+            try:
+                conn = self.tls.wrap_socket(raw, server_side=True)
+                self.held.append(conn)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096) or b"\r\n\r\n"
+                conn.sendall(OK)
+                self.answered += 1
+            except (OSError, ssl.SSLError):
+                pass  # the client gave up; the connection stays held
+
+
+def test_closing_an_idle_tls_connection_to_a_frozen_server_is_bounded(pki: Path) -> None:
+    """A TLS close waits for the server's close_notify, which a frozen server never sends
+    (asyncio gives up after 30 s): the client drops what has not closed within its
+    timeout. The recorder closes its clients last, but a stop still waits for it."""
+
+    async def scenario() -> None:
+        with FrozenTlsServer(_server_tls(pki)) as server:
+            client = _http.Client(timeout=0.5, ca_bundle=pki / "ca.pem")
+            assert await client.get("127.0.0.1", server.port, "/ok", scheme="https") == \
+                (200, "region-2")
+            started = time.monotonic()
+            await asyncio.wait_for(client.aclose(), 10)
+            took = time.monotonic() - started
+            assert took < 1.0, f"closing took {took:.1f} s"
+
+    run(scenario)

@@ -4,14 +4,17 @@ for the docker CLI, Controller for the StatefulSet controller and the kubelet, S
 for the API server of a paused node.
 
 kmock comes from the `test` extra (pinned; `make venv` installs it); without it these tests
-fail with that reason rather than skip. Facts about the emulator this relies on:
-docs/design.md, Testing without a cluster or a root shell.
+fail with that reason rather than skip. kmock accepts any body: the fixture `clusters` checks every
+write against the Kubernetes 1.34 schemas kubernetes-validate ships, and each PATCH for the
+Content-Type the real client sends, when its servers stop (`invalid_requests`). Facts about
+the emulator this relies on: docs/design.md, Testing without a cluster or a root shell.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import re
@@ -248,6 +251,114 @@ class Clusters:
         self._thread.join(10)
 
 
+# -- what a real API server would accept (kmock accepts any body) ---------------------------
+
+K8S_SCHEMA_VERSION = "1.34.0"  # kindest/node in kind-lab/versions.env
+# the resources the driver writes: plural -> (kind, apiVersion)
+WRITTEN = {
+    "deployments": ("Deployment", "apps/v1"),
+    "statefulsets": ("StatefulSet", "apps/v1"),
+    "networkpolicies": ("NetworkPolicy", "networking.k8s.io/v1"),
+    "configmaps": ("ConfigMap", "v1"),
+    "pods": ("Pod", "v1"),
+    "nodes": ("Node", "v1"),
+}
+# What kubernetes 37's rest.py sends for a PATCH whose body is an object (not a JSON Patch
+# list): the driver's patches rely on its semantics (null deletes an annotation).
+PATCH_CONTENT_TYPE = "application/strategic-merge-patch+json"
+
+
+def _resource_of(path: str) -> tuple[str, str]:
+    """(kind, apiVersion) of the object a request path names."""
+    parts = [p for p in path.split("/") if p]
+    plural = parts[-1] if parts[-1] in WRITTEN else parts[-2]
+    if plural not in WRITTEN:
+        raise AssertionError(f"{path}: a resource this check does not know; add it to WRITTEN")
+    return WRITTEN[plural]
+
+
+def _schema_dir() -> Path:
+    import kubernetes_validate
+
+    return (Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+            / f"v{K8S_SCHEMA_VERSION}-local-strict")
+
+
+def _without_required(node: Any) -> Any:
+    """A patch names only what it changes: the object's schema, every `required` dropped."""
+    if isinstance(node, dict):
+        return {k: _without_required(v) for k, v in node.items() if k != "required"}
+    if isinstance(node, list):
+        return [_without_required(v) for v in node]
+    return node
+
+
+@functools.cache
+def _patch_validator(kind: str, api_version: str) -> Any:
+    """The validator of `_patch_errors`, built once per kind: reading and stripping the
+    definitions took 50 ms a PATCH, about a second of each test's teardown."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    group = api_version.split("/")[0].split(".")[0] if "/" in api_version else ""
+    name = f"{kind.lower()}-{group + '-' if group else ''}{api_version.split('/')[-1]}.json"
+    schema = _without_required(json.loads((_schema_dir() / name).read_text()))
+    definitions = _without_required(json.loads((_schema_dir() / "_definitions.json").read_text()))
+    registry = Resource.from_contents(schema) @ (Resource.from_contents(definitions) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def _patch_errors(kind: str, api_version: str, body: Any) -> list[str]:
+    """A strategic merge patch checked against the strict 1.34 schema of its object (from
+    kubernetes-validate), without `required`: a misspelt or misplaced field, or a value of
+    the wrong type, is an error; null is allowed where the schema allows it."""
+    return [f"{'.'.join(map(str, e.path)) or '(body)'}: {e.message}"
+            for e in _patch_validator(kind, api_version).iter_errors(body)]
+
+
+def _object_errors(kind: str, api_version: str, body: Any) -> list[str]:
+    import kubernetes_validate
+
+    if not isinstance(body, dict):
+        return [f"body is {type(body).__name__}, not an object"]
+    body = {"kind": kind, "apiVersion": api_version, **body}
+    try:
+        kubernetes_validate.validate(body, K8S_SCHEMA_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{'.'.join(map(str, exc.path)) or '(body)'}: {exc.message}"]
+    return []
+
+
+def request_errors(method: str, path: str, headers: Any, body: Any) -> list[str]:
+    """Why a real 1.34 API server would refuse this write (none: []), as far as the body and
+    its Content-Type tell."""
+    if method == "PATCH":
+        errors = []
+        content_type = headers.get("Content-Type", "")
+        if content_type != PATCH_CONTENT_TYPE:
+            errors.append(f"Content-Type {content_type!r}, expected {PATCH_CONTENT_TYPE}")
+        if not isinstance(body, dict) or not body:
+            errors.append(f"patch body {body!r} is not a non-empty object")
+        else:
+            errors += _patch_errors(*_resource_of(path), body)
+        return errors
+    if method in ("POST", "PUT"):
+        return _object_errors(*_resource_of(path), body)
+    return []  # DELETE: the client sends no body
+
+
+def invalid_requests(server: RegionApiServer) -> list[str]:
+    """Every write the driver sent to `server` that a real API server would refuse."""
+    found = []
+    for r in server:
+        method = r.method.value.upper()
+        if method not in ("POST", "PUT", "PATCH", "DELETE"):
+            continue
+        found += [f"{method} {r.url.path}: {e}"
+                  for e in request_errors(method, r.url.path, r.headers, r.data)]
+    return found
+
+
 @pytest.fixture
 def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clusters]:
     c = Clusters()
@@ -276,6 +387,9 @@ def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
         monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
         monkeypatch.delenv("GAMEDAY_KUBE_CONTEXT_ALLOWLIST", raising=False)
         yield c
+        wrong = [f"{region}: {e}" for region, server in c.servers.items()
+                 for e in invalid_requests(server)]
+        assert not wrong, "requests a real API server would refuse:\n" + "\n".join(wrong)
     finally:
         c.stop()
 
@@ -283,6 +397,11 @@ def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
 def _lab(path: Path | None = None, **region1: Any) -> descriptor.Lab:
     """kind-lab's two regions; `path` places the descriptor (and the drill record beside it),
     `region1` overrides fields of region-1."""
+    return descriptor.from_dict(_lab_data(**region1), path=str(path or ""))
+
+
+def _lab_data(**region1: Any) -> dict[str, Any]:
+    """The descriptor of `_lab` as JSON data."""
 
     def region(name: str, role: str, n: int) -> dict[str, Any]:
         return {
@@ -313,7 +432,7 @@ def _lab(path: Path | None = None, **region1: Any) -> descriptor.Lab:
         },
         "database": {"name": "storefront", "user": "gameday", "password": "pw", "port": 5432},
     }
-    return descriptor.from_dict(data, path=str(path or ""))
+    return data
 
 
 def _plain(value: Any) -> Any:
@@ -1405,3 +1524,137 @@ def test_failback_needs_the_fencing_contract_and_says_so(clusters: Clusters):
     reason = driver.failback_unsupported(lab.secondary)
     assert reason is not None and "ConfigMap gameday-db missing" in reason
     assert "failback-autonomous.json" in reason
+
+
+# -- polling is_effective inside the measured window (issue 20, item 5) ----------------------
+
+
+def test_take_region_down_polls_a_remote_region_gently_with_one_reused_client(
+    clusters: Clusters, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """take_region_down waits for scale-to-zero to be in effect in the process that records
+    the RTO and drives the canary: at most one poll per 100 ms, through one client built
+    once (the kubeconfig read once, one connection kept open), not one per poll.
+    Stand-ins: kmock for the API server, a timer for the controllers that bring the
+    workloads' status to 0 after 0.6 s."""
+    import urllib3.connectionpool
+
+    from gameday.actions import region as region_actions
+    from gameday.labs.kubernetes import faults as faults_module
+
+    lab_file = tmp_path / "lab.json"
+    lab_file.write_text(json.dumps(_lab_data(node_containers=[])))
+    r1 = clusters.servers["region-1"]
+    loads: list[str] = []
+    load = kube_config.load_kube_config
+
+    def counted_load(*args: Any, **kwargs: Any) -> Any:
+        loads.append(str(kwargs.get("context")))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(kube_config, "load_kube_config", counted_load)
+    connections: list[int] = []
+    new_conn = urllib3.connectionpool.HTTPConnectionPool._new_conn
+
+    def counted_conn(pool: Any) -> Any:
+        connections.append(pool.port)
+        return new_conn(pool)
+
+    monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "_new_conn", counted_conn)
+
+    window: list[float] = []  # when the scale was done, when the controllers caught up
+
+    def controllers_catch_up() -> None:
+        for resource, name in ((DEPLOY, "storefront"), (DEPLOY, "defaulted"), (STS, "postgres")):
+            _set_running(r1, resource, name, 0)
+        window.append(time.monotonic())
+
+    timer = threading.Timer(0.6, controllers_catch_up)
+    scale_to_zero = faults_module.scale_to_zero
+
+    def scale_then_catch_up(*args: Any, **kwargs: Any) -> None:
+        scale_to_zero(*args, **kwargs)
+        window.append(time.monotonic())
+        timer.start()  # the controllers take 0.6 s from the scale on
+
+    monkeypatch.setattr(faults_module, "scale_to_zero", scale_then_catch_up)
+    try:
+        out = region_actions.take_region_down(
+            "region-1", "scale-to-zero", configuration={"lab_file": str(lab_file)}
+        )
+    finally:
+        timer.cancel()
+    took = window[1] - window[0]  # the polls happen in this window, and one after it
+    assert out["faults"][0]["applicable"] is True and "effective" in out["faults"][0]
+    # one list of Deployments to plan, one before the scale, then one per poll
+    polls = sum(
+        1 for r in r1 if r.method.value.upper() == "GET" and r.url.path.endswith("/deployments")
+    ) - 2
+    assert 3 <= polls <= took / 0.1 + 2, (polls, took)
+    assert loads == ["kind-region-1"]  # one client, the kubeconfig read once
+    assert len(connections) == 1, connections  # and one connection, kept open
+
+
+def test_is_effective_of_an_api_fault_asks_docker_only_when_the_api_fails(clusters: Clusters):
+    """`docker inspect` is a fork: not on every poll. The driver knows the regions it paused
+    itself; a region paused by someone else shows as an API timeout, and only then is docker
+    asked. Stand-ins: FakeDocker, SilentServer as the paused API server."""
+    lab = _lab()
+    r1 = clusters.servers["region-1"]
+    docker = FakeDocker({"region-1-control-plane": False, "region-1-worker": False})
+    driver = _driver(lab, runner=docker, request_timeout_s=0.5, **Controller(r1).kwargs())
+    undo = driver.plan("scale-to-zero", lab.primary)
+    driver.inject("scale-to-zero", lab.primary, undo)
+    inspects = len(docker.calls)
+    for _ in range(5):
+        assert driver.is_effective("scale-to-zero", lab.primary, undo) is False
+    assert len(docker.calls) == inspects  # five polls, no fork
+
+    docker.paused.update({"region-1-control-plane": True, "region-1-worker": True})
+    with SilentServer() as silent:  # paused by someone else
+        clusters.point("kind-region-1", silent.url)
+        outcome, _ = _within(20, lambda: driver.is_effective("scale-to-zero", lab.primary, undo))
+        assert outcome is True and silent.accepted
+        assert [c[1] for c in docker.calls[inspects:]] == ["inspect"]
+    clusters.point("kind-region-1", clusters.urls["region-1"])
+    docker.paused.update({"region-1-control-plane": False, "region-1-worker": False})
+    driver.revert("scale-to-zero", lab.primary, undo)
+    assert _replicas(r1, DEPLOY, "storefront") == 2
+
+
+# -- the request check itself ----------------------------------------------------------------
+
+
+def test_request_check_refuses_what_a_real_api_server_would(clusters: Clusters):
+    """Every write of every test in this module is checked when its kmock servers stop
+    (fixture `clusters`): against the Kubernetes 1.34 schemas kubernetes-validate ships, and
+    for the PATCH Content-Type the kubernetes client sends. The check is real: these fail."""
+    deploy = f"/apis/apps/v1/namespaces/{NS}/deployments/storefront"
+    patch = {"Content-Type": PATCH_CONTENT_TYPE}
+    assert request_errors("PATCH", deploy, patch, {"spec": {"replicas": 0}}) == []
+    assert request_errors("PATCH", deploy, patch, {"metadata": {"annotations": {"a": None}}}) == []
+    assert request_errors("PATCH", deploy, patch, {"spec": {"replica": 0}})  # misspelt
+    assert request_errors("PATCH", deploy, patch, {"spec": {"replicas": "0"}})  # wrong type
+    assert request_errors("PATCH", deploy, {"Content-Type": "application/json-patch+json"},
+                          {"spec": {"replicas": 0}})  # a JSON Patch must be a list
+    assert request_errors("PATCH", "/api/v1/nodes/n", patch, {"unschedulable": True})
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"
+    good = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": EGRESS_POLICY},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}}
+    assert request_errors("POST", policies, {}, good) == []
+    assert request_errors("POST", policies, {}, {**good, "spec": {**good["spec"], "podselector": {}}})
+    assert request_errors("POST", policies, {}, {**good, "spec": {**good["spec"], "egress": {}}})
+
+
+def test_driver_patches_carry_the_client_content_type(clusters: Clusters):
+    """The driver's patches are objects, sent as strategic merge patches (kubernetes 37's
+    rest.py turns the generated default, application/json-patch+json, into that for any
+    body that is not a list). Seen on the wire, not assumed."""
+    lab = _lab()
+    driver = _driver(lab)
+    undo = driver.plan("cordon", lab.primary)
+    driver.inject("cordon", lab.primary, undo)
+    patches = [r for r in clusters.servers["region-1"] if r.method.value.upper() == "PATCH"]
+    assert patches and {r.headers.get("Content-Type") for r in patches} == {PATCH_CONTENT_TYPE}
+    driver.revert("cordon", lab.primary, undo)

@@ -6,6 +6,9 @@ on the real lab in tests/integration/test_ctk_native.py."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,37 @@ from gameday.measure import run as runs
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _dns_that_fails_at_once() -> Iterator[None]:
+    """The fake lab's DNS servers answer every question at once with bytes that are no DNS
+    message: a question fails as it did with nothing listening (a DNSException, "does not
+    answer"), without the 2 s timeout each one waited for (UDP: no error comes back from
+    a closed port), 10 s of this module."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            sock.sendto(b"\0", peer)  # shorter than a DNS header
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    real = fakes.write_lab
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fakes, "write_lab", lambda tmp_path, **kw: real(
+            tmp_path, **{"dns_port": sock.getsockname()[1], **kw}))
+        yield
+    stop.set()
+    thread.join()
+    sock.close()
 
 
 def _plan(tmp_path: Path, *args: str) -> tuple[int, str, Path]:
@@ -47,7 +81,7 @@ def test_the_plan_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
     assert code == 1 and "REFUSED: region-1-outage: unknown fault meteor" in out
     code, out, _ = _plan(tmp_path, "game-day", "--no-gate", "--var", "rto_target_s=soon")
     assert code == 1 and "'rto_target_s' must be a number" in out
-    # the readiness gate (nothing listens on the fake lab's ports), read-only
+    # the readiness gate (nothing listens on the fake lab's ports; its DNS fails), read-only
     code, out, lab = _plan(tmp_path, "game-day", "--var", "ready_timeout_s=0")
     assert code == 1 and "REFUSED: not ready for a fault: " in out
     assert fakes.world(lab).calls == []
@@ -55,7 +89,7 @@ def test_the_plan_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
 
 def test_a_missing_experiment_is_one_line(tmp_path: Path) -> None:
     code, out, _ = _plan(tmp_path, "no-such-drill")
-    assert code == 1 and "no shipped experiment 'no-such-drill'" in out
+    assert code == cli.EXIT_CONFIG and "no shipped experiment 'no-such-drill'" in out
     assert len(out.strip().splitlines()) == 1
 
 
@@ -74,7 +108,8 @@ def test_chaos_dry_is_plan_mode(tmp_path: Path) -> None:
     experiment["dry"] = Dry.ACTIONS
     cfg = {**experiment["configuration"], "lab_file": str(lab), "reports_dir": str(tmp_path / "r"),
            "ready_timeout_s": 0}
-    # the fake lab is not ready (nothing listens): the dry run refuses, as the real one would
+    # the fake lab is not ready (nothing listens, its DNS fails): the dry run refuses, as
+    # the real one would
     with pytest.raises(InterruptExecution, match="the real run would refuse: not ready"):
         control.before_experiment_control(experiment, configuration=cfg)
     state: dict = {"status": "completed"}
@@ -88,3 +123,185 @@ def test_chaos_dry_is_plan_mode(tmp_path: Path) -> None:
     finally:
         runs.set_dry(None)
     assert fakes.world(lab).calls == [] and not (tmp_path / "r").exists()
+
+
+# --- dry means dry, failing closed (issue 18) ------------------------------------------------
+
+
+def _composed(tmp_path: Path) -> tuple[Path, dict]:
+    """The fake lab, and the configuration chaoslib would load for a composed experiment."""
+    from tests.fixtures import experiments
+
+    lab = fakes.write_lab(tmp_path)
+    cfg = {k: v for k, v in experiments.CONFIGURATION.items() if not isinstance(v, dict)}
+    return lab, {**cfg, "lab_file": str(lab), "reports_dir": str(tmp_path / "r")}
+
+
+def test_any_provider_shape_is_planned(tmp_path: Path) -> None:
+    """A `process` action whose arguments is a string (or a list) is shown as it would
+    run; the plan does not crash on it."""
+    from gameday import planning
+    from tests.fixtures import experiments
+
+    lab, cfg = _composed(tmp_path)
+    listed = experiments.say_hello()
+    listed["provider"]["arguments"] = ["-n", "hello"]
+    plan = planning.make(experiments.game_day(experiments.say_hello(), listed), cfg, {},
+                         gate=False)
+    assert not plan.refused, plan.refusals
+    assert plan.steps[:2] == ["say-hello: process: true hello", "say-hello: process: true -n hello"]
+    assert [f["fault"] for f in plan.faults] == ["scale-to-zero", "cordon", "block-egress"]
+    # `gameday plan` on such a file: the plan, exit 0 (it was a ValueError traceback)
+    path = tmp_path / "hello.json"
+    path.write_text(json.dumps(experiments.game_day(experiments.say_hello())))
+    result = CliRunner(env={"GAMEDAY_LAB": str(lab)}).invoke(
+        cli.main, ["plan", str(path), "--no-gate"])
+    assert result.exit_code == 0, result.output
+    assert "step: say-hello: process: true hello" in result.output
+    assert fakes.world(lab).calls == [] and Ledger(str(lab)).entries() == []
+
+
+def test_what_the_plan_cannot_read_it_refuses(tmp_path: Path) -> None:
+    from gameday import planning
+    from tests.fixtures import experiments
+
+    _, cfg = _composed(tmp_path)
+    odd = experiments.region_outage()
+    odd["provider"]["arguments"] = "region-1"  # not an object: chaoslib would refuse it too
+    plan = planning.make(experiments.experiment("odd", method=[odd, {"type": "action",
+                                                                      "name": "x",
+                                                                      "provider": "nope"}]),
+                         cfg, {}, gate=False)
+    assert plan.refusals == [
+        "region-1-outage: take_region_down's arguments must be an object like "
+        '{"region": "region-1", "faults": "scale-to-zero"}',
+        "x: its provider must be an object with a 'type'"]
+
+
+def _run_dry(experiment: dict, dry: Dry, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The experiment through chaoslib itself, in this process, under `dry`; the readiness
+    gate (nothing listens on the fake lab) is taken as passed."""
+    from chaoslib.experiment import run_experiment
+
+    from gameday.probes import gate
+
+    monkeypatch.setattr(gate, "check", lambda configuration, secrets: [])
+    experiment["dry"] = dry
+    return run_experiment(experiment)
+
+
+@pytest.mark.parametrize("dry", [Dry.ACTIONS, Dry.PROBES, Dry.ACTIVITIES])
+def test_a_dry_run_injects_nothing_whatever_the_experiment_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dry: Dry) -> None:
+    """issue 18, item 1: a string-argument `process` action first in the game day's method
+    made plan mode crash, chaoslib went on, and `--dry probes` injected for real."""
+    from tests.fixtures import experiments
+
+    lab, _ = _composed(tmp_path)
+    monkeypatch.setenv("GAMEDAY_LAB", str(lab))
+    monkeypatch.setenv("GAMEDAY_REPORTS", str(tmp_path / "r"))
+    journal = _run_dry(experiments.game_day(experiments.say_hello(),
+                                            probes=[experiments.canary_writing(),
+                                                    *experiments.verdict_probes()]),
+                       dry, monkeypatch)
+    assert journal["status"] == "completed", journal["status"]
+    # the whole method was walked; our steps returned the plan where they ran
+    assert [r["activity"]["name"] for r in journal["run"]] == [
+        "say-hello", "region-1-outage", "wait-for-detection", "promote-region-2-database",
+        "wait-for-recovery"]
+    if dry == Dry.PROBES:
+        outage = journal["run"][1]["output"]
+        assert outage["dry"] is True and outage["would_run"] == "take_region_down"
+    if dry == Dry.ACTIONS:  # the steady state judged from the plan, not from a recorder
+        assert journal["steady_states"]["before"]["steady_state_met"] is True
+    (ours,) = [e for e in journal["extensions"] if e["name"] == "gameday"]
+    assert ours["dry"] is True and ours["plan"]["mode"] == dry.value
+    assert fakes.world(lab).calls == [] and not Ledger(str(lab)).path.exists()
+    assert not (tmp_path / "r").exists() and not (tmp_path / "drill.json").exists()
+
+
+def test_dry_probes_refuses_a_foreign_fault_before_it_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures import experiments
+
+    lab, _ = _composed(tmp_path)
+    monkeypatch.setenv("GAMEDAY_LAB", str(lab))
+    evidence = tmp_path / "the-foreign-fault-ran"
+    journal = _run_dry(experiments.game_day(experiments.foreign_fault(evidence)), Dry.PROBES,
+                       monkeypatch)
+    assert journal["status"] == "failed" and journal["run"] == []
+    (ours,) = [e for e in journal["extensions"] if e["name"] == "gameday"]
+    assert ours["plan"]["refusals"] == [
+        "foreign-fault: it is marked as a gameday fault, and `--dry probes` runs actions: it "
+        "would inject for real (`--dry actions` plans it)"]
+    assert not evidence.exists() and fakes.world(lab).calls == []
+    # `--dry actions` plans it (Chaos Toolkit does not run actions)
+    journal = _run_dry(experiments.game_day(experiments.foreign_fault(evidence)), Dry.ACTIONS,
+                       monkeypatch)
+    assert journal["status"] == "completed" and not evidence.exists()
+
+
+def test_a_fault_reached_otherwise_is_refused_at_the_activity(tmp_path: Path) -> None:
+    from tests.fixtures import experiments
+
+    marked = experiments.foreign_fault(tmp_path / "x")
+    control._dry["mode"] = "probes"
+    try:
+        with pytest.raises(InterruptExecution, match="'foreign-fault' is marked as a gameday "
+                                                     "fault and `--dry probes` runs actions"):
+            control.before_activity_control(marked)
+        control._phase["name"] = "rollback"
+        control.before_activity_control(marked)  # never stops a rollback
+    finally:
+        control._dry["mode"] = None
+        control._phase["name"] = "before"
+
+
+def test_plan_mode_that_cannot_be_entered_stops_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any exception in the control, not only a GamedayError, stops the run with one line
+    (chaoslib would log it at DEBUG and go on); the steps stay no-ops."""
+    from gameday import planning
+    from tests.fixtures import experiments
+
+    lab, cfg = _composed(tmp_path)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("dictionary update sequence element #0 has length 1; 2 is required")
+
+    monkeypatch.setattr(planning, "make", broken)
+    experiment = experiments.game_day()
+    experiment["dry"] = Dry.PROBES
+    with pytest.raises(InterruptExecution) as err:
+        control.before_experiment_control(experiment, configuration=cfg)
+    assert str(err.value) == ("gameday: the control failed (ValueError: dictionary update "
+                              "sequence element #0 has length 1; 2 is required); stopping the "
+                              "drill")
+    try:
+        out = region_actions.take_region_down("region-1", "scale-to-zero", configuration=cfg)
+        assert out["dry"] is True and out["refused"] is True
+    finally:
+        state: dict = {"status": "interrupted"}
+        control.after_experiment_control(experiment, state, configuration=cfg)
+    assert state["status"] == "failed" and runs.dry_plan() is None
+    assert fakes.world(lab).calls == [] and not Ledger(str(lab)).path.exists()
+
+
+def test_a_crash_in_the_control_stops_a_real_run_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab, cfg = _composed(tmp_path)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("region")
+
+    monkeypatch.setattr(control, "check_before_start", broken)
+    with pytest.raises(InterruptExecution, match="the control failed \\(KeyError: 'region'\\)"):
+        control.before_experiment_control({"title": "t"}, configuration=cfg)
+    try:
+        # the run was refused before it started: its rollbacks undo nothing
+        out = region_actions.restore_region("region-1", configuration=cfg)
+        assert out["skipped"] == "restore_region"
+    finally:
+        control.after_experiment_control({"title": "t"}, {"status": "interrupted"},
+                                         configuration=cfg)
+    assert fakes.world(lab).calls == []

@@ -3,6 +3,7 @@ control's decisions, on the fake lab (tests/unit/fakes.py): no root, no lab."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -113,24 +114,34 @@ def test_an_unreachable_standby_is_named(tmp_path: Path) -> None:
 # --- the control ----------------------------------------------------------------------------
 
 
-def test_a_failed_action_of_the_method_interrupts_the_drill() -> None:
-    control._phase["name"] = "method"
-    try:
-        state = {"status": "failed", "exception": ["Traceback...\n",
+FAILED_ACTION = {"status": "failed", "exception": ["Traceback...\n",
                                                   "ActivityFailed: promote failed: boom\n"]}
-        with pytest.raises(InterruptExecution, match="promote-db failed, stopping the drill: "
-                                                     "promote failed: boom"):
-            control.after_activity_control({"type": "action", "name": "promote-db"}, state)
-        # a probe that fails is a deviation, not an interruption
-        control.after_activity_control({"type": "probe", "name": "rto"}, state)
-    finally:
-        control._phase["name"] = "before"
 
 
-def test_outside_the_method_failures_do_not_interrupt() -> None:
-    control._phase["name"] = "after"
-    control.after_activity_control({"type": "action", "name": "rollback"},
-                                   {"status": "failed", "exception": ["x"]})
+def test_a_failed_action_of_the_method_interrupts_the_drill(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(control._phase, "name", "method")
+    with pytest.raises(InterruptExecution, match="promote-db failed, stopping the drill: "
+                                                 "promote failed: boom"):
+        control.after_activity_control({"type": "action", "name": "promote-db"}, FAILED_ACTION)
+    # a probe that fails is a deviation, not an interruption; an action that worked goes on
+    assert control.after_activity_control({"type": "probe", "name": "rto"},
+                                          FAILED_ACTION) is None
+    assert control.after_activity_control({"type": "action", "name": "promote-db"},
+                                          {"status": "succeeded"}) is None
+
+
+@pytest.mark.parametrize("phase", ["before", "after"])
+def test_outside_the_method_failures_do_not_interrupt(monkeypatch: pytest.MonkeyPatch,
+                                                      phase: str) -> None:
+    """The same failed action that stops the method (above) goes on before it (the
+    steady state's probes) and after it (the rollbacks must all run)."""
+    monkeypatch.setitem(control._phase, "name", "method")
+    control.after_method_control({})  # the method ends: the control's own hook
+    assert control._phase["name"] == "after"
+    monkeypatch.setitem(control._phase, "name", phase)
+    assert control.after_activity_control({"type": "action", "name": "rollback"},
+                                          FAILED_ACTION) is None
 
 
 def test_an_unreachable_database_stops_the_run_before_anything(tmp_path: Path) -> None:
@@ -214,3 +225,72 @@ def test_failback_is_refused_where_gameday_cannot_fence(tmp_path: Path) -> None:
     with pytest.raises(InterruptExecution, match="no fencing contract here: use your runbook"):
         control.before_experiment_control({"title": "t"}, configuration=cfg)
     assert not (tmp_path / "r").exists()
+
+
+def test_promote_and_switchover_refuse_to_act_behind_an_ha_manager(tmp_path: Path) -> None:
+    """The guard is in the actions themselves, not only in the control: an experiment
+    without the control (or any other caller) is refused too, before anything changes."""
+    import json
+
+    from gameday.actions import database
+    from gameday.labs import drill
+
+    lab = fakes.descriptor_dict()
+    lab["ha"] = {"manager": "patroni", "scope": "gameday", "ttl_s": 10, "loop_wait_s": 1}
+    path = tmp_path / "lab.json"
+    path.write_text(json.dumps(lab))
+    cfg = {"lab_file": str(path)}  # promotion defaults to runner
+    with pytest.raises(ActivityFailed, match="run by patroni: gameday will not promote"):
+        database.promote("region-2", configuration=cfg)
+    with pytest.raises(ActivityFailed, match="run by patroni: gameday will not promote"):
+        database.switchover("region-1", configuration=cfg)
+    assert drill.read(path) is None and fakes.world(path).calls == []
+
+
+def test_a_fault_left_behind_fails_the_verdict_and_the_run(tmp_path: Path,
+                                                             caplog) -> None:
+    """At the end of every run the ledger must hold no open fault: one a revert of the
+    rollback could not undo fails the verdict, naming it, and the run."""
+    from gameday.actions import region as region_actions
+    from gameday.labs.ledger import Ledger
+    from gameday.measure import run as runs
+    from gameday.measure import timeline
+    from tests.fixtures.report import fixture_run
+
+    lab_file = fakes.write_lab(tmp_path)
+    cfg = {"lab_file": str(lab_file), "reports_dir": str(tmp_path / "r")}
+    region_actions.take_region_down("region-1", "block-egress,scale-to-zero", configuration=cfg)
+    world = fakes.world(lab_file)
+    world.fail_revert = {"scale-to-zero"}
+    with pytest.raises(ActivityFailed, match="could not revert scale-to-zero"):
+        region_actions.restore_region("region-1", configuration=cfg)  # the rollback
+    run_dir = fixture_run.build(tmp_path / "r" / fixture_run.RUN_ID)
+    runs._current = runs.Run(run_dir, timeline.Clock(1))
+    state: dict = {"status": "completed", "steady_states": {}}
+    control.after_experiment_control({"title": "t"}, state, configuration=cfg)
+    assert runs.current() is None
+    # the rollback attempted both: block-egress reverted, scale-to-zero could not be
+    assert ("revert", "block-egress", "region-1") in world.calls
+    assert [e["fault"] for e in Ledger(lab_file).open_faults()] == ["scale-to-zero"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"] == "fail"
+    assert summary["reasons"][0] == ("fault left behind: scale-to-zero on region-1 (applied); "
+                                     "run `gameday recover`")
+    assert state["status"] == "failed"
+
+
+def test_a_run_whose_rollbacks_left_nothing_passes(tmp_path: Path) -> None:
+    """The same stored run with a clean ledger: the verdict is the fixture's own."""
+    from gameday.measure import run as runs
+    from gameday.measure import timeline
+    from tests.fixtures.report import fixture_run
+
+    lab_file = fakes.write_lab(tmp_path)
+    cfg = {"lab_file": str(lab_file), "reports_dir": str(tmp_path / "r")}
+    run_dir = fixture_run.build(tmp_path / "r" / fixture_run.RUN_ID)
+    runs._current = runs.Run(run_dir, timeline.Clock(1))
+    state: dict = {"status": "completed", "steady_states": {}}
+    control.after_experiment_control({"title": "t"}, state, configuration=cfg)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"] == "pass", summary["reasons"]
+    assert state["status"] == "completed"

@@ -3,7 +3,7 @@ regeneration, valid Mermaid gantt syntax, the phase budget, GitHub job summary, 
 
 Regenerate the golden files after an intended change with
     GAMEDAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_report.py
-and review the diff."""
+which fails for each file it rewrote; review the diff and run the tests again without it."""
 
 from __future__ import annotations
 
@@ -27,14 +27,19 @@ from tests.fixtures.report import fixture_run
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "report"
 UPDATE = os.environ.get("GAMEDAY_UPDATE_GOLDEN") == "1"
 
-# three earlier runs of the same experiment, for the trend section
+# three earlier runs of the same experiment, for the trend section, and a failback between
+# them, which the trend leaves out (another drill)
+PROFILE = ("lab=netns replication=sync ttl_s=1 health_interval_s=1 delay_ms=20 k=5 "
+           "faults=block-egress,scale-to-zero")
 HISTORY = [
-    {"run_id": f"20251231T0{h}0000Z-earlier", "started_at": f"2025-12-31T0{h}:00:00+00:00",
-     "experiment": "Fixture failover", "lab": "netns", "verdict": "pass",
+    {"run_id": f"20251231T0{h}0000Z-{drill}", "started_at": f"2025-12-31T0{h}:00:00+00:00",
+     "drill": drill, "experiment_id": f"fixture-{drill}", "profile": PROFILE,
+     "experiment": f"Fixture {drill}", "lab": "netns", "verdict": "pass",
      "targets": {"rto_s": 30.0, "rpo_s": 0.0, "max_lost_writes": 0}, "rto_s": rto,
      "rto_error_s": 0.05, "write_rto_s": 0.6, "downtime_s": rto, "rpo_s": 0.0, "lost": 0,
      "failback_rto_s": None}
-    for h, rto in ((1, 1.4), (2, 1.6), (3, 1.5))
+    for h, drill, rto in ((1, "failover", 1.4), (2, "failover", 1.6), (3, "failback", 0.7),
+                          (4, "failover", 1.5))
 ]
 
 
@@ -46,12 +51,31 @@ def seeded_reports(tmp_path: Path, **build: object) -> Path:
     return fixture_run.build(reports / run_id, run_id=run_id, **build)  # type: ignore[arg-type]
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
+def check_golden(name: str, text: str, *, golden: Path = GOLDEN, update: bool = UPDATE) -> None:
+    """`text` must equal the golden file. Updating rewrites the file and then fails: a run
+    that rewrote a golden file compared it with nothing, so it can never pass."""
+    path = golden / name
+    if update:
+        if path.is_file() and path.read_text() == text:
+            return
         path.write_text(text)
+        pytest.fail(f"{name}: golden file rewritten; review `git diff {path}` and run the "
+                    "tests again without GAMEDAY_UPDATE_GOLDEN")
     assert path.is_file(), f"missing golden file {path}: run with GAMEDAY_UPDATE_GOLDEN=1"
     assert text == path.read_text(), f"{name} differs from its golden file"
+
+
+def test_the_golden_check_fails_on_a_difference_and_when_it_rewrites(tmp_path: Path) -> None:
+    (tmp_path / "g.md").write_text("one\n")
+    check_golden("g.md", "one\n", golden=tmp_path, update=False)
+    with pytest.raises(AssertionError, match="g.md differs from its golden file"):
+        check_golden("g.md", "two\n", golden=tmp_path, update=False)
+    with pytest.raises(AssertionError, match="missing golden file"):
+        check_golden("new.md", "two\n", golden=tmp_path, update=False)
+    check_golden("g.md", "one\n", golden=tmp_path, update=True)  # nothing to rewrite
+    with pytest.raises(pytest.fail.Exception, match="g.md: golden file rewritten"):
+        check_golden("g.md", "two\n", golden=tmp_path, update=True)
+    assert (tmp_path / "g.md").read_text() == "two\n"
 
 
 # --- a small Mermaid gantt grammar checker ----------------------------------------------
@@ -361,10 +385,16 @@ def test_github_step_summary_stays_under_its_limit(tmp_path: Path) -> None:
     assert target.stat().st_size == github.LIMIT
 
 
+def _fake_outputs(*, failed: bool = False, regression: bool = False) -> mock.Mock:
+    return mock.Mock(summary={"verdict": "fail" if failed else "pass", "reasons": []},
+                     failed=failed, report=None,
+                     trend=mock.Mock(regression=regression, flags=["RTO up"] if regression
+                                     else [], against="nothing"))
+
+
 def test_cli_report_passes_its_options_to_the_core(tmp_path: Path) -> None:
-    fake = mock.Mock(summary={"verdict": "pass"}, failed=False,
-                     trend=mock.Mock(regression=False, flags=[]))
-    with mock.patch.object(outputs, "regenerate", return_value=fake) as regen:
+    (tmp_path / "summary.json").write_text("{}")  # a run directory, as far as the CLI sees
+    with mock.patch.object(outputs, "regenerate", return_value=_fake_outputs()) as regen:
         result = CliRunner().invoke(cli.main, [
             "report", str(tmp_path), "--history", str(tmp_path / "h.jsonl"),
             "--regression-factor", "2", "--fail-on-regression"])
@@ -372,16 +402,20 @@ def test_cli_report_passes_its_options_to_the_core(tmp_path: Path) -> None:
     regen.assert_called_once_with(tmp_path, history=tmp_path / "h.jsonl", factor=2.0)
 
 
-@pytest.mark.parametrize(("regression", "failed", "flag", "code"), [
-    (False, False, True, 0), (True, False, True, 1), (False, True, True, 1),
-    (True, True, False, 0)])
-def test_cli_report_exit_code(tmp_path: Path, regression: bool, failed: bool, flag: bool,
-                              code: int) -> None:
-    fake = mock.Mock(summary={"verdict": "fail" if failed else "pass"}, failed=failed,
-                     trend=mock.Mock(regression=regression, flags=["RTO up"] if regression else []))
+@pytest.mark.parametrize(("regression", "failed", "flags", "code"), [
+    (False, False, [], 0),
+    (False, True, [], 1),  # a FAIL verdict fails the command by itself
+    (False, True, ["--no-fail"], 0),
+    (True, False, [], 0),  # a regression only with --fail-on-regression
+    (True, False, ["--fail-on-regression"], 1),
+    (True, True, ["--no-fail", "--fail-on-regression"], 1),
+])
+def test_cli_report_exit_code(tmp_path: Path, regression: bool, failed: bool,
+                              flags: list[str], code: int) -> None:
+    (tmp_path / "summary.json").write_text("{}")
+    fake = _fake_outputs(failed=failed, regression=regression)
     with mock.patch.object(outputs, "regenerate", return_value=fake):
-        result = CliRunner().invoke(cli.main, ["report", str(tmp_path)]
-                                    + (["--fail-on-regression"] if flag else []))
+        result = CliRunner().invoke(cli.main, ["report", str(tmp_path), *flags])
     assert result.exit_code == code, result.output
 
 
@@ -390,15 +424,33 @@ def test_cli_report_on_a_stored_run_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.main, ["report", str(run_dir), "--fail-on-regression"])
     assert result.exit_code == 1
     assert "FAIL; regression: RPO 0.090 s exceeds its target 0 s" in result.output
+    assert CliRunner().invoke(cli.main, ["report", str(run_dir), "--no-fail"]).exit_code == 0
     ok = seeded_reports(tmp_path / "ok")
     result = CliRunner().invoke(cli.main, ["report", str(ok), "--fail-on-regression"])
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli.main, ["report", str(tmp_path / "missing")])
-    assert result.exit_code == 2
+    # not a run directory: missing or without a run in it, the same usage error
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = CliRunner().invoke(cli.main, ["report", str(empty)])
-    assert result.exit_code == 1 and "timeline.sqlite" in result.output
+    for where in (tmp_path / "missing", empty):
+        result = CliRunner().invoke(cli.main, ["report", str(where)])
+        assert result.exit_code == cli.EXIT_USAGE and "not a run directory" in result.output
+
+
+def test_cli_report_as_json_says_what_it_compared_with(tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path)
+    result = CliRunner().invoke(cli.main, ["report", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["verdict"] == "pass" and out["regression"] == []
+    assert out["report"] == str(run_dir / "report.md")
+    assert out["compared_with"].startswith("the 3 earlier failover runs of experiment "
+                                           "`fixture-failover`")
+
+
+def test_help_answers_to_h() -> None:
+    for argv in (["-h"], ["report", "-h"], ["plan", "-h"], ["recover", "-h"]):
+        result = CliRunner().invoke(cli.main, argv)
+        assert result.exit_code == 0 and "Usage:" in result.output, argv
 
 
 def test_a_hold_reports_its_availability_between_its_events(tmp_path: Path) -> None:
@@ -442,3 +494,72 @@ def test_a_hold_reports_its_availability_between_its_events(tmp_path: Path) -> N
             f"({hold['success_ratio'] * 100:.3f}%); {hold['served_by_region']} served by "
             "region-2 |") in report
     assert "| Steady-state checks failed | 1 of 3 |" in report
+
+
+def test_authoritative_flapping_is_named_next_to_the_phases(tmp_path: Path) -> None:
+    """PowerDNS answers at random while both regions look down: the authoritative server
+    answers region-2, region-1, region-2 ... and the resolver may flip first. The report
+    says so beside the phase table instead of leaving the order unexplained."""
+    import sqlite3
+
+    run_dir = fixture_run.build(tmp_path / "reports" / fixture_run.RUN_ID)
+    r1, r2 = fixture_run.R1, fixture_run.R2
+    conn = sqlite3.connect(run_dir / "timeline.sqlite")
+    with conn:
+        conn.execute("DELETE FROM dns WHERE server = 'authoritative'")
+        answers = [(t, r1 if t < 1.2 else (r2 if round(t * 20) % 3 else r1) if t < 1.7 else r2)
+                   for t in fixture_run.ticks(50)]
+        conn.executemany("INSERT INTO dns VALUES (?, 'authoritative', 1, ?, 'NOERROR', 1, "
+                         "0.002, 0.0, NULL)", answers)
+    conn.close()
+    summary = outputs.regenerate(run_dir, history=tmp_path / "h.jsonl").summary
+    flaps = summary["flapping"]["authoritative"]  # type: ignore[typeddict-item]
+    changes = [t for (t, a), (_, b) in zip(answers, answers[1:], strict=False)
+               if a != b and t >= 1.0]
+    assert flaps["changes"] == len(changes) >= 4
+    assert "resolver" not in summary["flapping"]  # type: ignore[typeddict-item]
+    report = (run_dir / "report.md").read_text()
+    phases = report.split("## RTO phases", 1)[1].split("## Writes", 1)[0]
+    assert (f"Flapping: the authoritative DNS server answered both regions {flaps['changes']} "
+            f"times between {flaps['from_s']:+.3f} s and {flaps['to_s']:+.3f} s") in phases
+    # the golden run's DNS flips once: nothing to say there
+    assert "flapping" not in json.loads((GOLDEN / "summary.json").read_text())
+
+
+def test_the_configuration_table_shows_labels_only() -> None:
+    config = {"dns_ttl_s": 1.0, "promotion": "none", "ha_manager": "patroni",
+              "dns_interval_s": 0.05, "replication_interval_s": 0.25, "regression_factor": 1.5,
+              "some_future_key_s": 2.0, "another_ms": 3}
+    table = markdown._configuration({"lab": "netns", "configuration": config,
+                                     "targets": {"rto_s": 30, "rpo_s": 0, "max_lost_writes": 0}})
+    settings = [row.split("|")[1].strip() for row in table if row.startswith("| ")][1:]
+    assert not [s for s in settings if "_" in s], settings
+    assert "Some future key (s)" in settings and "Another (ms)" in settings
+
+
+def test_every_key_the_control_records_has_a_label() -> None:
+    import ast
+
+    source = (Path(__file__).resolve().parents[2] / "gameday" / "control.py").read_text()
+    recorded = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict):
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            if "dns_ttl_s" in keys:  # the `configuration` the control records
+                recorded |= set(keys)
+                for value in node.values:
+                    if isinstance(value, ast.Dict):
+                        recorded |= {k.value for k in value.keys if isinstance(k, ast.Constant)}
+    assert recorded and recorded <= set(markdown.CONFIG_LABELS), recorded - set(markdown.CONFIG_LABELS)
+
+
+def test_links_survive_the_report_being_copied_out(tmp_path: Path) -> None:
+    """A CI artifact is the run directory alone: a link may point at a file beside the
+    report or at a URL, never up into the repository."""
+    run_dir = seeded_reports(tmp_path)
+    outputs.regenerate(run_dir)
+    report = (run_dir / "report.md").read_text()
+    targets = re.findall(r"\]\(([^)]+)\)", report)
+    assert targets, "the report links its timeline image"
+    bad = [t for t in targets if not (re.match(r"https?://", t) or (run_dir / t).is_file())]
+    assert not bad, bad

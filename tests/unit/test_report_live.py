@@ -64,9 +64,13 @@ def test_reader_follows_the_phases_as_rows_arrive(tmp_path: Path) -> None:
     assert snap.phase == "waiting for promotion"
     assert snap.canary_errors == 1 and snap.last_error == "#3 failed: OperationalError: gone"
 
+    # the runner's own report of its promotion is not the evidence (a command or an HA
+    # manager records none): the recorder seeing region-2 out of recovery is
     insert(run_dir, "events", (1.5, "promoted", "region-2", json.dumps({"error_s": 0.01})))
+    insert(run_dir, "replication", (1.45, "region-2", 1, 1, 0.04, None, None))
+    assert reader.read(1.55).phase == "waiting for promotion"
+    insert(run_dir, "replication", (1.55, "region-2", 1, 0, None, None, None))
     insert(run_dir, "dns", dns(1.6, "authoritative", R2), dns(1.6, "resolver", R1))
-    insert(run_dir, "replication", (1.6, "region-2", 1, 1, 0.04, None, None))
     snap = reader.read(1.7)
     assert snap.phase == "waiting for the resolver DNS flip"
     assert snap.dns == {"authoritative": "region-2", "resolver": "region-1"}
@@ -88,7 +92,7 @@ def test_reader_follows_the_phases_as_rows_arrive(tmp_path: Path) -> None:
 def test_plain_lines_when_not_a_terminal_then_the_final_panel(tmp_path: Path) -> None:
     run_dir = fixture_run.build(tmp_path / "run")  # a finished run: one line, then it ends
     console = Console(file=io.StringIO(), width=400)
-    view = live.start(run_dir, lambda: 2.5, console=console, terminal=False)
+    view = live.start(run_dir, lambda: 2.5, console=console, terminal=False, mode="lines")
     view._thread.join(2)
     assert not view._thread.is_alive()  # stopped by itself on experiment-ended
     live.stop(run_dir, SUMMARY)
@@ -128,3 +132,65 @@ def test_never_raises_when_the_run_cannot_be_read(tmp_path: Path) -> None:
     view.stop(None)
     assert "no report" in console.file.getvalue()
     live.stop(tmp_path / "never-started", None)  # unknown run: nothing to do
+
+
+def test_every_phase_is_seen_by_evidence_the_reader_tracks() -> None:
+    """The live view follows the phase registry: a phase added without evidence the
+    reader knows fails here, not as a view stuck on "waiting for ..." during a drill."""
+    from gameday.measure import phases
+
+    for chain in (phases.chain({}), phases.chain({"ha_manager": "patroni"})):
+        for phase in chain:
+            assert phase.seen in live.EVIDENCE, phase.name
+
+
+def test_promotion_by_a_command_or_the_system_is_seen_without_a_promoted_event(
+        tmp_path: Path) -> None:
+    """Under promotion none|command nobody records `promoted`: the live view moves on when
+    the recorder sees region-2 writable (here its first acknowledged canary write)."""
+    run_dir = empty_run(tmp_path)
+    reader = live.Reader(run_dir)
+    insert(run_dir, "events", (1.0, "fault-applied", "region-1", "{}"))
+    insert(run_dir, "http", http(1.1, "region-1", False, None))
+    assert reader.read(1.2).phase == "waiting for promotion"
+    insert(run_dir, "canary", (5, 0, 1.5, 1.52, "ok", R2, None, None))
+    assert reader.read(1.6).phase == "waiting for the authoritative DNS flip"
+    reader.close()
+
+
+def test_an_ha_manager_is_detected_by_its_leader_key(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    timeline.create(run_dir, fixture_run.meta(configuration={
+        **fixture_run.CONFIGURATION, "ha_manager": "patroni"}))
+    reader = live.Reader(run_dir)
+    insert(run_dir, "events", (1.0, "fault-applied", "region-1", "{}"))
+    insert(run_dir, "http", http(1.1, "region-1", False, None))
+    insert(run_dir, "ha", (1.2, "etcd", 1, "region-1", None, None))
+    assert reader.read(1.3).phase == "waiting for the HA manager's leader key to expire"
+    insert(run_dir, "ha", (9.0, "etcd", 1, None, None, None))
+    assert reader.read(9.1).phase == "waiting for promotion"
+    reader.close()
+
+
+def test_quiet_mode_prints_phase_changes_and_a_heartbeat() -> None:
+    def snap(now: float, phase: str) -> live.Snapshot:
+        return live.Snapshot(now=now, since_fault=now - 1, phase=phase, dns={}, http={},
+                             canary_rate=0.0, last_ack=None, canary_errors=0, last_error=None,
+                             lag_s=None)
+
+    quiet = live.Quiet(heartbeat_s=10)
+    phases = ["waiting for detection"] * 3 + ["waiting for promotion"] * 30
+    printed = [(t, text) for t, phase in enumerate(phases)
+               if (text := quiet.feed(snap(float(t), phase), None)) is not None]
+    assert [t for t, _ in printed] == [0, 3, 13, 23]  # 2 changes, then every 10 s
+    assert "phase='waiting for promotion'" in printed[1][1] and "dns[" not in printed[1][1]
+    assert "gameday heartbeat" in printed[2][1] and "dns[" in printed[2][1]
+
+
+def test_off_prints_nothing(tmp_path: Path) -> None:
+    run_dir = fixture_run.build(tmp_path / "run")
+    console = Console(file=io.StringIO(), width=200)
+    view = live.start(run_dir, lambda: 2.5, console=console, terminal=False, mode="off")
+    view.stop(SUMMARY)
+    assert console.file.getvalue() == ""

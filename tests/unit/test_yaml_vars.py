@@ -44,7 +44,7 @@ def test_a_var_file_sets_the_targets_the_tolerances_judge(var_file: str, rpo: fl
 
 
 def test_the_long_drill_is_the_game_day_and_a_hold() -> None:
-    """game-day-long.json is kept by hand: it must not drift from the game day it extends
+    """game-day-long.json (composed in compose.py) must not drift from the game day it extends
     (its verdict probes, secrets scopes and rollbacks), only add the hold."""
     game_day = json.loads((SHIPPED / "game-day.json").read_text())
     long = json.loads((SHIPPED / "game-day-long.json").read_text())
@@ -58,4 +58,4 @@ def test_the_long_drill_is_the_game_day_and_a_hold() -> None:
     added = {k: v for k, v in long["configuration"].items()
              if game_day["configuration"].get(k) != v}
     assert set(added) == {"hold_s", "hold_check_interval_s", "hold_max_outage_s",
-                          "canary_max_rate"}
+                          "canary_max_rate", "experiment_id"}

@@ -107,6 +107,8 @@ class Kube:
         self.allowed_contexts = tuple(allowed_contexts)
         self.request_timeout_s = request_timeout_s
         self.credentials = dict(credentials or {})
+        # context -> (the kubeconfig's signature when it was read, its client)
+        self._clients: dict[str, tuple[tuple[Any, ...], ApiClient]] = {}
 
     def target(self, region: Region) -> tuple[str, str]:
         """(context, namespace) of a region, after the allow-list check."""
@@ -137,53 +139,83 @@ class Kube:
 
     @contextlib.contextmanager
     def cluster(self, context: str) -> Iterator[ApiClient]:
-        """A client for `context` with its own configuration (nothing process-wide), read
-        from KUBECONFIG (or ~/.kube/config) now, after checking that it has the context.
-        Errors inside the block become TargetError naming the context."""
-        from kubernetes.client import Configuration
-        from kubernetes.config import kube_config
-        from kubernetes.config.config_exception import ConfigException
+        """The client for `context`, with its own configuration (nothing process-wide).
+        Errors inside the block become TargetError naming the context.
 
+        One client per context is kept and reused, with its open connections: the drill
+        polls `is_effective` for seconds inside its measured window, and a client built per
+        call re-read the kubeconfig and opened a new (TLS) connection each time. It is
+        rebuilt when the kubeconfig file changes (KUBECONFIG is read per call, so a file
+        set after import, or rewritten by `kind export kubeconfig`, is the one used) and
+        after an error that was not an answer from the API server."""
         with _KUBE_LOCK:
-            path = kubeconfig_path()
-            try:
-                # untyped in the kubernetes package
-                contexts, _ = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-                    config_file=path
-                )
-            except (ConfigException, OSError) as exc:
-                raise LabError(
-                    f"kubeconfig '{path}': {exc}: set KUBECONFIG to the file holding context "
-                    f"'{context}' (kind writes ~/.kube/config)"
-                ) from exc
-            if context not in {c["name"] for c in contexts}:
-                raise LabError(
-                    f"kubeconfig '{path}' has no context '{context}': run kind-lab/up.sh, "
-                    "or `kind export kubeconfig --name <cluster>`"
-                )
-            configuration = Configuration()
-            # no retry inside a request: a retried read would take a multiple of the timeout;
-            # the driver's own waits retry
-            configuration.retries = 0
-            try:
-                kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=path,
-                    context=context,
-                    client_configuration=configuration,
-                    persist_config=False,
-                )
-            except ConfigException as exc:
-                raise LabError(f"kube context '{context}': {exc}") from exc
-            merge_credentials(configuration, self.credentials)
-            api = _TimedApiClient(configuration, self.request_timeout_s)
+            api = self._client(context)
             try:
                 yield api
             except GamedayError:
                 raise
             except Exception as exc:
+                from kubernetes.client.exceptions import ApiException
+
+                if not isinstance(exc, ApiException):
+                    self._forget(context)  # a timeout or a broken connection: start afresh
                 raise translate(exc, f"context '{context}'", self.request_timeout_s) from exc
-            finally:
-                api.close()  # type: ignore[no-untyped-call]  # untyped in the client
+
+    def _client(self, context: str) -> ApiClient:
+        """The cached client of `context`, or a new one read from the kubeconfig now."""
+        from kubernetes.client import Configuration
+        from kubernetes.config import kube_config
+        from kubernetes.config.config_exception import ConfigException
+
+        path = kubeconfig_path()
+        signature = kubeconfig_signature(path)
+        cached = self._clients.get(context)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        self._forget(context)
+        try:
+            # untyped in the kubernetes package
+            contexts, _ = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=path
+            )
+        except (ConfigException, OSError) as exc:
+            raise LabError(
+                f"kubeconfig '{path}': {exc}: set KUBECONFIG to the file holding context "
+                f"'{context}' (kind writes ~/.kube/config)"
+            ) from exc
+        if context not in {c["name"] for c in contexts}:
+            raise LabError(
+                f"kubeconfig '{path}' has no context '{context}': run kind-lab/up.sh, "
+                "or `kind export kubeconfig --name <cluster>`"
+            )
+        configuration = Configuration()
+        # no retry inside a request: a retried read would take a multiple of the timeout;
+        # the driver's own waits retry
+        configuration.retries = 0
+        try:
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except ConfigException as exc:
+            raise LabError(f"kube context '{context}': {exc}") from exc
+        merge_credentials(configuration, self.credentials)
+        api = _TimedApiClient(configuration, self.request_timeout_s)
+        self._clients[context] = (signature, api)
+        return api
+
+    def _forget(self, context: str) -> None:
+        cached = self._clients.pop(context, None)
+        if cached is not None:
+            cached[1].close()  # type: ignore[no-untyped-call]  # untyped in the client
+
+    def close(self) -> None:
+        """Close every cached client (their connections close with them)."""
+        with _KUBE_LOCK:
+            for context in list(self._clients):
+                self._forget(context)
 
     def answers(self, context: str) -> bool:
         """True when the API server answers HTTP at all (any status): after an unpause,
@@ -202,6 +234,20 @@ class Kube:
 def kubeconfig_path() -> str:
     """As kubectl reads it: KUBECONFIG (one file or a list), else ~/.kube/config."""
     return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
+def kubeconfig_signature(path: str) -> tuple[Any, ...]:
+    """What changes when a kubeconfig file (or one of a KUBECONFIG list) is rewritten:
+    its identity, size and modification time. A stat, not a read."""
+    parts: list[Any] = [path]
+    for one in path.split(os.pathsep):
+        try:
+            st = os.stat(one)
+        except OSError:
+            parts.append(None)
+        else:
+            parts.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(parts)
 
 
 def or_none(read: Callable[[], T]) -> T | None:

@@ -52,10 +52,14 @@ def sql_is_primary(lab: Lab) -> PrimaryCheck:
     def check(region: Region) -> bool | None:
         import psycopg
 
+        from gameday import postgres
+
         try:
             with psycopg.connect(
-                lab.database.dsn(region.db_host, region.db_port, application_name="gameday-drill"),
+                **lab.database.params(region.db_host, region.db_port,
+                                      application_name="gameday-drill"),
                 autocommit=True,
+                **postgres.bounds(),
             ) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         except psycopg.Error:

@@ -5,6 +5,8 @@ Kept apart from the orchestration so a reader can see each service's settings in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gameday.labs.netns import topology as topo
 
 
@@ -135,15 +137,25 @@ def zone(*, ttl_s: float) -> str:
     )
 
 
-def unbound_conf(state: str) -> str:
-    """A caching resolver that honours TTLs exactly and sends nothing outside the lab."""
+# unbound's files: its config, its working directory and its log. Under /var/lib/unbound
+# because the unbound package loads an AppArmor profile for /usr/sbin/unbound in enforce mode
+# (Debian and Ubuntu: /etc/apparmor.d/usr.sbin.unbound), which lets it read only below
+# /etc/unbound and /var/lib/unbound, and write only its own files below /var/lib/unbound: a
+# config in the checkout's .gameday/ was denied. One lab per machine, so one fixed directory,
+# which `lab down` removes.
+UNBOUND_DIR = Path("/var/lib/unbound/gameday-lab")
+
+
+def unbound_conf(directory: str) -> str:
+    """A caching resolver that honours TTLs exactly and sends nothing outside the lab; its
+    working directory is `directory` (UNBOUND_DIR in the lab)."""
     return f"""server:
     interface: {topo.RESOLVER}
     port: 53
     do-daemonize: no
     username: ""
     chroot: ""
-    directory: "{state}/dns"
+    directory: "{directory}"
     pidfile: ""
     use-syslog: no
     logfile: ""

@@ -11,15 +11,17 @@ its next promotion.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 from pathlib import Path
+
+from psycopg.conninfo import make_conninfo
 
 from gameday.errors import LabError
 from gameday.labs.descriptor import Lab, Region
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import topology as topo
+from gameday.labs.netns.dataroot import DataRoot
 from gameday.labs.netns.processes import Processes, run
 
 DRILL_SETTINGS = ("synchronous_standby_names", "default_transaction_read_only")
@@ -33,6 +35,13 @@ class NodeOps:
 
     def data(self, region: Region) -> Path:
         return netns_lab.pg_data_root(self.state) / region.name
+
+    def root(self) -> DataRoot:
+        root = netns_lab.data_root(self.state)
+        if root is None:
+            raise LabError(f"{self.state} records no PostgreSQL data root: run `gameday lab "
+                           "down` and `gameday lab up`")
+        return root
 
     def stop(self, region: Region, *, timeout: float = 30.0) -> None:
         name = f"postgres-{region.name}"
@@ -52,21 +61,22 @@ class NodeOps:
             time.sleep(0.05)
 
     def write_node_conf(self, region: Region, *, standby: bool, fenced: bool = False) -> None:
-        data = self.data(region)
+        root = self.root()
         netns_lab.write_node_conf(
-            data, region=region.name, replication=self.lab.database.replication or "async",
+            root, region=region.name, replication=self.lab.database.replication or "async",
             password=self.lab.database.password,
             delay_ms=self.lab.inter_region_delay_ms or 0, standby=standby, fenced=fenced)
-        self._strip_drill_settings(data)
+        self._strip_drill_settings(root, region)
 
-    def _strip_drill_settings(self, data: Path) -> None:
-        auto = data / "postgresql.auto.conf"
-        if not auto.exists():
+    def _strip_drill_settings(self, root: DataRoot, region: Region) -> None:
+        auto = f"{region.name}/postgresql.auto.conf"
+        text = root.read(auto)
+        if text is None:
             return
-        lines = auto.read_text().splitlines()
+        lines = text.splitlines()
         kept = [ln for ln in lines if not ln.strip().startswith(DRILL_SETTINGS)]
         if kept != lines:
-            auto.write_text("\n".join(kept) + "\n")
+            root.write(auto, "\n".join(kept) + "\n")
 
     def fence(self, region: Region) -> None:
         """A standby with no upstream: read-only, replays only its own WAL, so its rows stay
@@ -74,8 +84,8 @@ class NodeOps:
         self.write_node_conf(region, standby=True, fenced=True)
 
     def is_fenced(self, region: Region) -> bool:
-        conf = self.data(region) / "gameday-node.conf"
-        return conf.exists() and "# fenced by gameday" in conf.read_text()
+        conf = self.root().read(f"{region.name}/gameday-node.conf")
+        return conf is not None and "# fenced by gameday" in conf
 
     def start(self, region: Region) -> None:
         self._wait_pidfile_gone(region)
@@ -97,9 +107,10 @@ class NodeOps:
         if self.procs.alive(f"postgres-{region.name}"):
             raise LabError(f"stop the database of {region.name} before resyncing it")
         data = self.data(region)
-        password = self.lab.database.password
-        source_dsn = (f"host=127.0.0.1 port={topo.PROXY_PORT} user={topo.DB_USER} "
-                      f"dbname={topo.DB_NAME} password={password} connect_timeout=5")
+        # the password goes through the environment: pg_rewind's command line is in `ps`
+        password = {"PGPASSWORD": self.lab.database.password}
+        conninfo = make_conninfo(host="127.0.0.1", port=topo.PROXY_PORT, user=topo.DB_USER,
+                               dbname=topo.DB_NAME, connect_timeout=5)
         bindir = netns_lab.pg_bindir()
         # the fenced node never finished recovery cleanly as a primary: pg_rewind needs a
         # cleanly shut-down target, which the fast stop of a standby gives us
@@ -107,19 +118,19 @@ class NodeOps:
         rewound = False
         if not basebackup:
             proc = run([str(bindir / "pg_rewind"), f"--target-pgdata={data}",
-                        f"--source-server={source_dsn}", "--no-sync"],
+                        f"--source-server={conninfo}", "--no-sync"],
                        netns=topo.REGIONS[region.name].name, user=netns_lab.PG_OS_USER,
-                       check=False, timeout=300)
+                       env=password, check=False, timeout=300)
             log = self.state / "logs" / f"pg_rewind-{region.name}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(proc.stdout + proc.stderr)
             rewound = proc.returncode == 0
         if not rewound:
             method = "basebackup"
-            shutil.rmtree(data)
+            self.root().empty(region.name)
             run([str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(topo.PROXY_PORT),
                  "-U", topo.DB_USER, "-D", str(data), "-X", "stream", "-c", "fast"],
                 netns=topo.REGIONS[region.name].name, user=netns_lab.PG_OS_USER,
-                env={"PGPASSWORD": password}, timeout=600)
+                env=password, timeout=600)
         self.write_node_conf(region, standby=True)
         return method

@@ -15,6 +15,7 @@ cannot flip back to stale data) whenever the other region's database is writable
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
@@ -59,6 +60,15 @@ RULES = {
 }
 """,
 }
+
+
+# `python -c CONNECT_PROBE HOST PORT` exits 0 when it can open a TCP connection to HOST:PORT
+CONNECT_PROBE = """import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.3).close()
+except OSError:
+    sys.exit(1)
+"""
 
 
 class NetnsDriver:
@@ -230,7 +240,8 @@ class NetnsDriver:
                 return False
             # a postmaster left by a killed Patroni would stop the new one from starting
             patroni_profile.stop_member(self.state, self.nodes.data(region), region.name)
-            patroni_profile.start_member(self.state, region.name, netns_lab.PG_OS_USER)
+            patroni_profile.start_member(self.state, netns_lab.pg_data_root(self.state),
+                                         region.name, netns_lab.PG_OS_USER)
             # not waited for: Patroni starts its PostgreSQL once it reaches the DCS, which a
             # fault still to be reverted (block-egress) may prevent; whoever needs the
             # database waits for it (wait_for_standby, recovery)
@@ -281,14 +292,15 @@ class NetnsDriver:
                    for other in self.lab.regions if other.name != region.name)
 
     def _start_local_writer(self, region: Region, name: str) -> None:
-        dsn = self.lab.database.dsn("127.0.0.1", region.db_port,
-                                    application_name="gameday-local-writer")
+        params = self.lab.database.params("127.0.0.1", region.db_port,
+                                          application_name="gameday-local-writer")
         self.procs.start(
             name,
             [sys.executable, "-m", "gameday.labs.netns.localwriter",
              str(self.state / "logs" / f"{name}.acks")],
             netns=region.netns,
-            env={"LOCAL_WRITER_DSN": dsn, "PYTHONPATH": netns_lab._package_root()},
+            env={"LOCAL_WRITER_CONNECT": json.dumps(params),
+                 "PYTHONPATH": netns_lab._package_root()},
         )
 
     def _table_present(self, region: Region) -> bool:
@@ -298,10 +310,9 @@ class NetnsDriver:
 
     def _can_connect_out(self, region: Region) -> bool:
         target = next(r for r in self.lab.regions if r.name != region.name)
-        probe = (f"import socket,sys\ntry:\n socket.create_connection(('{target.address}', "
-                 f"{topo.STOREFRONT_PORT}), timeout=0.3)\nexcept OSError:\n sys.exit(1)")
-        return run([sys.executable, "-c", probe], netns=region.netns,
-                   check=False).returncode == 0
+        # the descriptor's address is data: an argument of the probe, never part of its code
+        return run([sys.executable, "-c", CONNECT_PROBE, target.address,
+                    str(topo.STOREFRONT_PORT)], netns=region.netns, check=False).returncode == 0
 
 
 def _connects(host: str, port: int, timeout: float) -> bool:

@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import hashlib
 import json
 import os
 import pwd
 import secrets
 import shutil
 import socket
-import stat
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,11 +30,11 @@ import psycopg
 
 import gameday
 from gameday.errors import ConfigError, LabError
-from gameday.labs import descriptor
-from gameday.labs.netns import configs
+from gameday.labs import descriptor, lock
+from gameday.labs.netns import apparmor, configs, dataroot
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
-from gameday.labs.netns.processes import Processes, is_zombie, run
+from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable
 from gameday.poll import poll_until
 
 PG_OS_USER = "postgres"
@@ -86,14 +85,68 @@ def pg_bindir() -> Path:
                    "(apt-get install postgresql) or set GAMEDAY_PG_BINDIR")
 
 
+# `lab up` marks the state directory as the lab's own with this file, and `lab down`
+# removes only a directory that holds it: GAMEDAY_HOME may point anywhere.
+OWN_MARK = ".gameday-lab"
+
+
+def _mark(state: Path) -> dict[str, Any] | None:
+    """The state directory's mark (what `lab up` made there), None when it has none."""
+    try:
+        data: Any = json.loads((state / OWN_MARK).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_mark(state: Path, mark: dict[str, Any]) -> None:
+    tmp = state / f".{OWN_MARK}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(mark, f)
+    tmp.replace(state / OWN_MARK)
+
+
+def _claim_state_dir(state: Path) -> None:
+    """Make `state` the lab's own: a new directory, or an empty one. A directory that holds
+    anything else is refused, because `lab down` removes what it marked."""
+    if state.is_symlink() or (state.exists() and not state.is_dir()):
+        raise LabError(f"GAMEDAY_HOME {state} is not a directory: point it at a new or empty "
+                       "directory")
+    if state.exists():
+        # the drill lock's file may be left by a `lab down` or `recover` that found no lab
+        if _mark(state) is None and any(p.name != lock.FILE for p in state.iterdir()):
+            raise LabError(f"{state} already holds files that are not the lab's: set "
+                           "GAMEDAY_HOME to a new or empty directory (`lab down` removes the "
+                           "lab's state directory)")
+        created = bool((_mark(state) or {}).get("created"))
+    else:
+        state.mkdir(parents=True)
+        created = True
+    _write_mark(state, {"owner": "gameday lab up", "created": created})
+
+
+def data_root(state: Path) -> dataroot.DataRoot | None:
+    """The lab's data root, as `lab up` recorded it in the state directory's mark."""
+    recorded = (_mark(state) or {}).get("data_root")
+    if not recorded or not dataroot.is_data_root(Path(recorded)):
+        return None
+    return dataroot.DataRoot(Path(recorded), PG_OS_USER)
+
+
 def pg_data_root(state: Path) -> Path:
-    """Where the data directories live: in the state directory when the postgres user can
-    reach it, else under /var/tmp (a checkout under /root is not traversable by postgres)."""
-    for parent in [state, *state.parents]:
-        if parent.exists() and not (parent.stat().st_mode & stat.S_IXOTH):
-            digest = hashlib.sha256(str(state).encode()).hexdigest()[:10]
-            return Path(f"/var/tmp/gameday-pg-{digest}")
-    return state / "pg"
+    """Where the data directories live (dataroot.py says why there)."""
+    root = data_root(state)
+    if root is None:
+        raise LabError(f"{state} records no PostgreSQL data root: the lab is not up, or was "
+                       "made by another version (run `gameday lab down` and `gameday lab up`)")
+    return root.path
+
+
+def _new_data_root(state: Path) -> dataroot.DataRoot:
+    root = dataroot.DataRoot.create(PG_OS_USER)
+    _write_mark(state, {**(_mark(state) or {}), "data_root": str(root.path)})
+    return root
 
 
 REQUIRED_PROGRAMS = {
@@ -130,11 +183,35 @@ def preflight(ha: str | None = None) -> None:
     except KeyError:
         raise LabError("there is no `postgres` OS user: run `make setup` "
                        "(apt-get install postgresql creates it)") from None
+    _check_reachable_by_postgres(bindir, ha)
     taken = _address_in_use(f"{topo.BRIDGE_ADDRESS.rsplit('.', 1)[0]}.")
     if taken:
         raise LabError(f"the lab's addresses 198.18.0.0/{topo.PREFIX} are already in use on "
                        f"{taken}: remove them there (ip addr del ... dev {taken}) or run "
                        "`gameday lab down` if a lab is up")
+
+
+PG_PROGRAMS = ("initdb", "postgres", "pg_basebackup", "pg_ctl", "pg_rewind")
+
+
+def _check_reachable_by_postgres(bindir: Path, ha: str | None) -> None:
+    """PostgreSQL (and Patroni) run as the postgres user: refuse now, naming the directory
+    in the way, rather than time out waiting for a server that cannot start."""
+    wanted: list[tuple[Path, str, bool, bool]] = [
+        (bindir / p, "set GAMEDAY_PG_BINDIR to binaries it can reach", True, True)
+        for p in PG_PROGRAMS if (bindir / p).exists()]
+    wanted.append((dataroot.PARENT, f"the lab keeps its databases under {dataroot.PARENT}",
+                   False, True))
+    if ha:
+        wanted.append((Path(shutil.which("patroni") or "patroni"),
+                       "install Patroni where it can reach it (apt-get install patroni)",
+                       True, True))
+    for path, fix, read, execute in wanted:
+        why = unreachable(path, PG_OS_USER, read=read, execute=execute)
+        if why:
+            raise LabError(f"the {PG_OS_USER} user, which runs the lab's databases, cannot "
+                           f"reach {path} ({why}): let it in (e.g. chmod o+x on that "
+                           f"directory) or {fix}")
 
 
 def _address_in_use(prefix: str) -> str | None:
@@ -186,42 +263,78 @@ def _quiet(msg: str) -> None:
 
 def up(options: LabOptions = LabOptions(), *,  # noqa: B008
        progress: Callable[[str], None] = _quiet) -> Path:
-    """Bring the lab up and return the descriptor's path. On any failure, tear down what
-    was built, so nothing half-done is left behind."""
+    """Bring the lab up and return the descriptor's path. On any failure, keep the logs of
+    what was started (the one-line error names where), then tear down what was built, so
+    nothing half-done is left behind."""
     options.check()
     preflight(options.ha)
     state = state_dir()
     if is_up(state):
         raise LabError(f"the lab is already up (state in {state}): use it, "
                        "or run `gameday lab down` first")
+    _claim_state_dir(state)
     started = time.monotonic()
+    wall_started = time.time() - 1  # the kernel's audit records are stamped in wall time
     try:
-        state.mkdir(parents=True, exist_ok=True)
         password = secrets.token_urlsafe(18)
         progress("network: bridge, namespaces, veths")
         _network(topo.NAMESPACES if options.ha else topo.BASE_NAMESPACES)
         if options.ha:
             progress("etcd witness, Patroni members: leader in region-1, replica in region-2")
-            _patroni_databases(state, options, password)
+            ha_auth = _patroni_databases(state, options, password)
         else:
             progress("postgresql: primary in region-1, standby in region-2")
             _databases(state, options, password)
+            ha_auth = None
         progress("storefronts")
         _storefronts(state, password)
         progress("global DNS: PowerDNS with LUA ifurlup, unbound resolver")
         _dns(state, options)
-        path = _write_descriptor(state, options, password)
+        path = _write_descriptor(state, options, password, ha_auth)
         progress("warming up DNS health checks")
         _warm_up(state)
     except BaseException as exc:
-        progress("lab up failed: tearing down what was built")
+        kept = _keep_logs(state)
+        progress("lab up failed: tearing down what was built"
+                 + (f" (the logs are kept in {kept})" if kept else ""))
+        denied = apparmor.denied_line(lab_programs(), since=wall_started) \
+            if isinstance(exc, Exception) else None
         down()
+        where = f"; the lab's logs are kept in {kept}" if kept else ""
+        if denied:
+            raise LabError(f"lab up failed: {denied}{where}") from exc
         if isinstance(exc, psycopg.Error):
             raise LabError(f"lab up failed: a lab database answered {_cause(exc)}: "
-                           "run `gameday lab up` again") from None
+                           f"run `gameday lab up` again{where}") from None
+        if isinstance(exc, LabError):
+            raise LabError(f"{exc}{where}") from None
         raise
+    denied = apparmor.denied_line(lab_programs(), since=wall_started)
+    if denied:  # up all the same (a denied log file, say): said, not fatal
+        progress(f"warning: {denied}")
     progress(f"lab up in {time.monotonic() - started:.1f} s")
     return path
+
+
+def lab_programs() -> list[str]:
+    """The programs the lab runs, as a profile or a denial record names them."""
+    programs = [*REQUIRED_PROGRAMS, *HA_PROGRAMS, sys.executable]
+    with contextlib.suppress(LabError):
+        programs.append(str(pg_bindir() / "postgres"))
+    return programs
+
+
+def _keep_logs(state: Path) -> Path | None:
+    """A copy of the lab's logs outside the state directory, which `down` removes: what a
+    failed `lab up` started said is all there is to read about why."""
+    logs = state / "logs"
+    if not logs.is_dir() or not any(logs.iterdir()):
+        return None
+    kept = Path(tempfile.mkdtemp(prefix="gameday-lab-up-failed-"))
+    # links followed: unbound's log is a link into its own directory, which `down` removes
+    shutil.copytree(logs, kept, symlinks=False, ignore_dangling_symlinks=True,
+                    dirs_exist_ok=True)
+    return kept
 
 
 def _network(namespaces: tuple[topo.Namespace, ...]) -> None:
@@ -253,8 +366,9 @@ def _pg_run(args: list[str], *, netns: str | None = None, password: str | None =
         timeout=timeout)
 
 
-def write_node_conf(data: Path, *, region: str, replication: str, password: str,
-                    delay_ms: float, standby: bool, fenced: bool = False) -> None:
+def write_node_conf(root: dataroot.DataRoot, *, region: str, replication: str,
+                    password: str, delay_ms: float, standby: bool,
+                    fenced: bool = False) -> None:
     """The node's own settings (gameday-node.conf) and its standby.signal: written at `lab
     up`, and again after every base backup, rewind or fencing (see database.NodeOps)."""
     text = configs.pg_node(region=region, replication=replication, password=password,
@@ -262,21 +376,11 @@ def write_node_conf(data: Path, *, region: str, replication: str, password: str,
     if fenced:
         text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("primary_conninfo"))
         text += "\n# fenced by gameday: a standby with no upstream\nprimary_conninfo = ''\n"
-    path = data / "gameday-node.conf"
-    path.write_text(text)
-    os.chmod(path, 0o600)
-    _chown_pg(path)
-    signal_file = data / "standby.signal"
+    root.write(f"{region}/gameday-node.conf", text)
     if standby:
-        signal_file.touch()
-        _chown_pg(signal_file)
-    elif signal_file.exists():
-        signal_file.unlink()
-
-
-def _chown_pg(path: Path) -> None:
-    pw = pwd.getpwnam(PG_OS_USER)
-    os.chown(path, pw.pw_uid, pw.pw_gid)
+        root.write(f"{region}/standby.signal", "")
+    else:
+        root.unlink(f"{region}/standby.signal")
 
 
 def start_postgres(state: Path, region: str) -> None:
@@ -298,7 +402,7 @@ def wait_port(host: str, port: int, timeout: float, what: str) -> None:
     poll_until(listens, timeout_s=timeout, interval_s=0.05, retry_on=(OSError,),
                interruptible=False,
                error=lambda _: LabError(f"{what} did not listen on {host}:{port} within "
-                                        f"{timeout:.0f} s (see .gameday/logs/)"))
+                                        f"{timeout:.0f} s"))
 
 
 def wait_accepting(host: str, password: str, timeout: float, what: str) -> None:
@@ -310,8 +414,7 @@ def wait_accepting(host: str, password: str, timeout: float, what: str) -> None:
 
     poll_until(accepts, timeout_s=timeout, interval_s=0.05, retry_on=(psycopg.Error,),
                error=lambda last: LabError(f"{what} did not accept connections within "
-                                           f"{timeout:.0f} s ({_cause(last)}; see "
-                                           ".gameday/logs/)"))
+                                           f"{timeout:.0f} s ({_cause(last)})"))
 
 
 def _cause(last: object) -> str:
@@ -326,24 +429,18 @@ def _connect(host: str, password: str, dbname: str = topo.DB_NAME) -> psycopg.Co
 
 
 def _databases(state: Path, options: LabOptions, password: str) -> None:
-    root = pg_data_root(state)
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)
-    _chown_pg(root)
+    root = _new_data_root(state)
     r1, r2 = root / "region-1", root / "region-2"
-    pwfile = root / ".pwfile"
-    pwfile.write_text(password + "\n")
-    _chown_pg(pwfile)
-    os.chmod(pwfile, 0o600)
-    _pg_run(["initdb", "-D", str(r1), f"--username={topo.DB_USER}", f"--pwfile={pwfile}",
-             "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
-    pwfile.unlink()
-    (r1 / "pg_hba.conf").write_text(configs.pg_hba())
-    with open(r1 / "postgresql.conf", "a") as conf:
-        conf.write(configs.pg_common(options.replication))
+    root.write(".pwfile", password + "\n")
+    _pg_run(["initdb", "-D", str(r1), f"--username={topo.DB_USER}",
+             f"--pwfile={root / '.pwfile'}", "--auth=scram-sha-256", "--encoding=UTF8",
+             "--locale=C.UTF-8"])
+    root.unlink(".pwfile")
+    root.write("region-1/pg_hba.conf", configs.pg_hba())
+    root.write("region-1/postgresql.conf", configs.pg_common(options.replication), append=True)
     # async until the standby streams: a synchronous primary without its standby would
     # block CREATE DATABASE forever
-    write_node_conf(r1, region="region-1", replication="async", password=password,
+    write_node_conf(root, region="region-1", replication="async", password=password,
                     delay_ms=options.inter_region_delay_ms, standby=False)
     start_postgres(state, "region-1")
     # listening is not accepting: "the database system is starting up" for a moment more
@@ -363,13 +460,13 @@ def _databases(state: Path, options: LabOptions, password: str) -> None:
     _pg_run(["pg_basebackup", "-h", "127.0.0.1", "-p", str(topo.PROXY_PORT), "-U", topo.DB_USER,
              "-D", str(r2), "-X", "stream", "-c", "fast"],
             netns=topo.REGION_2.name, password=password, timeout=120)
-    write_node_conf(r2, region="region-2", replication=options.replication, password=password,
-                    delay_ms=options.inter_region_delay_ms, standby=True)
+    write_node_conf(root, region="region-2", replication=options.replication,
+                    password=password, delay_ms=options.inter_region_delay_ms, standby=True)
     start_postgres(state, "region-2")
     wait_port(topo.address("region-2"), topo.DB_PORT, 30, "PostgreSQL in region-2")
     wait_streaming(password, standby="region-2", timeout=30)
-    write_node_conf(r1, region="region-1", replication=options.replication, password=password,
-                    delay_ms=options.inter_region_delay_ms, standby=False)
+    write_node_conf(root, region="region-1", replication=options.replication,
+                    password=password, delay_ms=options.inter_region_delay_ms, standby=False)
     with _connect(topo.address("region-1"), password) as conn:
         conn.execute("SELECT pg_reload_conf()")
 
@@ -403,20 +500,19 @@ def start_etcd_proxy(state: Path, region: str, delay_ms: float, *, wait: bool = 
                       f"etcd proxy in {region}")
 
 
-def _patroni_databases(state: Path, options: LabOptions, password: str) -> None:
+def _patroni_databases(state: Path, options: LabOptions,
+                       password: str) -> patroni_profile.Credentials:
     """The autonomous-HA profile: etcd in the witness, both regions' paths to it and to each
     other, Patroni bootstraps region-1 (the storefront's database and schema then), region-2
-    joins as its replica (synchronous in a sync lab)."""
-    root = pg_data_root(state)
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)
-    _chown_pg(root)
-    pw = pwd.getpwnam(PG_OS_USER)
-    patroni_profile.write_configs(state=state, data_root=root, replication=options.replication,
+    joins as its replica (synchronous in a sync lab). Returns the profile's passwords."""
+    root = _new_data_root(state)
+    credentials = patroni_profile.Credentials.new()
+    patroni_profile.write_configs(state=state, root=root, replication=options.replication,
                                   password=password, bindir=pg_bindir(),
-                                  options=options.patroni, owner=(pw.pw_uid, pw.pw_gid))
+                                  options=options.patroni, credentials=credentials)
     patroni_profile.start_etcd(state)
     wait_port(topo.WITNESS.addresses[0], topo.ETCD_PORT, 20, "etcd in the witness")
+    patroni_profile.enable_etcd_auth(credentials)
     for region in ("region-1", "region-2"):
         start_delay_proxy(state, region, options.inter_region_delay_ms, wait=False)
         start_etcd_proxy(state, region, options.inter_region_delay_ms, wait=False)
@@ -424,19 +520,20 @@ def _patroni_databases(state: Path, options: LabOptions, password: str) -> None:
         _wait_port_in(topo.REGIONS[region].name, topo.PROXY_PORT, 10, f"delay proxy in {region}")
         _wait_port_in(topo.REGIONS[region].name, topo.ETCD_PROXY_PORT, 10,
                       f"etcd proxy in {region}")
-    patroni_profile.start_member(state, "region-1", PG_OS_USER)
-    patroni_profile.wait_role(topo.address("region-1"), "primary", 60)
+    patroni_profile.start_member(state, root.path, "region-1", PG_OS_USER)
+    patroni_profile.wait_role(state, "region-1", "primary", 60)
     wait_accepting(topo.address("region-1"), password, 30, "PostgreSQL in region-1")
     with _connect(topo.address("region-1"), password, "postgres") as conn:
         conn.execute(f"CREATE DATABASE {topo.DB_NAME}")
     schema = resources.files("gameday.labs").joinpath("storefront.sql").read_text()
     with _connect(topo.address("region-1"), password) as conn:
         conn.execute(schema)
-    patroni_profile.start_member(state, "region-2", PG_OS_USER)
-    patroni_profile.wait_role(topo.address("region-2"), "replica", 120)
+    patroni_profile.start_member(state, root.path, "region-2", PG_OS_USER)
+    patroni_profile.wait_role(state, "region-2", "replica", 120)
     wait_streaming(password, standby="region-2", timeout=60)
     if options.replication == "sync":
         _wait_synchronous(password, standby="region-2", timeout=30)
+    return credentials
 
 
 def _wait_synchronous(password: str, *, standby: str, timeout: float) -> None:
@@ -485,14 +582,16 @@ def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
 
 
 def start_storefront(state: Path, region: str, password: str) -> None:
-    dsn = (f"host=127.0.0.1 port={topo.DB_PORT} dbname={topo.DB_NAME} user={topo.DB_USER} "
-           f"password={password} connect_timeout=1")
+    # psycopg.connect's keyword arguments, as JSON in the environment (never argv): no
+    # connection string to quote, so no character of the password can add a keyword
+    params = {"host": "127.0.0.1", "port": topo.DB_PORT, "dbname": topo.DB_NAME,
+              "user": topo.DB_USER, "password": password}
     Processes(state).start(
         f"storefront-{region}",
         [sys.executable, "-m", "gameday.labs.storefront", "--region", region,
          "--port", str(topo.STOREFRONT_PORT)],
         netns=topo.REGIONS[region].name,
-        env={"STOREFRONT_DSN": dsn, "PYTHONPATH": _package_root()},
+        env={"STOREFRONT_CONNECT": json.dumps(params), "PYTHONPATH": _package_root()},
     )
 
 
@@ -516,14 +615,36 @@ def _dns(state: Path, options: LabOptions) -> None:
         configs.pdns_conf(str(state), health_interval_s=options.health_interval_s))
     (dns_dir / "named.conf").write_text(configs.named_conf(str(state)))
     (dns_dir / f"{topo.ZONE}.zone").write_text(configs.zone(ttl_s=options.dns_ttl_s))
-    (dns_dir / "unbound.conf").write_text(configs.unbound_conf(str(state)))
     procs = Processes(state)
     procs.start("pdns", ["pdns_server", f"--config-dir={dns_dir}"], netns=topo.DNS.name)
-    procs.start("unbound", ["unbound", "-d", "-c", str(dns_dir / "unbound.conf")],
-                netns=topo.DNS.name)
+    start_unbound(state)
 
 
-def _write_descriptor(state: Path, options: LabOptions, password: str) -> Path:
+def unbound_argv() -> list[str]:
+    """unbound in the foreground on the lab's config (configs.UNBOUND_DIR)."""
+    return ["unbound", "-d", "-c", str(configs.UNBOUND_DIR / "unbound.conf")]
+
+
+def start_unbound(state: Path) -> None:
+    """The resolver, with every file it opens in configs.UNBOUND_DIR, where the unbound
+    package's AppArmor profile lets it read and write. Its log is written there too, through
+    <state>/logs/unbound.log, a link: the profile checks the file's real path, also for the
+    output it inherits."""
+    directory = configs.UNBOUND_DIR
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    (directory / "unbound.conf").write_text(configs.unbound_conf(str(directory)))
+    log = directory / "unbound.log"
+    log.touch()
+    procs = Processes(state)
+    procs.log_dir.mkdir(parents=True, exist_ok=True)
+    link = procs.log_dir / "unbound.log"
+    link.unlink(missing_ok=True)
+    link.symlink_to(log)
+    procs.start("unbound", unbound_argv(), netns=topo.DNS.name)
+
+
+def _write_descriptor(state: Path, options: LabOptions, password: str,
+                      ha_auth: patroni_profile.Credentials | None) -> Path:
     data = {
         "schema": descriptor.SCHEMA_ID,
         "lab": "netns",
@@ -564,7 +685,9 @@ def _write_descriptor(state: Path, options: LabOptions, password: str) -> Path:
         data["ha"] = {
             "manager": "patroni", "scope": topo.PATRONI_SCOPE,
             "dcs": {"kind": "etcd3", "address": topo.WITNESS.addresses[0],
-                    "port": topo.ETCD_PORT, "namespace": topo.PATRONI_NAMESPACE},
+                    "port": topo.ETCD_PORT, "namespace": topo.PATRONI_NAMESPACE,
+                    **({"username": patroni_profile.ETCD_READER,
+                        "password": ha_auth.etcd_reader} if ha_auth else {})},
             "ttl_s": p.ttl_s, "loop_wait_s": p.loop_wait_s,
             "retry_timeout_s": p.retry_timeout_s,
             "maximum_lag_on_failover": p.maximum_lag_on_failover,
@@ -598,7 +721,7 @@ def _warm_up(state: Path, timeout: float = 20.0) -> None:
 
         def silent(_: object, server: str = server) -> LabError:
             return LabError(f"DNS at {server} did not answer {topo.GLOBAL_NAME} = {want} "
-                            f"within {timeout:.0f} s (see {state}/logs/pdns.log)")
+                            f"within {timeout:.0f} s (pdns.log says why)")
 
         poll_until(answers, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
                    retry_on=(OSError, dns.exception.DNSException), interruptible=False,
@@ -609,16 +732,20 @@ def _warm_up(state: Path, timeout: float = 20.0) -> None:
 
 
 def down(*, progress: Callable[[str], None] = _quiet) -> list[str]:
-    """Remove everything the lab made. Safe to run twice and after a failed `up`."""
+    """Remove everything the lab made. Safe to run twice and after a failed `up`. Of the
+    files, only what `up` marked as the lab's own: the state directory with its mark, and
+    the data root that mark records."""
     state = state_dir()
     removed: list[str] = []
     procs = Processes(state)
+    mark = _mark(state)
+    root = data_root(state)
     # Patroni first (it would start its PostgreSQL again), then the postmasters it leaves,
     # then the scripted lab's databases with a fast shutdown, then everything else
-    pg_root = pg_data_root(state)
     for region in topo.REGIONS:
+        data = root / region if root else state / "no-data-root"
         if f"patroni-{region}" in procs.names() and \
-                patroni_profile.stop_member(state, pg_root / region, region):
+                patroni_profile.stop_member(state, data, region):
             removed.append(f"process patroni-{region}")
     order = sorted(procs.names(), key=lambda n: (not n.startswith("postgres"), n))
     for name in order:
@@ -645,14 +772,35 @@ def down(*, progress: Callable[[str], None] = _quiet) -> list[str]:
     if _link_exists(topo.BRIDGE):
         run(["ip", "link", "delete", topo.BRIDGE], check=False)
         removed.append(f"bridge {topo.BRIDGE}")
-    if pg_root.exists() and not str(pg_root).startswith(str(state)):
-        shutil.rmtree(pg_root, ignore_errors=True)
-        removed.append(str(pg_root))
-    if state.exists():
-        shutil.rmtree(state, ignore_errors=True)
-        removed.append(str(state))
+    if configs.UNBOUND_DIR.exists():
+        shutil.rmtree(configs.UNBOUND_DIR, ignore_errors=True)
+        removed.append(str(configs.UNBOUND_DIR))
     for item in removed:
         progress(f"removed {item}")
+    if root is not None:
+        try:
+            if root.remove():
+                removed.append(str(root.path))
+                progress(f"removed {root.path}")
+        except (LabError, OSError) as exc:
+            progress(f"left {root.path} in place: {exc}")
+    if mark is None:
+        if state.exists():
+            progress(f"left {state} in place: `lab up` did not mark it as the lab's own "
+                     f"(no {OWN_MARK} in it); remove it yourself if it is")
+    elif mark.get("created"):
+        shutil.rmtree(state, ignore_errors=True)
+        removed.append(str(state))
+        progress(f"removed {state}")
+    else:
+        # an empty directory the lab was given: empty again, and kept
+        for entry in list(state.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        removed.append(f"everything in {state}")
+        progress(f"removed everything in {state}")
     return removed
 
 
@@ -679,8 +827,10 @@ def _kill_leftovers_in(netns: str) -> None:
 def status() -> dict[str, Any]:
     state = state_dir()
     procs = Processes(state)
+    root = data_root(state)
     return {
         "state_dir": str(state),
+        "data_root": str(root.path) if root else None,
         "descriptor": str(state / "lab.json") if (state / "lab.json").exists() else None,
         "namespaces": existing_namespaces(),
         "bridge": _link_exists(topo.BRIDGE),

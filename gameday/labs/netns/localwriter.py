@@ -7,11 +7,12 @@ with any server notice, to a file. A statement timeout turns a commit stuck wait
 unreachable synchronous standby into the "committed locally" acknowledgement that real
 applications get.
 
-Run: LOCAL_WRITER_DSN=... python -m gameday.labs.netns.localwriter ACK_FILE [INTERVAL_S]
+Run: LOCAL_WRITER_CONNECT='{"host": ...}' python -m gameday.labs.netns.localwriter ACK_FILE [INTERVAL_S]
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ import psycopg
 def main(argv: list[str]) -> None:
     ack_file = argv[0]
     interval = float(argv[1]) if len(argv) > 1 else 0.01
-    dsn = os.environ["LOCAL_WRITER_DSN"]
+    params = json.loads(os.environ["LOCAL_WRITER_CONNECT"])  # psycopg.connect's keywords
     running = True
 
     def stop(*_: object) -> None:
@@ -39,8 +40,8 @@ def main(argv: list[str]) -> None:
         while running:
             if conn is None:
                 try:
-                    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=1,
-                                           options="-c statement_timeout=1000")
+                    conn = psycopg.connect(**{**params, "connect_timeout": 1},
+                                           autocommit=True, options="-c statement_timeout=1000")
                     conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
                 except psycopg.Error:
                     time.sleep(0.1)

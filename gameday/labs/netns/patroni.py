@@ -14,14 +14,22 @@ Why these choices:
   and stopped by that pid.
 - `synchronous_mode` when the lab is `sync`; `maximum_lag_on_failover` bounds what an
   asynchronous failover may lose (Patroni refuses to promote a replica further behind).
+- The witness's etcd and the members' REST APIs are reachable from the host (gameday samples
+  the leader key there, and `patronictl` runs there), so both ask for a password: etcd for
+  every request (Patroni and patronictl as etcd's root user, gameday as a user that may
+  only read Patroni's keys), the REST API for every request that changes something.
+- Each member's configuration lives in the lab's data root (dataroot.py), where the
+  postgres user, which runs Patroni, can read it wherever the checkout is.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -30,8 +38,13 @@ from typing import Any
 from gameday.errors import ConfigError, LabError
 from gameday.labs.netns import configs
 from gameday.labs.netns import topology as topo
+from gameday.labs.netns.dataroot import DataRoot
 from gameday.labs.netns.processes import Processes, is_zombie
 from gameday.poll import poll_until
+
+ETCD_ROOT = "root"  # etcd's own name for its administrator: Patroni and patronictl use it
+ETCD_READER = "gameday-reader"  # may only read Patroni's keys: the descriptor's DCS user
+RESTAPI_USER = "gameday"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -53,12 +66,32 @@ class PatroniOptions:
             raise ConfigError("--patroni-max-lag must be >= 0 bytes")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """The profile's passwords, new for each `lab up`."""
+
+    etcd_root: str = dataclasses.field(repr=False)
+    etcd_reader: str = dataclasses.field(repr=False)
+    restapi: str = dataclasses.field(repr=False)
+
+    @classmethod
+    def new(cls) -> Credentials:
+        return cls(etcd_root=secrets.token_urlsafe(18), etcd_reader=secrets.token_urlsafe(18),
+                   restapi=secrets.token_urlsafe(18))
+
+
 def directory(state: Path) -> Path:
     return state / "patroni"
 
 
-def member_config(*, state: Path, data_root: Path, region: str, replication: str,
-                  password: str, bindir: Path, options: PatroniOptions) -> dict[str, Any]:
+def member_config_name(region: str) -> str:
+    """The member's configuration file, in the data root."""
+    return f"patroni-{region}.yml"
+
+
+def member_config(*, data_root: Path, region: str, replication: str, password: str,
+                  bindir: Path, options: PatroniOptions,
+                  credentials: Credentials) -> dict[str, Any]:
     """Patroni's YAML (written as JSON, which YAML reads) for the member in `region`."""
     address = topo.address(region)
     return {
@@ -67,8 +100,11 @@ def member_config(*, state: Path, data_root: Path, region: str, replication: str
         "name": region,
         "log": {"level": "INFO"},
         "restapi": {"listen": f"{address}:{topo.PATRONI_PORT}",
-                    "connect_address": f"{address}:{topo.PATRONI_PORT}"},
-        "etcd3": {"hosts": [f"127.0.0.1:{topo.ETCD_PROXY_PORT}"]},
+                    "connect_address": f"{address}:{topo.PATRONI_PORT}",
+                    "authentication": {"username": RESTAPI_USER,
+                                       "password": credentials.restapi}},
+        "etcd3": {"hosts": [f"127.0.0.1:{topo.ETCD_PROXY_PORT}"],
+                  "username": ETCD_ROOT, "password": credentials.etcd_root},
         "bootstrap": {
             "dcs": {
                 "ttl": options.ttl_s,
@@ -107,31 +143,63 @@ def member_config(*, state: Path, data_root: Path, region: str, replication: str
 
 def ctl_config(state: Path) -> Path:
     """patronictl's configuration, for a person or a `promotion: command` step on the
-    machine (it reaches the witness over the bridge, and the members' REST APIs)."""
+    machine (it reaches the witness over the bridge, and the members' REST APIs). It holds
+    etcd's root password: root's alone (0600)."""
     return directory(state) / "patronictl.yml"
 
 
-def write_configs(*, state: Path, data_root: Path, replication: str, password: str,
-                  bindir: Path, options: PatroniOptions, owner: tuple[int, int]) -> None:
-    d = directory(state)
-    d.mkdir(parents=True, exist_ok=True)
-    os.chmod(d, 0o755)
+def write_configs(*, state: Path, root: DataRoot, replication: str, password: str,
+                  bindir: Path, options: PatroniOptions, credentials: Credentials) -> None:
     for region in topo.REGIONS:
-        path = d / f"{region}.yml"
-        path.write_text(json.dumps(member_config(
-            state=state, data_root=data_root, region=region, replication=replication,
-            password=password, bindir=bindir, options=options), indent=2))
-        os.chmod(path, 0o600)
-        os.chown(path, *owner)
-        sockets = data_root / f"sockets-{region}"
-        sockets.mkdir(parents=True, exist_ok=True)
-        os.chown(sockets, *owner)
+        root.write(member_config_name(region), json.dumps(member_config(
+            data_root=root.path, region=region, replication=replication, password=password,
+            bindir=bindir, options=options, credentials=credentials), indent=2))
+        root.mkdir(f"sockets-{region}")
+    d = directory(state)
+    d.mkdir(mode=0o700, exist_ok=True)
     ctl = ctl_config(state)
-    ctl.write_text(json.dumps({
-        "scope": topo.PATRONI_SCOPE, "namespace": topo.PATRONI_NAMESPACE,
-        "etcd3": {"hosts": [f"{topo.WITNESS.addresses[0]}:{topo.ETCD_PORT}"]},
-    }, indent=2))
-    os.chmod(ctl, 0o644)
+    fd = os.open(ctl, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({
+            "scope": topo.PATRONI_SCOPE, "namespace": topo.PATRONI_NAMESPACE,
+            "etcd3": {"hosts": [f"{topo.WITNESS.addresses[0]}:{topo.ETCD_PORT}"],
+                      "username": ETCD_ROOT, "password": credentials.etcd_root},
+            "ctl": {"auth": f"{RESTAPI_USER}:{credentials.restapi}"},
+        }, f, indent=2)
+
+
+def enable_etcd_auth(credentials: Credentials, *, timeout_s: float = 5.0) -> None:
+    """etcd's root user for Patroni, a reader of Patroni's keys for gameday, then
+    authentication on: from here on nobody without a password reads or changes the DCS."""
+    import httpx
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    prefix = topo.PATRONI_NAMESPACE
+    # the end of the key range `prefix`*: its last byte plus one ("/service/" -> "/service0")
+    range_end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    steps = [
+        ("user/add", {"name": ETCD_ROOT, "password": credentials.etcd_root}),
+        ("user/grant", {"user": ETCD_ROOT, "role": "root"}),
+        ("role/add", {"name": ETCD_READER}),
+        ("role/grant", {"name": ETCD_READER, "perm": {"permType": "READ", "key": b64(prefix),
+                                                      "range_end": b64(range_end)}}),
+        ("user/add", {"name": ETCD_READER, "password": credentials.etcd_reader}),
+        ("user/grant", {"user": ETCD_READER, "role": ETCD_READER}),
+        ("enable", {}),
+    ]
+    base = f"http://{topo.WITNESS.addresses[0]}:{topo.ETCD_PORT}/v3/auth/"
+    with httpx.Client(timeout=timeout_s, trust_env=False) as client:
+        for path, body in steps:
+            try:
+                resp = client.post(base + path, json=body)
+            except httpx.HTTPError as exc:
+                raise LabError(f"etcd in the witness did not answer auth/{path} "
+                               f"({type(exc).__name__})") from None
+            if resp.status_code != 200:
+                raise LabError(f"etcd in the witness refused auth/{path}: HTTP "
+                               f"{resp.status_code} {resp.text[:200]!r}")
 
 
 def start_etcd(state: Path) -> None:
@@ -149,9 +217,9 @@ def start_etcd(state: Path) -> None:
     ], netns=topo.WITNESS.name)
 
 
-def start_member(state: Path, region: str, user: str) -> None:
+def start_member(state: Path, data_root: Path, region: str, user: str) -> None:
     Processes(state).start(f"patroni-{region}",
-                           ["patroni", str(directory(state) / f"{region}.yml")],
+                           ["patroni", str(data_root / member_config_name(region))],
                            netns=topo.REGIONS[region].name, user=user)
 
 
@@ -197,18 +265,24 @@ def stop_member(state: Path, data: Path, region: str, *, timeout: float = 30.0) 
     return stopped
 
 
-def wait_role(address: str, role: str, timeout: float) -> None:
+def wait_role(state: Path, region: str, role: str, timeout: float) -> None:
     """Until the member's REST API answers `role` ('primary' or 'replica') with 200: what
     Patroni itself believes, as a readiness check of the lab (the drill measures the
-    databases, never this)."""
+    databases, never this). A member that exits fails the wait at once, quoting its log."""
     import urllib.error
     import urllib.request
 
+    address = topo.address(region)
     url = f"http://{address}:{topo.PATRONI_PORT}/{role}"
+    procs = Processes(state)
+    log = procs.log_dir / f"patroni-{region}.log"
     last = "no answer"
 
     def ready() -> bool:
         nonlocal last
+        if not procs.alive(f"patroni-{region}"):
+            raise LabError(f"Patroni in {region} exited before it reported {role}"
+                           + _last_error(log))
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (lab address)
                 return bool(resp.status == 200)
@@ -220,4 +294,33 @@ def wait_role(address: str, role: str, timeout: float) -> None:
 
     poll_until(ready, timeout_s=timeout, interval_s=0.2, interruptible=False,
                error=lambda _: LabError(f"Patroni at {address} did not report {role} within "
-                                        f"{timeout:.0f} s ({last}; see .gameday/logs/)"))
+                                        f"{timeout:.0f} s ({last})" + _last_error(log)))
+
+
+# what a member's log says when it fails, most telling first: PostgreSQL's own FATAL or PANIC
+# (the cause: a bad setting, a port taken), Patroni's CRITICAL or ERROR, then the last line
+# of a traceback (Patroni's own exit, "Failed to bootstrap cluster", comes last and says less)
+ERROR_MARKS = (("FATAL:", "PANIC:"), ("CRITICAL:", "ERROR:"), ("Error:", "Exception:"))
+
+
+def last_error(log: Path, *, tail_bytes: int = 65536) -> str | None:
+    """The most telling recent error line of a member's log (its PostgreSQL's stderr is in
+    it), for the one-line error of a member that did not come up."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - tail_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for marks in ERROR_MARKS:
+        for line in reversed(lines):
+            if any(mark in line for mark in marks):
+                text = " ".join(line.split())
+                return text if len(text) <= 300 else text[:297] + "..."
+    return None
+
+
+def _last_error(log: Path) -> str:
+    line = last_error(log)
+    return f"; its last error: {line}" if line else ""

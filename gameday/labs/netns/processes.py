@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import signal as signals
+import stat
 import subprocess
 import time
 from collections.abc import Sequence
@@ -28,6 +30,67 @@ def command(argv: Sequence[str], *, netns: str | None = None, user: str | None =
     if user:
         cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
     return cmd + list(argv)
+
+
+def _cwd(user: str | None, cwd: str | None) -> str | None:
+    """A program run as another user starts in `/` unless told otherwise: it may not be
+    able to enter ours (a checkout in a 0700 home directory), and some fail then. Patroni
+    starts PostgreSQL through a `spawn` multiprocessing child, which changes into its
+    parent's working directory first and dies when it cannot."""
+    return cwd if cwd is not None or user is None else "/"
+
+
+def unreachable(path: Path, user: str, *, read: bool = True,
+                execute: bool = False) -> str | None:
+    """Why `user` cannot reach `path` (read it, and run or search it when `execute`), None
+    when it can: the first directory on the way it may not search, or the mode of `path`
+    itself. Decided
+    from the modes, owners and groups, as the kernel does without ACLs, for the path as
+    given and for the one its links lead to."""
+    pw = pwd.getpwnam(user)
+    groups = set(os.getgrouplist(user, pw.pw_gid))
+
+    def allowed(st: os.stat_result, bit: int) -> bool:
+        """`bit` is the "other" permission bit (4 read, 1 search/execute)."""
+        if st.st_uid == pw.pw_uid:
+            return bool(st.st_mode & (bit << 6))
+        if st.st_gid in groups:
+            return bool(st.st_mode & (bit << 3))
+        return bool(st.st_mode & bit)
+
+    for candidate in dict.fromkeys([Path(os.path.abspath(path)), Path(os.path.realpath(path))]):
+        for parent in reversed(candidate.parents):
+            try:
+                st = parent.stat()
+            except OSError as exc:
+                return f"{parent}: {exc.strerror}"
+            if not allowed(st, 1):
+                return (f"{parent} is mode {stat.S_IMODE(st.st_mode):04o}, owned by "
+                        f"{_name(st.st_uid)}:{_group(st.st_gid)}")
+        try:
+            st = candidate.stat()
+        except OSError as exc:
+            return f"{candidate}: {exc.strerror}"
+        if (read and not allowed(st, 4)) or (execute and not allowed(st, 1)):
+            return (f"{candidate} is mode {stat.S_IMODE(st.st_mode):04o}, owned by "
+                    f"{_name(st.st_uid)}:{_group(st.st_gid)}")
+    return None
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def _start_time(pid: int) -> int | None:
@@ -80,7 +143,7 @@ class Processes:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env={**os.environ, **(env or {})},
-                cwd=cwd,
+                cwd=_cwd(user, cwd),
             )
         record = {"pid": proc.pid, "start_time": _start_time(proc.pid), "argv": cmd}
         tmp = self.pid_dir / f".{name}.json.tmp"
@@ -168,7 +231,7 @@ def run(argv: Sequence[str], *, netns: str | None = None, user: str | None = Non
     cmd = command(argv, netns=netns, user=user)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, input=input, timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {})}, cwd=_cwd(user, None),
     )
     if check and proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()

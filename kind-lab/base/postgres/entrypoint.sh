@@ -12,10 +12,13 @@
 #            its storefront fails /healthz). An empty volume does not start PostgreSQL at all.
 # To change a region's role: patch the ConfigMap, then delete pod postgres-0 (the kubernetes
 # driver does both for the game day).
+# GAMEDAY_DB_CONFIG moves the role directory (the test that runs this script on a host,
+# tests/integration/test_kind_postgres_entrypoint.py); the pod leaves it unset.
 set -euo pipefail
 
-role=$(cat /etc/gameday-db/role)
-primary_host=$(cat /etc/gameday-db/primary_host 2>/dev/null || true)
+role_dir=${GAMEDAY_DB_CONFIG:-/etc/gameday-db}
+role=$(cat "$role_dir/role")
+primary_host=$(cat "$role_dir/primary_host" 2>/dev/null || true)
 : "${PGDATA:?}" "${POSTGRES_USER:?}" "${POSTGRES_PASSWORD:?}"
 export PGPASSWORD=$POSTGRES_PASSWORD
 fenced_marker=$PGDATA/gameday.fenced
