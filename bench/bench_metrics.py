@@ -62,15 +62,16 @@ sys.path.insert(0, str(ROOT))
 from gameday.measure import timeline  # noqa: E402
 
 TARGET_MB = 500.0
-# report CPU time / floor CPU time, by length: 1.25 x the worst of the runs that chose
-# them, rounded up, on this project's 2-core machine shared with other test runs (load
-# 3-5). 1 h: 10 runs, 2.03-2.28 (median 2.11); 8 h: 5 runs, 1.77-1.95 (median 1.82). The
-# margin is twice the widest spread seen in a set of runs (its worst 1.12 x its best),
-# and a report a third slower than the median fails.
-RATIO_TARGETS = {1.0: 2.9, 8.0: 2.5}
+# report CPU time / floor CPU time, by length: 1.15 x the worst of the runs that chose
+# them, rounded up to 0.1, on this project's 2-core machine shared with other helpers'
+# test runs (load 2-5). 1 h: 5 invocations, 17 runs, 1.68-2.65 (median 2.17); 8 h: 5 runs
+# in 2 invocations, 1.75-1.95 (median 1.84). The worst 1 h run lay 22% above its median,
+# with the load at 4-5; 15% above the worst leaves room for one more such burst, while a
+# report 43% (1 h) or 25% (8 h) slower than the median fails in every run.
+RATIO_TARGETS = {1.0: 3.1, 8.0: 2.3}
 # `--check`: the 1 h ratio may grow to this many times the committed baseline (the median
 # of the 1 h runs above) before `make test` fails
-CHECK_BASELINE = 2.11
+CHECK_BASELINE = 2.17
 CHECK_FACTOR = 1.5
 # the summary rounds times to 0.1 ms; a wrong sample picked is 50 ms off
 TOLERANCE_S = 0.001
