@@ -21,12 +21,14 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import IO
 
 import psycopg.conninfo
 
@@ -42,27 +44,39 @@ LAB_LOCK_WAIT_S = 1800
 @contextlib.contextmanager
 def lab_lock() -> Iterator[None]:
     """Hold /run/gameday-lab.lock, waiting for whoever holds it (a test session, another
-    benchmark) for up to LAB_LOCK_WAIT_S."""
+    benchmark) for up to LAB_LOCK_WAIT_S. The wait is a blocking flock, so a benchmark
+    queues with the others that wait (a test session's flock): one that polled lost the
+    lock to them every time it came free."""
     with LAB_LOCK.open("a") as handle:
-        deadline = time.monotonic() + LAB_LOCK_WAIT_S
-        told = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    sys.exit(f"{LAB_LOCK} held by someone else for {LAB_LOCK_WAIT_S} s: "
-                             "wait for their lab to go down, then run the benchmark again")
-                if not told:
-                    print(f"waiting for {LAB_LOCK} (another lab is up: a test run or a "
-                          "benchmark)", flush=True)
-                    told = True
-                time.sleep(1)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {LAB_LOCK} (another lab is up: a test run or a benchmark)",
+                  flush=True)
+            _wait_for(handle)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _wait_for(handle: IO[str]) -> None:
+    """A blocking flock on `handle`, given up after LAB_LOCK_WAIT_S (an alarm interrupts
+    it: benchmarks take the lock in their main thread)."""
+
+    def give_up(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError
+
+    before = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(LAB_LOCK_WAIT_S)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except TimeoutError:
+        sys.exit(f"{LAB_LOCK} held by someone else for {LAB_LOCK_WAIT_S} s: "
+                 "wait for their lab to go down, then run the benchmark again")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
 
 
 @contextlib.contextmanager
