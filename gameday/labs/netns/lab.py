@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 
 import gameday
+from gameday import postgres
 from gameday.errors import ConfigError, LabError
 from gameday.labs import descriptor, lock
 from gameday.labs.netns import apparmor, configs, dataroot
@@ -424,8 +425,12 @@ def _cause(last: object) -> str:
 
 
 def _connect(host: str, password: str, dbname: str = topo.DB_NAME) -> psycopg.Connection:
+    """Bounded as the runner's connections are: a statement the lab's own PostgreSQL cannot
+    finish (CREATE DATABASE on a primary waiting for a standby that is not there) fails
+    `lab up` with its cause instead of hanging it."""
     return psycopg.connect(host=host, port=topo.DB_PORT, user=topo.DB_USER, password=password,
-                           dbname=dbname, autocommit=True, connect_timeout=2)
+                           dbname=dbname, autocommit=True, connect_timeout=2,
+                           **postgres.bounds(statement_timeout_s=postgres.BULK_TIMEOUT_S))
 
 
 def _databases(state: Path, options: LabOptions, password: str) -> None:
