@@ -87,7 +87,7 @@ lint: venv
 # plausible slip at a time in a copy of the tree (mutants/) and runs the unit tests that
 # reach each change; tests/mutation_score.py then prints the score per module and every
 # mutant no test killed, with why it may stay, and fails below 90%. From scratch each time
-# (mutmut does not re-run a survivor when tests change). About 20 minutes on 2 cores, so
+# (mutmut does not re-run a survivor when tests change). 20 to 30 minutes on 2 cores, so
 # not part of `make test`.
 mutate: venv
 	rm -rf mutants
