@@ -4,24 +4,38 @@ lab and a quiet machine; what they decide from their measurements is tested here
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from gameday.measure import timeline
 
-import bench_canary  # noqa: E402
-import bench_metrics  # noqa: E402
-import bench_recorder  # noqa: E402
-from bench_canary import Round, Slice  # noqa: E402
-from bench_recorder import Measured  # noqa: E402
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
-from gameday.measure import timeline  # noqa: E402
+
+def _script(name: str) -> ModuleType:
+    """A benchmark script of this checkout, loaded from its file: bench/ is scripts, not an
+    installed package, so nothing of it is imported by name."""
+    spec = importlib.util.spec_from_file_location(f"bench.{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_canary = _script("bench_canary")
+bench_metrics = _script("bench_metrics")
+bench_recorder = _script("bench_recorder")
+Round, Slice = bench_canary.Round, bench_canary.Slice
+Measured = bench_recorder.Measured
 
 # --- canary ---------------------------------------------------------------------------
 
