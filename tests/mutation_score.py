@@ -118,13 +118,8 @@ _REASONS: dict[str, list[str]] = {
     "which columns a stream copies: reading them all gives the same values, and a name "
     "after the FROM table is an SQL alias": [
         R + f"xǁTimelineǁ_copy__mutmut_{n}" for n in (9, 10, 19)],
-    "float('INF') is float('inf')": [S + "x_compute__mutmut_103"],
-    "every phase is in `instants` (a missing one as an Instant with its reason), so the "
-    "first write is never None": [S + "x_compute__mutmut_170", S + "x_compute__mutmut_175"],
     "read only in a failback, where they are assigned first": [
         S + "x_compute__mutmut_44", S + "x_compute__mutmut_45"],
-    "an entry with the current run's key has its run id, and those are dropped the line "
-    "before": [T + "x_previous__mutmut_16"],
     "None and False are both false where they are tested": [
         T + "x_record__mutmut_7", T + "x_record__mutmut_17"],
     "the temporary file's name: it is renamed over the history at once": [

@@ -35,7 +35,7 @@ from gameday.labs.netns import apparmor, configs, dataroot
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable
-from gameday.postgres.connection import cause
+from gameday.postgres.connection import BULK_TIMEOUT_S, bounds, cause
 
 PG_OS_USER = "postgres"
 
@@ -418,8 +418,12 @@ def wait_accepting(host: str, password: str, timeout: float, what: str) -> None:
 
 
 def _connect(host: str, password: str, dbname: str = topo.DB_NAME) -> psycopg.Connection:
+    """Bounded as the runner's connections are: a statement the lab's own PostgreSQL cannot
+    finish (CREATE DATABASE on a primary waiting for a standby that is not there) fails
+    `lab up` with its cause instead of hanging it."""
     return psycopg.connect(host=host, port=topo.DB_PORT, user=topo.DB_USER, password=password,
-                           dbname=dbname, autocommit=True, connect_timeout=2)
+                           dbname=dbname, autocommit=True, connect_timeout=2,
+                           **bounds(statement_timeout_s=BULK_TIMEOUT_S))
 
 
 def _databases(state: Path, options: LabOptions, password: str) -> None:
