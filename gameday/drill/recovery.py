@@ -161,8 +161,10 @@ def restore_writable_primary(drill: Drill, *, db: Databases | None = None) -> di
 
 def _restore_under_ha(drill: Drill, db: Databases) -> dict[str, Any]:
     """Under an HA manager the manager decides who is primary: gameday never promotes nor
-    makes a database writable behind its back. It starts the members that are down and
-    waits (bounded by the leader key's TTL and a few loops) for exactly one primary."""
+    makes a database writable behind its back. It starts the members that are down, waits
+    (bounded by the leader key's TTL and a few loops) for exactly one primary, then has the
+    lab see that the other member streams from it (re-cloned through the manager when it
+    holds WAL a crashed primary lost: it would never stream again)."""
     lab = drill.lab
     changed: list[str] = []
     for r in lab.regions:
@@ -174,7 +176,16 @@ def _restore_under_ha(drill: Drill, db: Databases) -> dict[str, Any]:
         poll_until(lambda: sum(db.is_writable(lab, r) is True for r in lab.regions) == 1,
                    timeout_s=bound, interval_s=0.2, interruptible=False)
     states = {r.name: db.is_writable(lab, r) for r in lab.regions}
-    if sum(v is True for v in states.values()) != 1:
+    primaries = [r for r in lab.regions if states[r.name] is True]
+    if len(primaries) == 1:
+        try:
+            rejoined = for_region(lab, primaries[0], drill.settings).rejoin_standby(primaries[0])
+        except GamedayError as exc:  # recovery does all it can; the lab's check says the rest
+            logger.error("gameday: the standby of %s does not stream: %s", primaries[0].name, exc)
+        else:
+            if rejoined:
+                changed.append(rejoined)
+    else:
         logger.error("gameday: %s primaries after %.0f s under the HA manager: %s",
                      sum(v is True for v in states.values()), bound, states)
     return {"changed": changed or None, "states": states}

@@ -61,6 +61,11 @@ class DatabaseOps(Protocol):
         """Start a database that is down, as it was left (primary, standby or fenced).
         False when it was already running."""
 
+    def rejoin_standby(self, primary: Region) -> str | None:
+        """Under an HA manager, once `primary` is the one writable region after a recovery:
+        see that the other member streams from it, and have the manager re-clone it when it
+        never can (it holds WAL a crashed primary lost). What was done, or None."""
+
     def failback_unsupported(self, region: Region) -> str | None:
         """Why gameday cannot stop, rewind and start `region`'s database here (its own
         failback needs the lab's fencing contract), or None when it can. Asked before a

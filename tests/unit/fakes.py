@@ -35,6 +35,7 @@ class World:
     fail_revert: set[str] = dataclasses.field(default_factory=set)  # faults whose revert raises
     databases_down: set[str] = dataclasses.field(default_factory=set)
     failback_unsupported: str | None = None
+    rejoined: str | None = None  # what rejoin_standby says it did
 
 
 WORLDS: dict[str, World] = {}
@@ -99,6 +100,10 @@ class FakeDriver:
 
     def failback_unsupported(self, region: Region) -> str | None:
         return self.world.failback_unsupported
+
+    def rejoin_standby(self, primary: Region) -> str | None:
+        self.world.calls.append(("rejoin_standby", primary.name))
+        return self.world.rejoined
 
     def start_database(self, region: Region) -> bool:
         if region.name not in self.world.databases_down:

@@ -239,3 +239,44 @@ def test_recover_exits_non_zero_while_a_fault_stays(lab_file: Path,
     fakes.world(lab_file).fail_revert = set()
     again = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
     assert again.exit_code == 0 and again.stdout == "recover: reverted scale-to-zero on region-1\n"
+
+
+# --- under an HA manager ------------------------------------------------------------------
+
+
+def _ha_lab(tmp_path: Path) -> Path:
+    path = fakes.write_lab(tmp_path)
+    data = json.loads(path.read_text())
+    data["ha"] = {"manager": "patroni", "scope": "s", "ttl_s": 1, "loop_wait_s": 1,
+                  "retry_timeout_s": 1}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_under_ha_the_one_primary_gets_its_standby_back(tmp_path: Path) -> None:
+    """A crashed primary restarted as the leader can have lost WAL its replica holds; the
+    manager leaves that replica following and never streaming. Recovery asks the lab to
+    see the standby stream from the one primary, and says what it did."""
+    lab_file = _ha_lab(tmp_path)
+    world = fakes.world(lab_file)
+    world.rejoined = "re-cloned region-2 through Patroni"
+    db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
+    assert ("rejoin_standby", "region-1") in world.calls
+    assert out["changed"] == ["re-cloned region-2 through Patroni"]
+    assert db.snapshot() == {"region-1": "primary", "region-2": "standby"}  # no promotion
+
+
+def test_under_ha_a_standby_that_cannot_rejoin_does_not_stop_recovery(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from gameday.foundation.errors import LabError
+
+    def fails(self: fakes.FakeDriver, primary: descriptor.Region) -> str | None:
+        raise LabError("region-2 re-cloned by Patroni does not stream from region-1")
+
+    monkeypatch.setattr(fakes.FakeDriver, "rejoin_standby", fails)
+    lab_file = _ha_lab(tmp_path)
+    db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
+    assert out["changed"] is None
+    assert "does not stream from region-1" in caplog.text

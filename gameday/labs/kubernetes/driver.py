@@ -365,6 +365,9 @@ class KubernetesDriver(FaultTable):
     def start_database(self, region: Region) -> bool:
         return self.db.start(region)
 
+    def rejoin_standby(self, primary: Region) -> str | None:
+        return None  # kind-lab runs no HA manager: its failback resyncs the standby itself
+
     def failback_unsupported(self, region: Region) -> str | None:
         """The fencing contract: StatefulSet `postgres` whose role lives in ConfigMap
         `gameday-db` (kind-lab has both); a user's own database has neither."""

@@ -31,7 +31,7 @@ from gameday.foundation.descriptor import Lab, Region
 from gameday.foundation.driver import FaultOps, FaultTable
 from gameday.foundation.errors import ConfigError, LabError, TargetError
 from gameday.foundation.faults import Fault
-from gameday.foundation.poll import poll_until
+from gameday.foundation.poll import poll_until, poll_within
 from gameday.foundation.settings import GamedaySettings
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import patroni as patroni_profile
@@ -40,6 +40,9 @@ from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
+# how long a replica may take to stream again after its leader restarted before gameday
+# asks why (a healthy one reconnects within wal_retrieve_retry_interval, 5 s)
+STANDBY_FOLLOWS_S = 15.0
 
 EGRESS_RULES = """table inet gameday {
     chain output {
@@ -287,6 +290,31 @@ class NetnsDriver(FaultTable):
             return False
         self._start_postgres(region)
         return True
+
+    def rejoin_standby(self, primary: Region) -> str | None:
+        """The HA lab's `_standby_follows`: a member whose PostgreSQL was crashed and
+        restarted as the leader may have lost WAL its replica already holds; Patroni sees
+        a replica following the leader and leaves it so, never streaming. It is re-cloned
+        through Patroni, and only then: a replica still rewinding or starting is Patroni's
+        own business."""
+        if not self.ha:
+            return None
+        other = next(r for r in self.lab.regions if r.name != primary.name)
+
+        def streams() -> bool:
+            return postgres.streams_from(self.lab, primary, other)
+
+        if poll_within(streams, timeout_s=STANDBY_FOLLOWS_S, interval_s=0.2,
+                       interruptible=False) or not postgres.ahead_of(self.lab, other, primary):
+            return None
+        logger.warning("gameday: %s holds WAL the restarted %s lost and cannot stream: "
+                       "re-cloning it through Patroni", other.name, primary.name)
+        patroni_profile.reinit(self.state, other.name)
+        poll_until(streams, timeout_s=60, interval_s=0.2, interruptible=False,
+                   error=lambda last: LabError(f"{other.name} re-cloned by Patroni does not "
+                                               f"stream from {primary.name} within 60 s"))
+        return (f"re-cloned {other.name} through Patroni: it held WAL the restarted "
+                f"{primary.name} had lost")
 
     def failback_unsupported(self, region: Region) -> str | None:
         return None  # the netns lab owns its databases (and, under Patroni, the manager does)

@@ -39,7 +39,7 @@ from gameday.foundation.poll import poll_until, poll_within
 from gameday.labs.netns import configs
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.dataroot import DataRoot
-from gameday.labs.netns.processes import Processes, is_zombie
+from gameday.labs.netns.processes import Processes, is_zombie, run
 
 ETCD_ROOT = "root"  # etcd's own name for its administrator: Patroni and patronictl use it
 ETCD_READER = "gameday-reader"  # may only read Patroni's keys: the descriptor's DCS user
@@ -165,6 +165,14 @@ def write_configs(*, state: Path, root: DataRoot, replication: str, password: st
                       "username": ETCD_ROOT, "password": credentials.etcd_root},
             "ctl": {"auth": f"{RESTAPI_USER}:{credentials.restapi}"},
         }, f, indent=2)
+
+
+def reinit(state: Path, region: str, *, timeout_s: float = 120.0) -> None:
+    """Ask Patroni to re-clone `region`'s member from the leader (`patronictl reinit`):
+    Patroni's own way to bring back a replica that cannot follow, rather than stopping and
+    copying its PostgreSQL behind the manager's back."""
+    run(["patronictl", "-c", str(ctl_config(state)), "reinit", "--force", "--wait",
+         topo.PATRONI_SCOPE, region], timeout=timeout_s)
 
 
 def enable_etcd_auth(credentials: Credentials, *, timeout_s: float = 5.0) -> None:
