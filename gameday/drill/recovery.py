@@ -163,8 +163,8 @@ def _restore_under_ha(drill: Drill, db: Databases) -> dict[str, Any]:
     """Under an HA manager the manager decides who is primary: gameday never promotes nor
     makes a database writable behind its back. It starts the members that are down, waits
     (bounded by the leader key's TTL and a few loops) for exactly one primary, then has the
-    lab see that the other member streams from it (re-cloned through the manager when it
-    holds WAL a crashed primary lost: it would never stream again)."""
+    lab see that the other member streams from it (restarted or re-cloned through the
+    manager when it does not)."""
     lab = drill.lab
     changed: list[str] = []
     for r in lab.regions:

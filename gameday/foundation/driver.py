@@ -63,8 +63,8 @@ class DatabaseOps(Protocol):
 
     def rejoin_standby(self, primary: Region) -> str | None:
         """Under an HA manager, once `primary` is the one writable region after a recovery:
-        see that the other member streams from it, and have the manager re-clone it when it
-        never can (it holds WAL a crashed primary lost). What was done, or None."""
+        see that the other member streams from it, and have the manager restart or re-clone
+        it when it does not. What was done, or None."""
 
     def failback_unsupported(self, region: Region) -> str | None:
         """Why gameday cannot stop, rewind and start `region`'s database here (its own

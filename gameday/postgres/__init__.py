@@ -30,7 +30,6 @@ from gameday.postgres.connection import (
 )
 from gameday.postgres.promotion import Promotion, promote
 from gameday.postgres.replication import (
-    ahead_of,
     checkpoint,
     replay_lag,
     restore_replication_mode,
@@ -50,7 +49,7 @@ from gameday.postgres.role import (
 
 __all__ = [
     "BULK_TIMEOUT_S", "KEEPALIVES", "STATEMENT_TIMEOUT_S", "TCP_USER_TIMEOUT_MS", "Promotion",
-    "Role", "ahead_of", "bounds", "canary_rows", "cause", "checkpoint", "connect", "in_recovery",
+    "Role", "bounds", "canary_rows", "cause", "checkpoint", "connect", "in_recovery",
     "is_primary", "is_writable", "make_read_only", "make_writable_again", "promote",
     "replay_lag", "restore_replication_mode", "role", "standby_streams", "streams_from",
     "wait_replayed",

@@ -54,26 +54,6 @@ def streams_from(lab: Lab, primary: Region, standby: Region, *,
     return bool(rows)
 
 
-def ahead_of(lab: Lab, standby: Region, primary: Region) -> bool:
-    """True when `standby` holds WAL beyond what `primary` has flushed: the primary crashed
-    with a record only partly on disk, cut it off in crash recovery and writes new WAL over
-    that place, so the standby asks to stream from a position the primary has not reached
-    and never streams again (in a sync lab every commit then waits for it). False when
-    either cannot be asked."""
-    try:
-        with connect(lab, standby, "read what it received") as conn:
-            row = conn.execute("SELECT coalesce(pg_last_wal_receive_lsn(), "
-                               "pg_last_wal_replay_lsn())::text").fetchone()
-        if row is None or row[0] is None:
-            return False
-        with connect(lab, primary, "compare its WAL with its standby's") as conn:
-            diff = conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_current_wal_flush_lsn())",
-                                (row[0],)).fetchone()
-    except (TargetError, psycopg.Error):
-        return False
-    return diff is not None and diff[0] is not None and float(diff[0]) > 0
-
-
 def replay_lag(lab: Lab, primary: Region, standby: Region) -> tuple[float, float | None] | None:
     """(bytes not replayed, replay lag in seconds) of `standby` as `primary` sees it; None
     when the primary has no such standby."""

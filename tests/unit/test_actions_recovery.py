@@ -254,16 +254,16 @@ def _ha_lab(tmp_path: Path) -> Path:
 
 
 def test_under_ha_the_one_primary_gets_its_standby_back(tmp_path: Path) -> None:
-    """A crashed primary restarted as the leader can have lost WAL its replica holds; the
-    manager leaves that replica following and never streaming. Recovery asks the lab to
-    see the standby stream from the one primary, and says what it did."""
+    """Seen after a runner killed mid-outage and `gameday recover`: Patroni reported the
+    replica following the leader while its PostgreSQL never streamed again. Recovery asks
+    the lab to see the standby stream from the one primary, and says what it did."""
     lab_file = _ha_lab(tmp_path)
     world = fakes.world(lab_file)
-    world.rejoined = "re-cloned region-2 through Patroni"
+    world.rejoined = "restarted region-2 through Patroni"
     db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
     out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
     assert ("rejoin_standby", "region-1") in world.calls
-    assert out["changed"] == ["re-cloned region-2 through Patroni"]
+    assert out["changed"] == ["restarted region-2 through Patroni"]
     assert db.snapshot() == {"region-1": "primary", "region-2": "standby"}  # no promotion
 
 
@@ -272,7 +272,7 @@ def test_under_ha_a_standby_that_cannot_rejoin_does_not_stop_recovery(
     from gameday.foundation.errors import LabError
 
     def fails(self: fakes.FakeDriver, primary: descriptor.Region) -> str | None:
-        raise LabError("region-2 re-cloned by Patroni does not stream from region-1")
+        raise LabError("region-2 re-cloned by Patroni does not stream from region-1 within 60 s")
 
     monkeypatch.setattr(fakes.FakeDriver, "rejoin_standby", fails)
     lab_file = _ha_lab(tmp_path)

@@ -292,11 +292,12 @@ class NetnsDriver(FaultTable):
         return True
 
     def rejoin_standby(self, primary: Region) -> str | None:
-        """The HA lab's `_standby_follows`: a member whose PostgreSQL was crashed and
-        restarted as the leader may have lost WAL its replica already holds; Patroni sees
-        a replica following the leader and leaves it so, never streaming. It is re-cloned
-        through Patroni, and only then: a replica still rewinding or starting is Patroni's
-        own business."""
+        """Under Patroni, after a recovery, the replica must stream from the one primary.
+        Seen in CI after a runner killed mid-outage and `gameday recover`: Patroni reported
+        region-2 "a secondary, following a leader (region-1)" for 90 s while its
+        PostgreSQL never started a WAL receiver again. Patroni is asked, not bypassed:
+        first to restart the replica's PostgreSQL, then to re-clone it from the leader
+        (it may hold WAL a crashed leader lost). A replica that streams is left alone."""
         if not self.ha:
             return None
         other = next(r for r in self.lab.regions if r.name != primary.name)
@@ -305,16 +306,21 @@ class NetnsDriver(FaultTable):
             return postgres.streams_from(self.lab, primary, other)
 
         if poll_within(streams, timeout_s=STANDBY_FOLLOWS_S, interval_s=0.2,
-                       interruptible=False) or not postgres.ahead_of(self.lab, other, primary):
+                       interruptible=False):
             return None
-        logger.warning("gameday: %s holds WAL the restarted %s lost and cannot stream: "
-                       "re-cloning it through Patroni", other.name, primary.name)
+        logger.warning("gameday: %s does not stream from %s %.0f s after recovery: "
+                       "restarting it through Patroni", other.name, primary.name,
+                       STANDBY_FOLLOWS_S)
+        patroni_profile.restart(self.state, other.name)
+        if poll_within(streams, timeout_s=30, interval_s=0.2, interruptible=False):
+            return f"restarted {other.name} through Patroni: it did not stream from {primary.name}"
+        logger.warning("gameday: %s still does not stream: re-cloning it through Patroni",
+                       other.name)
         patroni_profile.reinit(self.state, other.name)
         poll_until(streams, timeout_s=60, interval_s=0.2, interruptible=False,
                    error=lambda last: LabError(f"{other.name} re-cloned by Patroni does not "
                                                f"stream from {primary.name} within 60 s"))
-        return (f"re-cloned {other.name} through Patroni: it held WAL the restarted "
-                f"{primary.name} had lost")
+        return f"re-cloned {other.name} through Patroni: it did not stream from {primary.name}"
 
     def failback_unsupported(self, region: Region) -> str | None:
         return None  # the netns lab owns its databases (and, under Patroni, the manager does)

@@ -167,6 +167,12 @@ def write_configs(*, state: Path, root: DataRoot, replication: str, password: st
         }, f, indent=2)
 
 
+def restart(state: Path, region: str, *, timeout_s: float = 60.0) -> None:
+    """Ask Patroni to restart `region`'s PostgreSQL (`patronictl restart`)."""
+    run(["patronictl", "-c", str(ctl_config(state)), "restart", "--force",
+         topo.PATRONI_SCOPE, region], timeout=timeout_s)
+
+
 def reinit(state: Path, region: str, *, timeout_s: float = 120.0) -> None:
     """Ask Patroni to re-clone `region`'s member from the leader (`patronictl reinit`):
     Patroni's own way to bring back a replica that cannot follow, rather than stopping and
