@@ -66,7 +66,7 @@ test: setup
 
 # every test on the real netns lab (root): tests/integration/
 test-lab: venv
-	$(BIN)/pytest -m integration --durations=25
+	$(BIN)/pytest -m integration --durations=40
 
 # everything that needs no lab and no root (the unit suite): under a minute, in two workers
 # (one per core here). It measures the unit suite's line coverage of gameday/, prints it

@@ -65,6 +65,7 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 __all__ = ["configure_control", "cleanup_control", "before_experiment_control",
            "before_method_control", "after_method_control", "before_rollback_control",
+           "before_hypothesis_control", "after_hypothesis_control",
            "before_activity_control", "after_activity_control", "after_experiment_control"]
 
 
@@ -244,6 +245,17 @@ def before_method_control(context: dict[str, Any], configuration: dict[str, Any]
         raise InterruptExecution("gameday: not ready for a fault: " + "; ".join(problems))
     run.event(GatePassed())
     _now.phase = Phase.METHOD
+
+
+def before_hypothesis_control(context: dict[str, Any], **kwargs: Any) -> None:
+    """The verdict probes of this evaluation of the steady state read the run once and
+    judge that one snapshot (0.3 s of flush and a read of the canary rows per probe, paid
+    three times before), so each says the same about the same moment."""
+    drills.evaluation.start()
+
+
+def after_hypothesis_control(context: dict[str, Any], **kwargs: Any) -> None:
+    drills.evaluation.end()
 
 
 def before_rollback_control(context: dict[str, Any], **kwargs: Any) -> None:

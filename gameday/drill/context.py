@@ -24,8 +24,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from gameday.foundation import descriptor, lock
 from gameday.foundation.descriptor import Lab
@@ -95,6 +95,36 @@ def reset() -> None:
     with _lock:
         _state = _State()
         _built = None
+    evaluation.end()
+
+
+T = TypeVar("T")
+
+
+class _Evaluation:
+    """One steady-state evaluation of the hypothesis (the control opens and closes it):
+    its verdict probes judge one snapshot of the run, read once. Outside one, every call
+    computes afresh."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.value: Any = None
+
+    def start(self) -> None:
+        self.open, self.value = True, None
+
+    def end(self) -> None:
+        self.open, self.value = False, None
+
+    def once(self, compute: Callable[[], T]) -> T:
+        if not self.open:
+            return compute()
+        if self.value is None:
+            self.value = compute()
+        return cast(T, self.value)
+
+
+evaluation = _Evaluation()
 
 
 def published() -> Drill | None:

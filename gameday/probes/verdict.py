@@ -33,9 +33,15 @@ def _summary(configuration: Optional[Dict[str, Any]],
     if drill.run is None:
         raise LabError("verdict probes read the run's timeline: declare the "
                        "`gameday.control` control in the experiment")
-    time.sleep(0.3)  # the recorder flushes every 250 ms
-    summaries.snapshot_rows(drill.run.dir, drill.lab, drill.run.now(), live=True)
-    return summaries.build(drill.run.dir)
+    run = drill.run
+
+    def read() -> Summary:
+        time.sleep(0.3)  # the recorder flushes every 250 ms
+        summaries.snapshot_rows(run.dir, drill.lab, run.now(), live=True)
+        return summaries.build(run.dir)
+
+    # the probes of one steady-state evaluation judge one snapshot (the control opens it)
+    return context.evaluation.once(read)
 
 
 def _before_fault() -> bool:

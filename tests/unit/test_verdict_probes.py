@@ -208,3 +208,34 @@ def test_split_brain_needs_the_game_days_promotion(lab_file: Path, cfg: dict[str
     drill.write(lab_file, drill.DrillState(promoted="region-1", promoted_at_utc=PROMOTED.isoformat()))
     with pytest.raises(ActivityFailed, match="no game day promoted region-2"):
         database.count_split_brain("region-1", "region-2", configuration=cfg)
+
+
+def test_one_evaluation_of_the_steady_state_reads_the_run_once(
+        tmp_path: Path, cfg: dict[str, Any], current: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the control's hypothesis hooks the verdict probes judge one snapshot (one
+    flush wait and one read for all of them); outside an evaluation each reads afresh,
+    and a new evaluation reads again."""
+    from gameday import control
+
+    current(fixture_run.build(tmp_path / "run"))
+    reads: list[Path] = []
+    build = summaries.build
+    monkeypatch.setattr(summaries, "build", lambda run_dir: reads.append(run_dir) or build(run_dir))
+
+    control.before_hypothesis_control({})
+    assert verdict.rto_seconds(configuration=cfg) == 1.5
+    assert verdict.rpo_seconds(configuration=cfg) == 0.0
+    assert verdict.lost_writes(configuration=cfg) == 0
+    control.after_hypothesis_control({})
+    assert len(reads) == 1
+
+    control.before_hypothesis_control({})
+    verdict.lost_writes(configuration=cfg)
+    verdict.integrity_violations(configuration=cfg)
+    control.after_hypothesis_control({})
+    assert len(reads) == 2
+
+    verdict.lost_writes(configuration=cfg)
+    verdict.lost_writes(configuration=cfg)
+    assert len(reads) == 4
