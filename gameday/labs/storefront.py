@@ -39,6 +39,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 
+from gameday.postgres.role import WRITABLE_SQL
+
 MAX_SEQ = 2**53 - 1  # exact as a JSON number in every client, and as a Redis score
 MAX_LIMIT = 10000
 DEFAULT_LIMIT = 1000
@@ -76,9 +78,6 @@ class Store(Protocol):
 
 
 # --- PostgreSQL -------------------------------------------------------------------------
-
-WRITABLE_SQL = ("SELECT NOT pg_is_in_recovery() "
-                "AND current_setting('transaction_read_only') = 'off'")
 
 
 class PostgresStore:

@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
-from gameday.errors import LabError
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
+from gameday.foundation.errors import LabError
+from gameday.foundation.poll import poll_until
 from gameday.labs.netns import redis_sentinel
 from gameday.labs.netns.driver import NetnsDriver
 from gameday.labs.netns.processes import run
-from gameday.poll import poll_until
 from tests.integration.conftest import chaos, gameday, lab_pids, residue
 
 HTTP_TIMEOUT_S = 5.0

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from gameday.labs import descriptor
-from gameday.poll import poll_until
+from gameday.foundation import descriptor
+from gameday.foundation.poll import poll_until
 from tests.integration.conftest import lab_up
 
 

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from gameday import cli
-from gameday.errors import ConfigError, LabError
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
+from gameday.foundation.errors import ConfigError, LabError
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import redis_sentinel
 from tests.unit.test_descriptor import GOOD

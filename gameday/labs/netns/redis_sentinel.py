@@ -55,11 +55,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gameday.errors import ConfigError, LabError
+from gameday.foundation.errors import ConfigError, LabError
+from gameday.foundation.poll import poll_until
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.dataroot import DataRoot
 from gameday.labs.netns.processes import Processes, run
-from gameday.poll import poll_until
 
 STORE = "redis-sentinel"
 REDIS_OS_USER = "redis"
