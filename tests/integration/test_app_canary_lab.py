@@ -23,6 +23,7 @@ import pytest
 
 from gameday.foundation import descriptor
 from gameday.foundation.errors import LabError
+from gameday.foundation.faults import Fault
 from gameday.foundation.poll import poll_until
 from gameday.labs.netns import redis_sentinel
 from gameday.labs.netns.driver import NetnsDriver
@@ -85,16 +86,16 @@ class RedisLab:
         except httpx.HTTPError:
             return False
 
-    def apply(self, fault: str, region: str) -> dict[str, Any]:
-        target = self.driver.lab.region(region)
+    def apply(self, name: str, region: str) -> dict[str, Any]:
+        fault, target = Fault.parse(name), self.driver.lab.region(region)
         undo = self.driver.plan(fault, target)
         self.driver.inject(fault, target, undo)
         poll_until(lambda: self.driver.is_effective(fault, target, undo), timeout_s=15,
                    interval_s=0.1, what=f"{fault} on {region} in effect")
         return undo
 
-    def revert(self, fault: str, region: str, undo: dict[str, Any]) -> None:
-        self.driver.revert(fault, self.driver.lab.region(region), undo)
+    def revert(self, name: str, region: str, undo: dict[str, Any]) -> None:
+        self.driver.revert(Fault.parse(name), self.driver.lab.region(region), undo)
 
 
 @pytest.fixture(scope="module", params=["async", "wait"])
