@@ -155,6 +155,185 @@ class Results:
     live_heartbeat_s: float = 30.0
 
 
+APP_CANARY_KEY = "app_canary"
+WRITE_METHODS = ("POST", "PUT", "PATCH")
+WRITE_FIELDS = ("seq", "writer")
+READ_BACK_FIELDS = ("since", "limit")
+MAX_APP_SEQ = 2**53 - 1  # exact as a JSON number in every client
+# `{name}` as a template names a field; JSON's own braces (`{"seq": {seq}}`) are not one
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill(template: str, values: Mapping[str, object]) -> str:
+    """`template` with each `{name}` of `values` replaced by its value: plain replacement,
+    so a JSON body's own braces stay as they are (str.format would read them as fields)."""
+    return _FIELD.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values
+                      else m.group(0), template)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WriteTemplate:
+    """One application-canary write as an HTTP request: `target` is a path on the global
+    name (`/canary/{seq}`) or a whole URL; `{seq}` (its idempotency key) and `{writer}` are
+    filled in per attempt, in the target, the body and the headers' values."""
+
+    method: str = "POST"
+    target: str = "/canary/{seq}"
+    body: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def render(self, seq: int, writer: object) -> tuple[str, str, dict[str, str], bytes | None]:
+        """(method, target, headers, body) of the attempt numbered `seq` by `writer`."""
+        values = {"seq": seq, "writer": writer}
+        body = None if self.body is None else fill(self.body, values).encode()
+        return (self.method, fill(self.target, values),
+                {k: fill(v, values) for k, v in self.headers}, body)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReadBack:
+    """The application's read-back, paged: `target` (a path on the global name or a URL)
+    with `{since}` (the numbers above it) and `{limit}` (at most `page_size` of them); the
+    answer is `{"seqs": [...], "next": SEQ | null}` (docs/app-canary.md)."""
+
+    target: str = "/canary?since={since}&limit={limit}"
+    page_size: int = 1000
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def page(self, since: int) -> str:
+        return fill(self.target, {"since": since, "limit": self.page_size})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AppCanary:
+    """The canary through the application's own API (issue 23): its write template, its
+    read-back, and its own writers and deadline (a write unanswered after `deadline_s` is
+    an attempt of unknown outcome, as the database canary's is after 3 s)."""
+
+    write: WriteTemplate
+    read_back: ReadBack
+    writers: int = 2
+    deadline_s: float = 3.0
+
+
+def app_canary(c: Mapping[str, Any]) -> AppCanary | None:
+    """The `app_canary` configuration (None: no application canary): an object with
+    `write` ({"method", "path" or "url", "body", "headers"}), `read_back` ({"path" or
+    "url", "page_size", "headers"}), `writers` and `deadline_s`. Each mistake is one
+    ConfigError naming the key and the fix."""
+    raw = c.get(APP_CANARY_KEY)
+    if raw is None or raw == {}:
+        return None
+    key = APP_CANARY_KEY
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"configuration '{key}' must be an object with 'write' and "
+                          f"'read_back' (docs/app-canary.md), got {raw!r}")
+    _known(raw, key, ("write", "read_back", "writers", "deadline_s"))
+    write, read = raw.get("write"), raw.get("read_back")
+    if not isinstance(write, Mapping):
+        raise ConfigError(f"configuration '{key}.write' must be an object such as "
+                          '{"method": "POST", "path": "/canary/{seq}"}: the request each '
+                          "canary write sends")
+    if not isinstance(read, Mapping):
+        raise ConfigError(f"configuration '{key}.read_back' must be an object such as "
+                          '{"path": "/canary?since={since}&limit={limit}"}: where the '
+                          "acknowledged writes are read back")
+    return AppCanary(
+        write=_write_template(write, f"{key}.write"),
+        read_back=_read_back(read, f"{key}.read_back"),
+        writers=int(number(raw, "writers", 2, integer=True, minimum=1, where=key)),
+        deadline_s=_positive(raw, "deadline_s", 3.0, where=key),
+    )
+
+
+def _known(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(str(k) for k in raw if k not in allowed)
+    if unknown:
+        raise ConfigError(f"configuration '{key}' has no key '{unknown[0]}': choose from "
+                          f"{', '.join(allowed)}")
+
+
+def _target(raw: Mapping[str, Any], key: str) -> str:
+    path, url = raw.get("path"), raw.get("url")
+    if (path is None) == (url is None):
+        raise ConfigError(f"configuration '{key}' needs 'path' (on the global name, "
+                          "e.g. /canary/{seq}) or 'url' (a whole http:// or https:// URL), "
+                          "one of them")
+    if path is not None and not (isinstance(path, str) and path.startswith("/")):
+        raise ConfigError(f"configuration '{key}.path' must start with '/' (a path on the "
+                          f"global name), got {path!r}")
+    if url is not None and not (isinstance(url, str) and re.match(r"https?://[^/\s]+", url)):
+        raise ConfigError(f"configuration '{key}.url' must be an http:// or https:// URL, "
+                          f"got {url!r}")
+    return str(path if path is not None else url)
+
+
+def _headers(raw: Mapping[str, Any], key: str) -> tuple[tuple[str, str], ...]:
+    headers = raw.get("headers") or {}
+    if not isinstance(headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str | int) for k, v in headers.items()):
+        raise ConfigError(f"configuration '{key}.headers' must map header names to text, "
+                          f"e.g. {{\"X-Canary-Writer\": \"{{writer}}\"}}, got {headers!r}")
+    return tuple((k, str(v)) for k, v in headers.items())
+
+
+def _fields(texts: Mapping[str, str | None], key: str, allowed: tuple[str, ...]) -> set[str]:
+    """The fields the templates name; ConfigError for one not in `allowed`."""
+    named: set[str] = set()
+    for where, text in texts.items():
+        for field in _FIELD.findall(text or ""):
+            if field not in allowed:
+                raise ConfigError(f"configuration '{key}.{where}' names {{{field}}}: a "
+                                  f"template may name only "
+                                  f"{' and '.join('{' + a + '}' for a in allowed)}")
+            named.add(field)
+    return named
+
+
+def _write_template(raw: Mapping[str, Any], key: str) -> WriteTemplate:
+    _known(raw, key, ("method", "path", "url", "body", "headers"))
+    method = str(raw.get("method") or "POST").upper()
+    if method not in WRITE_METHODS:
+        raise ConfigError(f"configuration '{key}.method' must be one of "
+                          f"{', '.join(WRITE_METHODS)} (a write), got {raw.get('method')!r}")
+    target = _target(raw, key)
+    body = raw.get("body")
+    if body is not None and not isinstance(body, str):
+        raise ConfigError(f"configuration '{key}.body' must be text (JSON as a string, "
+                          f'e.g. "{{\"seq\": {{seq}}}}"), got {body!r}')
+    headers = _headers(raw, key)
+    named = _fields({"path" if "path" in raw else "url": target, "body": body,
+                     **{f"headers.{k}": v for k, v in headers}}, key, WRITE_FIELDS)
+    if "seq" not in named:
+        raise ConfigError(f"configuration '{key}' has no {{seq}} in its path, body or "
+                          "headers: put the sequence number in it (e.g. path /canary/{seq}): "
+                          "it is the write's idempotency key, the number the read-back "
+                          "returns")
+    return WriteTemplate(method=method, target=target, body=body, headers=headers)
+
+
+def _read_back(raw: Mapping[str, Any], key: str) -> ReadBack:
+    _known(raw, key, ("path", "url", "page_size", "headers"))
+    target = _target(raw, key)
+    headers = _headers(raw, key)
+    named = _fields({"path" if "path" in raw else "url": target,
+                     **{f"headers.{k}": v for k, v in headers}}, key, READ_BACK_FIELDS)
+    if "since" not in named:
+        raise ConfigError(f"configuration '{key}' has no {{since}}: page the read-back by "
+                          "the last number read (e.g. path /canary?since={since}&limit="
+                          "{limit})")
+    page_size = int(number(raw, "page_size", 1000, integer=True, minimum=1, where=key))
+    return ReadBack(target=target, page_size=page_size, headers=headers)
+
+
+def _positive(c: Mapping[str, Any], key: str, default: float, *, where: str) -> float:
+    value = number(c, key, default, where=where)
+    if value <= 0:
+        raise ConfigError(f"configuration '{where}.{key}' must be a number of seconds > 0, "
+                          f"got {c.get(key)!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GamedaySettings:
     lab_file: Path
@@ -172,6 +351,8 @@ class GamedaySettings:
     budget: Budget = dataclasses.field(default_factory=Budget)
     results: Results = dataclasses.field(default_factory=Results)
     stop: StopConditions = dataclasses.field(default_factory=StopConditions)
+    # the canary through the application's API; None: the database canary alone
+    app_canary: AppCanary | None = None
     # from the experiment's secrets; override the descriptor (never printed: repr=False)
     db_password: str | None = dataclasses.field(default=None, repr=False)
     kube_credentials: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
@@ -205,6 +386,7 @@ class GamedaySettings:
                           write_reconnect_s=number(c, "write_reconnect_s", 1.0)),
             results=_results(c),
             stop=stopconditions.parse(c),
+            app_canary=app_canary(c),
             **_secrets(secrets),
         )
 
@@ -343,12 +525,14 @@ def argument(value: Any, key: str, default: float, *, minimum: float = 0.0) -> f
 
 
 def number(c: Mapping[str, Any], key: str, default: float, *, integer: bool = False,
-           minimum: float = 0.0) -> float:
+           minimum: float = 0.0, where: str | None = None) -> float:
     """The number under `key`, or ConfigError naming it. Finite only: YAML's `.nan` and
     `.inf`, JSON's `NaN` and `Infinity` and `--var key=inf` all parse as floats, and a
     timeout of NaN never ends (every comparison with it is false) while int(inf) raises
     OverflowError."""
     raw = c.get(key, default)
+    if where is not None:  # a key inside an object of the configuration
+        key = f"{where}.{key}"
     try:
         value = float(raw)
     except (TypeError, ValueError):
