@@ -18,7 +18,8 @@ from gameday import postgres
 from gameday.foundation.descriptor import Lab
 from gameday.foundation.errors import ConfigError, TargetError
 from gameday.foundation.poll import poll_until
-from gameday.measure import _http
+from gameday.foundation.settings import AppCanary
+from gameday.measure import _http, app_canary
 from gameday.measure.samplers import HTTP_ERRORS, url_target
 
 
@@ -111,6 +112,42 @@ def ask_global_name(lab: Lab, path: str) -> tuple[int, str | None] | None:
         return asyncio.run(get())
     except HTTP_ERRORS:
         return None
+
+
+def global_where(lab: Lab, timeout_s: float = 2.0) -> app_canary.Where | None:
+    """Where a client of the global name is sent now: the address the caching resolver
+    answers, on the port and scheme of the region there, with the global name as Host
+    and TLS name. None when the resolver answers no address."""
+    addresses = resolve(lab, "resolver")
+    if not addresses:
+        return None
+    region = next((x for x in lab.regions if x.address == addresses[0]), None)
+    scheme, port = "http", 8080
+    if region is not None:
+        scheme, _, port, _ = url_target(region.storefront_url)
+    return app_canary.Where(base_url=f"{scheme}://{addresses[0]}:{port}", host=lab.dns.name,
+                            verify=lab.ca_bundle or True, timeout_s=timeout_s)
+
+
+def app_read_back_problem(lab: Lab, canary: AppCanary, since: int) -> str | None:
+    """Why the application canary's read-back cannot be trusted before the first fault, or
+    None: it must answer through the global name, keep its contract, and return nothing
+    above `since` (the run's first number less one) while the canary has sent nothing. A
+    read-back of something else would hide loss behind numbers the canary never sent."""
+    where = global_where(lab)
+    if where is None:
+        return "the application canary's read-back: the resolver answers no address for " \
+               f"{lab.dns.name}"
+    try:
+        with httpx.Client(trust_env=False, verify=where.verify) as client:
+            seqs, _ = app_canary.read_page(client, where, canary.read_back, since)
+    except TargetError as exc:
+        return str(exc)
+    if seqs:
+        return (f"the application canary's read-back returned {len(seqs)} number(s) above "
+                f"since={since} before the canary sent any (first: {seqs[0]}): it must "
+                "return only the numbers the canary wrote")
+    return None
 
 
 def served_by(lab: Lab, region: str) -> bool:

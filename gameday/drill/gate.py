@@ -14,6 +14,7 @@ from gameday.foundation.descriptor import Lab
 from gameday.foundation.errors import GamedayError, TargetError
 from gameday.foundation.poll import poll_until
 from gameday.foundation.settings import GamedaySettings
+from gameday.measure import app_canary
 
 MAX_TTL_S = 60.0
 MAX_HEALTH_INTERVAL_S = 10.0
@@ -63,6 +64,15 @@ def check_once(settings: GamedaySettings, lab: Lab) -> list[str]:
             continue
         if not ok:
             problems.append(f"expected: {what}")
+    if settings.app_canary is not None:
+        # before any write: nothing of this run may be read back yet
+        try:
+            problem = checks.app_read_back_problem(lab, settings.app_canary,
+                                                   app_canary.start_seq() - 1)
+        except GamedayError as exc:
+            problem = f"the application canary's read-back: {exc}"
+        if problem:
+            problems.append(problem)
     if lab.dns.ttl_s is not None and lab.dns.ttl_s > MAX_TTL_S:
         problems.append(f"DNS TTL {lab.dns.ttl_s:g} s is above {MAX_TTL_S:g} s")
     if lab.dns.health_interval_s is not None and lab.dns.health_interval_s > MAX_HEALTH_INTERVAL_S:
