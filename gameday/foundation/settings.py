@@ -536,8 +536,10 @@ def number(c: Mapping[str, Any], key: str, default: float, *, integer: bool = Fa
     try:
         value = float(raw)
     except (TypeError, ValueError):
+        # --var sets a top-level key only: a key inside an object is fixed in the experiment
+        fix = "fix it in the experiment" + ("" if where else f" or pass --var {key}=NUMBER")
         raise ConfigError(f"configuration '{key}' must be a number, got {raw!r}: "
-                          f"fix it in the experiment or pass --var {key}=NUMBER") from None
+                          f"{fix}") from None
     if not math.isfinite(value) or value < minimum or (integer and value != int(value)):
         kind = "a whole number" if integer else "a finite number"
         raise ConfigError(f"configuration '{key}' must be {kind} >= {minimum:g}, got {raw!r}")

@@ -99,6 +99,8 @@ def test_a_template_fills_seq_and_writer_everywhere_and_keeps_json_braces() -> N
     ({**LAB_LIKE, "writers": 0}, r"'app_canary.writers' must be a whole number >= 1"),
     ({**LAB_LIKE, "deadline_s": 0}, r"'app_canary.deadline_s' must be a number of seconds"),
     ({**LAB_LIKE, "deadline_s": "nan"}, r"'app_canary.deadline_s' must be a finite number"),
+    ({**LAB_LIKE, "writers": "two"},
+     r"'app_canary.writers' must be a number, got 'two': fix it in the experiment$"),
     ("POST /canary/{seq}", r"'app_canary' must be an object with 'write' and 'read_back'"),
 ])
 def test_bad_input_is_one_line_naming_the_key_and_the_fix(app_canary: Any,
