@@ -25,9 +25,12 @@ from gameday.foundation import descriptor
 from gameday.foundation.errors import LabError
 from gameday.foundation.faults import Fault
 from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import GamedaySettings
 from gameday.labs.netns import redis_sentinel
 from gameday.labs.netns.driver import NetnsDriver
 from gameday.labs.netns.processes import run
+from gameday.measure import app_canary
+from gameday.measure.store.timeline import CanaryAttempt
 from tests.integration.conftest import chaos, gameday, lab_pids, residue
 
 HTTP_TIMEOUT_S = 5.0
@@ -215,6 +218,26 @@ def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
         assert lab.write("region-2", [900])[0] == set()
     print(f"{lab.durability}: failover {failover_s:.1f} s, acknowledged {len(acked)}, "
           f"lost {len(lost)}, refused {len(refused_during)}")
+    # gameday's own read-back through the application and its accounting give the same
+    # answer as the test's (measure.app_canary: the lab's endpoints, as its descriptor
+    # publishes them, paged by 7)
+    settings = GamedaySettings.from_chaos({"app_canary": {
+        **lab.data["app_canary"], "read_back": {**lab.data["app_canary"]["read_back"],
+                                                "page_size": 7}}})
+    assert settings.app_canary is not None
+    attempts = [CanaryAttempt(seq=seq, writer=0, t_send=float(seq), t_ack=float(seq) + 0.01
+                              if seq in acked else None,
+                              outcome="ok" if seq in acked else "failed",
+                              server="region-1", error=None, notice=None)
+                for seq in sorted(acked | refused_during)]
+    where = app_canary.Where(base_url=lab.url("region-2"))
+    found = app_canary.classify(
+        attempts, app_canary.read_back(lab.http, where, settings.app_canary.read_back, -1,
+                                       most=len(attempts)),
+        t_fault=float(end), start=0)
+    w = found.accounting
+    assert (w.acked, w.lost, w.lost_seqs) == (len(acked), len(lost), tuple(sorted(lost)))
+    assert (w.recovered, w.unexpected, w.duplicate, found.never_sent) == (0, 0, 0, ())
 
     lab.revert("scale-to-zero", "region-1", stop)
     lab.revert("replication-cut", "region-2", cut)
