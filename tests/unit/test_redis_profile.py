@@ -178,3 +178,35 @@ def test_a_missing_redis_program_is_named_with_its_package(
                                        rf"\(or apt-get install {package}\)"):
         netns_lab.up(netns_lab.LabOptions(store="redis-sentinel"))
     assert not (tmp_path / "state").exists()
+
+
+def test_the_redis_profile_s_faults_are_the_driver_s_second_table(tmp_path: Path) -> None:
+    """The netns driver picks one fault table by the lab's store: the Redis profile's
+    steps (redis_sentinel.py) come from it, through the same `Fault` enum, and a fault
+    either table cannot apply is planned not applicable. Only plans here: nothing is
+    injected (that needs the lab: tests/integration/test_app_canary_lab.py)."""
+    from gameday.foundation.faults import Fault
+    from gameday.labs.netns.driver import NetnsDriver
+    from gameday.labs.netns.redis_sentinel import Profile
+
+    lab = descriptor.from_dict({**copy.deepcopy(GOOD), "state_dir": str(tmp_path)},
+                               path=str(tmp_path / "lab.json"))
+    postgresql = NetnsDriver(lab)
+    Profile(root=str(tmp_path / "root"), password="p", sentinel_password="s").save(tmp_path)
+    redis = NetnsDriver(lab)
+    region_1, region_2 = lab.region("region-1"), lab.region("region-2")
+    assert postgresql.redis is None and redis.redis is not None
+    assert redis.plan(Fault.SCALE_TO_ZERO, region_1) == {
+        "applicable": True, "store": "redis-sentinel", "stopped": []}
+    assert redis.plan(Fault.REPLICATION_CUT, region_2) == {
+        "applicable": True, "store": "redis-sentinel", "netns": "gd-region-2",
+        "table": "gameday_cut", "peer": "198.18.0.11"}
+    assert redis.plan(Fault.BLACKHOLE, region_1) == {
+        "applicable": True, "netns": "gd-region-1", "table": "gameday",
+        "store": "redis-sentinel"}  # no region-local writer: that is PostgreSQL's
+    assert postgresql.plan(Fault.BLACKHOLE, region_1)["local_writer"] == "local-writer-region-1"
+    assert postgresql.plan(Fault.REPLICATION_CUT, region_2)["proxy"] == "delay-region-2"
+    for driver in (postgresql, redis):
+        assert driver.plan(Fault.CORDON, region_1) == {
+            "applicable": False, "reason": "the netns lab has no nodes to cordon"}
+        assert driver.plan(Fault.SWITCHOVER, region_1)["applicable"] is False
