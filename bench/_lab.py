@@ -32,8 +32,8 @@ from typing import IO
 
 import psycopg.conninfo
 
-from gameday.labs import descriptor
-from gameday.labs.descriptor import Lab
+from gameday.foundation import descriptor
+from gameday.foundation.descriptor import Lab
 
 BIN = Path(sys.executable).parent
 LAB_LOCK = Path("/run/gameday-lab.lock")

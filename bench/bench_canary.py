@@ -64,11 +64,12 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).parent))
 from _lab import lab  # noqa: E402
 
+from gameday.foundation.settings import Rates  # noqa: E402
 from gameday.measure import canary as canary_module  # noqa: E402
-from gameday.measure import metrics, timeline  # noqa: E402
+from gameday.measure import stats  # noqa: E402
 from gameday.measure.canary import Canary  # noqa: E402
 from gameday.measure.recorder import FLUSH_S  # noqa: E402
-from gameday.measure.samplers import Rates  # noqa: E402
+from gameday.measure.store import timeline  # noqa: E402
 
 SECONDS = 10.0
 # how long each writer count of the resolution sweep runs
@@ -318,10 +319,10 @@ def canary_run(dsn: dict[str, Any], table: str, writers: int, seconds: float) ->
         canary, start, _ = _run_canary(r, writers, seconds, from_first_ack=False)
         acks = sorted(t_ack for _, _, t_ack, outcome in r.attempts(start)
                       if outcome == "ok" and t_ack is not None)
-    gaps = metrics.intervals(acks)
+    gaps = stats.intervals(acks)
     enough = len(acks) >= MIN_ACKS
-    return Sweep(len(acks), len(acks) / seconds, metrics.percentile(gaps, 50),
-                 metrics.percentile(gaps, 99), expected_delay(gaps) if enough else None,
+    return Sweep(len(acks), len(acks) / seconds, stats.percentile(gaps, 50),
+                 stats.percentile(gaps, 99), expected_delay(gaps) if enough else None,
                  None if enough else canary.last_error or "no error recorded")
 
 

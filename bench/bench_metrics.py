@@ -59,7 +59,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gameday.measure import timeline  # noqa: E402
+from gameday.measure.store import timeline  # noqa: E402
 
 TARGET_MB = 500.0
 # report CPU time / floor CPU time, by length: 1.15 x the worst of the runs that chose
@@ -122,7 +122,7 @@ def meta() -> dict:
                     "secondary": {"name": "region-2", "address": R2, "db_host": R2}},
         "drill": "failover", "game_day_run": None, "replication": "async",
         "configuration": configuration,
-        # gameday.report.summary.snapshot_rows
+        # gameday.measure.summary.snapshot_rows
         "final_read_t": DURATION + START + 0.2, "final_read_server": R2,
         "final_read_live": False,
     }
@@ -141,7 +141,7 @@ def dns_rows(rng: random.Random) -> Iterator[tuple]:
         for t, late in ticks(rng, 0.05, offset):
             if t < T_FAULT - 1.0 and rng.random() < 0.0005:
                 # a lost UDP answer now and then (none after the fault: one would mean the
-                # server never settled on region-2, see metrics.dns_flip)
+                # server never settled on region-2, see instants.dns_flip)
                 yield (t, server, 0, None, None, None, 1.0, late, "Timeout")
                 continue
             answer = R2 if t >= flip else R1

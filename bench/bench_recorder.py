@@ -54,14 +54,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _lab import lab  # noqa: E402
 from bench_canary import prepared_loop  # noqa: E402
 
-from gameday.errors import GamedayError  # noqa: E402
-from gameday.labs.descriptor import Lab  # noqa: E402
-from gameday.measure import metrics, timeline  # noqa: E402
+from gameday.foundation.descriptor import Lab  # noqa: E402
+from gameday.foundation.errors import GamedayError  # noqa: E402
+from gameday.foundation.settings import GamedaySettings, Rates  # noqa: E402
 from gameday.measure import run as runs  # noqa: E402
+from gameday.measure import stats  # noqa: E402
 from gameday.measure.canary import NICER, WATCH_S  # noqa: E402
 from gameday.measure.recorder import FLUSH_S  # noqa: E402
-from gameday.measure.samplers import Rates, every  # noqa: E402
-from gameday.settings import GamedaySettings  # noqa: E402
+from gameday.measure.samplers import every  # noqa: E402
+from gameday.measure.store import timeline  # noqa: E402
 
 SECONDS = 20.0
 # recorder CPU / reference loop CPU, sync lab, default rates: 1.25 x the worst of 5 runs
@@ -177,7 +178,7 @@ class Measured:
         return self.cpu / self.reference if self.cpu and self.reference else None
 
     def late_p(self, p: float) -> float | None:
-        return metrics.percentile(self.lateness, p)
+        return stats.percentile(self.lateness, p)
 
     @property
     def late_excess(self) -> float | None:

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from gameday.foundation.faults import DEFAULT_REGION_FAULTS, Fault
 
 Experiment = dict[str, Any]
 
@@ -31,9 +34,9 @@ CONTROL = {"name": "gameday", "provider": {"type": "python", "module": "gameday.
 # the recovery targets the verdict probes' tolerances are bound to (vars/*.yaml set them)
 TARGETS: dict[str, Any] = {"rto_target_s": 30, "rpo_target_s": 0, "max_lost_writes": 0,
                            "max_lag_s": 5}
-FAULTS = "scale-to-zero,cordon,block-egress"
-PATRONI_SWITCHOVER = ["patronictl", "switchover", "--leader", "region-2", "--candidate",
-                      "region-1", "--force"]
+FAULTS = ",".join(DEFAULT_REGION_FAULTS)
+PATRONI_SWITCHOVER = shlex.split("patronictl switchover --leader region-2 --candidate region-1 "
+                                 "--force")
 
 
 def env(key: str, default: str) -> dict[str, str]:
@@ -225,7 +228,8 @@ def game_day_autonomous() -> Experiment:
                        "the canary, on one monotonic clock.",
         "tags": [*base["tags"], "autonomous"],
         "configuration": configuration("game-day-autonomous", promotion="none",
-                                       region_faults="block-egress,scale-to-zero"),
+                                       region_faults=",".join((Fault.BLOCK_EGRESS,
+                                                                         Fault.SCALE_TO_ZERO))),
         # no promote step: the HA manager's leader key expires and it promotes region-2
         "method": [region_outage(), wait_for_detection(), wait_for_recovery(timeout_s=120)],
     }

@@ -237,8 +237,22 @@ def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
                                       "WHERE state = 'streaming'").fetchone()[0]
             if streaming == 1:
                 return
-        assert time.monotonic() < deadline, roles
+        if time.monotonic() > deadline:
+            pytest.fail(f"roles {roles}, not a primary with a streaming standby within 90 s\n"
+                        + _member_logs(env))
         time.sleep(0.5)
+
+
+def _member_logs(env: dict[str, str], lines: int = 25) -> str:
+    """The tail of each Patroni member's log (its PostgreSQL's stderr is in it): why a
+    member does not stream is said there."""
+    logs = Path(env["GAMEDAY_HOME"]) / "logs"
+    out = []
+    for log in sorted(logs.glob("patroni-region-*.log")):
+        tail = [line for line in log.read_text(errors="replace").splitlines()
+                if "no action. I am" not in line][-lines:]
+        out.append(f"--- {log.name}\n" + "\n".join(tail))
+    return "\n".join(out)
 
 
 def test_interrupted_autonomous_drill_leaves_one_primary(

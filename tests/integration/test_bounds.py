@@ -28,15 +28,15 @@ import psycopg
 import pytest
 
 from gameday import postgres
-from gameday.errors import LabError, TargetError
-from gameday.labs import descriptor
-from gameday.labs.driver import for_region
-from gameday.labs.ledger import Ledger
+from gameday.foundation import descriptor
+from gameday.foundation.driver import for_region
+from gameday.foundation.errors import LabError, TargetError
+from gameday.foundation.ledger import Ledger
+from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import GamedaySettings
 from gameday.measure import run as runs
-from gameday.measure import timeline
 from gameday.measure.canary import WRITE_TIMEOUT_S
-from gameday.poll import poll_until
-from gameday.settings import GamedaySettings
+from gameday.measure.store import timeline
 from tests.integration.conftest import BIN, ROOT
 from tests.unit.test_http_client import FrozenTlsServer, _server_tls, pki  # noqa: F401 (a fixture)
 
@@ -146,7 +146,6 @@ def test_a_stop_records_the_canary_writes_in_flight(lab: descriptor.Lab, lab_env
             release.set()
             if locker.is_alive():
                 locker.join(10)
-            runs.clear()
             if run.recorder is not None and run.recorder.poll() is None:
                 run.recorder.kill()
                 run.recorder.wait()
@@ -291,7 +290,6 @@ def test_a_run_refuses_when_its_canary_table_stays_locked(lab: descriptor.Lab,
     finally:
         release.set()
         locker.join(10)
-        runs.clear()
     assert isinstance(error, LabError), error
     assert str(error).startswith("the writable database did not read its canary table "
                                  "gameday_canary within 10 s: is the table locked"), error

@@ -16,9 +16,9 @@ from typing import Any
 
 import psycopg
 
-from gameday.labs import descriptor
-from gameday.measure import timeline
+from gameday.foundation import descriptor
 from gameday.measure.canary import NICER, WRITE_TIMEOUT_S, Canary
+from gameday.measure.store import timeline
 
 LOCK_S = WRITE_TIMEOUT_S + 1.5
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gameday.measure import timeline
+from gameday.measure.store import timeline
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from gameday import postgres
 from gameday.labs.netns import lab
+from gameday.postgres import connection as postgres
 
 
 def test_the_labs_connections_carry_the_statement_and_socket_bounds(

@@ -14,9 +14,10 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 from click.testing import CliRunner
 
-from gameday import cli, recovery
+from gameday import cli
 from gameday.actions import region as region_actions
-from gameday.labs.ledger import FILE, Ledger
+from gameday.drill import recovery
+from gameday.foundation.ledger import FILE, Ledger
 from tests.unit import fakes
 
 
@@ -51,7 +52,7 @@ def test_a_fault_applied_after_a_torn_line_is_reverted(lab_file: Path) -> None:
     fault_id = ledger.plan("region-1", "block-egress", {"applicable": True})
     ledger.mark(fault_id, "applied")
     assert [e["fault"] for e in ledger.open_faults()] == ["block-egress"]
-    result = recovery.recover(str(lab_file), databases=fakes.FakeDatabases(
+    result = recovery.recover(fakes.drill(lab_file), databases=fakes.FakeDatabases(
         {"region-1": "primary", "region-2": "standby"}))
     assert result.done == ["reverted block-egress on region-1"]
     assert fakes.world(lab_file).calls == [("revert", "block-egress", "region-1")]

@@ -18,8 +18,9 @@ from click.testing import CliRunner
 
 from gameday import cli, control
 from gameday.actions import region as region_actions
-from gameday.labs.ledger import Ledger
-from gameday.measure import run as runs
+from gameday.drill import context as drills
+from gameday.drill import preflight
+from gameday.foundation.ledger import Ledger
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,12 +117,12 @@ def test_chaos_dry_is_plan_mode(tmp_path: Path) -> None:
     control.after_experiment_control(experiment, state, configuration=cfg)
     assert state["status"] == "failed" and state["extensions"][0]["dry"] is True
     # a step called in dry mode (chaos run --dry probes runs actions) changes nothing
-    runs.set_dry({"faults": [], "refused": False})
+    drills.stand_down(plan={"faults": [], "refused": False})
     try:
         out = region_actions.take_region_down("region-1", "scale-to-zero", configuration=cfg)
         assert out["dry"] is True and out["would_run"] == "take_region_down"
     finally:
-        runs.set_dry(None)
+        drills.reset()
     assert fakes.world(lab).calls == [] and not (tmp_path / "r").exists()
 
 
@@ -140,7 +141,7 @@ def _composed(tmp_path: Path) -> tuple[Path, dict]:
 def test_any_provider_shape_is_planned(tmp_path: Path) -> None:
     """A `process` action whose arguments is a string (or a list) is shown as it would
     run; the plan does not crash on it."""
-    from gameday import planning
+    from gameday.drill import planning
     from tests.fixtures import experiments
 
     lab, cfg = _composed(tmp_path)
@@ -162,7 +163,7 @@ def test_any_provider_shape_is_planned(tmp_path: Path) -> None:
 
 
 def test_what_the_plan_cannot_read_it_refuses(tmp_path: Path) -> None:
-    from gameday import planning
+    from gameday.drill import planning
     from tests.fixtures import experiments
 
     _, cfg = _composed(tmp_path)
@@ -183,7 +184,7 @@ def _run_dry(experiment: dict, dry: Dry, monkeypatch: pytest.MonkeyPatch) -> dic
     gate (nothing listens on the fake lab) is taken as passed."""
     from chaoslib.experiment import run_experiment
 
-    from gameday.probes import gate
+    from gameday.drill import gate
 
     monkeypatch.setattr(gate, "check", lambda configuration, secrets: [])
     experiment["dry"] = dry
@@ -245,23 +246,22 @@ def test_a_fault_reached_otherwise_is_refused_at_the_activity(tmp_path: Path) ->
     from tests.fixtures import experiments
 
     marked = experiments.foreign_fault(tmp_path / "x")
-    control._dry["mode"] = "probes"
+    control._now.dry_mode = "probes"
     try:
         with pytest.raises(InterruptExecution, match="'foreign-fault' is marked as a gameday "
                                                      "fault and `--dry probes` runs actions"):
             control.before_activity_control(marked)
-        control._phase["name"] = "rollback"
+        control.before_rollback_control(marked)
         control.before_activity_control(marked)  # never stops a rollback
     finally:
-        control._dry["mode"] = None
-        control._phase["name"] = "before"
+        control.cleanup_control()
 
 
 def test_plan_mode_that_cannot_be_entered_stops_the_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Any exception in the control, not only a GamedayError, stops the run with one line
     (chaoslib would log it at DEBUG and go on); the steps stay no-ops."""
-    from gameday import planning
+    from gameday.drill import planning
     from tests.fixtures import experiments
 
     lab, cfg = _composed(tmp_path)
@@ -283,7 +283,7 @@ def test_plan_mode_that_cannot_be_entered_stops_the_run(
     finally:
         state: dict = {"status": "interrupted"}
         control.after_experiment_control(experiment, state, configuration=cfg)
-    assert state["status"] == "failed" and runs.dry_plan() is None
+    assert state["status"] == "failed" and drills.standdown() is None
     assert fakes.world(lab).calls == [] and not Ledger(str(lab)).path.exists()
 
 
@@ -294,7 +294,7 @@ def test_a_crash_in_the_control_stops_a_real_run_too(
     def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("region")
 
-    monkeypatch.setattr(control, "check_before_start", broken)
+    monkeypatch.setattr(preflight, "check", broken)
     with pytest.raises(InterruptExecution, match="the control failed \\(KeyError: 'region'\\)"):
         control.before_experiment_control({"title": "t"}, configuration=cfg)
     try:

@@ -13,7 +13,8 @@ from chaoslib.configuration import load_configuration
 from chaoslib.experiment import ensure_experiment_is_valid
 from chaoslib.loader import load_experiment
 
-from gameday import experiments, hypothesis
+from gameday import experiments
+from gameday.drill import hypothesis
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "gameday" / "experiments"
