@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -286,11 +287,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 class PackageInstall:
     """`pip install .` of this checkout into a fresh venv outside it, started in the
-    background when the session starts (pip needs no lab, and most of the lab suite's time
-    is spent waiting), so test_installed_package finds it done instead of spending half a
-    minute on it with the lab held. Niced, so the drills' timing keeps the CPU first."""
+    background once the session is under way (pip needs no lab, and most of the lab suite's
+    time is spent waiting), so test_installed_package finds it done instead of spending
+    half a minute on it with the lab held. Niced, and started `delay_s` after the session
+    (`make test` runs the unit suite beside the lab suite's first minute), so the drills
+    keep the CPU first."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="gameday-pip-"))
         os.chmod(self.base, 0o755)
         self.venv = self.base / "venv"
@@ -298,9 +301,10 @@ class PackageInstall:
         self.log = (self.base / "install.log").open("w")
         self.proc = subprocess.Popen(
             ["nice", "-n", "10", "sh", "-c",
-             f'"{sys.executable}" -m venv "{self.venv}" && "{self.venv}/bin/pip" install '
-             f'--quiet --disable-pip-version-check "{ROOT}"'],
-            cwd=self.base, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+             f'sleep {delay_s:g} && "{sys.executable}" -m venv "{self.venv}" && '
+             f'"{self.venv}/bin/pip" install --quiet --disable-pip-version-check "{ROOT}"'],
+            cwd=self.base, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own process group: close() stops sleep and pip too
 
     def wait(self, timeout: float = 600) -> Path:
         """The venv, once pip is done: a failed install fails the test with pip's output."""
@@ -311,19 +315,21 @@ class PackageInstall:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()  # by its pid: the Popen's own child
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the group this Popen started, by its id
             self.proc.wait()
         self.log.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
 _INSTALL = pytest.StashKey[PackageInstall]()
+# the unit suite beside the lab suite in `make test` takes about a minute here
+INSTALL_DELAY_S = 90
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any("test_installed_package.py" in item.nodeid for item in session.items) \
             and os.geteuid() == 0:
-        session.stash[_INSTALL] = PackageInstall()
+        session.stash[_INSTALL] = PackageInstall(delay_s=INSTALL_DELAY_S)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
