@@ -25,15 +25,30 @@ POINTS = {
     "during-promotion": "promote-requested",
     "during-rollback": "rollback-started",
 }
-# SIGTERM is the same handler as SIGINT (tests/unit/test_interrupt.py), so it is sent here
-# only where the drill differs: mid-failback (FAILBACK_CASES); and every abort_when test of
-# test_stop_conditions.py interrupts a drill mid-fault with SIGTERM
-CASES = [
-    ("before-fault", signal.SIGINT), ("mid-fault", signal.SIGINT),
-    ("during-promotion", signal.SIGINT), ("during-rollback", signal.SIGINT),
-    ("mid-fault", signal.SIGKILL), ("during-promotion", signal.SIGKILL),
-    ("during-rollback", signal.SIGKILL),
+FAILBACK_CASES = [
+    ("split-brain-counted", signal.SIGINT), ("resynced", signal.SIGTERM),
+    ("fault-applied", signal.SIGINT), ("promote-requested", signal.SIGKILL),
+    ("switched-over", signal.SIGKILL),
 ]
+# Each interrupted failback follows an interrupted game day that left region-2 serving (a
+# game day runs first when one did not), so the lab is failed back once per pair instead of
+# a game day and two failbacks per failback case. SIGTERM is the same handler as SIGINT
+# (tests/unit/test_interrupt.py), so it is sent where the drill differs: mid-failback; and
+# every abort_when test of test_stop_conditions.py interrupts a drill mid-fault with SIGTERM
+CASES = [
+    ("before-fault", signal.SIGINT, None), ("mid-fault", signal.SIGINT, None),
+    ("during-promotion", signal.SIGINT, FAILBACK_CASES[0]),
+    ("during-rollback", signal.SIGINT, FAILBACK_CASES[1]),
+    ("mid-fault", signal.SIGKILL, FAILBACK_CASES[4]),
+    ("during-promotion", signal.SIGKILL, FAILBACK_CASES[2]),
+    ("during-rollback", signal.SIGKILL, FAILBACK_CASES[3]),
+]
+
+
+def _case_id(point: str, sig: signal.Signals, failback: tuple[str, signal.Signals] | None
+             ) -> str:
+    then = f"-then-failback-{failback[0]}-{failback[1].name}" if failback else ""
+    return f"{point}-{sig.name}{then}"
 
 
 def _start(env: dict[str, str], experiment: str = "game-day.json"
@@ -172,9 +187,11 @@ def lab(shared_lab: dict[str, str]):
         print("postgres-region-2.log (tail):\n" + "\n".join(log.read_text().splitlines()[-15:]))
 
 
-@pytest.mark.parametrize(("point", "sig"), CASES, ids=[f"{p}-{s.name}" for p, s in CASES])
-def test_interrupted_drill_leaves_a_consistent_lab(lab: dict[str, str], point: str,
-                                                    sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("point", "sig", "failback"), CASES,
+                         ids=[_case_id(*case) for case in CASES])
+def test_interrupted_drill_leaves_a_consistent_lab(
+        lab: dict[str, str], point: str, sig: signal.Signals,
+        failback: tuple[str, signal.Signals] | None) -> None:
     proc, before = _start(lab)
     _wait_event(lab, before, POINTS[point], proc)
     # an impatient second signal must not skip the rollback
@@ -187,8 +204,29 @@ def test_interrupted_drill_leaves_a_consistent_lab(lab: dict[str, str], point: s
     else:
         assert proc.returncode != 0, out[-2000:]
     assert_consistent(lab)
+    if failback is not None:
+        _interrupted_failback(lab, *failback)
     _back_to_start(lab)
     assert_consistent(lab)
+
+
+def _interrupted_failback(lab: dict[str, str], event: str, sig: signal.Signals) -> None:
+    """A failback interrupted at `event`: one writable primary, and the drill can go on."""
+    if _states(lab).get("region-2") != (False, "off"):
+        gd = chaos("game-day.json", env=lab)  # the interruption left region-1 serving
+        assert gd.returncode == 0, gd.stdout[-3000:]
+    proc, before = _start(lab, "failback.json")
+    _wait_event(lab, before, event, proc)
+    _interrupt(proc, sig, twice=False)
+    if sig == signal.SIGKILL:
+        gameday("recover", env=lab)
+    states = _states(lab)
+    writable = [n for n, s in states.items() if s == (False, "off")]
+    assert len(writable) == 1, (event, sig.name, states)
+    # and the drill can go on: fail back (again) if region-2 still serves
+    _back_to_start(lab)
+    states = _states(lab)
+    assert states["region-1"] == (False, "off"), states
 
 
 def test_sigkill_mid_run_keeps_the_measurements(lab: dict[str, str]) -> None:
@@ -222,30 +260,3 @@ def test_sigkill_mid_run_keeps_the_measurements(lab: dict[str, str]) -> None:
     assert_consistent(lab)
     _back_to_start(lab)
 
-
-FAILBACK_CASES = [
-    ("split-brain-counted", signal.SIGINT), ("resynced", signal.SIGTERM),
-    ("fault-applied", signal.SIGINT), ("promote-requested", signal.SIGKILL),
-    ("switched-over", signal.SIGKILL),
-]
-
-
-@pytest.mark.parametrize(("event", "sig"), FAILBACK_CASES,
-                         ids=[f"failback-{e}-{s.name}" for e, s in FAILBACK_CASES])
-def test_interrupted_failback_leaves_a_consistent_lab(lab: dict[str, str], event: str,
-                                                      sig: signal.Signals) -> None:
-    gd = chaos("game-day.json", env=lab)
-    assert gd.returncode == 0, gd.stdout[-3000:]
-    proc, before = _start(lab, "failback.json")
-    _wait_event(lab, before, event, proc)
-    _interrupt(proc, sig, twice=False)
-    if sig == signal.SIGKILL:
-        gameday("recover", env=lab)
-    states = _states(lab)
-    writable = [n for n, s in states.items() if s == (False, "off")]
-    assert len(writable) == 1, states
-    # and the drill can go on: fail back (again) if region-2 still serves
-    _back_to_start(lab)
-    states = _states(lab)
-    assert states["region-1"] == (False, "off"), states
-    assert_consistent(lab)
