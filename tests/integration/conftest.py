@@ -274,13 +274,16 @@ def _one_lab_at_a_time(request: pytest.FixtureRequest) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The quick tests first, then the tests on the shared lab, together (so it comes up
-    once), then those that bring up their own; each module's in its order."""
+    once; those that take it down at their end last of them, each then needing a fresh
+    one), then those that bring up their own; each module's in its order."""
     here = Path(__file__).parent
 
     def rank(item: pytest.Item) -> int:
         if here not in Path(str(item.fspath)).parents:
             return 0
-        return 1 if "labs" in getattr(item, "fixturenames", ()) else 2
+        if "labs" not in getattr(item, "fixturenames", ()):
+            return 3
+        return 2 if item.get_closest_marker("takes_shared_lab_down") else 1
 
     items.sort(key=rank)
 
@@ -345,6 +348,39 @@ def installed_venv(request: pytest.FixtureRequest) -> Path:
     if install is None:
         install = request.session.stash[_INSTALL] = PackageInstall()
     return install.wait()
+
+
+def lab_descriptor(env: dict[str, str]) -> dict:
+    return json.loads(Path(env["GAMEDAY_LAB"]).read_text())
+
+
+def lab_conn(lab: dict, region: int) -> psycopg.Connection:
+    db = lab["database"]
+    return psycopg.connect(host=lab["regions"][region]["db_host"], port=db["port"],
+                           user=db["user"], password=db["password"], dbname=db["name"],
+                           autocommit=True, connect_timeout=3)
+
+
+def assert_starting_topology(env: dict[str, str]) -> None:
+    lab = lab_descriptor(env)
+    with lab_conn(lab, 0) as c1:
+        assert c1.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+        assert c1.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        # the replication mode survives the cycle: a sync lab stays synchronous
+        modes = [r[0] for r in c1.execute("SELECT sync_state FROM pg_stat_replication")]
+        want = "sync" if lab["database"]["replication"] == "sync" else "async"
+        assert modes == [want], modes
+    with lab_conn(lab, 1) as c2:
+        row = c2.execute("SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)"
+                         ).fetchone()
+        assert row == (True, "streaming"), row
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+    for server in (lab["dns"]["authoritative"]["address"], lab["dns"]["resolver"]["address"]):
+        r = dns.query.udp(dns.message.make_query(lab["dns"]["name"], dns.rdatatype.A), server,
+                          timeout=2)
+        assert [rr.address for rrset in r.answer for rr in rrset] == ["198.18.0.11"], server
 
 
 @contextmanager

@@ -10,12 +10,11 @@ from pathlib import Path
 import psycopg
 
 from gameday.postgres.canary import prune_canary
-from tests.integration.conftest import chaos
-from tests.integration.test_failback import assert_starting_topology
+from tests.integration.conftest import assert_starting_topology, chaos
 
-# long enough for every figure of the hold to be judged (two hundred global requests, ten
-# steady-state checks at HOLD_CHECK_S, thousands of canary writes at the experiment's cap)
-HOLD_S = 10
+# long enough for every figure of the hold to be judged (over a hundred global requests,
+# six steady-state checks at HOLD_CHECK_S, a thousand canary writes at the experiment's cap)
+HOLD_S = 6
 HOLD_CHECK_S = 1
 
 
