@@ -41,6 +41,7 @@ import psycopg
 import pytest
 
 from gameday.experiments import compose
+from gameday.foundation.ledger import Ledger
 from tests.fixtures import experiments as composed
 from tests.integration.conftest import ROOT, chaos, gameday, lab_conn, lab_descriptor
 
@@ -204,13 +205,8 @@ def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
     writable primary with the other streaming from it (Patroni may still be promoting when
     the run ends, so this waits, bounded by a few TTLs)."""
     lab = lab_descriptor(env)
-    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
-    if ledger.exists():
-        latest: dict[str, str] = {}
-        for line in ledger.read_text().splitlines():
-            rec = json.loads(line)
-            latest[rec["id"]] = rec["state"]
-        assert all(s == "reverted" for s in latest.values()), latest
+    open_faults = Ledger(env["GAMEDAY_LAB"]).open_faults()  # the lab's own fault ledger
+    assert open_faults == [], open_faults
     tables = subprocess.run(["ip", "netns", "exec", "gd-region-1", "nft", "list", "tables"],
                             capture_output=True, text=True).stdout
     assert "gameday" not in tables

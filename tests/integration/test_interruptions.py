@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gameday.foundation.ledger import Ledger
 from tests.integration.conftest import BIN, ROOT, chaos, gameday
 
 POINTS = {
@@ -154,13 +155,8 @@ def assert_consistent(env: dict[str, str]) -> None:
                                  autocommit=True) as c:
                 modes = [r[0] for r in c.execute("SELECT sync_state FROM pg_stat_replication")]
         assert modes == [want], f"region-2 does not stream from region-1: {modes}"
-    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
-    if ledger.exists():
-        latest: dict[str, str] = {}
-        for line in ledger.read_text().splitlines():
-            rec = json.loads(line)
-            latest[rec["id"]] = rec["state"]
-        assert all(s == "reverted" for s in latest.values()), latest
+    open_faults = Ledger(env["GAMEDAY_LAB"]).open_faults()  # the lab's own fault ledger
+    assert open_faults == [], open_faults
     ns = subprocess.run(["ip", "netns", "exec", "gd-region-1", "nft", "list", "tables"],
                         capture_output=True, text=True).stdout
     assert "gameday" not in ns
