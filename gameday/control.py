@@ -33,8 +33,8 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
+from gameday.drill import checks, gate, hypothesis, preflight, recovery, watcher
 from gameday.drill import context as drills
-from gameday.drill import gate, hypothesis, preflight, recovery, watcher
 from gameday.drill.context import Drill
 from gameday.foundation import drill_state, interrupt, lock
 from gameday.foundation.descriptor import Lab
@@ -54,6 +54,7 @@ from gameday.foundation.events import (
 )
 from gameday.foundation.ledger import Ledger
 from gameday.foundation.settings import GamedaySettings
+from gameday.measure import app_canary
 from gameday.measure import run as runs
 from gameday.measure import summary as summaries
 from gameday.measure.contract import Summary, Verdict
@@ -385,6 +386,7 @@ def _end(state: dict[str, Any]) -> None:
             summaries.snapshot_rows(run.dir, drill.lab, run.now(), live=False)
         except GamedayError as exc:
             logger.error("gameday: %s; lost writes stay unknown", exc)
+        _read_back_app_canary(drill, run)
         runs.prune_earlier_runs(run, drill.lab)  # after the final read, and only past the gate
         # also puts the numbers into the journal's extensions (state is the journal)
         summary = outputs.write_run_outputs(run.dir, state,
@@ -407,6 +409,19 @@ def _end(state: dict[str, Any]) -> None:
         live.stop(run.dir)
         run.stop_recorder()
         interrupt.rollbacks_done()
+
+
+def _read_back_app_canary(drill: Drill, run: Run) -> None:
+    """The application canary's numbers read back through the application (the global
+    name, where users are sent now), once its writers stopped: what users lost."""
+    canary = drill.settings.app_canary
+    if canary is None:
+        return
+    try:
+        app_canary.snapshot(run.dir, checks.global_where(drill.lab, canary.deadline_s),
+                            canary.read_back, run.now(), verify=drill.lab.ca_bundle or True)
+    except GamedayError as exc:
+        logger.error("gameday: %s; the application's lost writes stay unknown", exc)
 
 
 def _forget_a_promotion_never_seen(lab: Lab) -> None:

@@ -124,6 +124,8 @@ class RecorderStopped(Payload):
     acked: int = 0
     connect_errors: int = 0
     unanswered: int = 0
+    # the application canary's acknowledged writes, when it ran
+    app_acked: int | None = dataclasses.field(default=None, metadata=OPTIONAL)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

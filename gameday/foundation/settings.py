@@ -215,6 +215,28 @@ class AppCanary:
     writers: int = 2
     deadline_s: float = 3.0
 
+    def as_config(self, *, header_values: bool = True) -> dict[str, Any]:
+        """The configuration this was parsed from (`app_canary(...)` reads it back): how the
+        recorder is given it. Without `header_values` (what the run's meta records, where
+        anyone reading the report directory would see a token) each header's value is
+        left out."""
+
+        def target(t: str) -> dict[str, str]:
+            return {"path": t} if t.startswith("/") else {"url": t}
+
+        def headers(h: tuple[tuple[str, str], ...]) -> dict[str, str]:
+            return {k: v if header_values else "(not recorded)" for k, v in h}
+
+        write: dict[str, Any] = {"method": self.write.method, **target(self.write.target),
+                                 "headers": headers(self.write.headers)}
+        if self.write.body is not None:
+            write["body"] = self.write.body
+        return {"write": write,
+                "read_back": {**target(self.read_back.target),
+                              "page_size": self.read_back.page_size,
+                              "headers": headers(self.read_back.headers)},
+                "writers": self.writers, "deadline_s": self.deadline_s}
+
 
 def app_canary(c: Mapping[str, Any]) -> AppCanary | None:
     """The `app_canary` configuration (None: no application canary): an object with
@@ -435,6 +457,9 @@ class GamedaySettings:
                 **({"canary_max_rate": self.rates.canary_max_rate}
                    if self.rates.canary_max_rate else {}),
             },
+            # only when configured; its header values go to the recorder on its stdin
+            **({"app_canary": self.app_canary.as_config(header_values=False)}
+               if self.app_canary is not None else {}),
         }
 
 

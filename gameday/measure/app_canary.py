@@ -7,6 +7,15 @@ same Jepsen classes as the database canary's, by the same accounting
 (`measure.store.writes.account_writes`): a write the application acknowledged and cannot
 read back is lost, whatever its datastore says.
 
+The writers (`AppWriters`, run by the recorder beside the database canary) send each write
+as a user would: the global name resolved through the caching resolver before each write
+(a stub resolver caches nothing), the request to the address it answered with the global
+name as Host and TLS name, the template's `{seq}` and `{writer}` filled in. Every attempt is
+recorded on the run's clock with the region that answered (X-Region): a 2xx is
+acknowledged; a 4xx, or a request that never reached the application (no address, refused),
+failed (not stored); no answer within the deadline, or a 5xx, unknown (maybe stored: the
+storefront's 503 after a WAIT that timed out leaves the number on the master).
+
 A read-back is trusted only as far as it keeps its contract, since a wrong one would turn
 into silent loss or silent safety: every number must be above the `since` asked, a page
 that says there is more must have moved on, and a number the canary never sent is named
@@ -15,18 +24,41 @@ that says there is more must have moved on, and a number the canary never sent i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import itertools
+import os
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
 import httpx
 
+from gameday.foundation.descriptor import Lab
 from gameday.foundation.errors import TargetError
-from gameday.foundation.settings import MAX_APP_SEQ, ReadBack
-from gameday.measure.store.timeline import CanaryAttempt
+from gameday.foundation.settings import MAX_APP_SEQ, AppCanary, ReadBack
+from gameday.measure.samplers import url_target
+from gameday.measure.store import queries, timeline
+from gameday.measure.store.timeline import AppCanaryAttempt, BatchWriter, CanaryAttempt, Clock
 from gameday.measure.store.writes import WriteAccounting, account_writes
+
+# the writers run this much nicer than the recorder's samplers (as the database canary's)
+NICER = 10
+# how long the resolver is given per write: a user's stub resolver gives up about as soon
+RESOLVE_TIMEOUT_S = 1.0
+# after a write that failed at once (no address, refused), before the next: no busy loop
+FAILED_PAUSE_S = 0.01
+# the errors of a request that never reached the application: nothing can have been stored
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol,
+            httpx.LocalProtocolError, httpx.PoolTimeout)
 
 
 def start_seq(now_ns: int | None = None) -> int:
@@ -149,3 +181,210 @@ def classify(attempts: Iterable[CanaryAttempt], read: Mapping[int, int], *,
         read_back=len(present),
         never_sent=tuple(sorted(seq for seq in present if seq not in sent)),
     )
+
+
+# --- the writers ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GlobalName:
+    """How a user reaches the application: `name` resolved through the caching resolver at
+    `resolver` (host, port), then the address it answers on the scheme and port of the
+    region that has it (`served_as`), else plain http on `default_port`."""
+
+    name: str
+    resolver: tuple[str, int]
+    served_as: Mapping[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    regions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # address -> name
+    default_port: int = 8080
+    verify: bool | str = True
+
+    @classmethod
+    def of(cls, lab: Lab) -> GlobalName:
+        served: dict[str, tuple[str, int]] = {}
+        for region in lab.regions:
+            scheme, _, port, _ = url_target(region.storefront_url)
+            served[region.address] = (scheme, port)
+        return cls(name=lab.dns.name, resolver=(lab.dns.resolver.ip(), lab.dns.resolver.port),
+                   served_as=served, regions={r.address: r.name for r in lab.regions},
+                   verify=lab.ca_bundle or True)
+
+    def where(self, timeout_s: float, deadline_s: float) -> tuple[Where, str | None]:
+        """Where a user is sent now, and the region DNS named (None: an address of no
+        region). LookupError, one line, when the resolver answers no address."""
+        query = dns.message.make_query(self.name, dns.rdatatype.A)
+        try:
+            response = dns.query.udp(query, self.resolver[0], port=self.resolver[1],
+                                     timeout=timeout_s)
+        except (dns.exception.DNSException, OSError) as exc:
+            raise LookupError(f"DNS: {type(exc).__name__}") from None
+        addresses = sorted(rr.address for rrset in response.answer
+                           if rrset.rdtype == dns.rdatatype.A for rr in rrset)
+        if not addresses:
+            raise LookupError("DNS: no address")
+        address = addresses[0]
+        scheme, port = self.served_as.get(address, ("http", self.default_port))
+        return (Where(base_url=f"{scheme}://{address}:{port}", host=self.name,
+                      verify=self.verify, timeout_s=deadline_s), self.regions.get(address))
+
+
+class _Slot:
+    """A writer's write in flight, so that the recorder can record it `unknown` when it
+    stops before the answer (a number sent and never recorded would read back as one the
+    canary never sent). Whoever takes `pending` under the lock records the attempt."""
+
+    __slots__ = ("lock", "pending")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: tuple[int, float, str | None] | None = None  # seq, t_send, region
+
+    def take(self, add: Callable[[tuple[Any, ...]], None], row: AppCanaryAttempt) -> bool:
+        """Record `row` unless the recorder already recorded the write as unknown."""
+        with self.lock:
+            if self.pending is None:
+                return False
+            self.pending = None
+            add(row)
+            return True
+
+
+class AppWriters:
+    """The application canary's writers: threads (each a plain blocking HTTP client, as
+    the database canary's writers are), handing their attempts to the recorder's
+    BatchWriter. `where` says where each write goes: GlobalName.where for a template that
+    is a path (a user of the global name), nothing to resolve for a whole URL."""
+
+    def __init__(self, canary: AppCanary, clock: Clock, out: BatchWriter, *, start_seq: int,
+                 where: Callable[[], tuple[Where, str | None]] | None,
+                 verify: bool | str = True) -> None:
+        self.canary, self.clock, self.out = canary, clock, out
+        self.where, self.verify = where, verify
+        self._seq = itertools.count(start_seq)
+        self._slots = [_Slot() for _ in range(canary.writers)]
+        self._acked = [0] * canary.writers
+        self._halt = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def acked(self) -> int:
+        return sum(self._acked)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the writers until `stop` is set; then record every write still in flight
+        as unknown, so that what the recorder stores next is complete."""
+        crashed: list[BaseException] = []
+
+        def writer(w: int) -> None:
+            with contextlib.suppress(OSError):  # a thread's own nice value (Linux)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                               os.getpriority(os.PRIO_PROCESS, 0) + NICER)
+            try:
+                self._writer(w)
+            except BaseException as exc:  # re-raised below, as a coroutine's would be
+                crashed.append(exc)
+                self._halt.set()
+
+        self._threads = [threading.Thread(target=writer, args=(w,), name=f"app-canary-{w}",
+                                          daemon=True) for w in range(self.canary.writers)]
+        for thread in self._threads:
+            thread.start()
+        try:
+            await stop.wait()
+        finally:
+            self._halt.set()
+        # a write in flight ends within its deadline; the recorder does not wait longer
+        ends = time.monotonic() + self.canary.deadline_s + 0.5
+        while any(t.is_alive() for t in self._threads) and time.monotonic() < ends:
+            await asyncio.sleep(0.02)
+        self.give_up_in_flight()
+        if crashed:
+            raise crashed[0]
+
+    def give_up_in_flight(self) -> int:
+        """Record each write still unanswered as unknown; returns how many."""
+        n = 0
+        for w, slot in enumerate(self._slots):
+            with slot.lock:
+                pending, slot.pending = slot.pending, None
+            if pending is not None:
+                seq, t_send, region = pending
+                self.out.add(AppCanaryAttempt(seq, w, t_send, None, "unknown", region,
+                                              "unanswered when the recorder stopped", None))
+                n += 1
+        return n
+
+    def _writer(self, w: int) -> None:
+        canary, slot, halt = self.canary, self._slots[w], self._halt
+        now, add = self.clock.now, self.out.add
+        with httpx.Client(trust_env=False, verify=self.verify,
+                          timeout=httpx.Timeout(canary.deadline_s)) as client:
+            while not halt.is_set():
+                seq = next(self._seq)
+                method, target, headers, body = canary.write.render(seq, w)
+                t_send = now()
+                region: str | None = None
+                try:
+                    if self.where is not None and "://" not in target:
+                        where, region = self.where()
+                    else:
+                        where = Where(base_url="", timeout_s=canary.deadline_s)
+                except LookupError as exc:
+                    add(AppCanaryAttempt(seq, w, t_send, None, "failed", None, str(exc), None))
+                    halt.wait(FAILED_PAUSE_S)
+                    continue
+                extensions: dict[str, Any] = {}
+                if where.host and "://" not in target:
+                    headers = {**headers, "Host": where.host}
+                    extensions["sni_hostname"] = where.host
+                with slot.lock:
+                    slot.pending = (seq, t_send, region)
+                try:
+                    answer = client.request(method, where.url(target), headers=headers,
+                                            content=body, extensions=extensions)
+                except httpx.HTTPError as exc:
+                    row = AppCanaryAttempt(seq, w, t_send, None,
+                                           "failed" if isinstance(exc, NOT_SENT) else "unknown",
+                                           region, type(exc).__name__, None)
+                    pause = True
+                else:
+                    t_ack = now()
+                    status = answer.status_code
+                    region = answer.headers.get("x-region") or region
+                    ok = 200 <= status < 300
+                    row = AppCanaryAttempt(seq, w, t_send, t_ack if ok else None,
+                                           "ok" if ok else "failed" if 400 <= status < 500
+                                           else "unknown", region,
+                                           None if ok else f"HTTP {status}", status)
+                    pause = not ok
+                if not slot.take(add, row):
+                    continue  # the recorder stopped and recorded it unknown
+                if row.outcome == "ok":
+                    self._acked[w] += 1
+                elif pause:
+                    halt.wait(FAILED_PAUSE_S)
+
+
+def snapshot(run_dir: Path, where: Where | None, read: ReadBack, t_read: float,
+             *, verify: bool | str = True) -> int:
+    """Read the application canary's numbers back through the application into the
+    timeline (`app_final_rows`), after its writers stopped; returns how many. A read-back
+    that fails is recorded as the reason the application's losses are unknown, and raised
+    (TargetError, one line)."""
+    meta = timeline.read_meta(run_dir)
+    start = int(meta["app_start_seq"])
+    try:
+        if where is None:
+            raise TargetError("the application canary's read-back: the resolver answers "
+                              "no address for the global name")
+        with httpx.Client(trust_env=False, verify=verify) as client:
+            found = read_back(client, where, read, start - 1,
+                              most=queries.app_attempted(run_dir) + read.page_size)
+    except TargetError as exc:
+        timeline.write_meta(run_dir, {"app_read_error": str(exc), "app_read_t": t_read})
+        raise
+    timeline.write_final_rows(run_dir, sorted(found.items()),
+                              meta={"app_read_t": t_read, "app_read_from": where.base_url,
+                                    "app_read_error": None},
+                              table=timeline.APP_FINAL_ROWS)
+    return len(found)

@@ -24,11 +24,13 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from gameday.foundation import descriptor, settings
 from gameday.foundation.events import RecorderReady, RecorderStopped
 from gameday.foundation.poll import poll_within
 from gameday.measure import canary as canary_mod
+from gameday.measure.app_canary import RESOLVE_TIMEOUT_S, AppWriters, GlobalName
 from gameday.measure.canary import Canary
 from gameday.measure.samplers import (
     DnsSampler,
@@ -56,8 +58,11 @@ def _die_with_parent() -> None:
 
 async def record(run_dir: Path) -> None:
     config = json.loads((run_dir / "recorder.json").read_text())
-    # the experiment's secret, if it gave the password, comes on stdin (see measure.run)
-    password = sys.stdin.read() if config.get("password_on_stdin") else None
+    # the experiment's secret, if it gave the password, and the application canary's
+    # configuration (its headers may hold a token) come on stdin (see measure.run)
+    given: dict[str, Any] = json.loads(sys.stdin.read()) \
+        if config.get("secrets_on_stdin") else {}
+    password = given.get("password")
     meta = timeline.read_meta(run_dir)
     lab = descriptor.load(meta["lab_file"], password=password)
     # the rates the run recorded, under the keys the experiment sets them by
@@ -94,6 +99,15 @@ async def record(run_dir: Path) -> None:
         leader = LeaderKeySampler(lab, clock, out, rates.timeout_s)
         tasks.append(every(rates.replication_s, clock, leader.sample, stop))
     tasks.append(canary.run(stop))
+    app_settings = settings.app_canary(given)
+    app: AppWriters | None = None
+    if app_settings is not None:
+        # the canary through the application, a user of the global name (issue 23)
+        name = GlobalName.of(lab)
+        app = AppWriters(app_settings, clock, out, start_seq=int(meta["app_start_seq"]),
+                         where=lambda: name.where(RESOLVE_TIMEOUT_S, app_settings.deadline_s),
+                         verify=name.verify)
+        tasks.append(app.run(stop))
     sampling = asyncio.gather(*tasks)
 
     ready = False
@@ -111,13 +125,17 @@ async def record(run_dir: Path) -> None:
                 elif loop.time() - stopping_since > STOP_S - LAST_FLUSH_S:
                     break  # a sampler outlived every bound it has: keep what we have
     finally:
+        if app is not None:
+            app.give_up_in_flight()  # a write the recorder no longer waits for: unknown
         # also when a sampler crashed: what it and the others measured stays
         _last_flush(out)
     if sampling.done():
         sampling.result()  # a sampler's crash ends the recorder with its traceback
     timeline.record_event(run_dir, RecorderStopped(acked=canary.acked,
                                                    connect_errors=canary.connect_errors,
-                                                   unanswered=canary.in_flight), clock.now())
+                                                   unanswered=canary.in_flight,
+                                                   app_acked=app.acked if app else None),
+                          clock.now())
     out.close()
     # only now: a close that waits on a frozen server delays nothing that counts
     closers = [s.close() for s in repl] + [http.client.aclose()]

@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -20,7 +21,7 @@ from gameday.foundation.errors import LabError, TargetError
 from gameday.foundation.events import Kind, Payload, RecorderDied, RecorderKilled
 from gameday.foundation.poll import poll_until
 from gameday.foundation.settings import GamedaySettings
-from gameday.measure import canary, recorder
+from gameday.measure import app_canary, canary, recorder
 from gameday.measure.store import queries, timeline
 from gameday.postgres import canary as canary_rows
 from gameday.postgres.connection import cause
@@ -177,6 +178,8 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
         "game_day_run": game_day_run,
         "replication": lab.database.replication,
         "ha": lab.ha.recorded() if lab.ha is not None else None,
+        # the application canary's first number: above every earlier run's (app_canary)
+        **({"app_start_seq": app_canary.start_seq()} if settings.app_canary else {}),
     })
     run = Run(run_dir, timeline.Clock(anchor_ns))
     spawn_recorder(run, settings, lab)
@@ -213,9 +216,16 @@ def spawn_recorder(run: Run, settings: GamedaySettings, lab: Lab) -> None:
     to sample and how often from the run's meta (`GamedaySettings.recorded`)."""
     # a password from the experiment's secrets reaches the recorder through a pipe: never
     # on its command line (ps shows that) nor in a file of the run directory
-    secret = settings.db_password
+    # the application canary's configuration with its headers' values (a token, perhaps)
+    # takes the same way
+    stdin: dict[str, Any] = {}
+    if settings.db_password is not None:
+        stdin["password"] = settings.db_password
+    if settings.app_canary is not None:
+        stdin["app_canary"] = settings.app_canary.as_config()
+    secret = json.dumps(stdin) if stdin else None
     (run.dir / "recorder.json").write_text(json.dumps({
-        "password_on_stdin": secret is not None,
+        "secrets_on_stdin": secret is not None,
     }, indent=2))
     log = open(run.dir / "recorder.log", "ab")  # noqa: SIM115 (the child keeps it)
     # its own session: a Ctrl-C at the terminal reaches the runner's process group, whose

@@ -39,6 +39,15 @@ def canary_trouble(run_dir: Path | str) -> str:
             + (f", last write error {writes[1]}" if writes[1] else ""))
 
 
+def app_attempted(run_dir: Path | str) -> int:
+    """How many writes the application canary attempted (0: none, or a run without it)."""
+    with contextlib.closing(timeline.connect(run_dir)) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'app_canary'").fetchone() \
+                is None:
+            return 0
+        return int(conn.execute("SELECT count(*) FROM app_canary").fetchone()[0])
+
+
 class Samples:
     """One connection to a run's timeline for a step that asks again and again (a wait, a
     hold, the stop conditions' watcher). Close it (or use it as a context manager)."""

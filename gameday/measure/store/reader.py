@@ -22,6 +22,7 @@ from gameday.foundation.events import Kind
 from gameday.measure.store import timeline as timelines
 from gameday.measure.store.seqsets import SeqSet
 from gameday.measure.store.timeline import (
+    AppCanaryAttempt,
     CanaryAttempt,
     CanaryConnect,
     DnsSample,
@@ -159,6 +160,10 @@ class Timeline:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     canary_connect: Sequence[CanaryConnect] = ()
     ha: Sequence[HaSample] = ()
+    # the application canary's attempts and what its read-back returned (seq -> times), of
+    # a hand-made timeline; a stored run keeps both in its database
+    app_canary: Sequence[AppCanaryAttempt] = ()
+    app_read: Mapping[int, int] | None = None
     _db: sqlite3.Connection | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def events_of(self, kind: Kind) -> list[Event]:
@@ -170,7 +175,43 @@ class Timeline:
             return self._db
         return memory_store(canary=self.canary, canary_connect=self.canary_connect,
                             samples={"dns": self.dns, "http": self.http,
-                                     "replication": self.replication, "ha": self.ha})
+                                     "replication": self.replication, "ha": self.ha,
+                                     "app_canary": self.app_canary})
+
+    def app_attempts(self) -> list[CanaryAttempt]:
+        """The application canary's attempts in the database canary's row shape (the region
+        that answered as its `server`), so one accounting classifies both; send order."""
+        if not has_table(self._store, "app_canary"):
+            return []  # a run recorded before the application canary existed
+        return [CanaryAttempt(seq, writer, t_send, t_ack, outcome, region, error, None)
+                for seq, writer, t_send, t_ack, outcome, region, error in self._store.execute(
+                    "SELECT seq, writer, t_send, t_ack, outcome, region, error "
+                    "FROM app_canary ORDER BY t_send")]
+
+    def app_read_back(self) -> dict[int, int] | None:
+        """seq -> how many times the application's read-back returned it; None when it was
+        not read back (no application canary, or its read-back failed)."""
+        if self._db is None:
+            return None if self.app_read is None else dict(self.app_read)
+        if not has_table(self._db, timelines.APP_FINAL_ROWS):
+            return None
+        return {int(seq): int(n) for seq, n in self._db.execute(
+            f"SELECT seq, n FROM {timelines.APP_FINAL_ROWS}")}
+
+    def first_app_ack(self, since: float, region: str) -> tuple[float | None, float | None]:
+        """(the first application-canary write acknowledged by `region` at or after
+        `since`, the last attempt before it that was not acknowledged, after `since`)."""
+        if not has_table(self._store, "app_canary"):
+            return None, None
+        t_ack = self._store.execute(
+            "SELECT min(t_ack) FROM app_canary WHERE outcome = 'ok' AND t_ack >= ? "
+            "AND region = ?", (since, region)).fetchone()[0]
+        if t_ack is None:
+            return None, None
+        last_fail = self._store.execute(
+            "SELECT max(t_send) FROM app_canary WHERE outcome != 'ok' AND t_send >= ? "
+            "AND t_send < ?", (since, t_ack)).fetchone()[0]
+        return float(t_ack), None if last_fail is None else float(last_fail)
 
     @functools.cached_property
     def canary_extent(self) -> tuple[int, int, float | None, float | None]:

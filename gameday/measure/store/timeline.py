@@ -66,6 +66,22 @@ class CanaryAttempt(NamedTuple):
     notice: str | None
 
 
+class AppCanaryAttempt(NamedTuple):
+    """One write of the application canary (measure.app_canary): an HTTP request through
+    the global name. `outcome` as the database canary's: "ok" (a 2xx answer), "failed"
+    (never reached the application, or refused by it with a 4xx: not stored), "unknown"
+    (sent, and no answer within the deadline, or a 5xx: maybe stored)."""
+
+    seq: int
+    writer: int
+    t_send: float
+    t_ack: float | None
+    outcome: str
+    region: str | None  # the region that answered (its X-Region), or DNS's when none
+    error: str | None
+    status: int | None  # the HTTP status, when an answer came
+
+
 class CanaryConnect(NamedTuple):
     t: float
     writer: int
@@ -103,6 +119,7 @@ TABLES: dict[str, type[tuple[Any, ...]]] = {
     "canary_connect": CanaryConnect,
     "replication": ReplicationSample,
     "ha": HaSample,
+    "app_canary": AppCanaryAttempt,
 }
 _TABLE_OF: dict[type[tuple[Any, ...]], str] = {row: name for name, row in TABLES.items()}
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -175,16 +192,25 @@ def write_meta(run_dir: Path | str, meta: Mapping[str, Any], *, sort_keys: bool 
         conn.close()
 
 
+# where the numbers read back after the drill are kept: the database canary's rows read from
+# the new primary, and the application canary's read back through the application
+FINAL_ROWS = "final_rows"
+APP_FINAL_ROWS = "app_final_rows"
+
+
 def write_final_rows(run_dir: Path | str, rows: Iterable[tuple[int, int]], *,
-                     meta: Mapping[str, Any]) -> None:
+                     meta: Mapping[str, Any], table: str = FINAL_ROWS) -> None:
     """The canary rows read from the new primary (seq, how many rows with it), replacing an
-    earlier read, with `meta` saying when and from where, in one transaction."""
+    earlier read, with `meta` saying when and from where, in one transaction. `table`
+    APP_FINAL_ROWS: the application canary's numbers as its read-back returned them."""
+    if table not in (FINAL_ROWS, APP_FINAL_ROWS):
+        raise ValueError(f"no table {table!r} of numbers read back")
     conn = connect(run_dir)
     try:
         conn.execute("BEGIN IMMEDIATE")  # take the write lock now: the recorder writes too
-        conn.execute("CREATE TABLE IF NOT EXISTS final_rows (seq INTEGER, n INTEGER)")
-        conn.execute("DELETE FROM final_rows")
-        conn.executemany("INSERT INTO final_rows VALUES (?, ?)", rows)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER, n INTEGER)")
+        conn.execute(f"DELETE FROM {table}")
+        conn.executemany(f"INSERT INTO {table} VALUES (?, ?)", rows)
         conn.executemany(_PUT_META, [(k, json.dumps(v)) for k, v in meta.items()])
         conn.execute("COMMIT")
     finally:
