@@ -64,6 +64,27 @@ class WritesDetail(TypedDict):
     read_from: str | None
 
 
+class AppWrites(TypedDict):
+    """The application canary's writes (issue 23), present only in runs that had one: the
+    same counts as `writes`, classified against what the application's read-back returned,
+    its own write RTO and RPO, and how the two canaries differ (`differences`, in words)."""
+
+    writes: Writes  # every count None when the read-back failed
+    read_back: int | None  # numbers of this run the read-back returned
+    never_sent: list[int]  # the first few numbers it returned that the canary never sent
+    lost_ranges: list[tuple[int, int]]
+    lost_after_fault: int | None
+    loss_window_s: list[float | None] | None
+    lost_by_region: dict[str, int]  # by the region that acknowledged them (X-Region)
+    write_rto_s: float | None  # the first write acknowledged by the secondary region
+    write_rto_error_s: float | None
+    rpo_s: float | None
+    rpo_error_s: float | None
+    read_from: str | None
+    read_error: str | None
+    differences: list[str]
+
+
 class Replication(TypedDict):
     mode: str | None
     configured: str | None
@@ -182,6 +203,7 @@ class Summary(TypedDict):
     incomplete: bool
     notes: dict[str, str]
     hold: NotRequired[Hold]
+    app_writes: NotRequired[AppWrites]  # only when the application canary ran
     flapping: NotRequired[dict[str, Flapping]]  # by DNS server; only when one flapped
 
 

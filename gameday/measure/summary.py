@@ -15,11 +15,12 @@ from typing import Any
 from gameday.foundation import events
 from gameday.foundation.descriptor import Lab
 from gameday.foundation.events import Kind
+from gameday.measure import app_canary, instants, phases, stats
 from gameday.measure import hold as holds
-from gameday.measure import instants, phases, stats
 from gameday.measure import rto as rtos
 from gameday.measure.contract import (
     SCHEMA_ID,
+    AppWrites,
     Failback,
     FaultRecord,
     Flapping,
@@ -68,6 +69,10 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
     failover = _failover(tl, t_fault)
     writes, accounting = _writes(tl, present, t_fault)
     reasons = _reasons(tl, targets, failover, accounting, present is not None)
+    roles = phases.Roles.from_meta(meta)
+    app = _app_writes(tl, t_fault, roles.secondary["name"], failover, accounting)
+    if app is not None:
+        reasons = _app_reasons(reasons, app, targets)
     split: dict[str, Any] = {}
     resynced: dict[str, Any] = {}
     if meta.get("drill") == "failback":
@@ -85,7 +90,6 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
         reasons.append("incomplete run: the runner stopped before the end (killed or crashed); "
                        "the numbers come from the samples stored until then")
     reasons += lost
-    roles = phases.Roles.from_meta(meta)
     repl = instants.replication_at(tl, t_fault if t_fault is not None else float("inf"),
                                   primary=roles.primary["name"], standby=roles.secondary["name"])
     rto_i, write_i = failover.rto, failover.instants.get("first_write_s")
@@ -133,6 +137,8 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
     flaps = _flapping(tl, t_fault, roles, failover)
     if flaps:
         summary["flapping"] = flaps
+    if app is not None:
+        summary["app_writes"] = app
     held = _hold(tl, t_fault)
     if held is not None:
         summary["hold"] = held
@@ -190,6 +196,119 @@ def _writes(tl: reader.Timeline, present: Mapping[int, int] | None, t_fault: flo
     accounting = writes.account_run(tl, present, t_fault=t_fault, start_seq=start_seq,
                                     cutoff=cutoff, live=live)
     return accounting.counts(), accounting
+
+
+# how many numbers the application returned that its canary never sent are listed by name
+NEVER_SENT_SHOWN = 10
+# a write RTO of the application this much longer than the database's is named
+WRITE_RTO_GAP_S = 1.0
+
+
+def _app_writes(tl: reader.Timeline, t_fault: float | None, secondary: str,
+                failover: _Failover, db: writes.WriteAccounting | None) -> AppWrites | None:
+    """The application canary's block (None: the run had none): its attempts classified by
+    the database canary's accounting against what the application's read-back returned."""
+    meta = tl.meta
+    if "app_start_seq" not in meta:
+        return None
+    start = int(meta["app_start_seq"])
+    attempts = tl.app_attempts()
+    read = tl.app_read_back()
+    found = None if read is None else app_canary.classify(attempts, read, t_fault=t_fault,
+                                                          start=start)
+    acc = found.accounting if found is not None else None
+    if acc is not None:
+        counts = acc.counts()
+    else:
+        counts = Writes(attempted=len(attempts),
+                        acked=sum(1 for a in attempts if a.outcome == "ok"), lost=None,
+                        recovered=None, unknown_absent=None, unexpected=None, duplicate=None)
+    rto_at = rto_err = None
+    if t_fault is not None:
+        t_ack, last_fail = tl.first_app_ack(t_fault, secondary)
+        if t_ack is not None:
+            rto_at = t_ack - t_fault
+            rto_err = t_ack - last_fail if last_fail is not None else None
+    window = acc.loss_window if acc is not None else None
+    block: AppWrites = {
+        "writes": counts,
+        "read_back": found.read_back if found is not None else None,
+        "never_sent": list(found.never_sent[:NEVER_SENT_SHOWN]) if found is not None else [],
+        "lost_ranges": writes.seq_ranges(acc.lost_seqs) if acc is not None else [],
+        "lost_after_fault": acc.lost_after_fault if acc is not None else None,
+        "loss_window_s": None if window is None or t_fault is None else
+        [_r(window[0] - t_fault), _r(window[1] - t_fault)],
+        "lost_by_region": acc.lost_by_server if acc is not None else {},
+        "write_rto_s": _r(rto_at),
+        "write_rto_error_s": _r(rto_err),
+        "rpo_s": _r(acc.rpo_s) if acc is not None else None,
+        "rpo_error_s": _r(acc.rpo_error_s) if acc is not None else None,
+        "read_from": meta.get("app_read_from") if read is not None else None,
+        "read_error": meta.get("app_read_error") if read is None else None,
+        "differences": [],
+    }
+    if read is None and not block["read_error"]:
+        block["read_error"] = "the application canary's numbers were not read back (the " \
+                              "run stopped before its end)"
+    block["differences"] = _differences(block, found, db, failover)
+    return block
+
+
+def _differences(app: AppWrites, found: app_canary.AppWrites | None,
+                 db: writes.WriteAccounting | None, failover: _Failover) -> list[str]:
+    """What the two canaries disagree on, in words a post-mortem can use."""
+    out: list[str] = []
+    if found is not None:
+        out += found.notes()
+    app_lost = app["writes"]["lost"]
+    if app_lost is not None and db is not None and app_lost != db.lost:
+        if app_lost > db.lost:
+            out.append(f"the application acknowledged {app_lost} writes it cannot read back "
+                       f"while the database canary lost {db.lost}: users lost writes the "
+                       "database canary did not see (lost between the application and the "
+                       "database it watches: the application's buffer or cache, or a "
+                       "datastore of its own)")
+        else:
+            out.append(f"the database canary lost {db.lost} acknowledged writes and the "
+                       f"application canary {app_lost}: the application's users lost less "
+                       "than the database's own clients (the application waits for more "
+                       "durability, or writes elsewhere)")
+    first_write = failover.instants.get("first_write_s")
+    db_rto = first_write.at_s if first_write is not None else None
+    app_rto = app["write_rto_s"]
+    if app_rto is not None and db_rto is not None and app_rto - db_rto > WRITE_RTO_GAP_S:
+        out.append(f"the application took its first write {app_rto - db_rto:.3f} s after the "
+                   f"database took the canary's ({app_rto:.3f} s against {db_rto:.3f} s "
+                   "after the fault): the time users waited on the application itself "
+                   "(its DNS, connection pool or health checks)")
+    elif app_rto is None and db_rto is not None:
+        out.append("the database took writes again after the fault, but no application "
+                   "canary write was acknowledged by the secondary region")
+    return out
+
+
+def _database_canary_s(reason: str) -> bool:
+    """A reason of the database canary's accounting (`_reasons`), named as such once the
+    application canary's stand beside it."""
+    return (" acknowledged writes lost (at most " in reason
+            or reason.startswith("integrity failure:"))
+
+
+def _app_reasons(reasons: list[str], app: AppWrites, targets: Targets) -> list[str]:
+    """The verdict with the application canary: `max_lost_writes` applies to each canary,
+    and each reason names the canary that missed."""
+    named = [f"database canary: {r}" if _database_canary_s(r) else r for r in reasons]
+    w = app["writes"]
+    if w["lost"] is None:
+        named.append(f"application canary: {app['read_error']}; its lost writes are unknown")
+        return named
+    if w["lost"] > targets["max_lost_writes"]:
+        named.append(f"application canary: {w['lost']} acknowledged writes lost (at most "
+                     f"{targets['max_lost_writes']} allowed)")
+    if w["unexpected"] or w["duplicate"]:
+        named.append(f"application canary: integrity failure: {w['unexpected']} unexpected "
+                     f"and {w['duplicate']} duplicate numbers read back")
+    return named
 
 
 def _writes_detail(accounting: writes.WriteAccounting | None, t_fault: float | None,

@@ -97,7 +97,23 @@ def failover_cases(s: Summary) -> list[Case]:
         _at_most("lost writes", w["lost"], t["max_lost_writes"], ""),
         _none("unexpected rows", w["unexpected"]),
         _none("duplicate rows", w["duplicate"]),
+        *_app_cases(s),
         _verdict(s["verdict"], s["reasons"], s.get("duration_s")),
+    ]
+
+
+def _app_cases(s: Summary) -> list[Case]:
+    """The application canary's cases, judged by the same target (when it ran)."""
+    app = s.get("app_writes")
+    if app is None:
+        return []
+    w = app["writes"]
+    return [
+        _at_most("lost writes (application canary)", w["lost"],
+                 s["targets"]["max_lost_writes"], ""),
+        _measured("write RTO (application canary)", app["write_rto_s"]),
+        _none("unexpected numbers (application canary)", w["unexpected"]),
+        _none("duplicate numbers (application canary)", w["duplicate"]),
     ]
 
 

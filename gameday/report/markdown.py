@@ -88,10 +88,23 @@ def headline(s: Mapping[str, Any]) -> list[str]:
         f"{_s(s.get('downtime_s'), s.get('downtime_error_s'))} | — | — |",
         f"| RPO | {_s(rpo, s.get('rpo_error_s'))} | ≤ {t['rpo_s']:g} s | "
         f"{_ok(None if rpo is None else rpo <= t['rpo_s'])} |",
-        f"| Lost acknowledged writes | {'unknown' if lost is None else lost} | "
-        f"≤ {t['max_lost_writes']} | "
+        f"| Lost acknowledged writes{' (database canary)' if s.get('app_writes') else ''} | "
+        f"{'unknown' if lost is None else lost} | ≤ {t['max_lost_writes']} | "
         f"{_ok(None if lost is None else lost <= t['max_lost_writes'])} |",
+        *_app_headline(s),
     ]
+
+
+def _app_headline(s: Mapping[str, Any]) -> list[str]:
+    """The application canary's lost writes, judged by the same target (when it ran)."""
+    app = s.get("app_writes")
+    if not app:
+        return []
+    most = s["targets"]["max_lost_writes"]
+    lost = (app.get("writes") or {}).get("lost")
+    return [f"| Lost acknowledged writes (application canary) | "
+            f"{'unknown' if lost is None else lost} | ≤ {most} | "
+            f"{_ok(None if lost is None else lost <= most)} |"]
 
 
 def mermaid(s: Mapping[str, Any]) -> list[str]:
@@ -114,6 +127,8 @@ def render(summary: Mapping[str, Any], events: Sequence[Event] | None = None, *,
     lines += ["", *verdict_lines(s, trend), "", *headline(s), ""]
     lines += _phases(s, image)
     lines += _writes(s)
+    if s.get("app_writes"):
+        lines += _canaries(s, s["app_writes"])
     lines += _faults(s)
     if s.get("hold"):
         lines += _hold(s["hold"])
@@ -257,6 +272,51 @@ def _writes(s: Mapping[str, Any]) -> list[str]:
         lines.append(f"No acknowledged write was lost (table read from "
                      f"{wd.get('read_from') or 'the writable primary'}).")
     lines.append("")
+    return lines
+
+
+def _canaries(s: Mapping[str, Any], app: Mapping[str, Any]) -> list[str]:
+    """The database canary and the application canary side by side, and what differs:
+    what the database lost and what users lost are different questions."""
+    w, aw = s.get("writes") or {}, app.get("writes") or {}
+
+    def count(v: object) -> str:
+        return "unknown" if v is None else str(v)
+
+    # the counts by their keys in `Writes`' order: attempted, acked, lost, recovered, ...
+    keys = tuple(Writes.__annotations__)
+    rows = [("Writes through", "the database (multi-host DSN)",
+             "the application (the global name)"),
+            *((label, count(w.get(key)), count(aw.get(key))) for label, key in zip(
+                ("Attempted", "Acknowledged", "Lost", "Recovered", "Unknown, absent"),
+                keys[:5], strict=True)),
+            ("Unexpected / duplicate", f"{count(w.get('unexpected'))} / "
+             f"{count(w.get('duplicate'))}", f"{count(aw.get('unexpected'))} / "
+             f"{count(aw.get('duplicate'))}"),
+            ("Write RTO", _s(s.get("write_rto_s"), s.get("write_rto_error_s")),
+             _s(app.get("write_rto_s"), app.get("write_rto_error_s"))),
+            ("RPO", _s(s.get("rpo_s"), s.get("rpo_error_s")),
+             _s(app.get("rpo_s"), app.get("rpo_error_s")))]
+    lines = ["## Both canaries", "",
+             "The database canary writes to the database itself; the application canary "
+             "writes through the global name, as a user does, and is read back through the "
+             "application. A write the application acknowledged and cannot read back is lost, "
+             "whatever the database says.", "",
+             "| | Database canary | Application canary |", "|---|---|---|",
+             *(f"| {a} | {_cell(b)} | {_cell(c)} |" for a, b, c in rows), ""]
+    if app.get("read_error"):
+        lines += [f"Application read-back: {_cell(app['read_error'])}.", ""]
+    elif app.get("lost_ranges"):
+        by_region = ", ".join(f"{r}: {n}" for r, n in sorted(
+            (app.get("lost_by_region") or {}).items()))
+        lines += [f"Application canary's lost numbers: {_ranges(app['lost_ranges'])} "
+                  f"(acknowledged by {by_region or 'unknown'}; read back from "
+                  f"{app.get('read_from') or 'the global name'}).", ""]
+    differences = app.get("differences") or []
+    if differences:
+        lines += ["**Where they differ:**", *(f"- {d}" for d in differences), ""]
+    else:
+        lines += ["The two canaries agree.", ""]
     return lines
 
 

@@ -47,8 +47,9 @@ def _valid(path: Path) -> None:
         assert check.returncode == 0 and "validates" in check.stderr, (xsd.name, check.stderr)
 
 
-def _report(tmp_path: Path, *, lost: bool = False) -> tuple[Path, Path, Path]:
-    run_dir = fixture_run.build(tmp_path / "reports" / fixture_run.RUN_ID, lost=lost)
+def _report(tmp_path: Path, *, lost: bool = False, app: bool = False
+            ) -> tuple[Path, Path, Path]:
+    run_dir = fixture_run.build(tmp_path / "reports" / fixture_run.RUN_ID, lost=lost, app=app)
     xml, prom = tmp_path / "out" / "junit.xml", tmp_path / "out" / "gameday.prom"
     xml.parent.mkdir()
     result = CliRunner().invoke(cli.main, ["report", str(run_dir), "--junit", str(xml),
@@ -168,6 +169,19 @@ def test_a_run_that_lost_writes_fails_those_cases(tmp_path: Path) -> None:
     assert int(root.get("failures", "0")) >= 2
     metrics = _metrics(prom)
     assert metrics["gameday_verdict"] == 0 and metrics["gameday_lost_writes"] > 0
+
+
+def test_the_application_canary_has_its_own_cases_by_the_same_target(tmp_path: Path) -> None:
+    _, xml, _ = _report(tmp_path, app=True)
+    _valid(xml)
+    cases = _cases(xml)
+    assert cases["lost writes"] is None  # the database canary lost nothing
+    assert cases["lost writes (application canary)"] == (
+        "lost writes (application canary) 12 exceeds the target 0")
+    assert cases["write RTO (application canary)"] is None
+    assert cases["unexpected numbers (application canary)"] is None
+    assert cases["verdict"] and "application canary: 12 acknowledged writes lost" in \
+        cases["verdict"]
 
 
 def test_the_schema_checks_can_fail(tmp_path: Path) -> None:

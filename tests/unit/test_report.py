@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 from unittest import mock
 from xml.etree import ElementTree
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 
 from gameday import cli
 from gameday.foundation.errors import ConfigError
+from gameday.measure import contract
 from gameday.report import budget, gantt, github, markdown, outputs, svg
 from gameday.report import trend as trends
 from tests.fixtures.report import fixture_run
@@ -191,6 +193,80 @@ def test_run_with_lost_writes_renders_to_the_golden_report(tmp_path: Path) -> No
     assert "Lost sequence numbers: 47–50." in report
     assert "- acknowledged by: 198.18.0.11: 4" in report
     assert "RPO 0.090 s exceeds its target 0 s" in report  # flagged by the trend too
+
+
+def test_run_with_both_canaries_renders_them_side_by_side_and_names_the_difference(
+        tmp_path: Path) -> None:
+    """The database canary lost nothing; the application acknowledged 12 writes its
+    read-back does not return (the fixture's story): the verdict names the application
+    canary, and the report puts both side by side and says where they differ."""
+    run_dir = seeded_reports(tmp_path, app=True, run_id="20260101T000000Z-fixture-app")
+    out = outputs.regenerate(run_dir)
+    s = out.summary
+    assert s["verdict"] == "fail"
+    assert s["reasons"] == ["application canary: 12 acknowledged writes lost (at most 0 "
+                            "allowed)"]
+    app = s["app_writes"]
+    assert app["writes"] == {"attempted": 152, "acked": 84, "lost": 12, "recovered": 0,
+                             "unknown_absent": 10, "unexpected": 0, "duplicate": 0}
+    assert (app["write_rto_s"], app["write_rto_error_s"], app["rpo_s"]) == (1.715, 0.04, 0.31)
+    assert app["lost_by_region"] == {"region-1": 12}
+    assert s["writes"]["lost"] == 0  # the database canary lost nothing
+    report = (run_dir / "report.md").read_text()
+    check_golden("report-app.md", report)
+    assert "| Lost acknowledged writes (application canary) | 12 | ≤ 0 | ❌ |" in report
+    assert "| Lost | 0 | 12 |" in report
+    assert "| Write RTO | 0.610 s ± 30 ms | 1.715 s ± 40 ms |" in report
+    assert ("the application acknowledged 12 writes it cannot read back while the database "
+            "canary lost 0") in report
+    assert "took its first write 1.105 s after the database" in report
+
+
+def test_each_canary_is_judged_by_max_lost_writes_and_named_when_it_misses(
+        tmp_path: Path) -> None:
+    both = outputs.regenerate(seeded_reports(tmp_path / "both", app=True, lost=True)).summary
+    assert [r for r in both["reasons"] if "acknowledged writes lost" in r] == [
+        "database canary: 4 acknowledged writes lost (at most 0 allowed)",
+        "application canary: 12 acknowledged writes lost (at most 0 allowed)"]
+    assert any("the application acknowledged 12 writes it cannot read back while the "
+               "database canary lost 4" in d for d in both["app_writes"]["differences"])
+    # the application's target met by a higher max_lost_writes: only the database's loss
+    # (4 <= 12 passes both): no reason names either canary
+    run_dir = seeded_reports(tmp_path / "lenient", app=True, lost=True)
+    with sqlite3.connect(run_dir / "timeline.sqlite") as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'targets'", (json.dumps(
+            {"rto_s": 30.0, "rpo_s": 1.0, "max_lost_writes": 12}),))
+    conn.close()
+    lenient = outputs.regenerate(run_dir).summary
+    assert lenient["verdict"] == "pass", lenient["reasons"]
+    # a summary whose app_writes breaks the contract is refused before it is written
+    broken = dict(both, app_writes={k: v for k, v in both["app_writes"].items()
+                                    if k != "differences"})
+    with pytest.raises(ConfigError, match="field 'app_writes'"):
+        contract.validate(broken)
+
+
+def test_a_failed_application_read_back_fails_the_verdict_and_says_why(
+        tmp_path: Path) -> None:
+    run_dir = seeded_reports(tmp_path, app=True)
+    with sqlite3.connect(run_dir / "timeline.sqlite") as conn:
+        conn.execute("DROP TABLE app_final_rows")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('app_read_error', ?)", (json.dumps(
+            "the application canary's read-back GET http://198.18.0.12:8080/canary?since=1 "
+            "answered 502, not 200: check app_canary.read_back"),))
+    conn.close()
+    out = outputs.regenerate(run_dir)
+    s = out.summary
+    assert s["verdict"] == "fail"
+    assert s["reasons"] == [
+        "application canary: the application canary's read-back GET "
+        "http://198.18.0.12:8080/canary?since=1 answered 502, not 200: check "
+        "app_canary.read_back; its lost writes are unknown"]
+    assert s["app_writes"]["writes"]["attempted"] == 152
+    assert s["app_writes"]["writes"]["lost"] is None
+    report = (run_dir / "report.md").read_text()
+    assert "| Lost acknowledged writes (application canary) | unknown | ≤ 0 | — |" in report
+    assert "Application read-back: the application canary's read-back GET" in report
 
 
 def test_report_sections_come_in_the_order_people_read_them(tmp_path: Path) -> None:
