@@ -202,6 +202,8 @@ def _writes(tl: reader.Timeline, present: Mapping[int, int] | None, t_fault: flo
 NEVER_SENT_SHOWN = 10
 # a write RTO of the application this much longer than the database's is named
 WRITE_RTO_GAP_S = 1.0
+# where both lost writes, RPOs further apart than this (and than their error bars) are named
+RPO_GAP_S = 0.1
 
 
 def _app_writes(tl: reader.Timeline, t_fault: float | None, secondary: str,
@@ -260,19 +262,34 @@ def _differences(app: AppWrites, found: app_canary.AppWrites | None,
     out: list[str] = []
     if found is not None:
         out += found.notes()
+    # The counts are not compared with each other: each canary writes at its own rate (the
+    # database's thousands a second, the application's as fast as it answers), so the same
+    # loss window costs them different counts. Whether each lost, and where its data ends
+    # (the RPO, a time), are what they can disagree on.
     app_lost = app["writes"]["lost"]
-    if app_lost is not None and db is not None and app_lost != db.lost:
-        if app_lost > db.lost:
+    if app_lost is not None and db is not None:
+        if app_lost and not db.lost:
             out.append(f"the application acknowledged {app_lost} writes it cannot read back "
-                       f"while the database canary lost {db.lost}: users lost writes the "
-                       "database canary did not see (lost between the application and the "
-                       "database it watches: the application's buffer or cache, or a "
-                       "datastore of its own)")
-        else:
+                       "while the database canary lost none: users lost writes the database "
+                       "canary did not see (lost between the application and the database "
+                       "it watches: the application's buffer or cache, or a datastore of "
+                       "its own)")
+        elif db.lost and not app_lost:
             out.append(f"the database canary lost {db.lost} acknowledged writes and the "
-                       f"application canary {app_lost}: the application's users lost less "
-                       "than the database's own clients (the application waits for more "
-                       "durability, or writes elsewhere)")
+                       "application canary none: the application's writes survived the loss "
+                       "(it waits for more durability, or writes elsewhere), or it wrote too "
+                       "few in the loss window to lose one")
+        elif app_lost and db.lost and app["rpo_s"] is not None:
+            gap = app["rpo_s"] - db.rpo_s
+            bars = (app["rpo_error_s"] or 0.0) + (db.rpo_error_s or 0.0)
+            if abs(gap) > max(RPO_GAP_S, bars):
+                out.append(f"the application's data ends {abs(gap):.3f} s "
+                           f"{'earlier' if gap > 0 else 'later'} than the database's (RPO "
+                           f"{app['rpo_s']:.3f} s against {db.rpo_s:.3f} s): "
+                           + ("the application lost writes the database kept (its buffer "
+                              "or cache, or a datastore of its own)" if gap > 0 else
+                              "the application's own writes reached the standby sooner "
+                              "than the database canary's"))
     first_write = failover.instants.get("first_write_s")
     db_rto = first_write.at_s if first_write is not None else None
     app_rto = app["write_rto_s"]

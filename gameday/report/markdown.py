@@ -312,6 +312,10 @@ def _canaries(s: Mapping[str, Any], app: Mapping[str, Any]) -> list[str]:
         lines += [f"Application canary's lost numbers: {_ranges(app['lost_ranges'])} "
                   f"(acknowledged by {by_region or 'unknown'}; read back from "
                   f"{app.get('read_from') or 'the global name'}).", ""]
+    if w.get("lost") and aw.get("lost"):
+        lines += ["Both canaries lost acknowledged writes. Their counts differ with each "
+                  "canary's write rate: where each one's data ends (the RPO) is what compares.",
+                  ""]
     differences = app.get("differences") or []
     if differences:
         lines += ["**Where they differ:**", *(f"- {d}" for d in differences), ""]

@@ -39,21 +39,23 @@ HOLD_S = 1.0
 LOOP_S = 0.02
 
 
-def known_loss_experiment(tmp: Path) -> Path:
-    """The game day with the standby's stream cut HOLD_S seconds before the outage."""
+def known_loss_experiment(tmp: Path, app_canary: dict | None = None) -> Path:
+    """The game day with the standby's stream cut HOLD_S seconds before the outage (and the
+    application canary beside the database canary, when given)."""
     exp = composed.game_day(
         composed.cut_replication(HOLD_S), title="Known loss: replication cut before the outage",
-        rollbacks=[composed.restore_region("region-1"), composed.restore_region("region-2")])
+        rollbacks=[composed.restore_region("region-1"), composed.restore_region("region-2")],
+        configuration={"app_canary": app_canary} if app_canary else None)
     path = tmp / "known-loss.json"
     path.write_text(json.dumps(exp))
     return path
 
 
-def _rows(lab: dict, region: int, start: int) -> set[int]:
+def _rows(lab: dict, region: int, start: int, table: str = "gameday_canary") -> set[int]:
     db = lab["database"]
     with psycopg.connect(host=lab["regions"][region]["db_host"], port=db["port"], user=db["user"],
                          password=db["password"], dbname=db["name"], autocommit=True) as c:
-        return {r[0] for r in c.execute("SELECT seq FROM gameday_canary WHERE seq >= %s", (start,))}
+        return {r[0] for r in c.execute(f"SELECT seq FROM {table} WHERE seq >= %s", (start,))}
 
 
 class ResolverLoop(threading.Thread):
@@ -136,7 +138,10 @@ def test_async_known_loss_and_independent_dns_loop(async_lab: dict[str, str],
     lab = json.loads(Path(lab_env["GAMEDAY_LAB"]).read_text())
     loop = ResolverLoop(lab["dns"]["resolver"]["address"], lab["dns"]["name"])
     loop.start()
-    proc = chaos(str(known_loss_experiment(tmp_path)), env=lab_env)
+    # the application canary too (issue 23), one writer: the storefront writes into its own
+    # table of the region's database, so the cut loses its acknowledged writes as well
+    proc = chaos(str(known_loss_experiment(tmp_path, {**lab["app_canary"], "writers": 1})),
+                 env=lab_env)
     loop.stop.set()
     loop.join()
     run_dir = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
@@ -155,6 +160,20 @@ def test_async_known_loss_and_independent_dns_loop(async_lab: dict[str, str],
     # the data ends about when the stream was cut: HOLD_S before the outage
     assert HOLD_S - 0.3 <= summary["rpo_s"] <= HOLD_S + 1.0, summary["rpo_s"]
     assert summary["verdict"] == "fail" and proc.returncode != 0  # targets say 0 lost
+
+    # the application canary's known answer: the numbers the storefront acknowledged (X-Region
+    # region-1) that only the old primary's storefront table holds, read by the test itself
+    app_start = meta["app_start_seq"]
+    app_acked = {r[0] for r in db.execute("SELECT seq FROM app_canary WHERE outcome = 'ok'")}
+    app_only_old = _rows(lab, 0, app_start, "storefront_canary") - _rows(
+        lab, 1, app_start, "storefront_canary")
+    app_expected = app_only_old & app_acked
+    app = summary["app_writes"]
+    assert app_expected, ("the cut lost no application write", app)
+    assert app["read_error"] is None and app["writes"]["lost"] == len(app_expected), (
+        app, len(app_expected))
+    assert "application canary: " in " ".join(summary["reasons"])
+    assert app["write_rto_s"] is not None and app["write_rto_s"] > 0
 
     # the resolver flip, seen by the test's own loop, in run-relative seconds
     t_fault = db.execute("SELECT t FROM events WHERE kind = 'fault-applied' ORDER BY t"

@@ -89,8 +89,20 @@ def new_run(tmp_path: Path) -> tuple[Path, timeline.Clock]:
     return tmp_path, timeline.Clock(anchor_ns)
 
 
+def seen(out: timeline.BatchWriter, error: str | None, region: str | None = None,
+         timeout_s: float = 10.0) -> None:
+    """Wait until the writers recorded an attempt that failed with `error` (None: one
+    acknowledged, by `region`): a loaded machine is slow to start them, so each phase of a
+    test ends on what it waited for, not on a timer."""
+    deadline = time.monotonic() + timeout_s
+    while not any(row.error == error and (region is None or row.region == region)
+                  for row in list(out.pending["app_canary"])):
+        assert time.monotonic() < deadline, f"no attempt with error {error!r} ({region})"
+        time.sleep(0.01)
+
+
 def write(run_dir: Path, clock: timeline.Clock, canary: AppCanary, name: GlobalName | None,
-          play: Callable[[], None]) -> AppWriters:
+          play: Callable[[timeline.BatchWriter], None]) -> AppWriters:
     """Run the writers while `play` runs (in a thread), then stop them as the recorder does."""
     out = timeline.BatchWriter(run_dir)
     writers = AppWriters(canary, clock, out, start_seq=START,
@@ -100,7 +112,7 @@ def write(run_dir: Path, clock: timeline.Clock, canary: AppCanary, name: GlobalN
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(writers.run(stop))
-        await asyncio.to_thread(play)
+        await asyncio.to_thread(play, out)
         stop.set()
         await task
 
@@ -130,14 +142,14 @@ def test_writes_go_through_the_global_name_and_follow_dns_to_the_other_region(
     run_dir, clock = new_run(tmp_path)
     marks: dict[str, float] = {}
 
-    def failover() -> None:
-        time.sleep(0.3)
+    def failover(out: timeline.BatchWriter) -> None:
+        seen(out, None, "region-1")
         one.store.down = True  # region-1's datastore gone: its storefront answers 503
         marks["down"] = clock.now()
-        time.sleep(0.2)
+        seen(out, "HTTP 503")
         answer[:] = ["127.0.0.2"]  # DNS now sends users to region-2
         marks["moved"] = clock.now()
-        time.sleep(0.3)
+        seen(out, None, "region-2")
 
     writers = write(run_dir, clock, CANARY, global_name(port, one, two, named=False),
                     failover)
@@ -187,12 +199,12 @@ def test_each_kind_of_failure_is_the_outcome_a_user_would_have(
                                         headers=(("X-Canary-Writer", "not a writer {writer}"),)),
                     read_back=ReadBack(), writers=1, deadline_s=1.0)
 
-    def play() -> None:
-        time.sleep(0.15)
+    def play(out: timeline.BatchWriter) -> None:
+        seen(out, "HTTP 400")
         answer.clear()
-        time.sleep(0.15)
+        seen(out, "DNS: no address")
         answer[:] = ["127.0.0.2"]
-        time.sleep(0.15)
+        seen(out, "ConnectError")
 
     write(run_dir, clock, bad, global_name(port, one, closed), play)
     errors = {(r.outcome, r.error) for r in attempts(run_dir)}
@@ -205,10 +217,11 @@ def test_each_kind_of_failure_is_the_outcome_a_user_would_have(
 def test_a_write_unanswered_at_the_stop_is_recorded_unknown_never_dropped(
         tmp_path: Path) -> None:
     """A number sent and never recorded would read back as one the canary never sent."""
-    release = threading.Event()
+    release, arrived = threading.Event(), threading.Event()
 
     class Hangs(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
+            arrived.set()
             release.wait(5)
             self.send_response(201)
             self.send_header("Content-Length", "0")
@@ -229,7 +242,7 @@ def test_a_write_unanswered_at_the_stop_is_recorded_unknown_never_dropped(
         async def main() -> None:
             stop = asyncio.Event()
             task = asyncio.create_task(writers.run(stop))
-            await asyncio.sleep(0.2)
+            assert await asyncio.to_thread(arrived.wait, 10)
             # the recorder's own bound passed: it records the write in flight and moves on
             assert writers.give_up_in_flight() == 1
             stop.set()

@@ -218,7 +218,7 @@ def test_run_with_both_canaries_renders_them_side_by_side_and_names_the_differen
     assert "| Lost | 0 | 12 |" in report
     assert "| Write RTO | 0.610 s ± 30 ms | 1.715 s ± 40 ms |" in report
     assert ("the application acknowledged 12 writes it cannot read back while the database "
-            "canary lost 0") in report
+            "canary lost none") in report
     assert "took its first write 1.105 s after the database" in report
 
 
@@ -228,8 +228,23 @@ def test_each_canary_is_judged_by_max_lost_writes_and_named_when_it_misses(
     assert [r for r in both["reasons"] if "acknowledged writes lost" in r] == [
         "database canary: 4 acknowledged writes lost (at most 0 allowed)",
         "application canary: 12 acknowledged writes lost (at most 0 allowed)"]
-    assert any("the application acknowledged 12 writes it cannot read back while the "
-               "database canary lost 4" in d for d in both["app_writes"]["differences"])
+    # both lost: the counts differ with the canaries' rates; where the data ends differs
+    assert both["app_writes"]["differences"][0] == (
+        "the application's data ends 0.220 s earlier than the database's (RPO 0.310 s "
+        "against 0.090 s): the application lost writes the database kept (its buffer or "
+        "cache, or a datastore of its own)")
+    # both lost, their data ending at the same time: no difference, whatever the counts
+    run_dir = seeded_reports(tmp_path / "agree", app=True, lost=True)
+    with sqlite3.connect(run_dir / "timeline.sqlite") as conn:
+        conn.execute("INSERT INTO app_final_rows SELECT seq, 1 FROM app_canary WHERE "
+                     "outcome = 'ok' AND t_send >= 0.7 AND t_send < 0.925")
+    conn.close()
+    agree = outputs.regenerate(run_dir).summary
+    assert agree["app_writes"]["writes"]["lost"] == 3 and agree["writes"]["lost"] == 4
+    assert (agree["app_writes"]["rpo_s"], agree["rpo_s"]) == (0.085, 0.09)
+    assert [d for d in agree["app_writes"]["differences"] if "RPO" in d or "lost" in d] == []
+    assert "Both canaries lost acknowledged writes. Their counts differ" in \
+        (run_dir / "report.md").read_text()
     # the application's target met by a higher max_lost_writes: only the database's loss
     # (4 <= 12 passes both): no reason names either canary
     run_dir = seeded_reports(tmp_path / "lenient", app=True, lost=True)
