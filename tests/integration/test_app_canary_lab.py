@@ -12,6 +12,7 @@ Redis lab's descriptor (docs/app-canary.md); the driver is what a drill's action
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -30,10 +31,15 @@ from gameday.labs.netns import redis_sentinel
 from gameday.labs.netns.driver import NetnsDriver
 from gameday.labs.netns.processes import run
 from gameday.measure import app_canary
+from gameday.measure.store import reader, timeline
 from gameday.measure.store.timeline import CanaryAttempt
 from tests.integration.conftest import chaos, gameday, lab_pids, residue
 
 HTTP_TIMEOUT_S = 5.0
+# the first number of gameday's own application-canary writers here: above the test's own
+APP_START = 2_000_000
+# how long they write while the replica is cut off
+APP_WRITE_S = 1.0
 
 
 class RedisLab:
@@ -88,6 +94,30 @@ class RedisLab:
             return self.http.get(f"{self.url(region)}/healthz").status_code == 200
         except httpx.HTTPError:
             return False
+
+    def app_writers(self, run_dir: Path, seconds: float) -> None:
+        """gameday's application-canary writers (the recorder's AppWriters), through the
+        global name as a user's writes go, for `seconds`, into a timeline of their own."""
+        anchor_ns, utc = timeline.Clock.new_anchor()
+        timeline.create(run_dir, {"anchor_ns": anchor_ns, "anchor_utc": utc,
+                                  "app_start_seq": APP_START})
+        canary = GamedaySettings.from_chaos({"app_canary": self.data["app_canary"]}).app_canary
+        assert canary is not None
+        name = app_canary.GlobalName.of(self.driver.lab)
+        out = timeline.BatchWriter(run_dir)
+        writers = app_canary.AppWriters(
+            canary, timeline.Clock(anchor_ns), out, start_seq=APP_START,
+            where=lambda: name.where(1.0, canary.deadline_s), verify=name.verify)
+
+        async def write() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(writers.run(stop))
+            await asyncio.sleep(seconds)
+            stop.set()
+            await task
+
+        asyncio.run(write())
+        out.close()
 
     def apply(self, name: str, region: str) -> dict[str, Any]:
         fault, target = Fault.parse(name), self.driver.lab.region(region)
@@ -178,7 +208,7 @@ def test_block_egress_applies_and_rolls_back(redis_lab: RedisLab) -> None:
 
 
 def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
-        redis_lab: RedisLab) -> None:
+        redis_lab: RedisLab, tmp_path: Path) -> None:
     """The known answer: replication cut, writes through region-1's storefront, region-1
     killed, region-2 promoted by the Sentinels. The test reads the old master's own files
     for what it had, and the new master through the storefront's read-back."""
@@ -190,6 +220,8 @@ def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
     # write and its WAIT together): fewer of them
     end = 60 if lab.durability == "async" else 26
     during, refused_during = lab.write("region-1", range(20, end))
+    # and gameday's own writers through the global name, as the recorder runs them
+    lab.app_writers(tmp_path, APP_WRITE_S)
     stop = lab.apply("scale-to-zero", "region-1")
     started = time.monotonic()
     # the two Sentinels left name region-1 until they have promoted region-2
@@ -198,9 +230,11 @@ def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
                timeout_s=30, interval_s=0.1, retry_on=(LabError,),
                what="the Sentinels promoting region-2")
     failover_s = time.monotonic() - started
-    old_master_had = set(redis_sentinel.read_isolated(lab.state, "region-1"))
+    old_master_all = set(redis_sentinel.read_isolated(lab.state, "region-1"))
+    old_master_had = {seq for seq in old_master_all if seq < APP_START}  # the test's own
     poll_until(lambda: lab.healthy("region-2"), timeout_s=15, what="region-2 healthy")
-    read = lab.read_back("region-2")
+    read_all = lab.read_back("region-2")
+    read = [seq for seq in read_all if seq < APP_START]
     assert len(read) == len(set(read)) and read == sorted(read)
     acked = before | during
     lost = acked - set(read)
@@ -218,6 +252,36 @@ def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
         assert lab.write("region-2", [900])[0] == set()
     print(f"{lab.durability}: failover {failover_s:.1f} s, acknowledged {len(acked)}, "
           f"lost {len(lost)}, refused {len(refused_during)}")
+
+    # gameday's writers: every attempt recorded, each acknowledged one answered by
+    # region-1 (X-Region); what they lost is what the old master alone holds of what they
+    # had acknowledged, by the accounting the report uses, after gameday's own read-back
+    tl, _ = reader.open_run(tmp_path)
+    try:
+        app_attempts = tl.app_attempts()
+    finally:
+        tl.close()
+    app_acked = {a.seq for a in app_attempts if a.outcome == "ok"}
+    assert sorted(a.seq for a in app_attempts) == list(
+        range(APP_START, APP_START + len(app_attempts)))
+    assert {a.server for a in app_attempts if a.outcome == "ok"} <= {"region-1"}
+    assert old_master_all >= app_acked
+    app_lost_known = app_acked & (old_master_all - set(read_all))
+    configured = GamedaySettings.from_chaos({"app_canary": lab.data["app_canary"]}).app_canary
+    assert configured is not None
+    app_found = app_canary.classify(
+        app_attempts, app_canary.read_back(
+            lab.http, app_canary.Where(base_url=lab.url("region-2")), configured.read_back,
+            APP_START - 1, most=len(app_attempts)),
+        t_fault=None, start=APP_START)
+    assert app_found.accounting.lost_seqs == tuple(sorted(app_lost_known))
+    assert app_found.accounting.unexpected == 0 and app_found.never_sent == ()
+    if lab.durability == "async":
+        assert app_acked and app_lost_known == app_acked, (len(app_acked), len(app_attempts))
+    else:
+        assert not app_acked  # no replica: refused (503), or a WAIT that timed out
+    print(f"{lab.durability}: gameday's writers attempted {len(app_attempts)}, acknowledged "
+          f"{len(app_acked)}, lost {len(app_lost_known)}")
     # gameday's own read-back through the application and its accounting give the same
     # answer as the test's (measure.app_canary: the lab's endpoints, as its descriptor
     # publishes them, paged by 7)
@@ -231,9 +295,11 @@ def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
                               server="region-1", error=None, notice=None)
                 for seq in sorted(acked | refused_during)]
     where = app_canary.Where(base_url=lab.url("region-2"))
+    # up to the first number of gameday's own writers (below): the test's writes only
+    test_read = app_canary.read_back(lab.http, where, settings.app_canary.read_back, -1,
+                                     most=len(attempts) + len(read_all))
     found = app_canary.classify(
-        attempts, app_canary.read_back(lab.http, where, settings.app_canary.read_back, -1,
-                                       most=len(attempts)),
+        attempts, {seq: n for seq, n in test_read.items() if seq < APP_START},
         t_fault=float(end), start=0)
     w = found.accounting
     assert (w.acked, w.lost, w.lost_seqs) == (len(acked), len(lost), tuple(sorted(lost)))
