@@ -37,23 +37,27 @@ lab-down: venv
 lab-status: venv
 	$(BIN)/gameday lab status
 
+# The application canary beside the database canary, through the lab's storefronts
+# (docs/app-canary.md); `make game-day APP_CANARY=` runs the database canary alone.
+APP_CANARY ?= --var-file experiments/vars/app-canary.yaml
+
 # The whole drill: failover, then failback (even when the failover missed a target, so the
 # lab ends where it started); one report covers both.
 game-day: lab-up
 	@mkdir -p $(REPORTS)
-	$(CHAOS) run --journal-path $(REPORTS)/journal-game-day.json experiments/game-day.json; rc=$$?; \
-	$(CHAOS) run --journal-path $(REPORTS)/journal-failback.json experiments/failback.json; rc2=$$?; \
+	$(CHAOS) run $(APP_CANARY) --journal-path $(REPORTS)/journal-game-day.json experiments/game-day.json; rc=$$?; \
+	$(CHAOS) run $(APP_CANARY) --journal-path $(REPORTS)/journal-failback.json experiments/failback.json; rc2=$$?; \
 	echo "report: $(REPORTS)/latest/report.md"; [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]
 
 # The failover drill alone, and the failback alone (after a failover).
 failover: lab-up
 	@mkdir -p $(REPORTS)
-	$(CHAOS) run --journal-path $(REPORTS)/journal-game-day.json experiments/game-day.json; rc=$$?; \
+	$(CHAOS) run $(APP_CANARY) --journal-path $(REPORTS)/journal-game-day.json experiments/game-day.json; rc=$$?; \
 	echo "report: $(REPORTS)/latest/report.md"; exit $$rc
 
 failback: venv
 	@mkdir -p $(REPORTS)
-	$(CHAOS) run --journal-path $(REPORTS)/journal-failback.json experiments/failback.json; rc=$$?; \
+	$(CHAOS) run $(APP_CANARY) --journal-path $(REPORTS)/journal-failback.json experiments/failback.json; rc=$$?; \
 	echo "report: $(REPORTS)/latest/report.md"; exit $$rc
 
 # lint, the unit suite, the lab's suite and the report's cost check at once: mypy --strict

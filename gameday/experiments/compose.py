@@ -65,6 +65,9 @@ def configuration(experiment_id: str, **specific: Any) -> dict[str, Any]:
         **TARGETS,
         "k_consecutive": 5,
         "canary_writers": 4,
+        # the application canary (docs/app-canary.md): off ({}) unless a var file sets it,
+        # as vars/app-canary.yaml does for the lab's storefronts (make game-day)
+        "app_canary": {},
         **specific,
     }
 
