@@ -302,7 +302,10 @@ class AppWriters:
             raise crashed[0]
 
     def give_up_in_flight(self) -> int:
-        """Record each write still unanswered as unknown; returns how many."""
+        """Record each write still unanswered as unknown, and send no more (the recorder's
+        last rows follow: a number sent after them would never be recorded); returns how
+        many."""
+        self._halt.set()  # before the locks: a writer that takes one next sends nothing
         n = 0
         for w, slot in enumerate(self._slots):
             with slot.lock:
@@ -338,6 +341,8 @@ class AppWriters:
                     headers = {**headers, "Host": where.host}
                     extensions["sni_hostname"] = where.host
                 with slot.lock:
+                    if halt.is_set():
+                        break  # stopped meanwhile: this number is never sent
                     slot.pending = (seq, t_send, region)
                 try:
                     answer = client.request(method, where.url(target), headers=headers,

@@ -262,8 +262,8 @@ def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
     finally:
         tl.close()
     app_acked = {a.seq for a in app_attempts if a.outcome == "ok"}
-    assert sorted(a.seq for a in app_attempts) == list(
-        range(APP_START, APP_START + len(app_attempts)))
+    app_seqs = sorted(a.seq for a in app_attempts)
+    assert len(set(app_seqs)) == len(app_seqs) and app_seqs[0] == APP_START
     assert {a.server for a in app_attempts if a.outcome == "ok"} <= {"region-1"}
     assert old_master_all >= app_acked
     app_lost_known = app_acked & (old_master_all - set(read_all))

@@ -156,8 +156,11 @@ def test_writes_go_through_the_global_name_and_follow_dns_to_the_other_region(
     rows = attempts(run_dir)
     by = {(r.server, r.outcome) for r in rows}
     assert by == {("region-1", "ok"), ("region-1", "unknown"), ("region-2", "ok")}
-    # every number from the start sent once, each attempt on the run's clock
-    assert sorted(r.seq for r in rows) == list(range(START, START + len(rows)))
+    # every number from the start sent once (a writer that took one as the stop came sends
+    # nothing more: at most one number a writer left out), each attempt on the run's clock
+    seqs = sorted(r.seq for r in rows)
+    assert len(set(seqs)) == len(seqs) and seqs[0] == START
+    assert seqs[-1] < START + len(seqs) + CANARY.writers
     assert writers.acked == sum(r.outcome == "ok" for r in rows)
     for r in rows:
         assert r.t_send > 0 and (r.t_ack is None or r.t_ack >= r.t_send)
@@ -167,8 +170,8 @@ def test_writes_go_through_the_global_name_and_follow_dns_to_the_other_region(
     assert all(r.error == "HTTP 503" for r in refused)
     # the template's {writer} reached the application, and nothing but the acked was stored
     stored = {**one.store.seqs, **two.store.seqs}
-    assert set(stored.values()) == {"w0", "w1"}
     assert set(stored) == {r.seq for r in rows if r.outcome == "ok"}
+    assert all(stored[r.seq] == f"w{r.writer}" for r in rows if r.outcome == "ok")
 
     # read back through the application, paged by 7, into the timeline
     where, region = global_name(port, one, two).where(0.5, 1.0)  # DNS's region
@@ -245,8 +248,9 @@ def test_a_write_unanswered_at_the_stop_is_recorded_unknown_never_dropped(
             assert await asyncio.to_thread(arrived.wait, 10)
             # the recorder's own bound passed: it records the write in flight and moves on
             assert writers.give_up_in_flight() == 1
+            release.set()  # the server answers now, and would take more writes
+            await asyncio.sleep(0.3)
             stop.set()
-            release.set()
             await task
 
         asyncio.run(main())
@@ -255,10 +259,10 @@ def test_a_write_unanswered_at_the_stop_is_recorded_unknown_never_dropped(
         release.set()
         server.shutdown()
         server.server_close()
-    first, *later = attempts(run_dir)
+    # and nothing is sent after it: the recorder's last rows follow
+    (first,) = attempts(run_dir)
     assert (first.seq, first.outcome, first.t_ack, first.error) == (
         START, "unknown", None, "unanswered when the recorder stopped")
-    assert [r.seq for r in later] == list(range(START + 1, START + 1 + len(later)))
 
 
 def test_a_read_back_that_fails_after_the_drill_is_recorded_and_one_line(
