@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -263,7 +264,7 @@ def test_retention_commits_without_waiting_for_a_standby_that_is_gone(
     """A failback's housekeeping on a synchronous primary whose standby is down: the commit
     is local, not held until the standby returns (or the statement's 120 s run out)."""
     lab = cluster.lab()
-    cluster.primary.sql("ALTER SYSTEM SET synchronous_standby_names = '\"region-2\"'")
+    cluster.primary.sql("ALTER SYSTEM SET synchronous_standby_names = '\"gone\"'")
     cluster.primary.sql("SELECT pg_reload_conf()")
     done: list[int] = []
     thread = threading.Thread(target=lambda: done.append(
@@ -271,3 +272,42 @@ def test_retention_commits_without_waiting_for_a_standby_that_is_gone(
     thread.start()
     thread.join(10)
     assert done == [0], "prune waited for the synchronous standby"
+
+
+# --- the suite's own server -----------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a live process: the pair tells a process
+    from a later one given the same pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def _processes_of(pid: int) -> dict[int, int | None]:
+    """The server at `pid` and its children: pid -> start time."""
+    found = {pid: (_stat(pid) or (0, None))[1]}
+    for entry in Path("/proc").iterdir():
+        stat = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None and stat[0] == pid:
+            found[int(entry.name)] = stat[1]
+    return found
+
+
+def test_a_failing_test_leaves_no_server_and_no_directory_behind() -> None:
+    """What the session fixture does when a test fails in it: every postmaster stopped by
+    its pid (their backends with them), the temporary directory removed."""
+    processes: dict[int, int | None] = {}
+    with pytest.raises(RuntimeError, match="a test failed"), pg.cluster() as made:
+        for server in (made.primary, made.standby()):
+            assert server.proc is not None
+            processes |= _processes_of(server.proc.pid)
+        assert len(processes) >= 8  # 2 postmasters, checkpointers, walsender, walreceiver...
+        raise RuntimeError("a test failed")
+    left = [pid for pid, started in processes.items()
+            if started is not None and (_stat(pid) or (0, None))[1] == started]
+    assert left == []
+    assert not made.base.exists()
