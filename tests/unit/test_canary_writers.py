@@ -117,8 +117,8 @@ def test_no_primary_to_reach_is_counted_and_never_a_write(cluster: pg.Cluster) -
 @pytest.fixture
 def quick_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """The watchdog's deadlines, shortened from 3 s and 1 s: the same code, a quicker test."""
-    monkeypatch.setattr(canary_module, "WRITE_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(canary_module, "CANCEL_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(canary_module, "WRITE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(canary_module, "CANCEL_TIMEOUT_S", 0.1)
 
 
 def test_a_write_past_its_deadline_is_cancelled_and_recorded_failed(
@@ -127,7 +127,7 @@ def test_a_write_past_its_deadline_is_cancelled_and_recorded_failed(
     canary = _canary(cluster, rows, writers=1)
     with cluster.primary.connect() as locker, locker.transaction():
         locker.execute("LOCK TABLE gameday_canary IN ACCESS EXCLUSIVE MODE")
-        took = run_for(canary, 3.0, until=lambda: len(rows.attempts()) >= 2)
+        took = run_for(canary, 3.0, until=lambda: rows.attempts() != [])
     attempts = rows.attempts()
     # 57014: query_canceled, so not committed. The next write is held to its deadline too;
     # under load it may instead meet the cancel of the one before it, which the server can
@@ -137,7 +137,8 @@ def test_a_write_past_its_deadline_is_cancelled_and_recorded_failed(
     assert all(a.outcome == "failed" and a.t_ack is None and a.error in (
         "TimeoutError: 57014", "QueryCanceled: 57014") for a in attempts)
     assert [a.seq for a in attempts] == list(range(1, len(attempts) + 1))
-    assert attempts[1].t_send - attempts[0].t_send >= 0.3  # held to its deadline first
+    assert len(attempts) >= 2  # the write in flight when stopped is given up too
+    assert attempts[1].t_send - attempts[0].t_send >= 0.2  # held to its deadline first
     assert took < 2.0  # the write in flight at the stop was given up too
     assert cluster.primary.sql("SELECT count(*) FROM gameday_canary") == [(0,)]
     assert len(rows.connects()) == 1  # a cancelled statement keeps its connection
@@ -155,7 +156,7 @@ def test_a_commit_waiting_for_a_gone_standby_is_acknowledged_with_the_servers_wa
     run_for(canary, 3.0, until=lambda: canary.acked >= 1)
     first = rows.attempts()[0]
     assert first.outcome == "ok" and first.error is None
-    assert first.t_ack is not None and first.t_ack - first.t_send >= 0.3
+    assert first.t_ack is not None and first.t_ack - first.t_send >= 0.2
     assert first.notice is not None and "canceling wait for synchronous replication" in (
         first.notice), first.notice
     assert (first.seq,) in cluster.primary.sql("SELECT seq FROM gameday_canary")
