@@ -89,10 +89,10 @@ def test_writers_number_every_write_once_and_the_table_holds_each_acknowledged_o
 def test_a_capped_canary_keeps_its_rate(cluster: pg.Cluster) -> None:
     rows = Rows()
     canary = _canary(cluster, rows, writers=2, max_rate=40.0)
-    run_for(canary, 0.5)
+    run_for(canary, 0.3)
     # 40 writes/s in 2 writers: each writes every 50 ms at most, and never bursts to catch
     # up a slow stretch (how many it wrote depends on this machine's load: not asserted)
-    assert 2 <= canary.acked <= 22, canary.acked
+    assert 2 <= canary.acked <= 14, canary.acked  # 12 in 0.3 s, and the stop's margin
     for writer in (0, 1):
         sends = sorted(a.t_send for a in rows.attempts() if a.writer == writer)
         # each write at its slot or later, on a schedule of slots 50 ms apart (a writer
@@ -107,7 +107,7 @@ def test_no_primary_to_reach_is_counted_and_never_a_write(cluster: pg.Cluster) -
     lab = cluster.lab()
     down = {**lab.writer_params(), "host": pg.HOST, "port": str(pg.free_port())}
     canary = Canary(down, "gameday_canary", Clock(time.monotonic_ns()), rows, writers=2)
-    run_for(canary, 0.3)
+    run_for(canary, 0.15)
     assert canary.acked == 0 and rows.attempts() == []
     assert canary.connect_errors == len(rows.connects()) >= 2
     assert all(c.ok == 0 and c.error == "OperationalError" for c in rows.connects())

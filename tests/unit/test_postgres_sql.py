@@ -142,9 +142,9 @@ def test_waiting_for_a_standby_that_does_not_replay_times_out_naming_its_receive
     standby.sql("SELECT pg_wal_replay_pause()")
     cluster.primary.sql("INSERT INTO gameday_canary (seq) VALUES (1)")
     started = time.monotonic()
-    with pytest.raises(TargetError, match=r"region-2 did not catch up within 0.3 s "
+    with pytest.raises(TargetError, match=r"region-2 did not catch up within 0.2 s "
                                           r"\(receiver: streaming\)"):
-        postgres.wait_replayed(lab, lab.secondary, lab.primary, 0.3, "catch up")
+        postgres.wait_replayed(lab, lab.secondary, lab.primary, 0.2, "catch up")
     assert time.monotonic() - started < 3
     standby.sql("SELECT pg_wal_replay_resume()")
     postgres.wait_replayed(lab, lab.secondary, lab.primary, 10.0, "catch up")
