@@ -190,8 +190,8 @@ class Server:
 
 
 class Cluster:
-    """The session's primary, and the standbys a test makes of it (each stopped and removed
-    when its test ends)."""
+    """The session's primary, and the standbys tests make of it (see `reset` for which
+    outlive their test)."""
 
     def __init__(self, base: Path) -> None:
         self.base = base

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -19,9 +20,9 @@ from gameday.postgres import canary, replication
 from tests.unit import pg
 
 
-def _until(what: str, check: object, timeout_s: float = 10.0) -> None:
+def _until(what: str, check: Callable[[], object], timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout_s:g} s")
         time.sleep(0.02)
