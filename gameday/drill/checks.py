@@ -14,7 +14,7 @@ import dns.query
 import dns.rdatatype
 import httpx
 
-from gameday import postgres
+from gameday.drill import stores
 from gameday.foundation.descriptor import Lab
 from gameday.foundation.errors import ConfigError, TargetError
 from gameday.foundation.poll import poll_until
@@ -55,16 +55,18 @@ def resolve(lab: Lab, server: str = "resolver") -> list[str]:
 
 
 def standby_is_streaming(lab: Lab, region: str) -> bool:
-    """True when `region`'s database is a standby whose WAL receiver is streaming."""
-    return postgres.standby_streams(lab, lab.region(region))
+    """True when `region`'s database is a standby that streams from its primary (its WAL
+    receiver streaming; a Redis replica's link up, INFO replication's master_link_status)."""
+    return stores.for_lab(lab).standby_streams(lab, lab.region(region))
 
 
 def replication_lag_below(lab: Lab, region: str, bound_s: float) -> bool:
     """True when the standby in `region` replays within `bound_s` seconds of its primary.
     Measured as the primary sees it: the bytes the standby has not replayed must be 0, or
-    its reported replay lag under the bound."""
+    its reported replay lag under the bound (a Redis master's: the seconds since the replica
+    last acknowledged its stream)."""
     primary = next(r for r in lab.regions if r.name != region)
-    found = postgres.replay_lag(lab, primary, lab.region(region))
+    found = stores.for_lab(lab).replay_lag(lab, primary, lab.region(region))
     if found is None:
         return False
     behind, lag = found

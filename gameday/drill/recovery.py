@@ -16,8 +16,10 @@ and what the databases answer:
                                      else make a primary left read-only writable again
 
 Idempotent: a second call finds nothing open and changes nothing. The database side goes
-through `Databases` (the `gameday.postgres` module in real use), so the state machine is
-tested against a fake without root or a lab.
+through `Databases`, the lab's store (`gameday.drill.stores`: the `gameday.postgres` or
+`gameday.redis` module in real use), so the state machine is tested against a fake without
+root or a lab. A Redis lab's Sentinels are its HA manager: recovery there is the HA path,
+which never promotes nor makes a database writable.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from gameday import postgres
+from gameday.drill import stores
 from gameday.drill.context import Drill
 from gameday.foundation import drill_state
-from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.descriptor import Lab
 from gameday.foundation.drill_state import Stage
 from gameday.foundation.driver import for_region
 from gameday.foundation.errors import GamedayError, LabError, TargetError
@@ -45,26 +47,12 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 SETTLE_S = 15.0
 
 
-class Databases(Protocol):
-    """The SQL side of recovery (gameday.postgres implements it)."""
-
-    def role(self, lab: Lab, region: Region) -> postgres.Role | None: ...
-
-    def is_writable(self, lab: Lab, region: Region) -> bool | None: ...
-
-    def wait_replayed(self, lab: Lab, standby: Region, primary: Region, timeout_s: float,
-                      what: str, *, interruptible: bool = ...) -> float: ...
-
-    def restore_replication_mode(self, lab: Lab, primary: Region) -> None: ...
-
-    def make_writable_again(self, lab: Lab, region: Region) -> bool: ...
-
-    def promote(self, lab: Lab, target: Region, timeout_s: float, *, clock: Any,
-                on_requested: Any = ...) -> postgres.Promotion: ...
+# the SQL side of recovery (the lab's store answers it: gameday.drill.stores)
+Databases = stores.Store
 
 
-def _databases() -> Databases:
-    return postgres  # the module implements the protocol
+def _databases(lab: Lab) -> Databases:
+    return stores.for_lab(lab)
 
 
 def revert_open_faults(drill: Drill, region: str | None = None) -> list[str]:
@@ -113,7 +101,7 @@ def restore_writable_primary(drill: Drill, *, db: Databases | None = None) -> di
     writable again. Never creates a second writable primary; does nothing when one region
     is writable. Returns what it changed and the states it found."""
     lab = drill.lab
-    db = db or _databases()
+    db = db or _databases(lab)
     if lab.ha is not None:
         return _restore_under_ha(drill, db)
     states = {r.name: db.is_writable(lab, r) for r in lab.regions}
@@ -213,7 +201,7 @@ def recover(drill: Drill, *, databases: Databases | None = None) -> Recovery:
     control's after an interruption, with its run's events). Does all it can (a revert
     that fails does not stop the rest) and says what it could not."""
     lab = drill.lab
-    db = databases or _databases()
+    db = databases or _databases(lab)
     reverted, _ = _revert_each(drill, None)  # what failed stays in `left`
     done = [f"reverted {item}" for item in reverted]
     result = restore_writable_primary(drill, db=db)

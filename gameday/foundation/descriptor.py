@@ -138,11 +138,57 @@ class Ha:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class RedisNode:
+    region: str
+    address: str
+    port: int = 6379
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SentinelNode:
+    site: str  # a region's name, or witness
+    address: str
+    port: int = 26379
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RedisStore:
+    """The datastore of a lab whose store is Redis with Sentinel (`lab up --store
+    redis-sentinel`): a Redis per region and the Sentinels that promote by themselves.
+    Such a lab has no SQL database: the application canary measures its RPO."""
+
+    master_name: str
+    password: str = dataclasses.field(repr=False)
+    nodes: tuple[RedisNode, ...]
+    sentinels: tuple[SentinelNode, ...]
+    quorum: int
+    canary_key: str
+    sentinel_password: str | None = dataclasses.field(default=None, repr=False)
+    durability: str = "async"
+    down_after_ms: int | None = None
+    failover_timeout_ms: int | None = None
+
+    def node(self, region: str) -> RedisNode:
+        for node in self.nodes:
+            if node.region == region:
+                return node
+        raise ConfigError(f"the lab descriptor's store names no Redis node in {region!r}")
+
+
+STORE_POSTGRESQL = "postgresql"
+STORE_REDIS_SENTINEL = "redis-sentinel"
+# the HA manager of a redis-sentinel store: its Sentinels (Ha.manager)
+SENTINEL = "sentinel"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Lab:
     lab: str
     regions: tuple[Region, ...]
     dns: Dns
-    database: Database
+    # the SQL database (None when the store is Redis with Sentinel: `redis`)
+    sql_database: Database | None = None
+    redis: RedisStore | None = None
     state_dir: str | None = None
     inter_region_delay_ms: float | None = None
     path: str = ""
@@ -151,6 +197,21 @@ class Lab:
     # Kubernetes credentials the experiment's secrets gave (scope k8s), laid over each
     # region's kubeconfig context by the kubernetes driver
     kube_credentials: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
+
+    @property
+    def database(self) -> Database:
+        """The PostgreSQL database; a ConfigError naming the store on a lab that has none
+        (a question only PostgreSQL can answer asked of Redis fails in one line)."""
+        if self.sql_database is None:
+            raise ConfigError(f"{self.path or 'this lab'} keeps its data in Redis with Sentinel: "
+                              "it has no SQL database (the application canary measures "
+                              "its RPO)")
+        return self.sql_database
+
+    @property
+    def store(self) -> str:
+        """The datastore's kind: postgresql or redis-sentinel."""
+        return STORE_REDIS_SENTINEL if self.redis is not None else STORE_POSTGRESQL
 
     def region(self, name: str) -> Region:
         for region in self.regions:
@@ -204,6 +265,11 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ConfigError(f"{source}: field '{where}': {err.message}")
+    store = data.get("store") or {}
+    if "database" not in data and store.get("kind") != STORE_REDIS_SENTINEL:
+        raise ConfigError(f"{source}: field '(top level)': 'database' is a required property "
+                          "(a lab without one keeps its data in Redis: store.kind "
+                          "redis-sentinel)")
     roles = sorted(r["role"] for r in data["regions"])
     if roles != ["primary", "secondary"]:
         raise ConfigError(f"{source}: regions need one 'primary' and one 'secondary' role")
@@ -250,19 +316,19 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
               kube_credentials: Mapping[str, str] | None = None) -> Lab:
     """`password` (from the experiment's secrets) overrides the descriptor's; one of them
     must give it."""
-    store = data.get("store") if isinstance(data, dict) else None
-    if isinstance(store, dict) and store.get("kind") == "redis-sentinel" \
-            and "database" not in data:
-        raise ConfigError(f"{path or 'lab descriptor'}: this lab runs Redis with Sentinel "
-                          "(lab up --store redis-sentinel), which gameday's drills cannot "
-                          "measure yet (docs/app-canary.md): for a drill, run `gameday lab "
-                          "down` and `gameday lab up`")
-    validate(data, source=path or "lab descriptor")
-    database = dict(data["database"])
-    if password is not None:
-        database["password"] = password
-    if not database.get("password"):
-        raise ConfigError(f"{path or 'lab descriptor'}: {NO_PASSWORD}")
+    source = path or "lab descriptor"
+    validate(data, source=source)
+    redis = _redis(data.get("store"))
+    database: dict[str, Any] | None = None
+    if redis is None:
+        database = dict(data["database"])
+        if password is not None:
+            database["password"] = password
+        if not database.get("password"):
+            raise ConfigError(f"{source}: {NO_PASSWORD}")
+    elif "database" in data or "ha" in data:
+        raise ConfigError(f"{source}: a redis-sentinel store has no 'database' and no 'ha' "
+                          "block (its Sentinels are its HA manager): remove them")
     regions = tuple(
         Region(**{**r, "node_containers": tuple(r.get("node_containers", ()))})
         for r in data["regions"]
@@ -279,11 +345,12 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
             ttl_s=dns.get("ttl_s"),
             health_interval_s=dns.get("health_interval_s"),
         ),
-        database=Database(**database),
+        sql_database=Database(**database) if database is not None else None,
+        redis=redis,
         state_dir=data.get("state_dir"),
         inter_region_delay_ms=data.get("inter_region_delay_ms"),
         path=path,
-        ha=_ha(data.get("ha")),
+        ha=_ha(data.get("ha")) if redis is None else _sentinel_ha(redis),
         ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
         kube_credentials=tuple(sorted((kube_credentials or {}).items())),
     )
@@ -298,6 +365,29 @@ def _ha(raw: dict[str, Any] | None) -> Ha | None:
               loop_wait_s=raw.get("loop_wait_s"), retry_timeout_s=raw.get("retry_timeout_s"),
               maximum_lag_on_failover=raw.get("maximum_lag_on_failover"),
               command_env=tuple(sorted((raw.get("command_env") or {}).items())))
+
+
+def _redis(raw: dict[str, Any] | None) -> RedisStore | None:
+    if not raw or raw.get("kind") != STORE_REDIS_SENTINEL:
+        return None
+    sentinel = raw["sentinel"]
+    return RedisStore(
+        master_name=raw["master_name"], password=raw["password"],
+        nodes=tuple(RedisNode(**n) for n in raw["nodes"]),
+        sentinels=tuple(SentinelNode(**n) for n in sentinel["sentinels"]),
+        quorum=sentinel["quorum"], canary_key=raw["canary_key"],
+        sentinel_password=sentinel.get("password"),
+        durability=raw.get("durability", "async"),
+        down_after_ms=sentinel.get("down_after_ms"),
+        failover_timeout_ms=sentinel.get("failover_timeout_ms"))
+
+
+def _sentinel_ha(redis: RedisStore) -> Ha:
+    """The Sentinels are a redis-sentinel store's HA manager: they promote by themselves,
+    and gameday observes them (their view of the master, sampled) as it observes Patroni's
+    leader key. Their down-after time plays the leader key's TTL in the report's budget."""
+    return Ha(manager=SENTINEL, scope=redis.master_name,
+              ttl_s=redis.down_after_ms / 1000 if redis.down_after_ms else None)
 
 
 def lab_file(configuration: dict[str, Any] | None = None) -> Path:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.unit import pg
+from tests.unit import pg, redis_servers
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +37,14 @@ def cluster(pg_cluster: pg.Cluster) -> Iterator[pg.Cluster]:
     canary rows, standbys) is put back after it, also when it failed."""
     yield pg_cluster
     pg_cluster.reset()
+
+
+@pytest.fixture
+def redis_set() -> Iterator[redis_servers.Set]:
+    """A real Redis master, its replica and a Sentinel (tests/unit/redis_servers.py), fresh
+    for each test and stopped by their pids after it."""
+    why = redis_servers.missing()
+    if why is not None:
+        pytest.fail(why)
+    with redis_servers.servers() as made:
+        yield made

@@ -289,8 +289,8 @@ class Cluster:
         return Lab(lab="fake", regions=regions,
                    dns=Dns(name="shop.gameday.test", authoritative=DnsServer(address=HOST, port=9),
                            resolver=DnsServer(address=HOST, port=9)),
-                   database=Database(name=DBNAME, user=USER, password=PASSWORD,
-                                     replication=replication))
+                   sql_database=Database(name=DBNAME, user=USER, password=PASSWORD,
+                                         replication=replication))
 
     def close(self) -> None:
         for server in [*self.standbys, self.primary]:

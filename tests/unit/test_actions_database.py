@@ -335,7 +335,7 @@ def test_ensure_writable_primary_is_the_recovery_of_a_switchover(
     writable again, the record cleared."""
     dbs = fakes.FakeDatabases({"region-1": "standby", "region-2": "read-only"},
                               driver_world=fakes.world(lab_file))
-    monkeypatch.setattr(recovery, "_databases", lambda: dbs)
+    monkeypatch.setattr(recovery, "_databases", lambda lab: dbs)
     monkeypatch.setattr(recovery, "SETTLE_S", 0.05)
     drill_state.write(lab_file, DrillState(promoted="region-2", old_primary="region-1"))
     database.ensure_writable_primary(configuration=config(lab_file))

@@ -212,7 +212,7 @@ def test_recover_exits_non_zero_until_exactly_one_region_is_writable(
     from gameday import cli
 
     monkeypatch.setattr(recovery, "SETTLE_S", 0.05)
-    monkeypatch.setattr(recovery, "_databases", lambda: fakes.FakeDatabases(roles))
+    monkeypatch.setattr(recovery, "_databases", lambda lab: fakes.FakeDatabases(roles))
     result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
     assert result.exit_code == code, result.output
     assert says in result.output
@@ -228,7 +228,7 @@ def test_recover_exits_non_zero_while_a_fault_stays(lab_file: Path,
     region_actions.take_region_down("region-1", "block-egress,scale-to-zero",
                                     configuration=config(lab_file))
     fakes.world(lab_file).fail_revert = {"scale-to-zero"}
-    monkeypatch.setattr(recovery, "_databases", lambda: fakes.FakeDatabases(
+    monkeypatch.setattr(recovery, "_databases", lambda lab: fakes.FakeDatabases(
         {"region-1": "primary", "region-2": "standby"}))
     result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
     assert result.exit_code == 1

@@ -14,6 +14,7 @@ through others: the import graph has no cycle.
     measure/                   the recorder, its store, the measures and the verdict
     labs/                      the lab kinds' implementations (netns, kubernetes)
     postgres/                  every SQL question and change
+    redis/                     every question to a lab's Redis and its Sentinels
     foundation/                the vocabulary every layer shares
     experiments/               the shipped experiment files
 """
@@ -30,16 +31,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gameday"
 
 # folder -> the folders its modules may import, besides their own
 EVERYTHING = frozenset({"actions", "probes", "drill", "report", "measure", "labs", "postgres",
-                        "foundation", "experiments"})
+                        "redis", "foundation", "experiments"})
 RULES: dict[str, frozenset[str]] = {
     "": EVERYTHING,
-    "actions": frozenset({"drill", "measure", "postgres", "foundation"}),
-    "probes": frozenset({"drill", "measure", "postgres", "foundation"}),
-    "drill": frozenset({"measure", "postgres", "foundation"}),
+    "actions": frozenset({"drill", "measure", "postgres", "redis", "foundation"}),
+    "probes": frozenset({"drill", "measure", "postgres", "redis", "foundation"}),
+    "drill": frozenset({"measure", "postgres", "redis", "foundation"}),
     "report": frozenset({"measure", "foundation"}),
-    "measure": frozenset({"postgres", "foundation"}),
-    "labs": frozenset({"postgres", "foundation"}),
+    "measure": frozenset({"postgres", "redis", "foundation"}),
+    "labs": frozenset({"postgres", "redis", "foundation"}),
     "postgres": frozenset({"foundation"}),
+    "redis": frozenset({"foundation"}),
     "foundation": frozenset(),
     "experiments": frozenset({"foundation"}),
 }

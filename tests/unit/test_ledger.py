@@ -80,7 +80,7 @@ def test_a_line_of_the_wrong_shape_is_one_line_not_a_crash(lab_file: Path, line:
 def test_recover_refuses_nothing_to_undo_while_a_line_is_unreadable(
         lab_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
-    monkeypatch.setattr(recovery, "_databases", lambda: db)
+    monkeypatch.setattr(recovery, "_databases", lambda lab: db)
     runner = CliRunner()
     ok = runner.invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
     assert ok.exit_code == 0 and ok.output == "recover: nothing to undo\n", ok.output

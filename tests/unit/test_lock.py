@@ -128,7 +128,7 @@ def test_a_second_chaos_run_is_refused_and_changes_nothing(lab_file: Path,
 def test_recover_and_lab_down_refuse_while_a_drill_runs(
         lab_file: Path, holder: Holder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
-    monkeypatch.setattr(recovery, "_databases", lambda: db)
+    monkeypatch.setattr(recovery, "_databases", lambda lab: db)
     ledger = Ledger(lab_file)
     ledger.mark(ledger.plan("region-1", "block-egress", {"applicable": True}), "applied")
     runner = CliRunner()
@@ -158,7 +158,7 @@ def test_force_passes_over_a_dead_holder_only(lab_file: Path,
             lock.acquire(lab_file)
         assert not err.value.alive
         db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
-        monkeypatch.setattr(recovery, "_databases", lambda: db)
+        monkeypatch.setattr(recovery, "_databases", lambda lab: db)
         runner = CliRunner()
         refused = runner.invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
         assert refused.exit_code == cli.EXIT_LAB and "--force" in refused.output

@@ -211,7 +211,7 @@ def test_promoting_a_primary_a_region_down_or_without_a_bound_is_refused(
 
 def _reversed(lab: Lab) -> Lab:
     """The same lab with the standby's host listed first in the writer's DSN."""
-    return Lab(lab=lab.lab, regions=lab.regions[::-1], dns=lab.dns, database=lab.database)
+    return Lab(lab=lab.lab, regions=lab.regions[::-1], dns=lab.dns, sql_database=lab.database)
 
 
 def test_numbering_continues_after_the_highest_number_on_the_writable_primary(
@@ -226,7 +226,7 @@ def test_numbering_continues_after_the_highest_number_on_the_writable_primary(
     assert rows == [(2, 1), (41, 1)] and server == pg.HOST
 
     # only the standby among the hosts: no writable primary to follow
-    lab = Lab(lab=lab.lab, regions=lab.regions[:1], dns=lab.dns, database=lab.database)
+    lab = Lab(lab=lab.lab, regions=lab.regions[:1], dns=lab.dns, sql_database=lab.database)
     with pytest.raises(LabError, match=r"cannot reach the writable database through the "
                                        r"lab descriptor \(.*session is read-only\): check its"):
         canary.next_seq(lab)

@@ -141,12 +141,38 @@ def test_the_store_blocks_validate_and_old_descriptors_still_do() -> None:
         netns_lab.validate_descriptor(no_master)
 
 
-def test_a_redis_lab_descriptor_is_refused_for_drills_in_one_line(tmp_path: Path) -> None:
+def test_a_redis_lab_descriptor_loads_for_drills_with_its_sentinels_as_ha_manager(
+        tmp_path: Path) -> None:
     path = tmp_path / "lab.json"
     path.write_text(json.dumps(redis_descriptor()))
-    with pytest.raises(ConfigError, match="runs Redis with Sentinel") as refused:
-        descriptor.load(path)
+    lab = descriptor.load(path)
+    assert lab.store == "redis-sentinel" and lab.redis is not None
+    assert lab.redis.master_name == "gameday" and lab.redis.quorum == 2
+    assert lab.redis.durability == "wait"
+    assert [n.region for n in lab.redis.nodes] == ["region-1", "region-2"]
+    assert [s.site for s in lab.redis.sentinels] == ["region-1", "region-2", "witness"]
+    assert lab.redis.node("region-2").address == "198.18.0.12"
+    # the Sentinels are its HA manager: they promote by themselves, gameday observes them
+    assert lab.ha is not None and lab.ha.manager == "sentinel" and lab.ha.dcs is None
+    assert lab.ha.ttl_s == 2.0  # down-after-milliseconds
+    assert lab.sql_database is None
+    # a PostgreSQL question asked of it fails in one line naming the store
+    with pytest.raises(ConfigError, match="keeps its data in Redis") as refused:
+        lab.database  # noqa: B018
     assert "\n" not in str(refused.value)
+
+
+def test_a_descriptor_without_a_database_needs_a_redis_store(tmp_path: Path) -> None:
+    data = copy.deepcopy(GOOD)
+    del data["database"]
+    with pytest.raises(ConfigError, match="'database' is a required property"):
+        descriptor.from_dict(data)
+    with_ha = {**redis_descriptor(), "ha": {"manager": "external"}}
+    with pytest.raises(ConfigError, match="no 'database' and no 'ha' block"):
+        descriptor.from_dict(with_ha)
+    with_db = {**redis_descriptor(), "database": copy.deepcopy(GOOD["database"])}
+    with pytest.raises(ConfigError, match="no 'database' and no 'ha' block"):
+        descriptor.from_dict(with_db)
 
 
 def test_debian_s_redis_packages_ship_no_apparmor_profile() -> None:
