@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 
 from gameday import postgres
 from gameday.actions import _runbook
-from gameday.drill import context, recovery
+from gameday.drill import context, recovery, stores
 from gameday.drill.activity import rollback, step
 from gameday.drill.context import Drill
 from gameday.drill.preflight import refuse_runner_behind_manager
@@ -78,7 +78,8 @@ def _run_promotion_command(drill: Drill, target: Region, what: str) -> Dict[str,
 def _await_writable(drill: Drill, target: Region, timeout_s: float, who: str) -> float:
     """Until `target` answers as a writable primary; the instant the runner saw it (the
     recorder's samplers see it independently, and theirs is the measured one)."""
-    poll_until(lambda: postgres.is_writable(drill.lab, target) is True, timeout_s=timeout_s,
+    store = stores.for_lab(drill.lab)
+    poll_until(lambda: store.is_writable(drill.lab, target) is True, timeout_s=timeout_s,
                interval_s=0.02,
                error=lambda _: TargetError(f"{target.name} did not become a writable primary "
                                            f"within {timeout_s:g} s ({who})"))
@@ -92,15 +93,16 @@ def promote(region: str = "region-2", timeout_s: float = 30.0,
     """Have the standby database of `region` promoted, as configuration `promotion` says,
     and wait until it accepts writes: `runner` promotes it by SQL (its synchronous standby
     list is cleared, since its old primary is gone), `command` runs `promotion_command`
-    (e.g. patronictl failover, a cloud CLI; bounded by `promotion_timeout_s`), `none` waits
-    for the system to promote by itself. The promoted instant of the report is the first
-    writable answer the recorder sees, in every mode."""
+    (e.g. patronictl failover, a cloud CLI; bounded by `promotion_timeout_s`), `none` (and
+    `manager`: Redis's Sentinels promote by themselves in a failover) waits for the system
+    to promote by itself. The promoted instant of the report is the first writable answer
+    the recorder sees, in every mode."""
     drill = context.changing(configuration, secrets)
     settings, lab = drill.settings, drill.lab
     refuse_runner_behind_manager(settings, lab)
     target = lab.region(region)
     strategy = settings.promotion.strategy
-    if strategy != "none":
+    if strategy not in ("none", "manager"):
         for other in lab.regions:
             if other.name != region and postgres.is_writable(lab, other) is True:
                 raise LabError(f"{other.name} still accepts writes: promoting {region} now "
@@ -210,15 +212,19 @@ def switchover(to: str = "region-1", timeout_s: float = 60.0,
     """Planned switchover to `to`, with zero loss: make the current primary read-only (its
     clients are disconnected and may not write again), wait until `to` has replayed all of
     it, stop it (its shutdown checkpoint reaches the standby), promote `to`, and restart the
-    old primary as a standby of `to`."""
+    old primary as a standby of `to`. Under an HA manager it is the manager's: its command
+    (`command`), or its own API (`manager`: Redis's Sentinels, SENTINEL FAILOVER once `to`
+    is a replica in sync); gameday then waits for `to` to be the primary and the old one to
+    stream from it."""
     drill = context.changing(configuration, secrets)
     settings, lab = drill.settings, drill.lab
     refuse_runner_behind_manager(settings, lab)
     target = lab.region(to)
     current = next(r for r in lab.regions if r.name != to)
-    if postgres.is_writable(lab, current) is not True:
+    store = stores.for_lab(lab)
+    if store.is_writable(lab, current) is not True:
         raise LabError(f"{current.name} is not the writable primary: no switchover to do")
-    if postgres.is_writable(lab, target) is not False:
+    if store.is_writable(lab, target) is not False:
         raise LabError(f"{to} is not a standby: resync it first")
     t_start = drill.event(FaultApplied(region=current.name, fault=Fault.SWITCHOVER)) \
         if drill.run else 0.0
@@ -262,12 +268,17 @@ def _switchover_by_others(drill: Drill, target: Region, current: Region, timeout
     the old primary streams from it again, so that the drill measures the whole of it."""
     promotion = drill.settings.promotion
     ran = None
+    bound = max(timeout_s, promotion.timeout_s)
     if promotion.strategy == "command":
         ran = _run_promotion_command(drill, target, "the switchover command")
-    bound = max(timeout_s, promotion.timeout_s)
+    elif promotion.strategy == "manager":
+        drill.event(PromoteRequested(region=target.name, strategy="manager"))
+        asked = stores.switch_over_by_manager(drill.lab, target, bound)
+        logger.info("gameday: the HA manager switched over to %s: %s", target.name, asked)
     said = f": the command said {ran['last_line']!r}" if ran and ran.get("last_line") else ""
     _await_writable(drill, target, bound, f"switchover {promotion.strategy}{said}")
-    poll_until(lambda: postgres.streams_from(drill.lab, target, current), timeout_s=bound,
+    store = stores.for_lab(drill.lab)
+    poll_until(lambda: store.streams_from(drill.lab, target, current), timeout_s=bound,
                interval_s=0.1,
                error=lambda _: TargetError(f"{current.name} does not stream from {target.name} "
                                            f"{bound:g} s after the switchover"))

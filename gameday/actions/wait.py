@@ -6,8 +6,7 @@ from typing import Any, Dict, Optional
 
 import httpx
 
-from gameday import postgres
-from gameday.drill import context
+from gameday.drill import context, stores
 from gameday.drill.activity import step
 from gameday.drill.context import Drill
 from gameday.foundation import interrupt
@@ -58,7 +57,8 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
                       configuration: Optional[Dict[str, Any]] = None,
                       secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Wait until `consecutive` global requests in a row were served by `region` and the
-    canary has a write acknowledged by `region`'s database, as the recorder saw them.
+    canary has a write acknowledged by `region`'s database (on a store without SQL, the
+    application canary one answered from `region`), as the recorder saw them.
     `consecutive` 0 (the default) takes the configuration's `k_consecutive`: the rule the
     report's RTO is measured by, so `--var k_consecutive=3` changes both."""
     drill = context.current(configuration, secrets)
@@ -71,6 +71,7 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
         since = faults[0].t
     started = time.monotonic()
     served = wrote = False
+    sql = stores.has_sql_canary(drill.lab)
 
     with queries.Samples(run.dir) as samples:
         def recovered() -> bool:
@@ -79,12 +80,15 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
             for t, ok, served_by in samples.last_global(since, k):  # the last K, oldest first
                 streak.add(t, ok, served_by)
             served = streak.reached
-            wrote = samples.acked(since=since, server=target.db_host) > 0
+            wrote = (samples.acked(since=since, server=target.db_host) if sql else
+                     samples.app_acked(since=since, region=target.name)) > 0
             return served and wrote
 
         def not_recovered(_: object) -> TargetError:
+            writes = "canary writes on its database" if sql else \
+                "application-canary writes answered from it"
             missing = [m for m, ok in (("global requests served by it", served),
-                                       ("canary writes on its database", wrote)) if not ok]
+                                       (writes, wrote)) if not ok]
             return TargetError(f"{region} did not recover within {timeout_s:g} s: no "
                                f"{' and no '.join(missing)}")
 
@@ -105,11 +109,12 @@ def wait_for_standby(region: str = "region-1", source: str = "region-2",
     drill = context.current(configuration, secrets)
     lab = drill.lab
     target, upstream = lab.region(region), lab.region(source)
-    sync = lab.database.replication == "sync"
+    sync = lab.replication_mode == "sync"
+    store = stores.for_lab(lab)
     started = time.monotonic()
 
     def ready() -> bool:
-        if not postgres.streams_from(lab, upstream, target, synchronous=sync):
+        if not store.streams_from(lab, upstream, target, synchronous=sync):
             return False
         if sync and lab.ha is not None and lab.ha.manager == "patroni" and lab.ha.dcs:
             # Patroni names its synchronous standby in the DCS a loop after PostgreSQL

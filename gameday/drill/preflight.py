@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gameday import postgres
+from gameday.drill import stores
 from gameday.foundation import drill_state, ledger
 from gameday.foundation.descriptor import Lab
 from gameday.foundation.driver import for_region, verify_running
@@ -22,6 +23,7 @@ def check(experiment: Mapping[str, Any], settings: GamedaySettings, lab: Lab) ->
     game day run a failback follows."""
     check_fault_markers(experiment, lab)
     refuse_runner_behind_manager(settings, lab)
+    check_store(settings, lab)
     verify_running(lab)
     if settings.drill == "failback":
         return failback_precondition(lab, settings)
@@ -56,15 +58,30 @@ def refuse_runner_behind_manager(settings: GamedaySettings, lab: Lab) -> None:
                           "experiments/game-day-autonomous.json")
 
 
+def check_store(settings: GamedaySettings, lab: Lab) -> None:
+    """A store without SQL (Redis with Sentinel) runs no database canary: the application
+    canary is the drill's only RPO measure, so a run without it is refused; and promotion
+    'manager' asks an HA manager with an API of its own, Redis's Sentinels."""
+    if settings.promotion.strategy == "manager" and lab.redis is None:
+        raise ConfigError(stores.MANAGER_ONLY_SENTINEL)
+    if not stores.has_sql_canary(lab) and settings.app_canary is None:
+        raise ConfigError("this lab keeps its data in Redis with Sentinel: there is no SQL for "
+                          "the database canary, so the application canary is the drill's RPO "
+                          "measure: set configuration 'app_canary' (experiments/"
+                          "game-day-redis.json has it)")
+
+
 def failback_precondition(lab: Lab, settings: GamedaySettings) -> str | None:
     """Failback needs a game day behind it: the secondary promoted and serving. Checked
     before anything starts, so a wrong call changes nothing. Returns that game day's run."""
     state = drill_state.read(lab.path) or drill_state.DrillState()
     if lab.ha is not None:
         # the HA manager promoted, not gameday: the secondary serving is the evidence
-        if postgres.is_writable(lab, lab.secondary) is not True:
+        if stores.for_lab(lab).is_writable(lab, lab.secondary) is not True:
             raise LabError(f"{lab.secondary.name} is not the writable primary: nothing to fail "
-                           "back from (run experiments/game-day-autonomous.json first)")
+                           "back from (run experiments/"
+                           f"{'game-day-redis' if lab.redis else 'game-day-autonomous'}.json "
+                           "first)")
         if ledger.Ledger(lab.path).unsettled():
             raise LabError("faults of the game day were never rolled back: run "
                            "`gameday recover` first")

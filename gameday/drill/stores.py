@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from gameday import postgres, redis
 from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.errors import ConfigError
 
 
 class Store(Protocol):
@@ -51,6 +52,22 @@ def for_lab(lab: Lab) -> Store:
     if lab.redis is not None:
         return redis  # the module implements the protocol
     return postgres
+
+
+def switch_over_by_manager(lab: Lab, target: Region, timeout_s: float) -> dict[str, Any]:
+    """Promotion 'manager' in a switchover: the lab's HA manager asked through its own API
+    to make `target` the primary (Redis's Sentinels: SENTINEL FAILOVER, once `target` is a
+    replica in sync). Only a redis-sentinel store's manager is asked so; the preflight
+    refuses the strategy elsewhere."""
+    if lab.redis is None:
+        raise ConfigError(MANAGER_ONLY_SENTINEL)
+    return redis.switch_over(lab, target, timeout_s)
+
+
+MANAGER_ONLY_SENTINEL = ("configuration 'promotion' is 'manager', which asks the lab's HA "
+                         "manager through its own API: only Redis's Sentinels are asked so "
+                         "(SENTINEL FAILOVER); for Patroni use 'command' (patronictl "
+                         "switchover, experiments/failback-autonomous.json)")
 
 
 def has_sql_canary(lab: Lab) -> bool:

@@ -3,7 +3,9 @@
 Each experiment file stays a complete Chaos Toolkit experiment (a user copies one and edits
 it, with no tool of ours), but the five of them used to be near copies kept equal by hand.
 Here each one is the game day plus what makes it different: the failback replaces the
-method, the autonomous drills drop the promote step, the long drill adds a hold.
+method, the autonomous drills drop the promote step, the long drill adds a hold, the Redis
+drills are the autonomous ones with the application canary on and the failback asked of the
+Sentinels (promotion 'manager').
 
 After changing this file, write the files again:
 
@@ -294,12 +296,80 @@ def game_day_long() -> Experiment:
     }
 
 
+# the lab storefronts' application-canary endpoints (as experiments/vars/app-canary.yaml
+# names them): on a Redis lab the application canary is the drill's RPO measure
+LAB_APP_CANARY: dict[str, Any] = {
+    "write": {"method": "POST", "path": "/canary/{seq}",
+              "headers": {"X-Canary-Writer": "{writer}"}},
+    "read_back": {"path": "/canary?since={since}&limit={limit}", "page_size": 1000},
+    "writers": 2,
+    "deadline_s": 3,
+}
+
+
+def game_day_redis() -> Experiment:
+    base = game_day_autonomous()
+    return {
+        **base,
+        "title": "Region-1 is lost and the Sentinels fail over by themselves: the storefront "
+                 "on Redis recovers in region-2 within target, and its users lose no "
+                 "acknowledged write",
+        "description": "For the netns lab with Redis and Sentinel (gameday lab up --store "
+                       "redis-sentinel). Cuts region-1 off and kills its storefront, Redis "
+                       "and Sentinel, and promotes nothing: the Sentinels in region-2 and "
+                       "gd-witness hold the master objectively down (+odown) and promote "
+                       "region-2's Redis by themselves (+switch-master). gameday only "
+                       "observes: each Sentinel's view of the master, each Redis's INFO "
+                       "replication, DNS, the storefront through the global name and the "
+                       "application canary, which is the RPO measure here (there is no SQL "
+                       "for the database canary), on one monotonic clock. Under "
+                       "--redis-durability async a write the master acknowledged and had not "
+                       "yet sent to its replica is lost; under wait the promoted master "
+                       "refuses writes until region-1 is back as its replica.",
+        "tags": [*base["tags"], "redis-sentinel"],
+        "configuration": configuration("game-day-redis", promotion="none",
+                                       region_faults=",".join((Fault.BLOCK_EGRESS,
+                                                               Fault.SCALE_TO_ZERO)),
+                                       app_canary=dict(LAB_APP_CANARY)),
+    }
+
+
+def failback_redis() -> Experiment:
+    base = failback()
+    return {
+        **base,
+        "title": "Failback on Redis: the Sentinels switch the master back to region-1 "
+                 "(SENTINEL FAILOVER) with no acknowledged write lost",
+        "description": "After experiments/game-day-redis.json. Region-1's Redis came back as a "
+                       "replica of region-2's in the game day's rollback; this waits until it "
+                       "streams, then asks the Sentinels for the switchover (promotion "
+                       "'manager': SENTINEL FAILOVER, once they know it as a replica in "
+                       "sync) while the application canary writes, and measures the failback "
+                       "RTO and lost writes like the failover. Split-brain writes are not "
+                       "counted here: a returning old master is made a replica, and a write "
+                       "it acknowledged that the new master lacks is counted lost by the "
+                       "game day.",
+        "tags": [*base["tags"], "redis-sentinel"],
+        "configuration": configuration("failback-redis", drill="failback",
+                                       promotion="manager", promotion_timeout_s=60,
+                                       app_canary=dict(LAB_APP_CANARY)),
+        "method": [
+            action("wait-for-region-1-to-stream", "gameday.actions.wait", "wait_for_standby",
+                   region="region-1", source="region-2", timeout_s=120),
+            switchover(),
+            wait_for_recovery("region-1"),
+        ],
+    }
+
+
 SHIPPED: dict[str, Callable[[], Experiment]] = {
     "game-day": game_day,
     "failback": failback,
     "game-day-autonomous": game_day_autonomous,
     "failback-autonomous": failback_autonomous,
     "game-day-long": game_day_long,
+    "game-day-redis": game_day_redis,
+    "failback-redis": failback_redis,
 }
 
 YAML_HEADER = """\

@@ -209,6 +209,14 @@ class Lab:
         return self.sql_database
 
     @property
+    def replication_mode(self) -> str | None:
+        """The replication as configured: sync or async (PostgreSQL), async or wait (a
+        Redis store's durability: WAIT for a replica after each canary write)."""
+        if self.redis is not None:
+            return self.redis.durability
+        return self.database.replication
+
+    @property
     def store(self) -> str:
         """The datastore's kind: postgresql or redis-sentinel."""
         return STORE_REDIS_SENTINEL if self.redis is not None else STORE_POSTGRESQL

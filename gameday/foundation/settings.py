@@ -29,15 +29,17 @@ class Targets:
     max_lost_writes: int = 0
 
 
-PROMOTION_STRATEGIES = ("runner", "command", "none")
+PROMOTION_STRATEGIES = ("runner", "command", "none", "manager")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Promotion:
     """Who promotes the standby: gameday by SQL (`runner`), a user-given command such as
-    `patronictl failover` or a cloud CLI (`command`), or the system itself (`none`: an HA
-    manager). In every case the promoted instant is observed by the recorder, not taken
-    from whoever promoted."""
+    `patronictl failover` or a cloud CLI (`command`), the system itself (`none`: an HA
+    manager), or the lab's HA manager asked through its own API (`manager`: Redis's
+    Sentinels, SENTINEL FAILOVER for a switchover; in a failover they promote by
+    themselves, as with `none`). In every case the promoted instant is observed by the
+    recorder, not taken from whoever promoted."""
 
     strategy: str = "runner"
     command: tuple[str, ...] = ()
@@ -437,7 +439,11 @@ class GamedaySettings:
             "configuration": {
                 "dns_ttl_s": lab.dns.ttl_s, "health_interval_s": lab.dns.health_interval_s,
                 "inter_region_delay_ms": lab.inter_region_delay_ms,
-                "replication": lab.database.replication,
+                "replication": lab.replication_mode,
+                # a store without SQL (redis-sentinel) runs no database canary: the
+                # application canary measures the RPO
+                **({"store": lab.store, "database_canary": False}
+                   if lab.sql_database is None else {}),
                 "canary_writers": self.rates.canary_writers,
                 "k_consecutive": self.k_consecutive,
                 "http_interval_s": self.rates.http_s,
@@ -452,7 +458,10 @@ class GamedaySettings:
                 "regression_factor": self.results.regression_factor,
                 **({"ha_manager": lab.ha.manager, "ha_ttl_s": lab.ha.ttl_s,
                     "ha_loop_wait_s": lab.ha.loop_wait_s,
-                    "ha_retry_timeout_s": lab.ha.retry_timeout_s} if lab.ha else {}),
+                    "ha_retry_timeout_s": lab.ha.retry_timeout_s}
+                   if lab.ha and lab.redis is None else {}),
+                **({"ha_manager": lab.ha.manager, "sentinel_down_after_s": lab.ha.ttl_s}
+                   if lab.ha and lab.redis is not None else {}),
                 # only when capped: the configuration of other runs stays as it was
                 **({"canary_max_rate": self.rates.canary_max_rate}
                    if self.rates.canary_max_rate else {}),
@@ -492,7 +501,8 @@ def _promotion(c: dict[str, Any]) -> Promotion:
     if strategy not in PROMOTION_STRATEGIES:
         raise ConfigError(f"configuration 'promotion' must be one of "
                           f"{', '.join(PROMOTION_STRATEGIES)}, got {strategy!r}: runner promotes "
-                          "by SQL, command runs 'promotion_command', none lets the system do it")
+                          "by SQL, command runs 'promotion_command', none lets the system do it, "
+                          "manager asks the lab's HA manager (SENTINEL FAILOVER)")
     raw = c.get("promotion_command") or ()
     if isinstance(raw, str):
         command = tuple(shlex.split(raw))

@@ -170,16 +170,21 @@ class AppWrites:
 
 
 def classify(attempts: Iterable[CanaryAttempt], read: Mapping[int, int], *,
-             t_fault: float | None, start: int) -> AppWrites:
+             t_fault: float | None, start: int, cutoff: float | None = None,
+             live: bool = False) -> AppWrites:
     """Each attempt numbered from `start` classified against what was read back: acked,
-    lost, recovered, unknown-absent, unexpected, duplicate (measure.store.writes)."""
+    lost, recovered, unknown-absent, unexpected, duplicate (measure.store.writes). A
+    `live` read (the writers still writing, read at `cutoff`, as the verdict probes read
+    during the run) leaves out the attempts still in flight then, and judges no number as
+    never sent (its attempt may not be flushed yet): the final read does."""
     rows = list(attempts)
     present = {seq: n for seq, n in read.items() if seq >= start}
     sent = {row.seq for row in rows}
     return AppWrites(
-        accounting=account_writes(rows, present, t_fault=t_fault, start_seq=start),
+        accounting=account_writes(rows, present, t_fault=t_fault, start_seq=start,
+                                  cutoff=cutoff, live=live),
         read_back=len(present),
-        never_sent=tuple(sorted(seq for seq in present if seq not in sent)),
+        never_sent=() if live else tuple(sorted(seq for seq in present if seq not in sent)),
     )
 
 
@@ -371,11 +376,12 @@ class AppWriters:
 
 
 def snapshot(run_dir: Path, where: Where | None, read: ReadBack, t_read: float,
-             *, verify: bool | str = True) -> int:
+             *, verify: bool | str = True, live: bool = False) -> int:
     """Read the application canary's numbers back through the application into the
-    timeline (`app_final_rows`), after its writers stopped; returns how many. A read-back
-    that fails is recorded as the reason the application's losses are unknown, and raised
-    (TargetError, one line)."""
+    timeline (`app_final_rows`), after its writers stopped (or, `live`, while they write:
+    the verdict probes of a run whose application canary is its RPO measure); returns how
+    many. A read-back that fails is recorded as the reason the application's losses are
+    unknown, and raised (TargetError, one line)."""
     meta = timeline.read_meta(run_dir)
     start = int(meta["app_start_seq"])
     try:
@@ -386,10 +392,11 @@ def snapshot(run_dir: Path, where: Where | None, read: ReadBack, t_read: float,
             found = read_back(client, where, read, start - 1,
                               most=queries.app_attempted(run_dir) + read.page_size)
     except TargetError as exc:
-        timeline.write_meta(run_dir, {"app_read_error": str(exc), "app_read_t": t_read})
+        timeline.write_meta(run_dir, {"app_read_error": str(exc), "app_read_t": t_read,
+                                      "app_read_live": live})
         raise
     timeline.write_final_rows(run_dir, sorted(found.items()),
                               meta={"app_read_t": t_read, "app_read_from": where.base_url,
-                                    "app_read_error": None},
+                                    "app_read_error": None, "app_read_live": live},
                               table=timeline.APP_FINAL_ROWS)
     return len(found)

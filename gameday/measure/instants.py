@@ -131,6 +131,25 @@ def leader_key_lost(tl: Timeline, t_fault: float, primary: str) -> Instant:
                   if ha else "the HA manager's leader key was not sampled")
 
 
+def sentinel_odown(tl: Timeline, t_fault: float, primary: str) -> Instant:
+    """The Sentinels' detection: the first sample after the fault in which a Sentinel holds
+    the master objectively down (`o_down`, their +odown: a quorum agreed) or already names
+    another master (+switch-master, when the odown fell between two samples)."""
+    ha = tl.stream("ha", None)
+    return _first(ha, t_fault, lambda r: bool(r.ok) and (r.leader != primary or _odown(r)),
+                  evidence=f"a Sentinel held {primary}'s Redis objectively down (+odown; "
+                           "Sentinel sample)",
+                  reason=f"no Sentinel was seen holding {primary}'s Redis down"
+                  if ha else "the Sentinels were not sampled")
+
+
+def _odown(row: Any) -> bool:
+    try:
+        return bool(json.loads(row.detail or "{}").get("odown"))
+    except ValueError:
+        return False
+
+
 def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant:
     rows = tl.stream("dns", server)
     return _stays(rows, t_fault, lambda r: r.ok and r.answer == address,
@@ -169,6 +188,18 @@ def _first_write(tl: Timeline, t_fault: float, secondary_hosts: set[str]) -> Ins
     error = t_ack - last_fail if last_fail is not None and last_fail >= t_fault else None
     return Instant(at_s=t_ack - t_fault, error_s=error,
                    evidence="first canary write acknowledged by the new primary")
+
+
+def first_app_write(tl: Timeline, t_fault: float, secondary: str) -> Instant:
+    """The first application-canary write the secondary region acknowledged (its X-Region)
+    after the fault: the write RTO of a store without SQL, where no database canary runs.
+    Its error bar reaches back to the last attempt before it that was not acknowledged."""
+    t_ack, last_fail = tl.first_app_ack(t_fault, secondary)
+    if t_ack is None:
+        return missing(f"no application-canary write was acknowledged by {secondary}")
+    return Instant(at_s=t_ack - t_fault,
+                   error_s=t_ack - last_fail if last_fail is not None else None,
+                   evidence=f"first application-canary write acknowledged by {secondary}")
 
 
 # --- replication ------------------------------------------------------------------------

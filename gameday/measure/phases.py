@@ -152,6 +152,40 @@ HA_PROMOTION = dataclasses.replace(
                          f"{p['promotion_budget_s']:g} s"))
 HA_PHASES: tuple[Phase, ...] = (HA_DETECTION, HA_PROMOTION, *PHASES[2:])
 
+def _sentinel_odown(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    return instants.sentinel_odown(tl, t_fault, r.primary["name"])
+
+
+# Redis's Sentinels detect the loss when a quorum of them holds the master down for
+# down-after-milliseconds (+odown), elect one of them, which promotes the replica
+# (+switch-master); the replica is seen as the master at the next sample of its INFO.
+SENTINEL_DETECTION = dataclasses.replace(
+    PHASES[0], label="Detection (the Sentinels hold the master objectively down: +odown)",
+    short="Sentinel +odown", marker="+odown",
+    waiting="waiting for the Sentinels' +odown", seen="sentinel-odown",
+    allowance=lambda p: (p["sentinel_down_after_s"] + 1.0,
+                         f"down-after {p['sentinel_down_after_s']:g} s + 1 s for a quorum "
+                         "of Sentinels to agree"),
+    measure=_sentinel_odown)
+SENTINEL_PROMOTION = dataclasses.replace(
+    PHASES[1], label="Promotion by the Sentinels (first answer of the secondary's Redis as "
+                     "the master)",
+    allowance=lambda p: (1.0 + p["promotion_budget_s"],
+                         f"the Sentinels' election 1 s + promotion allowance "
+                         f"{p['promotion_budget_s']:g} s"))
+
+
+def _first_app_write(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    return instants.first_app_write(tl, t_fault, r.secondary["name"])
+
+
+# no SQL, so no database canary: the first write is the application canary's
+APP_FIRST_WRITE = dataclasses.replace(
+    PHASES[5], label="First application-canary write acknowledged by the secondary",
+    measure=_first_app_write)
+SENTINEL_PHASES: tuple[Phase, ...] = (SENTINEL_DETECTION, SENTINEL_PROMOTION, *PHASES[2:5],
+                                      APP_FIRST_WRITE)
+
 NAMES: tuple[str, ...] = tuple(p.name for p in PHASES)
 BY_NAME: dict[str, Phase] = {p.name: p for p in (*PHASES, RTO)}
 
@@ -161,9 +195,16 @@ def autonomous(configuration: Mapping[str, Any] | None) -> bool:
     return (configuration or {}).get("ha_manager") == "patroni"
 
 
+def by_sentinels(configuration: Mapping[str, Any] | None) -> bool:
+    """A run on Redis whose Sentinels were sampled (configuration of the run)."""
+    return (configuration or {}).get("ha_manager") == "sentinel"
+
+
 def chain(configuration: Mapping[str, Any] | None = None) -> tuple[Phase, ...]:
     """Every phase and then RTO, in the order of the budget's chain, as defined for the
     run's configuration (an autonomous HA manager detects and promotes by itself)."""
+    if by_sentinels(configuration):
+        return (*SENTINEL_PHASES, RTO)
     return (*(HA_PHASES if autonomous(configuration) else PHASES), RTO)
 
 

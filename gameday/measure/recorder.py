@@ -36,7 +36,9 @@ from gameday.measure.samplers import (
     DnsSampler,
     HttpSampler,
     LeaderKeySampler,
+    RedisReplicationSampler,
     ReplicationSampler,
+    SentinelSampler,
     every,
 )
 from gameday.measure.store import timeline
@@ -81,24 +83,36 @@ async def record(run_dir: Path) -> None:
         DnsSampler("resolver", lab.dns.resolver.ip(), lab.dns.resolver.port,
                    lab.dns.name, clock, out, rates.timeout_s),
     ]
-    repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]
-    # tcp_user_timeout: the kernel fails a connection whose data goes unacknowledged for
-    # 1.5 s, so a write to a cut-off region errors instead of hanging
-    canary = Canary(lab.writer_params(tcp_user_timeout=1500), lab.database.canary_table,
-                    clock, out,
-                    writers=rates.canary_writers, start_seq=int(meta.get("start_seq", 1)),
-                    max_rate=rates.canary_max_rate)
     tasks = [every(rates.dns_s, clock, s.sample, stop) for s in dns_samplers]
     tasks.append(every(rates.http_s, clock, http.sample_global, stop))
     tasks += [every(rates.http_s, clock, http.region_sampler(r.name), stop)
               for r in lab.regions]
-    tasks += [every(rates.replication_s, clock, s.sample, stop) for s in repl]
-    leader = None
-    if lab.ha is not None and lab.ha.dcs is not None:
-        # the HA manager's detection, sampled as often as replication
-        leader = LeaderKeySampler(lab, clock, out, rates.timeout_s)
-        tasks.append(every(rates.replication_s, clock, leader.sample, stop))
-    tasks.append(canary.run(stop))
+    # the store's replication and its HA manager's evidence, sampled as often as each other
+    repl: list[ReplicationSampler | RedisReplicationSampler] = []
+    ha: list[LeaderKeySampler | SentinelSampler] = []
+    canary: Canary | None = None
+    if lab.redis is not None:
+        # Redis with Sentinel: INFO replication per region, each Sentinel's view of the
+        # master (its +odown and +switch-master); no SQL, so no database canary: the
+        # application canary is the RPO measure (the control refuses a run without it)
+        repl += [RedisReplicationSampler(lab, r.name, clock, out, rates.timeout_s)
+                 for r in lab.regions]
+        ha += [SentinelSampler(lab, s.site, clock, out, rates.timeout_s)
+               for s in lab.redis.sentinels]
+    else:
+        repl += [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s)
+                 for r in lab.regions]
+        if lab.ha is not None and lab.ha.dcs is not None:
+            # the HA manager's detection, sampled as often as replication
+            ha.append(LeaderKeySampler(lab, clock, out, rates.timeout_s))
+        # tcp_user_timeout: the kernel fails a connection whose data goes unacknowledged
+        # for 1.5 s, so a write to a cut-off region errors instead of hanging
+        canary = Canary(lab.writer_params(tcp_user_timeout=1500), lab.database.canary_table,
+                        clock, out,
+                        writers=rates.canary_writers, start_seq=int(meta.get("start_seq", 1)),
+                        max_rate=rates.canary_max_rate)
+        tasks.append(canary.run(stop))
+    tasks += [every(rates.replication_s, clock, s.sample, stop) for s in [*repl, *ha]]
     app_settings = settings.app_canary(given)
     app: AppWriters | None = None
     if app_settings is not None:
@@ -116,7 +130,8 @@ async def record(run_dir: Path) -> None:
         while not sampling.done():
             await asyncio.wait({sampling}, timeout=FLUSH_S)
             out.flush()
-            if not ready and canary.acked:
+            # ready once the canary that measures the RPO had a write acknowledged
+            if not ready and (canary.acked if canary is not None else app and app.acked):
                 ready = True
                 timeline.record_event(run_dir, RecorderReady(), clock.now())
             if stop.is_set():
@@ -131,16 +146,14 @@ async def record(run_dir: Path) -> None:
         _last_flush(out)
     if sampling.done():
         sampling.result()  # a sampler's crash ends the recorder with its traceback
-    timeline.record_event(run_dir, RecorderStopped(acked=canary.acked,
-                                                   connect_errors=canary.connect_errors,
-                                                   unanswered=canary.in_flight,
-                                                   app_acked=app.acked if app else None),
-                          clock.now())
+    timeline.record_event(run_dir, RecorderStopped(
+        acked=canary.acked if canary else 0,
+        connect_errors=canary.connect_errors if canary else 0,
+        unanswered=canary.in_flight if canary else 0,
+        app_acked=app.acked if app else None), clock.now())
     out.close()
     # only now: a close that waits on a frozen server delays nothing that counts
-    closers = [s.close() for s in repl] + [http.client.aclose()]
-    if leader is not None:
-        closers.append(leader.close())
+    closers = [s.close() for s in [*repl, *ha]] + [http.client.aclose()]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*closers, return_exceptions=True), CLOSE_S)
 

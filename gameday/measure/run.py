@@ -136,7 +136,7 @@ def prune_earlier_runs(run: Run, lab: Lab) -> int:
     being measured. Its commit is local (housekeeping needs no standby), and a database
     that refuses it (no right to create the runs table) keeps its rows: the run is not
     failed for that."""
-    if not run.events(Kind.GATE_PASSED):
+    if not run.events(Kind.GATE_PASSED) or lab.sql_database is None:
         return 0
     meta = timeline.read_meta(run.dir)
     started = time.monotonic()
@@ -163,7 +163,8 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
         raise LabError(why)
     run_id = new_run_id(experiment)
     run_dir = (settings.reports_dir / run_id).absolute()
-    start_seq = canary_rows.next_seq(lab)
+    # the database canary's first number (none runs on a store without SQL)
+    start_seq = canary_rows.next_seq(lab) if lab.sql_database is not None else 1
     run_dir.mkdir(parents=True, exist_ok=False)
     anchor_ns, anchor_utc = timeline.Clock.new_anchor()
     source, target = lab.roles(settings.drill)
@@ -176,7 +177,7 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
                     for role, r in (("primary", source), ("secondary", target))},
         "experiment_id": experiment_id,
         "game_day_run": game_day_run,
-        "replication": lab.database.replication,
+        "replication": lab.replication_mode,
         "ha": lab.ha.recorded() if lab.ha is not None else None,
         # the application canary's first number: above every earlier run's (app_canary)
         **({"app_start_seq": app_canary.start_seq()} if settings.app_canary else {}),
@@ -197,6 +198,13 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
     except (_RecorderGone, TargetError):
         run.stop_recorder()
         tail = (run_dir / "recorder.log").read_text(errors="replace").strip().splitlines()
+        if lab.sql_database is None:
+            raise LabError("the recorder's application canary had no write acknowledged "
+                           f"within {ready_timeout:.0f} s "
+                           f"({tail[-1] if tail else 'recorder printed nothing'}): does the "
+                           "global name answer, and its canary endpoint take a write? "
+                           f"(see {run_dir}/recorder.log and the timeline's app_canary "
+                           "table)") from None
         raise LabError("the recorder's canary had no write acknowledged within "
                        f"{ready_timeout:.0f} s ({queries.canary_trouble(run_dir)}; "
                        f"{tail[-1] if tail else 'recorder printed nothing'}): is the "

@@ -282,3 +282,96 @@ class LeaderKeySampler:
 def _host(address: str) -> str:
     """An IPv6 address in a URL goes in brackets."""
     return f"[{address}]" if ":" in address else address
+
+
+class RedisReplicationSampler:
+    """A region's Redis, as PostgreSQL's replication sampler asks its database: its INFO
+    replication, the master (in_recovery 0) or a replica (1), with the master's view of its
+    replicas. The first sample of the secondary as the master is its promotion, observed
+    (instants.promotion), whoever promoted it: here, the Sentinels. One connection,
+    reopened after an error, never retried on its own (its sample is the retry)."""
+
+    def __init__(self, lab: Lab, region: str, clock: Clock, out: BatchWriter,
+                 timeout: float) -> None:
+        from gameday import redis as store
+
+        s = store.node.store(lab)
+        node = s.node(region)
+        self.name, self.out = region, out
+        self.sample_of = store.node.sample
+        self.errors: tuple[type[BaseException], ...] = (*store.node.ERRORS, TimeoutError)
+        self.client = _redis_client(s.password, node.address, node.port, timeout)
+        self.timeout = timeout
+        self.lock = asyncio.Lock()
+
+    async def sample(self, t: float, lateness: float) -> None:
+        if self.lock.locked():
+            return  # the previous sample still waits on a server that does not answer
+        async with self.lock:
+            try:
+                info = await asyncio.wait_for(self.client.info("replication"),
+                                              self.timeout * 2)
+                in_recovery, lag_s, detail = self.sample_of(info)
+                self.out.add(ReplicationSample(t, self.name, 1, in_recovery, lag_s,
+                                               json.dumps(detail), None))
+            except self.errors as exc:
+                self.out.add(ReplicationSample(t, self.name, 0, None, None, None,
+                                               type(exc).__name__))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class SentinelSampler:
+    """One Sentinel's view of the master (gameday.redis.sentinel.SentinelView): the region
+    it hands clients as the master (HaSample.leader) and its flags for it. The first
+    `o_down` after the fault is the Sentinels' detection (+odown), the master it names
+    moving is their promotion (+switch-master): observed from outside, as Patroni's leader
+    key is in its DCS. A Sentinel in the region lost answers nothing: its samples fail."""
+
+    def __init__(self, lab: Lab, site: str, clock: Clock, out: BatchWriter,
+                 timeout: float) -> None:
+        from gameday.redis import node, sentinel
+
+        s = node.store(lab)
+        where = next(n for n in s.sentinels if n.site == site)
+        self.lab, self.site, self.out, self.timeout = lab, site, out, timeout
+        self.master_name = s.master_name
+        self.view_of = sentinel.view_of
+        self.errors: tuple[type[BaseException], ...] = (*node.ERRORS, TimeoutError, KeyError,
+                                                        ValueError)
+        self.client = _redis_client(s.sentinel_password, where.address, where.port, timeout)
+        self.lock = asyncio.Lock()
+
+    async def sample(self, t: float, lateness: float) -> None:
+        if self.lock.locked():
+            return
+        async with self.lock:
+            try:
+                master, address = await asyncio.wait_for(self._ask(), self.timeout * 2)
+                view = self.view_of(self.lab, self.site, master, address)
+                self.out.add(HaSample(t, f"sentinel-{self.site}", 1, view.master,
+                                      json.dumps(view.detail()), None))
+            except self.errors as exc:
+                self.out.add(HaSample(t, f"sentinel-{self.site}", 0, None, None,
+                                      type(exc).__name__))
+
+    async def _ask(self) -> tuple[Any, Any]:
+        master = await self.client.sentinel_master(self.master_name)
+        address = await self.client.sentinel_get_master_addr_by_name(self.master_name)
+        return master, address
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _redis_client(password: str | None, host: str, port: int, timeout: float) -> Any:
+    """An asyncio client bounded by `timeout` that never retries on its own (redis-py's
+    default retries with backoff for seconds: the sampler's next slot is its retry)."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return redis.asyncio.Redis(host=host, port=port, password=password,
+                               socket_timeout=timeout, socket_connect_timeout=timeout,
+                               retry=Retry(NoBackoff(), 0))

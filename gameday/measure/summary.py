@@ -44,13 +44,22 @@ STEADY_STATE_NOT_MET = {"before": Kind.STEADY_STATE_BEFORE_NOT_MET,
 
 
 def snapshot_rows(run_dir: Path, lab: Lab, t_read: float, *, live: bool) -> int:
-    """Read the canary rows of this run from the writable primary into the timeline."""
-    start_seq = int(timeline.read_meta(run_dir).get("start_seq", 1))
+    """Read the canary rows of this run from the writable primary into the timeline (none
+    when the run had no database canary: a store without SQL)."""
+    meta = timeline.read_meta(run_dir)
+    if not database_canary(meta):
+        return 0
+    start_seq = int(meta.get("start_seq", 1))
     rows, server = postgres_canary.stored_since(lab, start_seq)
     timeline.write_final_rows(run_dir, rows, meta={"final_read_t": t_read,
                                                    "final_read_server": server,
                                                    "final_read_live": live})
     return len(rows)
+
+
+def database_canary(meta: Mapping[str, Any]) -> bool:
+    """Whether the run's database canary ran (not on a store without SQL: redis-sentinel)."""
+    return bool((meta.get("configuration") or {}).get("database_canary", True))
 
 
 def build(run_dir: Path) -> Summary:
@@ -68,11 +77,21 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
     t_fault, t_effective = instants.fault_time(tl)
     failover = _failover(tl, t_fault)
     writes, accounting = _writes(tl, present, t_fault)
-    reasons = _reasons(tl, targets, failover, accounting, present is not None)
+    # a store without SQL runs no database canary: the application canary's writes are
+    # the run's writes, and its RPO the run's (what the verdict probes judge)
+    db_canary = database_canary(meta)
+    reasons = _reasons(tl, targets, failover, accounting, present is not None or not db_canary)
     roles = phases.Roles.from_meta(meta)
     app = _app_writes(tl, t_fault, roles.secondary["name"], failover, accounting)
     if app is not None:
         reasons = _app_reasons(reasons, app, targets)
+        rpo = app["rpo_s"]
+        if not db_canary and rpo is not None and rpo > targets["rpo_s"]:
+            reasons.append(f"application canary: RPO {rpo:.3f} s exceeds the target "
+                           f"{targets['rpo_s']:g} s")
+    elif not db_canary:
+        reasons.append("no canary measured the writes: this store has no SQL, and the run "
+                       "had no application canary (configuration app_canary)")
     split: dict[str, Any] = {}
     resynced: dict[str, Any] = {}
     if meta.get("drill") == "failback":
@@ -112,11 +131,13 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
         "write_rto_error_s": _r(write_i.error_s) if write_i else None,
         "downtime_s": _r(failover.downtime),
         "downtime_error_s": _r(failover.downtime_error),
-        "rpo_s": _r(accounting.rpo_s) if accounting else None,
-        "rpo_error_s": _r(accounting.rpo_error_s) if accounting else None,
+        "rpo_s": _r(accounting.rpo_s) if accounting else
+        (app["rpo_s"] if app is not None and not db_canary else None),
+        "rpo_error_s": _r(accounting.rpo_error_s) if accounting else
+        (app["rpo_error_s"] if app is not None and not db_canary else None),
         "phases": {n: _r(i.at_s) for n, i in failover.instants.items()},
         "phase_detail": {n: i.to_dict() for n, i in failover.instants.items()},
-        "writes": writes,
+        "writes": writes if db_canary or app is None else app["writes"],
         "writes_detail": _writes_detail(accounting, t_fault, meta),
         # the mode as observed at the fault (the primary's view of its standby), which is
         # what decided the loss; the lab's configured mode beside it
@@ -216,8 +237,10 @@ def _app_writes(tl: reader.Timeline, t_fault: float | None, secondary: str,
     start = int(meta["app_start_seq"])
     attempts = tl.app_attempts()
     read = tl.app_read_back()
-    found = None if read is None else app_canary.classify(attempts, read, t_fault=t_fault,
-                                                          start=start)
+    live = bool(meta.get("app_read_live"))
+    found = None if read is None else app_canary.classify(
+        attempts, read, t_fault=t_fault, start=start,
+        cutoff=meta.get("app_read_t") if live else None, live=live)
     acc = found.accounting if found is not None else None
     if acc is not None:
         counts = acc.counts()

@@ -4,7 +4,7 @@ and failback protocol). Each asks gameday.drill.checks, as the readiness gate do
 import time
 from typing import Any, Dict, Optional
 
-from gameday.drill import checks, context
+from gameday.drill import checks, context, stores
 from gameday.drill.activity import activity
 from gameday.foundation.descriptor import Lab
 from gameday.measure.store import queries
@@ -58,9 +58,10 @@ def replication_lag_below(region: str = "region-2", max_lag_s: float = -1.0,
 def canary_is_writing(within_s: float = 2.0,
                       configuration: Optional[Dict[str, Any]] = None,
                       secrets: Optional[Dict[str, Any]] = None) -> bool:
-    """True when the recorder's canary had a write acknowledged in the last `within_s`.
-    In plan mode (`chaos run --dry`) no recorder runs: the plan stands in for it, true
-    unless the plan was refused."""
+    """True when the recorder's canary had a write acknowledged in the last `within_s`
+    (on a store without SQL, Redis with Sentinel, the application canary). In plan mode
+    (`chaos run --dry`) no recorder runs: the plan stands in for it, true unless the plan
+    was refused."""
     standdown = context.standdown()
     if standdown is not None and standdown.plan is not None:
         return not standdown.plan.get("refused", True)
@@ -69,7 +70,11 @@ def canary_is_writing(within_s: float = 2.0,
         return False
     time.sleep(0.3)  # let the recorder flush its latest batch
     with queries.Samples(drill.run.dir) as samples:
-        return samples.acked(since=drill.run.now() - within_s) > 0
+        since = drill.run.now() - within_s
+        if not stores.has_sql_canary(drill.lab):
+            # no SQL, no database canary: the application canary is the one that writes
+            return samples.app_acked(since=since) > 0
+        return samples.acked(since=since) > 0
 
 
 @activity

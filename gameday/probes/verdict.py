@@ -8,13 +8,15 @@ A number that was not observed cannot be judged: the probe fails with the reason
 fails the steady state as a missed target would. The `*_within_target` booleans are kept
 for experiments written before the numbers were returned."""
 
+import contextlib
 import time
 from typing import Any, Dict, Optional
 
-from gameday.drill import checks, context
+from gameday.drill import checks, context, stores
 from gameday.drill.activity import activity
-from gameday.foundation.errors import LabError
+from gameday.foundation.errors import GamedayError, LabError
 from gameday.foundation.events import Kind
+from gameday.measure import app_canary
 from gameday.measure import summary as summaries
 from gameday.measure.contract import Summary
 
@@ -38,6 +40,15 @@ def _summary(configuration: Optional[Dict[str, Any]],
     def read() -> Summary:
         time.sleep(0.3)  # the recorder flushes every 250 ms
         summaries.snapshot_rows(run.dir, drill.lab, run.now(), live=True)
+        canary = drill.settings.app_canary
+        if canary is not None and not stores.has_sql_canary(drill.lab):
+            # the application canary is this store's RPO measure: read back now, while
+            # its writers write (the control reads again once they stopped); a read that
+            # fails is recorded in the run as why the application's losses are unknown
+            with contextlib.suppress(GamedayError):
+                app_canary.snapshot(run.dir, checks.global_where(drill.lab, canary.deadline_s),
+                                    canary.read_back, run.now(),
+                                    verify=drill.lab.ca_bundle or True, live=True)
         return summaries.build(run.dir)
 
     # the probes of one steady-state evaluation judge one snapshot (the control opens it)

@@ -68,6 +68,30 @@ def replication(lab: Lab, region: Region, timeout: float = TIMEOUT_S) -> dict[st
     return info
 
 
+def replicas(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The replicas a master's INFO replication lists (slave0, slave1, ...), as redis-py
+    parses them: ip, port, state, offset, lag (seconds since its last acknowledgement)."""
+    return [v for k, v in sorted(info.items())
+            if k.startswith("slave") and k[5:].isdigit() and isinstance(v, dict)]
+
+
+def sample(info: dict[str, Any]) -> tuple[int, float | None, dict[str, Any]]:
+    """What the recorder keeps of one INFO replication: (in recovery: 1 for a replica, 0
+    for the master; lag in seconds: the master's most lagging replica's time since its last
+    acknowledgement, none for a replica, which does not know it; the detail), in the shape
+    of PostgreSQL's sample (`senders` on the master, `receiver` on a replica)."""
+    if info.get("role") == "master":
+        senders = [{"address": f"{r.get('ip')}:{r.get('port')}", "state": r.get("state"),
+                    "offset": r.get("offset"), "lag": r.get("lag")} for r in replicas(info)]
+        lags = [float(r["lag"]) for r in replicas(info) if r.get("lag") is not None]
+        return 0, (max(lags) if lags else None), {
+            "senders": senders, "master_repl_offset": info.get("master_repl_offset")}
+    receiver = {"master": f"{info.get('master_host')}:{info.get('master_port')}",
+                "link": info.get("master_link_status"),
+                "offset": info.get("slave_repl_offset")}
+    return 1, None, {"receiver": receiver}
+
+
 def role(lab: Lab, region: Region) -> Role | None:
     """"primary" for the master, "standby" for a replica, None when it does not answer."""
     info = replication(lab, region)
@@ -120,9 +144,8 @@ def replay_lag(lab: Lab, primary: Region, standby: Region) -> tuple[float, float
     if info is None or info.get("role") != "master":
         return None
     node = store(lab).node(standby.name)
-    for key, value in info.items():
-        if key.startswith("slave") and isinstance(value, dict) and \
-                str(value.get("ip")) == node.address and int(value.get("port", 0)) == node.port:
+    for value in replicas(info):
+        if str(value.get("ip")) == node.address and int(value.get("port", 0)) == node.port:
             behind = int(info.get("master_repl_offset", 0)) - int(value.get("offset", 0))
             return float(max(behind, 0)), float(value.get("lag", 0))
     return None

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, float] = {
     "k_consecutive": 5,
     "ha_ttl_s": 30.0,  # Patroni's defaults, when an autonomous run did not record its own
     "ha_loop_wait_s": 10.0,
+    "sentinel_down_after_s": 30.0,  # Sentinel's default down-after-milliseconds
 }
 
 

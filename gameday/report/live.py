@@ -55,8 +55,8 @@ HEARTBEAT_S = 30.0
 MODES = ("auto", "panel", "lines", "quiet", "off")
 
 # the evidence a phase is seen by (Phase.seen), each tracked by the Reader
-EVIDENCE = ("primary-unhealthy", "leader-key-lost", "secondary-writable", "dns-authoritative",
-            "dns-resolver", "global-served", "secondary-write", "streak")
+EVIDENCE = ("primary-unhealthy", "leader-key-lost", "sentinel-odown", "secondary-writable",
+            "dns-authoritative", "dns-resolver", "global-served", "secondary-write", "streak")
 
 
 class Progress(StrEnum):
@@ -167,10 +167,13 @@ class Reader:
                     self.t_fault is not None and t >= self.t_fault:
                 seen["secondary-writable"] = True  # it answered out of recovery
         if self._has_ha():
-            for t, ok, leader in self._rows("ha", "t, ok, leader"):
-                if ok and leader != primary.get("name") and self.t_fault is not None and \
-                        t >= self.t_fault:
-                    seen["leader-key-lost"] = True
+            for t, ok, leader, detail in self._rows("ha", "t, ok, leader, detail"):
+                if not ok or self.t_fault is None or t < self.t_fault:
+                    continue
+                if leader != primary.get("name"):
+                    seen["leader-key-lost"] = seen["sentinel-odown"] = True
+                elif '"odown": true' in (detail or ""):  # a Sentinel's +odown
+                    seen["sentinel-odown"] = True
         while self.acks and self.acks[0] < now - RATE_WINDOW_S:
             self.acks.popleft()
         rate = sum(1 for t in self.acks if t <= now) / RATE_WINDOW_S

@@ -480,6 +480,9 @@ CONFIG_LABELS = {
     "ha_ttl_s": "HA leader key TTL (s)",
     "ha_loop_wait_s": "HA loop interval (s)",
     "ha_retry_timeout_s": "HA retry timeout (s)",
+    "sentinel_down_after_s": "Sentinel down-after (s)",
+    "store": "Datastore",
+    "database_canary": "Database canary (off: the store has no SQL)",
 }
 
 
@@ -507,7 +510,8 @@ def _configuration(s: Mapping[str, Any]) -> list[str]:
         if key in config:
             value = config[key]
             shown = f"{value:g}" if isinstance(value, float) else str(value)
-        elif key in params and (not key.startswith("ha_") or registry.autonomous(config)):
+        elif key in params and (not key.startswith("ha_") or registry.autonomous(config)) \
+                and (not key.startswith("sentinel_") or registry.by_sentinels(config)):
             shown = f"{params[key]:g} (default, not recorded in the run)"
         else:
             continue

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
+from gameday import postgres
 from gameday.actions import wait
 from gameday.drill import context as drills
 from gameday.foundation.events import Kind
@@ -117,7 +118,7 @@ def test_wait_for_standby_returns_once_it_streams_and_records_the_rejoin(
         asked.append((primary.name, standby.name, synchronous))
         return len(asked) >= 3
 
-    monkeypatch.setattr(wait.postgres, "streams_from", streams_from)
+    monkeypatch.setattr(postgres, "streams_from", streams_from)
     run = _run(tmp_path / "run", lab_file)
     out = wait.wait_for_standby("region-1", "region-2", timeout_s=5,
                                 configuration={"lab_file": str(lab_file)})

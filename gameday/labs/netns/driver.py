@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gameday import postgres
+from gameday import redis as redis_store
 from gameday.foundation import drill_state
 from gameday.foundation.descriptor import Lab, Region
 from gameday.foundation.driver import FaultOps, FaultTable
@@ -287,6 +288,33 @@ class NetnsDriver(FaultTable):
         redis_sentinel.demote_if_superseded(self.state, region.name)
         self._remove_rules(region, undo)
 
+    def _start_redis_region(self, region: Region) -> bool:
+        """Under the Redis profile, recovery's "start the member that is down": the region's
+        Redis (as a replica of the master the other Sentinels agree on), its Sentinel and
+        its storefront, whichever of them is not running. False when all run."""
+        down = [n for n in (f"storefront-{region.name}", f"sentinel-{region.name}",
+                            f"redis-{region.name}") if not self.procs.alive(n)]
+        if not down:
+            return False
+        redis_sentinel.restart(self.state, region.name, {"stopped": down},
+                               self._start_storefront)
+        return True
+
+    def _redis_replica_follows(self, primary: Region) -> str | None:
+        """Under the Redis profile, after a recovery: the other region's Redis must stream
+        from the master. The Sentinels reconfigure an old master that came back claiming
+        to be one (8 s after they see it so, at their next INFO: 10-20 s); they are waited
+        for, not bypassed. None when it streams; LabError when it does not in 40 s."""
+        other = next(r for r in self.lab.regions if r.name != primary.name)
+
+        def streams() -> bool:
+            return redis_store.streams_from(self.lab, primary, other)
+
+        poll_until(streams, timeout_s=40, interval_s=0.2, interruptible=False,
+                   error=lambda _: LabError(f"the Redis in {other.name} does not stream from "
+                                            f"{primary.name} 40 s after recovery"))
+        return None
+
     def _start_storefront(self, region: str) -> None:
         netns_lab.start_storefront(self.state, region, "")
         netns_lab.wait_port(topo.address(region), topo.STOREFRONT_PORT, 15,
@@ -349,6 +377,8 @@ class NetnsDriver(FaultTable):
     def start_database(self, region: Region) -> bool:
         """Start a database that is down, as its data directory says (primary, standby or
         fenced; under Patroni, as Patroni decides). False when it was already running."""
+        if self.redis is not None:
+            return self._start_redis_region(region)
         self._postgresql_only("start_database")
         if self.ha:
             if self.procs.alive(f"patroni-{region.name}"):
@@ -373,6 +403,8 @@ class NetnsDriver(FaultTable):
         PostgreSQL never started a WAL receiver again. Patroni is asked, not bypassed:
         first to restart the replica's PostgreSQL, then to re-clone it from the leader
         (it may hold WAL a crashed leader lost). A replica that streams is left alone."""
+        if self.redis is not None:
+            return self._redis_replica_follows(primary)
         if not self.ha:
             return None
         other = next(r for r in self.lab.regions if r.name != primary.name)

@@ -80,6 +80,17 @@ class Samples:
         return int(self.conn.execute("SELECT count(*) FROM canary WHERE outcome = 'ok' AND "
                                      "server = ? AND t_ack >= ?", (server, since)).fetchone()[0])
 
+    def app_acked(self, *, since: float, region: str | None = None) -> int:
+        """How many application-canary writes were acknowledged at or after `since` (by
+        `region`, the X-Region of the answer, when given); 0 in a run without it."""
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'app_canary'"
+                             ).fetchone() is None:
+            return 0
+        where = "outcome = 'ok' AND t_ack >= ?" + (" AND region = ?" if region else "")
+        args: tuple[Any, ...] = (since, region) if region else (since,)
+        return int(self.conn.execute(f"SELECT count(*) FROM app_canary WHERE {where}",
+                                     args).fetchone()[0])
+
     def last_rowid(self, table: str) -> int:
         """Where a reader of `table`'s new rows starts: the rows stored so far are read."""
         return int(self.conn.execute(
