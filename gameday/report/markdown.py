@@ -88,11 +88,23 @@ def headline(s: Mapping[str, Any]) -> list[str]:
         f"{_s(s.get('downtime_s'), s.get('downtime_error_s'))} | — | — |",
         f"| RPO | {_s(rpo, s.get('rpo_error_s'))} | ≤ {t['rpo_s']:g} s | "
         f"{_ok(None if rpo is None else rpo <= t['rpo_s'])} |",
-        f"| Lost acknowledged writes{' (database canary)' if s.get('app_writes') else ''} | "
+        f"| Lost acknowledged writes{_whose_writes(s)} | "
         f"{'unknown' if lost is None else lost} | ≤ {t['max_lost_writes']} | "
         f"{_ok(None if lost is None else lost <= t['max_lost_writes'])} |",
-        *_app_headline(s),
+        *(_app_headline(s) if database_canary(s) else []),
     ]
+
+
+def database_canary(s: Mapping[str, Any]) -> bool:
+    """Whether the run had a database canary (not on a store without SQL: then the
+    summary's writes and RPO are the application canary's)."""
+    return bool((s.get("configuration") or {}).get("database_canary", True))
+
+
+def _whose_writes(s: Mapping[str, Any]) -> str:
+    if not database_canary(s):
+        return " (application canary)"
+    return " (database canary)" if s.get("app_writes") else ""
 
 
 def _app_headline(s: Mapping[str, Any]) -> list[str]:
@@ -126,9 +138,12 @@ def render(summary: Mapping[str, Any], events: Sequence[Event] | None = None, *,
                   "below come from the samples stored before it ended."]
     lines += ["", *verdict_lines(s, trend), "", *headline(s), ""]
     lines += _phases(s, image)
-    lines += _writes(s)
-    if s.get("app_writes"):
-        lines += _canaries(s, s["app_writes"])
+    if not database_canary(s):
+        lines += _app_canary_alone(s, s.get("app_writes") or {})
+    else:
+        lines += _writes(s)
+        if s.get("app_writes"):
+            lines += _canaries(s, s["app_writes"])
     lines += _faults(s)
     if s.get("hold"):
         lines += _hold(s["hold"])
@@ -321,6 +336,42 @@ def _canaries(s: Mapping[str, Any], app: Mapping[str, Any]) -> list[str]:
         lines += ["**Where they differ:**", *(f"- {d}" for d in differences), ""]
     else:
         lines += ["The two canaries agree.", ""]
+    return lines
+
+
+def _app_canary_alone(s: Mapping[str, Any], app: Mapping[str, Any]) -> list[str]:
+    """A run on a store without SQL (Redis with Sentinel): no database canary ran, and the
+    application canary's writes are the run's."""
+    aw = app.get("writes") or {}
+    repl = s.get("replication") or {}
+    configuration = s.get("configuration") or {}
+    lines = ["## Writes (the application canary)", "",
+             f"No database canary: this lab's store ({configuration.get('store') or 'unknown'}) "
+             "has no SQL. The application canary writes through the global name, as a user "
+             "does, and is read back through the application: it is the run's RPO measure. "
+             f"Replication: **{repl.get('mode') or 'unknown'}**.", "",
+             "| attempted | acknowledged | lost | recovered | unknown, absent | unexpected | "
+             "duplicate |", "|---|---|---|---|---|---|---|",
+             "| " + " | ".join(str(aw.get(k)) for k in Writes.__annotations__) + " |", ""]
+    if app.get("read_error"):
+        lines.append(f"Application read-back: {_cell(app['read_error'])}.")
+    elif app.get("lost_ranges"):
+        by_region = ", ".join(f"{r}: {n}" for r, n in sorted(
+            (app.get("lost_by_region") or {}).items()))
+        window = app.get("loss_window_s")
+        lines.append(f"Lost numbers: {_ranges(app['lost_ranges'])} (acknowledged by "
+                     f"{by_region or 'unknown'}; read back from "
+                     f"{app.get('read_from') or 'the global name'}).")
+        if window:
+            lines.append(f"Loss window: acknowledged from {window[0]:+.3f} s to "
+                         f"{window[1]:+.3f} s after the fault.")
+    else:
+        lines.append(f"No acknowledged write was lost (read back from "
+                     f"{app.get('read_from') or 'the global name'}).")
+    lines.append("")
+    differences = app.get("differences") or []
+    if differences:
+        lines += [*(f"- {d}" for d in differences), ""]
     return lines
 
 

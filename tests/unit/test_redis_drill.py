@@ -108,6 +108,13 @@ def test_the_report_of_a_redis_run_shows_the_sentinels_and_the_application_canar
     assert "| Sentinel down-after (s) | 0.5 |" in report
     assert "| Datastore | redis-sentinel |" in report
     assert "application canary: 12 acknowledged writes lost" in report
+    # no database canary ran: the application canary's writes stand alone, not beside a
+    # database canary's that never wrote
+    assert "## Writes (the application canary)" in report
+    assert "No database canary: this lab's store (redis-sentinel) has no SQL" in report
+    assert "| Lost acknowledged writes (application canary) | 12 | ≤ 0 | ❌ |" in report
+    assert "## Both canaries" not in report and "(database canary)" not in report
+    assert "(acknowledged by region-1: 12; read back from http://198.18.0.12:8080)" in report
 
 
 def test_a_detection_never_seen_says_the_sentinels_were_not_sampled(tmp_path: Path) -> None:

@@ -508,4 +508,6 @@ def verify_running(lab: Lab) -> None:
     namespaces and services must be up, or faults and measurements would hit the wrong (or
     no) target."""
     if lab.lab == "netns" and lab.state_dir:
-        netns_lab.verify_running(lab.state_dir, ha=lab.ha is not None)
+        netns_lab.verify_running(lab.state_dir,
+                                 ha=lab.ha is not None and lab.ha.manager == "patroni",
+                                 store=lab.store)

@@ -270,16 +270,20 @@ def _address_in_use(prefix: str) -> str | None:
     return None
 
 
-def verify_running(lab_state: str, *, ha: bool = False) -> None:
+def verify_running(lab_state: str, *, ha: bool = False, store: str = "postgresql") -> None:
     """Refuse a descriptor that does not match what runs: its namespaces and its services
-    must be there, or faults and measurements would hit the wrong (or no) target."""
+    must be there, or faults and measurements would hit the wrong (or no) target (under
+    the Redis profile: the witness's Sentinel, which no fault stops)."""
     state = Path(lab_state)
-    wanted = topo.NAMESPACES if ha else topo.BASE_NAMESPACES
+    redis = store == redis_sentinel.STORE
+    wanted = topo.NAMESPACES if ha or redis else topo.BASE_NAMESPACES
     missing = [ns.name for ns in wanted if ns.name not in existing_namespaces()]
     procs = Processes(state)
     services = ["pdns", "unbound", "storefront-region-1", "storefront-region-2"]
     if ha:
         services.append("etcd-witness")
+    if redis:
+        services.append("sentinel-witness")
     missing += [n for n in services if not procs.alive(n)]
     if missing:
         raise LabError(f"the lab descriptor does not match what is running (missing: "
