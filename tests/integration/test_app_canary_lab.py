@@ -6,9 +6,10 @@ and rolled back through the netns driver, and the known answers of issue 23:
   test reads the old master's own files for them), and the read-back shows them missing;
 - wait (min-replicas-to-write 1, WAIT 1): the same sequence loses none.
 
-One lab per durability, shared by the checks that need no fresh one. Nothing here can
-go through `chaos run` yet: gameday's drills measure PostgreSQL, and the loader refuses a
-Redis lab's descriptor (docs/app-canary.md); the driver is what a drill's actions call."""
+One lab per durability, shared by the checks that need no fresh one; the known answers
+drive the driver and gameday's writers directly, and the async lab then runs the Redis game
+day and its failback through `chaos run` (issue 23's done-when), last, where its state is
+what they leave."""
 
 from __future__ import annotations
 
@@ -187,12 +188,13 @@ def test_the_canary_endpoints_on_real_redis(redis_lab: RedisLab) -> None:
         c.zrem(redis_sentinel.CANARY_KEY, 1000001, 1000002)
 
 
-def test_a_drill_refuses_the_redis_lab_in_one_line_and_touches_nothing(
+def test_a_drill_that_would_promote_behind_the_sentinels_is_refused_and_touches_nothing(
         redis_lab: RedisLab) -> None:
     before = lab_pids(redis_lab.env)
-    proc = chaos("game-day.json", env=redis_lab.env, timeout=180)
+    proc = chaos("game-day.json", env=redis_lab.env, timeout=180)  # promotion 'runner'
     assert proc.returncode != 0
-    assert "runs Redis with Sentinel" in proc.stdout + proc.stderr
+    assert "run by sentinel: gameday will not promote behind its back" in \
+        proc.stdout + proc.stderr
     assert lab_pids(redis_lab.env) == before
     assert not _nft_table(redis_lab, "gd-region-1")
     assert redis_sentinel.role(redis_lab.profile, "198.18.0.11") == "master"
@@ -336,3 +338,60 @@ def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
 def _nft_table(lab: RedisLab, netns: str, table: str = "gameday") -> bool:
     return run(["nft", "list", "table", "inet", table], netns=netns,
                check=False).returncode == 0
+
+
+@pytest.mark.parametrize("redis_lab", ["async"], indirect=True)
+def test_the_redis_game_day_and_its_failback_pass_through_chaos_run(
+        redis_lab: RedisLab) -> None:
+    """Issue 23's done-when on the async lab: `chaos run experiments/game-day-redis.json`
+    then `experiments/failback-redis.json` pass. The Sentinels detect (+odown) and promote
+    region-2 by themselves, the report says so and shows the application canary's classes
+    and an RTO; the failback asks them (SENTINEL FAILOVER) and ends where the lab began."""
+    lab = redis_lab
+    gd = chaos("game-day-redis.json", env=lab.env)
+    assert gd.returncode == 0, gd.stdout[-4000:] + gd.stderr[-4000:]
+    game_day = (Path(lab.env["GAMEDAY_REPORTS"]) / "latest").resolve()
+    s = json.loads((game_day / "summary.json").read_text())
+    assert s["verdict"] == "pass", s["reasons"]
+    assert s["configuration"]["store"] == "redis-sentinel"
+    assert s["configuration"]["database_canary"] is False
+    assert s["configuration"]["ha_manager"] == "sentinel"
+    # no database canary: the application canary's writes are the run's
+    app = s["app_writes"]
+    assert s["writes"] == app["writes"] and app["writes"]["acked"] > 0
+    assert app["writes"]["lost"] == 0 and app["read_error"] is None
+    assert s["rpo_s"] == 0.0
+    detection = s["phase_detail"]["detection_s"]
+    assert "+odown" in str(detection["evidence"]), detection
+    # the Sentinels hold region-1 down after down-after-milliseconds (2 s), then promote
+    down_after = s["configuration"]["sentinel_down_after_s"]
+    assert down_after <= detection["at_s"] <= down_after + 5.0, detection
+    assert s["promotion"]["strategy"] == "none" and s["promotion"]["runner_reported_s"] is None
+    assert s["promotion"]["observed_s"] is not None
+    assert detection["at_s"] - (detection["error_s"] or 0) <= s["promotion"]["observed_s"]
+    assert s["rto_s"] is not None and s["rto_s"] <= 30
+    assert s["write_rto_s"] is not None
+    report = (game_day / "report.md").read_text()
+    assert "Detection (the Sentinels hold the master objectively down: +odown)" in report
+    assert "## Writes (the application canary)" in report
+    print(f"game day on Redis (async): detection {detection['at_s']} s, promotion "
+          f"{s['promotion']['observed_s']} s, RTO {s['rto_s']} s, write RTO "
+          f"{s['write_rto_s']} s, application canary {app['writes']}")
+    # the rollback brought region-1 back as region-2's replica
+    assert redis_sentinel.role(lab.profile, "198.18.0.12") == "master"
+
+    fb = chaos("failback-redis.json", env=lab.env)
+    assert fb.returncode == 0, fb.stdout[-4000:] + fb.stderr[-4000:]
+    s = json.loads((game_day / "summary.json").read_text())
+    failback = s["failback"]
+    assert failback is not None and failback["verdict"] == "pass", failback["reasons"]
+    assert failback["lost"] == 0 and failback["rto_s"] < 30
+    assert failback["strategy"] == "manager"
+    print(f"failback on Redis (SENTINEL FAILOVER): RTO {failback['rto_s']} s, write RTO "
+          f"{failback['write_rto_s']} s, lost {failback['lost']}")
+    # where the lab began: region-1 the master all three Sentinels name, region-2 streaming
+    assert redis_sentinel.role(lab.profile, "198.18.0.11") == "master"
+    poll_until(lambda: set(redis_sentinel.masters_named(lab.profile).values())
+               == {"198.18.0.11"}, timeout_s=20, interval_s=0.2,
+               what="all three Sentinels naming region-1")
+    assert redis_sentinel.replication(lab.profile, "198.18.0.12")["master_link_status"] == "up"
