@@ -103,7 +103,7 @@ class FaultRecord(TypedDict, total=False):
 
 
 class PromotionRecord(TypedDict):
-    strategy: str  # runner, command or none
+    strategy: str  # runner, command, none or manager
     observed_s: float | None  # = phases.promotion_s: the first writable answer seen
     observed_by: str | None
     runner_reported_s: float | None  # gameday's own promote loop, when it promoted
@@ -137,7 +137,7 @@ class Failback(TypedDict, total=False):
     verdict: str
     reasons: list[str]
     run_id: str | None
-    strategy: str  # who switched over: runner (gameday by SQL), command, none
+    strategy: str  # who switched over: runner (gameday by SQL), command, none, manager
     command: dict[str, Any] | None
 
 

@@ -139,7 +139,7 @@ def _split_brain(n: int | None, strategy: str | None, allowed: int) -> Case:
     if n is None:
         # an HA manager rewinds the old primary by itself: nothing to count, and any loss is
         # the game day's (its lost writes)
-        return Case(name=what, failure=None if strategy in ("command", "none") else
+        return Case(name=what, failure=None if strategy in ("command", "none", "manager") else
                     f"{what} unknown: the old primary was not read")
     return _at_most(what, n, allowed, "")
 

@@ -228,7 +228,9 @@ def _promotion(p: Mapping[str, Any] | None) -> list[str]:
         return []
     who = {"runner": "gameday promoted the standby by SQL",
            "command": "a promotion command promoted the standby",
-           "none": "the system promoted the standby by itself (gameday only observed)"}
+           "none": "the system promoted the standby by itself (gameday only observed)",
+           "manager": "the HA manager was asked through its own API (Redis's Sentinels: "
+                      "SENTINEL FAILOVER); in a failover it promotes by itself"}
     text = f"Promotion: {who.get(str(p.get('strategy')), str(p.get('strategy')))}"
     if p.get("observed_s") is not None:
         text += f"; first writable answer seen at {p['observed_s']:.3f} s"
@@ -427,7 +429,7 @@ def failback_headline(fb: Mapping[str, Any]) -> list[str]:
     output)."""
     lost = fb.get("lost")
     split = fb.get("split_brain_writes")
-    by_others = fb.get("strategy") in ("command", "none")
+    by_others = fb.get("strategy") in ("command", "none", "manager")
     split_text = "not counted (rewound by the HA manager)" if by_others and split is None \
         else ("unknown" if split is None else str(split))
     return ["| Measure | Measured | Expected | Met |", "|---|---|---|---|",
@@ -446,7 +448,7 @@ def failback_headline(fb: Mapping[str, Any]) -> list[str]:
 
 def _failback(fb: dict[str, Any]) -> list[str]:
     window = fb.get("split_brain_window_s")
-    by_others = fb.get("strategy") in ("command", "none")
+    by_others = fb.get("strategy") in ("command", "none", "manager")
     how = ("Planned switchover back to the original primary by the HA manager"
            + (f" (`{' '.join(str(a) for a in (fb.get('command') or {}).get('argv') or [])}`)"
               if fb.get("command") else "")

@@ -248,3 +248,26 @@ def test_the_wait_for_recovery_counts_the_application_s_writes_on_redis(
     writer.close()
     assert wait.wait_for_recovery(region="region-2", timeout_s=0.5,
                                   configuration=configuration)["region"] == "region-2"
+
+
+def test_a_failback_asked_of_the_sentinels_validates_and_reads_as_theirs(
+        tmp_path: Path) -> None:
+    """promotion 'manager' is a strategy of summary.json's contract, and its report and
+    JUnit say the HA manager switched over (no split brain to count: a returning old master
+    is made a replica)."""
+    from gameday.report import junit, markdown
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    run_dir = redis_run(reports / fixture_run.RUN_ID)
+    with sqlite3.connect(run_dir / timeline.FILE) as conn:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('promotion', ?)",
+                     (json.dumps({"strategy": "manager", "command": []}),))
+    s = outputs.regenerate(run_dir).summary  # validated against the schema on the way
+    assert s["promotion"]["strategy"] == "manager"
+    report = (run_dir / "report.md").read_text()
+    assert "the HA manager was asked through its own API (Redis's Sentinels: SENTINEL " \
+           "FAILOVER)" in report
+    assert junit._split_brain(None, "manager", 0).failure is None
+    assert "not counted (rewound by the HA manager)" in "\n".join(
+        markdown.failback_headline({"strategy": "manager", "split_brain_writes": None}))
