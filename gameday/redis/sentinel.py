@@ -111,7 +111,7 @@ def switch_over(lab: Lab, target: Region, timeout_s: float) -> dict[str, Any]:
         raise LabError(f"the Sentinels do not agree on a Redis master (they name "
                        f"{masters_named(lab)}): no switchover to {target.name}")
     node, master = s.node(target.name), s.node(current)
-    asker = _answering(lab)
+    asker = _naming(lab, current)
 
     def remaining() -> float:
         return max(0.1, timeout_s - (time.monotonic() - started))
@@ -159,12 +159,17 @@ def switch_over(lab: Lab, target: Region, timeout_s: float) -> dict[str, Any]:
             "asked": asker.site, "switch_s": round(time.monotonic() - asked, 3)}
 
 
-def _answering(lab: Lab) -> SentinelNode:
-    """The first Sentinel that answers (the switchover is asked of one)."""
+def _naming(lab: Lab, master: str) -> SentinelNode:
+    """The first Sentinel that names `master` (the agreed one): the switchover is asked of
+    one, and never of a Sentinel still on an older view (one that restarted on the
+    configuration it had before a failover names the old master until it hears the others'
+    hello messages, every 2 s)."""
     for sentinel in store(lab).sentinels:
-        if view(lab, sentinel) is not None:
+        found = view(lab, sentinel)
+        if found is not None and found.master == master:
             return sentinel
-    raise LabError("no Sentinel answers: no switchover can be asked")
+    raise LabError(f"no Sentinel answers naming {master} the master: no switchover can be "
+                   "asked")
 
 
 def _text(value: object) -> str:

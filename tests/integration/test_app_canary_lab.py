@@ -53,12 +53,8 @@ class RedisLab:
         profile = redis_sentinel.Profile.load(self.state)
         assert profile is not None
         self.profile = profile
-        # The Redis lab has no PostgreSQL, so its descriptor has no database block (and
-        # the loader refuses it for drills). The driver's Redis hooks never read one: a
-        # placeholder lets the driver be built from the rest of the descriptor.
-        placeholder = {**self.data, "database": {"name": "none", "user": "none",
-                                                 "password": "none", "port": 5432}}
-        self.driver = NetnsDriver(descriptor.from_dict(placeholder, path=str(self.path)))
+        # the Redis lab has no PostgreSQL: its descriptor has no database block
+        self.driver = NetnsDriver(descriptor.load(self.path))
         self.http = httpx.Client(timeout=HTTP_TIMEOUT_S)
 
     def url(self, region: str) -> str:

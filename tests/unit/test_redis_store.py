@@ -114,6 +114,11 @@ def test_the_switchover_asks_the_sentinels_and_waits_until_they_switched(
     # asked again when it is already the master: nothing to do (the old master follows
     # once the Sentinels reconfigure it, 10-20 s later: not waited for here)
     assert sentinel.switch_over(lab, r2, 20) == {"switched": False, "master": "region-2"}
+    # the switchover is asked only of a Sentinel that names the agreed master, never of
+    # one still on an older view
+    assert sentinel._naming(lab, "region-2").site == "witness"
+    with pytest.raises(LabError, match="no Sentinel answers naming region-1 the master"):
+        sentinel._naming(lab, "region-1")
 
 
 def test_the_switchover_refuses_a_replica_that_is_not_in_sync(redis_set: Set) -> None:
