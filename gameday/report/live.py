@@ -166,6 +166,14 @@ class Reader:
             elif server == secondary.get("name") and ok and in_recovery == 0 and \
                     self.t_fault is not None and t >= self.t_fault:
                 seen["secondary-writable"] = True  # it answered out of recovery
+        if not (self.meta.get("configuration") or {}).get("database_canary", True) and \
+                self.tail.has("app_canary"):
+            # no SQL, no database canary: the first write is the application canary's
+            for t_ack, outcome, region in self._rows("app_canary", "t_ack, outcome, region"):
+                if outcome == "ok" and t_ack is not None and self.t_fault is not None and \
+                        t_ack >= self.t_fault and region == secondary.get("name"):
+                    self.wrote = True
+                    seen["secondary-write"] = True
         if self._has_ha():
             for t, ok, leader, detail in self._rows("ha", "t, ok, leader, detail"):
                 if not ok or self.t_fault is None or t < self.t_fault:

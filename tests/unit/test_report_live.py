@@ -139,7 +139,8 @@ def test_every_phase_is_seen_by_evidence_the_reader_tracks() -> None:
     reader knows fails here, not as a view stuck on "waiting for ..." during a drill."""
     from gameday.measure import phases
 
-    for chain in (phases.chain({}), phases.chain({"ha_manager": "patroni"})):
+    for chain in (phases.chain({}), phases.chain({"ha_manager": "patroni"}),
+                  phases.chain({"ha_manager": "sentinel"})):
         for phase in chain:
             assert phase.seen in live.EVIDENCE, phase.name
 
@@ -170,6 +171,31 @@ def test_an_ha_manager_is_detected_by_its_leader_key(tmp_path: Path) -> None:
     assert reader.read(1.3).phase == "waiting for the HA manager's leader key to expire"
     insert(run_dir, "ha", (9.0, "etcd", 1, None, None, None))
     assert reader.read(9.1).phase == "waiting for promotion"
+    reader.close()
+
+
+def test_the_sentinels_detect_by_odown_and_the_application_canary_writes_first(
+        tmp_path: Path) -> None:
+    """On Redis with Sentinel: detection is a Sentinel's +odown (before it names another
+    master), and with no database canary the first write is the application canary's."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    timeline.create(run_dir, fixture_run.meta(configuration={
+        **fixture_run.CONFIGURATION, "ha_manager": "sentinel", "database_canary": False,
+        "store": "redis-sentinel"}))
+    reader = live.Reader(run_dir)
+    insert(run_dir, "events", (1.0, "fault-applied", "region-1", "{}"))
+    insert(run_dir, "http", http(1.1, "region-1", False, None))
+    insert(run_dir, "ha", (1.2, "sentinel-witness", 1, "region-1", '{"odown": false}', None))
+    assert reader.read(1.3).phase == "waiting for the Sentinels' +odown"
+    insert(run_dir, "ha", (3.2, "sentinel-witness", 1, "region-1", '{"odown": true}', None))
+    assert reader.read(3.3).phase == "waiting for promotion"
+    insert(run_dir, "replication", (3.5, "region-2", 1, 0, None, "{}", None))
+    insert(run_dir, "dns", dns(3.6, "authoritative", R2), dns(3.6, "resolver", R2))
+    insert(run_dir, "http", http(3.7, "global", True, "region-2"))
+    assert reader.read(3.8).phase == "waiting for the first write on the new primary"
+    insert(run_dir, "app_canary", (9, 0, 3.8, 3.85, "ok", "region-2", None, 201))
+    assert reader.read(3.9).phase == "waiting for consecutive successes"
     reader.close()
 
 
