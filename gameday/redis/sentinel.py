@@ -13,6 +13,7 @@ replica behind would lose what it lacks).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -137,26 +138,51 @@ def switch_over(lab: Lab, target: Region, timeout_s: float) -> dict[str, Any]:
                error=lambda _: LabError(f"the Redis in {target.name} is not a replica in sync "
                                         f"that the Sentinels may promote, after "
                                         f"{timeout_s:g} s"))
+    # the old master's writes held (CLIENT PAUSE WRITE, bounded: it ends by itself if
+    # gameday dies) from before the promotion until it follows the new master: a write it
+    # acknowledged after the replica stopped following it would be lost when it does
+    old = client(s.password, master.address, master.port)
     asked = time.monotonic()
-    c = client(s.sentinel_password, asker.address, asker.port)
     try:
         # redis-py's execute_command is untyped
-        c.execute_command("SENTINEL", "FAILOVER", s.master_name)  # type: ignore[no-untyped-call]
+        old.execute_command("CLIENT", "PAUSE",  # type: ignore[no-untyped-call]
+                            str(int(remaining() * 1000)), "WRITE")
+        poll_until(promotable, timeout_s=remaining(), interval_s=0.02, retry_on=ERRORS,
+                   error=lambda _: LabError(f"the Redis in {target.name} did not catch up "
+                                            "with the paused master"))
+        asked = time.monotonic()
+        _failover(s.master_name, s.sentinel_password, asker)
+
+        def switched() -> bool:
+            return agreed_master(lab) == target.name and role(lab, target) == "primary"
+
+        poll_until(switched, timeout_s=remaining(), interval_s=0.05,
+                   error=lambda _: LabError(f"the Sentinels did not make {target.name} the "
+                                            f"Redis master within {timeout_s:g} s (they "
+                                            f"name {masters_named(lab)})"))
+        # what the Sentinels do themselves 10-20 s later (8 s after they see the old master
+        # still claiming to be one): meanwhile it would acknowledge the writes of clients
+        # still connected to it, and lose them when it follows
+        old.execute_command("REPLICAOF", node.address,  # type: ignore[no-untyped-call]
+                            str(node.port))
+        old.execute_command("CONFIG", "REWRITE")  # type: ignore[no-untyped-call]
+    finally:
+        with contextlib.suppress(*ERRORS):  # else the pause ends by itself at its timeout
+            old.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
+        old.close()
+    return {"switched": True, "master": target.name, "from": master.region,
+            "asked": asker.site, "switch_s": round(time.monotonic() - asked, 3)}
+
+
+def _failover(name: str, password: str | None, asker: SentinelNode) -> None:
+    c = client(password, asker.address, asker.port)
+    try:
+        c.execute_command("SENTINEL", "FAILOVER", name)  # type: ignore[no-untyped-call]
     except ERRORS as exc:
         raise LabError(f"the Sentinel at {asker.site} refused SENTINEL FAILOVER: "
                        f"{str(exc)[:200]}") from None
     finally:
         c.close()
-
-    def switched() -> bool:
-        return agreed_master(lab) == target.name and role(lab, target) == "primary"
-
-    poll_until(switched, timeout_s=remaining(), interval_s=0.05,
-               error=lambda _: LabError(f"the Sentinels did not make {target.name} the Redis "
-                                        f"master within {timeout_s:g} s (they name "
-                                        f"{masters_named(lab)})"))
-    return {"switched": True, "master": target.name, "from": master.region,
-            "asked": asker.site, "switch_s": round(time.monotonic() - asked, 3)}
 
 
 def _naming(lab: Lab, master: str) -> SentinelNode:

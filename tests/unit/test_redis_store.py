@@ -106,11 +106,21 @@ def test_the_sentinel_s_view_shows_its_detection_then_its_promotion(redis_set: S
 def test_the_switchover_asks_the_sentinels_and_waits_until_they_switched(
         redis_set: Set) -> None:
     lab = redis_set.lab()
-    r2 = lab.region("region-2")
+    r1, r2 = lab.region("region-1"), lab.region("region-2")
     done = sentinel.switch_over(lab, r2, 20)
     assert done["switched"] and done["master"] == "region-2" and done["from"] == "region-1"
     assert done["asked"] == "witness" and 0 < done["switch_s"] < 20
     assert redis.role(lab, r2) == "primary" and sentinel.agreed_master(lab) == "region-2"
+    # the old master follows at once (the Sentinels would take 10-20 s, while it went on
+    # acknowledging writes it then lost), its writes no longer paused
+    assert redis.role(lab, r1) == "standby"
+    redis_set.wait(lambda: redis.streams_from(lab, r2, r1), "region-1 follows region-2",
+                   timeout=5)
+    c = redis_set.client(redis_set.replica)
+    try:
+        assert c.set("after", "1")  # region-2, the master now: not paused
+    finally:
+        c.close()
     # asked again when it is already the master: nothing to do (the old master follows
     # once the Sentinels reconfigure it, 10-20 s later: not waited for here)
     assert sentinel.switch_over(lab, r2, 20) == {"switched": False, "master": "region-2"}
