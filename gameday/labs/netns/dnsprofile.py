@@ -27,6 +27,7 @@ from typing import Any
 from gameday.errors import ConfigError
 from gameday.labs.netns import healthgate
 from gameday.labs.netns import topology as topo
+from gameday.labs.netns.resolvers import RESOLVER_TTLS
 
 MAX_REGION_ADDRESSES = 8  # Route 53 answers at most 8 addresses of a multivalue set
 RESOLVER_KINDS = ("unbound", "dnsmasq", "pdns-recursor")
@@ -252,9 +253,12 @@ def descriptor_fields(profile: DnsProfile, *, health_interval_s: float) -> dict[
         },
     }
     if profile.resolvers:
+        # every resolver the lab runs: unbound (the `resolver` above) and those named
+        kinds = ["unbound", *profile.extra_resolvers]
         fields["resolvers"] = [{"name": kind, "kind": kind,
-                                "address": RESOLVER_ADDRESSES[kind], "port": 53}
-                               for kind in profile.resolvers]
+                                "address": RESOLVER_ADDRESSES[kind], "port": 53,
+                                **RESOLVER_TTLS[kind]}
+                               for kind in kinds]
     return fields
 
 

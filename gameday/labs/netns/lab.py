@@ -681,7 +681,7 @@ def _dns(state: Path, options: LabOptions) -> None:
     procs.start("pdns", ["pdns_server", f"--config-dir={dns_dir}"], netns=topo.DNS.name)
     start_unbound(state)
     for kind in options.dns.extra_resolvers:
-        resolvers.start(state, kind)
+        resolvers.start(state, kind, dnsprofile.RESOLVER_ADDRESSES[kind])
     if gate:
         config_file = state / dnsprofile.GATE_CONFIG_FILE
         config_file.write_text(json.dumps(gate.to_dict(), indent=1))

@@ -2,10 +2,24 @@
 in the DNS namespace on its own address (dnsprofile.RESOLVER_ADDRESSES).
 
 Real users sit behind many resolvers, and those treat TTLs differently. Each is configured as
-a site would run it to reach an internal zone: its packaged defaults for caching and TTLs,
-plus only what the lab needs, which is to forward gameday.test to the lab's authoritative
-server and to send nothing outside the lab. They are not tuned to agree: how long each takes
-to follow a flip is what the profile is for.
+a site would run it to reach an internal zone: its packaged defaults, the one TTL setting a
+site commonly turns on for that software, and what the lab needs (forward gameday.test to the
+lab's authoritative server, send nothing outside the lab). They are not tuned to agree: how
+long each takes to follow a flip is what the profile is for.
+
+- unbound (the lab's own resolver, configs.unbound_conf): TTLs exactly as served, no stale
+  answers. It is what the lab always measured with.
+- dnsmasq: `min-cache-ttl=10`, a floor a site sets to spare its upstream from 1-second
+  TTLs. dnsmasq caches a shorter TTL as 10 s and answers from its cache with what is left of
+  those 10 s: a client behind it can see the old region up to 10 s after the authority
+  flipped.
+- PowerDNS Recursor: serve-stale (`serve-stale-extensions=240`, the Recursor manual's example:
+  up to 2 hours stale), which a site turns on to ride out an unreachable authority (RFC
+  8767). It changes nothing while the authority answers; when it does not, the Recursor
+  keeps answering the last region it saw, with a TTL of 30 s, where unbound fails. Its
+  packaged `minimum-ttl-override=1` raises a TTL of 0 to 1 s.
+
+`RESOLVER_TTLS` holds those numbers for the descriptor (`dns.resolvers[]`).
 
 Where their files go: AppArmor. Ubuntu confines /usr/sbin/dnsmasq with the profile
 `usr.sbin.dnsmasq` (Debian ships the same profile, in complain mode, in apparmor-profiles). It
@@ -21,11 +35,21 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from gameday.labs.netns import dnsprofile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes
 
 PROGRAMS = {"dnsmasq": "dnsmasq", "pdns-recursor": "pdns_recursor"}
+DNSMASQ_MIN_CACHE_TTL_S = 10
+RECURSOR_SERVE_STALE_EXTENSIONS = 240  # of 30 s each: 2 hours
+RECURSOR_MINIMUM_TTL_OVERRIDE_S = 1  # the packaged default, written out
+# per resolver: the TTL floor it caches with, and how long past expiry it may still answer
+# when the authority cannot be reached (0: never)
+RESOLVER_TTLS: dict[str, dict[str, float]] = {
+    "unbound": {"min_ttl_s": 0, "serve_stale_s": 0},
+    "dnsmasq": {"min_ttl_s": DNSMASQ_MIN_CACHE_TTL_S, "serve_stale_s": 0},
+    "pdns-recursor": {"min_ttl_s": RECURSOR_MINIMUM_TTL_OVERRIDE_S,
+                      "serve_stale_s": 30 * RECURSOR_SERVE_STALE_EXTENSIONS},
+}
 PACKAGES = {"dnsmasq": "dnsmasq-base", "pdns-recursor": "pdns-recursor"}
 DNSMASQ_DIR = Path("/run/dnsmasq")  # usr.sbin.dnsmasq: `@{run}/dnsmasq/* rw`
 DNSMASQ_PREFIX = "gameday-lab"
@@ -34,9 +58,10 @@ DNSMASQ_CREATED = "dns/created-run-dnsmasq"  # under the state directory: `down`
 
 def dnsmasq_conf(address: str) -> str:
     return "\n".join([
-        "# gameday netns lab: dnsmasq as a site runs it to forward its internal zone;",
-        "# caching and TTLs as packaged",
+        "# gameday netns lab: dnsmasq as a site runs it to forward its internal zone,",
+        "# with a TTL floor that spares the upstream from very short TTLs",
         "port=53",
+        f"min-cache-ttl={DNSMASQ_MIN_CACHE_TTL_S}",
         f"listen-address={address}",
         "bind-interfaces",
         # nothing outside the lab: no upstream but the lab's zone
@@ -62,9 +87,13 @@ def dnsmasq_files() -> dict[str, Path]:
 def recursor_conf(directory: Path, address: str) -> str:
     return "\n".join([
         "# gameday netns lab: the PowerDNS Recursor as a site runs it to forward its",
-        "# internal zone; caching and TTLs as packaged",
+        "# internal zone, serving stale answers while the authority cannot be reached",
         f"local-address={address}",
         "local-port=53",
+        # its queries leave from its own address, as on a host of its own
+        f"query-local-address={address}",
+        f"serve-stale-extensions={RECURSOR_SERVE_STALE_EXTENSIONS}",
+        f"minimum-ttl-override={RECURSOR_MINIMUM_TTL_OVERRIDE_S}",
         "allow-from=127.0.0.0/8, 198.18.0.0/15",
         f"forward-zones={topo.ZONE}={topo.AUTHORITATIVE}",
         # nothing outside the lab: no server may be asked but the forwarder (a forwarder is
@@ -92,9 +121,9 @@ def recursor_argv(directory: Path) -> list[str]:
     return ["pdns_recursor", f"--config-dir={directory}"]
 
 
-def start(state: Path, kind: str) -> None:
-    """Start one of the extra resolvers (not unbound, which `lab up` always starts)."""
-    address = dnsprofile.RESOLVER_ADDRESSES[kind]
+def start(state: Path, kind: str, address: str) -> None:
+    """Start one of the extra resolvers (not unbound, which `lab up` always starts) on
+    `address` (dnsprofile.RESOLVER_ADDRESSES)."""
     procs = Processes(state)
     if kind == "dnsmasq":
         if not DNSMASQ_DIR.exists():
