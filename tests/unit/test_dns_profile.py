@@ -229,3 +229,10 @@ def test_the_recursor_serves_stale_and_asks_only_the_lab(tmp_path: Path) -> None
     assert conf["forward-zones"] == f"{topo.ZONE}={topo.AUTHORITATIVE}"
     assert conf["dont-query"] == "0.0.0.0/0, ::/0"
     assert resolvers.RESOLVER_TTLS["pdns-recursor"]["serve_stale_s"] == 240 * 30
+
+
+def test_a_region_s_storefronts_are_every_instance_of_its_profile(tmp_path: Path) -> None:
+    assert netns.storefront_names(tmp_path, "region-1") == ["storefront-region-1"]
+    dnsprofile.save(tmp_path, DnsProfile(region_addresses=3))
+    assert netns.storefront_names(tmp_path, "region-2") == [
+        "storefront-region-2", "storefront-region-2-2", "storefront-region-2-3"]

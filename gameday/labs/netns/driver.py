@@ -96,11 +96,13 @@ class NetnsDriver:
         if fault == "scale-to-zero":
             if self.ha:
                 # Patroni first: killed, it cannot start its PostgreSQL again
-                names = [n for n in (f"patroni-{region.name}", f"storefront-{region.name}")
+                names = [n for n in (f"patroni-{region.name}",
+                                     *netns_lab.storefront_names(self.state, region.name))
                          if self.procs.alive(n)]
                 return {"applicable": True, "stopped": names, "postmaster": True}
-            names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
-                     if self.procs.alive(n)]
+            # every storefront of the region (one per address with --region-addresses)
+            names = [n for n in (*netns_lab.storefront_names(self.state, region.name),
+                                 f"postgres-{region.name}") if self.procs.alive(n)]
             return {"applicable": True, "stopped": names}
         if fault == "blackhole":
             return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE,
@@ -188,11 +190,10 @@ class NetnsDriver:
                 self._start_postgres(region)
                 if not fenced:
                     self._standby_follows(region)
-            if f"storefront-{region.name}" in undo["stopped"] and \
-                    not self.procs.alive(f"storefront-{region.name}"):
+            storefronts = netns_lab.storefront_names(self.state, region.name)
+            if any(n in undo["stopped"] and not self.procs.alive(n) for n in storefronts):
                 netns_lab.start_storefront(self.state, region.name, password)
-                netns_lab.wait_port(region.address, topo.STOREFRONT_PORT, 15,
-                                    f"storefront in {region.name}")
+                netns_lab.wait_storefronts(self.state, region.name)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -648,6 +648,18 @@ def start_storefront(state: Path, region: str, password: str) -> None:
         )
 
 
+def storefront_names(state: Path, region: str) -> list[str]:
+    """The region's storefront processes: one, or one per address with --region-addresses."""
+    plan = dnsprofile.Plan(profile=dnsprofile.load(state))
+    return [instance.name for instance in plan.instances(region)]
+
+
+def wait_storefronts(state: Path, region: str, timeout: float = 15) -> None:
+    """Every address of the region's storefronts accepts connections."""
+    for address in dnsprofile.Plan(profile=dnsprofile.load(state)).addresses(region):
+        wait_port(address, topo.STOREFRONT_PORT, timeout, f"storefront in {region}")
+
+
 def _package_root() -> str:
     """The directory that holds the `gameday` package, for the lab's Python processes
     (storefronts, delay proxies): a source checkout or an installed site-packages alike."""
@@ -657,10 +669,8 @@ def _package_root() -> str:
 def _storefronts(state: Path, password: str) -> None:
     for region in ("region-1", "region-2"):
         start_storefront(state, region, password)
-    plan = dnsprofile.Plan(profile=dnsprofile.load(state))
     for region in ("region-1", "region-2"):
-        for address in plan.addresses(region):
-            wait_port(address, topo.STOREFRONT_PORT, 15, f"storefront in {region}")
+        wait_storefronts(state, region)
 
 
 def _dns(state: Path, options: LabOptions) -> None:
