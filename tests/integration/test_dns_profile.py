@@ -1,0 +1,258 @@
+"""The netns lab brought up production-shaped (issue 19, the lab side) and asked from inside
+its namespaces, with dnspython, what a user there would get: real PowerDNS, the health-check
+gate, unbound, dnsmasq and the PowerDNS Recursor, real storefronts on every address.
+
+One lab for the module, `--region-addresses 2 --cname --ipv6 --health-interval 1
+--health-failures 3 --health-timeout 0.5 --resolvers unbound,dnsmasq,pdns-recursor`:
+
+- every server answers the global name as a CNAME to region-1's own name, with both of its
+  A and both of its AAAA records, and a storefront answers on each of those addresses;
+- the descriptor says so (health checks, endpoints, resolvers), read back from lab.json;
+- dnsmasq raises a 1 s TTL to its 10 s floor, where unbound and the Recursor keep it;
+- the gate keeps a region while one endpoint passes, withdraws it at the threshold-th failed
+  check of its last one (not before), each number read from the lab's descriptor, and each
+  resolver follows within its own TTL;
+- the Recursor serves the last answer stale while it cannot reach the authority;
+- `lab down` removes all of it, dnsmasq's files outside the state directory included.
+
+The tests run in this order on one lab: the flip changes which region answers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from gameday.labs import descriptor
+from gameday.labs.netns import healthgate, resolvers
+from gameday.labs.netns.driver import NetnsDriver
+from gameday.labs.netns.processes import Processes
+from tests.integration.conftest import gameday, lab_pids, residue
+
+PROFILE = ("--region-addresses", "2", "--cname", "--ipv6", "--health-interval", "1",
+           "--health-failures", "3", "--health-timeout", "0.5",
+           "--resolvers", "unbound,dnsmasq,pdns-recursor")
+NAME = "shop.gameday.test"
+CLIENT = Path(__file__).with_name("dns_client.py")
+USERS = "gd-region-2"  # where the queries come from
+R1 = {"A": ["198.18.0.101", "198.18.0.11"], "AAAA": ["2001:2::101", "2001:2::11"]}
+CHAIN = {"region-1": ["region-1.shop.gameday.test"], "region-2": ["region-2.shop.gameday.test"]}
+
+
+@pytest.fixture(scope="module")
+def lab(lab_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    gameday("lab", "up", *PROFILE, env=lab_env, timeout=300)
+    try:
+        yield lab_env
+    finally:
+        gameday("lab", "down", env=lab_env, check=False)
+
+
+def client(*args: str, timeout: float = 30) -> list[dict[str, Any]]:
+    proc = subprocess.run(["ip", "netns", "exec", USERS, sys.executable, str(CLIENT), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def ask(server: str, name: str = NAME, rdtype: str = "A",
+        timeout: float = 1.0) -> dict[str, Any]:
+    (got,) = client("once", server, name, rdtype, str(timeout))
+    return got
+
+
+def dns_block(env: dict[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(Path(env["GAMEDAY_LAB"]).read_text())
+    descriptor.validate(data)
+    return dict(data["dns"])
+
+
+def servers(env: dict[str, str]) -> dict[str, str]:
+    dns = dns_block(env)
+    return {"authoritative": dns["authoritative"]["address"],
+            **{r["name"]: r["address"] for r in dns["resolvers"]}}
+
+
+def gate_status(env: dict[str, str]) -> dict[str, Any]:
+    status = healthgate.read_status(Path(env["GAMEDAY_HOME"]) / "dns" /
+                                    "healthgate-status.json")
+    assert status is not None
+    return status
+
+
+def wait_for(what: str, condition: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.1)
+
+
+def test_every_server_answers_the_chain_and_every_address(lab: dict[str, str]) -> None:
+    for who, server in servers(lab).items():
+        for rdtype, addresses in R1.items():
+            got = ask(server, rdtype=rdtype)
+            assert (got["rcode"], got["chain"], got["addresses"]) == (
+                "NOERROR", CHAIN["region-1"], addresses), (who, rdtype, got)
+    urls = [f"http://{a}:8080/whoami" if ":" not in a else f"http://[{a}]:8080/whoami"
+            for addresses in R1.values() for a in addresses]
+    answered = client("http", *urls)
+    assert [(r["status"], r["region"]) for r in answered] == [(200, "region-1")] * 4, answered
+
+
+def test_the_descriptor_says_what_the_dns_side_is_made_of(lab: dict[str, str]) -> None:
+    dns = dns_block(lab)
+    assert dns["health"] == {"checker": "healthgate", "interval_s": 1.0, "failures": 3,
+                             "timeout_s": 0.5, "path": "/healthz", "port": 8080}
+    assert dns["endpoints"]["region-1"] == {
+        "addresses": ["198.18.0.11", "198.18.0.101", "2001:2::11", "2001:2::101"],
+        "cnames": CHAIN["region-1"]}
+    assert [r["name"] for r in dns["resolvers"]] == ["unbound", "dnsmasq", "pdns-recursor"]
+    assert dns["resolver"]["address"] == dns["resolvers"][0]["address"]
+    status = json.loads(gameday("lab", "status", env=lab).stdout)
+    assert {"healthgate", "dnsmasq", "pdns-recursor", "storefront-region-1-2",
+            "storefront-region-2-2"} <= {n for n, pid in status["processes"].items() if pid}
+    # a region scaled to zero is every instance of it (planned only: nothing injected)
+    lab_record = descriptor.load(Path(lab["GAMEDAY_LAB"]))
+    plan = NetnsDriver(lab_record).plan("scale-to-zero", lab_record.primary)
+    assert plan["stopped"] == ["storefront-region-1", "storefront-region-1-2",
+                               "postgres-region-1"], plan
+
+
+def test_dnsmasq_raises_a_short_ttl_to_its_floor(lab: dict[str, str]) -> None:
+    """A name no one asked yet: the first answer comes from the authority (TTL 1); the
+    second from each resolver's cache, dnsmasq's with what is left of its 10 s floor."""
+    ttl = dns_block(lab)["ttl_s"]
+    second = {}
+    for who, server in servers(lab).items():
+        if who == "authoritative":
+            continue
+        first = ask(server, "region-2.shop.gameday.test")
+        assert first["addresses"] == ["198.18.0.12", "198.18.0.201"], (who, first)
+        assert first["ttl"] <= ttl, (who, first)
+        second[who] = ask(server, "region-2.shop.gameday.test")["ttl"]
+    floor = resolvers.RESOLVER_TTLS["dnsmasq"]["min_ttl_s"]
+    assert floor - 2 <= second["dnsmasq"] <= floor, second
+    assert second["unbound"] <= ttl and second["pdns-recursor"] <= ttl, second
+
+
+def _region(sample: dict[str, Any]) -> str | None:
+    return next((r for r, chain in CHAIN.items() if sample["chain"] == chain), None)
+
+
+def _flip(samples: list[dict[str, Any]], server: str) -> float:
+    """When `server` first answered region-2, having answered only region-2 since."""
+    mine = [s for s in samples if s["server"] == server]
+    regions = [_region(s) for s in mine]
+    assert regions[0] == "region-1" and regions[-1] == "region-2", (server, regions)
+    first = regions.index("region-2")
+    assert set(regions[first:]) == {"region-2"}, (server, regions)  # no flapping back
+    return float(mine[first]["t"])
+
+
+def test_the_gate_withdraws_a_region_at_its_threshold_and_resolvers_follow(
+        lab: dict[str, str]) -> None:
+    dns = dns_block(lab)
+    interval, failures = dns["health"]["interval_s"], dns["health"]["failures"]
+    timeout = dns["health"]["timeout_s"]
+    state = Path(lab["GAMEDAY_HOME"])
+    procs = Processes(state)
+    lab_json = json.loads(Path(lab["GAMEDAY_LAB"]).read_text())
+    db = lab_json["database"]
+    region_2 = lab_json["regions"][1]
+    # region-2's database becomes writable, so its storefronts pass their checks too: with
+    # both regions healthy, the failover record keeps the primary
+    with psycopg.connect(host=region_2["db_host"], port=db["port"], dbname=db["name"],
+                         user=db["user"], password=db["password"], connect_timeout=5,
+                         autocommit=True) as conn:
+        conn.execute("select pg_promote(true, 30)")
+    endpoints_2 = dns["endpoints"]["region-2"]["addresses"]
+    wait_for("region-2's endpoints pass",
+             lambda: all(gate_status(lab)["endpoints"][a]["healthy"] for a in endpoints_2),
+             timeout=(failures + 2) * interval)
+    assert gate_status(lab)["active"] == "region-1"
+
+    # one of region-1's two instances goes: the region stays, its other instance passes
+    assert procs.stop("storefront-region-1-2")
+    wait_for("198.18.0.101 is unhealthy",
+             lambda: gate_status(lab)["endpoints"]["198.18.0.101"]["healthy"] is False,
+             timeout=(failures + 2) * interval)
+    assert gate_status(lab)["endpoints"]["2001:2::101"]["healthy"] is False
+    got = ask(dns["authoritative"]["address"])
+    assert (got["chain"], got["addresses"]) == (CHAIN["region-1"], ["198.18.0.101",
+                                                                    "198.18.0.11"])
+
+    # the last one goes: watched from the users' namespace, the authority and each resolver
+    floor = max(r["min_ttl_s"] for r in dns["resolvers"])
+    watch_s = failures * interval + timeout + floor + 3
+    every = servers(lab)
+    watcher = subprocess.Popen(
+        ["ip", "netns", "exec", USERS, sys.executable, str(CLIENT), "watch", str(watch_s),
+         NAME, *every.values()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # the watch has begun: region-1 answers
+        killed = time.monotonic()
+        assert procs.stop("storefront-region-1")
+        out, err = watcher.communicate(timeout=watch_s + 30)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, err[-2000:]
+    samples = [json.loads(line) for line in out.splitlines()]
+    flips = {who: _flip(samples, address) for who, address in every.items()}
+    withdrawn = flips["authoritative"] - killed
+    # the first failed check comes within one interval of the kill, the threshold-th
+    # (failures - 1) intervals later; a threshold of 1 (ifurlup's) would flip within one
+    assert (failures - 1) * interval < withdrawn <= failures * interval + timeout + 0.5, (
+        withdrawn, gate_status(lab)["changes"])
+    change = gate_status(lab)["changes"][-1]
+    assert change["active"] == "region-2" and "reloaded_monotonic" in change
+    assert change["reloaded_monotonic"] <= flips["authoritative"]
+    lags = {who: round(t - flips["authoritative"], 3) for who, t in flips.items()}
+    for r in dns["resolvers"]:
+        held = max(dns["ttl_s"], r["min_ttl_s"])
+        assert -0.1 <= lags[r["name"]] <= held + 0.6, (r["name"], lags)
+    print(f"withdrawn after {withdrawn:.3f} s; resolvers' lag behind the authority: {lags}")
+
+
+def test_the_recursor_serves_stale_while_the_authority_is_out_of_reach(
+        lab: dict[str, str]) -> None:
+    dns = dns_block(lab)
+    recursor = next(r for r in dns["resolvers"] if r["name"] == "pdns-recursor")
+    unbound = next(r for r in dns["resolvers"] if r["name"] == "unbound")
+    authority = dns["authoritative"]["address"]
+    before = ask(recursor["address"])
+    assert before["rcode"] == "NOERROR" and before["addresses"], before
+    rules = (f"table inet gd_test_stale {{ chain out {{ type filter hook output priority 0; "
+             f"ip saddr {recursor['address']} ip daddr {authority} drop; }} }}")
+    subprocess.run(["ip", "netns", "exec", "gd-dns", "nft", "-f", "-"], input=rules,
+                   text=True, check=True, timeout=10)
+    try:
+        time.sleep(dns["ttl_s"] + 1.5)  # every cached record has expired
+        stale = ask(recursor["address"], timeout=6.0)
+        fresh = ask(unbound["address"])  # unbound still reaches the authority
+    finally:
+        subprocess.run(["ip", "netns", "exec", "gd-dns", "nft", "delete", "table", "inet",
+                        "gd_test_stale"], check=True, timeout=10)
+    assert (stale["rcode"], stale["chain"], stale["addresses"]) == (
+        "NOERROR", before["chain"], before["addresses"]), stale
+    assert stale["ttl"] == 30, stale  # the Recursor's stale answers carry 30 s
+    assert fresh["rcode"] == "NOERROR" and fresh["ttl"] <= dns["ttl_s"], fresh
+    assert recursor["serve_stale_s"] > 0 and unbound["serve_stale_s"] == 0
+
+
+def test_lab_down_removes_everything(lab: dict[str, str]) -> None:
+    pids = lab_pids(lab)
+    assert len(pids) >= 12, pids
+    gameday("lab", "down", env=lab)
+    assert residue(lab, pids) == []
+    assert not any(p.exists() for p in resolvers.dnsmasq_files().values())
+    addresses = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True,
+                               check=True).stdout
+    assert "2001:2:" not in addresses and "198.18." not in addresses
