@@ -816,6 +816,18 @@ def _warm_up(state: Path, profile: dnsprofile.DnsProfile = dnsprofile.DnsProfile
             poll_until(answers, timeout_s=max(0.0, deadline - time.monotonic()),
                        interval_s=0.1, retry_on=(OSError, dns.exception.DNSException),
                        interruptible=False, error=silent)
+    if profile.gated:
+        # the zone answers region-1 from the start; the gate's first round is what makes
+        # every endpoint's state known, so that a fault from now on is counted from there
+        def checked() -> bool:
+            status = healthgate.read_status(state / dnsprofile.GATE_STATUS_FILE)
+            return bool(status and status.get("regions", {}).get("region-1"))
+
+        poll_until(checked, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
+                   interruptible=False,
+                   error=lambda _: LabError(
+                       f"the health-check gate did not find region-1 healthy within "
+                       f"{timeout:.0f} s (healthgate.log says why)"))
 
 
 # --- down -------------------------------------------------------------------------------
