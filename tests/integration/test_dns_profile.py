@@ -216,8 +216,9 @@ def test_the_gate_withdraws_a_region_at_its_threshold_and_resolvers_follow(
     assert killed < change["monotonic"] <= flips["authoritative"], change
     lags = {who: round(t - flips["authoritative"], 3) for who, t in flips.items()}
     for r in dns["resolvers"]:
-        held = max(dns["ttl_s"], r["min_ttl_s"])
-        assert -0.1 <= lags[r["name"]] <= held + 0.6, (r["name"], lags)
+        # all three keep their caches in whole seconds: a record of TTL n lives up to n + 1 s
+        held = max(dns["ttl_s"], r["min_ttl_s"]) + 1
+        assert -0.1 <= lags[r["name"]] <= held + 0.3, (r["name"], lags)
     print(f"withdrawn after {withdrawn:.3f} s; resolvers' lag behind the authority: {lags}")
 
 
@@ -229,8 +230,9 @@ def test_the_recursor_serves_stale_while_the_authority_is_out_of_reach(
     authority = dns["authoritative"]["address"]
     before = ask(recursor["address"])
     assert before["rcode"] == "NOERROR" and before["addresses"], before
-    rules = (f"table inet gd_test_stale {{ chain out {{ type filter hook output priority 0; "
-             f"ip saddr {recursor['address']} ip daddr {authority} drop; }} }}")
+    rules = (f"table inet gd_test_stale {{\n chain out {{\n"
+             f"  type filter hook output priority 0;\n"
+             f"  ip saddr {recursor['address']} ip daddr {authority} drop\n }}\n}}\n")
     subprocess.run(["ip", "netns", "exec", "gd-dns", "nft", "-f", "-"], input=rules,
                    text=True, check=True, timeout=10)
     try:
@@ -248,8 +250,11 @@ def test_the_recursor_serves_stale_while_the_authority_is_out_of_reach(
 
 
 def test_lab_down_removes_everything(lab: dict[str, str]) -> None:
+    status = json.loads(gameday("lab", "status", env=lab).stdout)
+    running = {name for name, pid in status["processes"].items() if pid}
+    assert {"pdns", "healthgate", "unbound", "dnsmasq", "pdns-recursor",
+            "storefront-region-2-2"} <= running, running
     pids = lab_pids(lab)
-    assert len(pids) >= 12, pids
     gameday("lab", "down", env=lab)
     assert residue(lab, pids) == []
     assert not any(p.exists() for p in resolvers.dnsmasq_files().values())
