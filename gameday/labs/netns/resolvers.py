@@ -16,7 +16,7 @@ long each takes to follow a flip is what the profile is for.
 - PowerDNS Recursor: serve-stale (`serve-stale-extensions=240`, the Recursor manual's example:
   up to 2 hours stale), which a site turns on to ride out an unreachable authority (RFC
   8767). It changes nothing while the authority answers; when it does not, the Recursor
-  keeps answering the last region it saw, with a TTL of 30 s, where unbound fails. Its
+  keeps answering the last region it saw, where unbound fails. Its
   packaged `minimum-ttl-override=1` raises a TTL of 0 to 1 s.
 
 `RESOLVER_TTLS` holds those numbers for the descriptor (`dns.resolvers[]`).
