@@ -10,6 +10,11 @@ case, e.g. the client before chunked bodies and TLS:
 
     git show eb77e59:gameday/measure/_http.py > /tmp/old_http.py
     .venv/bin/python bench/bench_http_client.py --old /tmp/old_http.py
+
+Not part of `make bench`: it has no target, being a tool to compare two versions of the
+client on one machine. The client's cost in the recorder is judged by
+bench/bench_recorder.py (the recorder's CPU against its bare schedule, every stream
+sampled).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from gameday import __version__
-from gameday.errors import ConfigError, GamedayError, LabError, TargetError
+from gameday.foundation.errors import ConfigError, GamedayError, LabError, TargetError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -176,7 +176,7 @@ def lab_down(force: bool) -> None:
     """Stop every lab process by pid and remove namespaces, links, tables and state (only
     a state directory that `lab up` marked as the lab's own). Refused while a drill runs on
     the lab."""
-    from gameday.labs import lock
+    from gameday.foundation import lock
     from gameday.labs.netns import lab as netns
 
     def left(message: str) -> None:
@@ -292,7 +292,7 @@ def plan_cmd(experiment: str, var: tuple[str, ...], var_file: tuple[str, ...],
     """What EXPERIMENT (JSON or YAML, a path or a shipped name) would do, doing none of it:
     the guards and the readiness gate, read-only, then each fault's exact change and how it
     is undone. Injects nothing, writes no canary row; exits 1 where the run would refuse."""
-    from gameday import planning
+    from gameday.drill import planning
 
     loaded, configuration, secrets = _load_experiment(experiment, var, var_file)
     if lab_file is not None:
@@ -388,24 +388,25 @@ def recover_cmd(lab_file: str | None, experiment: str | None, var: tuple[str, ..
     """Undo every fault the fault ledger still holds and leave one writable primary
     (after a runner was killed). Safe to run twice. Exits 1 until the lab is recovered:
     no fault and no unreadable line in the ledger, exactly one region accepting writes."""
-    from gameday.labs import descriptor, lock
-    from gameday.recovery import recover
-    from gameday.settings import GamedaySettings
+    from gameday.drill.context import Drill
+    from gameday.drill.recovery import recover
+    from gameday.foundation import lock
+    from gameday.foundation.settings import GamedaySettings
 
     if (var or var_file) and experiment is None:
         raise click.UsageError("--var and --var-file need --experiment FILE")
-    configuration: dict[str, Any] | None = None
+    configuration: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
     _log_to_stderr()
     try:
-        if experiment is None:
-            lab = descriptor.load(lab_file)
-        else:
+        if experiment is not None:
             _, configuration, secrets = _load_experiment(experiment, var, var_file)
-            if lab_file is not None:
-                configuration["lab_file"] = lab_file
-            lab = GamedaySettings.from_chaos(configuration, secrets).load_lab()
-        with lock.held(lab.path, what="`gameday recover`", force=force):
-            result = recover(configuration=configuration, lab=lab)
+        if lab_file is not None:
+            configuration["lab_file"] = lab_file
+        settings = GamedaySettings.from_chaos(configuration, secrets)
+        drill = Drill(settings=settings, lab=settings.load_lab())
+        with lock.held(drill.lab.path, what="`gameday recover`", force=force):
+            result = recover(drill)
     except GamedayError as exc:
         raise _fail(exc) from None
     if as_json:

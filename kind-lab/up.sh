@@ -291,7 +291,7 @@ PY
         return
     fi
     printf '%s\n' "$json" | write_file "$LAB_FILE" 600
-    (cd "$REPO_ROOT" && "$PYTHON" -c 'import sys; from gameday.labs.descriptor import load; load(sys.argv[1])' "$LAB_FILE") ||
+    (cd "$REPO_ROOT" && "$PYTHON" -c 'import sys; from gameday.foundation.descriptor import load; load(sys.argv[1])' "$LAB_FILE") ||
         die "the descriptor at $LAB_FILE does not validate: PYTHON=$PYTHON must import this checkout's gameday"
     log "kind-lab is up: GAMEDAY_LAB=$LAB_FILE chaos run experiments/game-day.json"
 }

@@ -23,15 +23,22 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 # What `make mutate` measures (mutmut's names: module, then x_ or xǁClassǁ, the function):
-# the core rules of issue 26. From report/summary.py only the verdict: `compute` (which
-# sections make the verdict) and `_reasons` (why it fails).
+# the core rules of issue 26 (the measures, the store's readers and write accounting, the
+# phases, the trend, the ledger). From measure/summary.py only the verdict: `compute`
+# (which sections make the verdict) and `_reasons` (why it fails).
 CORE = (
-    "gameday.measure.metrics.*",
+    "gameday.measure.instants.*",
+    "gameday.measure.rto.*",
+    "gameday.measure.stats.*",
+    "gameday.measure.hold.*",
+    "gameday.measure.store.reader.*",
+    "gameday.measure.store.seqsets.*",
+    "gameday.measure.store.writes.*",
     "gameday.measure.phases.*",
     "gameday.report.trend.*",
-    "gameday.labs.ledger.*",
-    "gameday.report.summary.x__reasons__*",
-    "gameday.report.summary.x_compute__*",
+    "gameday.foundation.ledger.*",
+    "gameday.measure.summary.x__reasons__*",
+    "gameday.measure.summary.x_compute__*",
 )
 TARGET = 0.90
 DETECTED = {"killed", "timeout"}
@@ -40,79 +47,79 @@ DETECTED = {"killed", "timeout"}
 # recognised from the mutation itself (`kind_of`); the others are named here, by mutant
 # (a `*` names every mutant of a function that no call can reach). Mutant numbers follow
 # the source: after a change to these modules, `make mutate` says which entries went stale.
-M, S, T = "gameday.measure.metrics.", "gameday.report.summary.", "gameday.report.trend."
+# (numbered before measure/metrics.py was split by concern: `make mutate` names the
+# entries that went stale)
+IN, ST = "gameday.measure.instants.", "gameday.measure.stats."
+R, Q, W = "gameday.measure.store.reader.", "gameday.measure.store.seqsets.", \
+    "gameday.measure.store.writes."
+S, T = "gameday.measure.summary.", "gameday.report.trend."
 _REASONS: dict[str, list[str]] = {
     "unreachable: nothing calls _SeqSet(seqs); every set is made by `filling`": [
-        M + "xǁ_SeqSetǁ__init____mutmut_*"],
+        Q + "xǁSeqSetǁ__init____mutmut_*"],
     "unreachable: `add` is called only on a sparse set (a dense one is filled by `_mark` "
     "directly), so its dense branch never runs": [
-        M + f"xǁ_SeqSetǁadd__mutmut_{n}" for n in (1, 3, 4, 5, 6)],
+        Q + f"xǁSeqSetǁadd__mutmut_{n}" for n in (1, 3, 4, 5, 6)],
     "runs only while phases.py is imported (it builds PHASES), before mutmut switches a "
     "mutant on; the closures it returns are tested (test_phases.py measure_all)": [
         "gameday.measure.phases.x__dns__mutmut_*"],
     "dense or sparse is only how the set is held: both hold the same numbers (the "
     "property and edge tests read the same answers from either)": [
-        M + f"xǁ_SeqSetǁ_dense__mutmut_{n}" for n in (1, 2, 3, 4, 9, 10, 11)],
+        Q + f"xǁSeqSetǁ_dense__mutmut_{n}" for n in (1, 2, 3, 4, 9, 10, 11)],
     "the in-order fast path of `_mark`: every live call passes in_order=True, and each "
     "mutated guard only sends a window to the general path (it can never pass a window "
     "that is not one range), which marks the same numbers": [
-        M + f"xǁ_SeqSetǁ_mark__mutmut_{n}" for n in (1, 6, 7, 9, 10, 14, 15, 17, 18, 24, 25, 26)],
+        Q + f"xǁSeqSetǁ_mark__mutmut_{n}" for n in (1, 6, 7, 9, 10, 14, 15, 17, 18, 24, 25, 26)],
     "the deque only drains the map(); its maxlen bounds memory, not what is marked": [
-        M + f"xǁ_SeqSetǁ_mark__mutmut_{n}" for n in (34, 36, 52)],
+        Q + f"xǁSeqSetǁ_mark__mutmut_{n}" for n in (34, 36, 52)],
     "how the stored set is read (window size, where the windows start, when a window is "
     "halved or read as rows, in_order hints): every variant visits each rowid once and "
     "marks the same numbers": [
-        M + f"xǁ_SeqSetǁstored__mutmut_{n}" for n in (7, 8, 13, 16, 81, 82, 91, 92, 94, 96,
+        Q + f"xǁSeqSetǁstored__mutmut_{n}" for n in (7, 8, 13, 16, 81, 82, 91, 92, 94, 96,
                                                       104, 106)],
     "a name after a closing parenthesis is an SQL alias: `max(seq - rowid)XXXX` is valid "
     "SQL with the same value": [
-        M + "xǁ_SeqSetǁstored__mutmut_1", M + "x_account_stored_writes__mutmut_24"],
+        Q + "xǁSeqSetǁstored__mutmut_1", W + "x_account_stored_writes__mutmut_24"],
     "an empty set's bounds: (1, 1) with no byte set, or both None together (min and max "
     "of one query), answer every question as (1, 0) does; `_pending` '' is never read "
     "once the set is dense": [
-        M + f"xǁ_SeqSetǁfilling__mutmut_{n}" for n in (7, 8, 12)],
+        Q + f"xǁSeqSetǁfilling__mutmut_{n}" for n in (7, 8, 12)],
     "an SQL table name in capitals (SQLite names are case-insensitive)": [
-        M + "x__never_attempted__mutmut_8", M + "x_account_stored_writes__mutmut_23",
-        M + "x_account_stored_writes__mutmut_35", M + "x_account_stored_writes__mutmut_51",
-        M + "x_account_stored_writes__mutmut_100", M + "x_load__mutmut_42",
-        M + "x_load__mutmut_52", M + "x_load__mutmut_69", M + "xǁStreamǁtimes__mutmut_7"],
+        Q + "x_never_attempted__mutmut_8", W + "x_account_stored_writes__mutmut_23",
+        W + "x_account_stored_writes__mutmut_35", W + "x_account_stored_writes__mutmut_51",
+        W + "x_account_stored_writes__mutmut_100", R + "x_load__mutmut_42",
+        R + "x_load__mutmut_52", R + "x_load__mutmut_69", R + "xǁStreamǁtimes__mutmut_7"],
     "dropping the temporary tables at the end: a wrong name leaves one behind, and the "
     "next count drops and recreates it before use": [
-        M + f"x_account_stored_writes__mutmut_{n}" for n in range(212, 220)],
+        W + f"x_account_stored_writes__mutmut_{n}" for n in range(212, 220)],
     "the set of numbers attempted is the run's own, cached or computed again": [
-        M + "x_account_stored_writes__mutmut_121", M + "x_account_stored_writes__mutmut_125",
-        M + "x__never_attempted__mutmut_11"],
+        W + "x_account_stored_writes__mutmut_121", W + "x_account_stored_writes__mutmut_125",
+        Q + "x_never_attempted__mutmut_11"],
     "fewer than two acknowledgements give no gaps, and the percentile of none is None": [
-        M + "x_account_stored_writes__mutmut_203", M + "x_account_stored_writes__mutmut_210"],
+        W + "x_account_stored_writes__mutmut_203", W + "x_account_stored_writes__mutmut_210"],
     "the memo's label: any constant keys the same answers": [
-        M + "x_first_write__mutmut_2", M + "x_first_write__mutmut_3"],
+        IN + "x_first_write__mutmut_2", IN + "x_first_write__mutmut_3"],
     "the gaps' bins: any power-of-two scale bins them exactly, and values the widened "
     "upper bound lets in are larger, so they sort after the rank wanted": [
-        M + f"x_gap_percentiles__mutmut_{n}" for n in (4, 5, 111, 113, 116)],
+        ST + f"x_gap_percentiles__mutmut_{n}" for n in (4, 5, 111, 113, 116)],
     "a rank is at most n - 1 for p <= 100, so the bound of min() never applies": [
-        M + "x_gap_percentiles__mutmut_63", M + "x_percentile__mutmut_9"],
+        ST + "x_gap_percentiles__mutmut_63", ST + "x_percentile__mutmut_9"],
     "zip's strict=False, None or its default are the same": [
-        M + "x_intervals__mutmut_6", M + "x_intervals__mutmut_9"],
+        ST + "x_intervals__mutmut_6", ST + "x_intervals__mutmut_9"],
     "a loaded timeline answers from its database (`store` is the run's connection): the "
     "row fields left empty are not read": [
-        M + f"x_load__mutmut_{n}" for n in (18, 19, 20)],
+        R + f"x_load__mutmut_{n}" for n in (18, 19, 20)],
     "one in-memory connection: whether Python opens transactions changes nothing it "
-    "reads": [M + "x_memory_store__mutmut_4"],
+    "reads": [R + "x_memory_store__mutmut_4"],
     "only instants that were seen reach min(), so the key's None branch is never taken; "
     "the sampler's own reason is replaced by the promotion's when neither was seen": [
-        M + "x_promotion__mutmut_42", M + "x_promotion__mutmut_6"],
+        IN + "x_promotion__mutmut_42", IN + "x_promotion__mutmut_6"],
     "an empty stream is never read (no connection, no rows): its table name and select "
-    "list are unused": [M + f"xǁStreamǁempty__mutmut_{n}" for n in (1, 3, 10, 11)],
+    "list are unused": [R + f"xǁStreamǁempty__mutmut_{n}" for n in (1, 3, 10, 11)],
     "which columns a stream copies: reading them all gives the same values, and a name "
     "after the FROM table is an SQL alias": [
-        M + f"xǁTimelineǁ_copy__mutmut_{n}" for n in (9, 10, 19)],
-    "float('INF') is float('inf')": [S + "x_compute__mutmut_103"],
-    "every phase is in `instants` (a missing one as an Instant with its reason), so the "
-    "first write is never None": [S + "x_compute__mutmut_170", S + "x_compute__mutmut_175"],
+        R + f"xǁTimelineǁ_copy__mutmut_{n}" for n in (9, 10, 19)],
     "read only in a failback, where they are assigned first": [
         S + "x_compute__mutmut_44", S + "x_compute__mutmut_45"],
-    "an entry with the current run's key has its run id, and those are dropped the line "
-    "before": [T + "x_previous__mutmut_16"],
     "None and False are both false where they are tested": [
         T + "x_record__mutmut_7", T + "x_record__mutmut_17"],
     "the temporary file's name: it is renamed over the history at once": [

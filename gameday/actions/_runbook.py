@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 
-from gameday.errors import TargetError
+from gameday.foundation.errors import TargetError
 
 OUTPUT_TAIL = 2000  # characters of output kept in the timeline
 

@@ -10,13 +10,14 @@ import logging
 import time
 from typing import Any, Dict, List, Optional
 
-from gameday import recovery
-from gameday.actions._common import changing, rollback, step
-from gameday.errors import ConfigError, LabError
-from gameday.labs.driver import FAULTS, for_region
-from gameday.labs.ledger import Ledger
-from gameday.measure import run as runs
-from gameday.poll import poll_until
+from gameday.drill import context, recovery
+from gameday.drill.activity import rollback, step
+from gameday.foundation.driver import for_region
+from gameday.foundation.errors import LabError
+from gameday.foundation.events import FaultApplied, FaultEffective, FaultNotApplicable
+from gameday.foundation.faults import DEFAULT_REGION_FAULTS, Fault, region_faults
+from gameday.foundation.ledger import Ledger
+from gameday.foundation.poll import poll_until
 
 __all__ = ["take_region_down", "restore_region"]
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 
 # what take_region_down injects when the experiment names no faults
-DEFAULT_FAULTS = "scale-to-zero,cordon,block-egress"
+DEFAULT_FAULTS = ",".join(DEFAULT_REGION_FAULTS)
 
 # How often a fault is asked whether it is in effect. The check runs inside the measured
 # window, in the process that records the RTO and drives the canary, and on a remote lab it
@@ -32,30 +33,6 @@ DEFAULT_FAULTS = "scale-to-zero,cordon,block-egress"
 # (reported as t_fault_effective_s), which no target is measured from: the RTO and the RPO
 # count from `fault-applied`.
 EFFECTIVE_POLL_S = 0.1
-
-
-def refuse_unrecovered(ledger: Ledger, region: str) -> None:
-    """A region whose earlier faults were never rolled back cannot take new ones: their
-    undo records would be mixed with the new ones'."""
-    if ledger.open_faults(region):
-        raise LabError(f"region {region} already has faults that were never rolled back: "
-                       "run `gameday recover` first")
-    problems = ledger.problems()
-    if problems:
-        # an unreadable record may be a fault still in place: its undo would be lost
-        raise LabError(f"the fault ledger has a record it cannot read ({problems[0]}): run "
-                       "`gameday recover` first")
-
-
-def fault_list(faults: Any) -> List[str]:
-    """The faults an action names (a list or a comma-separated string), checked."""
-    items = faults.split(",") if isinstance(faults, str) else list(faults)
-    items = [str(f).strip() for f in items if str(f).strip()]
-    unknown = [f for f in items if f not in FAULTS]
-    if unknown or not items:
-        raise ConfigError(f"unknown fault {unknown[0] if unknown else '(none)'}: "
-                          f"choose from {', '.join(FAULTS)}")
-    return items
 
 
 @step
@@ -68,25 +45,23 @@ def take_region_down(region: str = "region-1",
     of scale-to-zero, cordon, block-egress, blackhole) on `region`, then wait until each is
     seen in effect. Returns per fault the applied and effective times (seconds on the run's
     clock) or why it did not apply on this lab."""
-    names = fault_list(faults)
-    _, lab = changing(configuration, secrets)
+    names = region_faults(faults)
+    drill = context.changing(configuration, secrets)
+    lab = drill.lab
     target = lab.region(region)
-    driver = for_region(lab, target, configuration)
+    driver = for_region(lab, target, drill.settings)
     ledger = Ledger(lab.path)
-    refuse_unrecovered(ledger, region)
-    run = runs.current()
-    clock = run.now if run else time.monotonic
+    ledger.refuse_unrecovered(region)
     applied: List[Dict[str, Any]] = []
-    undos: Dict[str, Dict[str, Any]] = {}
+    undos: Dict[Fault, Dict[str, Any]] = {}
     for fault in names:
         undo = driver.plan(fault, target)
         if not undo.get("applicable", True):
-            if run:
-                run.event("fault-not-applicable", region, fault=fault, reason=undo["reason"])
+            drill.event(FaultNotApplicable(region=region, fault=fault, reason=undo["reason"]))
             applied.append({"fault": fault, "applicable": False, "reason": undo["reason"]})
             continue
         fault_id = ledger.plan(region, fault, undo)
-        t = run.event("fault-applied", region, fault=fault) if run else clock()
+        t = drill.event(FaultApplied(region=region, fault=fault))
         driver.inject(fault, target, undo)
         ledger.mark(fault_id, "applied")
         undos[fault] = undo
@@ -98,18 +73,17 @@ def take_region_down(region: str = "region-1",
             continue
         fault, undo = item["fault"], undos[item["fault"]]
 
-        def in_effect(fault: str = fault, undo: Dict[str, Any] = undo) -> bool:
+        def in_effect(fault: Fault = fault, undo: Dict[str, Any] = undo) -> bool:
             return driver.is_effective(fault, target, undo)
 
-        def not_in_effect(_: object, fault: str = fault) -> LabError:
+        def not_in_effect(_: object, fault: Fault = fault) -> LabError:
             return LabError(f"{fault} on {region} was not seen in effect within "
                             f"{effective_timeout_s:g} s")
 
         poll_until(in_effect, timeout_s=max(0.0, deadline - time.monotonic()),
                    interval_s=EFFECTIVE_POLL_S, error=not_in_effect)
-        item["effective"] = run.event("fault-effective", region, fault=item["fault"]) if run \
-            else clock()
-        logger.info("gameday: %s on %s in effect", item["fault"], region)
+        item["effective"] = drill.event(FaultEffective(region=region, fault=fault))
+        logger.info("gameday: %s on %s in effect", fault, region)
     return {"region": region, "faults": applied}
 
 
@@ -120,6 +94,6 @@ def restore_region(region: str = "region-1",
     """Undo every fault the ledger holds for `region`, newest first. Its database comes
     back fenced (read-only) when the other region's database is the writable primary.
     Safe to run when nothing was injected, and twice."""
-    _, lab = changing(configuration, secrets)
-    reverted = recovery.revert_open_faults(lab, region, configuration)
+    drill = context.changing(configuration, secrets)
+    reverted = recovery.revert_open_faults(drill, region)
     return {"region": region, "reverted": reverted}

@@ -6,13 +6,19 @@ from typing import Any, Dict, Optional
 
 import httpx
 
-from gameday import dcs, interrupt, postgres
-from gameday.actions._common import context, step
-from gameday.errors import LabError, TargetError
-from gameday.measure import metrics, timeline
-from gameday.measure import run as runs
-from gameday.poll import poll_until
-from gameday.settings import number
+from gameday import postgres
+from gameday.drill import context
+from gameday.drill.activity import step
+from gameday.drill.context import Drill
+from gameday.foundation import interrupt
+from gameday.foundation.errors import LabError, TargetError
+from gameday.foundation.events import HoldEnd, HoldStart, Kind, Resynced
+from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import argument
+from gameday.measure import rto as rtos
+from gameday.measure.run import Run
+from gameday.measure.store import queries
+from gameday.postgres import dcs
 
 __all__ = ["hold_in_region", "wait_for_detection", "wait_for_recovery", "wait_for_standby"]
 
@@ -22,7 +28,7 @@ def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
                        configuration: Optional[Dict[str, Any]] = None,
                        secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Wait until `region`'s health endpoint fails, as the global DNS health check sees it."""
-    _, lab = context(configuration, secrets)
+    lab = context.current(configuration, secrets).lab
     url = lab.region(region).storefront_url.rstrip("/") + "/healthz"
     started = time.monotonic()
     with httpx.Client(trust_env=False, timeout=0.5, verify=lab.ca_bundle or True) as client:
@@ -38,6 +44,14 @@ def wait_for_detection(region: str = "region-1", timeout_s: float = 30.0,
     return {"region": region, "waited_s": round(time.monotonic() - started, 3)}
 
 
+def _recording(drill: Drill, step_name: str) -> Run:
+    """The run whose samples a wait reads; LabError naming the fix without the control."""
+    if drill.run is None:
+        raise LabError(f"{step_name} reads the recorder's samples: declare the "
+                       "`gameday.control` control in the experiment")
+    return drill.run
+
+
 @step
 def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
                       consecutive: int = 0,
@@ -47,46 +61,34 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
     canary has a write acknowledged by `region`'s database, as the recorder saw them.
     `consecutive` 0 (the default) takes the configuration's `k_consecutive`: the rule the
     report's RTO is measured by, so `--var k_consecutive=3` changes both."""
-    settings, lab = context(configuration, secrets)
-    # Chaos Toolkit substitutes `${var}` as text: the number may arrive as a string
-    consecutive = int(number({"consecutive": consecutive}, "consecutive", 0, integer=True)) \
-        or settings.k_consecutive
-    run = runs.current()
-    if run is None:
-        raise LabError("wait_for_recovery reads the recorder's samples: declare the "
-                       "`gameday.control` control in the experiment")
-    target = lab.region(region)
+    drill = context.current(configuration, secrets)
+    k = drill.settings.k(consecutive)
+    run = _recording(drill, "wait_for_recovery")
+    target = drill.lab.region(region)
     since = run.now()
-    faults = run.events("fault-applied")
+    faults = run.events(Kind.FAULT_APPLIED)
     if faults:
         since = faults[0].t
     started = time.monotonic()
-    conn = timeline.connect(run.dir)
     served = wrote = False
 
-    def recovered() -> bool:
-        nonlocal served, wrote
-        rows = conn.execute("SELECT t, ok, region FROM http WHERE target = 'global' AND t >= ? "
-                            "ORDER BY t DESC LIMIT ?", (since, consecutive)).fetchall()
-        streak = metrics.Streak(region, consecutive)
-        for t, ok, served_by in reversed(rows):  # the last K samples, oldest first
-            streak.add(t, ok, served_by)
-        served = streak.reached
-        wrote = conn.execute("SELECT count(*) FROM canary WHERE outcome = 'ok' AND "
-                             "server = ? AND t_ack >= ?",
-                             (target.db_host, since)).fetchone()[0] > 0
-        return served and wrote
+    with queries.Samples(run.dir) as samples:
+        def recovered() -> bool:
+            nonlocal served, wrote
+            streak = rtos.Streak(region, k)
+            for t, ok, served_by in samples.last_global(since, k):  # the last K, oldest first
+                streak.add(t, ok, served_by)
+            served = streak.reached
+            wrote = samples.acked(since=since, server=target.db_host) > 0
+            return served and wrote
 
-    def not_recovered(_: object) -> TargetError:
-        missing = [m for m, ok in (("global requests served by it", served),
-                                   ("canary writes on its database", wrote)) if not ok]
-        return TargetError(f"{region} did not recover within {timeout_s:g} s: no "
-                           f"{' and no '.join(missing)}")
+        def not_recovered(_: object) -> TargetError:
+            missing = [m for m, ok in (("global requests served by it", served),
+                                       ("canary writes on its database", wrote)) if not ok]
+            return TargetError(f"{region} did not recover within {timeout_s:g} s: no "
+                               f"{' and no '.join(missing)}")
 
-    try:
         poll_until(recovered, timeout_s=timeout_s, interval_s=0.1, error=not_recovered)
-    finally:
-        conn.close()
     return {"region": region, "waited_s": round(time.monotonic() - started, 3)}
 
 
@@ -100,10 +102,12 @@ def wait_for_standby(region: str = "region-1", source: str = "region-2",
     (Patroni rewinds it as it restarts), and a switchover back must not start before it
     holds everything (Patroni refuses a switchover to a replica that is not its
     synchronous standby)."""
-    _, lab = context(configuration, secrets)
+    drill = context.current(configuration, secrets)
+    lab = drill.lab
     target, upstream = lab.region(region), lab.region(source)
     sync = lab.database.replication == "sync"
     started = time.monotonic()
+
     def ready() -> bool:
         if not postgres.streams_from(lab, upstream, target, synchronous=sync):
             return False
@@ -119,18 +123,11 @@ def wait_for_standby(region: str = "region-1", source: str = "region-2",
                    f"{' as its synchronous standby' if sync else ''} after {timeout_s:g} s: "
                    "did its HA member rejoin?"))
     waited = round(time.monotonic() - started, 3)
-    run = runs.current()
-    if run is not None:
-        # the report's resync line: the manager's own rejoin, as long as gameday waited
-        run.event("resynced", region, standby=region, source=source,
-                  method=f"{lab.ha.manager} rejoin" if lab.ha else "rejoin",
-                  resync_s=None, catch_up_s=waited)
+    # the report's resync line: the manager's own rejoin, as long as gameday waited
+    drill.event(Resynced(region=region, standby=region, source=source,
+                         method=f"{lab.ha.manager} rejoin" if lab.ha else "rejoin",
+                         resync_s=None, catch_up_s=waited))
     return {"region": region, "source": source, "waited_s": waited}
-
-
-def timeline_bytes(run_dir: Any) -> int:
-    """The timeline's size on disk, its write-ahead log included (what a long drill costs)."""
-    return sum(p.stat().st_size for p in run_dir.glob(timeline.FILE + "*") if p.is_file())
 
 
 @step
@@ -150,25 +147,19 @@ def hold_in_region(region: str = "region-2", hold_s: float = 60.0,
     ratio of global requests, canary errors) is computed between them. Reads only the rows
     added since the last check, so a check costs the same in the eighth hour as in the
     first."""
-    _, lab = context(configuration, secrets)
+    drill = context.current(configuration, secrets)
     # Chaos Toolkit substitutes `${var}` as text: the hold's numbers arrive as strings
-    given = {"hold_s": hold_s, "check_interval_s": check_interval_s,
-             "max_outage_s": max_outage_s}
-    hold = number(given, "hold_s", 60.0)
-    interval = max(number(given, "check_interval_s", 5.0), 0.1)
-    outage = number(given, "max_outage_s", 60.0)
-    run = runs.current()
-    if run is None:
-        raise LabError("hold_in_region reads the recorder's samples: declare the "
-                       "`gameday.control` control in the experiment")
-    target = lab.region(region)
-    conn = timeline.connect(run.dir)
+    hold = argument(hold_s, "hold_s", 60.0)
+    interval = max(argument(check_interval_s, "check_interval_s", 5.0), 0.1)
+    outage = argument(max_outage_s, "max_outage_s", 60.0)
+    run = _recording(drill, "hold_in_region")
+    target = drill.lab.region(region)
+    samples = queries.Samples(run.dir)
     started = run.now()
-    run.event("hold-start", region, hold_s=hold, check_interval_s=interval,
-              timeline_bytes=timeline_bytes(run.dir))
+    run.event(HoldStart(region=region, hold_s=hold, check_interval_s=interval,
+                        timeline_bytes=queries.size(run.dir)))
     # the rowids already read: each check reads only what the recorder added since
-    seen = {t: conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {t}").fetchone()[0]
-            for t in ("http", "canary")}
+    seen = {"http": samples.last_rowid("http"), "canary": samples.last_rowid("canary")}
     last_served = started
     checks = {"checks": 0, "failed": 0}
     first_failed: list[float] = []
@@ -176,17 +167,9 @@ def hold_in_region(region: str = "region-2", hold_s: float = 60.0,
     def check() -> bool:
         nonlocal last_served
         now = run.now()
-        rowid, requests, served, served_at = conn.execute(
-            "SELECT max(rowid), count(*), coalesce(sum(ok AND region = ?), 0), "
-            "max(CASE WHEN ok AND region = ? THEN t END) "
-            "FROM http WHERE rowid > ? AND target = 'global'",
-            (region, region, seen["http"])).fetchone()
+        rowid, requests, served, served_at = samples.global_since(seen["http"], region)
         seen["http"] = max(seen["http"], rowid or 0)
-        rowid, attempts, acked, acked_at = conn.execute(
-            "SELECT max(rowid), count(*), coalesce(sum(outcome = 'ok' AND server = ?), 0), "
-            "max(CASE WHEN outcome = 'ok' AND server = ? THEN t_ack END) "
-            "FROM canary WHERE rowid > ?",
-            (target.db_host, target.db_host, seen["canary"])).fetchone()
+        rowid, attempts, acked, acked_at = samples.canary_since(seen["canary"], target.db_host)
         seen["canary"] = max(seen["canary"], rowid or 0)
         last_served = max([last_served, *(t for t in (served_at, acked_at) if t is not None)])
         checks["checks"] += 1
@@ -205,10 +188,10 @@ def hold_in_region(region: str = "region-2", hold_s: float = 60.0,
         poll_until(check, timeout_s=hold + interval + 60.0, interval_s=interval,
                    what=f"the hold in {region}")
     finally:
-        conn.close()
-        ended = run.event("hold-end", region, hold_s=hold, checks=checks["checks"],
-                          checks_failed=checks["failed"],
-                          first_failed_check_s=(round(first_failed[0] - started, 3)
-                                                if first_failed else None),
-                          timeline_bytes=timeline_bytes(run.dir))
+        samples.close()
+        ended = run.event(HoldEnd(region=region, hold_s=hold, checks=checks["checks"],
+                                  checks_failed=checks["failed"],
+                                  first_failed_check_s=(round(first_failed[0] - started, 3)
+                                                        if first_failed else None),
+                                  timeline_bytes=queries.size(run.dir)))
     return {"region": region, "held_s": round(ended - started, 3), **checks}

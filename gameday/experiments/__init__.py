@@ -8,7 +8,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from gameday.errors import ConfigError
+from gameday.foundation.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,8 @@ from typing import Any
 
 import psycopg
 
+from gameday.postgres.role import WRITABLE_SQL
+
 
 class _Database:
     """One lazily (re)connected autocommit connection, shared under a lock."""
@@ -73,9 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
         db = self.server.db
         try:
             if self.path == "/healthz":
-                rows = db.query(
-                    "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
-                )
+                rows = db.query(WRITABLE_SQL)
                 if rows and rows[0][0]:
                     self._send(200, "ok")
                 else:

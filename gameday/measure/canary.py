@@ -29,7 +29,9 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
-from gameday.measure.timeline import BatchWriter, CanaryAttempt, CanaryConnect, Clock
+from gameday.foundation.poll import poll_within
+from gameday.measure.store.timeline import BatchWriter, CanaryAttempt, CanaryConnect, Clock
+from gameday.postgres.canary import insert_sql
 
 # A write that has not been answered in this long is given up (cancelled on the server, or,
 # when the server does not answer, its connection cut: outcome unknown, resolved by reading
@@ -224,11 +226,10 @@ class Canary:
         better than one (21 ms off on average across the lab's 20 ms link,
         bench/bench_canary.py). Writer w starts w/writers of a round trip after writer 0's
         second answer; the spacing then mostly holds (10.5 ms off)."""
-        deadline = time.monotonic() + WRITE_TIMEOUT_S
-        while not self._first_ack.wait(WATCH_S):
-            if self._halt.is_set() or time.monotonic() > deadline:
-                return
-        self._halt.wait((self._first_rtt or 0.0) * writer / self.writers)
+        # the condition itself waits on the event, so the first answer is seen at once
+        if poll_within(lambda: self._first_ack.wait(WATCH_S) or self._halt.is_set(),
+                       timeout_s=WRITE_TIMEOUT_S, interval_s=0, interruptible=False):
+            self._halt.wait((self._first_rtt or 0.0) * writer / self.writers)
 
     def _writer(self, writer: int) -> None:
         """One writer's loop. Its cost per write is what bench/bench_canary.py compares
@@ -236,7 +237,7 @@ class Canary:
         server once, the deadline kept by the watchdog (no timer per write), and the
         attempt queued for the recorder's next batch. Each write is its own round trip,
         acknowledged before the next is sent: a pipeline would measure something else."""
-        sql = f"INSERT INTO {self.table} (seq, writer) VALUES (%s, %s)"
+        sql = insert_sql(self.table)
         slot = self._slots[writer]
         halt = self._halt
         notices: list[str] = []

@@ -17,8 +17,9 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gameday.measure import metrics
-from gameday.measure.metrics import Instant, Timeline
+from gameday.measure import instants
+from gameday.measure.instants import Instant
+from gameday.measure.store.reader import Timeline
 
 Params = Mapping[str, float]
 
@@ -55,26 +56,26 @@ class Phase:
 
 
 def _detection(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-    return metrics.detection(tl, t_fault, r.primary["name"])
+    return instants.detection(tl, t_fault, r.primary["name"])
 
 
 def _promotion(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-    return metrics.promotion(tl, t_fault, r.secondary["name"], {r.secondary["db_host"]})
+    return instants.promotion(tl, t_fault, r.secondary["name"], {r.secondary["db_host"]})
 
 
 def _dns(server: str) -> Measure:
     def measure(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-        return metrics.dns_flip(tl, t_fault, server, r.secondary["address"])
+        return instants.dns_flip(tl, t_fault, server, r.secondary["address"])
 
     return measure
 
 
 def _first_success(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-    return metrics.first_success(tl, t_fault, r.secondary["name"])
+    return instants.first_success(tl, t_fault, r.secondary["name"])
 
 
 def _first_write(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-    return metrics.first_write(tl, t_fault, {r.secondary["db_host"]})
+    return instants.first_write(tl, t_fault, {r.secondary["db_host"]})
 
 
 PHASES: tuple[Phase, ...] = (
@@ -132,7 +133,7 @@ RTO = Phase(name="rto", label="**RTO** ({k} consecutive global successes)", shor
             measure=None)
 
 def _leader_key_lost(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-    return metrics.leader_key_lost(tl, t_fault, r.primary["name"])
+    return instants.leader_key_lost(tl, t_fault, r.primary["name"])
 
 
 # An HA manager that promotes by itself (Patroni) detects the loss when its leader key

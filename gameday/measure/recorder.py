@@ -23,21 +23,21 @@ import ctypes
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
-from gameday.labs import descriptor
+from gameday.foundation import descriptor, settings
+from gameday.foundation.events import RecorderReady, RecorderStopped
+from gameday.foundation.poll import poll_within
 from gameday.measure import canary as canary_mod
-from gameday.measure import timeline
 from gameday.measure.canary import Canary
 from gameday.measure.samplers import (
     DnsSampler,
     HttpSampler,
     LeaderKeySampler,
-    Rates,
     ReplicationSampler,
     every,
 )
+from gameday.measure.store import timeline
 
 FLUSH_S = 0.25
 # After the stop: the canary's writes in flight end within canary.STOP_S, and every other
@@ -58,9 +58,10 @@ async def record(run_dir: Path) -> None:
     config = json.loads((run_dir / "recorder.json").read_text())
     # the experiment's secret, if it gave the password, comes on stdin (see measure.run)
     password = sys.stdin.read() if config.get("password_on_stdin") else None
-    lab = descriptor.load(config["lab_file"], password=password)
-    rates = Rates(**config.get("rates", {}))
     meta = timeline.read_meta(run_dir)
+    lab = descriptor.load(meta["lab_file"], password=password)
+    # the rates the run recorded, under the keys the experiment sets them by
+    rates = settings.rates(meta.get("configuration") or {})
     clock = timeline.Clock(int(meta["anchor_ns"]))
     out = timeline.BatchWriter(run_dir)
     stop = asyncio.Event()
@@ -80,7 +81,7 @@ async def record(run_dir: Path) -> None:
     # 1.5 s, so a write to a cut-off region errors instead of hanging
     canary = Canary(lab.writer_params(tcp_user_timeout=1500), lab.database.canary_table,
                     clock, out,
-                    writers=rates.canary_writers, start_seq=int(config.get("start_seq", 1)),
+                    writers=rates.canary_writers, start_seq=int(meta.get("start_seq", 1)),
                     max_rate=rates.canary_max_rate)
     tasks = [every(rates.dns_s, clock, s.sample, stop) for s in dns_samplers]
     tasks.append(every(rates.http_s, clock, http.sample_global, stop))
@@ -103,7 +104,7 @@ async def record(run_dir: Path) -> None:
             out.flush()
             if not ready and canary.acked:
                 ready = True
-                timeline.record_event(run_dir, clock.now(), "recorder-ready")
+                timeline.record_event(run_dir, RecorderReady(), clock.now())
             if stop.is_set():
                 if stopping_since is None:
                     stopping_since = loop.time()
@@ -114,9 +115,9 @@ async def record(run_dir: Path) -> None:
         _last_flush(out)
     if sampling.done():
         sampling.result()  # a sampler's crash ends the recorder with its traceback
-    timeline.record_event(run_dir, clock.now(), "recorder-stopped",
-                          acked=canary.acked, connect_errors=canary.connect_errors,
-                          unanswered=canary.in_flight)
+    timeline.record_event(run_dir, RecorderStopped(acked=canary.acked,
+                                                   connect_errors=canary.connect_errors,
+                                                   unanswered=canary.in_flight), clock.now())
     out.close()
     # only now: a close that waits on a frozen server delays nothing that counts
     closers = [s.close() for s in repl] + [http.client.aclose()]
@@ -129,12 +130,12 @@ async def record(run_dir: Path) -> None:
 def _last_flush(out: timeline.BatchWriter) -> None:
     """Flush until nothing is pending: a flush that finds the timeline locked (a reader's
     long transaction) keeps its rows for the next one."""
-    deadline = time.monotonic() + LAST_FLUSH_S
-    while True:
+
+    def flushed() -> bool:
         out.flush()
-        if not any(out.pending.values()) or time.monotonic() > deadline:
-            return
-        time.sleep(0.05)
+        return not any(out.pending.values())
+
+    poll_within(flushed, timeout_s=LAST_FLUSH_S, interruptible=False)
 
 
 def main(argv: list[str]) -> None:

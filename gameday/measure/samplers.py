@@ -15,7 +15,6 @@ import json
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,10 +25,9 @@ import dns.rcode
 import dns.rdatatype
 import psycopg
 
-from gameday import postgres
-from gameday.labs.descriptor import Lab
+from gameday.foundation.descriptor import Lab
 from gameday.measure import _http
-from gameday.measure.timeline import (
+from gameday.measure.store.timeline import (
     BatchWriter,
     Clock,
     DnsSample,
@@ -37,6 +35,8 @@ from gameday.measure.timeline import (
     HttpSample,
     ReplicationSample,
 )
+from gameday.postgres.connection import bounds
+from gameday.postgres.replication import REPLICATION_SQL
 
 MAX_IN_FLIGHT = 16
 # everything the HTTP client can raise, so that a failed request is a failed sample: refused
@@ -44,20 +44,6 @@ MAX_IN_FLIGHT = 16
 # both an ssl.SSLError and a ValueError, as a bad port in a URL is), no response in time
 HTTP_ERRORS = (_http.HttpError, TimeoutError, OSError, ssl.SSLError, ssl.CertificateError,
                ValueError, asyncio.IncompleteReadError)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rates:
-    dns_s: float = 0.05
-    http_s: float = 0.05
-    replication_s: float = 0.25
-    timeout_s: float = 0.5
-    canary_writers: int = 4
-    # acknowledged canary writes per second, all writers together; 0: as fast as the
-    # database answers. A long drill caps it: flat out on a primary with no synchronous
-    # standby the canary wrote ~5,000 rows/s, 674 MB of timeline an hour, and more WAL
-    # than the old primary could catch up on for the failback
-    canary_max_rate: float = 0.0
 
 
 async def every(interval: float, clock: Clock,
@@ -197,19 +183,6 @@ class HttpSampler:
         return sample
 
 
-REPLICATION_SQL = """
-SELECT pg_is_in_recovery(),
-       CASE WHEN pg_is_in_recovery()
-            THEN extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) END,
-       (SELECT json_agg(json_build_object(
-            'name', application_name, 'state', state, 'sync', sync_state,
-            'replay_lag', extract(epoch FROM replay_lag),
-            'behind_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)))
-        FROM pg_stat_replication WHERE NOT pg_is_in_recovery()),
-       (SELECT status FROM pg_stat_wal_receiver)
-"""
-
-
 class ReplicationSampler:
     """Lag as each server sees it: the primary's pg_stat_replication, the standby's replay
     timestamp. One connection per server, reopened after an error."""
@@ -222,7 +195,7 @@ class ReplicationSampler:
                                           application_name="gameday-recorder")
         self.clock, self.out, self.timeout = clock, out, timeout
         # the server ends the question too, by the time the sample has given it up
-        self.bounds = postgres.bounds(statement_timeout_s=timeout * 2)
+        self.bounds = bounds(statement_timeout_s=timeout * 2)
         self.conn: psycopg.AsyncConnection | None = None
         self.lock = asyncio.Lock()
 
@@ -273,7 +246,7 @@ class LeaderKeySampler:
         assert ha is not None and ha.dcs is not None
         import httpx
 
-        from gameday import dcs
+        from gameday.postgres import dcs
 
         self.out = out
         self.url = f"http://{_host(ha.dcs.address)}:{ha.dcs.port}/v3/kv/range"

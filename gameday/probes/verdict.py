@@ -3,7 +3,7 @@ computed from the run's own timeline.
 
 The `*_seconds` / count probes return the measured number, so it lands in the Chaos
 Toolkit journal (and whatever reads it: `chaos report`, notifications, Reliably); the
-experiment judges it with a `range` tolerance bound to its target (`gameday.hypothesis`).
+experiment judges it with a `range` tolerance bound to its target (`gameday.drill.hypothesis`).
 A number that was not observed cannot be judged: the probe fails with the reason, which
 fails the steady state as a missed target would. The `*_within_target` booleans are kept
 for experiments written before the numbers were returned."""
@@ -11,13 +11,12 @@ for experiments written before the numbers were returned."""
 import time
 from typing import Any, Dict, Optional
 
-import httpx
-
-from gameday.actions._common import activity, context
-from gameday.errors import LabError
-from gameday.measure import run as runs
-from gameday.report import summary as summaries
-from gameday.report.contract import Summary
+from gameday.drill import checks, context
+from gameday.drill.activity import activity
+from gameday.foundation.errors import LabError
+from gameday.foundation.events import Kind
+from gameday.measure import summary as summaries
+from gameday.measure.contract import Summary
 
 __all__ = ["rto_seconds", "rpo_seconds", "lost_writes", "integrity_violations",
            "rto_within_target", "rpo_within_target", "lost_writes_within_target",
@@ -30,25 +29,32 @@ __all__ = ["rto_seconds", "rpo_seconds", "lost_writes", "integrity_violations",
 
 def _summary(configuration: Optional[Dict[str, Any]],
              secrets: Optional[Dict[str, Any]]) -> Summary:
-    _, lab = context(configuration, secrets)
-    run = runs.current()
-    if run is None:
+    drill = context.current(configuration, secrets)
+    if drill.run is None:
         raise LabError("verdict probes read the run's timeline: declare the "
                        "`gameday.control` control in the experiment")
-    time.sleep(0.3)  # the recorder flushes every 250 ms
-    summaries.snapshot_rows(run.dir, lab, run.now(), live=True)
-    return summaries.build(run.dir)
+    run = drill.run
+
+    def read() -> Summary:
+        time.sleep(0.3)  # the recorder flushes every 250 ms
+        summaries.snapshot_rows(run.dir, drill.lab, run.now(), live=True)
+        return summaries.build(run.dir)
+
+    # the probes of one steady-state evaluation judge one snapshot (the control opens it)
+    return context.evaluation.once(read)
 
 
 def _before_fault() -> bool:
-    run = runs.current()
-    return run is not None and not run.events("fault-applied")
+    drill = context.published()
+    return drill is not None and drill.run is not None \
+        and not drill.run.events(Kind.FAULT_APPLIED)
 
 
 def _dry() -> bool:
     """`chaos run --dry actions`: no fault and no recorder, so nothing to recover from and
     nothing lost (0); the journal's gameday extension says it was a dry run."""
-    return runs.dry_plan() is not None
+    standdown = context.standdown()
+    return standdown is not None and standdown.plan is not None
 
 
 def _observed(value: Optional[float], what: str, summary: Summary) -> float:
@@ -109,8 +115,7 @@ def integrity_violations(configuration: Optional[Dict[str, Any]] = None,
 def rto_within_target(configuration: Optional[Dict[str, Any]] = None,
                       secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when the service RTO was observed and is within `rto_target_s`."""
-    run = runs.current()
-    if run is not None and not run.events("fault-applied"):
+    if _before_fault():
         return True
     s = _summary(configuration, secrets)
     return s["rto_s"] is not None and s["rto_s"] <= s["targets"]["rto_s"]
@@ -141,16 +146,4 @@ def global_name_served_by(region: str = "region-2",
                           secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when a client resolving the global name through the caching resolver is
     served by `region`."""
-    from gameday.probes.health import resolve
-
-    _, lab = context(configuration, secrets)
-    addresses = resolve(lab, "resolver")
-    if not addresses:
-        return False
-    url = f"http://{addresses[0]}:{httpx.URL(lab.region(region).storefront_url).port or 80}"
-    try:
-        resp = httpx.get(url + "/whoami", headers={"Host": lab.dns.name}, timeout=2,
-                         trust_env=False)
-    except httpx.HTTPError:
-        return False
-    return resp.status_code == 200 and resp.json().get("region") == region
+    return checks.served_by(context.current(configuration, secrets).lab, region)

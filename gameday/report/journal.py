@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gameday.report.contract import Summary
+from gameday.measure.contract import Summary
 
 NAME = "gameday"
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from gameday.measure.contract import Summary, Verdict, experiment_id
 from gameday.report import markdown
-from gameday.report.contract import Summary, experiment_id
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -81,7 +81,7 @@ def _none(what: str, value: int | None) -> Case:
 
 
 def _verdict(verdict: str | None, reasons: list[str], duration: float | None) -> Case:
-    return Case(name="verdict", failure=None if verdict == "pass" else
+    return Case(name="verdict", failure=None if verdict == Verdict.PASS else
                 (f"{str(verdict).upper()}: " + ("; ".join(reasons) or "no reason recorded")),
                 time_s=duration or 0.0)
 

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,10 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from gameday.measure import metrics, phases, timeline
+from gameday.foundation.events import Kind
+from gameday.measure import phases
+from gameday.measure import rto as rtos
+from gameday.measure.store import queries
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
@@ -55,6 +57,15 @@ MODES = ("auto", "panel", "lines", "quiet", "off")
 # the evidence a phase is seen by (Phase.seen), each tracked by the Reader
 EVIDENCE = ("primary-unhealthy", "leader-key-lost", "secondary-writable", "dns-authoritative",
             "dns-resolver", "global-served", "secondary-write", "streak")
+
+
+class Progress(StrEnum):
+    """Where the drill is besides waiting for a phase of the registry (`Phase.waiting`)."""
+
+    BEFORE_FAULT = "steady state, before the fault"
+    NOT_READY = "not ready: no fault injected"
+    RECOVERED = "recovered"
+    ENDED = "ended"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,9 +86,7 @@ class Reader:
     """Incremental reader of one run's timeline: each `read` fetches only new rows."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / timeline.FILE
-        self.conn: sqlite3.Connection | None = None
-        self.rowid = dict.fromkeys(("events", "dns", "http", "canary", "replication", "ha"), 0)
+        self.tail = queries.Tail(run_dir)
         self.meta: dict[str, Any] = {}
         self.t_fault: float | None = None
         self.ended = False
@@ -87,7 +96,7 @@ class Reader:
         self.dns: dict[str, str] = {}
         self.http: dict[str, str] = {}
         self.http_ok: dict[str, tuple[bool, str | None]] = {}
-        self.streak: metrics.Streak | None = None  # the RTO rule, after the fault
+        self.streak: rtos.Streak | None = None  # the RTO rule, after the fault
         self.wrote = False  # a canary write acknowledged by the new primary after the fault
         self.acks: collections.deque[float] = collections.deque()
         self.last_ack: tuple[int, str | None, float] | None = None
@@ -95,24 +104,11 @@ class Reader:
         self.last_error: str | None = None
         self.lag: float | None = None
 
-    def _connect(self) -> sqlite3.Connection:
-        if self.conn is None:
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1,
-                                        check_same_thread=False)
-        return self.conn
-
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.tail.close()
 
     def _rows(self, table: str, columns: str) -> list[tuple[Any, ...]]:
-        rows = self._connect().execute(
-            f"SELECT rowid, {columns} FROM {table} WHERE rowid > ? ORDER BY rowid",
-            (self.rowid[table],)).fetchall()
-        if rows:
-            self.rowid[table] = rows[-1][0]
-        return [r[1:] for r in rows]
+        return self.tail.new_rows(table, [c.strip() for c in columns.split(",")])
 
     def _region(self, address: str | None) -> str | None:
         for r in (self.meta.get("regions") or {}).values():
@@ -124,19 +120,18 @@ class Reader:
         return (self.meta.get("regions") or {}).get(role) or {}
 
     def read(self, now: float) -> Snapshot:
-        conn = self._connect()
         if not self.meta or "regions" not in self.meta:
-            self.meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+            self.meta = self.tail.meta()
         primary, secondary = self._role("primary"), self._role("secondary")
-        k = int(self.meta.get("k_consecutive", metrics.K_CONSECUTIVE))
+        k = int(self.meta.get("k_consecutive", rtos.K_CONSECUTIVE))
         if self.streak is None:
-            self.streak = metrics.Streak(str(secondary.get("name")), k)
+            self.streak = rtos.Streak(str(secondary.get("name")), k)
         seen = self.seen
         for t, kind, region in self._rows("events", "t, kind, region"):
             self.events.append((t, kind, region))
-            if kind == "fault-applied" and self.t_fault is None:
+            if kind == Kind.FAULT_APPLIED and self.t_fault is None:
                 self.t_fault = t
-            elif kind in ("experiment-ended", "recorder-stopped"):
+            elif kind in (Kind.EXPERIMENT_ENDED, Kind.RECORDER_STOPPED):
                 self.ended = True
         for server, ok, answer, error in self._rows("dns", "server, ok, answer, error"):
             self.dns[server] = (self._region(answer) or "no answer") if ok else f"error: {error}"
@@ -171,7 +166,7 @@ class Reader:
             elif server == secondary.get("name") and ok and in_recovery == 0 and \
                     self.t_fault is not None and t >= self.t_fault:
                 seen["secondary-writable"] = True  # it answered out of recovery
-        if self._has_ha(conn):
+        if self._has_ha():
             for t, ok, leader in self._rows("ha", "t, ok, leader"):
                 if ok and leader != primary.get("name") and self.t_fault is not None and \
                         t >= self.t_fault:
@@ -189,21 +184,20 @@ class Reader:
             http=dict(sorted(self.http.items())), canary_rate=rate, last_ack=last_ack,
             canary_errors=self.errors, last_error=self.last_error, lag_s=self.lag)
 
-    def _has_ha(self, conn: sqlite3.Connection) -> bool:
+    def _has_ha(self) -> bool:
         if self.has_ha is None:
-            self.has_ha = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'ha'").fetchone() is not None
+            self.has_ha = self.tail.has("ha")
         return self.has_ha
 
     def _phase(self, secondary: dict[str, Any]) -> str:
         """The first phase of the registry's chain not seen yet, by the evidence each phase
         names (`Phase.seen`)."""
         if self.ended:
-            return "ended"
-        if any(kind == "gate-failed" for _t, kind, _r in self.events):
-            return "not ready: no fault injected"
+            return Progress.ENDED.value
+        if any(kind == Kind.GATE_FAILED for _t, kind, _r in self.events):
+            return Progress.NOT_READY.value
         if self.t_fault is None:
-            return "steady state, before the fault"
+            return Progress.BEFORE_FAULT.value
         address = secondary.get("address")
         name = secondary.get("name")
         seen = self.seen
@@ -215,7 +209,7 @@ class Reader:
         for phase in phases.chain(self.meta.get("configuration")):
             if not seen[phase.seen]:
                 return phase.waiting
-        return "recovered"
+        return Progress.RECOVERED.value
 
 
 def _since(snap: Snapshot) -> str:
@@ -340,7 +334,7 @@ class LiveView:
     def _snapshot(self) -> Snapshot | None:
         try:
             self.last = self.reader.read(self.clock_now())
-        except sqlite3.OperationalError as exc:  # busy or not yet created: next tick
+        except queries.Unavailable as exc:  # busy or not yet created: next tick
             logger.debug("gameday: live view read failed: %s", exc)
         return self.last
 

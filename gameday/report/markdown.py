@@ -13,8 +13,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gameday.foundation.events import Kind
 from gameday.measure import phases as registry
-from gameday.measure.timeline import Event
+from gameday.measure.contract import Verdict, Writes
+from gameday.measure.store.timeline import Event
 from gameday.report import budget as budgets
 from gameday.report import gantt
 from gameday.report import trend as trends
@@ -50,13 +52,14 @@ def title(s: Mapping[str, Any]) -> str:
     # a failback run measures the switchover back: its "fault" is the planned switchover,
     # its primary the region switched away from
     what = "Failback" if s.get("drill") == "failback" else "Game day"
-    verdict = {"pass": "PASS", "aborted": "ABORTED"}.get(str(s.get("verdict")), "FAIL")
-    return f"# {what} {s.get('run_id')}: {verdict}"
+    verdict = s.get("verdict")
+    shown = str(verdict).upper() if verdict in (Verdict.PASS, Verdict.ABORTED) else "FAIL"
+    return f"# {what} {s.get('run_id')}: {shown}"
 
 
 def verdict_lines(s: Mapping[str, Any], trend: trends.Trend | None = None) -> list[str]:
     lines = []
-    if s.get("verdict") == "aborted":
+    if s.get("verdict") == Verdict.ABORTED:
         lines.append("**Aborted by a stop condition; the drill was rolled back:**")
         lines.extend(f"- {r}" for r in s.get("reasons") or [])
     elif s.get("reasons"):
@@ -228,9 +231,8 @@ def _writes(s: Mapping[str, Any]) -> list[str]:
              "| attempted | acknowledged | lost | recovered | unknown, absent | unexpected | "
              "duplicate | not durable |",
              "|---|---|---|---|---|---|---|---|",
-             "| " + " | ".join(str(w.get(k)) for k in (
-                 "attempted", "acked", "lost", "recovered", "unknown_absent", "unexpected",
-                 "duplicate")) + f" | {wd.get('not_durable')} |",
+             "| " + " | ".join(str(w.get(k)) for k in Writes.__annotations__)
+             + f" | {wd.get('not_durable')} |",
              "",
              "*Lost*: acknowledged but absent. *Recovered*: outcome unknown but present. "
              "*Unknown, absent*: no acknowledgement and absent (not a loss). *Unexpected* and "
@@ -367,7 +369,7 @@ def _failback(fb: dict[str, Any]) -> list[str]:
 def _events(events: Sequence[Event]) -> list[str]:
     lines = ["## Sequence of actions", "",
              "| t (s from fault) | Event | Region | Detail |", "|---|---|---|---|"]
-    t0 = next((e.t for e in events if e.kind == "fault-applied"), 0.0)
+    t0 = next((e.t for e in events if e.kind == Kind.FAULT_APPLIED), 0.0)
     for t_, kind, region, detail in events:
         d = json.loads(detail or "{}")
         text = ", ".join(f"{k}={v}" for k, v in sorted(d.items()))

@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gameday.errors import ConfigError, GamedayError
-from gameday.measure import metrics, timeline
-from gameday.report import contract, github, markdown, prometheus, svg
+from gameday.foundation.errors import ConfigError, GamedayError
+from gameday.measure import contract
+from gameday.measure import summary as summaries
+from gameday.measure.contract import Summary, Verdict
+from gameday.measure.store import reader, timeline
+from gameday.report import github, markdown, prometheus, svg
 from gameday.report import journal as journals
-from gameday.report import summary as summaries
 from gameday.report import trend as trends
-from gameday.report.contract import Summary
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
@@ -33,20 +34,11 @@ class Outputs:
 
     @property
     def failed(self) -> bool:
-        return self.summary.get("verdict") != "pass"
+        return self.summary.get("verdict") != Verdict.PASS
 
 
 def is_run_dir(path: Path) -> bool:
     return (Path(path) / timeline.FILE).is_file() or (Path(path) / "summary.json").is_file()
-
-
-def events_of(run_dir: Path) -> list[timeline.Event]:
-    conn = timeline.connect(run_dir)
-    try:
-        return [timeline.Event(*row) for row in conn.execute(
-            f"SELECT {timeline.select_list('events')} FROM events ORDER BY t")]
-    finally:
-        conn.close()
 
 
 def regenerate(run_dir: Path, *, history: Path | None = None, factor: float | None = None,
@@ -59,16 +51,20 @@ def regenerate(run_dir: Path, *, history: Path | None = None, factor: float | No
         if (run_dir / "summary.json").is_file():
             return _from_summary(run_dir, history=history, factor=factor)
         raise ConfigError(f"{run_dir} holds no {timeline.FILE}: is it a run directory?")
-    tl, present = summaries.load(run_dir)
+    tl, present = reader.open_run(run_dir)
     try:
         return _render(run_dir, tl, present, history=history, factor=factor, record=record)
     finally:
         tl.close()
 
 
-def _render(run_dir: Path, tl: metrics.Timeline, present: Mapping[int, int] | None, *,
+def _render(run_dir: Path, tl: reader.Timeline, present: Mapping[int, int] | None, *,
             history: Path | None, factor: float | None, record: bool) -> Outputs:
     summary = summaries.compute(tl, present)
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    # the contract, on what summary.json will hold, before anything is written: a summary
+    # that breaks it is a bug of ours, never a file (or a history line) to hand on
+    contract.validate(json.loads(text))
     history = history if history is not None else run_dir.absolute().parent / trends.FILE
     entry = trends.compact(summary)
     if record:
@@ -77,7 +73,7 @@ def _render(run_dir: Path, tl: metrics.Timeline, present: Mapping[int, int] | No
         except OSError as exc:
             logger.error("gameday: cannot record the run in %s: %s", history.name, exc)
     trend = trends.evaluate(entry, trends.read(history), factor=_factor(summary, factor))
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (run_dir / "summary.json").write_text(text)
     (run_dir / svg.FILE).write_text(svg.render(summary, tl))
     (run_dir / "report.md").write_text(
         markdown.render(summary, tl.events, trend=trend, image=svg.FILE))

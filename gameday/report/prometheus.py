@@ -25,8 +25,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 from prometheus_client.exposition import generate_latest
 
-from gameday.errors import TargetError
-from gameday.report.contract import Summary, experiment_id
+from gameday.foundation.errors import TargetError
+from gameday.measure.contract import Summary, Verdict, experiment_id
 
 JOB = "gameday"
 LABELS = ("drill", "experiment", "lab")
@@ -77,8 +77,8 @@ def registry(s: Summary) -> CollectorRegistry:
         "gameday_downtime_seconds": s["downtime_s"],
         "gameday_rpo_seconds": s["rpo_s"],
         "gameday_lost_writes": s["writes"]["lost"],
-        "gameday_verdict": 1 if s["verdict"] == "pass" else 0,
-        "gameday_aborted": 1 if s["verdict"] == "aborted" else 0,
+        "gameday_verdict": 1 if s["verdict"] == Verdict.PASS else 0,
+        "gameday_aborted": 1 if s["verdict"] == Verdict.ABORTED else 0,
         "gameday_duration_seconds": s.get("duration_s"),
         "gameday_rto_target_seconds": s["targets"]["rto_s"],
         "gameday_rpo_target_seconds": s["targets"]["rpo_s"],

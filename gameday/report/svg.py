@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
 
-from gameday.measure import metrics
+from gameday.foundation.events import Kind
+from gameday.measure import instants, stats
 from gameday.measure import phases as registry
+from gameday.measure.store import reader
 
 FILE = "timeline.svg"
 
@@ -61,7 +63,7 @@ def _segments(samples: Sequence[tuple[float, str]], end: float, *,
     if not samples:
         return []
     if tail is None:
-        tail = metrics.percentile(metrics.intervals(t for t, _ in samples), 50) or 0.0
+        tail = stats.percentile(stats.intervals(t for t, _ in samples), 50) or 0.0
     out: list[tuple[float, float, str]] = []
     for i, (t, state) in enumerate(samples):
         stop = samples[i + 1][0] if i + 1 < len(samples) else min(end, t + tail)
@@ -72,7 +74,7 @@ def _segments(samples: Sequence[tuple[float, str]], end: float, *,
     return out
 
 
-def _lane(rows: metrics.Stream, state: Callable[[Any], str], origin: float, t0: float,
+def _lane(rows: reader.Stream, state: Callable[[Any], str], origin: float, t0: float,
           t1: float, sql_state: str | None = None) -> list[tuple[float, float, str]]:
     """`_segments` of [(r[0] - origin, state(r))] for every row (in time order), but only the
     runs that can be drawn, from t0 to t1: a stream holds tens of thousands of samples an
@@ -93,15 +95,9 @@ def _lane(rows: metrics.Stream, state: Callable[[Any], str], origin: float, t0: 
     last = max(hi - 1, first)
     closing = state(rows[last])
     after = n
-    if sql_state is not None and rows.conn is not None:
-        # rowid = index + 1: the last row before `first` in another state, and the first
-        # row after `last` in another state
-        differs = f"SELECT {{}}(rowid) FROM {rows.name} WHERE rowid {{}} ? AND ({sql_state}) IS NOT ?"
-        before = rows.conn.execute(differs.format("max", "<="), (first, opening)).fetchone()[0]
-        first = before if before is not None else 0
+    if sql_state is not None:
+        first, after = rows.run_ends(first, last, sql_state, opening, closing)
         opening_row = rows[first]
-        nxt = rows.conn.execute(differs.format("min", ">"), (last + 1, closing)).fetchone()[0]
-        after = nxt - 1 if nxt is not None else n
     else:
         for row in rows.rows_back(first):
             if state(row) != opening:
@@ -121,34 +117,13 @@ def _lane(rows: metrics.Stream, state: Callable[[Any], str], origin: float, t0: 
             picked.append(rows[n - 1])  # the closing run holds on from the stream's last sample
         if rows[n - 1].t - origin < t1:  # ... for the median gap, when that ends before t1
             # the gaps of t - origin, one window at a time
-            _, (tail_p50,) = metrics.gap_percentiles(
+            _, (tail_p50,) = stats.gap_percentiles(
                 ([t - origin for t in ts] for ts in rows.times()), (50,))
             tail = tail_p50 or 0.0
     return _segments([(r.t - origin, state(r)) for r in picked], t1, tail=tail)
 
 
-# the lanes' states as SQL over a stream's columns, equal to the Python ones in render()
-HTTP_STATE = ("CASE WHEN ok THEN (CASE WHEN region IS NULL OR region = '' THEN '?' "
-              "ELSE region END) ELSE 'fail' END")
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _answer_state(by_address: Mapping[Any, str]) -> str | None:
-    """A DNS lane's state in SQL: the region an answer names (or 'other'), 'fail' when the
-    query failed; None when an address is not text (the lane walks its rows instead)."""
-    if not all(isinstance(a, str) or a is None for a in by_address):
-        return None
-    cases = " ".join(f"WHEN answer IS NULL THEN {_quote(name)}" if address is None else
-                     f"WHEN answer = {_quote(address)} THEN {_quote(name)}"
-                     for address, name in by_address.items())
-    inner = f"CASE {cases} ELSE 'other' END" if cases else "'other'"
-    return f"CASE WHEN ok THEN ({inner}) ELSE 'fail' END"
-
-
-def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
+def render(summary: Mapping[str, Any], tl: reader.Timeline) -> str:
     meta = tl.meta
     regions = meta.get("regions") or {}
     names = [regions[r]["name"] for r in ("primary", "secondary") if r in regions]
@@ -158,14 +133,14 @@ def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
         by_address[r.get("address")] = r["name"]
         by_address[r.get("db_host")] = r["name"]
 
-    t_fault, _ = metrics.fault_time(tl)
+    t_fault, _ = instants.fault_time(tl)
     # the span of every sample (t - origin is monotonic in t, so its extremes are those of t)
     _, _, first, last = tl.canary_extent
     times = [t for t in (first, last) if t is not None]
     for table in ("http", "dns"):
-        lo_t, hi_t = tl.store.execute(f"SELECT min(t), max(t) FROM {table}").fetchone()
-        if lo_t is not None:
-            times += [lo_t, hi_t]
+        span = tl.span(table)
+        if span is not None:
+            times += list(span)
     origin = t_fault if t_fault is not None else (min(times) if times else 0.0)
     rel_times = [t - origin for t in times]
     marks: list[tuple[float, str]] = []
@@ -186,7 +161,7 @@ def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
     # faults: applied (light) -> in effect (dark) -> reverted
     fault_samples: list[tuple[float, str]] = []
     for t, kind, _region, _detail in tl.events:
-        if kind in ("fault-applied", "fault-effective", "fault-reverted"):
+        if kind in (Kind.FAULT_APPLIED, Kind.FAULT_EFFECTIVE, Kind.FAULT_REVERTED):
             fault_samples.append((t - origin, kind))
     lanes.append(("faults", _fault_segments(fault_samples, t1)))
     http_targets = ["global", *names]
@@ -194,8 +169,8 @@ def render(summary: Mapping[str, Any], tl: metrics.Timeline) -> str:
         label = "global requests" if target == "global" else f"{target} /healthz"
         lanes.append((label, _lane(tl.stream("http", target),
                                    lambda r: (r.region or "?") if r.ok else "fail", origin,
-                                   t0, t1, sql_state=HTTP_STATE)))
-    answer_state = _answer_state(by_address)
+                                   t0, t1, sql_state=reader.HTTP_STATE)))
+    answer_state = reader.answer_state(by_address)
     for server in ("authoritative", "resolver"):
         lanes.append((f"DNS {server}", _lane(
             tl.stream("dns", server),
@@ -301,9 +276,9 @@ def _fault_segments(samples: list[tuple[float, str]], end: float) -> list[tuple[
     out: list[tuple[float, float, str]] = []
     state_at: list[tuple[float, str]] = []
     for t, kind in sorted(samples):
-        if kind == "fault-applied":
+        if kind == Kind.FAULT_APPLIED:
             applied += 1
-        elif kind == "fault-effective":
+        elif kind == Kind.FAULT_EFFECTIVE:
             effective += 1
         else:
             applied = max(0, applied - 1)
@@ -317,7 +292,7 @@ def _fault_segments(samples: list[tuple[float, str]], end: float) -> list[tuple[
     return out
 
 
-def _canary_lane(tl: metrics.Timeline, origin: float, scale: _Scale, y: float,
+def _canary_lane(tl: reader.Timeline, origin: float, scale: _Scale, y: float,
                  colour: dict[str, str], by_address: dict[str, str]) -> list[str]:
     """Acknowledged writes per bin as bars (log scale) coloured by the acknowledging region;
     failed or unknown attempts as red ticks on top."""
@@ -328,19 +303,10 @@ def _canary_lane(tl: metrics.Timeline, origin: float, scale: _Scale, y: float,
     width = (scale.t1 - scale.t0) / bins
     acks: dict[tuple[int, str], int] = {}
     errors: dict[int, int] = {}
-    # binned in SQLite: the same double arithmetic as Python, truncated like int() (t >= t0)
-    for b, ok, server, n in tl.store.execute(
-            """SELECT b, ok, server, count(*) FROM (
-                   SELECT min(:last, CAST((t - :t0) / :width AS INTEGER)) AS b,
-                          outcome = 'ok' AS ok, CASE WHEN outcome = 'ok' THEN server END AS server
-                   FROM (SELECT coalesce(t_ack, t_send) - :origin AS t, outcome, server
-                         FROM canary)
-                   WHERE NOT (t < :t0 OR t > :t1))
-               GROUP BY b, ok, server""",
-            {"origin": origin, "t0": scale.t0, "t1": scale.t1, "width": width,
-             "last": bins - 1}):
+    for b, ok, server, n in tl.canary_bins(origin=origin, t0=scale.t0, t1=scale.t1,
+                                            width=width, bins=bins):
         if ok:
-            key = (b, by_address.get(server, "other"))
+            key = (b, by_address.get(server, "other") if server is not None else "other")
             acks[key] = acks.get(key, 0) + n
         else:
             errors[b] = errors.get(b, 0) + n

@@ -1,6 +1,14 @@
 """Fixtures for tests on the real netns lab: root, real PostgreSQL, PowerDNS, unbound and
 nftables. Without root these tests fail with the reason instead of skipping, so CI can never
-pass without them."""
+pass without them.
+
+One lab at a time (its names are fixed). A test that needs the default lab (`gameday lab
+up`: synchronous replication, no HA manager) in its starting state takes `shared_lab`: one
+lab serves all of them, checked to be in its starting state before each and after each (a
+test that leaves it changed fails, and the next gets a fresh lab). A test that brings up a
+lab of its own (another replication mode, Patroni, one whose `lab up` or `lab down` it
+checks) takes `lab_env`, and the shared lab is taken down first. The tests that share it run
+first, together, so it comes up once."""
 
 from __future__ import annotations
 
@@ -17,8 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+import psycopg
 import pytest
+from click.testing import CliRunner
 
+from gameday import cli
 from gameday.labs.netns.configs import UNBOUND_DIR
 from gameday.labs.netns.resolvers import dnsmasq_files
 
@@ -87,6 +98,7 @@ def lab_env() -> Iterator[dict[str, str]]:
         pytest.fail("the netns lab tests need root: run `sudo make test`")
     lock = _take_lab_lock()
     if lab_namespaces():
+        lock.close()  # an open file left to the collector fails the session as unraisable
         pytest.fail(f"a netns lab is already up ({', '.join(lab_namespaces())}): "
                     "run `make lab-down` before the tests")
     base = Path(tempfile.mkdtemp(prefix="gameday-it-"))
@@ -119,6 +131,217 @@ def _take_lab_lock() -> TextIO:
                 handle.close()
                 pytest.fail(f"another test session held {LAB_LOCK} for {LAB_LOCK_WAIT_S} s")
             time.sleep(1)
+
+
+class SharedLab:
+    """The session's default lab, brought up when a test first needs it and taken down when
+    a test needs none (or its own), or when one left it changed."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.up = False
+        self.checked = False  # found in its starting state since it was last handed out
+
+    def get(self) -> dict[str, str]:
+        """The lab, up and in its starting state."""
+        if self.up and not self.checked and self.problems():
+            self.down()
+        if not self.up:
+            started = time.monotonic()
+            gameday("lab", "up", env=self.env)
+            self.up = True
+            print(f"shared lab up: {time.monotonic() - started:.1f} s")
+            problems = self.problems()
+            assert not problems, f"a fresh lab is not in its starting state: {problems}"
+        self.checked = False
+        return self.env
+
+    def down(self) -> None:
+        """Taken down (also by a test that leaves the lab changed on purpose, which may then
+        check what `lab down` left behind)."""
+        if self.up:
+            self.up = False
+            gameday("lab", "down", env=self.env)
+
+    def problems(self, settle_s: float = 30) -> list[str]:
+        """What differs from the starting state, after up to `settle_s` for what settles by
+        itself once a drill ended (DNS flipping back after a health interval and a TTL, a
+        restarted primary's standby reconnecting)."""
+        deadline = time.monotonic() + settle_s
+        found = starting_state_problems(self.env)
+        while found and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = starting_state_problems(self.env)
+        self.checked = not found
+        return found
+
+
+def starting_state_problems(env: dict[str, str]) -> list[str]:
+    """How the lab differs from how `gameday lab up` left it (none: []): region-1 the
+    writable primary with region-2 streaming from it in the configured mode, both DNS
+    servers answering with region-1, every process running, no fault in place or recorded
+    unsettled, no drill on record, no nftables table of ours."""
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    problems: list[str] = []
+    lab = json.loads(Path(env["GAMEDAY_LAB"]).read_text())
+    db = lab["database"]
+    r1, r2 = lab["regions"]
+
+    def ask(region: dict, sql: str) -> tuple | None:
+        try:
+            with psycopg.connect(host=region["db_host"], port=db["port"], user=db["user"],
+                                 password=db["password"], dbname=db["name"], autocommit=True,
+                                 connect_timeout=3) as conn:
+                return conn.execute(sql).fetchone()
+        except psycopg.Error as exc:
+            problems.append(f"{region['name']}: {type(exc).__name__}: {exc}")
+            return None
+
+    primary = ask(r1, "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only'),"
+                      " (SELECT array_agg(sync_state) FROM pg_stat_replication)")
+    want = "sync" if db["replication"] == "sync" else "async"
+    if primary is not None and primary != (False, "off", [want]):
+        problems.append(f"region-1 is not the writable primary with region-2 streaming "
+                        f"{want}: (in recovery, read-only, standbys) = {primary}")
+    standby = ask(r2, "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)")
+    if standby is not None and standby != (True, "streaming"):
+        problems.append(f"region-2 is not a streaming standby: {standby}")
+    for server in ("authoritative", "resolver"):
+        try:
+            answer = dns.query.udp(dns.message.make_query(lab["dns"]["name"], dns.rdatatype.A),
+                                   lab["dns"][server]["address"],
+                                   port=int(lab["dns"][server].get("port", 53)), timeout=2)
+            got = [rr.address for rrset in answer.answer for rr in rrset]
+        except Exception as exc:  # noqa: BLE001 - any failure is a difference to report
+            got = [type(exc).__name__]
+        if got != [r1["address"]]:
+            problems.append(f"the {server} DNS answers {got}, not region-1's {r1['address']}")
+    # `gameday lab status` in this process: a tenth of the time of the command's own
+    status = json.loads(CliRunner().invoke(cli.main, ["lab", "status"], env={
+        k: env[k] for k in ("GAMEDAY_HOME", "GAMEDAY_LAB")}, catch_exceptions=False).stdout)
+    stopped = [name for name, pid in status["processes"].items() if not pid]
+    if stopped:
+        problems.append(f"not running: {stopped}")
+    home = Path(env["GAMEDAY_LAB"]).parent
+    ledger = home / "faults.jsonl"
+    faults: dict[str, dict] = {}  # a fault's first line names it, later ones change its state
+    for line in ledger.read_text().splitlines() if ledger.exists() else []:
+        rec = json.loads(line)
+        faults.setdefault(rec["id"], {}).update(rec)
+    problems += [f"fault {f.get('fault')} on {f.get('region')}: {f.get('state')}"
+                 for f in faults.values() if f.get("state") != "reverted"]
+    if (home / "drill.json").exists():
+        problems.append(f"drill.json: {(home / 'drill.json').read_text()}")
+    for ns in NAMESPACES:
+        tables = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "tables"],
+                                capture_output=True, text=True).stdout
+        if "gameday" in tables:
+            problems.append(f"nftables in {ns}: {tables.strip()}")
+    return problems
+
+
+_SHARED = pytest.StashKey[SharedLab]()
+
+
+@pytest.fixture(scope="session")
+def labs(lab_env: dict[str, str], request: pytest.FixtureRequest) -> SharedLab:
+    shared = request.session.stash[_SHARED] = SharedLab(lab_env)
+    return shared
+
+
+@pytest.fixture
+def shared_lab(labs: SharedLab) -> Iterator[dict[str, str]]:
+    """The default lab in its starting state; the test must leave it so (or take it down
+    with `labs.down()`)."""
+    env = labs.get()
+    yield env
+    if labs.up:
+        problems = labs.problems()
+        if problems:
+            labs.down()  # the next test gets a fresh one
+            pytest.fail(f"the test left the shared lab changed: {problems}")
+
+
+@pytest.fixture(autouse=True)
+def _one_lab_at_a_time(request: pytest.FixtureRequest) -> None:
+    """A test that brings up its own lab (it takes `lab_env` and not `labs`) finds none."""
+    if "lab_env" in request.fixturenames and "labs" not in request.fixturenames:
+        shared = request.session.stash.get(_SHARED, None)
+        if shared is not None:
+            shared.down()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The quick tests first, then the tests on the shared lab, together (so it comes up
+    once), then those that bring up their own; each module's in its order."""
+    here = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> int:
+        if here not in Path(str(item.fspath)).parents:
+            return 0
+        return 1 if "labs" in getattr(item, "fixturenames", ()) else 2
+
+    items.sort(key=rank)
+
+
+class PackageInstall:
+    """`pip install .` of this checkout into a fresh venv outside it, started in the
+    background when the session starts (pip needs no lab, and most of the lab suite's time
+    is spent waiting), so test_installed_package finds it done instead of spending half a
+    minute on it with the lab held. Niced, so the drills' timing keeps the CPU first."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="gameday-pip-"))
+        os.chmod(self.base, 0o755)
+        self.venv = self.base / "venv"
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        self.log = (self.base / "install.log").open("w")
+        self.proc = subprocess.Popen(
+            ["nice", "-n", "10", "sh", "-c",
+             f'"{sys.executable}" -m venv "{self.venv}" && "{self.venv}/bin/pip" install '
+             f'--quiet --disable-pip-version-check "{ROOT}"'],
+            cwd=self.base, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float = 600) -> Path:
+        """The venv, once pip is done: a failed install fails the test with pip's output."""
+        rc = self.proc.wait(timeout)
+        self.log.flush()
+        assert rc == 0, f"pip install . failed:\n{(self.base / 'install.log').read_text()[-3000:]}"
+        return self.venv
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # by its pid: the Popen's own child
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+_INSTALL = pytest.StashKey[PackageInstall]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("test_installed_package.py" in item.nodeid for item in session.items) \
+            and os.geteuid() == 0:
+        session.stash[_INSTALL] = PackageInstall()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    install = session.stash.get(_INSTALL, None)
+    if install is not None:
+        install.close()
+
+
+@pytest.fixture(scope="session")
+def installed_venv(request: pytest.FixtureRequest) -> Path:
+    """A venv with this checkout installed by pip, outside the checkout."""
+    install = request.session.stash.get(_INSTALL, None)
+    if install is None:
+        install = request.session.stash[_INSTALL] = PackageInstall()
+    return install.wait()
 
 
 @contextmanager

@@ -12,13 +12,13 @@ Every lab here runs from a copy of the repository inside a 0700 directory (as a 
 clone in a home directory would be), which the postgres user that runs Patroni cannot enter
 (issue 25). The first test also checks the host's side (issue 18): the data root is fresh
 and private, one planted at the old predictable name is left alone, and neither etcd nor
-Patroni's REST API takes a request without a password.
+Patroni's REST API takes a request without a password. The interrupted drills run on the
+first test's lab when it ended where it started (one Patroni lab fewer to bring up).
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import json
 import os
@@ -40,6 +40,8 @@ import httpx
 import psycopg
 import pytest
 
+from gameday.experiments import compose
+from tests.fixtures import experiments as composed
 from tests.integration.conftest import ROOT, chaos, gameday
 
 HOLD_S = 1.0
@@ -150,6 +152,11 @@ def _assert_host_hardening(env: dict[str, str], planted: Path) -> None:
     assert stat.S_IMODE(ctl.stat().st_mode) == 0o600
 
 
+# the sync Patroni lab of the first test, left up for the interrupted drills when the first
+# test ended with it where it started (one Patroni lab up and down fewer)
+_patroni_lab = {"kept": False}
+
+
 def test_autonomous_game_day_and_failback(checkout_env: dict[str, str]) -> None:
     lab_env = checkout_env
     experiment = json.loads((ROOT / "experiments" / "game-day-autonomous.json").read_text())
@@ -197,6 +204,85 @@ def test_autonomous_game_day_and_failback(checkout_env: dict[str, str]) -> None:
         with _conn(lab, 1) as c2:
             assert c2.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()[0] == \
                 "streaming"
+        _patroni_lab["kept"] = True  # where it started: the interrupted drills run on it
+    finally:
+        if not _patroni_lab["kept"]:
+            gameday("lab", "down", env=lab_env, check=False)
+
+
+def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
+    """After an interruption: no fault left, both Patroni members running, and exactly one
+    writable primary with the other streaming from it (Patroni may still be promoting when
+    the run ends, so this waits, bounded by a few TTLs)."""
+    lab = _lab(env)
+    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
+    if ledger.exists():
+        latest: dict[str, str] = {}
+        for line in ledger.read_text().splitlines():
+            rec = json.loads(line)
+            latest[rec["id"]] = rec["state"]
+        assert all(s == "reverted" for s in latest.values()), latest
+    tables = subprocess.run(["ip", "netns", "exec", "gd-region-1", "nft", "list", "tables"],
+                            capture_output=True, text=True).stdout
+    assert "gameday" not in tables
+    status = json.loads(gameday("lab", "status", env=env).stdout)["processes"]
+    assert status.get("patroni-region-1") and status.get("patroni-region-2"), status
+    deadline = time.monotonic() + 90
+    while True:
+        roles = (_role(lab, 0), _role(lab, 1))
+        if sorted(r or "" for r in roles) == ["primary", "standby"]:
+            primary = roles.index("primary")
+            with _conn(lab, primary) as c:
+                streaming = c.execute("SELECT count(*) FROM pg_stat_replication "
+                                      "WHERE state = 'streaming'").fetchone()[0]
+            if streaming == 1:
+                return
+        if time.monotonic() > deadline:
+            pytest.fail(f"roles {roles}, not a primary with a streaming standby within 90 s\n"
+                        + _member_logs(env))
+        time.sleep(0.5)
+
+
+def _member_logs(env: dict[str, str], lines: int = 25) -> str:
+    """The tail of each Patroni member's log (its PostgreSQL's stderr is in it): why a
+    member does not stream is said there."""
+    logs = Path(env["GAMEDAY_HOME"]) / "logs"
+    out = []
+    for log in sorted(logs.glob("patroni-region-*.log")):
+        tail = [line for line in log.read_text(errors="replace").splitlines()
+                if "no action. I am" not in line][-lines:]
+        out.append(f"--- {log.name}\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+def test_interrupted_autonomous_drill_leaves_one_primary(
+        checkout_env: dict[str, str]) -> None:
+    from tests.integration.test_interruptions import _interrupt, _start, _wait_event
+
+    lab_env = checkout_env
+
+    if _patroni_lab["kept"]:
+        _assert_one_primary_under_patroni(lab_env)  # as the first test left it
+        assert (_role(_lab(lab_env), 0), _role(_lab(lab_env), 1)) == ("primary", "standby")
+    else:
+        gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+    _patroni_lab["kept"] = False
+    try:
+        # Ctrl-C while the outage is in effect: the rollbacks restart region-1's member
+        proc, before = _start(lab_env, "game-day-autonomous.json")
+        _wait_event(lab_env, before, "fault-effective", proc)
+        out = _interrupt(proc, signal.SIGINT, twice=True)
+        assert proc.returncode != 0, out[-2000:]
+        _assert_one_primary_under_patroni(lab_env)
+
+        # the runner killed outright: `gameday recover` does what the rollbacks would have
+        proc, before = _start(lab_env, "game-day-autonomous.json")
+        _wait_event(lab_env, before, "fault-effective", proc)
+        _interrupt(proc, signal.SIGKILL, twice=False)
+        gameday("recover", env=lab_env, timeout=240)
+        again = gameday("recover", env=lab_env, timeout=240)
+        assert "nothing to undo" in again.stdout, again.stdout
+        _assert_one_primary_under_patroni(lab_env)
     finally:
         gameday("lab", "down", env=lab_env, check=False)
 
@@ -205,19 +291,12 @@ def _known_loss_experiment(tmp: Path) -> Path:
     """The autonomous game day with region-2's stream cut HOLD_S before the outage, and
     region-1 left down at the end (no rollback of its outage): the test reads its rows
     before Patroni would rewind them away."""
-    exp = copy.deepcopy(json.loads((ROOT / "experiments" / "game-day-autonomous.json")
-                                   .read_text()))
-    exp["title"] = "Known loss under Patroni: replication cut before the outage"
-    exp["method"].insert(0, {
-        "type": "action", "name": "cut-replication-to-region-2",
-        "provider": {"type": "python", "module": "gameday.actions.database",
-                     "func": "cut_replication", "arguments": {"region": "region-2",
-                                                              "hold_s": HOLD_S}}})
-    exp["rollbacks"] = [{
-        "type": "action", "name": "restore-region-2-replication-path",
-        "provider": {"type": "python", "module": "gameday.actions.region",
-                     "func": "restore_region", "arguments": {"region": "region-2"}}}]
-    exp["configuration"]["region_faults"] = "scale-to-zero"
+    shipped = compose.game_day_autonomous()
+    exp = composed.experiment(
+        "Known loss under Patroni: replication cut before the outage",
+        method=[composed.cut_replication(HOLD_S), *shipped["method"]],
+        rollbacks=[composed.restore_region("region-2")],
+        configuration={**shipped["configuration"], "region_faults": "scale-to-zero"})
     path = tmp / "known-loss-autonomous.json"
     path.write_text(json.dumps(exp))
     return path
@@ -282,63 +361,5 @@ def test_autonomous_async_known_loss(checkout_env: dict[str, str], tmp_path: Pat
         out = gameday("recover", env=lab_env, timeout=240).stdout
         assert "reverted scale-to-zero on region-1" in out, out
         _wait_roles(lab, ("standby", "primary"))
-    finally:
-        gameday("lab", "down", env=lab_env, check=False)
-
-
-def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
-    """After an interruption: no fault left, both Patroni members running, and exactly one
-    writable primary with the other streaming from it (Patroni may still be promoting when
-    the run ends, so this waits, bounded by a few TTLs)."""
-    lab = _lab(env)
-    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
-    if ledger.exists():
-        latest: dict[str, str] = {}
-        for line in ledger.read_text().splitlines():
-            rec = json.loads(line)
-            latest[rec["id"]] = rec["state"]
-        assert all(s == "reverted" for s in latest.values()), latest
-    tables = subprocess.run(["ip", "netns", "exec", "gd-region-1", "nft", "list", "tables"],
-                            capture_output=True, text=True).stdout
-    assert "gameday" not in tables
-    status = json.loads(gameday("lab", "status", env=env).stdout)["processes"]
-    assert status.get("patroni-region-1") and status.get("patroni-region-2"), status
-    deadline = time.monotonic() + 90
-    while True:
-        roles = (_role(lab, 0), _role(lab, 1))
-        if sorted(r or "" for r in roles) == ["primary", "standby"]:
-            primary = roles.index("primary")
-            with _conn(lab, primary) as c:
-                streaming = c.execute("SELECT count(*) FROM pg_stat_replication "
-                                      "WHERE state = 'streaming'").fetchone()[0]
-            if streaming == 1:
-                return
-        assert time.monotonic() < deadline, roles
-        time.sleep(0.5)
-
-
-def test_interrupted_autonomous_drill_leaves_one_primary(
-        checkout_env: dict[str, str]) -> None:
-    from tests.integration.test_interruptions import _interrupt, _start, _wait_event
-
-    lab_env = checkout_env
-
-    gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
-    try:
-        # Ctrl-C while the outage is in effect: the rollbacks restart region-1's member
-        proc, before = _start(lab_env, "game-day-autonomous.json")
-        _wait_event(lab_env, before, "fault-effective", proc)
-        out = _interrupt(proc, signal.SIGINT, twice=True)
-        assert proc.returncode != 0, out[-2000:]
-        _assert_one_primary_under_patroni(lab_env)
-
-        # the runner killed outright: `gameday recover` does what the rollbacks would have
-        proc, before = _start(lab_env, "game-day-autonomous.json")
-        _wait_event(lab_env, before, "fault-effective", proc)
-        _interrupt(proc, signal.SIGKILL, twice=False)
-        gameday("recover", env=lab_env, timeout=240)
-        again = gameday("recover", env=lab_env, timeout=240)
-        assert "nothing to undo" in again.stdout, again.stdout
-        _assert_one_primary_under_patroni(lab_env)
     finally:
         gameday("lab", "down", env=lab_env, check=False)

@@ -1,27 +1,35 @@
 """Bad input: a one-line error that names the fix, a non-zero exit, and no fault injected.
-One lab for the whole module; every case must leave it as it was."""
+All on the shared lab (conftest.shared_lab); every case must leave it as it was."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import ROOT, chaos, gameday
 
+_before: dict[str, str] = {}
 
-@pytest.fixture(scope="module")
-def lab(lab_env: dict[str, str]):
-    gameday("lab", "up", env=lab_env)
-    yield lab_env
-    gameday("lab", "down", env=lab_env, check=False)
+
+def _ledger(env: dict[str, str]) -> str:
+    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
+    return ledger.read_text() if ledger.exists() else ""
+
+
+@pytest.fixture
+def lab(shared_lab: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The shared lab, and its fault ledger as the case found it (earlier drills on it left
+    their reverted faults there)."""
+    _before["ledger"] = _ledger(shared_lab)
+    yield shared_lab
 
 
 def no_fault(env: dict[str, str]) -> None:
-    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
-    assert not ledger.exists() or not ledger.read_text().strip(), ledger.read_text()
+    assert _ledger(env) == _before["ledger"], _ledger(env)  # not a line more
     assert not (Path(env["GAMEDAY_HOME"]) / "drill.json").exists()
     status = json.loads(gameday("lab", "status", env=env).stdout)
     assert all(status["processes"].values()), status["processes"]
@@ -116,7 +124,7 @@ def test_second_lab_up(lab: dict[str, str]) -> None:
 
 def test_lab_addresses_already_in_use(lab_env: dict[str, str], lab: dict[str, str]) -> None:
     """A foreign interface holding the lab's range: `lab up` refuses and creates nothing.
-    (The module's lab is up; a second state dir shows the check runs before anything.)"""
+    (The shared lab is up; a second state dir shows the check runs before anything.)"""
     other = {**lab_env, "GAMEDAY_HOME": lab_env["GAMEDAY_HOME"] + "-other"}
     # no `dummy` module in this kernel: one end of a veth pair is an interface as good
     subprocess.run(["ip", "link", "add", "gd-test-dummy", "type", "veth", "peer", "name",

@@ -1,5 +1,5 @@
-"""Every call bounded and no record lost, on the real lab (one lab for the module; each test
-leaves it as it found it):
+"""Every call bounded and no record lost, on the real lab (the shared lab; each test leaves
+it as it found it):
 
 - the runner's connections carry their statement and socket bounds;
 - a recorder stopped while canary writes are in flight, with an idle TLS connection to a
@@ -21,7 +21,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +28,22 @@ import psycopg
 import pytest
 
 from gameday import postgres
-from gameday.errors import LabError, TargetError
-from gameday.labs import descriptor
-from gameday.labs.driver import for_region
-from gameday.labs.ledger import Ledger
+from gameday.foundation import descriptor
+from gameday.foundation.driver import for_region
+from gameday.foundation.errors import LabError, TargetError
+from gameday.foundation.ledger import Ledger
+from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import GamedaySettings
 from gameday.measure import run as runs
-from gameday.measure import timeline
 from gameday.measure.canary import WRITE_TIMEOUT_S
-from gameday.poll import poll_until
-from gameday.settings import GamedaySettings
-from tests.integration.conftest import BIN, ROOT, lab_up
+from gameday.measure.store import timeline
+from tests.integration.conftest import BIN, ROOT
 from tests.unit.test_http_client import FrozenTlsServer, _server_tls, pki  # noqa: F401 (a fixture)
 
 
-@pytest.fixture(scope="module")
-def lab(lab_env: dict[str, str]) -> Iterator[descriptor.Lab]:
-    with lab_up(lab_env):
-        yield descriptor.load(lab_env["GAMEDAY_LAB"])
+@pytest.fixture
+def lab(shared_lab: dict[str, str]) -> descriptor.Lab:
+    return descriptor.load(shared_lab["GAMEDAY_LAB"])
 
 
 def _experiment(tmp_path: Path, method: list[dict[str, Any]], **config: Any) -> Path:
@@ -148,7 +146,6 @@ def test_a_stop_records_the_canary_writes_in_flight(lab: descriptor.Lab, lab_env
             release.set()
             if locker.is_alive():
                 locker.join(10)
-            runs.clear()
             if run.recorder is not None and run.recorder.poll() is None:
                 run.recorder.kill()
                 run.recorder.wait()
@@ -293,7 +290,6 @@ def test_a_run_refuses_when_its_canary_table_stays_locked(lab: descriptor.Lab,
     finally:
         release.set()
         locker.join(10)
-        runs.clear()
     assert isinstance(error, LabError), error
     assert str(error).startswith("the writable database did not read its canary table "
                                  "gameday_canary within 10 s: is the table locked"), error

@@ -16,10 +16,9 @@ from typing import Any
 
 import psycopg
 
-from gameday.labs import descriptor
-from gameday.measure import timeline
+from gameday.foundation import descriptor
 from gameday.measure.canary import NICER, WRITE_TIMEOUT_S, Canary
-from tests.integration.conftest import lab_up
+from gameday.measure.store import timeline
 
 LOCK_S = WRITE_TIMEOUT_S + 1.5
 
@@ -38,86 +37,89 @@ def _nice(tid: int | None) -> int:
     return int(Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def test_write_deadline_and_every_attempt_recorded(lab_env: dict[str, str]) -> None:
-    with lab_up(lab_env):
-        lab = descriptor.load(lab_env["GAMEDAY_LAB"])
-        dsn, table = lab.writer_params(), lab.database.canary_table
-        run_dir = Path(tempfile.mkdtemp(prefix="gameday-canary-test-"))
-        anchor, _ = timeline.Clock.new_anchor()
-        clock = timeline.Clock(anchor)
-        timeline.create(run_dir, {"anchor_ns": anchor})
-        out = timeline.BatchWriter(run_dir)
-        canary = Canary(dsn, table, clock, out, writers=4, start_seq=1)
-        held = threading.Event()
-        marks: dict[str, Any] = {}
+def test_write_deadline_and_every_attempt_recorded(shared_lab: dict[str, str]) -> None:
+    lab = descriptor.load(shared_lab["GAMEDAY_LAB"])
+    dsn, table = lab.writer_params(), lab.database.canary_table
+    run_dir = Path(tempfile.mkdtemp(prefix="gameday-canary-test-"))
+    anchor, _ = timeline.Clock.new_anchor()
+    clock = timeline.Clock(anchor)
+    timeline.create(run_dir, {"anchor_ns": anchor})
+    out = timeline.BatchWriter(run_dir)
+    # after the rows earlier drills on the shared lab left (seq is the table's key)
+    with psycopg.connect(**dsn, autocommit=True) as conn:
+        row = conn.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {table}").fetchone()
+    start = int(row[0]) if row else 1
+    canary = Canary(dsn, table, clock, out, writers=4, start_seq=start)
+    held = threading.Event()
+    marks: dict[str, Any] = {}
 
-        async def drive() -> None:
-            stop = asyncio.Event()
+    async def drive() -> None:
+        stop = asyncio.Event()
 
-            async def script() -> None:
-                while canary.acked < 200:
-                    await asyncio.sleep(0.01)
-                marks["nice"] = [_nice(t.native_id) for t in threading.enumerate()
-                                 if t.name.startswith("canary-")]
-                locker = threading.Thread(target=_hold_table_lock,
-                                          args=(dsn, table, held, LOCK_S))
-                locker.start()
-                await asyncio.to_thread(held.wait, 10)
-                marks["locked"] = clock.now()
-                await asyncio.to_thread(locker.join)
-                marks["released"] = clock.now()
-                acked = canary.acked
-                while canary.acked < acked + 200:
-                    await asyncio.sleep(0.01)
-                stop.set()
-                marks["stopped"] = clock.now()
+        async def script() -> None:
+            while canary.acked < 200:
+                await asyncio.sleep(0.01)
+            marks["nice"] = [_nice(t.native_id) for t in threading.enumerate()
+                             if t.name.startswith("canary-")]
+            locker = threading.Thread(target=_hold_table_lock,
+                                      args=(dsn, table, held, LOCK_S))
+            locker.start()
+            await asyncio.to_thread(held.wait, 10)
+            marks["locked"] = clock.now()
+            await asyncio.to_thread(locker.join)
+            marks["released"] = clock.now()
+            acked = canary.acked
+            while canary.acked < acked + 200:
+                await asyncio.sleep(0.01)
+            stop.set()
+            marks["stopped"] = clock.now()
 
-            async def flusher() -> None:
-                while not stop.is_set():
-                    await asyncio.sleep(0.25)
-                    out.flush()
+        async def flusher() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(0.25)
+                out.flush()
 
-            await asyncio.wait_for(asyncio.gather(canary.run(stop), script(), flusher()), 60)
-            marks["ended"] = clock.now()
+        await asyncio.wait_for(asyncio.gather(canary.run(stop), script(), flusher()), 60)
+        marks["ended"] = clock.now()
 
-        asyncio.run(drive())
-        out.close()
+    asyncio.run(drive())
+    out.close()
 
-        db = timeline.connect(run_dir)
-        rows = db.execute("SELECT seq, outcome, error, t_send, t_ack, writer FROM canary"
-                          ).fetchall()
-        reconnects = [t for (t,) in db.execute(
-            "SELECT t FROM canary_connect WHERE ok = 1 AND t > ? ORDER BY t", (marks["locked"],))]
-        db.close()
-        # writer w's first write goes w/4 of a round trip after writer 0's second answer
-        second = sorted((r for r in rows if r[5] == 0), key=lambda r: r[3])[1]
-        rtt = second[4] - second[3]
-        assert rtt > 0.030  # two crossings of the 20 ms link: the stagger is measurable
-        firsts: dict[int, float] = {}
-        for r in rows:
-            firsts[r[5]] = min(firsts.get(r[5], r[3]), r[3])
-        for writer, t in sorted(firsts.items())[1:]:
-            assert t >= second[4] + rtt * writer / 4 - 0.001, (writer, t, second, rtt)
-        # the writers yield the CPU to the samplers' loop
-        assert marks["nice"] == [os.getpriority(os.PRIO_PROCESS, 0) + NICER] * 4, marks["nice"]
-        seqs = sorted(r[0] for r in rows)
-        # every number drawn was recorded once: no attempt lost between threads and flushes
-        assert seqs == list(range(1, len(seqs) + 1))
-        given_up = [r for r in rows if (r[2] or "").startswith("TimeoutError")]
-        # the four writes blocked by the lock, cancelled by the deadline, not sooner
-        assert len(given_up) >= 4, given_up
-        assert all(r[1] == "failed" and r[2] == "TimeoutError: 57014" for r in given_up)
-        assert all(r[3] >= marks["locked"] - 0.5 and r[3] < marks["released"] for r in given_up)
-        # each writer's next write went once its write had waited WRITE_TIMEOUT_S (the
-        # watchdog looks every 50 ms), on the same connection: the server had answered
-        for _, _, _, t_send, _, writer in given_up:
-            later = min(r[3] for r in rows if r[5] == writer and r[3] > t_send)
-            assert WRITE_TIMEOUT_S <= later - t_send < WRITE_TIMEOUT_S + 0.5, later - t_send
-        assert not reconnects, reconnects
-        assert sum(r[1] == "ok" and r[3] > marks["released"] for r in rows) >= 200
-        # a stopped canary's writers end promptly: none was left blocked
-        assert marks["ended"] - marks["stopped"] < 1.0
-        # acknowledged means committed: every `ok` is in the table
-        with psycopg.connect(**dsn, autocommit=True) as conn:
-            stored = {r[0] for r in conn.execute(f"SELECT seq FROM {table}")}
-        assert {r[0] for r in rows if r[1] == "ok"} <= stored
+    db = timeline.connect(run_dir)
+    rows = db.execute("SELECT seq, outcome, error, t_send, t_ack, writer FROM canary"
+                      ).fetchall()
+    reconnects = [t for (t,) in db.execute(
+        "SELECT t FROM canary_connect WHERE ok = 1 AND t > ? ORDER BY t", (marks["locked"],))]
+    db.close()
+    # writer w's first write goes w/4 of a round trip after writer 0's second answer
+    second = sorted((r for r in rows if r[5] == 0), key=lambda r: r[3])[1]
+    rtt = second[4] - second[3]
+    assert rtt > 0.030  # two crossings of the 20 ms link: the stagger is measurable
+    firsts: dict[int, float] = {}
+    for r in rows:
+        firsts[r[5]] = min(firsts.get(r[5], r[3]), r[3])
+    for writer, t in sorted(firsts.items())[1:]:
+        assert t >= second[4] + rtt * writer / 4 - 0.001, (writer, t, second, rtt)
+    # the writers yield the CPU to the samplers' loop
+    assert marks["nice"] == [os.getpriority(os.PRIO_PROCESS, 0) + NICER] * 4, marks["nice"]
+    seqs = sorted(r[0] for r in rows)
+    # every number drawn was recorded once: no attempt lost between threads and flushes
+    assert seqs == list(range(start, start + len(seqs)))
+    given_up = [r for r in rows if (r[2] or "").startswith("TimeoutError")]
+    # the four writes blocked by the lock, cancelled by the deadline, not sooner
+    assert len(given_up) >= 4, given_up
+    assert all(r[1] == "failed" and r[2] == "TimeoutError: 57014" for r in given_up)
+    assert all(r[3] >= marks["locked"] - 0.5 and r[3] < marks["released"] for r in given_up)
+    # each writer's next write went once its write had waited WRITE_TIMEOUT_S (the
+    # watchdog looks every 50 ms), on the same connection: the server had answered
+    for _, _, _, t_send, _, writer in given_up:
+        later = min(r[3] for r in rows if r[5] == writer and r[3] > t_send)
+        assert WRITE_TIMEOUT_S <= later - t_send < WRITE_TIMEOUT_S + 0.5, later - t_send
+    assert not reconnects, reconnects
+    assert sum(r[1] == "ok" and r[3] > marks["released"] for r in rows) >= 200
+    # a stopped canary's writers end promptly: none was left blocked
+    assert marks["ended"] - marks["stopped"] < 1.0
+    # acknowledged means committed: every `ok` is in the table
+    with psycopg.connect(**dsn, autocommit=True) as conn:
+        stored = {r[0] for r in conn.execute(f"SELECT seq FROM {table}")}
+    assert {r[0] for r in rows if r[1] == "ok"} <= stored

@@ -25,9 +25,12 @@ def _run_dirs(reports: Path) -> list[Path]:
 def test_ci_game_day_script_passes_and_leaves_the_machine_as_it_found_it(
     lab_env: dict[str, str], tmp_path: Path
 ) -> None:
-    reports = Path(lab_env["GAMEDAY_REPORTS"])
+    # a reports directory of its own, as the workflow's (its cache holds only scheduled
+    # runs): the session's earlier drills, run under other tests' load, are no history to
+    # judge --fail-on-regression against
+    reports = tmp_path / "reports"
     step_summary = tmp_path / "step-summary.md"
-    env = {**lab_env, "GITHUB_STEP_SUMMARY": str(step_summary)}
+    env = {**lab_env, "GITHUB_STEP_SUMMARY": str(step_summary), "GAMEDAY_REPORTS": str(reports)}
     before = _run_dirs(reports) if reports.exists() else []
     started = time.monotonic()
     proc = subprocess.run([str(SCRIPT)], env=env, cwd=ROOT, capture_output=True, text=True,

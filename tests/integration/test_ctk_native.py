@@ -15,16 +15,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 import yaml
 
 from gameday import cli
-from tests.integration.conftest import BIN, ROOT, gameday, lab_pids, residue
+from tests.integration.conftest import BIN, ROOT, SharedLab, gameday, lab_pids, residue
 from tests.unit.test_notifications import Receiver, settings_for
 
 
@@ -46,20 +44,9 @@ def _state(env: dict[str, str]) -> dict[str, Any]:
             "pids": sorted(lab_pids(env)), "canary": tuple(row or ())}
 
 
-@pytest.fixture
-def lab(lab_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The lab for this module's test, taken down whatever the test does: a failure here
-    must not leave the next module a lab it did not ask for."""
-    gameday("lab", "up", env=lab_env)
-    try:
-        yield lab_env
-    finally:
-        gameday("lab", "down", env=lab_env, check=False)
-
-
 def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
-        lab: dict[str, str], tmp_path: Path) -> None:
-    lab_env = lab
+        shared_lab: dict[str, str], labs: SharedLab, tmp_path: Path) -> None:
+    lab_env = shared_lab
 
     # 1. plan mode on the real lab
     before = _state(lab_env)
@@ -122,7 +109,7 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
         "verdict", "rto_s", "rto_error_s", "write_rto_s", "rpo_s", "lost_writes", "targets")}))
 
     # the real run as JUnit (schema-checked) and as a node-exporter textfile
-    from tests.unit.test_junit_prometheus import _metrics, _xmllint
+    from tests.unit.test_junit_prometheus import _families, _xmllint
 
     xml, prom = tmp_path / "junit.xml", tmp_path / "gameday.prom"
     gameday("report", ours["run_dir"], "--junit", str(xml), "--prometheus", str(prom),
@@ -131,7 +118,13 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     print(xml.read_text(), check.stderr)
     assert check.returncode == 0 and "validates" in check.stderr, check.stderr
     assert 'failures="0"' in xml.read_text()
-    metrics = _metrics(prom, experiment="game-day")
+    metrics = {}
+    for name, samples in _families(prom.read_text()).items():
+        if name == "gameday_phase_seconds":
+            continue
+        (sample,) = samples  # labelled with this run's drill and experiment (the YAML game day)
+        assert sample.labels == {"lab": "netns", "drill": "failover", "experiment": "game-day"}
+        metrics[name] = sample.value
     assert metrics["gameday_rto_seconds"] == ours["rto_s"] and metrics["gameday_verdict"] == 1
 
     # the webhook got the journal, numbers included
@@ -161,13 +154,13 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     # secrets and reaches both databases (one writable primary, nothing to undo)
     refused = gameday("recover", env=env, check=False)
     assert refused.returncode == cli.EXIT_CONFIG and "--experiment FILE" in refused.stderr, \
-        refused.stderr
+        refused.stderr  # a configuration error: exit 3
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     recovered = gameday("recover", "--experiment", str(experiment_file), env=env)
     assert recovered.stdout.strip() == "recover: nothing to undo", recovered.stdout
     assert password not in refused.stderr + recovered.stdout + recovered.stderr
 
-    # the session's next test expects no lab: leave none
+    # region-2 serves now: the lab goes down (the next test gets a fresh one), all of it
     pids = lab_pids(lab_env)
-    gameday("lab", "down", env=lab_env)
+    labs.down()
     assert residue(lab_env, pids) == []

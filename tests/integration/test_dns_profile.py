@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
 from gameday.labs.netns import healthgate, resolvers
 from gameday.labs.netns.driver import NetnsDriver
 from gameday.labs.netns.processes import Processes

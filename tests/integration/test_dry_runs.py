@@ -8,7 +8,7 @@ steady state judged from the plan); the failback experiments are refused on a la
 game day ran, as their real runs would be, and `--dry probes` (Chaos Toolkit runs actions
 there) refuses the foreign fault before it runs.
 
-About 32 commands on one lab: budget under 90 s, lab up and down included."""
+About 36 commands on the shared lab (conftest.shared_lab): budget under 90 s."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import yaml
 
 from gameday import experiments as shipped
 from tests.fixtures import experiments as composed
-from tests.integration.conftest import BIN, ROOT, gameday, lab_pids, lab_up
+from tests.integration.conftest import BIN, ROOT, SharedLab, gameday, lab_pids
 
 MODES = ("actions", "probes", "activities", "plan")
 # a failback needs a game day behind it: on a fresh lab its real run refuses, so does the plan
@@ -38,10 +38,10 @@ def _experiments() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lab(lab_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+def lab(labs: SharedLab, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[dict[str, Any]]:
-    """One lab for every dry run, its state taken once before them, and the two composed
-    experiments (tests/fixtures/experiments.py)."""
+    """The shared lab for every dry run, its state taken once before them, and the two
+    composed experiments (tests/fixtures/experiments.py)."""
     started = time.monotonic()
     here = tmp_path_factory.mktemp("dry")
     evidence = here / "the-foreign-fault-ran"
@@ -53,11 +53,11 @@ def lab(lab_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                                                            title="Game day with a hello")))
     files["foreign"].write_text(json.dumps(composed.game_day(
         composed.foreign_fault(evidence), title="Game day with a foreign fault")))
-    with lab_up(lab_env):
-        pids = sorted(lab_pids(lab_env))
-        yield {"env": lab_env, "files": files, "evidence": evidence, "before": _state(lab_env)}
-        # nothing was stopped and started again behind the roles' backs
-        assert sorted(lab_pids(lab_env)) == pids
+    lab_env = labs.get()
+    pids = sorted(lab_pids(lab_env))
+    yield {"env": lab_env, "files": files, "evidence": evidence, "before": _state(lab_env)}
+    # nothing was stopped and started again behind the roles' backs
+    assert sorted(lab_pids(lab_env)) == pids
     print(f"dry runs on one lab: {time.monotonic() - started:.1f} s in all")
 
 

@@ -6,28 +6,25 @@ rollback is."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
-from tests.integration.conftest import ROOT, chaos, gameday
+from tests.fixtures import experiments as composed
+from tests.integration.conftest import SharedLab, chaos, gameday
 
 
-def test_a_process_action_marked_as_a_fault_is_measured(lab_env: dict[str, str],
-                                                        tmp_path: Path) -> None:
-    gameday("lab", "up", env=lab_env)
+def test_a_process_action_marked_as_a_fault_is_measured(shared_lab: dict[str, str],
+                                                        labs: SharedLab, tmp_path: Path) -> None:
+    lab_env = shared_lab
+    ledger = Path(lab_env["GAMEDAY_HOME"]) / "faults.jsonl"
+    before = ledger.read_text() if ledger.exists() else ""
     try:
         pids = json.loads(gameday("lab", "status", env=lab_env).stdout)["processes"]
-        exp = copy.deepcopy(json.loads((ROOT / "experiments" / "game-day.json").read_text()))
-        exp["title"] = "Region-1 is lost to another extension's fault"
-        outage = {
-            "type": "action", "name": "kill-region-1",
-            "gameday": {"fault": True, "region": "region-1"},
-            "provider": {"type": "process", "path": "sh", "arguments": [
-                "-c", f"kill -KILL {pids['storefront-region-1']}; "
-                      f"kill -QUIT {pids['postgres-region-1']}"]},
-        }
-        exp["method"] = [outage if a["name"] == "region-1-outage" else a for a in exp["method"]]
+        exp = composed.game_day(
+            title="Region-1 is lost to another extension's fault",
+            outage=composed.process_outage(
+                "kill-region-1", "sh", "-c", f"kill -KILL {pids['storefront-region-1']}; "
+                                             f"kill -QUIT {pids['postgres-region-1']}"))
         assert [a["name"] for a in exp["method"]][0] == "kill-region-1"
         path = tmp_path / "external-fault.json"
         path.write_text(json.dumps(exp))
@@ -43,11 +40,10 @@ def test_a_process_action_marked_as_a_fault_is_measured(lab_env: dict[str, str],
         assert fault["effective_s"] is not None and 0 <= fault["effective_s"] < 2
         assert summary["rto_s"] is not None and 0 < summary["rto_s"] < 30
         assert summary["writes"]["lost"] == 0 and summary["verdict"] == "pass"
-        # gameday injected nothing: its ledger is empty
-        ledger = Path(lab_env["GAMEDAY_HOME"]) / "faults.jsonl"
-        assert not ledger.exists() or not ledger.read_text().strip()
+        # gameday injected nothing: not a line more in its ledger
+        assert (ledger.read_text() if ledger.exists() else "") == before
         report = (latest / "report.md").read_text()
         assert "Injected by another Chaos Toolkit extension: kill-region-1" in report
         assert "that extension's job" in report
     finally:
-        gameday("lab", "down", env=lab_env, check=False)
+        labs.down()  # region-1's processes were killed by the test's own fault

@@ -45,33 +45,34 @@ def assert_starting_topology(env: dict[str, str]) -> None:
         assert [rr.address for rrset in r.answer for rr in rrset] == ["198.18.0.11"], server
 
 
-def test_failback_twice_returns_to_the_starting_topology(lab_env: dict[str, str]) -> None:
-    gameday("lab", "up", env=lab_env)
-    try:
-        bad = chaos("failback.json", env=lab_env, timeout=120)
-        assert bad.returncode != 0 and "no game day ran" in bad.stdout + bad.stderr
-        for cycle in (1, 2):
-            gd = chaos("game-day.json", env=lab_env)
-            assert gd.returncode == 0, gd.stdout[-3000:]
-            fb = chaos("failback.json", env=lab_env)
-            assert fb.returncode == 0, fb.stdout[-3000:]
-            latest = Path(lab_env["GAMEDAY_REPORTS"]) / "latest"
-            summary = json.loads((latest / "summary.json").read_text())
-            failback = summary["failback"]
-            assert failback is not None, f"cycle {cycle}: the game day report lacks its failback"
-            assert failback["lost"] == 0 and summary["writes"]["lost"] == 0
-            assert failback["split_brain_writes"] == 0
-            assert failback["rto_s"] is not None and failback["rto_s"] < 30
-            assert failback["catch_up_s"] is not None
-            assert "## Failback" in (latest / "report.md").read_text() or \
-                "Failback" in (latest / "report.md").read_text()
-            assert_starting_topology(lab_env)
-            # failback again without a game day: refused, nothing changed
-            again = chaos("failback.json", env=lab_env, timeout=120)
-            assert again.returncode != 0
-            assert_starting_topology(lab_env)
-    finally:
-        gameday("lab", "down", env=lab_env, check=False)
+def test_failback_returns_to_the_starting_topology(shared_lab: dict[str, str]) -> None:
+    """A failback before any game day is refused; a game day then a failback ends where the
+    lab started; a second failback is refused. That a next game day and failback work from
+    there is what the shared lab's starting-state check proves after every later test
+    (conftest.SharedLab): each interruption case runs one."""
+    lab_env = shared_lab
+    bad = chaos("failback.json", env=lab_env, timeout=120)
+    assert bad.returncode != 0 and "no game day ran" in bad.stdout + bad.stderr
+    for cycle in (1,):
+        gd = chaos("game-day.json", env=lab_env)
+        assert gd.returncode == 0, gd.stdout[-3000:]
+        fb = chaos("failback.json", env=lab_env)
+        assert fb.returncode == 0, fb.stdout[-3000:]
+        latest = Path(lab_env["GAMEDAY_REPORTS"]) / "latest"
+        summary = json.loads((latest / "summary.json").read_text())
+        failback = summary["failback"]
+        assert failback is not None, f"cycle {cycle}: the game day report lacks its failback"
+        assert failback["lost"] == 0 and summary["writes"]["lost"] == 0
+        assert failback["split_brain_writes"] == 0
+        assert failback["rto_s"] is not None and failback["rto_s"] < 30
+        assert failback["catch_up_s"] is not None
+        assert "## Failback" in (latest / "report.md").read_text() or \
+            "Failback" in (latest / "report.md").read_text()
+        assert_starting_topology(lab_env)
+        # failback again without a game day: refused, nothing changed
+        again = chaos("failback.json", env=lab_env, timeout=120)
+        assert again.returncode != 0
+        assert_starting_topology(lab_env)
 
 
 def test_blackhole_split_brain_is_counted(lab_env: dict[str, str]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.integration.conftest import ROOT, lab_namespaces
@@ -23,23 +22,21 @@ def run(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 600
 
 
 def test_pip_install_outside_the_checkout_runs_a_game_day(lab_env: dict[str, str],
+                                                          installed_venv: Path,
                                                           tmp_path: Path) -> None:
     os.chmod(tmp_path, 0o755)
-    venv = tmp_path / "venv"
+    venv = installed_venv  # `pip install .` into a fresh venv (conftest.PackageInstall)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # no PYTHONPATH, no checkout on the path: only what the wheel carries
     env = {k: v for k, v in lab_env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
-    run([sys.executable, "-m", "venv", str(venv)], cwd=elsewhere, env=env)
-    run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-         str(ROOT)], cwd=elsewhere, env=env)
     site = run([str(venv / "bin" / "python"), "-c",
                 "import gameday, pathlib; print(pathlib.Path(gameday.__file__).parent)"],
                cwd=elsewhere, env=env).stdout.strip()
     assert not site.startswith(str(ROOT)), site
-    for data in ("labs/storefront.sql", "labs/descriptor.schema.json",
-                 "report/summary.schema.json", "experiments/game-day.json",
+    for data in ("labs/storefront.sql", "foundation/descriptor.schema.json",
+                 "measure/summary.schema.json", "experiments/game-day.json",
                  "experiments/failback.json"):
         assert (Path(site) / data).is_file(), data
     # Chaos Toolkit finds the extension by its distribution name, already installed

@@ -127,7 +127,8 @@ class Pod:
         }
         self.output_seen = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(["bash", str(ENTRYPOINT)], env=env, stdout=out,
+            self.proc = subprocess.Popen(["bash", str(base / "bin" / "entrypoint.sh")],
+                                         env=env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
 
@@ -238,7 +239,12 @@ def pods() -> Iterator[tuple[Path, dict[str, Pod]]]:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     (base / "initdb.d").mkdir()
-    (base / "initdb.d" / "gameday-initdb.sh").symlink_to(INITDB_SH)
+    # copied, not linked: the image's files are the postgres user's to read, and a checkout
+    # may sit where that user cannot enter (a 0700 home, as `mktemp -d` makes)
+    shutil.copyfile(INITDB_SH, base / "initdb.d" / "gameday-initdb.sh")
+    (base / "initdb.d" / "gameday-initdb.sh").chmod(0o755)
+    shutil.copyfile(ENTRYPOINT, bin_dir / "entrypoint.sh")
+    (bin_dir / "entrypoint.sh").chmod(0o755)
     running = {region: Pod(base, region) for region in ADDRESS}
     try:
         yield base, running

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import sqlite3
 import threading
@@ -22,26 +21,18 @@ import dns.query
 import dns.rdatatype
 import psycopg
 
-from tests.integration.conftest import ROOT, chaos, gameday
+from tests.fixtures import experiments as composed
+from tests.integration.conftest import chaos, gameday
 
 HOLD_S = 1.0
 LOOP_S = 0.02
 
 
 def known_loss_experiment(tmp: Path) -> Path:
-    """game-day.json with the standby's stream cut HOLD_S seconds before the outage."""
-    exp = json.loads((ROOT / "experiments" / "game-day.json").read_text())
-    exp = copy.deepcopy(exp)
-    exp["title"] = "Known loss: replication cut before the outage"
-    exp["method"].insert(0, {
-        "type": "action", "name": "cut-replication-to-region-2",
-        "provider": {"type": "python", "module": "gameday.actions.database",
-                     "func": "cut_replication", "arguments": {"region": "region-2",
-                                                              "hold_s": HOLD_S}}})
-    exp["rollbacks"].append({
-        "type": "action", "name": "restore-region-2-replication-path",
-        "provider": {"type": "python", "module": "gameday.actions.region",
-                     "func": "restore_region", "arguments": {"region": "region-2"}}})
+    """The game day with the standby's stream cut HOLD_S seconds before the outage."""
+    exp = composed.game_day(
+        composed.cut_replication(HOLD_S), title="Known loss: replication cut before the outage",
+        rollbacks=[composed.restore_region("region-1"), composed.restore_region("region-2")])
     path = tmp / "known-loss.json"
     path.write_text(json.dumps(exp))
     return path

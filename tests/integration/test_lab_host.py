@@ -56,7 +56,7 @@ def test_lab_down_keeps_a_directory_that_is_not_the_labs(lab_env: dict[str, str]
         assert f"left {home} in place" in down.stderr, down.stderr
 
         up = gameday("lab", "up", env=env, check=False, timeout=240)
-        assert up.returncode == cli.EXIT_LAB, up.stderr
+        assert up.returncode == cli.EXIT_LAB, up.stderr  # a lab error: exit 4
         (error,) = _error_lines(up.stderr)
         assert f"{home} already holds files that are not the lab's" in error, error
         assert "GAMEDAY_HOME" in error
@@ -77,7 +77,7 @@ def test_programs_the_postgres_user_cannot_reach_are_refused_up_front(
     try:
         up = gameday("lab", "up", "--ha", "patroni", env=env, check=False, timeout=240)
         took = time.monotonic() - started
-        assert up.returncode == cli.EXIT_LAB, up.stderr
+        assert up.returncode == cli.EXIT_LAB, up.stderr  # a lab error: exit 4
         (error,) = _error_lines(up.stderr)
         assert f"{private} is mode 0700" in error and "chmod o+x" in error, error
         assert "GAMEDAY_PG_BINDIR" in error
@@ -121,7 +121,7 @@ def test_a_member_that_cannot_start_names_its_kept_logs(lab_env: dict[str, str],
     try:
         up = gameday("lab", "up", "--ha", "patroni", env=env, check=False, timeout=240)
         took = time.monotonic() - started
-        assert up.returncode == cli.EXIT_LAB, up.stderr
+        assert up.returncode == cli.EXIT_LAB, up.stderr  # a lab error: exit 4
         (error,) = _error_lines(up.stderr)
         assert "Patroni in region-1" in error, error
         found = re.search(r"the lab's logs are kept in (\S+)", error)

@@ -4,8 +4,8 @@ outage passes `max_outage_s`, roll back at once; the verdict is ABORTED with the
 
 Both drills run with `promotion: none` on a lab without an HA manager: nobody promotes
 region-2, so the failover can never complete by itself and the stop condition is what ends
-it, at a known point (no race with a promotion). One lab serves both (each drill leaves it
-as it found it, which is what the test checks)."""
+it, at a known point (no race with a promotion). They run on the shared lab (each drill
+leaves it as it found it, which is what the test checks)."""
 
 from __future__ import annotations
 
@@ -16,20 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import chaos, gameday
-from tests.integration.test_interruptions import assert_consistent
+from tests.integration.conftest import chaos
+from tests.integration.test_interruptions import _states, assert_consistent
 
 # the promote step waits this long for a promotion nobody makes: an abort must come first
 PROMOTE_TIMEOUT_S = 30
 
 
-@pytest.fixture(scope="module")
-def lab(lab_env: dict[str, str]):
-    gameday("lab", "up", env=lab_env)
-    try:
-        yield lab_env
-    finally:
-        gameday("lab", "down", env=lab_env, check=False)
+@pytest.fixture
+def lab(shared_lab: dict[str, str]) -> dict[str, str]:
+    return shared_lab
 
 
 def _drill(env: dict[str, str], tmp_path: Path, configuration: dict) -> tuple[int, dict, float]:
@@ -74,7 +70,9 @@ def test_abort_when_fires_mid_drill_and_rolls_back(lab: dict[str, str], tmp_path
     fault ledger holds an applied fault, so it fires mid-drill, after the fault, while the
     drill waits for a promotion nobody makes."""
     ledger = Path(lab["GAMEDAY_HOME"]) / "faults.jsonl"
-    alarm = ["sh", "-c", f"if grep -q applied {ledger} 2>/dev/null; then "
+    # only this drill's lines: the shared lab's ledger holds earlier drills' applied faults
+    start = len(ledger.read_text().splitlines()) + 1 if ledger.exists() else 1
+    alarm = ["sh", "-c", f"if tail -n +{start} {ledger} 2>/dev/null | grep -q applied; then "
                          "echo 'alarm: region-1 is down'; exit 1; fi"]
     code, summary, took = _drill(lab, tmp_path, {
         "abort_check_interval_s": 0.2,
@@ -86,6 +84,7 @@ def test_abort_when_fires_mid_drill_and_rolls_back(lab: dict[str, str], tmp_path
     assert took < PROMOTE_TIMEOUT_S + 30  # not the promote step's own timeout
     assert _rolled_back_at_once(lab) < 10
     assert_consistent(lab)  # no fault left, one writable primary
+    assert _states(lab)["region-1"] == (False, "off"), _states(lab)  # region-1 serves again
 
 
 def test_a_stop_condition_that_cannot_be_read_aborts(lab: dict[str, str], tmp_path: Path) -> None:
@@ -101,6 +100,7 @@ def test_a_stop_condition_that_cannot_be_read_aborts(lab: dict[str, str], tmp_pa
     assert summary["reasons"][0].startswith("aborted: stop condition region-1-health")
     assert _rolled_back_at_once(lab) < 10
     assert_consistent(lab)
+    assert _states(lab)["region-1"] == (False, "off"), _states(lab)  # region-1 serves again
 
 
 def test_max_outage_s_restores_region_1_whatever_the_failover_state(lab: dict[str, str],
@@ -117,3 +117,6 @@ def test_max_outage_s_restores_region_1_whatever_the_failover_state(lab: dict[st
     assert 3 <= aborted - fault < 6, aborted - fault
     assert _rolled_back_at_once(lab) < 10
     assert_consistent(lab)
+    # region-1 restored, not a promotion finished that nobody had started
+    assert _states(lab)["region-1"] == (False, "off"), _states(lab)
+    assert not (Path(lab["GAMEDAY_HOME"]) / "drill.json").exists()

@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from gameday import postgres
-from gameday.labs import driver as drivers
-from gameday.labs.descriptor import Lab, Region
+from gameday.drill.context import Drill
+from gameday.foundation import lab_kinds
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.faults import Fault, not_applicable
+from gameday.foundation.settings import GamedaySettings
+from gameday.measure.run import Run
 
 
 @dataclasses.dataclass
@@ -31,6 +35,7 @@ class World:
     fail_revert: set[str] = dataclasses.field(default_factory=set)  # faults whose revert raises
     databases_down: set[str] = dataclasses.field(default_factory=set)
     failback_unsupported: str | None = None
+    rejoined: str | None = None  # what rejoin_standby says it did
 
 
 WORLDS: dict[str, World] = {}
@@ -49,23 +54,23 @@ class FakeDriver:
         self.world = world(lab.path)
 
     @classmethod
-    def for_lab(cls, lab: Lab, configuration: Mapping[str, Any] | None = None) -> FakeDriver:
+    def for_lab(cls, lab: Lab, settings: GamedaySettings | None = None) -> FakeDriver:
         return cls(lab)
 
-    def plan(self, fault: str, region: Region) -> dict[str, Any]:
-        if fault == "cordon":
-            return {"applicable": False, "reason": "the fake lab has no nodes"}
+    def plan(self, fault: Fault, region: Region) -> dict[str, Any]:
+        if fault == Fault.CORDON:
+            return not_applicable("the fake lab has no nodes")
         return {"applicable": True, "region": region.name, "fault": fault}
 
-    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def inject(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         self.world.calls.append(("inject", fault, region.name))
         if self.world.fail_inject == fault:
-            from gameday.errors import TargetError
+            from gameday.foundation.errors import TargetError
 
             raise TargetError(f"{fault} refused by the fake lab")
         self.world.active.add((region.name, fault))
 
-    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
+    def is_effective(self, fault: Fault, region: Region, undo: dict[str, Any]) -> bool:
         if self.world.never_effective:
             return False
         if self.world.effective_after > 0:
@@ -73,10 +78,10 @@ class FakeDriver:
             return False
         return (region.name, fault) in self.world.active
 
-    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
+    def revert(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
         self.world.calls.append(("revert", fault, region.name))
         if fault in self.world.fail_revert:
-            from gameday.errors import LabError
+            from gameday.foundation.errors import LabError
 
             raise LabError(f"{fault} on {region.name} cannot be undone by the fake lab")
         self.world.active.discard((region.name, fault))
@@ -96,6 +101,10 @@ class FakeDriver:
     def failback_unsupported(self, region: Region) -> str | None:
         return self.world.failback_unsupported
 
+    def rejoin_standby(self, primary: Region) -> str | None:
+        self.world.calls.append(("rejoin_standby", primary.name))
+        return self.world.rejoined
+
     def start_database(self, region: Region) -> bool:
         if region.name not in self.world.databases_down:
             return False
@@ -104,18 +113,42 @@ class FakeDriver:
         return True
 
 
-drivers.register("fake", "tests.unit.fakes:FakeDriver.for_lab")
+lab_kinds.register("fake", "tests.unit.fakes:FakeDriver.for_lab")
 
 
 class FakeDatabases:
     """recovery.Databases over a dict of roles: region -> "primary", "read-only",
-    "standby" or None (down). Promotion turns a standby into a primary."""
+    "standby" or None (down). Promotion turns a standby into a primary. `install` also
+    puts it in place of the `gameday.postgres` functions the database actions call, with
+    each region's canary rows in `rows` (seq, written_at)."""
 
     def __init__(self, roles: dict[str, postgres.Role | None], *,
                  driver_world: World | None = None) -> None:
         self.roles = roles
         self.calls: list[tuple[str, ...]] = []
         self.driver_world = driver_world
+        self.rows: dict[str, list[tuple[int, Any]]] = {}
+        self.streams: set[tuple[str, str]] = set()  # (standby, primary) pairs streaming
+
+    def install(self, monkeypatch: Any) -> FakeDatabases:
+        for name in ("is_writable", "promote", "wait_replayed", "restore_replication_mode",
+                     "make_read_only", "checkpoint", "canary_rows", "streams_from"):
+            monkeypatch.setattr(postgres, name, getattr(self, name))
+        return self
+
+    def make_read_only(self, lab: Lab, region: Region) -> None:
+        self.calls.append(("make_read_only", region.name))
+        self.roles[region.name] = "read-only"
+
+    def checkpoint(self, lab: Lab, region: Region) -> None:
+        self.calls.append(("checkpoint", region.name))
+
+    def canary_rows(self, lab: Lab, region: Region, what: str) -> list[tuple[int, Any]]:
+        return list(self.rows.get(region.name, []))
+
+    def streams_from(self, lab: Lab, primary: Region, standby: Region, *,
+                     synchronous: bool = False) -> bool:
+        return (standby.name, primary.name) in self.streams
 
     def _sync_with_driver(self) -> None:
         # a database the fake driver started comes back as a standby (fenced or following)
@@ -156,6 +189,8 @@ class FakeDatabases:
                 on_requested: Any = None) -> postgres.Promotion:
         self.calls.append(("promote", target.name))
         assert self.roles[target.name] == "standby"
+        if on_requested is not None:
+            on_requested(0.0)
         self.roles[target.name] = "primary"
         return postgres.Promotion(region=target.name, requested=0.0, writable=0.03,
                                   error_s=0.005, timeline=2, writable_utc="")
@@ -188,3 +223,10 @@ def write_lab(tmp_path: Path, **kw: Any) -> Path:
     path.write_text(json.dumps(descriptor_dict(**kw)))
     WORLDS.pop(str(path.absolute()), None)
     return path
+
+
+def drill(lab_file: Path | str, run: Run | None = None,
+          configuration: Mapping[str, Any] | None = None) -> Drill:
+    """The drill context of a test on the fake lab at `lab_file` (with `run` recording)."""
+    settings = GamedaySettings.from_chaos({**(configuration or {}), "lab_file": str(lab_file)})
+    return Drill(settings=settings, lab=settings.load_lab(), run=run)

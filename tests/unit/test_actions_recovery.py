@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
-from gameday import recovery
 from gameday.actions import region as region_actions
-from gameday.labs import descriptor, drill
-from gameday.labs.ledger import Ledger
+from gameday.drill import recovery
+from gameday.foundation import descriptor
+from gameday.foundation import drill_state as drill
+from gameday.foundation.ledger import Ledger
 from tests.unit import fakes
 
 
@@ -91,7 +92,7 @@ def test_a_fault_whose_inject_crashed_is_still_reverted(lab_file: Path) -> None:
     with pytest.raises(ActivityFailed, match="blackhole refused"):
         region_actions.take_region_down("region-1", "blackhole", configuration=config(lab_file))
     assert [e["state"] for e in Ledger(lab_file).open_faults()] == ["planned"]
-    done = recovery.recover(str(lab_file), databases=fakes.FakeDatabases(
+    done = recovery.recover(fakes.drill(lab_file), databases=fakes.FakeDatabases(
         {"region-1": "primary", "region-2": "standby"}))
     assert done == recovery.Recovery(done=["reverted blackhole on region-1"], left=[])
     assert Ledger(lab_file).open_faults() == []
@@ -106,7 +107,7 @@ def lab(lab_file: Path) -> descriptor.Lab:
 
 def test_nothing_to_do_when_one_region_is_writable(lab_file: Path) -> None:
     db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
-    assert recovery.restore_writable_primary(lab(lab_file), db=db)["changed"] is None
+    assert recovery.restore_writable_primary(fakes.drill(lab_file), db=db)["changed"] is None
     assert db.calls == []
 
 
@@ -114,10 +115,10 @@ def test_a_requested_promotion_is_finished_not_undone(lab_file: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Interrupted right after pg_promote(): the old primary is fenced (read-only standby),
     the target still in recovery: promote it, never make the old one writable."""
-    drill.write(lab_file, {"promoted": "region-2", "old_primary": "region-1"})
+    drill.write(lab_file, drill.DrillState.from_json({"promoted": "region-2", "old_primary": "region-1"}))
     monkeypatch.setattr(recovery, "SETTLE_S", 0.05)
     db = fakes.FakeDatabases({"region-1": "standby", "region-2": "standby"})
-    out = recovery.restore_writable_primary(lab(lab_file), db=db)
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
     assert out["changed"] == ["promoted region-2 (its promotion was requested)"]
     assert db.snapshot() == {"region-1": "standby", "region-2": "primary"}
 
@@ -126,7 +127,7 @@ def test_databases_that_are_down_are_started_as_they_were_left(lab_file: Path) -
     world = fakes.world(lab_file)
     world.databases_down = {"region-1"}
     db = fakes.FakeDatabases({"region-1": None, "region-2": "read-only"}, driver_world=world)
-    out = recovery.restore_writable_primary(lab(lab_file), db=db)
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
     # region-1 comes back a standby (fenced): the primary a switchover left read-only is
     # made writable again, exactly one of them
     assert out["changed"] == ["started the database of region-1", "made region-2 writable again"]
@@ -136,10 +137,10 @@ def test_databases_that_are_down_are_started_as_they_were_left(lab_file: Path) -
 def test_an_interrupted_switchover_after_its_promotion_is_completed(lab_file: Path) -> None:
     world = fakes.world(lab_file)
     world.databases_down = {"region-2"}
-    drill.write(lab_file, {"switchover": {"to": "region-1", "from": "region-2",
-                                          "stage": "promoted"}})
+    drill.write(lab_file, drill.DrillState.from_json({"switchover": {"to": "region-1", "from": "region-2",
+                                          "stage": "promoted"}}))
     db = fakes.FakeDatabases({"region-1": "primary", "region-2": None})
-    out = recovery.restore_writable_primary(lab(lab_file), db=db)
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
     assert out["changed"] == ["region-2 follows region-1 (switchover completed)"]
     assert ("start_standby", "region-2", "region-1") in world.calls
     assert db.calls == [("wait_replayed", "region-2", "region-1"),
@@ -148,10 +149,10 @@ def test_an_interrupted_switchover_after_its_promotion_is_completed(lab_file: Pa
 
 
 def test_a_switchover_stopped_before_its_promotion_keeps_the_old_primary(lab_file: Path) -> None:
-    drill.write(lab_file, {"switchover": {"to": "region-1", "from": "region-2",
-                                          "stage": "read-only"}})
+    drill.write(lab_file, drill.DrillState.from_json({"switchover": {"to": "region-1", "from": "region-2",
+                                          "stage": "read-only"}}))
     db = fakes.FakeDatabases({"region-1": "standby", "region-2": "read-only"})
-    out = recovery.restore_writable_primary(lab(lab_file), db=db)
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
     assert out["changed"] == ["made region-2 writable again"]
     assert db.snapshot() == {"region-1": "standby", "region-2": "primary"}
 
@@ -159,9 +160,9 @@ def test_a_switchover_stopped_before_its_promotion_keeps_the_old_primary(lab_fil
 def test_recover_twice_changes_nothing_the_second_time(lab_file: Path) -> None:
     region_actions.take_region_down("region-1", "scale-to-zero", configuration=config(lab_file))
     db = fakes.FakeDatabases({"region-1": "standby", "region-2": "primary"})
-    assert recovery.recover(str(lab_file), databases=db).done == [
+    assert recovery.recover(fakes.drill(lab_file), databases=db).done == [
         "reverted scale-to-zero on region-1"]
-    assert recovery.recover(str(lab_file), databases=db) == recovery.Recovery(done=[], left=[])
+    assert recovery.recover(fakes.drill(lab_file), databases=db) == recovery.Recovery(done=[], left=[])
     assert json.loads(json.dumps(Ledger(lab_file).entries()))[0]["state"] == "reverted"
 
 
@@ -188,7 +189,7 @@ def test_a_failed_revert_does_not_stop_the_rollback(lab_file: Path) -> None:
     assert [e["fault"] for e in Ledger(lab_file).open_faults()] == ["scale-to-zero", "blackhole"]
     # recovery attempts all of them too, and says what stays
     world.calls.clear()
-    result = recovery.recover(str(lab_file), databases=fakes.FakeDatabases(
+    result = recovery.recover(fakes.drill(lab_file), databases=fakes.FakeDatabases(
         {"region-1": "primary", "region-2": "standby"}))
     assert world.calls == [("revert", "blackhole", "region-2"),
                            ("revert", "scale-to-zero", "region-1")]
@@ -238,3 +239,44 @@ def test_recover_exits_non_zero_while_a_fault_stays(lab_file: Path,
     fakes.world(lab_file).fail_revert = set()
     again = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file)])
     assert again.exit_code == 0 and again.stdout == "recover: reverted scale-to-zero on region-1\n"
+
+
+# --- under an HA manager ------------------------------------------------------------------
+
+
+def _ha_lab(tmp_path: Path) -> Path:
+    path = fakes.write_lab(tmp_path)
+    data = json.loads(path.read_text())
+    data["ha"] = {"manager": "patroni", "scope": "s", "ttl_s": 1, "loop_wait_s": 1,
+                  "retry_timeout_s": 1}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_under_ha_the_one_primary_gets_its_standby_back(tmp_path: Path) -> None:
+    """Seen after a runner killed mid-outage and `gameday recover`: Patroni reported the
+    replica following the leader while its PostgreSQL never streamed again. Recovery asks
+    the lab to see the standby stream from the one primary, and says what it did."""
+    lab_file = _ha_lab(tmp_path)
+    world = fakes.world(lab_file)
+    world.rejoined = "restarted region-2 through Patroni"
+    db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
+    assert ("rejoin_standby", "region-1") in world.calls
+    assert out["changed"] == ["restarted region-2 through Patroni"]
+    assert db.snapshot() == {"region-1": "primary", "region-2": "standby"}  # no promotion
+
+
+def test_under_ha_a_standby_that_cannot_rejoin_does_not_stop_recovery(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from gameday.foundation.errors import LabError
+
+    def fails(self: fakes.FakeDriver, primary: descriptor.Region) -> str | None:
+        raise LabError("region-2 re-cloned by Patroni does not stream from region-1 within 60 s")
+
+    monkeypatch.setattr(fakes.FakeDriver, "rejoin_standby", fails)
+    lab_file = _ha_lab(tmp_path)
+    db = fakes.FakeDatabases({"region-1": "primary", "region-2": "standby"})
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
+    assert out["changed"] is None
+    assert "does not stream from region-1" in caplog.text

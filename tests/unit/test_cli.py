@@ -13,8 +13,9 @@ from unittest import mock
 import pytest
 from click.testing import CliRunner
 
-from gameday import cli, recovery
-from gameday.errors import ConfigError, GamedayError, LabError, TargetError
+from gameday import cli
+from gameday.drill import recovery
+from gameday.foundation.errors import ConfigError, GamedayError, LabError, TargetError
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,14 +51,15 @@ def test_the_exit_codes_are_documented() -> None:
 def test_recover_as_json_and_its_steps_on_stderr(tmp_path: Path) -> None:
     lab_file = fakes.write_lab(tmp_path)
 
-    def fake_recover(**kwargs: Any) -> recovery.Recovery:
-        logging.getLogger("chaostoolkit.gameday.recovery").info("gameday: reverted block-egress")
+    def fake_recover(drill: Any, **kwargs: Any) -> recovery.Recovery:
+        logging.getLogger("chaostoolkit.gameday.drill.recovery").info(
+            "gameday: reverted block-egress")
         return recovery.Recovery(done=["reverted block-egress on region-1"], left=[])
 
     with mock.patch.object(recovery, "recover", side_effect=fake_recover) as rec:
         result = CliRunner().invoke(cli.main, ["recover", "--lab-file", str(lab_file), "--json"])
     assert result.exit_code == 0, result.output
-    assert rec.call_args.kwargs["lab"].path == str(lab_file)
+    assert rec.call_args.args[0].lab.path == str(lab_file)
     assert json.loads(result.stdout) == {"done": ["reverted block-egress on region-1"], "left": []}
     assert "gameday: reverted block-egress" in result.stderr  # the step, as it was taken
 

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gameday import cli, hypothesis, postgres
-from gameday.errors import ConfigError
-from gameday.labs import descriptor
-from gameday.poll import poll_until
-from gameday.probes import gate
-from gameday.settings import GamedaySettings
+from gameday import cli, postgres
+from gameday.drill import hypothesis
+from gameday.foundation import descriptor
+from gameday.foundation.errors import ConfigError
+from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import GamedaySettings
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ NON_FINITE = [float("nan"), float("inf"), float("-inf"), "nan", "Infinity", "-in
 def _keys_read_by_settings() -> list[str]:
     """Every key GamedaySettings parses as a number, read from its source: a key added
     later is checked here without anyone remembering to."""
-    source = (ROOT / "gameday" / "settings.py").read_text()
+    source = (ROOT / "gameday" / "foundation" / "settings.py").read_text()
     return sorted(set(re.findall(r'number\(c, "(\w+)"', source)))
 
 
@@ -81,11 +81,14 @@ def test_k_consecutive_inf_is_refused_not_an_overflow(tmp_path: Path) -> None:
 
 
 def test_the_gate_with_a_nan_timeout_refuses_at_once(tmp_path: Path) -> None:
+    """The gate waits `ready_timeout_s`: a NaN one would never end. The settings the gate
+    is given refuse it, at once, before any gate runs."""
     lab = fakes.write_lab(tmp_path)
-    problems = _bounded(lambda: gate.check({"lab_file": str(lab), "ready_timeout_s": "nan"},
-                                           None))
-    assert problems == ["configuration 'ready_timeout_s' must be a finite number >= 0, "
-                        "got 'nan'"]
+    with pytest.raises(ConfigError) as info:
+        _bounded(lambda: GamedaySettings.from_chaos({"lab_file": str(lab),
+                                                     "ready_timeout_s": "nan"}))
+    assert str(info.value) == ("configuration 'ready_timeout_s' must be a finite number >= 0, "
+                               "got 'nan'")
 
 
 def test_gameday_plan_with_a_nan_gate_timeout_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ and the regression factor reach the report through the run's recorded configurat
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from chaoslib.exceptions import ActivityFailed
 
 from gameday import cli
 from gameday.actions import wait
+from gameday.drill import context as drills
+from gameday.foundation.settings import GamedaySettings
 from gameday.measure import run as runs
-from gameday.measure import timeline
-from gameday.settings import GamedaySettings
+from gameday.measure.store import timeline
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,12 +61,12 @@ def test_var_k_consecutive_changes_the_wait_for_recovery(experiment: str, tmp_pa
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     lab_file = fakes.write_lab(tmp_path)
     run = _stored_recovery(tmp_path / "run", served=3)
-    monkeypatch.setattr(runs, "_current", run)
-    monkeypatch.setattr(runs, "_dry", None)
     region = "region-2"
     for k, recovers in (("3", True), ("5", False)):
         args, configuration = _wait_step(experiment, f"k_consecutive={k}")
         configuration["lab_file"] = str(lab_file)
+        # the control's context of this run: built from the same configuration
+        drills.publish(fakes.drill(lab_file, run=run, configuration=configuration))
         args = {**args, "region": region, "timeout_s": 0.3}
         if recovers:
             assert wait.wait_for_recovery(**args, configuration=configuration)["region"] == region
@@ -77,8 +79,9 @@ def test_var_k_consecutive_changes_the_wait_for_recovery(experiment: str, tmp_pa
 def test_an_explicit_consecutive_argument_still_wins(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     lab_file = fakes.write_lab(tmp_path)
-    monkeypatch.setattr(runs, "_current", _stored_recovery(tmp_path / "run", served=3))
     configuration = {"lab_file": str(lab_file), "k_consecutive": 5}
+    drills.publish(fakes.drill(lab_file, run=_stored_recovery(tmp_path / "run", served=3),
+                               configuration=configuration))
     assert wait.wait_for_recovery("region-2", 0.3, "3", configuration=configuration)
 
 
@@ -87,18 +90,22 @@ def test_budget_allowances_and_regression_factor_are_settings() -> None:
                                     "regression_factor": 2})
     assert (s.budget.promotion_s, s.budget.write_reconnect_s) == (2.5, 0.5)
     assert s.results.regression_factor == 2.0
-    from gameday.errors import ConfigError
+    from gameday.foundation.errors import ConfigError
 
     with pytest.raises(ConfigError, match="'regression_factor' must be a finite number >= 1"):
         GamedaySettings.from_chaos({"regression_factor": 0.5})
 
 
-def test_the_control_records_what_the_report_reads() -> None:
+def test_the_control_records_what_the_report_reads(tmp_path: Path) -> None:
     """The budget reads promotion_budget_s and write_reconnect_s, the trend
-    regression_factor, from the run's recorded configuration: the control writes them."""
-    source = (ROOT / "gameday" / "control.py").read_text()
-    for key in ("promotion_budget_s", "write_reconnect_s", "regression_factor", "experiment_id"):
-        assert f'"{key}"' in source, key
+    regression_factor, from the run's recorded configuration: the settings record them,
+    and the run records its experiment_id."""
+    settings = GamedaySettings.from_chaos({"lab_file": str(fakes.write_lab(tmp_path)),
+                                           "promotion_budget_s": 2, "regression_factor": 3})
+    recorded = settings.recorded(settings.load_lab())["configuration"]
+    assert (recorded["promotion_budget_s"], recorded["write_reconnect_s"],
+            recorded["regression_factor"]) == (2.0, 1.0, 3.0)
+    assert "experiment_id" in inspect.signature(runs.start).parameters
     text = json.loads((SHIPPED / "game-day.json").read_text())
     assert text["configuration"]["experiment_id"] == "game-day"
 
@@ -112,7 +119,7 @@ def test_every_documented_key_can_be_set_with_var(experiment: str) -> None:
     _, configuration, _ = cli._load_experiment(str(SHIPPED / experiment), (
         "regression_factor=2", "promotion_budget_s=3", "write_reconnect_s=0.5",
         "live_view=quiet", "pushgateway_url=http://127.0.0.1:9091", "max_outage_s=120",
-        "abort_check_interval_s=2",
+        "abort_check_interval_s=2", "ready_timeout_s=3",
         'abort_when=[{"type": "command", "command": "true", "name": "ok"}]'), ())
     s = GamedaySettings.from_chaos(configuration)
     assert s.results.regression_factor == 2 and s.results.live_view == "quiet"
@@ -120,6 +127,7 @@ def test_every_documented_key_can_be_set_with_var(experiment: str) -> None:
     assert s.results.pushgateway_url == "http://127.0.0.1:9091"
     assert s.stop.max_outage_s == 120 and s.stop.interval_s == 2
     assert [c.name for c in s.stop.conditions] == ["ok"]
+    assert s.ready_timeout_s == 3
     defaults = GamedaySettings.from_chaos(cli._load_experiment(str(SHIPPED / experiment),
                                                                (), ())[1])
     assert not defaults.stop.active and defaults.results.pushgateway_url is None

@@ -19,11 +19,14 @@ from pathlib import Path
 import pytest
 
 from gameday.actions import region as region_actions
-from gameday.labs.ledger import Ledger
-from gameday.measure import metrics, timeline
-from gameday.measure.metrics import Streak, Timeline
-from gameday.measure.timeline import DnsSample, Event, HttpSample
-from gameday.report import summary as summaries
+from gameday.foundation.ledger import Ledger
+from gameday.measure import instants
+from gameday.measure import rto as rtos
+from gameday.measure import summary as summaries
+from gameday.measure.rto import Streak
+from gameday.measure.store import timeline, writes
+from gameday.measure.store.reader import Timeline
+from gameday.measure.store.timeline import DnsSample, Event, HttpSample
 from gameday.report import trend as trends
 from tests.fixtures.report import fixture_run
 from tests.unit import fakes
@@ -57,7 +60,7 @@ def _k_minus_1_then_k(k: int) -> list[tuple[float, bool, str | None]]:
 @pytest.mark.parametrize("k", [1, 2, 5])
 def test_rto_starts_at_the_first_run_of_k_not_of_k_minus_1(k: int) -> None:
     spec = _k_minus_1_then_k(k)
-    rto = metrics.rto(_timeline(http=_global(spec)), T_FAULT, "region-2", k=k)
+    rto = rtos.rto(_timeline(http=_global(spec)), T_FAULT, "region-2", k=k)
     start = spec[k][0]  # the first sample after the failure
     assert rto.at_s == pytest.approx(start - T_FAULT)
     assert rto.error_s == pytest.approx(0.2)
@@ -67,9 +70,9 @@ def test_rto_starts_at_the_first_run_of_k_not_of_k_minus_1(k: int) -> None:
 @pytest.mark.parametrize("k", [1, 2, 5])
 def test_k_minus_1_successes_are_no_rto_and_exactly_k_are(k: int) -> None:
     short = [(T_FAULT + 0.2 * (i + 1), True, "region-2") for i in range(k - 1)]
-    assert metrics.rto(_timeline(http=_global(short)), T_FAULT, "region-2", k=k).at_s is None
+    assert rtos.rto(_timeline(http=_global(short)), T_FAULT, "region-2", k=k).at_s is None
     exact = [*short, (T_FAULT + 0.2 * k, True, "region-2")]
-    assert metrics.rto(_timeline(http=_global(exact)), T_FAULT, "region-2",
+    assert rtos.rto(_timeline(http=_global(exact)), T_FAULT, "region-2",
                        k=k).at_s == pytest.approx(0.2)
 
 
@@ -101,7 +104,7 @@ def _acked(seq: int) -> tuple[object, ...]:
 ])
 def test_duplicates_count_every_extra_row_of_a_seq(present: dict[int, int],
                                                    duplicate: int) -> None:
-    acc = metrics.account_writes([_acked(s) for s in (1, 2, 3)], present, t_fault=None)
+    acc = writes.account_writes([_acked(s) for s in (1, 2, 3)], present, t_fault=None)
     assert acc.duplicate == duplicate
     assert acc.lost == 0 and acc.unexpected == 0
 
@@ -126,7 +129,7 @@ def test_dns_already_on_the_secondary_before_the_fault_flips_at_the_first_sample
     r2 = "198.18.0.12"
     rows = [DnsSample(t, "resolver", 1, r2, "NOERROR", 1, 0.001, 0.0, None)
             for t in (9.6, 9.8, 10.1, 10.3, 10.5)]
-    flip = metrics.dns_flip(_timeline(dns=rows), T_FAULT, "resolver", r2)
+    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "resolver", r2)
     assert flip.at_s == pytest.approx(0.1)  # never before the fault
     assert flip.error_s == pytest.approx(0.3)
 
@@ -135,7 +138,7 @@ def test_dns_flip_with_no_sample_before_the_fault_has_no_error_bar() -> None:
     r2 = "198.18.0.12"
     rows = [DnsSample(t, "authoritative", 1, r2, "NOERROR", 1, 0.001, 0.0, None)
             for t in (10.2, 10.4)]
-    flip = metrics.dns_flip(_timeline(dns=rows), T_FAULT, "authoritative", r2)
+    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "authoritative", r2)
     assert flip.at_s == pytest.approx(0.2) and flip.error_s is None
 
 
@@ -145,10 +148,10 @@ def test_a_failed_dns_answer_breaks_the_run_that_stays() -> None:
             DnsSample(10.4, "resolver", 0, r2, "SERVFAIL", 1, 0.001, 0.0, "timeout"),
             DnsSample(10.6, "resolver", 1, r2, "NOERROR", 1, 0.001, 0.0, None),
             DnsSample(10.8, "resolver", 1, r2, "NOERROR", 1, 0.001, 0.0, None)]
-    flip = metrics.dns_flip(_timeline(dns=rows), T_FAULT, "resolver", r2)
+    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "resolver", r2)
     assert flip.at_s == pytest.approx(0.6) and flip.error_s == pytest.approx(0.2)
     back = [*rows, DnsSample(11.0, "resolver", 1, r1, "NOERROR", 1, 0.001, 0.0, None)]
-    assert metrics.dns_flip(_timeline(dns=back), T_FAULT, "resolver", r2).at_s is None
+    assert instants.dns_flip(_timeline(dns=back), T_FAULT, "resolver", r2).at_s is None
 
 
 # --- the trend's median --------------------------------------------------------------------

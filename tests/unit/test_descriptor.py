@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gameday.errors import ConfigError, LabError
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
+from gameday.foundation.errors import ConfigError, LabError
 
 GOOD = {
     "schema": "gameday.lab/v1",

@@ -10,14 +10,15 @@ import copy
 import ipaddress
 import json
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
 from click.testing import CliRunner
 
 from gameday import cli
-from gameday.errors import ConfigError
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
+from gameday.foundation.errors import ConfigError
 from gameday.labs.netns import dnsprofile, resolvers
 from gameday.labs.netns import lab as netns
 from gameday.labs.netns import topology as topo
@@ -229,6 +230,66 @@ def test_the_recursor_serves_stale_and_asks_only_the_lab(tmp_path: Path) -> None
     assert conf["forward-zones"] == f"{topo.ZONE}={topo.AUTHORITATIVE}"
     assert conf["dont-query"] == "0.0.0.0/0, ::/0"
     assert resolvers.RESOLVER_TTLS["pdns-recursor"]["serve_stale_s"] == 240 * 30
+
+
+class _Started:
+    """Stands in for Processes at resolvers.start's seam (starting a process in the lab's
+    DNS namespace needs root): records what would be started where."""
+
+    started: list[tuple[str, list[str], str | None]] = []
+
+    def __init__(self, state: Path) -> None:
+        self.log_dir = state / "logs"
+
+    def start(self, name: str, argv: list[str], *, netns: str | None = None,
+              **_: Any) -> None:
+        self.started.append((name, argv, netns))
+
+
+def test_starting_dnsmasq_writes_its_files_where_apparmor_lets_it_and_down_removes_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = tmp_path / "run" / "dnsmasq"  # absent, as on a host with no dnsmasq
+    monkeypatch.setattr(resolvers, "DNSMASQ_DIR", run_dir)
+    monkeypatch.setattr(resolvers, "Processes", _Started)
+    monkeypatch.setattr(_Started, "started", [])
+    state = tmp_path / "state"
+    resolvers.start(state, "dnsmasq", "198.18.0.55")
+    conf = run_dir / "gameday-lab.conf"
+    assert "listen-address=198.18.0.55" in conf.read_text().splitlines()
+    assert (state / "logs" / "dnsmasq.log").resolve() == run_dir / "gameday-lab.log"
+    assert _Started.started == [("dnsmasq", ["dnsmasq", "--keep-in-foreground",
+                                             f"--conf-file={conf}"], topo.DNS.name)]
+    # the directory was made by the lab, so `down` removes it with the files
+    assert sorted(resolvers.remove_files(state)) == sorted(
+        [str(conf), str(run_dir / "gameday-lab.log"), str(run_dir)])
+    assert not run_dir.exists()
+
+
+def test_down_leaves_a_dnsmasq_directory_the_lab_did_not_make(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = tmp_path / "dnsmasq"
+    run_dir.mkdir()  # a system dnsmasq's
+    monkeypatch.setattr(resolvers, "DNSMASQ_DIR", run_dir)
+    monkeypatch.setattr(resolvers, "Processes", _Started)
+    monkeypatch.setattr(_Started, "started", [])
+    resolvers.start(tmp_path / "state", "dnsmasq", "198.18.0.55")
+    assert len(resolvers.remove_files(tmp_path / "state")) == 2
+    assert run_dir.is_dir() and not any(run_dir.iterdir())
+
+
+def test_starting_the_recursor_keeps_its_files_in_the_state_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resolvers, "Processes", _Started)
+    monkeypatch.setattr(_Started, "started", [])
+    resolvers.start(tmp_path, "pdns-recursor", "198.18.0.56")
+    directory = tmp_path / "dns" / "recursor"
+    assert "local-address=198.18.0.56" in (directory / "recursor.conf").read_text()
+    assert f'addNTA("{topo.ZONE}"' in (directory / "recursor.lua").read_text()
+    assert _Started.started == [("pdns-recursor",
+                                 ["pdns_recursor", f"--config-dir={directory}"],
+                                 topo.DNS.name)]
+    with pytest.raises(ValueError, match="bind9"):
+        resolvers.start(tmp_path, "bind9", "198.18.0.57")
 
 
 def test_a_region_s_storefronts_are_every_instance_of_its_profile(tmp_path: Path) -> None:

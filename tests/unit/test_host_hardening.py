@@ -32,8 +32,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gameday import postgres
-from gameday.errors import ConfigError, LabError, TargetError
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
+from gameday.foundation.errors import ConfigError, LabError, TargetError
 from gameday.labs.kubernetes import database as kube_database
 from gameday.labs.netns import database, dataroot, driver, processes
 from gameday.labs.netns import lab as netns_lab
@@ -347,7 +347,7 @@ def test_a_state_dir_holding_only_a_drill_lock_file_is_claimed(tmp_path: Path) -
     """`lab down` or `recover` with no lab up may leave the drill lock's file behind; that
     directory is still empty of anything of the user's, so `lab up` takes it. A file of the
     user's beside it is refused."""
-    from gameday.labs import lock
+    from gameday.foundation import lock
 
     state = tmp_path / "state"
     state.mkdir()

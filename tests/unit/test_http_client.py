@@ -20,8 +20,9 @@ import dns.message
 import dns.rrset
 import pytest
 
-from gameday.labs import descriptor
-from gameday.measure import _http, samplers, timeline
+from gameday.foundation import descriptor
+from gameday.measure import _http, samplers
+from gameday.measure.store import timeline
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Region: region-2\r\n\r\nok"
 BIG_CHUNK = 0x20000  # larger than one read of the client

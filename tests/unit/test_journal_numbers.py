@@ -13,8 +13,8 @@ from chaoslib.experiment import ensure_experiment_is_valid
 from chaoslib.hypothesis import within_tolerance
 from chaoslib.loader import load_experiment
 
-from gameday import hypothesis
-from gameday.errors import ConfigError
+from gameday.drill import hypothesis
+from gameday.foundation.errors import ConfigError
 from gameday.report import journal, outputs
 from tests.fixtures.report import fixture_run
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "kind-lab"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import re
@@ -36,8 +37,9 @@ except ImportError as exc:  # pragma: no cover - exercised only on a machine wit
 
 from kubernetes.config import kube_config
 
-from gameday.errors import ConfigError, LabError, TargetError
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
+from gameday.foundation.errors import ConfigError, LabError, TargetError
+from gameday.foundation.settings import GamedaySettings, kube_access
 from gameday.labs.kubernetes import (
     DB_CONFIGMAP,
     DB_POD,
@@ -46,7 +48,6 @@ from gameday.labs.kubernetes import (
     REPLICAS_ANNOTATION,
     STALE_POD_ANNOTATION,
     KubernetesDriver,
-    allowed_contexts_from,
 )
 
 NS = "gameday"
@@ -292,10 +293,10 @@ def _without_required(node: Any) -> Any:
     return node
 
 
-def _patch_errors(kind: str, api_version: str, body: Any) -> list[str]:
-    """A strategic merge patch checked against the strict 1.34 schema of its object (from
-    kubernetes-validate), without `required`: a misspelt or misplaced field, or a value of
-    the wrong type, is an error; null is allowed where the schema allows it."""
+@functools.cache
+def _patch_validator(kind: str, api_version: str) -> Any:
+    """The validator of `_patch_errors`, built once per kind: reading and stripping the
+    definitions took 50 ms a PATCH, about a second of each test's teardown."""
     import jsonschema
     from referencing import Registry, Resource
 
@@ -304,9 +305,15 @@ def _patch_errors(kind: str, api_version: str, body: Any) -> list[str]:
     schema = _without_required(json.loads((_schema_dir() / name).read_text()))
     definitions = _without_required(json.loads((_schema_dir() / "_definitions.json").read_text()))
     registry = Resource.from_contents(schema) @ (Resource.from_contents(definitions) @ Registry())
-    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def _patch_errors(kind: str, api_version: str, body: Any) -> list[str]:
+    """A strategic merge patch checked against the strict 1.34 schema of its object (from
+    kubernetes-validate), without `required`: a misspelt or misplaced field, or a value of
+    the wrong type, is an error; null is allowed where the schema allows it."""
     return [f"{'.'.join(map(str, e.path)) or '(body)'}: {e.message}"
-            for e in validator.iter_errors(body)]
+            for e in _patch_validator(kind, api_version).iter_errors(body)]
 
 
 def _object_errors(kind: str, api_version: str, body: Any) -> list[str]:
@@ -824,7 +831,7 @@ class Storefront:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
 
     def __enter__(self) -> Storefront:
@@ -913,19 +920,19 @@ def test_context_outside_allow_list_is_refused_before_any_call(clusters: Cluster
 
     widened = KubernetesDriver(
         lab,
-        allowed_contexts=allowed_contexts_from({"kube_context_allowlist": "staging-*, prod-eu"}),
+        allowed_contexts=kube_access({"kube_context_allowlist": "staging-*, prod-eu"}).allowed_contexts,
     )
     assert widened.plan("scale-to-zero", lab.primary)["context"] == "prod-eu"
 
 
 def test_allow_list_sources(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("GAMEDAY_KUBE_CONTEXT_ALLOWLIST", raising=False)
-    assert allowed_contexts_from(None) == ("kind-*",)
-    assert allowed_contexts_from({"kube_context_allowlist": ["a-*", "b"]}) == ("kind-*", "a-*", "b")
+    assert kube_access(None).allowed_contexts == ("kind-*",)
+    assert kube_access({"kube_context_allowlist": ["a-*", "b"]}).allowed_contexts == ("kind-*", "a-*", "b")
     monkeypatch.setenv("GAMEDAY_KUBE_CONTEXT_ALLOWLIST", "eks-*")
-    assert allowed_contexts_from({}) == ("kind-*", "eks-*")
+    assert kube_access({}).allowed_contexts == ("kind-*", "eks-*")
     with pytest.raises(ConfigError, match="kube_context_allowlist"):
-        allowed_contexts_from({"kube_context_allowlist": 3})
+        kube_access({"kube_context_allowlist": 3})
 
 
 def test_undo_of_another_context_is_also_guarded(clusters: Clusters):
@@ -1127,7 +1134,7 @@ def test_every_api_call_times_out_when_the_api_server_never_answers(clusters: Cl
     """The kubernetes client waits forever unless the request has a timeout; a paused node
     completes the handshake and never answers. Stand-in: SilentServer (see its doc)."""
     lab = _lab()
-    driver = KubernetesDriver.from_configuration(lab, {"kube_request_timeout_s": 0.5})
+    driver = KubernetesDriver.from_settings(lab, GamedaySettings.from_chaos({"kube_request_timeout_s": 0.5}))
     with SilentServer() as silent:
         clusters.point("kind-region-1", silent.url)
         for call in (
@@ -1144,9 +1151,9 @@ def test_every_api_call_times_out_when_the_api_server_never_answers(clusters: Cl
 
 def test_request_timeout_setting_is_checked():
     with pytest.raises(ConfigError, match="kube_request_timeout_s"):
-        KubernetesDriver.from_configuration(_lab(), {"kube_request_timeout_s": "soon"})
+        KubernetesDriver.from_settings(_lab(), GamedaySettings.from_chaos({"kube_request_timeout_s": "soon"}))
     with pytest.raises(ConfigError, match="kube_request_timeout_s"):
-        KubernetesDriver.from_configuration(_lab(), {"kube_request_timeout_s": 0})
+        KubernetesDriver.from_settings(_lab(), GamedaySettings.from_chaos({"kube_request_timeout_s": 0}))
 
 
 def test_scale_to_zero_then_blackhole_neither_hangs_nor_skips_the_rollback(clusters: Clusters):
@@ -1241,11 +1248,11 @@ def test_revert_fences_when_the_drill_records_a_promotion_of_the_other_region(
     """A run interrupted just after pg_promote(), or a connection blip to region-2: SQL does
     not show region-2 as a primary, but drill.json records its promotion. Region-1 must come
     back fenced, as the netns driver does (issue 13, item 2)."""
-    from gameday.labs import drill
+    from gameday.foundation import drill_state as drill
 
     lab = _lab(path=tmp_path / "lab.json")
     r1, r2 = clusters.servers["region-1"], clusters.servers["region-2"]
-    drill.write(lab.path, {"promoted": "region-2", "promoted_from": "region-1"})
+    drill.write(lab.path, drill.DrillState.from_json({"promoted": "region-2", "promoted_from": "region-1"}))
     # SQL: region-2 unreachable, or not promoted yet
     driver = _driver(lab, primaries=[], **Controller(r1).kwargs())
     undo = _scale_down(driver, lab, r1)
@@ -1259,11 +1266,11 @@ def test_revert_fences_when_the_drill_records_a_promotion_of_the_other_region(
 def test_revert_does_not_fence_on_a_drill_record_of_its_own_promotion(
     clusters: Clusters, tmp_path: Path
 ):
-    from gameday.labs import drill
+    from gameday.foundation import drill_state as drill
 
     lab = _lab(path=tmp_path / "lab.json")
     r1 = clusters.servers["region-1"]
-    drill.write(lab.path, {"promoted": "region-1"})
+    drill.write(lab.path, drill.DrillState.from_json({"promoted": "region-1"}))
     driver = _driver(lab, primaries=[], **Controller(r1).kwargs())
     undo = _scale_down(driver, lab, r1)
     driver.revert("scale-to-zero", lab.primary, undo)
@@ -1501,7 +1508,7 @@ def test_database_operations_are_guarded_and_name_the_fix(clusters: Clusters):
 
 
 def test_for_region_returns_this_driver():
-    from gameday.labs.driver import for_region
+    from gameday.foundation.driver import for_region
 
     lab = _lab()
     assert isinstance(for_region(lab, lab.primary), KubernetesDriver)

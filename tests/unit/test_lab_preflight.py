@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gameday.errors import LabError
+from gameday.foundation.errors import LabError
 from gameday.labs.netns import lab
 
 

@@ -14,9 +14,10 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 from click.testing import CliRunner
 
-from gameday import cli, recovery
+from gameday import cli
 from gameday.actions import region as region_actions
-from gameday.labs.ledger import FILE, Ledger
+from gameday.drill import recovery
+from gameday.foundation.ledger import FILE, Ledger
 from tests.unit import fakes
 
 
@@ -51,7 +52,7 @@ def test_a_fault_applied_after_a_torn_line_is_reverted(lab_file: Path) -> None:
     fault_id = ledger.plan("region-1", "block-egress", {"applicable": True})
     ledger.mark(fault_id, "applied")
     assert [e["fault"] for e in ledger.open_faults()] == ["block-egress"]
-    result = recovery.recover(str(lab_file), databases=fakes.FakeDatabases(
+    result = recovery.recover(fakes.drill(lab_file), databases=fakes.FakeDatabases(
         {"region-1": "primary", "region-2": "standby"}))
     assert result.done == ["reverted block-egress on region-1"]
     assert fakes.world(lab_file).calls == [("revert", "block-egress", "region-1")]
@@ -151,3 +152,57 @@ def test_a_mark_for_a_fault_never_planned_is_no_entry_but_a_problem(tmp_path: Pa
     ledger.mark("0123456789ab", "applied")
     assert ledger.entries() == []
     assert "0123456789ab" in ledger.problems()[0]
+
+
+def test_an_unreadable_line_is_quoted_up_to_60_characters(tmp_path: Path) -> None:
+    """The report quotes what it could not read, shortened, and never fails on bytes that
+    are not UTF-8 (a line torn inside a character)."""
+    ledger = Ledger(tmp_path / "lab.json")
+    exact, longer = "x" * 60, "y" * 61
+    ledger.path.write_bytes(f"{exact}\n{longer}\n".encode() + b"z\xe2\x82\n")
+    first, second, third = ledger.problems()
+    assert first.endswith(f": {exact!r}")
+    assert second.endswith(f": {'y' * 60 + '…'!r}")
+    assert third.endswith(": " + repr("z\ufffd")), third
+
+
+def test_a_planned_record_needs_each_of_region_fault_and_undo(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "lab.json")
+    complete = {"id": "a1", "state": "planned", "region": "region-1", "fault": "cordon",
+                "undo": {}}
+    for missing in ("region", "fault", "undo"):
+        ledger.path.write_text(json.dumps({k: v for k, v in complete.items() if k != missing})
+                               + "\n")
+        (problem,) = ledger.problems()
+        assert ": a planned fault needs 'region', 'fault' and its 'undo' record: '{" in problem, \
+            missing
+    ledger.path.write_text("7\n")
+    (problem,) = ledger.problems()
+    assert problem == f"{ledger.path} line 1: not a ledger record (not an object): '7'"
+
+
+def test_a_blank_line_in_the_middle_hides_nothing_after_it(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "lab.json")
+    first = ledger.plan("region-1", "cordon", {})
+    with ledger.path.open("a") as f:
+        f.write("\n\n")
+    second = ledger.plan("region-1", "block-egress", {})
+    assert [e["id"] for e in ledger.entries()] == [first, second]
+    assert ledger.problems() == []
+
+
+def test_a_revert_recorded_for_a_fault_never_planned_is_no_problem(tmp_path: Path) -> None:
+    """Reverted is the state that needs no undo: nothing is left to do, nothing to report."""
+    ledger = Ledger(tmp_path / "lab.json")
+    ledger.mark("0123456789ab", "reverted")
+    assert ledger.entries() == [] and ledger.problems() == [] and ledger.unsettled() == []
+
+
+def test_unsettled_names_only_the_regions_own_open_faults(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "lab.json")
+    ledger.mark(ledger.plan("region-1", "cordon", {}), "applied")
+    ledger.mark(ledger.plan("region-2", "block-egress", {}), "applied")
+    assert ledger.unsettled("region-1") == ["cordon on region-1 (applied)"]
+    assert ledger.unsettled("region-2") == ["block-egress on region-2 (applied)"]
+    assert ledger.unsettled() == ["cordon on region-1 (applied)",
+                                  "block-egress on region-2 (applied)"]

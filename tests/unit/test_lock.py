@@ -18,18 +18,19 @@ import pytest
 from chaoslib.exceptions import ActivityFailed, InterruptExecution
 from click.testing import CliRunner
 
-from gameday import cli, control, recovery
+from gameday import cli, control
 from gameday.actions import region as region_actions
-from gameday.labs import lock
-from gameday.labs.ledger import Ledger
-from gameday.measure import run as runs
+from gameday.drill import context as drills
+from gameday.drill import recovery
+from gameday.foundation import lock
+from gameday.foundation.ledger import Ledger
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
 
 HOLD = """
 import os, sys
-from gameday.labs import lock
+from gameday.foundation import lock
 lock.acquire(sys.argv[1])
 if sys.argv[2] == "fork":
     # a worker forked without exec keeps the lock after its parent dies
@@ -115,7 +116,7 @@ def test_a_second_chaos_run_is_refused_and_changes_nothing(lab_file: Path,
     finally:
         state: dict = {"status": "interrupted"}
         control.after_experiment_control({"title": "t"}, state, configuration=cfg)
-    assert state["status"] == "failed" and runs.refused() is None
+    assert state["status"] == "failed" and drills.standdown() is None
     assert fakes.world(lab_file).calls == [] and len(ledger.open_faults()) == 1
     assert not (lab_file.parent / "r").exists()
     # a step called outside any run (no control) is refused too

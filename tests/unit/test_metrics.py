@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from gameday.measure import metrics
-from gameday.measure.metrics import Timeline
-from gameday.measure.timeline import DnsSample, Event, HttpSample, ReplicationSample
+from gameday.measure import instants
+from gameday.measure import rto as rtos
+from gameday.measure.store import writes
+from gameday.measure.store.reader import Timeline
+from gameday.measure.store.timeline import DnsSample, Event, HttpSample, ReplicationSample
 
 
 def http_rows(spec: list[tuple[float, bool, str | None]]) -> list[tuple]:
@@ -30,7 +32,7 @@ def test_rto_needs_k_consecutive_successes_from_the_secondary() -> None:
             (10.3, False, None)]
     spec += [(10.4 + i * 0.1, True, "region-2") for i in range(5)]
     tl = timeline(http=http_rows(spec))
-    rto = metrics.rto(tl, 10.0, "region-2", k=5)
+    rto = rtos.rto(tl, 10.0, "region-2", k=5)
     assert rto.at_s == pytest.approx(0.4)
     assert rto.error_s == pytest.approx(0.1)
 
@@ -38,7 +40,7 @@ def test_rto_needs_k_consecutive_successes_from_the_secondary() -> None:
 def test_rto_ignores_successes_served_by_the_old_primary() -> None:
     spec = [(10.0 + i * 0.1, True, "region-1") for i in range(10)]
     tl = timeline(http=http_rows(spec))
-    rto = metrics.rto(tl, 10.0, "region-2", k=5)
+    rto = rtos.rto(tl, 10.0, "region-2", k=5)
     assert rto.at_s is None
     assert "no 5 consecutive" in (rto.reason or "")
 
@@ -47,7 +49,7 @@ def test_downtime_sums_the_gaps_after_failing_samples() -> None:
     spec = [(10.0, True, "region-1"), (10.5, False, None), (11.0, False, None),
             (11.5, True, "region-2"), (12.0, False, None), (12.25, True, "region-2")]
     tl = timeline(http=http_rows(spec))
-    total, err = metrics.downtime(tl, 10.0)
+    total, err = rtos.downtime(tl, 10.0)
     assert total == pytest.approx(0.5 + 0.5 + 0.25)
     assert err == pytest.approx(0.5)
 
@@ -57,7 +59,7 @@ def test_dns_flip_is_the_first_answer_that_stays() -> None:
         (9.9, "198.18.0.11"), (10.5, "198.18.0.12"), (10.6, "198.18.0.11"),
         (10.7, "198.18.0.12"), (10.8, "198.18.0.12")]]
     tl = timeline(dns=rows)
-    flip = metrics.dns_flip(tl, 10.0, "resolver", "198.18.0.12")
+    flip = instants.dns_flip(tl, 10.0, "resolver", "198.18.0.12")
     assert flip.at_s == pytest.approx(0.7)
     assert flip.error_s == pytest.approx(0.1)
 
@@ -65,7 +67,7 @@ def test_dns_flip_is_the_first_answer_that_stays() -> None:
 def test_phase_not_observed_is_none_with_reason() -> None:
     tl = timeline(dns=[DnsSample(10.5, "authoritative", 1, "198.18.0.11", "NOERROR", 1, 0, 0,
                                  None)])
-    flip = metrics.dns_flip(tl, 10.0, "authoritative", "198.18.0.12")
+    flip = instants.dns_flip(tl, 10.0, "authoritative", "198.18.0.12")
     assert flip.at_s is None and "never settled" in flip.reason
 
 
@@ -86,7 +88,7 @@ def test_jepsen_classes() -> None:
         canary_row(8, 11.0, 11.02, server="198.18.0.12"),  # acked on the new primary
     ]
     present = {1: 1, 2: 1, 5: 1, 7: 1, 8: 2, 99: 1}  # 8 twice: duplicate; 99 never attempted
-    acc = metrics.account_writes(canary, present, t_fault=10.0, start_seq=1)
+    acc = writes.account_writes(canary, present, t_fault=10.0, start_seq=1)
     assert acc.counts() == {"attempted": 8, "acked": 5, "lost": 2, "recovered": 1,
                             "unknown_absent": 1, "unexpected": 2, "duplicate": 1}
     assert acc.lost_seqs == (3, 4)
@@ -99,43 +101,43 @@ def test_jepsen_classes() -> None:
 
 def test_no_loss_gives_zero_rpo() -> None:
     canary = [canary_row(i, i * 0.1, i * 0.1 + 0.01) for i in range(1, 50)]
-    acc = metrics.account_writes(canary, {i: 1 for i in range(1, 50)}, t_fault=3.0)
+    acc = writes.account_writes(canary, {i: 1 for i in range(1, 50)}, t_fault=3.0)
     assert acc.lost == 0 and acc.rpo_s == 0.0
 
 
 def test_rpo_counts_back_from_the_fault_to_the_last_survivor() -> None:
     canary = [canary_row(1, 9.0, 9.5), canary_row(2, 10.5, 10.6)]
-    acc = metrics.account_writes(canary, {1: 1}, t_fault=10.0)
+    acc = writes.account_writes(canary, {1: 1}, t_fault=10.0)
     assert acc.lost == 1 and acc.rpo_s == pytest.approx(0.5) and acc.lost_after_fault == 1
 
 
 def test_rpo_is_floored_at_zero_when_the_last_survivor_is_after_the_fault() -> None:
     canary = [canary_row(1, 10.1, 10.2), canary_row(2, 10.5, 10.6)]
-    acc = metrics.account_writes(canary, {1: 1}, t_fault=10.0)
+    acc = writes.account_writes(canary, {1: 1}, t_fault=10.0)
     assert acc.lost == 1 and acc.rpo_s == 0.0
 
 
 def test_writes_in_flight_at_the_read_are_left_out() -> None:
     canary = [canary_row(1, 1.0, 1.1), canary_row(2, 4.9, 5.2)]
-    acc = metrics.account_writes(canary, {1: 1}, t_fault=None, cutoff=5.0)
+    acc = writes.account_writes(canary, {1: 1}, t_fault=None, cutoff=5.0)
     assert acc.attempted == 1 and acc.lost == 0
 
 
 def test_live_read_does_not_judge_rows_whose_attempts_are_not_flushed() -> None:
     canary = [canary_row(1, 1.0, 1.1)]
-    assert metrics.account_writes(canary, {1: 1, 2: 1}, t_fault=None, live=True).unexpected == 0
-    assert metrics.account_writes(canary, {1: 1, 2: 1}, t_fault=None).unexpected == 1
+    assert writes.account_writes(canary, {1: 1, 2: 1}, t_fault=None, live=True).unexpected == 0
+    assert writes.account_writes(canary, {1: 1, 2: 1}, t_fault=None).unexpected == 1
 
 
 def test_cancelled_sync_wait_is_not_durable() -> None:
     notice = "canceling wait for synchronous replication due to user request"
     canary = [canary_row(1, 1.0, 1.1, notice=notice), canary_row(2, 1.2, 1.3)]
-    acc = metrics.account_writes(canary, {2: 1}, t_fault=2.0)
+    acc = writes.account_writes(canary, {2: 1}, t_fault=2.0)
     assert acc.not_durable == 1 and acc.lost == 1
 
 
 def test_seq_ranges() -> None:
-    assert metrics.seq_ranges([7, 1, 2, 3, 8, 10]) == [(1, 3), (7, 8), (10, 10)]
+    assert writes.seq_ranges([7, 1, 2, 3, 8, 10]) == [(1, 3), (7, 8), (10, 10)]
 
 
 def test_first_write_error_bar_reaches_back_to_the_last_failed_attempt() -> None:
@@ -144,14 +146,14 @@ def test_first_write_error_bar_reaches_back_to_the_last_failed_attempt() -> None
     connects = [(10.1, 0, 0, None, "OperationalError"), (10.6, 1, 0, None, "OperationalError"),
                 (10.61, 2, 1, "198.18.0.12", None)]
     tl = timeline(canary=canary, canary_connect=connects)
-    first = metrics.first_write(tl, 10.0, {"198.18.0.12"})
+    first = instants.first_write(tl, 10.0, {"198.18.0.12"})
     assert first.at_s == pytest.approx(0.63)
     assert first.error_s == pytest.approx(0.03)
 
 
 def test_rpo_error_without_loss_is_the_inter_write_gap_before_the_fault() -> None:
     canary = [canary_row(i, 9.0 + i * 0.01, 9.0 + i * 0.01 + 0.005) for i in range(1, 99)]
-    acc = metrics.account_writes(canary, {i: 1 for i in range(1, 99)}, t_fault=10.0)
+    acc = writes.account_writes(canary, {i: 1 for i in range(1, 99)}, t_fault=10.0)
     assert acc.rpo_s == 0.0 and acc.rpo_error_s == pytest.approx(0.01)
 
 
@@ -170,21 +172,21 @@ def test_promotion_is_the_first_writable_answer_the_recorder_saw() -> None:
     events = [Event(10.0, "fault-applied", "region-1", "{}"),
               Event(10.41, "promoted", "region-2", json.dumps({"error_s": 0.005}))]
     tl = timeline(events=events, replication=repl, canary=canary)
-    seen = metrics.promotion(tl, 10.0, "region-2", {"198.18.0.12"})
+    seen = instants.promotion(tl, 10.0, "region-2", {"198.18.0.12"})
     assert seen.at_s == pytest.approx(0.5) and seen.error_s == pytest.approx(0.25)
     assert "replication sampler" in (seen.evidence or "")
-    assert metrics.runner_promotion(tl, 10.0, "region-2").at_s == pytest.approx(0.41)
+    assert instants.runner_promotion(tl, 10.0, "region-2").at_s == pytest.approx(0.41)
 
     # the canary's acknowledgement came first: it is the instant, with its own error bar
     canary[1] = canary_row(2, 10.44, 10.45, server="198.18.0.12")
     tl = timeline(events=events, replication=repl, canary=canary)
-    seen = metrics.promotion(tl, 10.0, "region-2", {"198.18.0.12"})
+    seen = instants.promotion(tl, 10.0, "region-2", {"198.18.0.12"})
     assert seen.at_s == pytest.approx(0.45) and "canary" in (seen.evidence or "")
 
 
 def test_promotion_by_someone_else_has_no_runner_cross_check() -> None:
     tl = timeline(replication=[_replication(10.2, True), _replication(10.45, False)])
-    assert metrics.promotion(tl, 10.0, "region-2", {"198.18.0.12"}).at_s == pytest.approx(0.45)
-    assert metrics.runner_promotion(tl, 10.0, "region-2").at_s is None
+    assert instants.promotion(tl, 10.0, "region-2", {"198.18.0.12"}).at_s == pytest.approx(0.45)
+    assert instants.runner_promotion(tl, 10.0, "region-2").at_s is None
     never = timeline(replication=[_replication(10.2, True), _replication(10.45, False, ok=False)])
-    assert metrics.promotion(never, 10.0, "region-2", {"198.18.0.12"}).at_s is None
+    assert instants.promotion(never, 10.0, "region-2", {"198.18.0.12"}).at_s is None

@@ -1,4 +1,4 @@
-"""The canary is counted in SQLite (metrics.account_stored_writes, first_write, the
+"""The canary is counted in SQLite (writes.account_stored_writes, first_write, the
 sampler statistics) and the report draws only the runs in its window (svg._lane). These
 tests hold each to the plain row-by-row definition it replaced, on random timelines: the
 numbers must be the same, bit for bit."""
@@ -12,8 +12,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from gameday.measure import metrics
-from gameday.measure.timeline import HttpSample
+from gameday.measure import instants, stats
+from gameday.measure.store import reader, seqsets, writes
+from gameday.measure.store import timeline as store_timeline
+from gameday.measure.store.timeline import HttpSample
 from gameday.report import svg
 
 R1, R2 = "198.18.0.11", "198.18.0.12"
@@ -23,7 +25,7 @@ R1, R2 = "198.18.0.11", "198.18.0.12"
 
 def reference_accounting(canary: Sequence[tuple], present: dict[int, int], *,
                          t_fault: float | None, start_seq: int = 1, cutoff: float | None = None,
-                         live: bool = False) -> metrics.WriteAccounting:
+                         live: bool = False) -> writes.WriteAccounting:
     def settled(r: tuple) -> bool:
         return cutoff is None or (r[3] if r[3] is not None else r[2]) < cutoff
 
@@ -39,7 +41,7 @@ def reference_accounting(canary: Sequence[tuple], present: dict[int, int], *,
         1 for seq in present if seq >= start_seq and seq not in attempted_seqs
         and seq not in inflight))
     duplicate = sum(n - 1 for n in present.values() if n > 1)
-    not_durable = sum(1 for r in acked if r[7] and metrics.SYNC_CANCELLED in r[7])
+    not_durable = sum(1 for r in acked if r[7] and writes.SYNC_CANCELLED in r[7])
     rpo_s, rpo_err, window = 0.0, None, None
     lost_after = 0
     if lost:
@@ -59,8 +61,8 @@ def reference_accounting(canary: Sequence[tuple], present: dict[int, int], *,
         rpo_err = first_lost - before[-1] if before and first_lost is not None else None
     else:
         near = [t for t in ack_times if t_fault is not None and t_fault - 1.0 <= t <= t_fault]
-        rpo_err = metrics.percentile(metrics.intervals(near), 50) if len(near) > 1 else None
-    return metrics.WriteAccounting(
+        rpo_err = stats.percentile(stats.intervals(near), 50) if len(near) > 1 else None
+    return writes.WriteAccounting(
         attempted=len(attempts), acked=len(acked), lost=len(lost), recovered=recovered,
         unknown_absent=len(unknown) - recovered, unexpected=unexpected, duplicate=duplicate,
         not_durable=not_durable, lost_seqs=tuple(sorted(r[0] for r in lost)),
@@ -102,7 +104,7 @@ def random_canary(rng: random.Random, n: int, *, start_seq: int = 1) -> list[tup
         t_send = round(t, rng.choice((3, 6, 9)))
         outcome = rng.choices(("ok", "unknown", "failed"), (0.8, 0.1, 0.1))[0]
         t_ack = t_send + rng.uniform(0.0005, 0.05) if outcome == "ok" else None
-        notice = rng.choice((None, None, "", metrics.SYNC_CANCELLED + " due to user request",
+        notice = rng.choice((None, None, "", writes.SYNC_CANCELLED + " due to user request",
                              "some other notice"))
         server = rng.choice((R1, R2, None)) if outcome != "failed" or rng.random() < 0.5 else None
         rows.append((seq, rng.randrange(3), t_send, t_ack, outcome, server, None, notice))
@@ -137,14 +139,14 @@ def test_stored_accounting_equals_the_row_by_row_definition(seed: int) -> None:
         "cutoff": rng.choice((None, rng.uniform(sends[0], sends[-1] + 0.1))),
         "live": rng.random() < 0.3,
     }
-    assert metrics.account_writes(canary, present, **kwargs) == \
+    assert writes.account_writes(canary, present, **kwargs) == \
         reference_accounting(canary, present, **kwargs)
 
 
 def test_stored_accounting_of_a_loss_at_the_fault() -> None:
     canary = [(i, i % 2, i * 0.01, i * 0.01 + 0.004, "ok", R1, None, None) for i in range(1, 200)]
     present = {i: 1 for i in range(1, 200) if not 100 <= i < 104}
-    acc = metrics.account_writes(canary, present, t_fault=1.0)
+    acc = writes.account_writes(canary, present, t_fault=1.0)
     assert acc == reference_accounting(canary, present, t_fault=1.0)
     assert acc.lost_seqs == (100, 101, 102, 103) and acc.rpo_s == pytest.approx(1.0 - 0.994)
 
@@ -156,22 +158,22 @@ def test_first_write_equals_the_row_by_row_definition(seed: int) -> None:
     connects = [(rng.uniform(0, 6), rng.randrange(3), int(rng.random() < 0.3),
                  rng.choice((R1, R2, None)), None) for _ in range(rng.randrange(20))]
     t_fault = rng.uniform(0, 6)
-    tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[],
+    tl = reader.Timeline(events=[], dns=[], http=[], canary=canary, replication=[],
                           canary_connect=connects)
-    first = metrics.first_write(tl, t_fault, {R2})
+    first = instants.first_write(tl, t_fault, {R2})
     assert (first.at_s, first.error_s) == reference_first_write(canary, connects, t_fault, {R2})
 
 
 def test_canary_sampler_statistics_equal_the_row_by_row_definition() -> None:
     rng = random.Random(7)
     canary = random_canary(rng, 500)
-    tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
-    gaps = metrics.intervals(sorted(r[2] for r in canary))
-    assert metrics.sampler_stats(tl)["canary"] == {
+    tl = reader.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
+    gaps = stats.intervals(sorted(r[2] for r in canary))
+    assert stats.sampler_stats(tl)["canary"] == {
         "samples": len(canary),
         "errors": sum(1 for r in canary if r[4] != "ok"),
-        "interval_p50_s": round(metrics.percentile(gaps, 50), 4),
-        "interval_p99_s": round(metrics.percentile(gaps, 99), 4),
+        "interval_p50_s": round(stats.percentile(gaps, 50), 4),
+        "interval_p99_s": round(stats.percentile(gaps, 99), 4),
     }
 
 
@@ -191,9 +193,9 @@ def test_svg_lane_draws_the_same_runs_as_the_whole_stream(seed: int) -> None:
     state = lambda r: (r.region or "?") if r.ok else "fail"  # noqa: E731
     whole = svg._segments([(r.t - origin, state(r)) for r in rows], t1)
     drawn = [s for s in whole if not (s[1] < t0 or s[0] > t1)]
-    stream = metrics.Timeline(events=[], dns=[], http=rows, canary=[],
+    stream = reader.Timeline(events=[], dns=[], http=rows, canary=[],
                               replication=[]).stream("http", "global")
-    for sql_state in (None, svg.HTTP_STATE):  # walking the rows, or asking SQLite
+    for sql_state in (None, reader.HTTP_STATE):  # walking the rows, or asking SQLite
         assert [s for s in svg._lane(stream, state, origin, t0, t1, sql_state=sql_state)
                 if not (s[1] < t0 or s[0] > t1)] == drawn
 
@@ -212,18 +214,18 @@ def test_gap_percentiles_equal_sorting_every_gap(seed: int) -> None:
         windows.append(times[i:i + size])
         i += size
     ps = (0, 1, 50, 90, 99, 100)
-    samples, got = metrics.gap_percentiles(windows, ps)
-    gaps = metrics.intervals(times)
+    samples, got = stats.gap_percentiles(windows, ps)
+    gaps = stats.intervals(times)
     assert samples == len(times)
-    assert got == [metrics.percentile(gaps, p) for p in ps]
+    assert got == [stats.percentile(gaps, p) for p in ps]
 
 
 def test_stream_reads_windows_in_time_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics, "CHUNK", 3)
+    monkeypatch.setattr(store_timeline, "CHUNK", 3)
     rng = random.Random(3)
     rows = [HttpSample(rng.uniform(0, 100), target, 1, 200, "region-1", None, None, None, None)
             for target in ("global", "region-1") for _ in range(20)]
-    tl = metrics.Timeline(events=[], dns=[], http=rows, canary=[], replication=[])
+    tl = reader.Timeline(events=[], dns=[], http=rows, canary=[], replication=[])
     stream = tl.stream("http", "global")
     want = sorted(r.t for r in rows if r.target == "global")
     assert len(stream) == 20 and [r.t for r in stream] == want
@@ -241,8 +243,8 @@ def test_canary_sends_come_in_order_however_they_were_stored(
     # stored nearly in order (a write recorded up to `disorder` rows late); past the
     # sliding buffer of 8 sends, the read as stored gives up and the gaps come from
     # SQLite's sort
-    monkeypatch.setattr(metrics, "CHUNK", 2)
-    monkeypatch.setattr(metrics.Timeline, "SEND_LAG", 8)
+    monkeypatch.setattr(store_timeline, "CHUNK", 2)
+    monkeypatch.setattr(reader.Timeline, "SEND_LAG", 8)
     rng = random.Random(disorder)
     sends = sorted(rng.uniform(0, 100) for _ in range(400))
     stored = list(sends)
@@ -251,12 +253,12 @@ def test_canary_sends_come_in_order_however_they_were_stored(
         j = min(len(stored) - 1, i + rng.randint(0, disorder))
         stored.insert(j, stored.pop(i))
     canary = [(seq, 0, t, t + 0.001, "ok", R1, None, None) for seq, t in enumerate(stored, 1)]
-    tl = metrics.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
-    want = metrics.gap_percentiles([sends], (50, 90, 99))
-    assert tl.canary_gap_percentiles((50, 90, 99)) == want
+    tl = reader.Timeline(events=[], dns=[], http=[], canary=canary, replication=[])
+    want = stats.gap_percentiles([sends], (50, 90, 99))
+    assert stats.canary_gap_percentiles(tl, (50, 90, 99)) == want
     try:
         as_stored = [t for window in tl.canary_sends_as_stored() for t in window]
-    except metrics._Disordered:
+    except reader.Disordered:
         assert disorder > 8
     else:
         assert as_stored == sends
@@ -268,11 +270,11 @@ def test_svg_lane_finds_the_ends_of_long_runs_in_sql() -> None:
     rows = [HttpSample(i * 0.05, "global", int(not 100 <= i < 300), None,
                        "region-2" if i >= 300 else "region-1", None, None, None, None)
             for i in range(600)]
-    stream = metrics.Timeline(events=[], dns=[], http=rows, canary=[],
+    stream = reader.Timeline(events=[], dns=[], http=rows, canary=[],
                               replication=[]).stream("http", "global")
     state = lambda r: (r.region or "?") if r.ok else "fail"  # noqa: E731
     walked = svg._lane(stream, state, 0.0, 12.0, 16.0)
-    assert walked == svg._lane(stream, state, 0.0, 12.0, 16.0, sql_state=svg.HTTP_STATE)
+    assert walked == svg._lane(stream, state, 0.0, 12.0, 16.0, sql_state=reader.HTTP_STATE)
     assert walked[0][:3:2] == (5.0, "fail") and walked[-1][2] == "region-2"
 
 
@@ -281,8 +283,8 @@ def test_stored_numbers_are_found_by_windows_of_ranges_or_read_as_rows(
         monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     # windows of 8 rowids, halved down to 2: ranges found by aggregates alone, the rest
     # (a gap, a duplicate, numbers out of order, NULLs) read as rows; the same set either way
-    monkeypatch.setattr(metrics, "CHUNK", 1)
-    monkeypatch.setattr(metrics._SeqSet, "STORED_MIN", 2)
+    monkeypatch.setattr(store_timeline, "CHUNK", 1)
+    monkeypatch.setattr(seqsets.SeqSet, "STORED_MIN", 2)
     rng = random.Random(case)
     seqs: list[int | None] = list(range(5, 205))
     if case == "gaps":
@@ -298,7 +300,7 @@ def test_stored_numbers_are_found_by_windows_of_ranges_or_read_as_rows(
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE final_rows (seq INTEGER, n INTEGER)")
     conn.executemany("INSERT INTO final_rows VALUES (?, 1)", [(s,) for s in seqs])
-    found, _ = metrics._SeqSet.stored(conn, "final_rows")
+    found, _ = seqsets.SeqSet.stored(conn, "final_rows")
     want = {s for s in seqs if s is not None}
     assert [s for s in range(0, 210) if s in found] == sorted(want)
     assert found.count(0) == len(want)

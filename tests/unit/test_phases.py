@@ -8,9 +8,11 @@ import json
 
 import pytest
 
-from gameday.measure import metrics, phases
-from gameday.measure.metrics import Timeline
-from gameday.measure.timeline import (
+from gameday.measure import instants, phases, stats
+from gameday.measure import rto as rtos
+from gameday.measure.store import writes
+from gameday.measure.store.reader import Timeline
+from gameday.measure.store.timeline import (
     CanaryAttempt,
     DnsSample,
     Event,
@@ -105,58 +107,58 @@ def test_roles_come_from_the_runs_meta() -> None:
 
 def test_the_leader_key_is_lost_at_the_first_ok_sample_naming_another_leader() -> None:
     tl = full_timeline()
-    lost = metrics.leader_key_lost(tl, T_FAULT, "region-1")
+    lost = instants.leader_key_lost(tl, T_FAULT, "region-1")
     assert lost.at_s == pytest.approx(0.6) and lost.error_s == pytest.approx(0.2)
     assert lost.evidence == "the leader key no longer held by region-1 (DCS sample)"
     kept = Timeline(events=[], dns=[], http=[], canary=[], replication=[],
                     ha=_ha([(10.2, True, "region-1"), (10.4, False, None)]))
-    never = metrics.leader_key_lost(kept, T_FAULT, "region-1")
+    never = instants.leader_key_lost(kept, T_FAULT, "region-1")
     assert never.at_s is None and never.reason == "the leader key was never seen leaving region-1"
     unsampled = Timeline(events=[], dns=[], http=[], canary=[], replication=[])
-    assert metrics.leader_key_lost(unsampled, T_FAULT, "region-1").reason == \
+    assert instants.leader_key_lost(unsampled, T_FAULT, "region-1").reason == \
         "the HA manager's leader key was not sampled"
 
 
 def test_the_fault_is_the_first_applied_and_its_effect_the_first_seen() -> None:
-    assert metrics.fault_time(full_timeline()) == (T_FAULT, 10.1)
+    assert instants.fault_time(full_timeline()) == (T_FAULT, 10.1)
     none = Timeline(events=[Event(1.0, "fault-effective", "region-1", "{}")], dns=[], http=[],
                     canary=[], replication=[])
-    assert metrics.fault_time(none) == (None, None)
+    assert instants.fault_time(none) == (None, None)
     unseen = Timeline(events=[Event(1.0, "fault-applied", "region-1", "{}")], dns=[], http=[],
                       canary=[], replication=[])
-    assert metrics.fault_time(unseen) == (1.0, None)
+    assert instants.fault_time(unseen) == (1.0, None)
 
 
 def test_detection_and_first_success_read_from_the_fault_on() -> None:
     tl = full_timeline()
-    seen = metrics.detection(tl, T_FAULT, "region-1")
+    seen = instants.detection(tl, T_FAULT, "region-1")
     assert (round(seen.at_s, 3), round(seen.error_s, 3)) == (0.2, 0.1)  # type: ignore[arg-type]
     assert seen.evidence == "first failed /healthz of region-1"
-    assert metrics.detection(tl, T_FAULT, "region-2").reason == \
+    assert instants.detection(tl, T_FAULT, "region-2").reason == \
         "no failed health check of region-2 after the fault"
-    first = metrics.first_success(tl, T_FAULT, "region-2")
+    first = instants.first_success(tl, T_FAULT, "region-2")
     assert (round(first.at_s, 3), round(first.error_s, 3)) == (1.1, 1.0)  # type: ignore[arg-type]
     assert first.evidence == "first global request served by region-2"
-    assert metrics.first_success(tl, 11.15, "region-2").at_s == pytest.approx(0.05)
-    assert metrics.first_success(tl, 11.25, "region-2").reason == \
+    assert instants.first_success(tl, 11.15, "region-2").at_s == pytest.approx(0.05)
+    assert instants.first_success(tl, 11.25, "region-2").reason == \
         "no global request was served by region-2"
 
 
 def test_downtime_stops_at_the_rto_when_given() -> None:
     tl = full_timeline()
-    assert metrics.downtime(tl, T_FAULT) == (pytest.approx(1.0), pytest.approx(1.0))
-    assert metrics.downtime(tl, T_FAULT, until=10.5) == (0.0, None)
-    assert metrics.downtime(tl, 11.05) == (0.0, pytest.approx(0.1))
+    assert rtos.downtime(tl, T_FAULT) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert rtos.downtime(tl, T_FAULT, until=10.5) == (0.0, None)
+    assert rtos.downtime(tl, 11.05) == (0.0, pytest.approx(0.1))
 
 
 def test_percentiles_intervals_and_ranges() -> None:
-    assert metrics.percentile([], 50) is None
-    assert metrics.percentile([3.0, 1.0, 2.0], 50) == 2.0
-    assert metrics.percentile([3.0, 1.0, 2.0, 4.0], 0) == 1.0
-    assert metrics.percentile([3.0, 1.0, 2.0, 4.0], 100) == 4.0
-    assert metrics.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 99) == 5.0
-    assert metrics.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 60) == 3.0
-    assert metrics.intervals([1.0, 1.5, 3.0]) == [0.5, 1.5]
-    assert metrics.intervals([1.0]) == []
-    assert metrics.seq_ranges([]) == []
-    assert metrics.seq_ranges([5, 3, 4, 9]) == [(3, 5), (9, 9)]
+    assert stats.percentile([], 50) is None
+    assert stats.percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert stats.percentile([3.0, 1.0, 2.0, 4.0], 0) == 1.0
+    assert stats.percentile([3.0, 1.0, 2.0, 4.0], 100) == 4.0
+    assert stats.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 99) == 5.0
+    assert stats.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 60) == 3.0
+    assert stats.intervals([1.0, 1.5, 3.0]) == [0.5, 1.5]
+    assert stats.intervals([1.0]) == []
+    assert writes.seq_ranges([]) == []
+    assert writes.seq_ranges([5, 3, 4, 9]) == [(3, 5), (9, 9)]

@@ -6,6 +6,9 @@ on the real lab in tests/integration/test_ctk_native.py."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +18,43 @@ from click.testing import CliRunner
 
 from gameday import cli, control
 from gameday.actions import region as region_actions
-from gameday.labs.ledger import Ledger
-from gameday.measure import run as runs
+from gameday.drill import context as drills
+from gameday.drill import preflight
+from gameday.foundation.ledger import Ledger
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _dns_that_fails_at_once() -> Iterator[None]:
+    """The fake lab's DNS servers answer every question at once with bytes that are no DNS
+    message: a question fails as it did with nothing listening (a DNSException, "does not
+    answer"), without the 2 s timeout each one waited for (UDP: no error comes back from
+    a closed port), 10 s of this module."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            sock.sendto(b"\0", peer)  # shorter than a DNS header
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    real = fakes.write_lab
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fakes, "write_lab", lambda tmp_path, **kw: real(
+            tmp_path, **{"dns_port": sock.getsockname()[1], **kw}))
+        yield
+    stop.set()
+    thread.join()
+    sock.close()
 
 
 def _plan(tmp_path: Path, *args: str) -> tuple[int, str, Path]:
@@ -47,7 +82,7 @@ def test_the_plan_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
     assert code == 1 and "REFUSED: region-1-outage: unknown fault meteor" in out
     code, out, _ = _plan(tmp_path, "game-day", "--no-gate", "--var", "rto_target_s=soon")
     assert code == 1 and "'rto_target_s' must be a number" in out
-    # the readiness gate (nothing listens on the fake lab's ports), read-only
+    # the readiness gate (nothing listens on the fake lab's ports; its DNS fails), read-only
     code, out, lab = _plan(tmp_path, "game-day", "--var", "ready_timeout_s=0")
     assert code == 1 and "REFUSED: not ready for a fault: " in out
     assert fakes.world(lab).calls == []
@@ -74,19 +109,20 @@ def test_chaos_dry_is_plan_mode(tmp_path: Path) -> None:
     experiment["dry"] = Dry.ACTIONS
     cfg = {**experiment["configuration"], "lab_file": str(lab), "reports_dir": str(tmp_path / "r"),
            "ready_timeout_s": 0}
-    # the fake lab is not ready (nothing listens): the dry run refuses, as the real one would
+    # the fake lab is not ready (nothing listens, its DNS fails): the dry run refuses, as
+    # the real one would
     with pytest.raises(InterruptExecution, match="the real run would refuse: not ready"):
         control.before_experiment_control(experiment, configuration=cfg)
     state: dict = {"status": "completed"}
     control.after_experiment_control(experiment, state, configuration=cfg)
     assert state["status"] == "failed" and state["extensions"][0]["dry"] is True
     # a step called in dry mode (chaos run --dry probes runs actions) changes nothing
-    runs.set_dry({"faults": [], "refused": False})
+    drills.stand_down(plan={"faults": [], "refused": False})
     try:
         out = region_actions.take_region_down("region-1", "scale-to-zero", configuration=cfg)
         assert out["dry"] is True and out["would_run"] == "take_region_down"
     finally:
-        runs.set_dry(None)
+        drills.reset()
     assert fakes.world(lab).calls == [] and not (tmp_path / "r").exists()
 
 
@@ -105,7 +141,7 @@ def _composed(tmp_path: Path) -> tuple[Path, dict]:
 def test_any_provider_shape_is_planned(tmp_path: Path) -> None:
     """A `process` action whose arguments is a string (or a list) is shown as it would
     run; the plan does not crash on it."""
-    from gameday import planning
+    from gameday.drill import planning
     from tests.fixtures import experiments
 
     lab, cfg = _composed(tmp_path)
@@ -127,7 +163,7 @@ def test_any_provider_shape_is_planned(tmp_path: Path) -> None:
 
 
 def test_what_the_plan_cannot_read_it_refuses(tmp_path: Path) -> None:
-    from gameday import planning
+    from gameday.drill import planning
     from tests.fixtures import experiments
 
     _, cfg = _composed(tmp_path)
@@ -148,7 +184,7 @@ def _run_dry(experiment: dict, dry: Dry, monkeypatch: pytest.MonkeyPatch) -> dic
     gate (nothing listens on the fake lab) is taken as passed."""
     from chaoslib.experiment import run_experiment
 
-    from gameday.probes import gate
+    from gameday.drill import gate
 
     monkeypatch.setattr(gate, "check", lambda configuration, secrets: [])
     experiment["dry"] = dry
@@ -210,23 +246,22 @@ def test_a_fault_reached_otherwise_is_refused_at_the_activity(tmp_path: Path) ->
     from tests.fixtures import experiments
 
     marked = experiments.foreign_fault(tmp_path / "x")
-    control._dry["mode"] = "probes"
+    control._now.dry_mode = "probes"
     try:
         with pytest.raises(InterruptExecution, match="'foreign-fault' is marked as a gameday "
                                                      "fault and `--dry probes` runs actions"):
             control.before_activity_control(marked)
-        control._phase["name"] = "rollback"
+        control.before_rollback_control(marked)
         control.before_activity_control(marked)  # never stops a rollback
     finally:
-        control._dry["mode"] = None
-        control._phase["name"] = "before"
+        control.cleanup_control()
 
 
 def test_plan_mode_that_cannot_be_entered_stops_the_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Any exception in the control, not only a GamedayError, stops the run with one line
     (chaoslib would log it at DEBUG and go on); the steps stay no-ops."""
-    from gameday import planning
+    from gameday.drill import planning
     from tests.fixtures import experiments
 
     lab, cfg = _composed(tmp_path)
@@ -248,7 +283,7 @@ def test_plan_mode_that_cannot_be_entered_stops_the_run(
     finally:
         state: dict = {"status": "interrupted"}
         control.after_experiment_control(experiment, state, configuration=cfg)
-    assert state["status"] == "failed" and runs.dry_plan() is None
+    assert state["status"] == "failed" and drills.standdown() is None
     assert fakes.world(lab).calls == [] and not Ledger(str(lab)).path.exists()
 
 
@@ -259,7 +294,7 @@ def test_a_crash_in_the_control_stops_a_real_run_too(
     def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("region")
 
-    monkeypatch.setattr(control, "check_before_start", broken)
+    monkeypatch.setattr(preflight, "check", broken)
     with pytest.raises(InterruptExecution, match="the control failed \\(KeyError: 'region'\\)"):
         control.before_experiment_control({"title": "t"}, configuration=cfg)
     try:

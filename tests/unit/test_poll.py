@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from gameday import interrupt
-from gameday.errors import LabError, TargetError
-from gameday.poll import poll_until
+from gameday.foundation import interrupt
+from gameday.foundation.errors import LabError, TargetError
+from gameday.foundation.poll import poll_until, poll_within
 
 
 def test_returns_the_first_truthy_value() -> None:
@@ -62,4 +62,25 @@ def test_interruption_arriving_mid_wait_ends_it_promptly() -> None:
             poll_until(lambda: False, timeout_s=30, interval_s=5)
     finally:
         timer.cancel()
+        interrupt._requested.clear()
+
+
+def test_poll_within_answers_whether_the_condition_held_in_time() -> None:
+    """The waits that act either way (kill what did not exit, stop flushing) get a yes or
+    a no, never an error; a condition's own error still propagates, and an interruption
+    ends the wait unless it must run to its bound."""
+    answers = iter([False, False, True])
+    assert poll_within(lambda: next(answers), timeout_s=5, interval_s=0) is True
+    calls = []
+    assert poll_within(lambda: calls.append(1), timeout_s=0.05, interval_s=0.01) is False
+    assert len(calls) >= 2
+    with pytest.raises(KeyError):
+        poll_within(lambda: {}["x"], timeout_s=5)
+    interrupt._requested.set()
+    try:
+        with pytest.raises(interrupt.Interrupted):
+            poll_within(lambda: False, timeout_s=30, interval_s=0.01)
+        assert poll_within(lambda: False, timeout_s=0.05, interval_s=0.01,
+                           interruptible=False) is False
+    finally:
         interrupt._requested.clear()

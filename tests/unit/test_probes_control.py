@@ -16,6 +16,7 @@ import pytest
 from chaoslib.exceptions import ActivityFailed, InterruptExecution
 
 from gameday import control
+from gameday.drill import context as drills
 from gameday.probes import health
 from tests.unit import fakes
 
@@ -40,7 +41,7 @@ def storefronts() -> Iterator[tuple[str, str, type[_Health], type[_Health]]]:
     handlers = [type("Up", (_Health,), {"status": 200}), type("Down", (_Health,), {"status": 503})]
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), h) for h in handlers]
     for s in servers:
-        threading.Thread(target=s.serve_forever, daemon=True).start()
+        threading.Thread(target=s.serve_forever, args=(0.01,), daemon=True).start()
     yield (*(f"http://127.0.0.1:{s.server_address[1]}" for s in servers), *handlers)  # type: ignore[misc]
     for s in servers:
         s.shutdown()
@@ -120,7 +121,7 @@ FAILED_ACTION = {"status": "failed", "exception": ["Traceback...\n",
 
 def test_a_failed_action_of_the_method_interrupts_the_drill(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(control._phase, "name", "method")
+    monkeypatch.setattr(control._now, "phase", control.Phase.METHOD)
     with pytest.raises(InterruptExecution, match="promote-db failed, stopping the drill: "
                                                  "promote failed: boom"):
         control.after_activity_control({"type": "action", "name": "promote-db"}, FAILED_ACTION)
@@ -136,10 +137,10 @@ def test_outside_the_method_failures_do_not_interrupt(monkeypatch: pytest.Monkey
                                                       phase: str) -> None:
     """The same failed action that stops the method (above) goes on before it (the
     steady state's probes) and after it (the rollbacks must all run)."""
-    monkeypatch.setitem(control._phase, "name", "method")
+    monkeypatch.setattr(control._now, "phase", control.Phase.METHOD)
     control.after_method_control({})  # the method ends: the control's own hook
-    assert control._phase["name"] == "after"
-    monkeypatch.setitem(control._phase, "name", phase)
+    assert control._now.phase == control.Phase.AFTER
+    monkeypatch.setattr(control._now, "phase", control.Phase(phase))
     assert control.after_activity_control({"type": "action", "name": "rollback"},
                                           FAILED_ACTION) is None
 
@@ -216,10 +217,10 @@ def test_a_fault_marker_must_name_a_region(tmp_path: Path) -> None:
 
 
 def test_failback_is_refused_where_gameday_cannot_fence(tmp_path: Path) -> None:
-    from gameday.labs import drill
+    from gameday.foundation import drill_state as drill
 
     lab_file = fakes.write_lab(tmp_path)
-    drill.write(lab_file, {"promoted": "region-2"})
+    drill.write(lab_file, drill.DrillState.from_json({"promoted": "region-2"}))
     fakes.world(lab_file).failback_unsupported = "no fencing contract here: use your runbook"
     cfg = {"lab_file": str(lab_file), "drill": "failback", "reports_dir": str(tmp_path / "r")}
     with pytest.raises(InterruptExecution, match="no fencing contract here: use your runbook"):
@@ -233,7 +234,7 @@ def test_promote_and_switchover_refuse_to_act_behind_an_ha_manager(tmp_path: Pat
     import json
 
     from gameday.actions import database
-    from gameday.labs import drill
+    from gameday.foundation import drill_state as drill
 
     lab = fakes.descriptor_dict()
     lab["ha"] = {"manager": "patroni", "scope": "gameday", "ttl_s": 10, "loop_wait_s": 1}
@@ -252,9 +253,9 @@ def test_a_fault_left_behind_fails_the_verdict_and_the_run(tmp_path: Path,
     """At the end of every run the ledger must hold no open fault: one a revert of the
     rollback could not undo fails the verdict, naming it, and the run."""
     from gameday.actions import region as region_actions
-    from gameday.labs.ledger import Ledger
+    from gameday.foundation.ledger import Ledger
     from gameday.measure import run as runs
-    from gameday.measure import timeline
+    from gameday.measure.store import timeline
     from tests.fixtures.report import fixture_run
 
     lab_file = fakes.write_lab(tmp_path)
@@ -265,10 +266,10 @@ def test_a_fault_left_behind_fails_the_verdict_and_the_run(tmp_path: Path,
     with pytest.raises(ActivityFailed, match="could not revert scale-to-zero"):
         region_actions.restore_region("region-1", configuration=cfg)  # the rollback
     run_dir = fixture_run.build(tmp_path / "r" / fixture_run.RUN_ID)
-    runs._current = runs.Run(run_dir, timeline.Clock(1))
+    drills.publish(fakes.drill(lab_file, run=runs.Run(run_dir, timeline.Clock(1))))
     state: dict = {"status": "completed", "steady_states": {}}
     control.after_experiment_control({"title": "t"}, state, configuration=cfg)
-    assert runs.current() is None
+    assert drills.published() is None
     # the rollback attempted both: block-egress reverted, scale-to-zero could not be
     assert ("revert", "block-egress", "region-1") in world.calls
     assert [e["fault"] for e in Ledger(lab_file).open_faults()] == ["scale-to-zero"]
@@ -282,13 +283,13 @@ def test_a_fault_left_behind_fails_the_verdict_and_the_run(tmp_path: Path,
 def test_a_run_whose_rollbacks_left_nothing_passes(tmp_path: Path) -> None:
     """The same stored run with a clean ledger: the verdict is the fixture's own."""
     from gameday.measure import run as runs
-    from gameday.measure import timeline
+    from gameday.measure.store import timeline
     from tests.fixtures.report import fixture_run
 
     lab_file = fakes.write_lab(tmp_path)
     cfg = {"lab_file": str(lab_file), "reports_dir": str(tmp_path / "r")}
     run_dir = fixture_run.build(tmp_path / "r" / fixture_run.RUN_ID)
-    runs._current = runs.Run(run_dir, timeline.Clock(1))
+    drills.publish(fakes.drill(lab_file, run=runs.Run(run_dir, timeline.Clock(1))))
     state: dict = {"status": "completed", "steady_states": {}}
     control.after_experiment_control({"title": "t"}, state, configuration=cfg)
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gameday.measure import metrics
-from gameday.measure.metrics import Streak, Timeline
-from gameday.measure.timeline import CanaryAttempt, Event, HttpSample
+from gameday.measure import rto as rtos
+from gameday.measure.rto import Streak
+from gameday.measure.store import writes
+from gameday.measure.store.reader import Timeline
+from gameday.measure.store.timeline import CanaryAttempt, Event, HttpSample
 
 T_FAULT = 10.0
 SERVERS = ("198.18.0.11", "198.18.0.12")
@@ -54,7 +56,7 @@ def histories(draw: st.DrawFn) -> History:
         t = round(t + draw(st.sampled_from([0.01, 0.02, 0.05, 0.5])), 3)
         outcome = draw(st.sampled_from(["ok", "ok", "ok", "unknown", "failed"]))
         server = draw(st.sampled_from(SERVERS))
-        notice = (metrics.SYNC_CANCELLED + " due to user request"
+        notice = (writes.SYNC_CANCELLED + " due to user request"
                   if outcome == "ok" and draw(st.integers(0, 9)) == 0 else None)
         attempts.append(CanaryAttempt(
             seq, 0, t, round(t + 0.005, 3) if outcome == "ok" else None, outcome,
@@ -98,8 +100,8 @@ def reference_counts(h: History) -> dict[str, int]:
     }
 
 
-def account(h: History) -> metrics.WriteAccounting:
-    return metrics.account_writes(h.attempts, h.present, t_fault=T_FAULT,
+def account(h: History) -> writes.WriteAccounting:
+    return writes.account_writes(h.attempts, h.present, t_fault=T_FAULT,
                                   start_seq=h.start_seq, cutoff=h.cutoff)
 
 
@@ -142,7 +144,7 @@ def test_write_accounting_matches_the_reference_and_keeps_its_invariants(h: Hist
 
 @given(histories())
 def test_a_live_read_never_judges_rows_it_has_no_attempt_for(h: History) -> None:
-    live = metrics.account_writes(h.attempts, h.present, t_fault=T_FAULT,
+    live = writes.account_writes(h.attempts, h.present, t_fault=T_FAULT,
                                   start_seq=h.start_seq, cutoff=h.cutoff, live=True)
     final = account(h)
     every_attempt = {a.seq for a in h.attempts}
@@ -195,7 +197,7 @@ def one_timeline(samples: list[Sample]) -> Timeline:
 
 @given(global_streams(), st.integers(1, 6))
 def test_rto_matches_the_reference_k_rule(samples: list[Sample], k: int) -> None:
-    rto = metrics.rto(one_timeline(samples), T_FAULT, "region-2", k=k)
+    rto = rtos.rto(one_timeline(samples), T_FAULT, "region-2", k=k)
     at_s, error_s = reference_rto(samples, k)
     if at_s is None:
         assert rto.at_s is None and rto.reason == f"no {k} consecutive global requests " \

@@ -15,11 +15,12 @@ import sqlite3
 import time
 from pathlib import Path
 
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
+from gameday.foundation.events import ExperimentEnded, Kind
+from gameday.foundation.settings import GamedaySettings
 from gameday.measure import run as runs
-from gameday.measure import timeline
-from gameday.report import summary as summaries
-from gameday.settings import GamedaySettings
+from gameday.measure import summary as summaries
+from gameday.measure.store import timeline
 from tests.unit import fakes
 from tests.unit.test_http_client import FrozenTlsServer, _server_tls, pki  # noqa: F401 (a fixture)
 
@@ -45,11 +46,13 @@ def _recorder(tmp_path: Path, lab_file: Path) -> runs.Run:
     anchor, utc = timeline.Clock.new_anchor()
     timeline.create(run_dir, {
         "run_id": "unit", "anchor_ns": anchor, "anchor_utc": utc, "start_seq": 1, "lab": "unit",
-        # as the control writes them: the report needs the regions' roles
+        "lab_file": str(Path(lab.path).absolute()),
+        # as the run records them: the report needs the regions' roles, the recorder its rates
+        **settings.recorded(lab),
         "regions": {role: {"name": r.name, "address": r.address, "db_host": r.db_host}
                     for role, r in (("primary", lab.primary), ("secondary", lab.secondary))}})
     run = runs.Run(run_dir, timeline.Clock(anchor))
-    runs.spawn_recorder(run, settings, lab, start_seq=1)
+    runs.spawn_recorder(run, settings, lab)
     run.watch_recorder()
     return run
 
@@ -89,7 +92,7 @@ def test_a_stop_keeps_the_last_records_with_an_idle_tls_connection_to_a_frozen_s
     assert took < 5.0, f"the stop took {took:.1f} s"
     assert run.recorder is not None and run.recorder.returncode == 0
     assert [e.kind for e in run.events("recorder-stopped")] == ["recorder-stopped"]
-    assert not run.events("recorder-killed") and not run.events("recorder-died")
+    assert not run.events("recorder-killed") and not run.events(Kind.RECORDER_DIED)
     # what the samplers recorded while they stopped reached the timeline: the canary's
     # writers tried to connect until the stop
     (last,), = _rows(run, "SELECT max(t) FROM canary_connect")
@@ -108,11 +111,11 @@ def test_a_recorder_that_dies_mid_run_is_noticed_and_the_run_is_incomplete(
         assert os.getpgid(run.recorder.pid) == run.recorder.pid != os.getpgid(0)
         os.kill(run.recorder.pid, signal.SIGKILL)
         _wait_for(run, "SELECT 1 FROM events WHERE kind = 'recorder-died'", timeout=2.0)
-        died = run.events("recorder-died")
+        died = run.events(Kind.RECORDER_DIED)
         assert len(died) == 1 and json.loads(died[0].detail or "{}")["exit_code"] == -9
-        run.event("experiment-ended", status="completed")
+        run.event(ExperimentEnded(status="completed"))
         run.stop_recorder()  # as the control does at the end: nothing more to record
-    assert len(run.events("recorder-died")) == 1
+    assert len(run.events(Kind.RECORDER_DIED)) == 1
     summary = summaries.build(run.dir)
     assert summary["incomplete"] is True and summary["verdict"] == "fail"
     reason = next(r for r in summary["reasons"] if "recorder" in r)

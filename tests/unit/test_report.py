@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from gameday import cli
-from gameday.errors import ConfigError
+from gameday.foundation.errors import ConfigError
 from gameday.report import budget, gantt, github, markdown, outputs, svg
 from gameday.report import trend as trends
 from tests.fixtures.report import fixture_run
@@ -537,20 +537,21 @@ def test_the_configuration_table_shows_labels_only() -> None:
     assert "Some future key (s)" in settings and "Another (ms)" in settings
 
 
-def test_every_key_the_control_records_has_a_label() -> None:
-    import ast
+def test_every_key_the_control_records_has_a_label(tmp_path: Path) -> None:
+    """Every key of the configuration a run records (GamedaySettings.recorded: an HA lab's
+    keys and a capped canary's too) has its label in the report."""
+    from gameday.foundation.settings import GamedaySettings
+    from tests.unit import fakes
 
-    source = (Path(__file__).resolve().parents[2] / "gameday" / "control.py").read_text()
-    recorded = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Dict):
-            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
-            if "dns_ttl_s" in keys:  # the `configuration` the control records
-                recorded |= set(keys)
-                for value in node.values:
-                    if isinstance(value, ast.Dict):
-                        recorded |= {k.value for k in value.keys if isinstance(k, ast.Constant)}
-    assert recorded and recorded <= set(markdown.CONFIG_LABELS), recorded - set(markdown.CONFIG_LABELS)
+    data = {**fakes.descriptor_dict(),
+            "ha": {"manager": "patroni", "scope": "s", "ttl_s": 10, "loop_wait_s": 1,
+                   "retry_timeout_s": 3}}
+    lab_file = tmp_path / "lab.json"
+    lab_file.write_text(json.dumps(data))
+    settings = GamedaySettings.from_chaos({"lab_file": str(lab_file), "canary_max_rate": 200})
+    recorded = set(settings.recorded(settings.load_lab())["configuration"])
+    assert "ha_ttl_s" in recorded and "canary_max_rate" in recorded
+    assert recorded <= set(markdown.CONFIG_LABELS), recorded - set(markdown.CONFIG_LABELS)
 
 
 def test_links_survive_the_report_being_copied_out(tmp_path: Path) -> None:
@@ -563,3 +564,25 @@ def test_links_survive_the_report_being_copied_out(tmp_path: Path) -> None:
     assert targets, "the report links its timeline image"
     bad = [t for t in targets if not (re.match(r"https?://", t) or (run_dir / t).is_file())]
     assert not bad, bad
+
+
+def test_a_summary_that_breaks_its_contract_is_never_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """design.md: summary.json is validated against its schema before it is written. A
+    summary our code got wrong stops there: no summary.json, no report, no history line,
+    and the error names the field."""
+    from gameday.measure import summary as summaries
+
+    run_dir = seeded_reports(tmp_path)
+    real = summaries.compute
+
+    def broken(*args: object, **kwargs: object) -> object:
+        return {**real(*args, **kwargs), "verdict": "maybe"}  # type: ignore[arg-type]
+
+    monkeypatch.setattr(summaries, "compute", broken)
+    history = tmp_path / "history.jsonl"
+    with pytest.raises(ConfigError, match="summary.json: field 'verdict': 'maybe' is not one "
+                                          "of"):
+        outputs.regenerate(run_dir, history=history)
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "report.md").exists()
+    assert not history.exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from gameday.measure import timeline
+from gameday.measure.store import timeline
 from gameday.report import live
 from tests.fixtures.report import fixture_run
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gameday.actions import _runbook
-from gameday.errors import TargetError
+from gameday.foundation.errors import TargetError
 
 
 def test_a_command_that_works_keeps_its_output_and_time() -> None:

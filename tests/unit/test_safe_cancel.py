@@ -22,8 +22,8 @@ START = """
 import sys
 from pathlib import Path
 from gameday.measure import run
-from gameday.settings import GamedaySettings
-from gameday.errors import GamedayError
+from gameday.foundation.settings import GamedaySettings
+from gameday.foundation.errors import GamedayError
 import tests.unit.fakes  # registers the `fake` driver the descriptor names
 settings = GamedaySettings.from_chaos({"lab_file": sys.argv[1], "reports_dir": sys.argv[2]})
 try:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gameday.errors import ConfigError
-from gameday.labs import descriptor
+from gameday.foundation import descriptor
+from gameday.foundation.errors import ConfigError
+from gameday.foundation.settings import GamedaySettings
 from gameday.labs.kubernetes.client import Kube
 from gameday.labs.kubernetes.driver import KubernetesDriver
-from gameday.settings import GamedaySettings
 from tests.unit import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,5 +109,5 @@ def test_kubernetes_secrets_reach_the_driver_through_the_settings(tmp_path: Path
     secrets = {"gameday": {"db_password": "pw"}, "k8s": {"KUBERNETES_API_KEY": "tok"}}
     lab = GamedaySettings.from_chaos({"lab_file": str(path)}, secrets).load_lab()
     assert "tok" not in repr(lab)
-    driver = KubernetesDriver.from_configuration(lab, {})
+    driver = KubernetesDriver.from_settings(lab, GamedaySettings.from_chaos({}))
     assert driver.kube.credentials == {"KUBERNETES_API_KEY": "tok"}

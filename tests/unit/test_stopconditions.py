@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from chaoslib.exceptions import InterruptExecution
 
-from gameday import interrupt, stopconditions
-from gameday.errors import ConfigError
+from gameday.drill import watcher as watching
+from gameday.foundation import interrupt, stopconditions
+from gameday.foundation.errors import ConfigError
+from gameday.foundation.events import Kind, Payload
+from gameday.foundation.settings import GamedaySettings
 from gameday.measure import run as runs
-from gameday.measure import timeline
-from gameday.settings import GamedaySettings
+from gameday.measure.store import timeline
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -51,7 +53,7 @@ class _Server(http.server.ThreadingHTTPServer):
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, args=(0.01,), daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -104,27 +106,27 @@ def test_a_promql_condition_takes_chaostoolkit_prometheus_base_url() -> None:
 
 def test_http_fires_on_an_unexpected_status_and_when_unreachable(server: _Server) -> None:
     (cond,) = parse({"type": "http", "url": f"{server.url}/healthz", "name": "health"}).conditions
-    assert stopconditions.check(cond) is None
+    assert watching.check(cond) is None
     server.status = 503
-    assert stopconditions.check(cond) == f"{server.url}/healthz answered 503, expected 200"
+    assert watching.check(cond) == f"{server.url}/healthz answered 503, expected 200"
     dead = stopconditions.Condition(name="dead", kind="http", url="http://127.0.0.1:9/",
                                     timeout_s=0.5)
-    with pytest.raises(stopconditions.CheckError):
-        stopconditions.check(dead)
+    with pytest.raises(watching.CheckError):
+        watching.check(dead)
 
 
 def test_promql_fires_on_a_non_zero_sample_the_way_an_alert_rule_does(server: _Server) -> None:
     (cond,) = parse({"type": "promql", "url": server.url, "query": "errors > 5"}).conditions
-    assert stopconditions.check(cond) is None  # empty vector: the alert is not firing
+    assert watching.check(cond) is None  # empty vector: the alert is not firing
     assert server.asked[-1].startswith("/api/v1/query?query=errors")
     server.query["data"]["result"] = [{"metric": {"job": "shop"}, "value": [1.0, "0"]}]
-    assert stopconditions.check(cond) is None  # a `bool` query's 0 does not fire
+    assert watching.check(cond) is None  # a `bool` query's 0 does not fire
     server.query["data"]["result"] = [{"metric": {"__name__": "x", "job": "shop"},
                                        "value": [1.0, "7.5"]}]
-    assert stopconditions.check(cond) == "`errors > 5` returned 7.5 (job=shop)"
+    assert watching.check(cond) == "`errors > 5` returned 7.5 (job=shop)"
     server.query = {"status": "error", "error": "parse error", "data": {}}
-    with pytest.raises(stopconditions.CheckError, match="parse error"):
-        stopconditions.check(cond)
+    with pytest.raises(watching.CheckError, match="parse error"):
+        watching.check(cond)
 
 
 def test_a_command_fires_when_it_exits_non_zero(tmp_path: Path) -> None:
@@ -134,11 +136,11 @@ def test_a_command_fires_when_it_exits_non_zero(tmp_path: Path) -> None:
          "command": [sys.executable, "-c", "print('alarm: checkout 5xx'); raise SystemExit(3)"]},
         {"type": "command", "name": "slow", "timeout_s": 0.2,
          "command": [sys.executable, "-c", "import time; time.sleep(5)"]}).conditions
-    assert stopconditions.check(ok) is None
-    assert stopconditions.check(bad).endswith("exited 3: alarm: checkout 5xx")  # type: ignore[union-attr]
+    assert watching.check(ok) is None
+    assert watching.check(bad).endswith("exited 3: alarm: checkout 5xx")  # type: ignore[union-attr]
     started = time.monotonic()
-    with pytest.raises(stopconditions.CheckError, match="longer than 0.2 s"):
-        stopconditions.check(slow)
+    with pytest.raises(watching.CheckError, match="longer than 0.2 s"):
+        watching.check(slow)
     assert time.monotonic() - started < 3  # bounded
 
 
@@ -172,16 +174,16 @@ class _Clocked:
     def now(self) -> float:
         return self.at
 
-    def events(self, kind: str) -> list[timeline.Event]:
+    def events(self, kind: Kind) -> list[timeline.Event]:
         return self.run.events(kind)
 
-    def event(self, kind: str, region: str | None = None, **detail: Any) -> float:
-        return self.run.event(kind, region, t=self.at, **detail)
+    def event(self, payload: Payload) -> float:
+        return self.run.event(payload, t=self.at)
 
 
 def test_max_outage_fires_while_the_target_has_not_recovered(tmp_path: Path) -> None:
     run = _Clocked(_run(tmp_path, served_from=None), now=3.0)
-    watcher = stopconditions.Watcher(parse(max_outage_s=5), run, target="region-2", k=5)
+    watcher = watching.Watcher(parse(max_outage_s=5), run, target="region-2", k=5)
     assert watcher.evaluate() is None  # 2 s into the outage
     run.at = 6.5
     reason = watcher.evaluate()
@@ -191,7 +193,7 @@ def test_max_outage_fires_while_the_target_has_not_recovered(tmp_path: Path) -> 
 
 def test_max_outage_ends_once_the_service_recovered(tmp_path: Path) -> None:
     run = _Clocked(_run(tmp_path, served_from=3.0), now=4.0)
-    watcher = stopconditions.Watcher(parse(max_outage_s=2), run, target="region-2", k=5)
+    watcher = watching.Watcher(parse(max_outage_s=2), run, target="region-2", k=5)
     assert watcher.evaluate() is None
     run.at = 600.0
     assert watcher.evaluate() is None
@@ -203,7 +205,7 @@ def test_the_watcher_records_the_reason_and_fires_once(tmp_path: Path, server: _
     stop = parse({"type": "http", "url": f"{server.url}/healthz", "name": "region-2-health"},
                  abort_check_interval_s=0.1)
     fired: list[str] = []
-    watcher = stopconditions.Watcher(stop, run, target="region-2", k=5, fire=fired.append)
+    watcher = watching.Watcher(stop, run, target="region-2", k=5, fire=fired.append)
     watcher.start()
     deadline = time.monotonic() + 5
     while not fired and time.monotonic() < deadline:
@@ -211,16 +213,16 @@ def test_the_watcher_records_the_reason_and_fires_once(tmp_path: Path, server: _
     watcher.stop()
     assert fired == [f"stop condition region-2-health: {server.url}/healthz answered 500, "
                      "expected 200"]
-    (event,) = run.events("aborted")
+    (event,) = run.events(Kind.ABORTED)
     assert json.loads(event.detail or "{}")["reason"] == fired[0]
 
 
 def test_an_unreadable_condition_aborts_unless_told_to_ignore_it() -> None:
     dead = {"type": "http", "url": "http://127.0.0.1:9/", "timeout_s": 0.5, "name": "dead"}
     run: Any = None
-    aborting = stopconditions.Watcher(parse(dead), run, target="region-2", k=5)
+    aborting = watching.Watcher(parse(dead), run, target="region-2", k=5)
     assert aborting.evaluate().startswith("stop condition dead could not be evaluated")  # type: ignore[union-attr]
-    ignoring = stopconditions.Watcher(parse({**dead, "on_error": "ignore"}), run,
+    ignoring = watching.Watcher(parse({**dead, "on_error": "ignore"}), run,
                                       target="region-2", k=5)
     assert ignoring.evaluate() is None
 

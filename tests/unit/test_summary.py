@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gameday.report import summary as summaries
+from gameday.measure import summary as summaries
 from tests.fixtures.report import fixture_run
 
 

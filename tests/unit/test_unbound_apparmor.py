@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from gameday.errors import LabError
+from gameday.foundation.errors import LabError
 from gameday.labs.netns import apparmor, configs
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns.processes import Processes

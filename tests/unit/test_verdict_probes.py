@@ -23,11 +23,12 @@ from chaoslib.exceptions import ActivityFailed
 
 from gameday import postgres
 from gameday.actions import database
-from gameday.labs import drill
+from gameday.drill import context as drills
+from gameday.foundation import drill_state as drill
 from gameday.measure import run as runs
-from gameday.measure import timeline
+from gameday.measure import summary as summaries
+from gameday.measure.store import timeline
 from gameday.probes import verdict
-from gameday.report import summary as summaries
 from tests.fixtures.report import fixture_run
 from tests.unit import fakes
 
@@ -43,13 +44,13 @@ def cfg(lab_file: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def current(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def current(monkeypatch: pytest.MonkeyPatch, lab_file: Path) -> Iterator[Any]:
     """Make a stored run directory the run in progress: `current(run_dir)`."""
     monkeypatch.setattr(summaries, "snapshot_rows", lambda *args, **kwargs: 0)
     monkeypatch.setattr(verdict, "time", types.SimpleNamespace(sleep=lambda _s: None))
 
     def make(run_dir: Path) -> Path:
-        monkeypatch.setattr(runs, "_current", runs.Run(run_dir, timeline.Clock(1)))
+        drills.publish(fakes.drill(lab_file, run=runs.Run(run_dir, timeline.Clock(1))))
         return run_dir
 
     yield make
@@ -147,8 +148,7 @@ def test_before_the_fault_rto_holds_and_the_writes_are_checked(
 
 
 def test_a_dry_run_judges_nothing(monkeypatch: pytest.MonkeyPatch, cfg: dict[str, Any]) -> None:
-    monkeypatch.setattr(runs, "_dry", {"faults": []})
-    monkeypatch.setattr(runs, "_current", None)
+    drills.stand_down(plan={"faults": []})
     assert verdict.rto_seconds(configuration=cfg) == 0.0
     assert verdict.rpo_seconds(configuration=cfg) == 0.0
     assert verdict.lost_writes(configuration=cfg) == 0
@@ -157,7 +157,6 @@ def test_a_dry_run_judges_nothing(monkeypatch: pytest.MonkeyPatch, cfg: dict[str
 
 def test_without_the_control_the_probes_say_so(monkeypatch: pytest.MonkeyPatch,
                                                cfg: dict[str, Any]) -> None:
-    monkeypatch.setattr(runs, "_current", None)
     for probe in (verdict.rto_seconds, verdict.rpo_seconds, verdict.lost_writes,
                   verdict.rpo_within_target, verdict.rto_within_target):
         with pytest.raises(ActivityFailed, match="declare the `gameday.control` control"):
@@ -175,7 +174,7 @@ def _rows(monkeypatch: pytest.MonkeyPatch, rows: dict[str, list[tuple[int, datet
 
 def test_split_brain_writes_are_the_old_primarys_own_rows_after_the_promotion(
         lab_file: Path, cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    drill.write(lab_file, {"promoted": "region-2", "promoted_at_utc": PROMOTED.isoformat()})
+    drill.write(lab_file, drill.DrillState(promoted="region-2", promoted_at_utc=PROMOTED.isoformat()))
     s = timedelta(seconds=1)
     _rows(monkeypatch, {
         "region-1": [(1, PROMOTED - 3 * s), (2, PROMOTED - s),  # replicated: on both
@@ -192,7 +191,7 @@ def test_split_brain_writes_are_the_old_primarys_own_rows_after_the_promotion(
 
 def test_no_split_brain_has_no_window(lab_file: Path, cfg: dict[str, Any],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    drill.write(lab_file, {"promoted": "region-2", "promoted_at_utc": PROMOTED.isoformat()})
+    drill.write(lab_file, drill.DrillState(promoted="region-2", promoted_at_utc=PROMOTED.isoformat()))
     same = [(1, PROMOTED - timedelta(seconds=1))]
     _rows(monkeypatch, {"region-1": same, "region-2": same})
     out = database.count_split_brain("region-1", "region-2", configuration=cfg)
@@ -206,6 +205,37 @@ def test_split_brain_needs_the_game_days_promotion(lab_file: Path, cfg: dict[str
     with pytest.raises(ActivityFailed, match="no game day promoted region-2: run "
                                              "experiments/game-day.json first"):
         database.count_split_brain("region-1", "region-2", configuration=cfg)
-    drill.write(lab_file, {"promoted": "region-1", "promoted_at_utc": PROMOTED.isoformat()})
+    drill.write(lab_file, drill.DrillState(promoted="region-1", promoted_at_utc=PROMOTED.isoformat()))
     with pytest.raises(ActivityFailed, match="no game day promoted region-2"):
         database.count_split_brain("region-1", "region-2", configuration=cfg)
+
+
+def test_one_evaluation_of_the_steady_state_reads_the_run_once(
+        tmp_path: Path, cfg: dict[str, Any], current: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the control's hypothesis hooks the verdict probes judge one snapshot (one
+    flush wait and one read for all of them); outside an evaluation each reads afresh,
+    and a new evaluation reads again."""
+    from gameday import control
+
+    current(fixture_run.build(tmp_path / "run"))
+    reads: list[Path] = []
+    build = summaries.build
+    monkeypatch.setattr(summaries, "build", lambda run_dir: reads.append(run_dir) or build(run_dir))
+
+    control.before_hypothesis_control({})
+    assert verdict.rto_seconds(configuration=cfg) == 1.5
+    assert verdict.rpo_seconds(configuration=cfg) == 0.0
+    assert verdict.lost_writes(configuration=cfg) == 0
+    control.after_hypothesis_control({})
+    assert len(reads) == 1
+
+    control.before_hypothesis_control({})
+    verdict.lost_writes(configuration=cfg)
+    verdict.integrity_violations(configuration=cfg)
+    control.after_hypothesis_control({})
+    assert len(reads) == 2
+
+    verdict.lost_writes(configuration=cfg)
+    verdict.lost_writes(configuration=cfg)
+    assert len(reads) == 4

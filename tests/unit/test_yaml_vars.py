@@ -13,7 +13,8 @@ from chaoslib.configuration import load_configuration
 from chaoslib.experiment import ensure_experiment_is_valid
 from chaoslib.loader import load_experiment
 
-from gameday import experiments, hypothesis
+from gameday import experiments
+from gameday.drill import hypothesis
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "gameday" / "experiments"
@@ -44,7 +45,7 @@ def test_a_var_file_sets_the_targets_the_tolerances_judge(var_file: str, rpo: fl
 
 
 def test_the_long_drill_is_the_game_day_and_a_hold() -> None:
-    """game-day-long.json is kept by hand: it must not drift from the game day it extends
+    """game-day-long.json (composed in compose.py) must not drift from the game day it extends
     (its verdict probes, secrets scopes and rollbacks), only add the hold."""
     game_day = json.loads((SHIPPED / "game-day.json").read_text())
     long = json.loads((SHIPPED / "game-day-long.json").read_text())

@@ -18,19 +18,14 @@ The package, by concern:
     faults.py      scale-to-zero, cordon, block-egress through the API
     blackhole.py   docker pause / unpause of node containers
     database.py    the database role, fencing on revert, and the failback's DatabaseOps
-    driver.py      KubernetesDriver, which puts them together behind gameday.labs.driver
+    driver.py      KubernetesDriver, which puts them together behind gameday.foundation.driver
 
 Guard: a context is used only when it matches the allow-list (`kind-*` unless widened by the
-configuration key `kube_context_allowlist` or env GAMEDAY_KUBE_CONTEXT_ALLOWLIST), so a game
+configuration key `kube_context_allowlist` or env GAMEDAY_KUBE_CONTEXT_ALLOWLIST; parsed in
+gameday.foundation.settings), so a game
 day cannot scale a production cluster to zero by a typo in a descriptor.
 """
 
-from gameday.labs.kubernetes.client import (
-    ALLOWLIST_ENV,
-    ALLOWLIST_KEY,
-    DEFAULT_ALLOWED_CONTEXTS,
-    allowed_contexts_from,
-)
 from gameday.labs.kubernetes.database import (
     DB_CONFIGMAP,
     DB_POD,
@@ -42,16 +37,12 @@ from gameday.labs.kubernetes.driver import KubernetesDriver
 from gameday.labs.kubernetes.faults import EGRESS_POLICY, REPLICAS_ANNOTATION
 
 __all__ = [
-    "ALLOWLIST_ENV",
-    "ALLOWLIST_KEY",
     "DB_CONFIGMAP",
     "DB_POD",
     "DB_STATEFULSET",
-    "DEFAULT_ALLOWED_CONTEXTS",
     "EGRESS_POLICY",
     "FENCE_ANNOTATION",
     "REPLICAS_ANNOTATION",
     "STALE_POD_ANNOTATION",
     "KubernetesDriver",
-    "allowed_contexts_from",
 ]

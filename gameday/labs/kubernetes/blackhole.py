@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 
-from gameday.errors import LabError, TargetError
+from gameday.foundation.errors import LabError, TargetError
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 

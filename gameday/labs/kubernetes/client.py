@@ -8,7 +8,8 @@ through one client class that always sets one.
 
 The allow-list exists so that a game day cannot scale a production cluster to zero by a typo
 in a descriptor: a context is used only when it matches `kind-*`, or a pattern added by the
-configuration key `kube_context_allowlist` or env GAMEDAY_KUBE_CONTEXT_ALLOWLIST.
+configuration key `kube_context_allowlist` or env GAMEDAY_KUBE_CONTEXT_ALLOWLIST (parsed
+with the other settings: gameday.foundation.settings.KubeAccess).
 """
 
 from __future__ import annotations
@@ -23,60 +24,17 @@ from typing import Any, TypeVar
 
 from kubernetes.client import ApiClient
 
-from gameday.errors import ConfigError, GamedayError, LabError, TargetError
-from gameday.labs.descriptor import Region
+from gameday.foundation.descriptor import Region
+from gameday.foundation.errors import ConfigError, GamedayError, LabError, TargetError
+from gameday.foundation.settings import DEFAULT_KUBE_TIMEOUT_S, KUBE_ALLOWLIST_KEY
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
-
-DEFAULT_ALLOWED_CONTEXTS: tuple[str, ...] = ("kind-*",)
-ALLOWLIST_KEY = "kube_context_allowlist"
-ALLOWLIST_ENV = "GAMEDAY_KUBE_CONTEXT_ALLOWLIST"
 
 # One call at a time: the design never addresses two clusters at once, and a drill's steps and
 # its rollback may run in different threads.
 _KUBE_LOCK = threading.RLock()
 
-TIMEOUT_KEY = "kube_request_timeout_s"
-DEFAULT_REQUEST_TIMEOUT_S = 10.0
-
 T = TypeVar("T")
-
-
-def allowed_contexts_from(configuration: Mapping[str, Any] | None = None) -> tuple[str, ...]:
-    """The context patterns this run may touch: `kind-*` plus what configuration adds.
-
-    The configuration key `kube_context_allowlist` (or env GAMEDAY_KUBE_CONTEXT_ALLOWLIST)
-    holds shell-style patterns, as a list or a comma-separated string."""
-    raw: Any = (configuration or {}).get(ALLOWLIST_KEY)
-    if raw is None:
-        raw = os.environ.get(ALLOWLIST_ENV, "")
-    if isinstance(raw, str):
-        extra = [p.strip() for p in raw.split(",")]
-    elif isinstance(raw, Sequence):
-        extra = [str(p).strip() for p in raw]
-    else:
-        raise ConfigError(
-            f"configuration '{ALLOWLIST_KEY}': expected a list or a comma-separated string "
-            f"of context patterns, got {type(raw).__name__}"
-        )
-    return DEFAULT_ALLOWED_CONTEXTS + tuple(p for p in extra if p)
-
-
-def request_timeout_from(configuration: Mapping[str, Any] | None = None) -> float:
-    """Seconds one API request may take (configuration `kube_request_timeout_s`, default
-    10): a paused node completes the TCP handshake and never answers, and the kubernetes
-    client waits forever for a request that has no timeout."""
-    raw: Any = (configuration or {}).get(TIMEOUT_KEY, DEFAULT_REQUEST_TIMEOUT_S)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(
-            f"configuration '{TIMEOUT_KEY}' must be a number of seconds > 0, got {raw!r}: "
-            f"fix it in the experiment or pass --var {TIMEOUT_KEY}=10"
-        )
-    return value
 
 
 class _TimedApiClient(ApiClient):
@@ -101,7 +59,7 @@ class Kube:
     every request it makes has a timeout."""
 
     def __init__(
-        self, allowed_contexts: Sequence[str], *, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        self, allowed_contexts: Sequence[str], *, request_timeout_s: float = DEFAULT_KUBE_TIMEOUT_S,
         credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.allowed_contexts = tuple(allowed_contexts)
@@ -133,8 +91,8 @@ class Kube:
             allowed = ", ".join(self.allowed_contexts)
             raise ConfigError(
                 f"kube context '{context}' is not in the allow-list ({allowed}): to really "
-                f"break it, add it to configuration '{ALLOWLIST_KEY}' "
-                f"(e.g. --var {ALLOWLIST_KEY}={context})"
+                f"break it, add it to configuration '{KUBE_ALLOWLIST_KEY}' "
+                f"(e.g. --var {KUBE_ALLOWLIST_KEY}={context})"
             )
 
     @contextlib.contextmanager
@@ -174,8 +132,7 @@ class Kube:
             return cached[1]
         self._forget(context)
         try:
-            # untyped in the kubernetes package
-            contexts, _ = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            contexts, _ = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]  # untyped
                 config_file=path
             )
         except (ConfigException, OSError) as exc:
@@ -193,7 +150,7 @@ class Kube:
         # the driver's own waits retry
         configuration.retries = 0
         try:
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped package
                 config_file=path,
                 context=context,
                 client_configuration=configuration,

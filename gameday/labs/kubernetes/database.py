@@ -24,10 +24,11 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from gameday.errors import GamedayError, LabError, TargetError
-from gameday.labs.descriptor import Lab, Region
+from gameday.foundation import drill_state
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.errors import GamedayError, LabError, TargetError
+from gameday.foundation.poll import poll_until
 from gameday.labs.kubernetes.client import Kube, annotations_of, or_none
-from gameday.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
@@ -45,28 +46,11 @@ PrimaryCheck = Callable[[Region], "bool | None"]
 
 
 def sql_is_primary(lab: Lab) -> PrimaryCheck:
-    """The default check, as the netns lab's: the region's database answers at its db_host and
-    is not in recovery (a writable primary, or one a switchover left read-only: either way a
-    second primary must not appear next to it). None when it does not answer."""
+    """The default check, as the netns lab's: `postgres.is_primary` (the region's database
+    answers at its db_host and is not in recovery)."""
+    from gameday import postgres
 
-    def check(region: Region) -> bool | None:
-        import psycopg
-
-        from gameday import postgres
-
-        try:
-            with psycopg.connect(
-                **lab.database.params(region.db_host, region.db_port,
-                                      application_name="gameday-drill"),
-                autocommit=True,
-                **postgres.bounds(),
-            ) as conn:
-                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-        except psycopg.Error:
-            return None
-        return row is not None and not row[0]
-
-    return check
+    return lambda region: postgres.is_primary(lab, region)
 
 
 class Database:
@@ -142,11 +126,10 @@ class Database:
         record names a promotion of another region (written before pg_promote() is sent, so
         an interrupted run or a connection blip cannot hide it), or another region's database
         answers as a primary. As the netns driver's `_other_serves_or_was_promoted`."""
-        from gameday.labs import drill
-
         others = [o for o in self.lab.regions if o.name != region.name]
-        promoted = (drill.read(self.lab.path) or {}).get("promoted") if self.lab.path else None
-        if promoted and promoted != region.name:
+        state = drill_state.read(self.lab.path) if self.lab.path else None
+        promoted = state.promoted_other_than(region.name) if state is not None else None
+        if promoted:
             named = next((o for o in others if o.name == promoted), None)
             if named is not None or others:
                 other = named or others[0]

@@ -7,35 +7,36 @@ is the primary, and runs the failback's database operations (database.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gameday.errors import ConfigError, GamedayError, LabError, TargetError
-from gameday.labs.descriptor import Lab, Region
+from kubernetes.client import ApiClient
+
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.driver import FaultOps, FaultTable
+from gameday.foundation.errors import ConfigError, GamedayError, LabError, TargetError
+from gameday.foundation.faults import Fault, not_applicable
+from gameday.foundation.poll import poll_until
+from gameday.foundation.settings import DEFAULT_KUBE_TIMEOUT_S, GamedaySettings, kube_access
 from gameday.labs.kubernetes import database, faults
 from gameday.labs.kubernetes.blackhole import Docker, Runner, control_planes_first, still_paused_by_us
-from gameday.labs.kubernetes.client import (
-    DEFAULT_REQUEST_TIMEOUT_S,
-    Kube,
-    allowed_contexts_from,
-    request_timeout_from,
-)
+from gameday.labs.kubernetes.client import Kube
 from gameday.labs.kubernetes.database import DB_STATEFULSET, Database, PrimaryCheck, sql_is_primary
 from gameday.labs.kubernetes.readiness import RegionBack
-from gameday.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
-API_FAULTS = ("scale-to-zero", "cordon", "block-egress")
-
 if TYPE_CHECKING:
-    from gameday.labs.driver import DriverFactory
+    from gameday.foundation.driver import DriverFactory
 
 
-class KubernetesDriver:
+class KubernetesDriver(FaultTable):
     """Breaks and restores a region that lives in a Kubernetes cluster (see the package doc)."""
+
+    kind = "kubernetes"
 
     def __init__(
         self,
@@ -49,12 +50,13 @@ class KubernetesDriver:
         stop_timeout_s: float = 120.0,
         start_timeout_s: float = 600.0,
         poll_s: float = 1.0,
-        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        request_timeout_s: float = DEFAULT_KUBE_TIMEOUT_S,
         api_back_timeout_s: float = 60.0,
     ) -> None:
         self.lab = lab
         self.kube = Kube(
-            tuple(allowed_contexts) if allowed_contexts is not None else allowed_contexts_from(),
+            tuple(allowed_contexts) if allowed_contexts is not None
+            else kube_access(None).allowed_contexts,
             request_timeout_s=request_timeout_s,
             credentials=dict(lab.kube_credentials),
         )
@@ -87,38 +89,71 @@ class KubernetesDriver:
         )
 
     @classmethod
-    def from_configuration(
-        cls, lab: Lab, configuration: Mapping[str, Any] | None = None
+    def from_settings(
+        cls, lab: Lab, settings: GamedaySettings | None = None
     ) -> KubernetesDriver:
-        """The registry's factory (gameday.labs.driver)."""
+        """The registry's factory (gameday.foundation.lab_kinds): the kubernetes section
+        of the settings (without them, `kind-*` and the env's allow-list)."""
+        access = settings.kube if settings is not None else kube_access(None)
         return cls(
             lab,
-            allowed_contexts=allowed_contexts_from(configuration),
-            request_timeout_s=request_timeout_from(configuration),
+            allowed_contexts=access.allowed_contexts,
+            request_timeout_s=access.request_timeout_s,
         )
 
     @property
     def allowed_contexts(self) -> tuple[str, ...]:
         return self.kube.allowed_contexts
 
-    # -- the Driver protocol -------------------------------------------------------------
+    # -- the Driver protocol (gameday.foundation.driver.FaultTable) ----------------------
 
-    def plan(self, fault: str, region: Region) -> dict[str, Any]:
-        if fault == "blackhole":
-            if not region.node_containers:
-                return _not_applicable(
-                    "the region lists no node_containers (blackhole pauses the Docker "
-                    "containers that are its nodes: kind only)"
-                )
-            states = self.docker.paused(region.node_containers)
-            return {
-                "fault": fault,
-                "region": region.name,
-                "containers": list(region.node_containers),
-                "paused_before": [c for c in region.node_containers if states[c]],
-            }
-        if fault not in API_FAULTS:
-            return _not_applicable(f"the kubernetes driver has no fault '{fault}'")
+    def faults(self) -> Mapping[Fault, FaultOps | str]:
+        return self._faults
+
+    @functools.cached_property
+    def _faults(self) -> dict[Fault, FaultOps | str]:
+        return {
+            Fault.SCALE_TO_ZERO: FaultOps(
+                plan=functools.partial(self._plan_api, Fault.SCALE_TO_ZERO, self._plan_scale),
+                inject=self._scale_to_zero,
+                is_effective=functools.partial(self._effective_api, Fault.SCALE_TO_ZERO,
+                                               self._scaled_down, serving=False),
+                revert=self._restore_scale),
+            Fault.CORDON: FaultOps(
+                plan=functools.partial(self._plan_api, Fault.CORDON, self._plan_cordon),
+                inject=self._cordon,
+                is_effective=functools.partial(self._effective_api, Fault.CORDON,
+                                               self._cordoned, serving=False),
+                revert=self._uncordon),
+            Fault.BLOCK_EGRESS: FaultOps(
+                plan=functools.partial(self._plan_api, Fault.BLOCK_EGRESS, self._plan_egress),
+                inject=self._block_egress,
+                is_effective=functools.partial(self._effective_api, Fault.BLOCK_EGRESS,
+                                               self._egress_policy, serving=True),
+                revert=self._unblock_egress),
+            Fault.BLACKHOLE: FaultOps(plan=self._plan_blackhole, inject=self._pause,
+                                      is_effective=self._paused,
+                                      revert=self._revert_blackhole),
+        }
+
+    def inject(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
+        _check_undo(fault, undo)
+        super().inject(fault, region, undo)
+
+    def is_effective(self, fault: Fault, region: Region, undo: dict[str, Any]) -> bool:
+        _check_undo(fault, undo)
+        return super().is_effective(fault, region, undo)
+
+    def revert(self, fault: Fault, region: Region, undo: dict[str, Any]) -> None:
+        if undo.get("applicable") is False:
+            return
+        _check_undo(fault, undo)
+        super().revert(fault, region, undo)
+
+    # the API faults: planned, checked and undone through the region's API server
+
+    def _plan_api(self, fault: Fault, plan: Callable[[Region, dict[str, Any]], dict[str, Any]],
+                  region: Region) -> dict[str, Any]:
         context, namespace = self.kube.target(region)
         paused = self._paused_nodes(region)
         if paused:
@@ -127,61 +162,13 @@ class KubernetesDriver:
                 f"({', '.join(paused)}), so its API server cannot answer: list blackhole last "
                 "(e.g. faults=scale-to-zero,blackhole), or `docker unpause` them"
             )
-        base = {"fault": fault, "region": region.name, "context": context, "namespace": namespace}
-        if fault == "scale-to-zero":
-            with self.kube.cluster(context) as api:
-                planned = [
-                    {"kind": kind, "name": name, "replicas": replicas}
-                    for kind, name, replicas, _ in faults.workloads(api, namespace)
-                ]
-            return {**base, "workloads": planned}
-        if fault == "cordon":
-            if not region.node_selector:
-                return _not_applicable("the region has no node_selector in the lab descriptor")
-            with self.kube.cluster(context) as api:
-                nodes = faults.nodes(api, region.node_selector)
-            if not nodes:
-                raise LabError(
-                    f"no node of context '{context}' matches '{region.node_selector}': "
-                    "fix the region's node_selector in the lab descriptor"
-                )
-            return {
-                **base,
-                "node_selector": region.node_selector,
-                "nodes": [{"name": n, "was_unschedulable": u} for n, u in nodes],
-            }
-        with self.kube.cluster(context) as api:
-            running = [
-                name
-                for kind, name, replicas, _ in faults.workloads(api, namespace)
-                if kind == "Deployment" and replicas > 0
-            ]
-        return {**base, "policy": faults.EGRESS_POLICY, "restart": running}
+        return plan(region, {"fault": fault, "region": region.name, "context": context,
+                             "namespace": namespace})
 
-    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
-        _check_undo(fault, undo)
-        if fault == "blackhole":
-            before = set(undo["paused_before"])
-            todo = [c for c in undo["containers"] if c not in before]
-            if todo:
-                self.docker.each("pause", todo)
-            self._paused_by_us.add(region.name)
-            return
-        context, namespace = self.kube.undo_target(undo)
-        if fault == "scale-to-zero":
-            faults.scale_to_zero(self.kube, context, namespace, undo["workloads"])
-        elif fault == "cordon":
-            names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
-            faults.cordon(self.kube, context, names)
-        elif fault == "block-egress":
-            faults.block_egress(
-                self.kube, context, namespace, undo["policy"], undo.get("restart", [])
-            )
-
-    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
-        _check_undo(fault, undo)
-        if fault == "blackhole":
-            return all(self.docker.paused(undo["containers"]).values())
+    def _effective_api(self, fault: Fault, check: Callable[[ApiClient, str, dict[str, Any]], bool],
+                       region: Region, undo: dict[str, Any], *, serving: bool) -> bool:
+        """`check` the objects through the API; with `serving`, then the effect as well: the
+        region's storefront cannot take an order."""
         context, namespace = self.kube.undo_target(undo)
         if region.name in self._paused_by_us:
             # injected before blackhole paused the region: nothing of it runs now, and its
@@ -190,12 +177,7 @@ class KubernetesDriver:
             return True
         try:
             with self.kube.cluster(context) as api:
-                if fault == "scale-to-zero":
-                    return faults.scale_effective(api, namespace, undo["workloads"])
-                if fault == "cordon":
-                    state = dict(faults.nodes(api, None))
-                    return all(state.get(n["name"], True) for n in undo["nodes"])
-                if faults.read_policy(api, namespace, undo["policy"]) is None:
+                if not check(api, namespace, undo):
                     return False
         except TargetError:
             # paused by someone else (docker asked only now, not on every poll)
@@ -206,30 +188,109 @@ class KubernetesDriver:
                         fault, region.name, ", ".join(paused))
             return True
         # the effect, not the object: the region's storefront cannot take an order
-        return not faults.serving(region.storefront_url)
+        return not faults.serving(region.storefront_url) if serving else True
 
-    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
-        if undo.get("applicable") is False:
-            return
-        _check_undo(fault, undo)
-        if fault == "blackhole":
-            self._revert_blackhole(region, undo)
-            return
+    def _plan_scale(self, region: Region, base: dict[str, Any]) -> dict[str, Any]:
+        with self.kube.cluster(base["context"]) as api:
+            planned = [
+                {"kind": kind, "name": name, "replicas": replicas}
+                for kind, name, replicas, _ in faults.workloads(api, base["namespace"])
+            ]
+        return {**base, "workloads": planned}
+
+    def _scale_to_zero(self, region: Region, undo: dict[str, Any]) -> None:
         context, namespace = self.kube.undo_target(undo)
-        if fault == "scale-to-zero":
-            if any(
-                w["kind"] == "StatefulSet" and w["name"] == DB_STATEFULSET
-                for w in undo["workloads"]
-            ):
-                self.db.fence_if_other_is_primary(region, context, namespace, undo)
-            faults.restore_replicas(self.kube, context, namespace, undo["workloads"])
-            self.back.wait(region, context, namespace)
-        elif fault == "cordon":
-            names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
-            faults.uncordon(self.kube, context, names)
-            self.back.wait(region, context, namespace)
-        elif fault == "block-egress":
-            faults.unblock_egress(self.kube, context, namespace, undo["policy"])
+        faults.scale_to_zero(self.kube, context, namespace, undo["workloads"])
+
+    def _scaled_down(self, api: ApiClient, namespace: str, undo: dict[str, Any]) -> bool:
+        return faults.scale_effective(api, namespace, undo["workloads"])
+
+    def _restore_scale(self, region: Region, undo: dict[str, Any]) -> None:
+        context, namespace = self.kube.undo_target(undo)
+        if any(
+            w["kind"] == "StatefulSet" and w["name"] == DB_STATEFULSET
+            for w in undo["workloads"]
+        ):
+            self.db.fence_if_other_is_primary(region, context, namespace, undo)
+        faults.restore_replicas(self.kube, context, namespace, undo["workloads"])
+        self.back.wait(region, context, namespace)
+
+    def _plan_cordon(self, region: Region, base: dict[str, Any]) -> dict[str, Any]:
+        if not region.node_selector:
+            return not_applicable("the region has no node_selector in the lab descriptor")
+        with self.kube.cluster(base["context"]) as api:
+            nodes = faults.nodes(api, region.node_selector)
+        if not nodes:
+            raise LabError(
+                f"no node of context '{base['context']}' matches '{region.node_selector}': "
+                "fix the region's node_selector in the lab descriptor"
+            )
+        return {
+            **base,
+            "node_selector": region.node_selector,
+            "nodes": [{"name": n, "was_unschedulable": u} for n, u in nodes],
+        }
+
+    def _cordon(self, region: Region, undo: dict[str, Any]) -> None:
+        context, _ = self.kube.undo_target(undo)
+        names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
+        faults.cordon(self.kube, context, names)
+
+    def _cordoned(self, api: ApiClient, namespace: str, undo: dict[str, Any]) -> bool:
+        state = dict(faults.nodes(api, None))
+        return all(state.get(n["name"], True) for n in undo["nodes"])
+
+    def _uncordon(self, region: Region, undo: dict[str, Any]) -> None:
+        context, namespace = self.kube.undo_target(undo)
+        names = [n["name"] for n in undo["nodes"] if not n["was_unschedulable"]]
+        faults.uncordon(self.kube, context, names)
+        self.back.wait(region, context, namespace)
+
+    def _plan_egress(self, region: Region, base: dict[str, Any]) -> dict[str, Any]:
+        with self.kube.cluster(base["context"]) as api:
+            running = [
+                name
+                for kind, name, replicas, _ in faults.workloads(api, base["namespace"])
+                if kind == "Deployment" and replicas > 0
+            ]
+        return {**base, "policy": faults.EGRESS_POLICY, "restart": running}
+
+    def _block_egress(self, region: Region, undo: dict[str, Any]) -> None:
+        context, namespace = self.kube.undo_target(undo)
+        faults.block_egress(self.kube, context, namespace, undo["policy"], undo.get("restart", []))
+
+    def _egress_policy(self, api: ApiClient, namespace: str, undo: dict[str, Any]) -> bool:
+        return faults.read_policy(api, namespace, undo["policy"]) is not None
+
+    def _unblock_egress(self, region: Region, undo: dict[str, Any]) -> None:
+        context, namespace = self.kube.undo_target(undo)
+        faults.unblock_egress(self.kube, context, namespace, undo["policy"])
+
+    # blackhole: `docker pause` of the region's node containers (kind only)
+
+    def _plan_blackhole(self, region: Region) -> dict[str, Any]:
+        if not region.node_containers:
+            return not_applicable(
+                "the region lists no node_containers (blackhole pauses the Docker "
+                "containers that are its nodes: kind only)"
+            )
+        states = self.docker.paused(region.node_containers)
+        return {
+            "fault": Fault.BLACKHOLE,
+            "region": region.name,
+            "containers": list(region.node_containers),
+            "paused_before": [c for c in region.node_containers if states[c]],
+        }
+
+    def _pause(self, region: Region, undo: dict[str, Any]) -> None:
+        before = set(undo["paused_before"])
+        todo = [c for c in undo["containers"] if c not in before]
+        if todo:
+            self.docker.each("pause", todo)
+        self._paused_by_us.add(region.name)
+
+    def _paused(self, region: Region, undo: dict[str, Any]) -> bool:
+        return all(self.docker.paused(undo["containers"]).values())
 
     def _revert_blackhole(self, region: Region, undo: dict[str, Any]) -> None:
         """Unpause what this fault paused. The control plane comes back first, so that a
@@ -304,6 +365,9 @@ class KubernetesDriver:
     def start_database(self, region: Region) -> bool:
         return self.db.start(region)
 
+    def rejoin_standby(self, primary: Region) -> str | None:
+        return None  # kind-lab runs no HA manager: its failback resyncs the standby itself
+
     def failback_unsupported(self, region: Region) -> str | None:
         """The fencing contract: StatefulSet `postgres` whose role lives in ConfigMap
         `gameday-db` (kind-lab has both); a user's own database has neither."""
@@ -321,11 +385,7 @@ class KubernetesDriver:
                 "promotion_command)")
 
 
-def _not_applicable(reason: str) -> dict[str, Any]:
-    return {"applicable": False, "reason": reason}
-
-
-def _check_undo(fault: str, undo: Mapping[str, Any]) -> None:
+def _check_undo(fault: Fault, undo: Mapping[str, Any]) -> None:
     if undo.get("applicable") is False:
         raise ConfigError(f"fault '{fault}' is not applicable here: {undo.get('reason')}")
     if undo.get("fault") != fault:
@@ -335,4 +395,4 @@ def _check_undo(fault: str, undo: Mapping[str, Any]) -> None:
 if TYPE_CHECKING:
     # mypy checks here that the registry's factory makes a complete LabDriver
     # (Driver and DatabaseOps, start_database included)
-    _FACTORY: DriverFactory = KubernetesDriver.from_configuration
+    _FACTORY: DriverFactory = KubernetesDriver.from_settings

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from gameday.errors import TargetError
+from gameday.foundation.errors import TargetError
 from gameday.labs.kubernetes.client import Kube, annotations_of, labels_of, name_of, or_none
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")

@@ -15,8 +15,9 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from gameday.errors import GamedayError, TargetError
-from gameday.labs.descriptor import Region
+from gameday.foundation.descriptor import Region
+from gameday.foundation.errors import GamedayError, TargetError
+from gameday.foundation.poll import poll_until
 from gameday.labs.kubernetes import faults
 from gameday.labs.kubernetes.client import Kube, annotations_of, name_of
 from gameday.labs.kubernetes.database import (
@@ -29,7 +30,6 @@ from gameday.labs.kubernetes.database import (
     read_pod,
     read_statefulset,
 )
-from gameday.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 

@@ -12,13 +12,13 @@ its next promotion.
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
-from gameday.errors import LabError
-from gameday.labs.descriptor import Lab, Region
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.errors import LabError
+from gameday.foundation.poll import poll_within
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.dataroot import DataRoot
@@ -50,15 +50,15 @@ class NodeOps:
 
     def _wait_pidfile_gone(self, region: Region, timeout: float = 10.0) -> None:
         pidfile = self.data(region) / "postmaster.pid"
-        deadline = time.monotonic() + timeout
-        while pidfile.exists() and time.monotonic() < deadline:
+
+        def gone() -> bool:
             try:
                 pid = int(pidfile.read_text().splitlines()[0])
             except (ValueError, IndexError, FileNotFoundError):
-                return
-            if not Path(f"/proc/{pid}").exists():
-                return
-            time.sleep(0.05)
+                return True
+            return not Path(f"/proc/{pid}").exists()
+
+        poll_within(gone, timeout_s=timeout, interruptible=False)
 
     def write_node_conf(self, region: Region, *, standby: bool, fenced: bool = False) -> None:
         root = self.root()

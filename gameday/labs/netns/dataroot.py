@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from gameday.errors import LabError
+from gameday.foundation.errors import LabError
 
 PARENT = Path("/var/tmp")
 PREFIX = "gameday-pg-"

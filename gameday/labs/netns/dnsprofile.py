@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gameday.errors import ConfigError
+from gameday.foundation.errors import ConfigError
 from gameday.labs.netns import healthgate
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.resolvers import RESOLVER_TTLS

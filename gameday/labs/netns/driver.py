@@ -15,6 +15,7 @@ cannot flip back to stale data) whenever the other region's database is writable
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -25,19 +26,25 @@ from pathlib import Path
 from typing import Any
 
 from gameday import postgres
-from gameday.errors import ConfigError, LabError, TargetError
-from gameday.labs.descriptor import Lab, Region
+from gameday.foundation import drill_state
+from gameday.foundation.descriptor import Lab, Region
+from gameday.foundation.driver import FaultOps, FaultTable
+from gameday.foundation.errors import ConfigError, LabError, TargetError
+from gameday.foundation.faults import Fault
+from gameday.foundation.poll import poll_until, poll_within
+from gameday.foundation.settings import GamedaySettings
 from gameday.labs.netns import lab as netns_lab
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
-from gameday.poll import poll_until
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
+# how long a replica may take to stream again after its leader restarted before gameday
+# asks why (a healthy one reconnects within wal_retrieve_retry_interval, 5 s)
+STANDBY_FOLLOWS_S = 15.0
 
-RULES = {
-    "block-egress": """table inet gameday {
+EGRESS_RULES = """table inet gameday {
     chain output {
         type filter hook output priority 0; policy accept;
         oif "lo" accept
@@ -45,8 +52,8 @@ RULES = {
         counter drop comment "gameday block-egress"
     }
 }
-""",
-    "blackhole": """table inet gameday {
+"""
+BLACKHOLE_RULES = """table inet gameday {
     chain input {
         type filter hook input priority 0; policy accept;
         iif "lo" accept
@@ -58,8 +65,7 @@ RULES = {
         counter drop comment "gameday blackhole"
     }
 }
-""",
-}
+"""
 
 
 # `python -c CONNECT_PROBE HOST PORT` exits 0 when it can open a TCP connection to HOST:PORT
@@ -71,7 +77,9 @@ except OSError:
 """
 
 
-class NetnsDriver:
+class NetnsDriver(FaultTable):
+    kind = "netns"
+
     def __init__(self, lab: Lab) -> None:
         if not lab.state_dir:
             raise ConfigError("the netns lab descriptor has no 'state_dir': regenerate it "
@@ -83,117 +91,149 @@ class NetnsDriver:
         self.ha = lab.ha is not None and lab.ha.manager == "patroni"
 
     @classmethod
-    def for_lab(cls, lab: Lab, configuration: Mapping[str, Any] | None = None) -> NetnsDriver:
-        """The registry's factory (gameday.labs.driver): the netns lab reads nothing from
-        the experiment's configuration."""
+    def for_lab(cls, lab: Lab, settings: GamedaySettings | None = None) -> NetnsDriver:
+        """The registry's factory (gameday.foundation.lab_kinds): the netns lab reads
+        nothing from the settings."""
         return cls(lab)
 
     # -- plan / inject / verify / revert -------------------------------------------------
 
-    def plan(self, fault: str, region: Region) -> dict[str, Any]:
-        if fault == "cordon":
-            return {"applicable": False, "reason": "the netns lab has no nodes to cordon"}
-        if fault == "scale-to-zero":
-            if self.ha:
-                # Patroni first: killed, it cannot start its PostgreSQL again
-                names = [n for n in (f"patroni-{region.name}",
-                                     *netns_lab.storefront_names(self.state, region.name))
-                         if self.procs.alive(n)]
-                return {"applicable": True, "stopped": names, "postmaster": True}
-            # every storefront of the region (one per address with --region-addresses)
-            names = [n for n in (*netns_lab.storefront_names(self.state, region.name),
-                                 f"postgres-{region.name}") if self.procs.alive(n)]
-            return {"applicable": True, "stopped": names}
-        if fault == "blackhole":
-            return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE,
-                    "local_writer": f"local-writer-{region.name}"}
-        if fault in RULES:
-            return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE}
-        if fault == "replication-cut":
-            return {"applicable": True, "proxy": f"delay-{region.name}",
-                    "delay_ms": self.lab.inter_region_delay_ms or 0}
-        raise ConfigError(f"unknown fault '{fault}': use scale-to-zero, cordon, block-egress "
-                          "or blackhole")
+    def faults(self) -> Mapping[Fault, FaultOps | str]:
+        return self._faults
 
-    def inject(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
-        if fault == "replication-cut":
-            # the region's only path to the other region's database is its delay proxy:
-            # stopping it cuts the standby's stream (and any other cross-region client)
-            self.procs.stop(undo["proxy"])
-            return
-        if fault == "scale-to-zero":
-            for name in undo["stopped"]:
-                # SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, like a crash
-                sig = signal.SIGQUIT if name.startswith("postgres") else signal.SIGKILL
-                self.procs.signal(name, sig)
-                if name.startswith("patroni"):
-                    # its PostgreSQL, found by postmaster.pid, crashes the same way
-                    patroni_profile.kill_postmaster(self.nodes.data(region), signal.SIGQUIT)
-        elif fault in RULES:
-            if self._table_present(region):
-                raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
-                               f"{region.netns}: run `gameday recover` first")
-            run(["nft", "-f", "-"], netns=region.netns, input=RULES[fault])
-            if undo.get("local_writer"):
-                self._start_local_writer(region, undo["local_writer"])
+    @functools.cached_property
+    def _faults(self) -> dict[Fault, FaultOps | str]:
+        return {
+            Fault.SCALE_TO_ZERO: FaultOps(plan=self._plan_stop, inject=self._stop_processes,
+                                          is_effective=self._stopped,
+                                          revert=self._restart_processes),
+            Fault.CORDON: "the netns lab has no nodes to cordon",
+            Fault.BLOCK_EGRESS: FaultOps(plan=self._plan_rules, inject=self._block_egress,
+                                         is_effective=self._egress_blocked,
+                                         revert=self._remove_rules),
+            Fault.BLACKHOLE: FaultOps(plan=self._plan_blackhole, inject=self._blackhole,
+                                      is_effective=self._blackholed, revert=self._remove_rules),
+            Fault.REPLICATION_CUT: FaultOps(plan=self._plan_cut, inject=self._cut,
+                                            is_effective=self._cut_off, revert=self._uncut),
+        }
 
-    def is_effective(self, fault: str, region: Region, undo: dict[str, Any]) -> bool:
-        if fault == "replication-cut":
-            return not self.procs.alive(undo["proxy"])
-        if fault == "scale-to-zero":
-            if any(self.procs.alive(n) for n in undo["stopped"]):
-                return False
-            if undo.get("postmaster") and \
-                    patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
-                return False
-            return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
-                region.address, topo.STOREFRONT_PORT, 0.2)
-        if fault == "block-egress":
-            return self._table_present(region) and not self._can_connect_out(region)
-        if fault == "blackhole":
-            return self._table_present(region) and not _connects(
-                region.address, topo.STOREFRONT_PORT, 0.3)
-        return True
+    # scale-to-zero: the region's processes killed as a crash would, by pid
 
-    def revert(self, fault: str, region: Region, undo: dict[str, Any]) -> None:
-        if not undo.get("applicable", True):
-            return
-        if fault == "replication-cut":
-            if not self.procs.alive(undo["proxy"]):
-                netns_lab.start_delay_proxy(self.state, region.name, undo["delay_ms"])
-            return
-        if fault in RULES:
-            if undo.get("local_writer"):
-                self.procs.stop(undo["local_writer"])
-                # the region kept running as a primary: fence it while it is still cut
-                # off, so it never serves again next to the new primary
-                if not self.ha and self.procs.alive(f"postgres-{region.name}") and \
-                        not self.nodes.is_fenced(region) and \
-                        self._other_serves_or_was_promoted(region):
-                    self.nodes.stop(region)
-                    self.nodes.fence(region)
-                    self.nodes.start(region)
-            if self._table_present(region):
-                run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=region.netns)
-            return
-        if fault == "scale-to-zero":
-            password = self.lab.database.password
-            if f"patroni-{region.name}" in undo["stopped"]:
-                # Patroni is the fence: it starts its PostgreSQL as a replica (pg_rewind
-                # first) when the other member holds the leader key
-                self.start_database(region)
-            if f"postgres-{region.name}" in undo["stopped"] and \
-                    not self.procs.alive(f"postgres-{region.name}"):
-                fenced = self._other_serves_or_was_promoted(region)
-                if fenced:
-                    self.fence(region)
-                self._start_postgres(region)
-                if not fenced:
-                    self._standby_follows(region)
-            storefronts = netns_lab.storefront_names(self.state, region.name)
-            if any(n in undo["stopped"] and not self.procs.alive(n) for n in storefronts):
-                netns_lab.start_storefront(self.state, region.name, password)
-                netns_lab.wait_storefronts(self.state, region.name)
+    def _plan_stop(self, region: Region) -> dict[str, Any]:
+        if self.ha:
+            # Patroni first: killed, it cannot start its PostgreSQL again
+            names = [n for n in (f"patroni-{region.name}",
+                                 *netns_lab.storefront_names(self.state, region.name))
+                     if self.procs.alive(n)]
+            return {"applicable": True, "stopped": names, "postmaster": True}
+        # every storefront of the region (one per address with --region-addresses)
+        names = [n for n in (*netns_lab.storefront_names(self.state, region.name),
+                             f"postgres-{region.name}") if self.procs.alive(n)]
+        return {"applicable": True, "stopped": names}
+
+    def _stop_processes(self, region: Region, undo: dict[str, Any]) -> None:
+        """scale-to-zero: every process the record lists, killed as a crash would."""
+        for name in undo["stopped"]:
+            # SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, like a crash
+            sig = signal.SIGQUIT if name.startswith("postgres") else signal.SIGKILL
+            self.procs.signal(name, sig)
+            if name.startswith("patroni"):
+                # its PostgreSQL, found by postmaster.pid, crashes the same way
+                patroni_profile.kill_postmaster(self.nodes.data(region), signal.SIGQUIT)
+
+    def _stopped(self, region: Region, undo: dict[str, Any]) -> bool:
+        if any(self.procs.alive(n) for n in undo["stopped"]):
+            return False
+        if undo.get("postmaster") and \
+                patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
+            return False
+        return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
+            region.address, topo.STOREFRONT_PORT, 0.2)
+
+    # block-egress and blackhole: an nftables table in the region's namespace
+
+    def _plan_rules(self, region: Region) -> dict[str, Any]:
+        return {"applicable": True, "netns": region.netns, "table": topo.NFT_TABLE}
+
+    def _plan_blackhole(self, region: Region) -> dict[str, Any]:
+        return {**self._plan_rules(region), "local_writer": f"local-writer-{region.name}"}
+
+    def _add_rules(self, region: Region, rules: str) -> None:
+        if self._table_present(region):
+            raise LabError(f"an nftables table '{topo.NFT_TABLE}' is already in "
+                           f"{region.netns}: run `gameday recover` first")
+        run(["nft", "-f", "-"], netns=region.netns, input=rules)
+
+    def _block_egress(self, region: Region, undo: dict[str, Any]) -> None:
+        self._add_rules(region, EGRESS_RULES)
+
+    def _blackhole(self, region: Region, undo: dict[str, Any]) -> None:
+        """All traffic dropped while the region's processes run on, and users inside it go
+        on writing to its database (the writes a split brain costs)."""
+        self._add_rules(region, BLACKHOLE_RULES)
+        if undo.get("local_writer"):  # none when only the cut is wanted (a standby's region)
+            self._start_local_writer(region, undo["local_writer"])
+
+    def _egress_blocked(self, region: Region, undo: dict[str, Any]) -> bool:
+        return self._table_present(region) and not self._can_connect_out(region)
+
+    def _blackholed(self, region: Region, undo: dict[str, Any]) -> bool:
+        return self._table_present(region) and not _connects(
+            region.address, topo.STOREFRONT_PORT, 0.3)
+
+    def _remove_rules(self, region: Region, undo: dict[str, Any]) -> None:
+        """The table goes; a blackholed region that kept running as a primary is fenced
+        first."""
+        if undo.get("local_writer"):
+            self.procs.stop(undo["local_writer"])
+            # the region kept running as a primary: fence it while it is still cut
+            # off, so it never serves again next to the new primary
+            if not self.ha and self.procs.alive(f"postgres-{region.name}") and \
+                    not self.nodes.is_fenced(region) and \
+                    self._other_serves_or_was_promoted(region):
+                self.nodes.stop(region)
+                self.nodes.fence(region)
+                self.nodes.start(region)
+        if self._table_present(region):
+            run(["nft", "delete", "table", "inet", topo.NFT_TABLE], netns=region.netns)
+
+    # replication-cut: the region's only path to the other region's database is its delay
+    # proxy; stopping it cuts the standby's stream (and any other cross-region client)
+
+    def _plan_cut(self, region: Region) -> dict[str, Any]:
+        return {"applicable": True, "proxy": f"delay-{region.name}",
+                "delay_ms": self.lab.inter_region_delay_ms or 0}
+
+    def _cut(self, region: Region, undo: dict[str, Any]) -> None:
+        self.procs.stop(undo["proxy"])
+
+    def _cut_off(self, region: Region, undo: dict[str, Any]) -> bool:
+        return not self.procs.alive(undo["proxy"])
+
+    def _uncut(self, region: Region, undo: dict[str, Any]) -> None:
+        if not self.procs.alive(undo["proxy"]):
+            netns_lab.start_delay_proxy(self.state, region.name, undo["delay_ms"])
+
+    def _restart_processes(self, region: Region, undo: dict[str, Any]) -> None:
+        """scale-to-zero undone: what the record lists starts again, the database fenced
+        when another region serves or was promoted."""
+        password = self.lab.database.password
+        if f"patroni-{region.name}" in undo["stopped"]:
+            # Patroni is the fence: it starts its PostgreSQL as a replica (pg_rewind
+            # first) when the other member holds the leader key
+            self.start_database(region)
+        if f"postgres-{region.name}" in undo["stopped"] and \
+                not self.procs.alive(f"postgres-{region.name}"):
+            fenced = self._other_serves_or_was_promoted(region)
+            if fenced:
+                self.fence(region)
+            self._start_postgres(region)
+            if not fenced:
+                self._standby_follows(region)
+        storefronts = netns_lab.storefront_names(self.state, region.name)
+        if any(n in undo["stopped"] and not self.procs.alive(n) for n in storefronts):
+            netns_lab.start_storefront(self.state, region.name, password)
+            netns_lab.wait_storefronts(self.state, region.name)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -252,6 +292,37 @@ class NetnsDriver:
         self._start_postgres(region)
         return True
 
+    def rejoin_standby(self, primary: Region) -> str | None:
+        """Under Patroni, after a recovery, the replica must stream from the one primary.
+        Seen in CI after a runner killed mid-outage and `gameday recover`: Patroni reported
+        region-2 "a secondary, following a leader (region-1)" for 90 s while its
+        PostgreSQL never started a WAL receiver again. Patroni is asked, not bypassed:
+        first to restart the replica's PostgreSQL, then to re-clone it from the leader
+        (it may hold WAL a crashed leader lost). A replica that streams is left alone."""
+        if not self.ha:
+            return None
+        other = next(r for r in self.lab.regions if r.name != primary.name)
+
+        def streams() -> bool:
+            return postgres.streams_from(self.lab, primary, other)
+
+        if poll_within(streams, timeout_s=STANDBY_FOLLOWS_S, interval_s=0.2,
+                       interruptible=False):
+            return None
+        logger.warning("gameday: %s does not stream from %s %.0f s after recovery: "
+                       "restarting it through Patroni", other.name, primary.name,
+                       STANDBY_FOLLOWS_S)
+        patroni_profile.restart(self.state, other.name)
+        if poll_within(streams, timeout_s=30, interval_s=0.2, interruptible=False):
+            return f"restarted {other.name} through Patroni: it did not stream from {primary.name}"
+        logger.warning("gameday: %s still does not stream: re-cloning it through Patroni",
+                       other.name)
+        patroni_profile.reinit(self.state, other.name)
+        poll_until(streams, timeout_s=60, interval_s=0.2, interruptible=False,
+                   error=lambda last: LabError(f"{other.name} re-cloned by Patroni does not "
+                                               f"stream from {primary.name} within 60 s"))
+        return f"re-cloned {other.name} through Patroni: it did not stream from {primary.name}"
+
     def failback_unsupported(self, region: Region) -> str | None:
         return None  # the netns lab owns its databases (and, under Patroni, the manager does)
 
@@ -280,10 +351,8 @@ class NetnsDriver:
         promotion before it sends it: a run interrupted just after pg_promote() would
         otherwise restart this region as a primary while the other finishes promoting,
         two writable primaries (seen in CI: the canary's sync commits then hung)."""
-        from gameday.labs import drill
-
-        state = drill.read(self.lab.path) or {}
-        if state.get("promoted") and state.get("promoted") != region.name:
+        state = drill_state.read(self.lab.path)
+        if state is not None and state.promoted_other_than(region.name):
             return True
         return self._other_is_writable(region)
 
@@ -301,6 +370,7 @@ class NetnsDriver:
              str(self.state / "logs" / f"{name}.acks")],
             netns=region.netns,
             env={"LOCAL_WRITER_CONNECT": json.dumps(params),
+                 "LOCAL_WRITER_TABLE": self.lab.database.canary_table,
                  "PYTHONPATH": netns_lab._package_root()},
         )
 
@@ -322,3 +392,11 @@ def _connects(host: str, port: int, timeout: float) -> bool:
             return True
     except OSError:
         return False
+
+
+def verify_running(lab: Lab) -> None:
+    """The lab kind's check before a drill (gameday.foundation.lab_kinds): the netns lab's
+    namespaces and services must be up, or faults and measurements would hit the wrong (or
+    no) target."""
+    if lab.lab == "netns" and lab.state_dir:
+        netns_lab.verify_running(lab.state_dir, ha=lab.ha is not None)

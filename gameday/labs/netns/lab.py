@@ -28,14 +28,14 @@ from typing import Any
 
 import psycopg
 
-import gameday
-from gameday.errors import ConfigError, LabError
-from gameday.labs import descriptor, lock
+from gameday.foundation import descriptor, lock
+from gameday.foundation.errors import ConfigError, LabError
+from gameday.foundation.poll import poll_until, poll_within
 from gameday.labs.netns import apparmor, configs, dataroot, dnsprofile, healthgate, resolvers
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable
-from gameday.poll import poll_until
+from gameday.postgres.connection import BULK_TIMEOUT_S, bounds, cause
 
 PG_OS_USER = "postgres"
 
@@ -336,7 +336,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
         if denied:
             raise LabError(f"lab up failed: {denied}{where}") from exc
         if isinstance(exc, psycopg.Error):
-            raise LabError(f"lab up failed: a lab database answered {_cause(exc)}: "
+            raise LabError(f"lab up failed: a lab database answered {cause(exc)}: "
                            f"run `gameday lab up` again{where}") from None
         if isinstance(exc, LabError):
             raise LabError(f"{exc}{where}") from None
@@ -458,18 +458,16 @@ def wait_accepting(host: str, password: str, timeout: float, what: str) -> None:
 
     poll_until(accepts, timeout_s=timeout, interval_s=0.05, retry_on=(psycopg.Error,),
                error=lambda last: LabError(f"{what} did not accept connections within "
-                                           f"{timeout:.0f} s ({_cause(last)})"))
-
-
-def _cause(last: object) -> str:
-    """The last line of a libpq error names its cause, never the password."""
-    text = str(last).strip()
-    return text.splitlines()[-1] if text else type(last).__name__
+                                           f"{timeout:.0f} s ({cause(last)})"))
 
 
 def _connect(host: str, password: str, dbname: str = topo.DB_NAME) -> psycopg.Connection:
+    """Bounded as the runner's connections are: a statement the lab's own PostgreSQL cannot
+    finish (CREATE DATABASE on a primary waiting for a standby that is not there) fails
+    `lab up` with its cause instead of hanging it."""
     return psycopg.connect(host=host, port=topo.DB_PORT, user=topo.DB_USER, password=password,
-                           dbname=dbname, autocommit=True, connect_timeout=2)
+                           dbname=dbname, autocommit=True, connect_timeout=2,
+                           **bounds(statement_timeout_s=BULK_TIMEOUT_S))
 
 
 def _databases(state: Path, options: LabOptions, password: str) -> None:
@@ -615,7 +613,7 @@ def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
             with _connect(topo.address(standby), password) as conn:
                 row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
         except psycopg.Error as exc:
-            status = _cause(exc)
+            status = cause(exc)
             return False
         status = str(row[0]) if row else "no wal receiver"
         return status == "streaming"
@@ -663,7 +661,7 @@ def wait_storefronts(state: Path, region: str, timeout: float = 15) -> None:
 def _package_root() -> str:
     """The directory that holds the `gameday` package, for the lab's Python processes
     (storefronts, delay proxies): a source checkout or an installed site-packages alike."""
-    return str(Path(gameday.__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[3])  # gameday/labs/netns/lab.py
 
 
 def _storefronts(state: Path, password: str) -> None:
@@ -915,10 +913,12 @@ def _kill_leftovers_in(netns: str) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
-    deadline = time.monotonic() + 5
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not is_zombie(p)]
-        time.sleep(0.05)
+
+    def gone() -> bool:
+        pids[:] = [p for p in pids if Path(f"/proc/{p}").exists() and not is_zombie(p)]
+        return not pids
+
+    poll_within(gone, timeout_s=5, interruptible=False)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)

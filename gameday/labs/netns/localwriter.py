@@ -7,7 +7,8 @@ with any server notice, to a file. A statement timeout turns a commit stuck wait
 unreachable synchronous standby into the "committed locally" acknowledgement that real
 applications get.
 
-Run: LOCAL_WRITER_CONNECT='{"host": ...}' python -m gameday.labs.netns.localwriter ACK_FILE [INTERVAL_S]
+Run: LOCAL_WRITER_CONNECT='{"host": ...}' LOCAL_WRITER_TABLE=gameday_canary \
+     python -m gameday.labs.netns.localwriter ACK_FILE [INTERVAL_S]
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import time
 
 import psycopg
 
+from gameday.postgres.canary import insert_sql
+
 
 def main(argv: list[str]) -> None:
     ack_file = argv[0]
     interval = float(argv[1]) if len(argv) > 1 else 0.01
     params = json.loads(os.environ["LOCAL_WRITER_CONNECT"])  # psycopg.connect's keywords
+    sql = insert_sql(os.environ["LOCAL_WRITER_TABLE"])  # the descriptor's canary table
     running = True
 
     def stop(*_: object) -> None:
@@ -49,7 +53,7 @@ def main(argv: list[str]) -> None:
             seq -= 1
             notices.clear()
             try:
-                conn.execute("INSERT INTO gameday_canary (seq, writer) VALUES (%s, -1)", (seq,))
+                conn.execute(sql, (seq, -1))
                 acks.write(f"{seq}\t{time.time():.6f}\t{'; '.join(notices)}\n")
             except psycopg.Error:
                 if conn.broken:

@@ -31,16 +31,15 @@ import json
 import os
 import secrets
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
-from gameday.errors import ConfigError, LabError
+from gameday.foundation.errors import ConfigError, LabError
+from gameday.foundation.poll import poll_until, poll_within
 from gameday.labs.netns import configs
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.dataroot import DataRoot
-from gameday.labs.netns.processes import Processes, is_zombie
-from gameday.poll import poll_until
+from gameday.labs.netns.processes import Processes, is_zombie, run
 
 ETCD_ROOT = "root"  # etcd's own name for its administrator: Patroni and patronictl use it
 ETCD_READER = "gameday-reader"  # may only read Patroni's keys: the descriptor's DCS user
@@ -168,6 +167,20 @@ def write_configs(*, state: Path, root: DataRoot, replication: str, password: st
         }, f, indent=2)
 
 
+def restart(state: Path, region: str, *, timeout_s: float = 60.0) -> None:
+    """Ask Patroni to restart `region`'s PostgreSQL (`patronictl restart`)."""
+    run(["patronictl", "-c", str(ctl_config(state)), "restart", "--force",
+         topo.PATRONI_SCOPE, region], timeout=timeout_s)
+
+
+def reinit(state: Path, region: str, *, timeout_s: float = 120.0) -> None:
+    """Ask Patroni to re-clone `region`'s member from the leader (`patronictl reinit`):
+    Patroni's own way to bring back a replica that cannot follow, rather than stopping and
+    copying its PostgreSQL behind the manager's back."""
+    run(["patronictl", "-c", str(ctl_config(state)), "reinit", "--force", "--wait",
+         topo.PATRONI_SCOPE, region], timeout=timeout_s)
+
+
 def enable_etcd_auth(credentials: Credentials, *, timeout_s: float = 5.0) -> None:
     """etcd's root user for Patroni, a reader of Patroni's keys for gameday, then
     authentication on: from here on nobody without a password reads or changes the DCS."""
@@ -256,10 +269,8 @@ def stop_member(state: Path, data: Path, region: str, *, timeout: float = 30.0) 
         stopped = True
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)  # fast shutdown
-        deadline = time.monotonic() + 15
-        while postmaster_pid(data) == pid and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if postmaster_pid(data) == pid:
+        if not poll_within(lambda: postmaster_pid(data) != pid, timeout_s=15,
+                           interruptible=False):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     return stopped

@@ -13,12 +13,12 @@ import pwd
 import signal as signals
 import stat
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gameday.errors import LabError
+from gameday.foundation.errors import LabError
+from gameday.foundation.poll import poll_within
 
 
 def command(argv: Sequence[str], *, netns: str | None = None, user: str | None = None) -> list[str]:
@@ -205,13 +205,11 @@ class Processes:
         return stopped
 
     def wait_gone(self, name: str, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def gone() -> bool:
             _reap()
-            if self.pid(name) != pid:
-                return True
-            time.sleep(0.01)
-        return False
+            return self.pid(name) != pid
+
+        return poll_within(gone, timeout_s=timeout, interval_s=0.01, interruptible=False)
 
 
 _children: list[subprocess.Popen[bytes]] = []

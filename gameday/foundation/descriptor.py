@@ -1,0 +1,319 @@
+"""The lab descriptor: loaded once, validated against the schema, turned into typed records.
+
+Both labs (netns and kind) and hand-written descriptors for real clusters go through
+`load()`, so an experiment never sees a half-valid descriptor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import re
+import socket
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from gameday.foundation import lab_kinds
+from gameday.foundation.errors import ConfigError, LabError
+
+DEFAULT_LAB_FILE = ".gameday/lab.json"
+SCHEMA_ID = "gameday.lab/v1"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Region:
+    name: str
+    role: str
+    driver: str
+    address: str
+    storefront_url: str
+    db_host: str
+    db_port: int = 5432
+    netns: str | None = None
+    kube_context: str | None = None
+    namespace: str | None = None
+    node_selector: str | None = None
+    node_containers: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DnsServer:
+    address: str  # IPv4, IPv6 or a name
+    port: int = 53
+
+    def ip(self) -> str:
+        """The address to send queries to: a name is resolved once, here (a DNS server is
+        asked by address; which of its addresses is asked is part of the drill's setup)."""
+        try:
+            ipaddress.ip_address(self.address)
+            return self.address
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(self.address, self.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise ConfigError(f"the DNS server name {self.address!r} does not resolve "
+                              f"({exc.strerror or exc}): give its address in the descriptor") from None
+        return str(infos[0][4][0])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Dns:
+    name: str
+    authoritative: DnsServer
+    resolver: DnsServer
+    zone: str = ""
+    ttl_s: float | None = None
+    health_interval_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Database:
+    name: str
+    user: str
+    password: str = dataclasses.field(repr=False)
+    port: int = 5432
+    replication: str | None = None
+    canary_table: str = "gameday_canary"
+
+    def params(self, host: str, port: int | str | None = None,
+               **extra: str | int) -> dict[str, Any]:
+        """psycopg.connect's keyword arguments for this database at `host`. Keywords, not a
+        connection string: libpq's quoting rules are easy to get wrong (a tab or newline
+        in an unquoted password ends it, and what follows becomes keywords of its own).
+        Callers must never log them (they hold the password)."""
+        return {
+            "host": host,
+            "port": port or self.port,
+            "dbname": self.name,
+            "user": self.user,
+            "password": self.password,
+            "connect_timeout": 2,
+            **extra,
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Dcs:
+    kind: str
+    address: str
+    port: int
+    namespace: str = "/service/"
+    # etcd's authentication, when it is on: a user that may read the manager's keys
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Ha:
+    """An HA manager that promotes by itself (Patroni here), which gameday observes."""
+
+    manager: str
+    scope: str = ""
+    dcs: Dcs | None = None
+    ttl_s: float | None = None
+    loop_wait_s: float | None = None
+    retry_timeout_s: float | None = None
+    maximum_lag_on_failover: int | None = None
+    command_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def leader_key(self) -> str:
+        namespace = (self.dcs.namespace if self.dcs else "/service/").rstrip("/")
+        return f"{namespace}/{self.scope}/leader"
+
+    def recorded(self) -> dict[str, Any]:
+        """What a run records of its HA manager for the report (never its command
+        environment, which may hold credentials)."""
+        return {"manager": self.manager, "scope": self.scope, "ttl_s": self.ttl_s,
+                "loop_wait_s": self.loop_wait_s, "retry_timeout_s": self.retry_timeout_s,
+                "maximum_lag_on_failover": self.maximum_lag_on_failover,
+                "leader_key": self.leader_key if self.dcs else None}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Lab:
+    lab: str
+    regions: tuple[Region, ...]
+    dns: Dns
+    database: Database
+    state_dir: str | None = None
+    inter_region_delay_ms: float | None = None
+    path: str = ""
+    ha: Ha | None = None
+    ca_bundle: str | None = None
+    # Kubernetes credentials the experiment's secrets gave (scope k8s), laid over each
+    # region's kubeconfig context by the kubernetes driver
+    kube_credentials: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
+
+    def region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        known = ", ".join(r.name for r in self.regions)
+        raise ConfigError(f"unknown region '{name}': the lab descriptor names {known}")
+
+    @property
+    def primary(self) -> Region:
+        return next(r for r in self.regions if r.role == "primary")
+
+    @property
+    def secondary(self) -> Region:
+        return next(r for r in self.regions if r.role == "secondary")
+
+    def roles(self, drill: str) -> tuple[Region, Region]:
+        """(the region service moves from, the region it moves to): a failover moves it
+        from the lab's primary to its secondary, a failback back."""
+        if drill == "failback":
+            return self.secondary, self.primary
+        return self.primary, self.secondary
+
+    def region_of_address(self, address: str | None) -> str | None:
+        for region in self.regions:
+            if address in (region.address, region.db_host):
+                return region.name
+        return None
+
+    def writer_params(self, **extra: str | int) -> dict[str, Any]:
+        """Follows the writable primary across failover, as an application would: every
+        region's host and port, in libpq's multi-host form."""
+        hosts = ",".join(r.db_host for r in self.regions)
+        ports = ",".join(str(r.db_port) for r in self.regions)
+        return self.database.params(hosts, ports, target_session_attrs="read-write", **extra)
+
+
+def schema() -> dict[str, Any]:
+    text = resources.files("gameday.foundation").joinpath("descriptor.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def validate(data: Any, *, source: str = "lab descriptor") -> None:
+    """Raise ConfigError naming the first bad field, so the fix is obvious."""
+    validator = jsonschema.Draft202012Validator(
+        schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"{source}: field '{where}': {err.message}")
+    roles = sorted(r["role"] for r in data["regions"])
+    if roles != ["primary", "secondary"]:
+        raise ConfigError(f"{source}: regions need one 'primary' and one 'secondary' role")
+    names = {r["name"] for r in data["regions"]}
+    if len(names) != 2:
+        raise ConfigError(f"{source}: the two regions need distinct names")
+    for i, r in enumerate(data["regions"]):
+        if r["driver"] not in lab_kinds.names():
+            raise ConfigError(f"{source}: field 'regions/{i}/driver': unknown driver "
+                              f"{r['driver']!r}: choose from {', '.join(lab_kinds.names())}")
+        _check_host(r["address"], f"{source}: field 'regions/{i}/address'")
+    dcs = (data.get("ha") or {}).get("dcs")
+    if dcs:
+        _check_host(dcs["address"], f"{source}: field 'ha/dcs/address'")
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _check_host(value: str, where: str) -> None:
+    """An IP address or a host name, nothing else: the address reaches probes and
+    commands, and must never be able to carry anything but a place to connect to."""
+    try:
+        ipaddress.ip_address(value)
+        return
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    if 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return
+    raise ConfigError(f"{where}: {value!r} is neither an IP address nor a host name: "
+                      "give the address DNS answers with (e.g. 203.0.113.10 or "
+                      "eu-west.shop.example.com)")
+
+
+NO_PASSWORD = ("no database password: give it in the experiment's secrets "
+               '("secrets": {"gameday": {"db_password": {"type": "env", "key": '
+               '"GAMEDAY_DB_PASSWORD"}}}) or as database.password in the descriptor; '
+               '`gameday recover` reads the secrets with --experiment FILE')
+
+
+def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = None,
+              kube_credentials: Mapping[str, str] | None = None) -> Lab:
+    """`password` (from the experiment's secrets) overrides the descriptor's; one of them
+    must give it."""
+    validate(data, source=path or "lab descriptor")
+    database = dict(data["database"])
+    if password is not None:
+        database["password"] = password
+    if not database.get("password"):
+        raise ConfigError(f"{path or 'lab descriptor'}: {NO_PASSWORD}")
+    regions = tuple(
+        Region(**{**r, "node_containers": tuple(r.get("node_containers", ()))})
+        for r in data["regions"]
+    )
+    dns = data["dns"]
+    return Lab(
+        lab=data["lab"],
+        regions=regions,
+        dns=Dns(
+            name=dns["name"],
+            zone=dns.get("zone", ""),
+            authoritative=DnsServer(**dns["authoritative"]),
+            resolver=DnsServer(**dns["resolver"]),
+            ttl_s=dns.get("ttl_s"),
+            health_interval_s=dns.get("health_interval_s"),
+        ),
+        database=Database(**database),
+        state_dir=data.get("state_dir"),
+        inter_region_delay_ms=data.get("inter_region_delay_ms"),
+        path=path,
+        ha=_ha(data.get("ha")),
+        ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
+        kube_credentials=tuple(sorted((kube_credentials or {}).items())),
+    )
+
+
+def _ha(raw: dict[str, Any] | None) -> Ha | None:
+    if raw is None:
+        return None
+    dcs = raw.get("dcs")
+    return Ha(manager=raw["manager"], scope=raw.get("scope", ""),
+              dcs=Dcs(**dcs) if dcs else None, ttl_s=raw.get("ttl_s"),
+              loop_wait_s=raw.get("loop_wait_s"), retry_timeout_s=raw.get("retry_timeout_s"),
+              maximum_lag_on_failover=raw.get("maximum_lag_on_failover"),
+              command_env=tuple(sorted((raw.get("command_env") or {}).items())))
+
+
+def lab_file(configuration: dict[str, Any] | None = None) -> Path:
+    configured = (configuration or {}).get("lab_file")
+    return Path(configured or os.environ.get("GAMEDAY_LAB") or DEFAULT_LAB_FILE)
+
+
+def load(path: str | os.PathLike[str] | None = None, *, password: str | None = None,
+         kube_credentials: Mapping[str, str] | None = None) -> Lab:
+    """Read and validate a descriptor; a missing one means the lab is not up. `password`
+    and `kube_credentials` come from the experiment's secrets (`GamedaySettings`)."""
+    p = Path(path) if path is not None else lab_file()
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise LabError(
+            f"no lab descriptor at {p}: run `gameday lab up` (or kind-lab/up.sh), "
+            "or point configuration 'lab_file' / env GAMEDAY_LAB at yours"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: not valid JSON (line {exc.lineno}): fix or regenerate it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a lab descriptor is a JSON object")
+    return from_dict(data, path=str(p), password=password, kube_credentials=kube_credentials)
