@@ -64,13 +64,27 @@ class DnsServer:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Health:
+    """The authority's health checks (`dns.health`), as Route 53 has them: a check every
+    `interval_s`, each allowed `timeout_s`, an endpoint unhealthy after `failures` failed
+    in a row. They set the detection phase's budget (interval × failures + timeout)."""
+
+    interval_s: float
+    failures: int
+    timeout_s: float | None = None
+    checker: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Dns:
     name: str
     authoritative: DnsServer
     resolver: DnsServer
     zone: str = ""
     ttl_s: float | None = None
+    # `dns.health_interval_s`, or `dns.health.interval_s` when only that is given
     health_interval_s: float | None = None
+    health: Health | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -261,6 +275,7 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
         for r in data["regions"]
     )
     dns = data["dns"]
+    health = _health(dns, path)
     return Lab(
         lab=data["lab"],
         regions=regions,
@@ -270,7 +285,8 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
             authoritative=DnsServer(**dns["authoritative"]),
             resolver=DnsServer(**dns["resolver"]),
             ttl_s=dns.get("ttl_s"),
-            health_interval_s=dns.get("health_interval_s"),
+            health_interval_s=dns.get("health_interval_s", health and health.interval_s),
+            health=health,
         ),
         database=Database(**database),
         state_dir=data.get("state_dir"),
@@ -280,6 +296,20 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
         ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
         kube_credentials=tuple(sorted((kube_credentials or {}).items())),
     )
+
+
+def _health(dns: Mapping[str, Any], path: str) -> Health | None:
+    raw = dns.get("health")
+    if raw is None:
+        return None
+    health = Health(interval_s=raw["interval_s"], failures=raw["failures"],
+                    timeout_s=raw.get("timeout_s"), checker=raw.get("checker"))
+    flat = dns.get("health_interval_s")
+    if flat is not None and flat != health.interval_s:
+        raise ConfigError(f"{path or 'lab descriptor'}: dns.health_interval_s ({flat:g} s) and "
+                          f"dns.health.interval_s ({health.interval_s:g} s) disagree: give "
+                          "the interval the health checks run at in dns.health only")
+    return health
 
 
 def _ha(raw: dict[str, Any] | None) -> Ha | None:

@@ -8,7 +8,9 @@ records are what all six read, in chain order. A phase is an instant after `t_fa
 (docs/design.md, Measurement).
 
 Budget formula: `deadline(phase) = deadline(after) + allowance(parameters)`, with the
-parameters from the run's configuration (see gameday.report.budget for their defaults).
+parameters from the run's configuration over DEFAULTS (`deadlines`). The report's budget
+(gameday.report.budget) and the readiness gate's check that the RTO target is reachable at
+all (gameday.drill.gate) both read them from here.
 """
 
 from __future__ import annotations
@@ -22,6 +24,66 @@ from gameday.measure.instants import Instant
 from gameday.measure.store.reader import Timeline
 
 Params = Mapping[str, float]
+
+# The budget's inputs when the run's configuration does not give them (docs/runbook.md).
+DEFAULTS: dict[str, float] = {
+    "health_interval_s": 1.0,
+    "health_failures": 1,
+    "health_timeout_s": 1.0,
+    "promotion_budget_s": 1.0,
+    "dns_ttl_s": 1.0,
+    "http_interval_s": 0.05,
+    "write_reconnect_s": 1.0,
+    "k_consecutive": 5,
+    "ha_ttl_s": 30.0,  # Patroni's defaults, when an autonomous run did not record its own
+    "ha_loop_wait_s": 10.0,
+}
+
+
+def parameters(configuration: Mapping[str, Any] | None) -> dict[str, float]:
+    """The budget's inputs: the configuration's values over DEFAULTS (bad values ignored)."""
+    out = dict(DEFAULTS)
+    for key in DEFAULTS:
+        raw = (configuration or {}).get(key)
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
+            continue
+        out[key] = float(raw)
+    return out
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Deadline:
+    """One phase's deadline (seconds after t_fault): `after`'s deadline plus `allowance_s`."""
+
+    name: str
+    after: str | None
+    allowance_s: float
+    deadline_s: float
+    basis: str
+
+
+def deadlines(configuration: Mapping[str, Any] | None) -> dict[str, Deadline]:
+    """Deadlines by phase name, in chain order (the keys of summary["phases"] plus "rto"),
+    from each phase's allowance over the configuration's parameters."""
+    p = parameters(configuration)
+    out: dict[str, Deadline] = {}
+    for phase in chain(configuration):
+        allowance, basis = phase.allowance(p)
+        start = out[phase.after].deadline_s if phase.after else 0.0
+        out[phase.name] = Deadline(name=phase.name, after=phase.after,
+                                   allowance_s=round(allowance, 4),
+                                   deadline_s=round(start + allowance, 4), basis=basis)
+    return out
+
+
+def path_to(name: str, budget: Mapping[str, Deadline]) -> list[Deadline]:
+    """The phases whose allowances add up to `name`'s deadline, first to last."""
+    out: list[Deadline] = []
+    at: str | None = name
+    while at is not None:
+        out.append(budget[at])
+        at = budget[at].after
+    return out[::-1]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
