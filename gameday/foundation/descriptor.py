@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 
 from gameday.foundation import lab_kinds
+from gameday.foundation.endpoints import NOT_REGIONS, Endpoints
 from gameday.foundation.errors import ConfigError, LabError
 
 DEFAULT_LAB_FILE = ".gameday/lab.json"
@@ -85,6 +86,8 @@ class Dns:
     # `dns.health_interval_s`, or `dns.health.interval_s` when only that is given
     health_interval_s: float | None = None
     health: Health | None = None
+    # `dns.endpoints`: per region name, what its answers are made of
+    endpoints: tuple[tuple[str, Endpoints], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -188,6 +191,12 @@ class Lab:
             return self.secondary, self.primary
         return self.primary, self.secondary
 
+    def endpoints(self) -> dict[str, Endpoints]:
+        """Each region's endpoint set: `dns.endpoints`, or its `address` without one."""
+        given = dict(self.dns.endpoints)
+        return {r.name: given.get(r.name) or Endpoints.of_address(r.address)
+                for r in self.regions}
+
     def region_of_address(self, address: str | None) -> str | None:
         for region in self.regions:
             if address in (region.address, region.db_host):
@@ -218,6 +227,10 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ConfigError(f"{source}: field '{where}': {err.message}")
+    taken = sorted({r["name"] for r in data["regions"]} & set(NOT_REGIONS))
+    if taken:
+        raise ConfigError(f"{source}: a region may not be called '{taken[0]}': gameday calls "
+                          "a DNS answer that is no one region's so; rename the region")
     roles = sorted(r["role"] for r in data["regions"])
     if roles != ["primary", "secondary"]:
         raise ConfigError(f"{source}: regions need one 'primary' and one 'secondary' role")
@@ -287,6 +300,7 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
             ttl_s=dns.get("ttl_s"),
             health_interval_s=dns.get("health_interval_s", health and health.interval_s),
             health=health,
+            endpoints=_endpoints(dns, regions, path),
         ),
         database=Database(**database),
         state_dir=data.get("state_dir"),
@@ -296,6 +310,22 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
         ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
         kube_credentials=tuple(sorted((kube_credentials or {}).items())),
     )
+
+
+def _endpoints(dns: Mapping[str, Any], regions: tuple[Region, ...],
+               path: str) -> tuple[tuple[str, Endpoints], ...]:
+    where = path or "lab descriptor"
+    names = [r.name for r in regions]
+    out = []
+    for name, raw in (dns.get("endpoints") or {}).items():
+        if name not in names:
+            raise ConfigError(f"{where}: dns.endpoints names '{name}', which is not a region "
+                              f"of the lab ({', '.join(names)})")
+        try:
+            out.append((name, Endpoints.parse(raw, where=f"dns.endpoints.{name}")))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return tuple(out)
 
 
 def _health(dns: Mapping[str, Any], path: str) -> Health | None:

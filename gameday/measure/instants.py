@@ -9,10 +9,12 @@ import bisect
 import dataclasses
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from operator import attrgetter
 from typing import Any
 
+from gameday.foundation import endpoints
+from gameday.foundation.endpoints import Endpoints
 from gameday.foundation.events import Kind
 from gameday.measure.contract import InstantDetail
 from gameday.measure.store.reader import Stream, Timeline
@@ -131,11 +133,21 @@ def leader_key_lost(tl: Timeline, t_fault: float, primary: str) -> Instant:
                   if ha else "the HA manager's leader key was not sampled")
 
 
-def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant:
+def dns_flip(tl: Timeline, t_fault: float, server: str, secondary: str,
+             regions: Mapping[str, Endpoints]) -> Instant:
+    """The first sample from which every answer of `server` is `secondary`'s alone
+    (endpoints.classify: a mixed or unknown answer is not the secondary's)."""
     rows = tl.stream("dns", server)
-    return _stays(rows, t_fault, lambda r: r.ok and r.answer == address,
-                  evidence=f"{server} answers {address} from here on",
-                  reason=f"the {server} server never settled on {address}")
+    seen: dict[str, str] = {}  # an answer's class, once per distinct answer
+
+    def of(answer: str) -> str:
+        if answer not in seen:
+            seen[answer] = endpoints.classify(answer.split(","), (), regions)
+        return seen[answer]
+
+    return _stays(rows, t_fault, lambda r: r.ok and r.answer and of(r.answer) == secondary,
+                  evidence=f"{server} answers with {secondary}'s endpoints only from here on",
+                  reason=f"the {server} server never settled on {secondary}")
 
 
 def global_requests(tl: Timeline) -> Stream:

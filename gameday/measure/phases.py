@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gameday.foundation.endpoints import Endpoints
 from gameday.measure import instants
 from gameday.measure.instants import Instant
 from gameday.measure.store.reader import Timeline
@@ -99,6 +100,13 @@ class Roles:
         regions = meta["regions"]
         return cls(primary=regions["primary"], secondary=regions["secondary"])
 
+    def endpoints(self) -> dict[str, Endpoints]:
+        """Each region's endpoint set as the run recorded it; a run recorded before
+        regions had endpoint sets has each region's address."""
+        return {r["name"]: Endpoints.parse(r["endpoints"]) if r.get("endpoints")
+                else Endpoints.of_address(r["address"])
+                for r in (self.primary, self.secondary)}
+
 
 Measure = Callable[[Timeline, float, Roles], Instant]
 Allowance = Callable[[Params], tuple[float, str]]
@@ -127,7 +135,7 @@ def _promotion(tl: Timeline, t_fault: float, r: Roles) -> Instant:
 
 def _dns(server: str) -> Measure:
     def measure(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-        return instants.dns_flip(tl, t_fault, server, r.secondary["address"])
+        return instants.dns_flip(tl, t_fault, server, r.secondary["name"], r.endpoints())
 
     return measure
 
