@@ -73,8 +73,12 @@ class Endpoints:
 
     @classmethod
     def of_address(cls, address: str) -> Endpoints:
-        """A region known only by its `address` (descriptors without `dns.endpoints`)."""
-        return cls.parse({"addresses": [address]})
+        """A region known only by its `address` (descriptors without `dns.endpoints`): an
+        IP address, or a host name, which the global name's answer is a CNAME to."""
+        try:
+            return cls(addresses=frozenset({ipaddress.ip_address(address.strip())}))
+        except ValueError:
+            return cls.parse({"cnames": [address]})
 
     def to_dict(self) -> dict[str, list[str]]:
         """The descriptor's form, sorted: what a run records of the region."""

@@ -78,6 +78,17 @@ def test_an_answer_two_regions_claim_alike_is_unknown() -> None:
     assert classify(["198.18.7.1"], [], overlapping) == "region-1"
 
 
+def test_a_region_known_by_a_host_name_is_the_cname_target() -> None:
+    regions = {"region-1": Endpoints.of_address("eu-west.shop.example.com"),
+               "region-2": Endpoints.of_address("2001:db8::20")}
+    assert classify(["203.0.113.7"], ["EU-west.shop.example.com."], regions) == "region-1"
+    assert classify(["203.0.113.7"], [], regions) == UNKNOWN
+    assert classify(["2001:db8:0::20"], [], regions) == "region-2"
+    data = lab_dict()
+    data["regions"][0]["address"] = "eu-west.shop.example.com"
+    assert descriptor.from_dict(data).endpoints()["region-1"] == regions["region-1"]
+
+
 @pytest.mark.parametrize(("raw", "message"), [
     ({"addresses": ["db.example.com"]}, "is not an IPv4 or IPv6 address"),
     ({"cidrs": ["198.18.0.0/33"]}, "is not a network"),
