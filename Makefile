@@ -60,9 +60,11 @@ failback: venv
 # and ruff are part of the test, so CI (which runs this target) keeps them clean, and the
 # lab's drills leave the CPU idle most of their time (a quarter of their wall time is CPU),
 # so they take about as long together as the lab's suite alone. Each one's output is
-# printed whole as it ends (`make test-lab` to watch the lab's suite as it goes).
+# printed whole as it ends (`make test-lab` to watch the lab's suite as it goes). The three
+# beside the lab's suite run at nice 10: its drills' timing keeps the CPU first.
 test: setup
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint test-fast test-lab bench-check
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint test-fast test-lab bench-check \
+		BESIDE_LAB="nice -n 10"
 
 # every test on the real netns lab (root): tests/integration/
 test-lab: venv
@@ -73,7 +75,7 @@ test-lab: venv
 # per module, and fails when a module is under 60% (tests/coverage_floor.py lists the few
 # that need the real lab, and why).
 test-fast: venv
-	$(BIN)/pytest -m "not integration" -n 2 --cov --cov-report=term
+	$(BESIDE_LAB) $(BIN)/pytest -m "not integration" -n 2 --cov --cov-report=term
 	$(BIN)/python tests/coverage_floor.py
 
 test-unit: test-fast
@@ -84,8 +86,8 @@ experiments: venv
 	$(BIN)/python -m gameday.experiments.compose
 
 lint: venv
-	$(BIN)/ruff check gameday tests bench
-	$(BIN)/mypy
+	$(BESIDE_LAB) $(BIN)/ruff check gameday tests bench
+	$(BESIDE_LAB) $(BIN)/mypy
 
 # Mutation testing of the core rules (README, Mutation testing): mutmut changes them one
 # plausible slip at a time in a copy of the tree (mutants/) and runs the unit tests that
@@ -112,7 +114,7 @@ BENCHMARKS = "bench_canary.py" "bench_recorder.py" "bench_metrics.py --hours 1" 
 # synthetic run, one report, judged as a ratio to a floor timed in the same process, so
 # the other tests running beside it slow both alike
 bench-check: venv
-	$(BIN)/python bench/bench_metrics.py --check
+	$(BESIDE_LAB) $(BIN)/python bench/bench_metrics.py --check
 
 bench: setup
 	@failed=""; \

@@ -44,6 +44,14 @@ fi
 teardown() {
     local rc=$?
     trap - EXIT INT TERM
+    # a drill stopped with this script (a cancelled job signals the whole process group:
+    # make dies at once, chaos rolls back) may still hold the lab: wait for it to let go,
+    # bounded, or `lab down` is refused while the rollback runs (seen: a rollback that
+    # resynced the standby took 13 s)
+    if [[ -f $GAMEDAY_HOME/drill.lock ]]; then
+        flock --shared --wait 180 "$GAMEDAY_HOME/drill.lock" true ||
+            say "a drill still held the lab after 180 s"
+    fi
     say "taking the lab down"
     make --no-print-directory lab-down >&2 || { say "lab-down failed"; rc=1; }
     exit "$rc"

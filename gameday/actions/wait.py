@@ -156,8 +156,9 @@ def hold_in_region(region: str = "region-2", hold_s: float = 60.0,
     target = drill.lab.region(region)
     samples = queries.Samples(run.dir)
     started = run.now()
+    # recorded at the instant the hold is measured from: held_s is end minus start
     run.event(HoldStart(region=region, hold_s=hold, check_interval_s=interval,
-                        timeline_bytes=queries.size(run.dir)))
+                        timeline_bytes=queries.size(run.dir)), t=started)
     # the rowids already read: each check reads only what the recorder added since
     seen = {"http": samples.last_rowid("http"), "canary": samples.last_rowid("canary")}
     last_served = started

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -276,24 +277,29 @@ def _one_lab_at_a_time(request: pytest.FixtureRequest) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The quick tests first, then the tests on the shared lab, together (so it comes up
-    once), then those that bring up their own; each module's in its order."""
+    once; those that take it down at their end last of them, each then needing a fresh
+    one), then those that bring up their own; each module's in its order."""
     here = Path(__file__).parent
 
     def rank(item: pytest.Item) -> int:
         if here not in Path(str(item.fspath)).parents:
             return 0
-        return 1 if "labs" in getattr(item, "fixturenames", ()) else 2
+        if "labs" not in getattr(item, "fixturenames", ()):
+            return 3
+        return 2 if item.get_closest_marker("takes_shared_lab_down") else 1
 
     items.sort(key=rank)
 
 
 class PackageInstall:
     """`pip install .` of this checkout into a fresh venv outside it, started in the
-    background when the session starts (pip needs no lab, and most of the lab suite's time
-    is spent waiting), so test_installed_package finds it done instead of spending half a
-    minute on it with the lab held. Niced, so the drills' timing keeps the CPU first."""
+    background once the session is under way (pip needs no lab, and most of the lab suite's
+    time is spent waiting), so test_installed_package finds it done instead of spending
+    half a minute on it with the lab held. Niced, and started `delay_s` after the session
+    (`make test` runs the unit suite beside the lab suite's first minute), so the drills
+    keep the CPU first."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="gameday-pip-"))
         os.chmod(self.base, 0o755)
         self.venv = self.base / "venv"
@@ -301,9 +307,10 @@ class PackageInstall:
         self.log = (self.base / "install.log").open("w")
         self.proc = subprocess.Popen(
             ["nice", "-n", "10", "sh", "-c",
-             f'"{sys.executable}" -m venv "{self.venv}" && "{self.venv}/bin/pip" install '
-             f'--quiet --disable-pip-version-check "{ROOT}"'],
-            cwd=self.base, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+             f'sleep {delay_s:g} && "{sys.executable}" -m venv "{self.venv}" && '
+             f'"{self.venv}/bin/pip" install --quiet --disable-pip-version-check "{ROOT}"'],
+            cwd=self.base, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own process group: close() stops sleep and pip too
 
     def wait(self, timeout: float = 600) -> Path:
         """The venv, once pip is done: a failed install fails the test with pip's output."""
@@ -314,19 +321,21 @@ class PackageInstall:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()  # by its pid: the Popen's own child
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the group this Popen started, by its id
             self.proc.wait()
         self.log.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
 _INSTALL = pytest.StashKey[PackageInstall]()
+# the unit suite beside the lab suite in `make test` takes about a minute here
+INSTALL_DELAY_S = 90
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any("test_installed_package.py" in item.nodeid for item in session.items) \
             and os.geteuid() == 0:
-        session.stash[_INSTALL] = PackageInstall()
+        session.stash[_INSTALL] = PackageInstall(delay_s=INSTALL_DELAY_S)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -342,6 +351,39 @@ def installed_venv(request: pytest.FixtureRequest) -> Path:
     if install is None:
         install = request.session.stash[_INSTALL] = PackageInstall()
     return install.wait()
+
+
+def lab_descriptor(env: dict[str, str]) -> dict:
+    return json.loads(Path(env["GAMEDAY_LAB"]).read_text())
+
+
+def lab_conn(lab: dict, region: int) -> psycopg.Connection:
+    db = lab["database"]
+    return psycopg.connect(host=lab["regions"][region]["db_host"], port=db["port"],
+                           user=db["user"], password=db["password"], dbname=db["name"],
+                           autocommit=True, connect_timeout=3)
+
+
+def assert_starting_topology(env: dict[str, str]) -> None:
+    lab = lab_descriptor(env)
+    with lab_conn(lab, 0) as c1:
+        assert c1.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+        assert c1.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        # the replication mode survives the cycle: a sync lab stays synchronous
+        modes = [r[0] for r in c1.execute("SELECT sync_state FROM pg_stat_replication")]
+        want = "sync" if lab["database"]["replication"] == "sync" else "async"
+        assert modes == [want], modes
+    with lab_conn(lab, 1) as c2:
+        row = c2.execute("SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)"
+                         ).fetchone()
+        assert row == (True, "streaming"), row
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+    for server in (lab["dns"]["authoritative"]["address"], lab["dns"]["resolver"]["address"]):
+        r = dns.query.udp(dns.message.make_query(lab["dns"]["name"], dns.rdatatype.A), server,
+                          timeout=2)
+        assert [rr.address for rrset in r.answer for rr in rrset] == ["198.18.0.11"], server
 
 
 @contextmanager

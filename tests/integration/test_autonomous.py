@@ -41,8 +41,9 @@ import psycopg
 import pytest
 
 from gameday.experiments import compose
+from gameday.foundation.ledger import Ledger
 from tests.fixtures import experiments as composed
-from tests.integration.conftest import ROOT, chaos, gameday
+from tests.integration.conftest import ROOT, chaos, gameday, lab_conn, lab_descriptor
 
 HOLD_S = 1.0
 
@@ -89,20 +90,9 @@ def _copy_checkout(copy_: Path) -> None:
             shutil.copy2(src, dst)
 
 
-def _lab(env: dict[str, str]) -> dict:
-    return json.loads(Path(env["GAMEDAY_LAB"]).read_text())
-
-
-def _conn(lab: dict, region: int) -> psycopg.Connection:
-    db = lab["database"]
-    return psycopg.connect(host=lab["regions"][region]["db_host"], port=db["port"],
-                           user=db["user"], password=db["password"], dbname=db["name"],
-                           autocommit=True, connect_timeout=3)
-
-
 def _role(lab: dict, region: int) -> str | None:
     try:
-        with _conn(lab, region) as c:
+        with lab_conn(lab, region) as c:
             return "standby" if c.execute("SELECT pg_is_in_recovery()").fetchone()[0] \
                 else "primary"
     except psycopg.Error:
@@ -170,7 +160,7 @@ def test_autonomous_game_day_and_failback(checkout_env: dict[str, str]) -> None:
     finally:
         shutil.rmtree(planted, ignore_errors=True)
     try:
-        lab = _lab(lab_env)
+        lab = lab_descriptor(lab_env)
         assert lab["ha"]["manager"] == "patroni" and lab["ha"]["ttl_s"] == 10
         gd = chaos("game-day-autonomous.json", env=lab_env)
         assert gd.returncode == 0, gd.stdout[-3000:]
@@ -201,7 +191,7 @@ def test_autonomous_game_day_and_failback(checkout_env: dict[str, str]) -> None:
         assert failback["strategy"] == "command"
         assert failback["command"]["argv"][:2] == ["patronictl", "switchover"]
         _wait_roles(lab, ("primary", "standby"))
-        with _conn(lab, 1) as c2:
+        with lab_conn(lab, 1) as c2:
             assert c2.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()[0] == \
                 "streaming"
         _patroni_lab["kept"] = True  # where it started: the interrupted drills run on it
@@ -214,14 +204,9 @@ def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
     """After an interruption: no fault left, both Patroni members running, and exactly one
     writable primary with the other streaming from it (Patroni may still be promoting when
     the run ends, so this waits, bounded by a few TTLs)."""
-    lab = _lab(env)
-    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
-    if ledger.exists():
-        latest: dict[str, str] = {}
-        for line in ledger.read_text().splitlines():
-            rec = json.loads(line)
-            latest[rec["id"]] = rec["state"]
-        assert all(s == "reverted" for s in latest.values()), latest
+    lab = lab_descriptor(env)
+    open_faults = Ledger(env["GAMEDAY_LAB"]).open_faults()  # the lab's own fault ledger
+    assert open_faults == [], open_faults
     tables = subprocess.run(["ip", "netns", "exec", "gd-region-1", "nft", "list", "tables"],
                             capture_output=True, text=True).stdout
     assert "gameday" not in tables
@@ -232,7 +217,7 @@ def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
         roles = (_role(lab, 0), _role(lab, 1))
         if sorted(r or "" for r in roles) == ["primary", "standby"]:
             primary = roles.index("primary")
-            with _conn(lab, primary) as c:
+            with lab_conn(lab, primary) as c:
                 streaming = c.execute("SELECT count(*) FROM pg_stat_replication "
                                       "WHERE state = 'streaming'").fetchone()[0]
             if streaming == 1:
@@ -263,7 +248,8 @@ def test_interrupted_autonomous_drill_leaves_one_primary(
 
     if _patroni_lab["kept"]:
         _assert_one_primary_under_patroni(lab_env)  # as the first test left it
-        assert (_role(_lab(lab_env), 0), _role(_lab(lab_env), 1)) == ("primary", "standby")
+        lab = lab_descriptor(lab_env)
+        assert (_role(lab, 0), _role(lab, 1)) == ("primary", "standby")
     else:
         gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
     _patroni_lab["kept"] = False
@@ -324,7 +310,7 @@ def _old_primary_rows(env: dict[str, str], lab: dict, start: int) -> set[int]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with _conn(lab, 0) as c1:
+                with lab_conn(lab, 0) as c1:
                     return {r[0] for r in c1.execute(
                         "SELECT seq FROM gameday_canary WHERE seq >= %s", (start,))}
             except psycopg.Error:
@@ -340,7 +326,7 @@ def test_autonomous_async_known_loss(checkout_env: dict[str, str], tmp_path: Pat
     gameday("lab", "up", "--ha", "patroni", "--replication", "async",
             "--patroni-max-lag", str(1 << 30), env=lab_env, timeout=240)
     try:
-        lab = _lab(lab_env)
+        lab = lab_descriptor(lab_env)
         proc = chaos(str(_known_loss_experiment(tmp_path)), env=lab_env)
         run_dir = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -348,7 +334,7 @@ def test_autonomous_async_known_loss(checkout_env: dict[str, str], tmp_path: Pat
         meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
         acked = {r[0] for r in db.execute("SELECT seq FROM canary WHERE outcome = 'ok'")}
         start = meta["start_seq"]
-        with _conn(lab, 1) as c2:
+        with lab_conn(lab, 1) as c2:
             new = {r[0] for r in c2.execute("SELECT seq FROM gameday_canary WHERE seq >= %s",
                                             (start,))}
         expected = (_old_primary_rows(lab_env, lab, start) - new) & acked

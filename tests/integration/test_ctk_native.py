@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import yaml
 
 from gameday import cli
@@ -44,6 +45,7 @@ def _state(env: dict[str, str]) -> dict[str, Any]:
             "pids": sorted(lab_pids(env)), "canary": tuple(row or ())}
 
 
+@pytest.mark.takes_shared_lab_down
 def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
         shared_lab: dict[str, str], labs: SharedLab, tmp_path: Path) -> None:
     lab_env = shared_lab

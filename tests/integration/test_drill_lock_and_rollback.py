@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from gameday import cli
 from tests.fixtures import experiments as composed
 from tests.integration.conftest import BIN, ROOT, SharedLab, gameday
@@ -58,6 +60,7 @@ def _ledger(env: dict[str, str], since: int) -> list[dict]:
     return list(states.values())
 
 
+@pytest.mark.takes_shared_lab_down
 def test_a_second_drill_recover_and_lab_down_are_refused_during_a_drill(
         shared_lab: dict[str, str], labs: SharedLab, tmp_path: Path) -> None:
     lab_env = shared_lab
@@ -119,6 +122,7 @@ def test_a_second_drill_recover_and_lab_down_are_refused_during_a_drill(
     print(f"one drill per lab: {time.monotonic() - started:.1f} s, lab down included")
 
 
+@pytest.mark.takes_shared_lab_down
 def test_a_revert_that_fails_leaves_the_others_reverted_and_fails_the_run(
         shared_lab: dict[str, str], labs: SharedLab, tmp_path: Path) -> None:
     lab_env = shared_lab

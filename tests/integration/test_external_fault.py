@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures import experiments as composed
 from tests.integration.conftest import SharedLab, chaos, gameday
 
 
+@pytest.mark.takes_shared_lab_down
 def test_a_process_action_marked_as_a_fault_is_measured(shared_lab: dict[str, str],
                                                         labs: SharedLab, tmp_path: Path) -> None:
     lab_env = shared_lab

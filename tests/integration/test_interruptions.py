@@ -5,6 +5,7 @@ primary or fenced, and the next drill can run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gameday.foundation.ledger import Ledger
 from tests.integration.conftest import BIN, ROOT, chaos, gameday
 
 POINTS = {
@@ -24,15 +26,30 @@ POINTS = {
     "during-promotion": "promote-requested",
     "during-rollback": "rollback-started",
 }
-# SIGTERM is the same handler as SIGINT (tests/unit/test_interrupt.py), so it is sent here
-# only where the drill differs: mid-failback (FAILBACK_CASES); and every abort_when test of
-# test_stop_conditions.py interrupts a drill mid-fault with SIGTERM
-CASES = [
-    ("before-fault", signal.SIGINT), ("mid-fault", signal.SIGINT),
-    ("during-promotion", signal.SIGINT), ("during-rollback", signal.SIGINT),
-    ("mid-fault", signal.SIGKILL), ("during-promotion", signal.SIGKILL),
-    ("during-rollback", signal.SIGKILL),
+FAILBACK_CASES = [
+    ("split-brain-counted", signal.SIGINT), ("resynced", signal.SIGTERM),
+    ("fault-applied", signal.SIGINT), ("promote-requested", signal.SIGKILL),
+    ("switched-over", signal.SIGKILL),
 ]
+# Each interrupted failback follows an interrupted game day that left region-2 serving (a
+# game day runs first when one did not), so the lab is failed back once per pair instead of
+# a game day and two failbacks per failback case. SIGTERM is the same handler as SIGINT
+# (tests/unit/test_interrupt.py), so it is sent where the drill differs: mid-failback; and
+# every abort_when test of test_stop_conditions.py interrupts a drill mid-fault with SIGTERM
+CASES = [
+    ("before-fault", signal.SIGINT, None), ("mid-fault", signal.SIGINT, None),
+    ("during-promotion", signal.SIGINT, FAILBACK_CASES[0]),
+    ("during-rollback", signal.SIGINT, FAILBACK_CASES[1]),
+    ("mid-fault", signal.SIGKILL, FAILBACK_CASES[4]),
+    ("during-promotion", signal.SIGKILL, FAILBACK_CASES[2]),
+    ("during-rollback", signal.SIGKILL, FAILBACK_CASES[3]),
+]
+
+
+def _case_id(point: str, sig: signal.Signals, failback: tuple[str, signal.Signals] | None
+             ) -> str:
+    then = f"-then-failback-{failback[0]}-{failback[1].name}" if failback else ""
+    return f"{point}-{sig.name}{then}"
 
 
 def _start(env: dict[str, str], experiment: str = "game-day.json"
@@ -67,22 +84,31 @@ def _wait_event(env: dict[str, str], before: set[Path], kind: str, proc: subproc
                 timeout: float = 90) -> Path:
     reports = Path(env["GAMEDAY_REPORTS"])
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read()
-            proc.stdout.close()
-            raise AssertionError(f"the run ended before '{kind}':\n{out[-3000:]}")
-        new = [p for p in reports.glob("2*") if p not in before and (p / "timeline.sqlite").exists()]
-        for run_dir in new:
-            try:
-                db = sqlite3.connect(run_dir / "timeline.sqlite", timeout=1)
-                found = db.execute("SELECT 1 FROM events WHERE kind = ?", (kind,)).fetchone()
-                db.close()
-            except sqlite3.Error:
-                found = None
-            if found:
-                return run_dir
-        time.sleep(0.002)
+    # polled every 2 ms (a promotion lasts about 80 ms): the run's timeline is opened once,
+    # so the wait costs the drill it watches little CPU on this 2-core machine
+    opened: dict[Path, sqlite3.Connection] = {}
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                out = proc.stdout.read()
+                proc.stdout.close()
+                raise AssertionError(f"the run ended before '{kind}':\n{out[-3000:]}")
+            if not opened:
+                for p in reports.glob("2*"):
+                    if p not in before and (p / "timeline.sqlite").exists():
+                        with contextlib.suppress(sqlite3.Error):
+                            opened[p] = sqlite3.connect(p / "timeline.sqlite", timeout=1)
+            for run_dir, db in opened.items():
+                try:
+                    found = db.execute("SELECT 1 FROM events WHERE kind = ?", (kind,)).fetchone()
+                except sqlite3.Error:
+                    found = None
+                if found:
+                    return run_dir
+            time.sleep(0.002)
+    finally:
+        for db in opened.values():
+            db.close()
     proc.kill()  # never leave a drill running behind a failed test
     proc.wait()
     proc.stdout.close()
@@ -129,13 +155,8 @@ def assert_consistent(env: dict[str, str]) -> None:
                                  autocommit=True) as c:
                 modes = [r[0] for r in c.execute("SELECT sync_state FROM pg_stat_replication")]
         assert modes == [want], f"region-2 does not stream from region-1: {modes}"
-    ledger = Path(env["GAMEDAY_HOME"]) / "faults.jsonl"
-    if ledger.exists():
-        latest: dict[str, str] = {}
-        for line in ledger.read_text().splitlines():
-            rec = json.loads(line)
-            latest[rec["id"]] = rec["state"]
-        assert all(s == "reverted" for s in latest.values()), latest
+    open_faults = Ledger(env["GAMEDAY_LAB"]).open_faults()  # the lab's own fault ledger
+    assert open_faults == [], open_faults
     ns = subprocess.run(["ip", "netns", "exec", "gd-region-1", "nft", "list", "tables"],
                         capture_output=True, text=True).stdout
     assert "gameday" not in ns
@@ -162,9 +183,11 @@ def lab(shared_lab: dict[str, str]):
         print("postgres-region-2.log (tail):\n" + "\n".join(log.read_text().splitlines()[-15:]))
 
 
-@pytest.mark.parametrize(("point", "sig"), CASES, ids=[f"{p}-{s.name}" for p, s in CASES])
-def test_interrupted_drill_leaves_a_consistent_lab(lab: dict[str, str], point: str,
-                                                    sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("point", "sig", "failback"), CASES,
+                         ids=[_case_id(*case) for case in CASES])
+def test_interrupted_drill_leaves_a_consistent_lab(
+        lab: dict[str, str], point: str, sig: signal.Signals,
+        failback: tuple[str, signal.Signals] | None) -> None:
     proc, before = _start(lab)
     _wait_event(lab, before, POINTS[point], proc)
     # an impatient second signal must not skip the rollback
@@ -177,8 +200,29 @@ def test_interrupted_drill_leaves_a_consistent_lab(lab: dict[str, str], point: s
     else:
         assert proc.returncode != 0, out[-2000:]
     assert_consistent(lab)
+    if failback is not None:
+        _interrupted_failback(lab, *failback)
     _back_to_start(lab)
     assert_consistent(lab)
+
+
+def _interrupted_failback(lab: dict[str, str], event: str, sig: signal.Signals) -> None:
+    """A failback interrupted at `event`: one writable primary, and the drill can go on."""
+    if _states(lab).get("region-2") != (False, "off"):
+        gd = chaos("game-day.json", env=lab)  # the interruption left region-1 serving
+        assert gd.returncode == 0, gd.stdout[-3000:]
+    proc, before = _start(lab, "failback.json")
+    _wait_event(lab, before, event, proc)
+    _interrupt(proc, sig, twice=False)
+    if sig == signal.SIGKILL:
+        gameday("recover", env=lab)
+    states = _states(lab)
+    writable = [n for n, s in states.items() if s == (False, "off")]
+    assert len(writable) == 1, (event, sig.name, states)
+    # and the drill can go on: fail back (again) if region-2 still serves
+    _back_to_start(lab)
+    states = _states(lab)
+    assert states["region-1"] == (False, "off"), states
 
 
 def test_sigkill_mid_run_keeps_the_measurements(lab: dict[str, str]) -> None:
@@ -212,30 +256,3 @@ def test_sigkill_mid_run_keeps_the_measurements(lab: dict[str, str]) -> None:
     assert_consistent(lab)
     _back_to_start(lab)
 
-
-FAILBACK_CASES = [
-    ("split-brain-counted", signal.SIGINT), ("resynced", signal.SIGTERM),
-    ("fault-applied", signal.SIGINT), ("promote-requested", signal.SIGKILL),
-    ("switched-over", signal.SIGKILL),
-]
-
-
-@pytest.mark.parametrize(("event", "sig"), FAILBACK_CASES,
-                         ids=[f"failback-{e}-{s.name}" for e, s in FAILBACK_CASES])
-def test_interrupted_failback_leaves_a_consistent_lab(lab: dict[str, str], event: str,
-                                                      sig: signal.Signals) -> None:
-    gd = chaos("game-day.json", env=lab)
-    assert gd.returncode == 0, gd.stdout[-3000:]
-    proc, before = _start(lab, "failback.json")
-    _wait_event(lab, before, event, proc)
-    _interrupt(proc, sig, twice=False)
-    if sig == signal.SIGKILL:
-        gameday("recover", env=lab)
-    states = _states(lab)
-    writable = [n for n, s in states.items() if s == (False, "off")]
-    assert len(writable) == 1, states
-    # and the drill can go on: fail back (again) if region-2 still serves
-    _back_to_start(lab)
-    states = _states(lab)
-    assert states["region-1"] == (False, "off"), states
-    assert_consistent(lab)

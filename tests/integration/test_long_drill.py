@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 
 from gameday.postgres.canary import prune_canary
-from tests.integration.conftest import chaos
+from tests.integration.conftest import assert_starting_topology, chaos
 
-# long enough for every figure of the hold to be judged (two hundred global requests, ten
-# steady-state checks at HOLD_CHECK_S, thousands of canary writes at the experiment's cap)
-HOLD_S = 10
+# long enough for every figure of the hold to be judged (over a hundred global requests,
+# six steady-state checks at HOLD_CHECK_S, a thousand canary writes at the experiment's cap)
+HOLD_S = 6
 HOLD_CHECK_S = 1
 
 
@@ -64,12 +64,16 @@ def test_long_drill_holds_in_region_2_then_fails_back(shared_lab: dict[str, str]
 
 
 def _long_drill(lab_env: dict[str, str]) -> None:
+    # a failback with no game day behind it is refused
+    bad = chaos("failback.json", env=lab_env, timeout=120)
+    assert bad.returncode != 0 and "no game day ran" in bad.stdout + bad.stderr
     gd = chaos("game-day-long.json", env=lab_env, timeout=600,
                extra=("--var", f"hold_s={HOLD_S}", "--var", f"hold_check_interval_s={HOLD_CHECK_S}"))
     assert gd.returncode == 0, gd.stdout[-3000:] + gd.stderr[-3000:]
     latest = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
     fb = chaos("failback.json", env=lab_env)
     assert fb.returncode == 0, fb.stdout[-3000:] + fb.stderr[-3000:]
+    _failback_returned_to_the_start(lab_env, latest)
 
     summary = json.loads((latest / "summary.json").read_text())
     hold = summary["hold"]
@@ -116,3 +120,20 @@ def db_meta(run_dir: Path, key: str) -> str:
         return str(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
     finally:
         db.close()
+
+
+def _failback_returned_to_the_start(lab_env: dict[str, str], latest: Path) -> None:
+    """The failback's part of the game day's summary and report, the starting topology, and
+    a second failback refused with nothing changed."""
+    summary = json.loads((latest / "summary.json").read_text())
+    failback = summary["failback"]
+    assert failback is not None, "the game day report lacks its failback"
+    assert failback["lost"] == 0 and summary["writes"]["lost"] == 0
+    assert failback["split_brain_writes"] == 0
+    assert failback["rto_s"] is not None and failback["rto_s"] < 30
+    assert failback["catch_up_s"] is not None
+    assert "## Failback" in (latest / "report.md").read_text()
+    assert_starting_topology(lab_env)
+    again = chaos("failback.json", env=lab_env, timeout=120)
+    assert again.returncode != 0
+    assert_starting_topology(lab_env)

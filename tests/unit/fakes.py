@@ -8,9 +8,12 @@ code paths run against the real netns lab in tests/integration.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Mapping
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +233,30 @@ def drill(lab_file: Path | str, run: Run | None = None,
     """The drill context of a test on the fake lab at `lab_file` (with `run` recording)."""
     settings = GamedaySettings.from_chaos({**(configuration or {}), "lab_file": str(lab_file)})
     return Drill(settings=settings, lab=settings.load_lab(), run=run)
+
+
+@contextlib.contextmanager
+def udp_responder(reply: Callable[[bytes], bytes]) -> Iterator[int]:
+    """A UDP server on loopback answering each datagram with `reply(datagram)`, in a thread
+    of its own, until the block ends: yields its port (the fake lab's DNS servers)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            sock.sendto(reply(data), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()

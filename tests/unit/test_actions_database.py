@@ -2,7 +2,7 @@
 cut) against the fake lab driver and fake databases (tests/unit/fakes.py): the order of
 their steps, the record each leaves on disk before it acts, the events of the run, and
 every refusal, with no root and no PostgreSQL. The real lab runs the same paths in
-tests/integration (test_game_day, test_failback, test_autonomous)."""
+tests/integration (test_game_day, test_known_answers, test_autonomous)."""
 
 from __future__ import annotations
 

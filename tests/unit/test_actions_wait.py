@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,22 @@ def lab_with(tmp_path: Path, storefront: dict[str, int]) -> Path:
 def test_detection_returns_once_the_health_check_fails(tmp_path: Path,
                                                        storefront: dict[str, int]) -> None:
     lab_file = lab_with(tmp_path, storefront)
-    timer = threading.Timer(0.2, storefront.__setitem__, ("code", 503))
-    timer.start()
+    stop = threading.Event()
+
+    def fail_after_a_healthy_answer() -> None:
+        # not on a timer: on a loaded machine the first request may come after any delay
+        while not storefront["answered"] and not stop.wait(0.005):
+            pass
+        storefront["code"] = 503
+
+    failer = threading.Thread(target=fail_after_a_healthy_answer)
+    failer.start()
     try:
         out = wait.wait_for_detection("region-1", timeout_s=5,
                                       configuration={"lab_file": str(lab_file)})
     finally:
-        timer.cancel()
+        stop.set()
+        failer.join()
     answered = storefront["answered"]
     assert out["region"] == "region-1" and out["waited_s"] < 5
     # it asked while the region was healthy, and stopped at the first failed answer
@@ -154,7 +164,16 @@ def _served(run: runs.Run, *, by: str = "region-2", ok: int = 1) -> None:
 
 
 def test_a_hold_served_throughout_passes_and_records_its_start_and_end(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gameday.measure.store import queries
+
+    size = queries.size
+
+    def slow_size(run_dir: Path) -> int:
+        time.sleep(0.02)  # as a loaded machine may take: the start must not move with it
+        return size(run_dir)
+
+    monkeypatch.setattr(queries, "size", slow_size)
     lab_file = fakes.write_lab(tmp_path)
     run = _run(tmp_path / "run", lab_file)
     _served(run)

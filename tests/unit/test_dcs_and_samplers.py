@@ -24,6 +24,7 @@ from gameday.foundation.errors import TargetError
 from gameday.measure import samplers
 from gameday.measure.store.timeline import DnsSample, HaSample
 from gameday.postgres import dcs
+from tests.unit import fakes
 
 
 class Etcd:
@@ -193,30 +194,17 @@ def test_the_leader_key_sampler_records_who_holds_it_and_when_no_one_does(
 def dns_server() -> Iterator[tuple[int, list[str]]]:
     """A UDP responder for any name: the A records in the list (none: an empty answer)."""
     answer = ["198.18.0.12"]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(data)
-            reply = dns.message.make_response(query)
-            if answer:
-                reply.answer.append(dns.rrset.from_text_list(
-                    query.question[0].name, 1, "IN", "A", answer))
-            sock.sendto(reply.to_wire(), peer)
+    def reply(data: bytes) -> bytes:
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        if answer:
+            response.answer.append(dns.rrset.from_text_list(
+                query.question[0].name, 1, "IN", "A", answer))
+        return response.to_wire()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1], answer
-    stop.set()
-    thread.join()
-    sock.close()
+    with fakes.udp_responder(reply) as port:
+        yield port, answer
 
 
 def test_the_dns_sampler_records_the_answer_an_empty_one_and_no_answer(

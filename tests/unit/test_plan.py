@@ -6,8 +6,6 @@ on the real lab in tests/integration/test_ctk_native.py."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,29 +30,12 @@ def _dns_that_fails_at_once() -> Iterator[None]:
     message: a question fails as it did with nothing listening (a DNSException, "does not
     answer"), without the 2 s timeout each one waited for (UDP: no error comes back from
     a closed port), 10 s of this module."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            sock.sendto(b"\0", peer)  # shorter than a DNS header
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
     real = fakes.write_lab
-    with pytest.MonkeyPatch.context() as patch:
+    # bytes shorter than a DNS header
+    with fakes.udp_responder(lambda _data: b"\0") as port, pytest.MonkeyPatch.context() as patch:
         patch.setattr(fakes, "write_lab", lambda tmp_path, **kw: real(
-            tmp_path, **{"dns_port": sock.getsockname()[1], **kw}))
+            tmp_path, **{"dns_port": port, **kw}))
         yield
-    stop.set()
-    thread.join()
-    sock.close()
 
 
 def _plan(tmp_path: Path, *args: str) -> tuple[int, str, Path]:

@@ -52,29 +52,16 @@ def storefronts() -> Iterator[tuple[str, str, type[_Health], type[_Health]]]:
 def dns_server() -> Iterator[tuple[int, list[str]]]:
     """A UDP responder for the global name; the test sets what it answers."""
     answer = ["198.18.0.11"]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(data)
-            reply = dns.message.make_response(query)
-            reply.answer.append(dns.rrset.from_text_list(
-                query.question[0].name, 1, "IN", "A", answer))
-            sock.sendto(reply.to_wire(), peer)
+    def reply(data: bytes) -> bytes:
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        response.answer.append(dns.rrset.from_text_list(
+            query.question[0].name, 1, "IN", "A", answer))
+        return response.to_wire()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1], answer
-    stop.set()
-    thread.join()
-    sock.close()
+    with fakes.udp_responder(reply) as port:
+        yield port, answer
 
 
 def test_region_health_follows_the_storefront(tmp_path: Path, storefronts) -> None:

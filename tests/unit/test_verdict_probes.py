@@ -6,7 +6,7 @@ for it. Its canary rows as the new primary holds them are already stored, so the
 that reads PostgreSQL (`summary.snapshot_rows`) is replaced by a no-op, and so is the
 probes' wait for the recorder's flush (no recorder runs). `count_split_brain` reads the
 canary rows of both databases through `postgres.canary_rows`, replaced here by known rows;
-the real databases run the same code in tests/integration/test_failback.py."""
+the real databases run the same code in tests/integration/test_known_answers.py."""
 
 from __future__ import annotations
 

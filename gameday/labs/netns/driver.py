@@ -40,9 +40,13 @@ from gameday.labs.netns.database import NodeOps
 from gameday.labs.netns.processes import Processes, run
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
-# how long a replica may take to stream again after its leader restarted before gameday
-# asks why (a healthy one reconnects within wal_retrieve_retry_interval, 5 s)
-STANDBY_FOLLOWS_S = 15.0
+# how long the lab's standby may take to stream again after its primary restarted, before
+# it is resynced: it retries every 200 ms (wal_retrieve_retry_interval, configs.py), so a
+# healthy one streams within a second; one that has not in 3 s did not in 10 either (the
+# old bound), and a resync of a healthy one would only cost its copy
+STANDBY_FOLLOWS_S = 3.0
+# the same under Patroni, which also needs a loop (1 s) to point its replica at the leader
+PATRONI_FOLLOWS_S = 8.0
 
 EGRESS_RULES = """table inet gameday {
     chain output {
@@ -306,12 +310,12 @@ class NetnsDriver(FaultTable):
         def streams() -> bool:
             return postgres.streams_from(self.lab, primary, other)
 
-        if poll_within(streams, timeout_s=STANDBY_FOLLOWS_S, interval_s=0.2,
+        if poll_within(streams, timeout_s=PATRONI_FOLLOWS_S, interval_s=0.2,
                        interruptible=False):
             return None
         logger.warning("gameday: %s does not stream from %s %.0f s after recovery: "
                        "restarting it through Patroni", other.name, primary.name,
-                       STANDBY_FOLLOWS_S)
+                       PATRONI_FOLLOWS_S)
         patroni_profile.restart(self.state, other.name)
         if poll_within(streams, timeout_s=30, interval_s=0.2, interruptible=False):
             return f"restarted {other.name} through Patroni: it did not stream from {primary.name}"
@@ -326,7 +330,7 @@ class NetnsDriver(FaultTable):
     def failback_unsupported(self, region: Region) -> str | None:
         return None  # the netns lab owns its databases (and, under Patroni, the manager does)
 
-    def _standby_follows(self, primary: Region, timeout: float = 10.0) -> None:
+    def _standby_follows(self, primary: Region, timeout: float = STANDBY_FOLLOWS_S) -> None:
         """After a crashed primary restarts as the primary, its standby must stream again.
         It cannot when it holds WAL the primary lost in the crash (a record flushed only in
         part is cut off in crash recovery and the primary writes new WAL over that place):
