@@ -65,6 +65,27 @@ class DnsServer:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Resolver(DnsServer):
+    """One resolver users sit behind (`dns.resolvers`): sampled like `dns.resolver`, with a
+    flip of its own. `stream` is its name in the timeline's `dns` table."""
+
+    name: str
+    stream: str
+    kind: str | None = None
+    min_ttl_s: float | None = None  # the TTL floor it caches with
+    serve_stale_s: float | None = None  # how long past expiry it may answer (0: never)
+
+    def recorded(self) -> dict[str, Any]:
+        """What a run records of it (meta `dns_resolvers`)."""
+        return {"name": self.name, "stream": self.stream, "kind": self.kind,
+                "address": self.address, "port": self.port, "min_ttl_s": self.min_ttl_s,
+                "serve_stale_s": self.serve_stale_s}
+
+
+RESOLVER_STREAM = "resolver"  # the `dns` stream of `dns.resolver`, the one clients use
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Health:
     """The authority's health checks (`dns.health`), as Route 53 has them: a check every
     `interval_s`, each allowed `timeout_s`, an endpoint unhealthy after `failures` failed
@@ -88,6 +109,21 @@ class Dns:
     health: Health | None = None
     # `dns.endpoints`: per region name, what its answers are made of
     endpoints: tuple[tuple[str, Endpoints], ...] = ()
+    # `dns.resolvers`, as given (`sampled` adds `resolver` when it is not among them)
+    resolvers: tuple[Resolver, ...] = ()
+
+    def sampled(self) -> tuple[Resolver, ...]:
+        """Every resolver the drill samples, each with a flip of its own: `resolver` (the
+        one the global request sampler resolves through), then each of `dns.resolvers`
+        that is another server. A listed resolver that is `resolver` lends it its name and
+        kind, so the same server is not sampled twice."""
+        same = next((r for r in self.resolvers if _same_server(r, self.resolver)), None)
+        main = Resolver(address=self.resolver.address, port=self.resolver.port,
+                        name=same.name if same else RESOLVER_STREAM, stream=RESOLVER_STREAM,
+                        kind=same.kind if same else None,
+                        min_ttl_s=same.min_ttl_s if same else None,
+                        serve_stale_s=same.serve_stale_s if same else None)
+        return (main, *(r for r in self.resolvers if r is not same))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -301,6 +337,7 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
             health_interval_s=dns.get("health_interval_s", health and health.interval_s),
             health=health,
             endpoints=_endpoints(dns, regions, path),
+            resolvers=_resolvers(dns, path),
         ),
         database=Database(**database),
         state_dir=data.get("state_dir"),
@@ -310,6 +347,26 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
         ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
         kube_credentials=tuple(sorted((kube_credentials or {}).items())),
     )
+
+
+def _same_server(a: DnsServer, b: DnsServer) -> bool:
+    return (a.address.strip().lower(), a.port) == (b.address.strip().lower(), b.port)
+
+
+def _resolvers(dns: Mapping[str, Any], path: str) -> tuple[Resolver, ...]:
+    """`dns.resolvers`, each named once (its name is its stream's and its flip's)."""
+    out: list[Resolver] = []
+    for raw in dns.get("resolvers") or ():
+        name = str(raw["name"])
+        if name == RESOLVER_STREAM or any(r.name == name for r in out):
+            raise ConfigError(f"{path or 'lab descriptor'}: dns.resolvers names "
+                              f"'{name}' twice (or as '{RESOLVER_STREAM}', the name of "
+                              "dns.resolver): give each resolver a name of its own")
+        out.append(Resolver(address=raw["address"], port=raw.get("port", 53), name=name,
+                            stream=f"{RESOLVER_STREAM}:{name}", kind=raw.get("kind"),
+                            min_ttl_s=raw.get("min_ttl_s"),
+                            serve_stale_s=raw.get("serve_stale_s")))
+    return tuple(out)
 
 
 def _endpoints(dns: Mapping[str, Any], regions: tuple[Region, ...],

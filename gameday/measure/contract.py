@@ -128,6 +128,26 @@ class Flapping(TypedDict):
     to_s: float | None  # the last
 
 
+class ResolverFlip(TypedDict):
+    """One resolver's flip: the first sample from which its every answer is the secondary's
+    (a resolver that clamps TTLs up or serves stale answers flips later than the authority
+    says), with its error bar, or why it was not observed."""
+
+    name: str
+    stream: str  # its rows in the timeline's dns table (server = stream)
+    kind: str | None
+    address: str | None
+    flip_s: float | None
+    error_s: float | None
+    evidence: str | None
+    reason: str | None
+    slowest: bool  # the DNS phase of the RTO budget (phases.dns_resolver_s)
+
+
+class DnsDetail(TypedDict):
+    resolvers: list[ResolverFlip]
+
+
 class Hold(TypedDict):
     """A long drill's hold in the secondary region: how available the service was there
     (present only in runs that held, so the summaries of other runs are unchanged)."""
@@ -183,6 +203,7 @@ class Summary(TypedDict):
     notes: dict[str, str]
     hold: NotRequired[Hold]
     flapping: NotRequired[dict[str, Flapping]]  # by DNS server; only when one flapped
+    dns: NotRequired[DnsDetail]  # absent from summaries written before it existed
 
 
 def experiment_id(summary: Mapping[str, Any]) -> str:

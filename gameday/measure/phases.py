@@ -94,11 +94,16 @@ class Roles:
 
     primary: Mapping[str, Any]
     secondary: Mapping[str, Any]
+    # every resolver sampled (meta `dns_resolvers`: name, stream, kind, address, ...); a
+    # run recorded before there were several has its one `resolver`
+    resolvers: tuple[Mapping[str, Any], ...] = ({"name": "resolver", "stream": "resolver"},)
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> Roles:
         regions = meta["regions"]
-        return cls(primary=regions["primary"], secondary=regions["secondary"])
+        found = tuple(meta.get("dns_resolvers") or ())
+        return cls(primary=regions["primary"], secondary=regions["secondary"],
+                   **({"resolvers": found} if found else {}))
 
     def endpoints(self) -> dict[str, Endpoints]:
         """Each region's endpoint set as the run recorded it; a run recorded before
@@ -140,6 +145,54 @@ def _dns(server: str) -> Measure:
     return measure
 
 
+def resolver_flips(tl: Timeline, t_fault: float, r: Roles
+                   ) -> list[tuple[Mapping[str, Any], Instant]]:
+    """Each resolver's flip (instants.dns_flip of its stream), in the order the run recorded
+    them; asked by the phase and by the summary's `dns.resolvers`, scanned once."""
+    key = ("resolver_flips", t_fault, r.secondary["name"])
+    if key not in tl._answers:
+        tl._answers[key] = [
+            (res, instants.dns_flip(tl, t_fault, str(res["stream"]), r.secondary["name"],
+                                    r.endpoints(), label=_resolver_label(res)))
+            for res in r.resolvers]
+    found: list[tuple[Mapping[str, Any], Instant]] = tl._answers[key]
+    return found
+
+
+def _resolver_label(res: Mapping[str, Any]) -> str | None:
+    """A resolver by its name in the evidence; the one unnamed `resolver` as it always was."""
+    return None if res.get("name") == res.get("stream") else f"the resolver {res.get('name')}"
+
+
+def slowest(flips: list[tuple[Mapping[str, Any], Instant]]
+            ) -> tuple[Mapping[str, Any], Instant] | None:
+    """The resolver whose users see the flip last: one that never settled (unbounded),
+    else the latest flip; None when no resolver was sampled."""
+    if not flips:
+        return None
+    never = [f for f in flips if f[1].at_s is None]
+    return never[0] if never else max(flips, key=lambda f: float(f[1].at_s or 0.0))
+
+
+def _dns_resolvers(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    """The DNS phase of the budget: the slowest resolver's flip (users behind it are the
+    last to be sent to the secondary); with one resolver, its flip."""
+    flips = resolver_flips(tl, t_fault, r)
+    found = slowest(flips)
+    if found is None:
+        return instants.missing("no resolver was sampled")
+    res, flip = found
+    if len(flips) == 1:
+        return flip
+    name = res.get("name")
+    if flip.at_s is None:
+        return instants.missing(f"the resolver {name} never settled on "
+                                f"{r.secondary['name']} (of {len(flips)} resolvers)")
+    return dataclasses.replace(
+        flip, evidence=f"the slowest of {len(flips)} resolvers, {name}, answers with "
+                       f"{r.secondary['name']}'s endpoints only from here on")
+
+
 def _first_success(tl: Timeline, t_fault: float, r: Roles) -> Instant:
     return instants.first_success(tl, t_fault, r.secondary["name"])
 
@@ -177,7 +230,7 @@ PHASES: tuple[Phase, ...] = (
           waiting="waiting for the resolver DNS flip", seen="dns-resolver",
           after="dns_authoritative_s",
           allowance=lambda p: (p["dns_ttl_s"], f"DNS TTL {p['dns_ttl_s']:g} s"),
-          measure=_dns("resolver")),
+          measure=_dns_resolvers),
     Phase(name="first_success_s", label="First global request served by the secondary",
           short="First success", marker="first success",
           waiting="waiting for the first success via the global name",

@@ -70,11 +70,14 @@ async def record(run_dir: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     http = HttpSampler(lab, clock, out, rates.timeout_s, ca_bundle=lab.ca_bundle)
+    # the authority, then every resolver (dns.resolver and dns.resolvers), each answer
+    # classified by the regions' endpoint sets
+    regions = lab.endpoints()
     dns_samplers = [
-        DnsSampler("authoritative", lab.dns.authoritative.ip(), lab.dns.authoritative.port,
-                   lab.dns.name, clock, out, rates.timeout_s),
-        DnsSampler("resolver", lab.dns.resolver.ip(), lab.dns.resolver.port,
-                   lab.dns.name, clock, out, rates.timeout_s),
+        DnsSampler(name, server.ip(), server.port, lab.dns.name, clock, out, rates.timeout_s,
+                   regions=regions)
+        for name, server in [("authoritative", lab.dns.authoritative),
+                             *((r.stream, r) for r in lab.dns.sampled())]
     ]
     repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]
     # tcp_user_timeout: the kernel fails a connection whose data goes unacknowledged for

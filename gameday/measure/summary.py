@@ -25,6 +25,7 @@ from gameday.measure.contract import (
     Flapping,
     Hold,
     PromotionRecord,
+    ResolverFlip,
     Summary,
     Targets,
     Verdict,
@@ -130,6 +131,7 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
         "incomplete": incomplete,
         "notes": failover.notes,
     }
+    summary["dns"] = {"resolvers": _resolvers(tl, t_fault, roles)}
     flaps = _flapping(tl, t_fault, roles, failover)
     if flaps:
         summary["flapping"] = flaps
@@ -308,6 +310,22 @@ def _faults(tl: reader.Timeline, t_fault: float | None) -> list[FaultRecord]:
     return faults
 
 
+def _resolvers(tl: reader.Timeline, t_fault: float | None,
+               roles: phases.Roles) -> list[ResolverFlip]:
+    """Each resolver's flip, the slowest marked (the DNS phase of the budget)."""
+    if t_fault is None:
+        flips = [(r, instants.missing("no fault")) for r in roles.resolvers]
+    else:
+        flips = phases.resolver_flips(tl, t_fault, roles)
+    worst = phases.slowest(flips) if t_fault is not None else None
+    return [{"name": str(r.get("name")), "stream": str(r.get("stream")),
+             "kind": r.get("kind"), "address": r.get("address"),
+             "flip_s": _r(flip.at_s), "error_s": _r(flip.error_s),
+             "evidence": flip.evidence, "reason": flip.reason,
+             "slowest": worst is not None and worst[0] is r}
+            for r, flip in flips]
+
+
 FLAP_WINDOW_S = 120.0
 
 
@@ -319,7 +337,8 @@ def _flapping(tl: reader.Timeline, t_fault: float | None, roles: phases.Roles,
     an 8-hour run reads only the minutes that matter."""
     if t_fault is None:
         return {}
-    addresses = {roles.primary["address"], roles.secondary["address"]}
+    names = {roles.primary["name"], roles.secondary["name"]}
+    region_of = instants.answer_class(roles.endpoints())
     rto_at = failover.rto.at_s if failover.rto is not None else None
     until = t_fault + (rto_at if rto_at is not None else FLAP_WINDOW_S)
     out: dict[str, Flapping] = {}
@@ -330,11 +349,12 @@ def _flapping(tl: reader.Timeline, t_fault: float | None, roles: phases.Roles,
         for row in stream.rows(stream.at(t_fault)):
             if row.t > until:
                 break
-            if not row.ok or row.answer not in addresses:
-                continue
-            if last is not None and row.answer != last:
+            region = region_of(row) if row.ok else None
+            if region not in names:
+                continue  # a failed query, or a mixed or unknown answer: neither region
+            if last is not None and region != last:
                 changes.append(row.t - t_fault)
-            last = row.answer
+            last = region
         if len(changes) >= 2:  # flipped, and flipped back at least once
             out[server] = {"changes": len(changes), "from_s": _r(changes[0]),
                            "to_s": _r(changes[-1])}
