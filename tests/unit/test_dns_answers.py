@@ -23,11 +23,15 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 import pytest
+from chaoslib.exceptions import ActivityFailed
 
+from gameday.actions import wait
+from gameday.drill import context as drills
 from gameday.foundation import descriptor
 from gameday.foundation.endpoints import MIXED, UNKNOWN, Endpoints
 from gameday.foundation.errors import ConfigError
 from gameday.measure import contract, instants, phases, samplers
+from gameday.measure import run as runs
 from gameday.measure import summary as summaries
 from gameday.measure.store import reader, timeline
 from gameday.measure.store.timeline import DnsSample
@@ -397,3 +401,50 @@ def test_the_report_gives_a_flip_per_resolver_and_names_the_slowest(tmp_path: Pa
     svg = (run_dir / "timeline.svg").read_text()
     for lane in ("DNS resolver<", "DNS resolver:dnsmasq<", "DNS resolver:pdns-recursor<"):
         assert lane in svg
+
+
+# -- the wait for recovery waits for every resolver's flip ------------------------------------
+
+
+def test_the_wait_for_recovery_waits_until_every_resolver_answers_the_region(
+        tmp_path: Path) -> None:
+    """Global requests are served by region-2 and the canary writes there, but dnsmasq (its
+    TTL floor) still sends its users to region-1: the run goes on until its flip is seen, so
+    the slowest resolver's flip is measured; past the bound, the failure names it."""
+    lab_file = tmp_path / "lab.json"
+    lab_file.write_text(json.dumps(lab_data(resolvers=[
+        {"name": "dnsmasq", "kind": "dnsmasq", "address": "198.18.0.55"}])))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    timeline.create(run_dir, {"run_id": "r", "anchor_ns": 1})
+    run = runs.Run(run_dir, timeline.Clock(1))
+    drills.publish(fakes.drill(lab_file, run=run))
+
+    def store(*rows: Any) -> None:
+        conn = timeline.connect(run_dir)
+        with conn:
+            for row in rows:
+                conn.execute(timeline.insert_sql(timeline.table_of(row)), row)
+        conn.close()
+
+    def answer(t: float, stream: str, region: str | None) -> DnsSample:
+        return DnsSample(t, stream, int(region is not None), "198.18.0.12", "NOERROR", 1,
+                         0.001, 0.0, None, "", region)
+
+    store(timeline.Event(1.0, "fault-applied", "region-1", "{}"),
+          *(timeline.HttpSample(2.0 + i / 10, "global", 1, 200, "region-2", "198.18.0.12",
+                                0.01, 0.0, None) for i in range(5)),
+          timeline.CanaryAttempt(1, 0, 2.0, 2.01, "ok", "127.0.0.1", None, None),
+          answer(0.5, "resolver:dnsmasq", "region-2"),  # before the fault: does not count
+          answer(2.0, "resolver", "region-2"), answer(2.0, "resolver:dnsmasq", "region-1"))
+    configuration = {"lab_file": str(lab_file)}
+    with pytest.raises(ActivityFailed, match="region-2 did not recover within 0.3 s: "
+                                             "resolvers not on region-2: dnsmasq answers "
+                                             "region-1$"):
+        wait.wait_for_recovery("region-2", 0.3, configuration=configuration)
+    store(answer(2.5, "resolver:dnsmasq", None))  # a failed query is not a flip either
+    with pytest.raises(ActivityFailed, match="dnsmasq fails$"):
+        wait.wait_for_recovery("region-2", 0.3, configuration=configuration)
+    store(answer(3.0, "resolver:dnsmasq", "region-2"))
+    assert wait.wait_for_recovery("region-2", 0.3, configuration=configuration)["region"] \
+        == "region-2"
