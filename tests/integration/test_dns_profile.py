@@ -7,7 +7,9 @@ One lab for the module, `--region-addresses 2 --cname --ipv6 --health-interval 1
 
 - every server answers the global name as a CNAME to region-1's own name, with both of its
   A and both of its AAAA records, and a storefront answers on each of those addresses;
-- the descriptor says so (health checks, endpoints, resolvers), read back from lab.json;
+- the descriptor says so (health checks, endpoints, resolvers), read back from lab.json, and
+  a game day and its failback pass on it, with a flip per resolver (the slowest the budget's
+  DNS phase) and the whole answer of every server (chain, A and AAAA) in the dns table;
 - dnsmasq raises a 1 s TTL to its 10 s floor, where unbound and the Recursor keep it;
 - the gate keeps a region while one endpoint passes, withdraws it at the threshold-th failed
   check of its last one (not before), each number read from the lab's descriptor, and each
@@ -21,6 +23,7 @@ The tests run in this order on one lab: the flip changes which region answers.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -35,7 +38,7 @@ from gameday.foundation import descriptor
 from gameday.labs.netns import healthgate, resolvers
 from gameday.labs.netns.driver import NetnsDriver
 from gameday.labs.netns.processes import Processes
-from tests.integration.conftest import gameday, lab_pids, residue
+from tests.integration.conftest import chaos, gameday, lab_pids, residue
 
 PROFILE = ("--region-addresses", "2", "--cname", "--ipv6", "--health-interval", "1",
            "--health-failures", "3", "--health-timeout", "0.5",
@@ -107,7 +110,8 @@ def test_every_server_answers_the_chain_and_every_address(lab: dict[str, str]) -
     assert [(r["status"], r["region"]) for r in answered] == [(200, "region-1")] * 4, answered
 
 
-def test_the_descriptor_says_what_the_dns_side_is_made_of(lab: dict[str, str]) -> None:
+def test_the_descriptor_says_what_the_dns_side_is_made_of_and_drills_measure_it(
+        lab: dict[str, str]) -> None:
     dns = dns_block(lab)
     assert dns["health"] == {"checker": "healthgate", "interval_s": 1.0, "failures": 3,
                              "timeout_s": 0.5, "path": "/healthz", "port": 8080}
@@ -124,6 +128,52 @@ def test_the_descriptor_says_what_the_dns_side_is_made_of(lab: dict[str, str]) -
     plan = NetnsDriver(lab_record).plan("scale-to-zero", lab_record.primary)
     assert plan["stopped"] == ["storefront-region-1", "storefront-region-1-2",
                                "postgres-region-1"], plan
+
+    # a game day and its failback on this profile: each passes, with every resolver's flip
+    reports = Path(lab["GAMEDAY_REPORTS"])
+    for experiment, drill, to in (("game-day.json", "failover", "region-2"),
+                                  ("failback.json", "failback", "region-1")):
+        started = time.monotonic()
+        proc = chaos(experiment, env=lab, timeout=300)
+        took = time.monotonic() - started
+        run = max((d for d in reports.glob("2*") if d.is_dir()), key=lambda d: d.name)
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["drill"] == drill, run
+        assert proc.returncode == 0 and summary["verdict"] == "pass", (
+            summary["reasons"], (proc.stdout + proc.stderr)[-3000:])
+        _every_resolver_flipped(run, summary, dns, to)
+        print(f"{drill}: RTO {summary['rto_s']} ± {summary['rto_error_s']} s, authoritative "
+              f"flip {summary['phases']['dns_authoritative_s']} s, resolvers "
+              + ", ".join(f"{r['name']} {r['flip_s']} ± {r['error_s']} s"
+                          for r in summary["dns"]["resolvers"]) + f" ({took:.1f} s)")
+
+
+def _every_resolver_flipped(run: Path, summary: dict[str, Any], dns: dict[str, Any],
+                            to: str) -> None:
+    """A flip per resolver, the slowest the budget's DNS phase; the dns table holds each
+    server's whole answer: the CNAME chain and every address, classified by region."""
+    resolvers = summary["dns"]["resolvers"]
+    assert [(r["name"], r["stream"]) for r in resolvers] == [
+        ("unbound", "resolver"), ("dnsmasq", "resolver:dnsmasq"),
+        ("pdns-recursor", "resolver:pdns-recursor")], resolvers
+    flips = [r["flip_s"] for r in resolvers]
+    assert None not in flips and all(r["error_s"] < 0.5 for r in resolvers), resolvers
+    (slowest,) = [r for r in resolvers if r["slowest"]]
+    assert slowest["flip_s"] == max(flips) == summary["phases"]["dns_resolver_s"], summary
+    assert min(flips) >= summary["phases"]["dns_authoritative_s"] - 0.1, summary
+    db = sqlite3.connect(run / "timeline.sqlite")
+    try:
+        answers = set(db.execute("SELECT server, answer, chain, region FROM dns WHERE ok"))
+    finally:
+        db.close()
+    expected = {region: (",".join(sorted(e["addresses"], key=lambda a: (":" in a, a))),
+                         ",".join(e["cnames"]))
+                for region, e in dns["endpoints"].items()}
+    for server in ("authoritative", *(r["stream"] for r in resolvers)):
+        mine = {(answer, chain, region) for s, answer, chain, region in answers if s == server}
+        # each region's four addresses (A and AAAA) through its own name, nothing else
+        assert mine == {(*expected[r], r) for r in ("region-1", "region-2")}, (server, mine)
+    assert to in expected
 
 
 def test_dnsmasq_raises_a_short_ttl_to_its_floor(lab: dict[str, str]) -> None:
