@@ -36,6 +36,9 @@ class Region:
     storefront_url: str
     db_host: str
     db_port: int = 5432
+    # what its PostgreSQL servers answer inet_server_addr() with (addresses or CIDRs);
+    # empty: every address db_host resolves to (see Lab.database_identities)
+    db_addresses: tuple[str, ...] = ()
     netns: str | None = None
     kube_context: str | None = None
     namespace: str | None = None
@@ -233,6 +236,25 @@ class Lab:
         return {r.name: given.get(r.name) or Endpoints.of_address(r.address)
                 for r in self.regions}
 
+    def database_identities(self) -> dict[str, Endpoints]:
+        """Each region's database servers by their own address, as inet_server_addr()
+        answers on a connection to them: the region's `db_addresses` when the descriptor
+        gives them (behind a proxy such as PgBouncer, the address a client dials is the
+        proxy's, not the server's), else every address its `db_host` resolves to now (an
+        address, or a host name through the resolver libpq uses); a name that does not
+        resolve gives none, so no write is attributed to that region by guess."""
+        out: dict[str, Endpoints] = {}
+        for r in self.regions:
+            if r.db_addresses:
+                out[r.name] = Endpoints.parse(_split_addresses(r.db_addresses))
+                continue
+            try:
+                infos = socket.getaddrinfo(r.db_host, r.db_port, type=socket.SOCK_STREAM)
+            except OSError:
+                infos = []
+            out[r.name] = Endpoints.parse({"addresses": sorted({str(i[4][0]) for i in infos})})
+        return out
+
     def region_of_address(self, address: str | None) -> str | None:
         for region in self.regions:
             if address in (region.address, region.db_host):
@@ -320,9 +342,15 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
     if not database.get("password"):
         raise ConfigError(f"{path or 'lab descriptor'}: {NO_PASSWORD}")
     regions = tuple(
-        Region(**{**r, "node_containers": tuple(r.get("node_containers", ()))})
+        Region(**{**r, "node_containers": tuple(r.get("node_containers", ())),
+                  "db_addresses": tuple(r.get("db_addresses", ()))})
         for r in data["regions"]
     )
+    for r in regions:
+        try:
+            Endpoints.parse(_split_addresses(r.db_addresses), where=f"{r.name}.db_addresses")
+        except ValueError as exc:
+            raise ConfigError(f"{path or 'lab descriptor'}: regions: {exc}") from None
     dns = data["dns"]
     health = _health(dns, path)
     return Lab(
@@ -347,6 +375,12 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
         ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
         kube_credentials=tuple(sorted((kube_credentials or {}).items())),
     )
+
+
+def _split_addresses(texts: tuple[str, ...]) -> dict[str, list[str]]:
+    """`db_addresses` as Endpoints.parse takes them: CIDRs apart from addresses."""
+    return {"addresses": [t for t in texts if "/" not in t],
+            "cidrs": [t for t in texts if "/" in t]}
 
 
 def _same_server(a: DnsServer, b: DnsServer) -> bool:

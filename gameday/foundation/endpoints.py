@@ -126,3 +126,14 @@ def classify(addresses: Iterable[str], chain: Sequence[str],
     if common:
         return UNKNOWN  # claimed alike by several regions: the descriptor cannot tell
     return MIXED if any(owners) else UNKNOWN
+
+
+def owner(address: str, regions: Mapping[str, Endpoints]) -> str | None:
+    """The one region whose addresses or CIDRs hold `address`; None when none does, when
+    two do alike, or when it is not an address (never a guess)."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None
+    held = [r for r, e in regions.items() if e.holds(ip)]
+    return held[0] if len(held) == 1 else None

@@ -82,10 +82,12 @@ async def record(run_dir: Path) -> None:
     repl = [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s) for r in lab.regions]
     # tcp_user_timeout: the kernel fails a connection whose data goes unacknowledged for
     # 1.5 s, so a write to a cut-off region errors instead of hanging
+    # each write attributed to a region by its server's own address (inet_server_addr())
     canary = Canary(lab.writer_params(tcp_user_timeout=1500), lab.database.canary_table,
                     clock, out,
                     writers=rates.canary_writers, start_seq=int(meta.get("start_seq", 1)),
-                    max_rate=rates.canary_max_rate)
+                    max_rate=rates.canary_max_rate,
+                    attribution=canary_mod.Attribution.of(lab))
     tasks = [every(rates.dns_s, clock, s.sample, stop) for s in dns_samplers]
     tasks.append(every(rates.http_s, clock, http.sample_global, stop))
     tasks += [every(rates.http_s, clock, http.region_sampler(r.name), stop)
