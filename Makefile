@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CHAOS := $(BIN)/chaos --no-version-check
 REPORTS ?= reports
 
-.PHONY: setup system venv lab-up lab-down lab-status game-day failover failback test test-lab test-unit test-fast lint experiments bench bench-check mutate clean
+.PHONY: setup system venv lab-up lab-down lab-status game-day failover failback test test-lab test-host test-unit test-fast lint experiments bench bench-check mutate clean
 
 setup: system venv
 
@@ -21,9 +21,17 @@ $(VENV)/.installed: pyproject.toml
 	@# the distribution was called `gameday` before it became chaostoolkit-gameday
 	$(BIN)/pip uninstall --quiet --yes gameday 2>/dev/null || true
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,test]'
-	@# the Jenkins JUnit schema the JUnit tests validate against, from pytest's sdist
-	bash scripts/fetch-junit-xsd.sh $(VENV)
+	@# the editable package's byte code, once: where PYTHONDONTWRITEBYTECODE is set (CI
+	@# images) every chaos and gameday process of the test suite compiled it again (0.1 s)
+	$(BIN)/python -m compileall -q gameday
 	touch $@
+
+# the Jenkins JUnit schema the unit suite's JUnit tests validate against, from pytest's
+# sdist: only test-fast needs it, so `make test` fetches it beside the lab's suite
+JUNIT_XSD = $(VENV)/share/gameday/junit-10.xsd
+
+$(JUNIT_XSD): $(VENV)/.installed
+	bash scripts/fetch-junit-xsd.sh $(VENV)
 
 # The descriptor `gameday lab up` writes: $GAMEDAY_HOME/lab.json (default .gameday/lab.json).
 LAB_FILE = $(or $(GAMEDAY_HOME),.gameday)/lab.json
@@ -56,25 +64,33 @@ failback: venv
 	$(CHAOS) run --journal-path $(REPORTS)/journal-failback.json experiments/failback.json; rc=$$?; \
 	echo "report: $(REPORTS)/latest/report.md"; exit $$rc
 
-# lint, the unit suite, the lab's suite and the report's cost check at once: mypy --strict
-# and ruff are part of the test, so CI (which runs this target) keeps them clean, and the
-# lab's drills leave the CPU idle most of their time (a quarter of their wall time is CPU),
-# so they take about as long together as the lab's suite alone. Each one's output is
-# printed whole as it ends (`make test-lab` to watch the lab's suite as it goes). The three
-# beside the lab's suite run at nice 10: its drills' timing keeps the CPU first.
+# lint, the unit suite, the lab's suite, the host's tests and the report's cost check at
+# once: mypy --strict and ruff are part of the test, so CI (which runs this target) keeps
+# them clean, and the lab's drills leave the CPU idle most of their time (a quarter of their
+# wall time is CPU), so they take about as long together as the lab's suite alone. Each
+# one's output is printed whole as it ends (`make test-lab` to watch the lab's suite as it
+# goes). Those beside the lab's suite run at nice 10: its drills' timing keeps the CPU
+# first.
 test: setup
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint test-fast test-lab bench-check \
-		BESIDE_LAB="nice -n 10"
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint test-fast test-lab test-host \
+		bench-check BESIDE_LAB="nice -n 10"
 
-# every test on the real netns lab (root): tests/integration/
+# every test on the real netns lab (root): tests/integration/, but for those that need root
+# and no lab (test-host)
 test-lab: venv
-	$(BIN)/pytest -m integration --durations=40
+	$(BIN)/pytest -m "integration and not no_lab" --durations=40
+
+# the tests that need root and real servers but no netns lab (kind-lab's PostgreSQL
+# entrypoint on this machine's PostgreSQL): no lab lock, so `make test` runs them beside
+# the lab's suite instead of in its queue
+test-host: venv
+	$(BESIDE_LAB) $(BIN)/pytest -m "integration and no_lab"
 
 # everything that needs no lab and no root (the unit suite): under a minute, in two workers
 # (one per core here). It measures the unit suite's line coverage of gameday/, prints it
 # per module, and fails when a module is under 60% (tests/coverage_floor.py lists the few
 # that need the real lab, and why).
-test-fast: venv
+test-fast: venv $(JUNIT_XSD)
 	$(BESIDE_LAB) $(BIN)/pytest -m "not integration" -n 2 --cov --cov-report=term
 	$(BIN)/python tests/coverage_floor.py
 

@@ -294,7 +294,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class PackageInstall:
     """`pip install .` of this checkout into a fresh venv outside it, started in the
     background once the session is under way (pip needs no lab, and most of the lab suite's
-    time is spent waiting), so test_installed_package finds it done instead of spending
+    time is spent waiting), so test_game_day finds it done instead of spending
     half a minute on it with the lab held. Niced, and started `delay_s` after the session
     (`make test` runs the unit suite beside the lab suite's first minute), so the drills
     keep the CPU first."""
@@ -333,7 +333,7 @@ INSTALL_DELAY_S = 90
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if any("test_installed_package.py" in item.nodeid for item in session.items) \
+    if any("installed_venv" in getattr(item, "fixturenames", ()) for item in session.items) \
             and os.geteuid() == 0:
         session.stash[_INSTALL] = PackageInstall(delay_s=INSTALL_DELAY_S)
 

@@ -46,6 +46,9 @@ from tests.fixtures import experiments as composed
 from tests.integration.conftest import ROOT, chaos, gameday, lab_conn, lab_descriptor
 
 HOLD_S = 1.0
+# Patroni's leader key TTL on these labs: the least loop_wait + 2 × retry_timeout allow (1 +
+# 2 × 3), not the default 10 s, since every outage here waits it out before Patroni promotes
+PATRONI = ("--ha", "patroni", "--patroni-ttl", "7")
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +134,7 @@ def _assert_host_hardening(env: dict[str, str], planted: Path) -> None:
     request = urllib.request.Request("http://198.18.0.11:8008/reload", method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=3)  # noqa: S310 (the lab's address)
+    refused.value.close()  # its socket: left to the garbage collector, it warned in a later test
     assert refused.value.code == 401
     # etcd: neither a read nor a write without a token
     key = base64.b64encode(b"/service/gameday/leader").decode()
@@ -154,14 +158,14 @@ def test_autonomous_game_day_and_failback(checkout_env: dict[str, str]) -> None:
     planted = _planted_data_root(lab_env)
     try:
         started = time.monotonic()
-        gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+        gameday("lab", "up", *PATRONI, env=lab_env, timeout=240)
         print(f"lab up --ha patroni from a 0700 checkout: {time.monotonic() - started:.1f} s")
         _assert_host_hardening(lab_env, planted)
     finally:
         shutil.rmtree(planted, ignore_errors=True)
     try:
         lab = lab_descriptor(lab_env)
-        assert lab["ha"]["manager"] == "patroni" and lab["ha"]["ttl_s"] == 10
+        assert lab["ha"]["manager"] == "patroni" and lab["ha"]["ttl_s"] == 7
         gd = chaos("game-day-autonomous.json", env=lab_env)
         assert gd.returncode == 0, gd.stdout[-3000:]
         game_day = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
@@ -251,7 +255,7 @@ def test_interrupted_autonomous_drill_leaves_one_primary(
         lab = lab_descriptor(lab_env)
         assert (_role(lab, 0), _role(lab, 1)) == ("primary", "standby")
     else:
-        gameday("lab", "up", "--ha", "patroni", env=lab_env, timeout=240)
+        gameday("lab", "up", *PATRONI, env=lab_env, timeout=240)
     _patroni_lab["kept"] = False
     try:
         # Ctrl-C while the outage is in effect: the rollbacks restart region-1's member
@@ -323,7 +327,7 @@ def _old_primary_rows(env: dict[str, str], lab: dict, start: int) -> set[int]:
 
 def test_autonomous_async_known_loss(checkout_env: dict[str, str], tmp_path: Path) -> None:
     lab_env = checkout_env
-    gameday("lab", "up", "--ha", "patroni", "--replication", "async",
+    gameday("lab", "up", *PATRONI, "--replication", "async",
             "--patroni-max-lag", str(1 << 30), env=lab_env, timeout=240)
     try:
         lab = lab_descriptor(lab_env)

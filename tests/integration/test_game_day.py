@@ -1,11 +1,16 @@
-"""The walking skeleton on the real lab: lab up, the game day through `chaos run`, the
-summary, and a `lab down` that leaves nothing behind. During the game day a client of the
-test's own measures RTO from outside the tool, as a user of the global name would see it."""
+"""The walking skeleton on the real lab, as a user gets it: gameday installed with `pip
+install .` into a fresh venv and used from a directory outside the checkout (the package
+carries its data: schemas, storefront.sql, the experiments; `chaos discover` lists its
+activities), lab up, the game day through `chaos run`, the summary, and a `lab down` that
+leaves nothing behind. During the game day a client of the test's own measures RTO from
+outside the tool, as a user of the global name would see it."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -87,21 +92,68 @@ class OutsideClient(threading.Thread):
         return None, None
 
 
-def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
+def run(argv: list[str], *, cwd: Path, env: dict[str, str], check: bool = True,
+        timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, \
+            f"{' '.join(argv)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _installed(lab_env: dict[str, str], venv: Path, elsewhere: Path) -> tuple[dict[str, str],
+                                                                              Path]:
+    """The env that runs the installed package from `elsewhere` (no PYTHONPATH, no
+    checkout on the path: only what the wheel carries), and its shipped game day."""
+    env = {k: v for k, v in lab_env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+    site = run([str(venv / "bin" / "python"), "-c",
+                "import gameday, pathlib; print(pathlib.Path(gameday.__file__).parent)"],
+               cwd=elsewhere, env=env).stdout.strip()
+    assert not site.startswith(str(ROOT)), site
+    for data in ("labs/storefront.sql", "foundation/descriptor.schema.json",
+                 "measure/summary.schema.json", "experiments/game-day.json",
+                 "experiments/failback.json"):
+        assert (Path(site) / data).is_file(), data
+    # Chaos Toolkit finds the extension by its distribution name, already installed
+    run([str(venv / "bin" / "chaos"), "--no-version-check", "discover", "chaostoolkit-gameday",
+         "--no-install", "--no-system-info", "--discovery-path", "discovery.json"],
+        cwd=elsewhere, env=env)
+    discovery = json.loads((elsewhere / "discovery.json").read_text())
+    assert discovery["extension"]["name"] == "chaostoolkit-gameday"
+    names = {a["name"] for a in discovery["activities"]}
+    assert {"take_region_down", "promote", "wait_for_recovery", "rto_seconds"} <= names, names
+    experiment = run([str(venv / "bin" / "gameday"), "experiments", "--path", "game-day"],
+                     cwd=elsewhere, env=env).stdout.strip()
+    assert experiment.startswith(site)
+    return env, Path(experiment)
+
+
+def test_game_day_on_the_real_lab(lab_env: dict[str, str], installed_venv: Path,
+                                  tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # `pip install .` into a fresh venv (conftest.PackageInstall, in the background)
+    env, experiment = _installed(lab_env, installed_venv, elsewhere)
+    gameday_ = str(installed_venv / "bin" / "gameday")
     started = time.monotonic()
-    gameday("lab", "up", env=lab_env)
+    run([gameday_, "lab", "up"], cwd=elsewhere, env=env)
     up_s = time.monotonic() - started
     pids = lab_pids(lab_env)
     assert len(pids) >= 7, pids  # 2 databases, 2 proxies, 2 storefronts, pdns, unbound
 
-    again = gameday("lab", "up", env=lab_env, check=False)
+    again = run([gameday_, "lab", "up"], cwd=elsewhere, env=env, check=False)
     assert again.returncode != 0 and "already up" in again.stderr
 
     lab = json.loads(Path(lab_env["GAMEDAY_LAB"]).read_text())
     client = OutsideClient(lab)
     client.start()
     try:
-        proc = chaos("game-day.json", env=lab_env)
+        proc = run([str(installed_venv / "bin" / "chaos"), "--no-version-check", "run",
+                    "--journal-path", str(Path(lab_env["GAMEDAY_REPORTS"]) / "journal.json"),
+                    str(experiment)], cwd=elsewhere, env=env, check=False)
     finally:
         client.stop.set()
         client.join(5)
@@ -171,7 +223,8 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
     password = lab["database"]["password"].encode()
     outputs = [(p, p.read_bytes()) for p in latest.resolve().rglob("*") if p.is_file()]
     outputs += [(Path("chaos output"), output.encode())]
-    for log in (Path(lab_env["GAMEDAY_REPORTS"]) / "journal.json", ROOT / "chaostoolkit.log"):
+    for log in (Path(lab_env["GAMEDAY_REPORTS"]) / "journal.json",
+                elsewhere / "chaostoolkit.log"):
         if log.exists():
             outputs.append((log, log.read_bytes()))
     assert len(outputs) >= 6
@@ -180,7 +233,7 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str]) -> None:
 
     pids = lab_pids(lab_env)
     started = time.monotonic()
-    gameday("lab", "down", env=lab_env)
+    run([gameday_, "lab", "down"], cwd=elsewhere, env=env)
     down_s = time.monotonic() - started
     assert residue(lab_env, pids) == []
     nft = __import__("subprocess").run(["nft", "list", "tables"], capture_output=True, text=True)

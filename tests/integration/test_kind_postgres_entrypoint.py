@@ -39,6 +39,10 @@ import pytest
 from gameday.labs.kubernetes.readiness import FENCED_EMPTY_LINE
 from tests.integration.conftest import ROOT
 
+# root and this machine's PostgreSQL, no netns lab: `make test-host` runs it beside the lab's
+# suite (pyproject's `no_lab` marker)
+pytestmark = pytest.mark.no_lab
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ENTRYPOINT = ROOT / "kind-lab" / "base" / "postgres" / "entrypoint.sh"
 INITDB_SH = ROOT / "kind-lab" / "base" / "postgres" / "initdb.sh"
