@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,7 +23,6 @@ from typing import Any
 import psycopg
 
 from gameday.foundation import descriptor
-from gameday.labs.netns import delayproxy
 from gameday.measure.canary import NICER, WRITE_TIMEOUT_S, Attribution, Canary
 from gameday.measure.store import timeline
 
@@ -84,38 +86,27 @@ def _behind_a_proxy(lab_file: str) -> tuple[set[str], set[str], set[str], set[st
     `db_addresses`, and without (then no region lists it)."""
     data = json.loads(Path(lab_file).read_text())
     server = (data["regions"][0]["db_host"], data["regions"][0].get("db_port", 5432))
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    bound: asyncio.Future[int] = loop.create_future()
-
-
-    def run_proxy() -> None:
-        try:
-            loop.run_until_complete(delayproxy.serve(("127.0.0.1", 0), server, 0.0, stop=stop,
-                                                     bound=bound))
-        finally:  # the connections it still pumps end with it
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-
-    proxy = threading.Thread(target=run_proxy, daemon=True)
-    proxy.start()
+    with socket.socket() as probe:  # a free port for the proxy
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proxy = subprocess.Popen([sys.executable, "-m", "gameday.labs.netns.delayproxy",
+                              f"127.0.0.1:{port}", f"{server[0]}:{server[1]}", "0"])
     try:
         deadline = time.monotonic() + 10
-        while not bound.done():
-            assert time.monotonic() < deadline, "the proxy did not listen"
-            time.sleep(0.01)
-        port = bound.result()
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline and proxy.poll() is None, "no proxy"
+            time.sleep(0.05)
         data["regions"][0].update(db_host="localhost", db_port=port)
         named = _servers_seen(descriptor.from_dict(
             {**data, "regions": [{**data["regions"][0], "db_addresses": [server[0]]},
                                  data["regions"][1]]}))
         unlisted = _servers_seen(descriptor.from_dict(data))
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        proxy.join(10)
-        loop.close()
+        proxy.terminate()  # by its pid; it stops on SIGTERM
+        proxy.wait(10)
     return named + unlisted
 
 
