@@ -2,9 +2,10 @@
 test-fast` runs the unit suite under coverage (pytest-cov), prints each module's lines,
 then runs this, which fails naming each module under the floor.
 
-A module that needs what no unit test may have (root, network namespaces, a real
-PostgreSQL or etcd, the recorder's own child process) is listed in UNIT_UNTESTABLE with the
-reason, and is exempt: the integration suite runs it on the real lab. Keep the list short:
+A module that needs what no unit test may have (root, network namespaces, the lab's
+processes, the recorder's own child process) is listed in UNIT_UNTESTABLE with the reason,
+and is exempt: the integration suite runs it on the real lab. (A real PostgreSQL is not
+such a reason: the unit suite starts its own, tests/unit/pg.py.) Keep the list short:
 a module that could be tested with a fake at a seam gets tests instead. A listed module
 that reaches the floor anyway fails here too, so the list never outlives its reason.
 
@@ -29,12 +30,6 @@ UNIT_UNTESTABLE: dict[str, str] = {
     "labs/netns/database.py": "pg_ctl, pg_rewind and pg_basebackup as postgres in the lab",
     "labs/netns/localwriter.py": "a program the lab runs inside a region, against its database",
     "labs/storefront.py": "the storefront server the labs run, against the region's database",
-    # a real PostgreSQL: SQL whose answers only the server gives
-    "postgres/role.py": "SQL: a database's role, read-only and back",
-    "postgres/replication.py": "SQL: replication state, replay, the replication mode",
-    "postgres/promotion.py": "SQL: pg_promote and the write loop that times it",
-    "postgres/canary.py": "SQL: the canary table's rows, numbering and retention",
-    "measure/canary.py": "the canary's writers and their cancel-on-deadline, on a server",
     # the recorder's child process: its main and its replication and HA samplers
     "measure/recorder.py": "the recorder child process (started by the runner, by pid)",
 }

@@ -76,8 +76,12 @@ def promote(lab: Lab, target: Region, timeout_s: float, *, clock: Callable[[], f
         conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
         conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
         conn.execute("SELECT pg_reload_conf()")
-        row = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
+        # the timeline WAL is written on now, from the name of its current file: the last
+        # checkpoint's (pg_control_checkpoint) is the old timeline's until the checkpoint
+        # that promotion only requests has run, seen in most promotions here
+        row = conn.execute("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+                           ).fetchone()
     assert row is not None
     return Promotion(region=target.name, requested=t_request, writable=t_ready,
-                     error_s=round(t_ready - prev, 4), timeline=int(row[0]),
+                     error_s=round(t_ready - prev, 4), timeline=int(row[0], 16),
                      writable_utc=ready_utc.isoformat())

@@ -109,6 +109,8 @@ def lab_env() -> Iterator[dict[str, str]]:
         "GAMEDAY_HOME": str(base / "state"),
         "GAMEDAY_LAB": str(base / "state" / "lab.json"),
         "GAMEDAY_REPORTS": str(base / "reports"),
+        # a run that hangs shows where on SIGABRT (test_interruptions sends it at its bound)
+        "PYTHONFAULTHANDLER": "1",
     }
     try:
         yield env

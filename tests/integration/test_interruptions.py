@@ -71,7 +71,15 @@ def _interrupt(proc: subprocess.Popen, sig: signal.Signals, *, twice: bool) -> s
         if twice:
             time.sleep(0.2)
             os.kill(proc.pid, sig)
-        out, _ = proc.communicate(timeout=180)
+        try:
+            out, _ = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            # where it hangs: SIGABRT makes faulthandler print every thread's stack
+            # (PYTHONFAULTHANDLER, conftest.lab_env) before the process dies
+            os.kill(proc.pid, signal.SIGABRT)
+            out, _ = proc.communicate(timeout=30)
+            raise AssertionError("the interrupted run did not end within 180 s; its "
+                                 f"output and threads:\n{out[-12000:]}") from None
         return out
     finally:
         if proc.poll() is None:
