@@ -144,8 +144,26 @@ class ResolverFlip(TypedDict):
     slowest: bool  # the DNS phase of the RTO budget (phases.dns_resolver_s)
 
 
+class AuthorityDetection(TypedDict):
+    """The DNS authority's own detection: the authoritative flip (it stopped answering the
+    primary) against its health-check budget, interval × failures + timeout (dns.health).
+    gameday's detection phase is its own first failed health check; this is the one that
+    decides when users are sent away."""
+
+    region: str  # the region withdrawn (the primary)
+    withdrawn_s: float | None  # the authoritative flip, after t_fault
+    error_s: float | None
+    budget_s: float
+    interval_s: float
+    failures: float
+    timeout_s: float
+    within: bool | None  # None: not observed, or the budget falls inside the error bar
+    verdict: str  # one line, as the report says it
+
+
 class DnsDetail(TypedDict):
     resolvers: list[ResolverFlip]
+    authority: NotRequired[AuthorityDetection]  # absent from summaries written before it
 
 
 class Hold(TypedDict):

@@ -20,6 +20,7 @@ from gameday.measure import instants, phases, stats
 from gameday.measure import rto as rtos
 from gameday.measure.contract import (
     SCHEMA_ID,
+    AuthorityDetection,
     Failback,
     FaultRecord,
     Flapping,
@@ -131,7 +132,11 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
         "incomplete": incomplete,
         "notes": failover.notes,
     }
-    summary["dns"] = {"resolvers": _resolvers(tl, t_fault, roles)}
+    summary["dns"] = {
+        "resolvers": _resolvers(tl, t_fault, roles),
+        "authority": authority_detection(failover.instants.get("dns_authoritative_s"),
+                                         roles.primary["name"], meta.get("configuration")),
+    }
     flaps = _flapping(tl, t_fault, roles, failover)
     if flaps:
         summary["flapping"] = flaps
@@ -324,6 +329,41 @@ def _resolvers(tl: reader.Timeline, t_fault: float | None,
              "evidence": flip.evidence, "reason": flip.reason,
              "slowest": worst is not None and worst[0] is r}
             for r, flip in flips]
+
+
+def authority_detection(flip: Instant | None, region: str,
+                        configuration: Mapping[str, Any] | None) -> AuthorityDetection:
+    """The DNS authority's own detection, beside gameday's (the detection phase is gameday's
+    first failed health check, which a Route 53-like authority with 30 s checks and three
+    failures reaches a minute and a half later): the authoritative flip against the
+    authority's health-check budget, interval × failures + timeout, from the same
+    parameters as the detection phase's budget (dns.health). The flip's true instant lies
+    within its error bar before it, so it is within the budget when the flip is, beyond it
+    only when the bar's start is, and undecided between."""
+    p = phases.parameters(configuration)
+    interval, failures, timeout = (p["health_interval_s"], p["health_failures"],
+                                   p["health_timeout_s"])
+    budget = round(interval * failures + timeout, 4)
+    basis = (f"its health-check budget of {budget:g} s ({interval:g} s × {failures:g} + "
+             f"{timeout:g} s)")
+    at = flip.at_s if flip is not None else None
+    err = flip.error_s if flip is not None else None
+    within: bool | None = None
+    if at is None:
+        reason = (flip.reason if flip is not None else None) or "no authoritative flip"
+        verdict = (f"the DNS authority was not seen withdrawing {region} ({reason}); "
+                   f"{basis}")
+    else:
+        seen = f"{at:.3f} s" + (f" ± {err:.3f} s" if err is not None else "")
+        where, note = "at the edge of", " (the budget falls inside the error bar)"
+        if at <= budget:
+            within, where, note = True, "within", ""
+        elif at - (err or 0.0) > budget:
+            within, where, note = False, f"{at - budget:.3f} s beyond", ""
+        verdict = f"the DNS authority withdrew {region} after {seen}, {where} {basis}{note}"
+    return {"region": region, "withdrawn_s": _r(at), "error_s": _r(err), "budget_s": budget,
+            "interval_s": interval, "failures": failures, "timeout_s": timeout,
+            "within": within, "verdict": verdict}
 
 
 FLAP_WINDOW_S = 120.0

@@ -167,6 +167,7 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
     lines.append("")
     lines += _flapping(s.get("flapping"))
     lines += _resolvers((s.get("dns") or {}).get("resolvers") or [])
+    lines += _authority((s.get("dns") or {}).get("authority"))
     lines += _promotion(s.get("promotion"))
     if overruns:
         lines += [*(f"- {o}" for o in overruns), ""]
@@ -214,6 +215,16 @@ def _resolvers(resolvers: list[Mapping[str, Any]]) -> list[str]:
                      f"{_cell(r.get('evidence') or '')} |")
     lines.append("")
     return lines
+
+
+def _authority(a: Mapping[str, Any] | None) -> list[str]:
+    """The DNS authority's own detection in one line: the detection phase above is
+    gameday's first failed health check, while users are sent away only when the authority's
+    checks (dns.health) withdraw the region."""
+    if not a or not a.get("verdict"):
+        return []
+    verdict = str(a["verdict"])
+    return [f"{verdict[0].upper()}{verdict[1:]}.", ""]
 
 
 def _promotion(p: Mapping[str, Any] | None) -> list[str]:

@@ -448,3 +448,72 @@ def test_the_wait_for_recovery_waits_until_every_resolver_answers_the_region(
     store(answer(3.0, "resolver:dnsmasq", "region-2"))
     assert wait.wait_for_recovery("region-2", 0.3, configuration=configuration)["region"] \
         == "region-2"
+
+
+# -- the DNS authority's own detection against its health-check budget ------------------------
+
+ROUTE53 = {"health_interval_s": 30.0, "health_failures": 3, "health_timeout_s": 1.0}
+
+
+@pytest.mark.parametrize(("at_s", "error_s", "within", "verdict"), [
+    (88.266, 0.05, True, "the DNS authority withdrew region-1 after 88.266 s ± 0.050 s, within "
+                         "its health-check budget of 91 s (30 s × 3 + 1 s)"),
+    (95.0, 0.05, False, "the DNS authority withdrew region-1 after 95.000 s ± 0.050 s, 4.000 s "
+                        "beyond its health-check budget of 91 s (30 s × 3 + 1 s)"),
+    # the true instant lies in the error bar before the flip: 91 s may be either side
+    (91.02, 0.05, None, "the DNS authority withdrew region-1 after 91.020 s ± 0.050 s, at the "
+                        "edge of its health-check budget of 91 s (30 s × 3 + 1 s) (the budget "
+                        "falls inside the error bar)"),
+])
+def test_the_authoritys_withdrawal_is_set_against_its_route53_like_budget(
+        at_s: float, error_s: float, within: bool | None, verdict: str) -> None:
+    flip = instants.Instant(at_s=at_s, error_s=error_s, evidence="authoritative")
+    found = summaries.authority_detection(flip, "region-1", ROUTE53)
+    assert found == {"region": "region-1", "withdrawn_s": at_s, "error_s": error_s,
+                     "budget_s": 91.0, "interval_s": 30.0, "failures": 3.0, "timeout_s": 1.0,
+                     "within": within, "verdict": verdict}
+
+
+def test_an_authority_never_seen_withdrawing_says_why() -> None:
+    found = summaries.authority_detection(instants.missing("the authority kept region-1"),
+                                          "region-1", ROUTE53)
+    assert (found["withdrawn_s"], found["within"]) == (None, None)
+    assert found["verdict"] == ("the DNS authority was not seen withdrawing region-1 (the "
+                                "authority kept region-1); its health-check budget of 91 s "
+                                "(30 s × 3 + 1 s)")
+
+
+def test_the_report_and_summary_state_the_authoritys_detection_beside_gamedays(
+        tmp_path: Path) -> None:
+    """The fixed run (authoritative flip at 0.700 s ± 50 ms) with health checks of 0.1 s ×
+    3 + 0.05 s: the authority withdrew region-1 after its budget. gameday's own detection
+    phase keeps its meaning (its first failed /healthz), and its budget is the same
+    parameters'."""
+    config = {**fixture_run.CONFIGURATION, "health_interval_s": 0.1, "health_failures": 3,
+              "health_timeout_s": 0.05}
+    run_dir = fixture_run.build(tmp_path / "reports" / fixture_run.RUN_ID, configuration=config)
+    out = outputs.regenerate(run_dir, history=tmp_path / "h.jsonl")
+    s = out.summary
+    assert s["phases"]["detection_s"] == pytest.approx(0.0)  # gameday's, unchanged
+    assert s["phase_detail"]["detection_s"]["evidence"] == "first failed /healthz of region-1"
+    authority = s["dns"]["authority"]
+    assert (authority["withdrawn_s"], authority["budget_s"], authority["within"]) == (
+        pytest.approx(0.7), pytest.approx(0.35), False)
+    verdict = ("the DNS authority withdrew region-1 after 0.700 s ± 0.050 s, 0.350 s beyond its "
+               "health-check budget of 0.35 s (0.1 s × 3 + 0.05 s)")
+    assert authority["verdict"] == verdict
+    assert json.loads((run_dir / "summary.json").read_text())["dns"]["authority"] == authority
+    report = (run_dir / "report.md").read_text()
+    phases_section = report.split("## RTO phases", 1)[1].split("## Writes", 1)[0]
+    assert f"\n{verdict[0].upper()}{verdict[1:]}.\n" in phases_section
+
+
+def test_the_contract_refuses_an_authority_without_its_budget(tmp_path: Path) -> None:
+    run_dir = several_resolvers_run(tmp_path)
+    built = copy.deepcopy(dict(summaries.build(run_dir)))
+    contract.validate(built)
+    del built["dns"]["authority"]["budget_s"]
+    with pytest.raises(ConfigError, match="'budget_s' is a required property"):
+        contract.validate(built)
+    del built["dns"]["authority"]  # a summary written before it existed
+    contract.validate(built)
