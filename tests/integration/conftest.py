@@ -17,12 +17,14 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -361,6 +363,36 @@ def lab_conn(lab: dict, region: int) -> psycopg.Connection:
     return psycopg.connect(host=lab["regions"][region]["db_host"], port=db["port"],
                            user=db["user"], password=db["password"], dbname=db["name"],
                            autocommit=True, connect_timeout=3)
+
+
+def canary_rows(lab: dict, region: int, start: int) -> set[int]:
+    """The canary numbers from `start` on that `region`'s database holds, read by the test
+    itself (a known answer's side of the count)."""
+    with lab_conn(lab, region) as c:
+        return {r[0] for r in c.execute("SELECT seq FROM gameday_canary WHERE seq >= %s",
+                                        (start,))}
+
+
+@dataclass(frozen=True)
+class LatestRun:
+    """The newest run of `GAMEDAY_REPORTS`: what a known answer compares with its own count
+    (the summary's numbers, the run's meta, the canary writes it acknowledged)."""
+
+    dir: Path
+    summary: dict
+    meta: dict
+    acked: set[int]
+
+
+def latest_run(env: dict[str, str]) -> LatestRun:
+    run_dir = (Path(env["GAMEDAY_REPORTS"]) / "latest").resolve()
+    db = sqlite3.connect(run_dir / "timeline.sqlite")
+    try:
+        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        acked = {r[0] for r in db.execute("SELECT seq FROM canary WHERE outcome = 'ok'")}
+    finally:
+        db.close()
+    return LatestRun(run_dir, json.loads((run_dir / "summary.json").read_text()), meta, acked)
 
 
 def assert_starting_topology(env: dict[str, str]) -> None:
