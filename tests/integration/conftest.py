@@ -263,8 +263,23 @@ def shared_lab(labs: SharedLab) -> Iterator[dict[str, str]]:
     if labs.up:
         problems = labs.problems()
         if problems:
+            _print_lab_logs(env)  # `lab down` removes them: what they say is all we get
             labs.down()  # the next test gets a fresh one
             pytest.fail(f"the test left the shared lab changed: {problems}")
+
+
+def _print_lab_logs(env: dict[str, str], lines: int = 60) -> None:
+    """The tail of each database's log and of the last chaos run's gameday lines, printed
+    (pytest shows it with the failure): a CI run's failure is otherwise read from its
+    symptom alone."""
+    logs = Path(env["GAMEDAY_HOME"]) / "logs"
+    for log in [*sorted(logs.glob("postgres-*.log")), *sorted(logs.glob("patroni-*.log")),
+                checkout(env) / "chaostoolkit.log"]:
+        if log.is_file():
+            text = log.read_text(errors="replace").splitlines()
+            if log.name == "chaostoolkit.log":
+                text = [line for line in text if "gameday" in line]
+            print(f"---- {log} (last {min(lines, len(text))} lines)", *text[-lines:], sep="\n")
 
 
 @pytest.fixture(autouse=True)
