@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -23,16 +24,17 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rdatatype
-import psycopg
 import pytest
 
 from tests.fixtures import experiments as composed
 from tests.integration.conftest import (
     assert_starting_topology,
+    canary_rows,
     chaos,
     gameday,
     lab_conn,
     lab_descriptor,
+    latest_run,
 )
 
 HOLD_S = 1.0
@@ -47,13 +49,6 @@ def known_loss_experiment(tmp: Path) -> Path:
     path = tmp / "known-loss.json"
     path.write_text(json.dumps(exp))
     return path
-
-
-def _rows(lab: dict, region: int, start: int) -> set[int]:
-    db = lab["database"]
-    with psycopg.connect(host=lab["regions"][region]["db_host"], port=db["port"], user=db["user"],
-                         password=db["password"], dbname=db["name"], autocommit=True) as c:
-        return {r[0] for r in c.execute("SELECT seq FROM gameday_canary WHERE seq >= %s", (start,))}
 
 
 class ResolverLoop(threading.Thread):
@@ -139,16 +134,13 @@ def test_async_known_loss_and_independent_dns_loop(async_lab: dict[str, str],
     proc = chaos(str(known_loss_experiment(tmp_path)), env=lab_env)
     loop.stop.set()
     loop.join()
-    run_dir = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    db = sqlite3.connect(run_dir / "timeline.sqlite")
-    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-    acked = {r[0] for r in db.execute("SELECT seq FROM canary WHERE outcome = 'ok'")}
+    run = latest_run(lab_env)
+    summary, meta = run.summary, run.meta
 
     # the old primary (fenced after the rollback, readable) against the new primary
     start = meta["start_seq"]
-    only_old = _rows(lab, 0, start) - _rows(lab, 1, start)
-    expected = only_old & acked
+    only_old = canary_rows(lab, 0, start) - canary_rows(lab, 1, start)
+    expected = only_old & run.acked
     assert expected, "the cut lost nothing: the known answer would be trivial"
     assert summary["writes"]["lost"] == len(expected), (summary["writes"], len(expected))
     assert summary["replication"]["mode"] == "async"
@@ -157,8 +149,9 @@ def test_async_known_loss_and_independent_dns_loop(async_lab: dict[str, str],
     assert summary["verdict"] == "fail" and proc.returncode != 0  # targets say 0 lost
 
     # the resolver flip, seen by the test's own loop, in run-relative seconds
-    t_fault = db.execute("SELECT t FROM events WHERE kind = 'fault-applied' ORDER BY t"
-                         ).fetchone()[0]
+    with contextlib.closing(sqlite3.connect(run.dir / "timeline.sqlite")) as db:
+        t_fault = db.execute("SELECT t FROM events WHERE kind = 'fault-applied' ORDER BY t"
+                             ).fetchone()[0]
     secondary = lab["regions"][1]["address"]
     ours = [((t - meta["anchor_ns"]) / 1e9 - t_fault, a) for t, a in loop.samples]
     after = [(t, a) for t, a in ours if t >= 0]

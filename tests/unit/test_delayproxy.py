@@ -4,6 +4,8 @@ chunks in flight at once arrive one delay later, not one delay each. On loopback
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 
 from gameday.labs.netns.delayproxy import serve
@@ -51,3 +53,39 @@ def test_delay_is_added_each_way_without_serialising() -> None:
     one, pipelined = asyncio.run(_scenario(50))
     assert 0.095 <= one < 0.2, one  # 50 ms each way
     assert pipelined < 0.25, pipelined  # not 20 x 100 ms
+
+
+async def _reset_while_the_client_waits() -> bytes | str:
+    """A server that takes the connection and resets it without a word, as a dying
+    postmaster's listen queue does, while the client waits for its reply."""
+    async def reset_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)  # the client's first message arrived
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # closed with SO_LINGER 0: a reset, not an end of file
+
+    server = await asyncio.start_server(reset_at_once, "127.0.0.1", 0)
+    stop = asyncio.Event()
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    proxy = asyncio.create_task(serve(("127.0.0.1", 0), ("127.0.0.1",
+                                      server.sockets[0].getsockname()[1]), 10,
+                                      stop=stop, bound=bound))
+    reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
+    writer.write(b"startup packet")
+    try:
+        got: bytes | str = await asyncio.wait_for(reader.read(100), 3)
+    except TimeoutError:
+        got = "still waiting after 3 s"
+    except ConnectionError as exc:
+        got = type(exc).__name__
+    writer.close()
+    stop.set()
+    await proxy
+    server.close()
+    await server.wait_closed()
+    return got
+
+
+def test_a_reset_by_the_server_reaches_the_waiting_client() -> None:
+    """Without it a standby's WAL receiver (no timeout while it connects) waited for ever."""
+    assert asyncio.run(_reset_while_the_client_waits()) in (b"", "ConnectionResetError")

@@ -47,6 +47,8 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 STANDBY_FOLLOWS_S = 3.0
 # the same under Patroni, which also needs a loop (1 s) to point its replica at the leader
 PATRONI_FOLLOWS_S = 8.0
+# how long a process scale-to-zero killed may take to end before its revert gives up
+CRASH_ENDS_S = 15.0
 
 EGRESS_RULES = """table inet gameday {
     chain output {
@@ -129,11 +131,13 @@ class NetnsDriver(FaultTable):
             names = [n for n in (f"patroni-{region.name}",
                                  *netns_lab.storefront_names(self.state, region.name))
                      if self.procs.alive(n)]
-            return {"applicable": True, "stopped": names, "postmaster": True}
+            return {"applicable": True, "stopped": names, "postmaster": True,
+                    "pids": {n: self.procs.pid(n) for n in names}}
         # every storefront of the region (one per address with --region-addresses)
         names = [n for n in (*netns_lab.storefront_names(self.state, region.name),
                              f"postgres-{region.name}") if self.procs.alive(n)]
-        return {"applicable": True, "stopped": names}
+        return {"applicable": True, "stopped": names,
+                "pids": {n: self.procs.pid(n) for n in names}}
 
     def _stop_processes(self, region: Region, undo: dict[str, Any]) -> None:
         """scale-to-zero: every process the record lists, killed as a crash would."""
@@ -222,6 +226,7 @@ class NetnsDriver(FaultTable):
         """scale-to-zero undone: what the record lists starts again, the database fenced
         when another region serves or was promoted."""
         password = self.lab.database.password
+        self._wait_crashed(undo)
         if f"patroni-{region.name}" in undo["stopped"]:
             # Patroni is the fence: it starts its PostgreSQL as a replica (pg_rewind
             # first) when the other member holds the leader key
@@ -238,6 +243,16 @@ class NetnsDriver(FaultTable):
         if any(n in undo["stopped"] and not self.procs.alive(n) for n in storefronts):
             netns_lab.start_storefront(self.state, region.name, password)
             netns_lab.wait_storefronts(self.state, region.name)
+
+    def _wait_crashed(self, undo: dict[str, Any]) -> None:
+        """The crash the fault began may not be over: a postmaster's immediate shutdown takes
+        a moment. A revert that looked before it ended would find the process alive and
+        start nothing (seen in CI: a stop condition fired while the drill waited for the
+        fault to take effect, and region-1's database stayed down after the rollback)."""
+        for name, pid in (undo.get("pids") or {}).items():  # none in an older ledger's line
+            if pid is not None and not self.procs.wait_gone(name, pid, CRASH_ENDS_S):
+                raise LabError(f"{name} (pid {pid}) still runs {CRASH_ENDS_S:g} s after "
+                               "scale-to-zero stopped it: stop it, then run `gameday recover`")
 
     # -- helpers ---------------------------------------------------------------------------
 
