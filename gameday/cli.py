@@ -114,6 +114,10 @@ def _dns_profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--resolvers", "resolver_list", metavar="LIST", default=None,
                      help="Resolvers to run, comma-separated: unbound,dnsmasq,pdns-recursor "
                           "(unbound always runs), each on its own address."),
+        click.option("--db-hostnames", is_flag=True,
+                     help="Each region's database by a name of the lab's zone "
+                          "(db.region-1.gameday.test, AAAA too with --ipv6) as its db_host; "
+                          "run drills with the lab's resolver (<state>/resolv.conf)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -160,7 +164,8 @@ def lab_up(replication: str, delay_ms: float, ttl: float, health_interval: float
             region_addresses=dns_profile["region_addresses"], cname=dns_profile["cname"],
             ipv6=dns_profile["ipv6"], health_failures=dns_profile["health_failures"],
             health_timeout_s=dns_profile["health_timeout"],
-            resolvers=dnsprofile.parse_resolvers(dns_profile["resolver_list"])))
+            resolvers=dnsprofile.parse_resolvers(dns_profile["resolver_list"]),
+            db_hostnames=dns_profile["db_hostnames"]))
     try:
         path = netns.up(options, progress=lambda m: click.echo(f"lab: {m}", err=True))
     except GamedayError as exc:

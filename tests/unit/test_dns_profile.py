@@ -27,7 +27,7 @@ from tests.unit.test_descriptor import GOOD
 
 FULL = DnsProfile(region_addresses=dnsprofile.MAX_REGION_ADDRESSES, cname=True, ipv6=True,
                   health_failures=3, health_timeout_s=2.0,
-                  resolvers=("unbound", "dnsmasq", "pdns-recursor"))
+                  resolvers=("unbound", "dnsmasq", "pdns-recursor"), db_hostnames=True)
 LAB_OWN = {topo.BRIDGE_ADDRESS, topo.AUTHORITATIVE, topo.RESOLVER, *topo.WITNESS.addresses,
            *topo.REGION_1.addresses, *topo.REGION_2.addresses}
 
@@ -122,12 +122,13 @@ def test_lab_up_hands_the_profile_over(tmp_path: Path) -> None:
         result = CliRunner().invoke(cli.main, [
             "lab", "up", "--region-addresses", "2", "--cname", "--ipv6", "--ttl", "60",
             "--health-interval", "30", "--health-failures", "3", "--health-timeout", "4",
-            "--resolvers", "unbound,dnsmasq,pdns-recursor"])
+            "--resolvers", "unbound,dnsmasq,pdns-recursor", "--db-hostnames"])
     assert result.exit_code == 0, result.output
     options = up.call_args.args[0]
     assert options.dns == DnsProfile(region_addresses=2, cname=True, ipv6=True,
                                      health_failures=3, health_timeout_s=4.0,
-                                     resolvers=("unbound", "dnsmasq", "pdns-recursor"))
+                                     resolvers=("unbound", "dnsmasq", "pdns-recursor"),
+                                     db_hostnames=True)
     assert (options.dns_ttl_s, options.health_interval_s) == (60, 30)
     with mock.patch.object(netns, "up", return_value=tmp_path / "lab.json") as up:
         assert CliRunner().invoke(cli.main, ["lab", "up"]).exit_code == 0
@@ -195,13 +196,17 @@ def test_old_descriptors_stay_valid_and_new_fields_are_checked() -> None:
 def test_the_profile_is_kept_with_the_lab(tmp_path: Path) -> None:
     dnsprofile.save(tmp_path, FULL)
     assert dnsprofile.load(tmp_path) == FULL
+    # a profile saved before --db-hostnames existed: the addresses, as then
+    (tmp_path / dnsprofile.PROFILE_FILE).write_text(json.dumps({"cname": True}))
+    assert dnsprofile.load(tmp_path) == DnsProfile(cname=True, db_hostnames=False)
     assert dnsprofile.load(tmp_path / "none") == DnsProfile()  # a lab from before: default
     (tmp_path / dnsprofile.PROFILE_FILE).write_text("[]")
     assert dnsprofile.load(tmp_path) == DnsProfile()
 
 
 def test_the_gate_reads_interval_threshold_and_timeout_from_the_lab(tmp_path: Path) -> None:
-    config = dnsprofile.gate_config(tmp_path, FULL, ttl_s=60, interval_s=30)
+    config = dnsprofile.gate_config(tmp_path, FULL, ttl_s=60, interval_s=30,
+                                    database_ipv6=True)
     assert (config.interval_s, config.failures, config.timeout_s, config.ttl_s) == (30, 3, 2.0,
                                                                                     60)
     assert config.regions["region-2"] == Plan(profile=FULL).addresses("region-2")
@@ -297,3 +302,84 @@ def test_a_region_s_storefronts_are_every_instance_of_its_profile(tmp_path: Path
     dnsprofile.save(tmp_path, DnsProfile(region_addresses=3))
     assert netns.storefront_names(tmp_path, "region-2") == [
         "storefront-region-2", "storefront-region-2-2", "storefront-region-2-3"]
+
+
+# -- --db-hostnames: each region's database by a name of the lab's zone ---------------------
+
+
+def _zone_records(text: str) -> dict[tuple[str, str], set[str]]:
+    import dns.rdatatype
+    import dns.zone
+
+    zone = dns.zone.from_text(text, relativize=False)
+    return {(str(name).rstrip("."), dns.rdatatype.to_text(rdataset.rdtype)):
+            {r.to_text() for r in rdataset} for name, rdataset in zone.iterate_rdatasets()}
+
+
+def test_the_gate_s_zone_names_each_database_where_it_listens(tmp_path: Path) -> None:
+    from gameday.labs.netns import healthgate
+
+    profile = DnsProfile(region_addresses=2, cname=True, ipv6=True, db_hostnames=True)
+    config = dnsprofile.gate_config(tmp_path, profile, ttl_s=1, interval_s=1,
+                                    database_ipv6=True)
+    for active in ("region-1", "region-2"):  # the gate's flip leaves them as they are
+        records = _zone_records(healthgate.render_zone(config, active=active, serial=2))
+        db = {k: v for k, v in records.items() if k[0].startswith("db.")}
+        # the database's own address only: not the region's other storefront addresses
+        assert db == {("db.region-1.gameday.test", "A"): {"198.18.0.11"},
+                      ("db.region-1.gameday.test", "AAAA"): {"2001:2::11"},
+                      ("db.region-2.gameday.test", "A"): {"198.18.0.12"},
+                      ("db.region-2.gameday.test", "AAAA"): {"2001:2::12"}}, db
+    # Patroni's PostgreSQL listens on 0.0.0.0: no AAAA that would not answer
+    ha = dnsprofile.gate_config(tmp_path, profile, ttl_s=1, interval_s=1, database_ipv6=False)
+    records = _zone_records(healthgate.render_zone(ha, active="region-1", serial=1))
+    assert {k for k in records if k[0].startswith("db.")} == {
+        ("db.region-1.gameday.test", "A"), ("db.region-2.gameday.test", "A")}
+    # without the flag, no such names
+    plain = dnsprofile.gate_config(tmp_path, DnsProfile(cname=True, ipv6=True), ttl_s=1,
+                                   interval_s=1, database_ipv6=True)
+    records = _zone_records(healthgate.render_zone(plain, active="region-1", serial=1))
+    assert not [k for k in records if k[0].startswith("db.")]
+
+
+def test_the_ifurlup_zone_names_each_database_too() -> None:
+    from gameday.labs.netns import configs
+
+    records = Plan(profile=DnsProfile(db_hostnames=True)).db_records(ipv6=False)
+    assert records == ["db.region-1 IN A 198.18.0.11", "db.region-2 IN A 198.18.0.12"]
+    zone = configs.zone(ttl_s=1, extra=records)
+    assert "\ndb.region-1 IN A 198.18.0.11\n" in zone and "$ORIGIN gameday.test." in zone
+    assert "db." not in configs.zone(ttl_s=1)
+    assert Plan(profile=DnsProfile()).db_records(ipv6=True) == []
+
+
+def _written(tmp_path: Path, options: netns.LabOptions) -> descriptor.Lab:
+    path = netns._write_descriptor(tmp_path, options, "secret", None)
+    descriptor.validate(json.loads(path.read_text()))
+    return descriptor.load(path)
+
+
+def test_the_descriptor_names_each_database_and_gives_no_addresses(tmp_path: Path) -> None:
+    """Attribution then goes through resolving db_host (Lab.database_identities): no
+    db_addresses to fall back on."""
+    lab = _written(tmp_path, netns.LabOptions(dns=DnsProfile(db_hostnames=True, ipv6=True)))
+    assert [(r.db_host, r.db_addresses, r.address) for r in lab.regions] == [
+        ("db.region-1.gameday.test", (), "198.18.0.11"),
+        ("db.region-2.gameday.test", (), "198.18.0.12")]
+    assert lab.writer_params()["host"] == "db.region-1.gameday.test,db.region-2.gameday.test"
+    # the storefronts and the global name stay as they were
+    assert lab.regions[0].storefront_url == "http://198.18.0.11:8080"
+    plain = _written(tmp_path, netns.LabOptions())
+    assert [r.db_host for r in plain.regions] == ["198.18.0.11", "198.18.0.12"]
+
+
+def test_the_lab_s_resolv_conf_names_its_resolver_only() -> None:
+    lines = [line for line in netns.resolv_conf().splitlines()
+             if line and not line.startswith("#")]
+    assert lines == [f"nameserver {topo.RESOLVER}", "options timeout:1 attempts:2"]
+
+
+def test_pg_hba_lets_the_lab_s_ipv6_range_in() -> None:
+    from gameday.labs.netns import configs
+
+    assert "host all all 2001:2::/48 scram-sha-256" in configs.pg_hba().splitlines()

@@ -145,9 +145,10 @@ def test_a_check_sends_the_global_name_as_host(httpd: ThreadingHTTPServer, serve
 # -- the zone ------------------------------------------------------------------------------
 
 
-def _config(tmp_path: Path, **profile: Any) -> healthgate.GateConfig:
+def _config(tmp_path: Path, *, database_ipv6: bool = True,
+            **profile: Any) -> healthgate.GateConfig:
     return dnsprofile.gate_config(tmp_path, dnsprofile.DnsProfile(**profile), ttl_s=60,
-                                  interval_s=30)
+                                  interval_s=30, database_ipv6=database_ipv6)
 
 
 def _records(text: str) -> dict[tuple[str, str], set[str]]:

@@ -52,6 +52,9 @@ class DnsProfile:
     health_failures: int | None = None  # None: PowerDNS ifurlup (one failure flips)
     health_timeout_s: float | None = None  # None: 1 s, as ifurlup's timeout in the zone
     resolvers: tuple[str, ...] = ()
+    # each region's database behind a name of the lab's zone (db.region-1.gameday.test), the
+    # descriptor's db_host, so that a drill reaches and attributes it through DNS
+    db_hostnames: bool = False
 
     def check(self, *, health_interval_s: float) -> None:
         if not 1 <= self.region_addresses <= MAX_REGION_ADDRESSES:
@@ -120,7 +123,8 @@ class Instance:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Plan:
     """Where everything of the profile lives. The first address of each region is the one
-    the lab always had, so the descriptor's `address`, `db_host` and `storefront_url` stay."""
+    the lab always had, so the descriptor's `address`, `db_host` (unless --db-hostnames
+    names it) and `storefront_url` stay."""
 
     profile: DnsProfile
 
@@ -143,6 +147,33 @@ class Plan:
     def cname(self, region: str) -> str | None:
         """The per-region name the global name is a CNAME to (a load balancer's name)."""
         return f"{region}.{topo.GLOBAL_NAME}" if self.profile.cname else None
+
+    def db_name(self, region: str) -> str | None:
+        """The name of the region's database in the lab's zone, with --db-hostnames."""
+        return f"db.{region}.{topo.ZONE}" if self.profile.db_hostnames else None
+
+    def db_host(self, region: str) -> str:
+        """The descriptor's db_host: the database's name, or its address as always."""
+        return self.db_name(region) or topo.address(region)
+
+    def db_addresses(self, region: str, *, ipv6: bool) -> list[str]:
+        """Where the region's database accepts connections: the region's first address, and
+        with --ipv6 its IPv6 twin when the database listens on IPv6 (`ipv6`: the scripted
+        lab's PostgreSQL listens on '*'; Patroni's on 0.0.0.0 only)."""
+        return [topo.address(region), *(self.ipv6(region)[:1] if ipv6 else [])]
+
+    def db_records(self, *, ipv6: bool) -> list[str]:
+        """The zone's records of the database names (none without --db-hostnames): A, and
+        AAAA only where the database really listens (db_addresses)."""
+        records = []
+        for region in topo.REGIONS:
+            name = self.db_name(region)
+            if name is None:
+                continue
+            owner = name.removesuffix(f".{topo.ZONE}")
+            records += [f"{owner} IN {'AAAA' if ':' in a else 'A'} {a}"
+                        for a in self.db_addresses(region, ipv6=ipv6)]
+        return records
 
     def instances(self, region: str) -> list[Instance]:
         """The region's storefronts: `storefront-region-1` as always, then
@@ -211,9 +242,10 @@ GATE_CONFIG_FILE = "dns/healthgate.json"
 GATE_STATUS_FILE = "dns/healthgate-status.json"
 
 
-def gate_config(state: Path, profile: DnsProfile, *, ttl_s: float,
-                interval_s: float) -> healthgate.GateConfig:
-    """The gate's configuration for the lab at `state`."""
+def gate_config(state: Path, profile: DnsProfile, *, ttl_s: float, interval_s: float,
+                database_ipv6: bool) -> healthgate.GateConfig:
+    """The gate's configuration for the lab at `state` (`database_ipv6`: see
+    Plan.db_addresses)."""
     plan = Plan(profile=profile)
     return healthgate.GateConfig(
         zone=topo.ZONE, name=topo.GLOBAL_NAME, ttl_s=max(0, round(ttl_s)),
@@ -222,7 +254,8 @@ def gate_config(state: Path, profile: DnsProfile, *, ttl_s: float,
         regions={region: plan.addresses(region) for region in topo.REGIONS},
         cname=profile.cname,
         static_records=[f"ns1 IN A {topo.AUTHORITATIVE}", f"resolver IN A {topo.RESOLVER}",
-                        *(f"{region} IN A {topo.address(region)}" for region in topo.REGIONS)],
+                        *(f"{region} IN A {topo.address(region)}" for region in topo.REGIONS),
+                        *plan.db_records(ipv6=database_ipv6)],
         authority=f"ns1.{topo.ZONE}",
         zone_file=str(state / "dns" / f"{topo.ZONE}.zone"),
         pdns_config_dir=str(state / "dns"),

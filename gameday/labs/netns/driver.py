@@ -15,6 +15,7 @@ cannot flip back to stale data) whenever the other region's database is writable
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -155,7 +156,7 @@ class NetnsDriver(FaultTable):
         if undo.get("postmaster") and \
                 patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
             return False
-        return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
+        return not _connects(region.address, region.db_port, 0.2) and not _connects(
             region.address, topo.STOREFRONT_PORT, 0.2)
 
     # block-egress and blackhole: an nftables table in the region's namespace
@@ -265,7 +266,7 @@ class NetnsDriver(FaultTable):
 
     def _wait_accepting(self, region: Region, *, timeout: float) -> None:
         def accepts() -> bool:
-            with postgres.connect(self.lab, region, "check it is up"):
+            with postgres.connect(self.lab, _direct(region), "check it is up"):
                 return True
 
         poll_until(accepts, timeout_s=timeout, interval_s=0.1, retry_on=(TargetError,),
@@ -323,7 +324,7 @@ class NetnsDriver(FaultTable):
         other = next(r for r in self.lab.regions if r.name != primary.name)
 
         def streams() -> bool:
-            return postgres.streams_from(self.lab, primary, other)
+            return postgres.streams_from(self.lab, _direct(primary), _direct(other))
 
         if poll_within(streams, timeout_s=PATRONI_FOLLOWS_S, interval_s=0.2,
                        interruptible=False):
@@ -353,7 +354,7 @@ class NetnsDriver(FaultTable):
         then waits for it forever. Seen in CI after interrupted drills. Rewind it then."""
         other = next(r for r in self.lab.regions if r.name != primary.name)
         try:
-            poll_until(lambda: postgres.streams_from(self.lab, primary, other),
+            poll_until(lambda: postgres.streams_from(self.lab, _direct(primary), _direct(other)),
                        timeout_s=timeout, interval_s=0.2, interruptible=False)
             return
         except TargetError:
@@ -377,7 +378,7 @@ class NetnsDriver(FaultTable):
 
     def _other_is_writable(self, region: Region) -> bool:
         """A primary answers elsewhere (read-only or not: a switchover's source counts)."""
-        return any(postgres.role(self.lab, other) in ("primary", "read-only")
+        return any(postgres.role(self.lab, _direct(other)) in ("primary", "read-only")
                    for other in self.lab.regions if other.name != region.name)
 
     def _start_local_writer(self, region: Region, name: str) -> None:
@@ -403,6 +404,15 @@ class NetnsDriver(FaultTable):
         # the descriptor's address is data: an argument of the probe, never part of its code
         return run([sys.executable, "-c", CONNECT_PROBE, target.address,
                     str(topo.STOREFRONT_PORT)], netns=region.netns, check=False).returncode == 0
+
+
+def _direct(region: Region) -> Region:
+    """The region with its database reached at the lab's own address of the region, where
+    the lab's PostgreSQL listens: the lab's own checks never depend on a resolver. With
+    --db-hostnames, db_host is a name only the lab's DNS knows, and `gameday recover` may
+    run without it: a name that does not resolve would read as a database that is down (a
+    scale-to-zero taken as done, or a fence left out)."""
+    return dataclasses.replace(region, db_host=region.address)
 
 
 def _connects(host: str, port: int, timeout: float) -> bool:

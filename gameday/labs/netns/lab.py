@@ -322,6 +322,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
             "the health-check gate" if options.dns.gated else "LUA ifurlup") + ", resolvers "
             + ", ".join(["unbound", *options.dns.extra_resolvers]))
         _dns(state, options)
+        (state / RESOLV_CONF).write_text(resolv_conf())
         path = _write_descriptor(state, options, password, ha_auth)
         progress("warming up DNS health checks")
         _warm_up(state, options.dns)
@@ -677,14 +678,18 @@ def _dns(state: Path, options: LabOptions) -> None:
     (dns_dir / "pdns.conf").write_text(
         configs.pdns_conf(str(state), health_interval_s=options.health_interval_s))
     (dns_dir / "named.conf").write_text(configs.named_conf(str(state)))
+    database_ipv6 = _database_ipv6(options)
     gate = dnsprofile.gate_config(state, options.dns, ttl_s=options.dns_ttl_s,
-                                  interval_s=options.health_interval_s) \
+                                  interval_s=options.health_interval_s,
+                                  database_ipv6=database_ipv6) \
         if options.dns.gated else None
     if gate:
         # the primary answers until the gate's checks say otherwise, as Route 53 does
         healthgate.write_zone(gate, active="region-1", serial=1)
     else:
-        (dns_dir / f"{topo.ZONE}.zone").write_text(configs.zone(ttl_s=options.dns_ttl_s))
+        db_records = dnsprofile.Plan(profile=options.dns).db_records(ipv6=database_ipv6)
+        (dns_dir / f"{topo.ZONE}.zone").write_text(
+            configs.zone(ttl_s=options.dns_ttl_s, extra=db_records))
     procs = Processes(state)
     procs.start("pdns", ["pdns_server", f"--config-dir={dns_dir}"], netns=topo.DNS.name)
     start_unbound(state)
@@ -696,6 +701,23 @@ def _dns(state: Path, options: LabOptions) -> None:
         procs.start("healthgate", [sys.executable, "-m", "gameday.labs.netns.healthgate",
                                    "--config", str(config_file)],
                     netns=topo.DNS.name, env={"PYTHONPATH": _package_root()})
+
+
+def _database_ipv6(options: LabOptions) -> bool:
+    """The databases listen on their region's IPv6 address: with --ipv6, the scripted lab's
+    PostgreSQL (listen_addresses '*'), not Patroni's (it listens on 0.0.0.0)."""
+    return options.dns.ipv6 and options.ha is None
+
+
+RESOLV_CONF = "resolv.conf"  # in the state directory
+
+
+def resolv_conf() -> str:
+    """A resolv.conf naming the lab's resolver only, for a runner that should resolve the
+    lab's names (--db-hostnames) as the system does: bound over /etc/resolv.conf in a
+    mount namespace of its own (README, The netns lab), never the host's."""
+    return (f"# gameday netns lab: its resolver (unbound), which answers {topo.ZONE} only\n"
+            f"nameserver {topo.RESOLVER}\noptions timeout:1 attempts:2\n")
 
 
 def unbound_argv() -> list[str]:
@@ -736,7 +758,7 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
                 "netns": topo.REGIONS[region].name,
                 "address": topo.address(region),
                 "storefront_url": f"http://{topo.address(region)}:{topo.STOREFRONT_PORT}",
-                "db_host": topo.address(region),
+                "db_host": dnsprofile.Plan(profile=options.dns).db_host(region),
                 "db_port": topo.DB_PORT,
             }
             for region in ("region-1", "region-2")
