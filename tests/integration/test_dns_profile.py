@@ -3,13 +3,20 @@ its namespaces, with dnspython, what a user there would get: real PowerDNS, the 
 gate, unbound, dnsmasq and the PowerDNS Recursor, real storefronts on every address.
 
 One lab for the module, `--region-addresses 2 --cname --ipv6 --health-interval 1
---health-failures 3 --health-timeout 0.5 --resolvers unbound,dnsmasq,pdns-recursor`:
+--health-failures 3 --health-timeout 0.5 --resolvers unbound,dnsmasq,pdns-recursor
+--db-hostnames`:
 
 - every server answers the global name as a CNAME to region-1's own name, with both of its
   A and both of its AAAA records, and a storefront answers on each of those addresses;
-- the descriptor says so (health checks, endpoints, resolvers), read back from lab.json, and
-  a game day and its failback pass on it, with a flip per resolver (the slowest the budget's
-  DNS phase) and the whole answer of every server (chain, A and AAAA) in the dns table;
+- each region's database is a name of the lab's zone (db.region-1.gameday.test, A and AAAA,
+  both answering), which the host's own resolver does not know;
+- the descriptor says so (health checks, endpoints, resolvers, db_host names with no
+  db_addresses), read back from lab.json, and a game day and its failback pass on it, run
+  with the lab's resolver as the system's (<state>/resolv.conf bound over /etc/resolv.conf
+  in a mount namespace of chaos's own: real glibc and libpq lookups), with a flip per
+  resolver (the slowest the budget's DNS phase), the whole answer of every server (chain, A
+  and AAAA) in the dns table, and every acknowledged write attributed to a database by its
+  name: region-1's until the promotion, region-2's after;
 - dnsmasq raises a 1 s TTL to its 10 s floor, where unbound and the Recursor keep it;
 - the gate keeps a region while one endpoint passes, withdraws it at the threshold-th failed
   check of its last one (not before), each number read from the lab's descriptor, and each
@@ -22,7 +29,10 @@ The tests run in this order on one lab: the flip changes which region answers.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,16 +48,20 @@ from gameday.foundation import descriptor
 from gameday.labs.netns import healthgate, resolvers
 from gameday.labs.netns.driver import NetnsDriver
 from gameday.labs.netns.processes import Processes
-from tests.integration.conftest import chaos, gameday, lab_pids, residue
+from tests.integration.conftest import BIN, checkout, gameday, lab_pids, residue
 
 PROFILE = ("--region-addresses", "2", "--cname", "--ipv6", "--health-interval", "1",
            "--health-failures", "3", "--health-timeout", "0.5",
-           "--resolvers", "unbound,dnsmasq,pdns-recursor")
+           "--resolvers", "unbound,dnsmasq,pdns-recursor", "--db-hostnames")
 NAME = "shop.gameday.test"
 CLIENT = Path(__file__).with_name("dns_client.py")
 USERS = "gd-region-2"  # where the queries come from
 R1 = {"A": ["198.18.0.101", "198.18.0.11"], "AAAA": ["2001:2::101", "2001:2::11"]}
 CHAIN = {"region-1": ["region-1.shop.gameday.test"], "region-2": ["region-2.shop.gameday.test"]}
+DB = {"region-1": "db.region-1.gameday.test", "region-2": "db.region-2.gameday.test"}
+# chaos with the lab's resolver as the system's: its resolv.conf bound over /etc/resolv.conf
+# in a mount namespace of its own (unshare -m: private propagation), as README says to run it
+WITH_LAB_DNS = 'mount --bind "$1/resolv.conf" /etc/resolv.conf && shift && exec "$@"'
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +112,25 @@ def wait_for(what: str, condition: Any, timeout: float) -> None:
         time.sleep(0.1)
 
 
+def with_lab_dns(env: dict[str, str], *argv: str,
+                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["unshare", "-m", "sh", "-c", WITH_LAB_DNS, "sh",
+                           env["GAMEDAY_HOME"], *argv],
+                          env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=checkout(env))
+
+
+def chaos_with_lab_dns(experiment: str, env: dict[str, str],
+                       timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return with_lab_dns(env, str(BIN / "chaos"), "--no-version-check", "run",
+                        "--journal-path", str(Path(env["GAMEDAY_REPORTS"]) / "journal.json"),
+                        str(checkout(env) / "experiments" / experiment), timeout=timeout)
+
+
+def host_resolv_conf() -> str:
+    return hashlib.sha256(Path("/etc/resolv.conf").read_bytes()).hexdigest()
+
+
 def test_every_server_answers_the_chain_and_every_address(lab: dict[str, str]) -> None:
     for who, server in servers(lab).items():
         for rdtype, addresses in R1.items():
@@ -108,6 +141,30 @@ def test_every_server_answers_the_chain_and_every_address(lab: dict[str, str]) -
             for addresses in R1.values() for a in addresses]
     answered = client("http", *urls)
     assert [(r["status"], r["region"]) for r in answered] == [(200, "region-1")] * 4, answered
+
+
+def test_each_database_is_a_name_only_the_lab_s_dns_knows(lab: dict[str, str]) -> None:
+    lab_json = json.loads(Path(lab["GAMEDAY_LAB"]).read_text())
+    assert [(r["db_host"], "db_addresses" in r) for r in lab_json["regions"]] == [
+        (DB["region-1"], False), (DB["region-2"], False)]
+    for name in DB.values():
+        with pytest.raises(ValueError):
+            ipaddress.ip_address(name)
+        with pytest.raises(socket.gaierror):  # the host's own resolver does not know it
+            socket.getaddrinfo(name, 5432)
+    host = host_resolv_conf()
+    # glibc under the lab's resolver: A and AAAA, the database's own addresses only
+    found = with_lab_dns(lab, "getent", "-s", "dns", "ahosts", DB["region-1"])
+    assert found.returncode == 0, found.stderr
+    assert {line.split()[0] for line in found.stdout.splitlines()} == {
+        "198.18.0.11", "2001:2::11"}, found.stdout
+    assert host_resolv_conf() == host  # the bind stayed in its own mount namespace
+    # the AAAA record is a database that answers, as itself
+    db = lab_json["database"]
+    with psycopg.connect(host="2001:2::11", port=db["port"], dbname=db["name"],
+                         user=db["user"], password=db["password"], connect_timeout=5) as conn:
+        row = conn.execute("SELECT host(inet_server_addr())").fetchone()
+    assert row == ("2001:2::11",), row
 
 
 def test_the_descriptor_says_what_the_dns_side_is_made_of_and_drills_measure_it(
@@ -129,19 +186,24 @@ def test_the_descriptor_says_what_the_dns_side_is_made_of_and_drills_measure_it(
     assert plan["stopped"] == ["storefront-region-1", "storefront-region-1-2",
                                "postgres-region-1"], plan
 
-    # a game day and its failback on this profile: each passes, with every resolver's flip
+    # a game day and its failback on this profile, run with the lab's resolver as the
+    # system's: each passes, with every resolver's flip and each write's database by name
     reports = Path(lab["GAMEDAY_REPORTS"])
+    host = host_resolv_conf()
     for experiment, drill, to in (("game-day.json", "failover", "region-2"),
                                   ("failback.json", "failback", "region-1")):
         started = time.monotonic()
-        proc = chaos(experiment, env=lab, timeout=300)
+        proc = chaos_with_lab_dns(experiment, lab)
         took = time.monotonic() - started
+        assert host_resolv_conf() == host
         run = max((d for d in reports.glob("2*") if d.is_dir()), key=lambda d: d.name)
         summary = json.loads((run / "summary.json").read_text())
         assert summary["drill"] == drill, run
         assert proc.returncode == 0 and summary["verdict"] == "pass", (
             summary["reasons"], (proc.stdout + proc.stderr)[-3000:])
         _every_resolver_flipped(run, summary, dns, to)
+        _writes_attributed_by_name(run, frm="region-1" if to == "region-2" else "region-2",
+                                   to=to)
         print(f"{drill}: RTO {summary['rto_s']} ± {summary['rto_error_s']} s, authoritative "
               f"flip {summary['phases']['dns_authoritative_s']} s, resolvers "
               + ", ".join(f"{r['name']} {r['flip_s']} ± {r['error_s']} s"
@@ -174,6 +236,29 @@ def _every_resolver_flipped(run: Path, summary: dict[str, Any], dns: dict[str, A
         # each region's four addresses (A and AAAA) through its own name, nothing else
         assert mine == {(*expected[r], r) for r in ("region-1", "region-2")}, (server, mine)
     assert to in expected
+
+
+def _writes_attributed_by_name(run: Path, *, frm: str, to: str) -> None:
+    """Every acknowledged canary write is recorded against the db_host name of the region
+    whose server acknowledged it (inet_server_addr() against what the name resolves to):
+    `frm`'s until the promotion was requested, `to`'s after, none by address."""
+    db = sqlite3.connect(run / "timeline.sqlite")
+    try:
+        acks = db.execute("SELECT t_ack, server FROM canary WHERE outcome = 'ok' "
+                          "ORDER BY t_ack").fetchall()
+        (requested,) = db.execute("SELECT min(t) FROM events WHERE kind = "
+                                  "'promote-requested' AND region = ?", (to,)).fetchone()
+    finally:
+        db.close()
+    servers = [server for _, server in acks]
+    assert set(servers) == {DB[frm], DB[to]}, sorted(set(servers))
+    first_to = servers.index(DB[to])
+    # one handover: `frm` acknowledged every write before `to`'s first, none after
+    assert set(servers[:first_to]) == {DB[frm]} and set(servers[first_to:]) == {DB[to]}, (
+        servers[first_to - 3:first_to + 3])
+    assert requested is not None and acks[first_to][0] > requested, (acks[first_to], requested)
+    print(f"{run.name}: {first_to} writes acknowledged by {DB[frm]}, "
+          f"{len(servers) - first_to} by {DB[to]}")
 
 
 def test_dnsmasq_raises_a_short_ttl_to_its_floor(lab: dict[str, str]) -> None:
@@ -218,8 +303,9 @@ def test_the_gate_withdraws_a_region_at_its_threshold_and_resolvers_follow(
     db = lab_json["database"]
     region_2 = lab_json["regions"][1]
     # region-2's database becomes writable, so its storefronts pass their checks too: with
-    # both regions healthy, the failover record keeps the primary
-    with psycopg.connect(host=region_2["db_host"], port=db["port"], dbname=db["name"],
+    # both regions healthy, the failover record keeps the primary (reached at the region's
+    # address: its db_host is a name only the lab's DNS knows)
+    with psycopg.connect(host=region_2["address"], port=db["port"], dbname=db["name"],
                          user=db["user"], password=db["password"], connect_timeout=5,
                          autocommit=True) as conn:
         conn.execute("select pg_promote(true, 30)")
