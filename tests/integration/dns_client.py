@@ -4,7 +4,9 @@ not from the host. Prints JSON; times are time.monotonic(), which network namesp
 with the test that started it.
 
   once SERVER NAME RDTYPE [TIMEOUT]      one answer
-  watch SECONDS NAME SERVER...           every 50 ms, each server's A answer, one line each
+  watch SECONDS NAME SERVER...           every 50 ms, each server's A answer, one line each,
+                                         for at most SECONDS: it ends once every server
+                                         has answered other than at first for SETTLED_S
   http URL...                            each URL's status and X-Region
 """
 
@@ -20,6 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gameday.labs.netns import dnsprofile  # noqa: E402
+
+SETTLED_S = 1.5  # how long a changed answer must hold before the watch ends
 
 
 def answer(server: str, name: str, rdtype: str, timeout: float) -> dict[str, object]:
@@ -41,9 +45,24 @@ def main(argv: list[str]) -> None:
     elif mode == "watch":
         seconds, name, *servers = args
         end = time.monotonic() + float(seconds)
+        first: dict[str, object] = {}
+        last: dict[str, object] = {}
+        # since when each has given its current answer, when that is not its first one
+        changed: dict[str, float | None] = {}
         while time.monotonic() < end:
             for server in servers:
-                print(json.dumps(answer(server, name, "A", 0.5)), flush=True)
+                got = answer(server, name, "A", 0.5)
+                print(json.dumps(got), flush=True)
+                now = (got["rcode"], got["chain"], got["addresses"])
+                first.setdefault(server, now)
+                if now == first[server]:
+                    changed[server] = None
+                elif now != last.get(server):
+                    changed[server] = time.monotonic()
+                last[server] = now
+            since = [changed.get(s) for s in servers]
+            if all(t is not None and time.monotonic() - t >= SETTLED_S for t in since):
+                break  # every server changed its answer and kept the new one
             time.sleep(0.05)
     elif mode == "http":
         for url in args:

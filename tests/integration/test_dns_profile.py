@@ -231,10 +231,19 @@ def _every_resolver_flipped(run: Path, summary: dict[str, Any], dns: dict[str, A
     expected = {region: (",".join(sorted(e["addresses"], key=lambda a: (":" in a, a))),
                          ",".join(e["cnames"]))
                 for region, e in dns["endpoints"].items()}
+    whole = {(*expected[r], r) for r in ("region-1", "region-2")}
+    every = {a for addresses, _ in expected.values() for a in addresses.split(",")}
     for server in ("authoritative", *(r["stream"] for r in resolvers)):
         mine = {(answer, chain, region) for s, answer, chain, region in answers if s == server}
-        # each region's four addresses (A and AAAA) through its own name, nothing else
-        assert mine == {(*expected[r], r) for r in ("region-1", "region-2")}, (server, mine)
+        # each region's four addresses (A and AAAA) through its own name
+        assert whole <= mine, (server, mine)
+        for answer, chain, region in mine - whole:
+            # a resolver whose cached A and AAAA records expire apart answers one region's
+            # A and the other's AAAA for a moment (seen with unbound in the failback): half
+            # of each, so mixed, never a region
+            assert region == "mixed" and set(answer.split(",")) <= every and set(
+                chain.split(",")) == set(CHAIN["region-1"] + CHAIN["region-2"]), (
+                server, answer, chain, region)
     assert to in expected
 
 
