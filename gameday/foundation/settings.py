@@ -257,6 +257,7 @@ class GamedaySettings:
                 # the authority's health checks (`dns.health`); without them, PowerDNS
                 # ifurlup's defaults: one failure marks a region down, within 1 s
                 **_health_checks(lab.dns.health),
+                **_ttl_floor(lab.dns),
                 "promotion": self.promotion.strategy,
                 "promotion_budget_s": self.budget.promotion_s,
                 "write_reconnect_s": self.budget.write_reconnect_s,
@@ -279,6 +280,14 @@ def _health_checks(health: descriptor.Health | None) -> dict[str, float]:
         "health_timeout_s": health.timeout_s if health is not None and
         health.timeout_s is not None else 1.0,
     }
+
+
+def _ttl_floor(dns: descriptor.Dns) -> dict[str, float]:
+    """The highest TTL floor among the resolvers the drill samples, when one has a floor
+    (the DNS phase's budget: measure/phases.py); nothing otherwise, so runs without one
+    record what they always did."""
+    floors = [r.min_ttl_s for r in dns.sampled() if r.min_ttl_s]
+    return {"dns_ttl_floor_s": max(floors)} if floors else {}
 
 
 KUBE_SECRET_KEYS = ("KUBERNETES_API_KEY", "KUBERNETES_API_KEY_PREFIX", "KUBERNETES_CERT_FILE",

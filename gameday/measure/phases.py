@@ -33,6 +33,7 @@ DEFAULTS: dict[str, float] = {
     "health_timeout_s": 1.0,
     "promotion_budget_s": 1.0,
     "dns_ttl_s": 1.0,
+    "dns_ttl_floor_s": 0.0,  # the highest TTL floor among the resolvers sampled (none: 0)
     "http_interval_s": 0.05,
     "write_reconnect_s": 1.0,
     "k_consecutive": 5,
@@ -193,6 +194,16 @@ def _dns_resolvers(tl: Timeline, t_fault: float, r: Roles) -> Instant:
                        f"{r.secondary['name']}'s endpoints only from here on")
 
 
+def _resolver_allowance(p: Params) -> tuple[float, str]:
+    """The TTL, or a resolver's TTL floor when it is higher: the slowest resolver's users
+    are the budget's, and one that keeps every answer at least its floor (dnsmasq's
+    min-cache-ttl) holds the old region that long, whatever the record's TTL says."""
+    ttl, floor = p["dns_ttl_s"], p["dns_ttl_floor_s"]
+    if floor > ttl:
+        return floor, f"DNS TTL {ttl:g} s, held {floor:g} s by a resolver's TTL floor"
+    return ttl, f"DNS TTL {ttl:g} s"
+
+
 def _first_success(tl: Timeline, t_fault: float, r: Roles) -> Instant:
     return instants.first_success(tl, t_fault, r.secondary["name"])
 
@@ -229,7 +240,7 @@ PHASES: tuple[Phase, ...] = (
           short="DNS resolver flip", marker="DNS resolver",
           waiting="waiting for the resolver DNS flip", seen="dns-resolver",
           after="dns_authoritative_s",
-          allowance=lambda p: (p["dns_ttl_s"], f"DNS TTL {p['dns_ttl_s']:g} s"),
+          allowance=lambda p: _resolver_allowance(p),
           measure=_dns_resolvers),
     Phase(name="first_success_s", label="First global request served by the secondary",
           short="First success", marker="first success",

@@ -143,3 +143,22 @@ def test_two_intervals_that_disagree_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="dns.health_interval_s .10 s. and "
                                           "dns.health.interval_s .30 s. disagree"):
         s.load_lab()
+
+
+def test_a_resolver_s_ttl_floor_is_the_dns_phase_s_budget(tmp_path: Path) -> None:
+    """dnsmasq with min-cache-ttl=10 keeps a TTL-1 answer 10 s: its users' flip, the DNS
+    phase, is allowed 10 s, not the record's 1 s; a floor below the TTL changes nothing."""
+    resolvers = [{"name": "unbound", "address": "198.18.0.54", "min_ttl_s": 0},
+                 {"name": "dnsmasq", "address": "198.18.0.55", "min_ttl_s": 10}]
+    s = settings(tmp_path, {"ttl_s": 1, "health_interval_s": 1, "resolvers": resolvers})
+    configuration = s.recorded(s.load_lab())["configuration"]
+    assert configuration["dns_ttl_floor_s"] == 10
+    resolver = phases.deadlines(configuration)["dns_resolver_s"]
+    assert (resolver.allowance_s, resolver.basis) == (
+        10, "DNS TTL 1 s, held 10 s by a resolver's TTL floor")
+    s = settings(tmp_path, {**ROUTE53, "resolvers": resolvers})
+    resolver = phases.deadlines(s.recorded(s.load_lab())["configuration"])["dns_resolver_s"]
+    assert (resolver.allowance_s, resolver.basis) == (60, "DNS TTL 60 s")
+    # without resolvers' floors the run records what it always did
+    s = settings(tmp_path, {"ttl_s": 1, "health_interval_s": 1})
+    assert "dns_ttl_floor_s" not in s.recorded(s.load_lab())["configuration"]
