@@ -6,7 +6,10 @@ standby or fenced. `/whoami` names the region; every response carries `X-Region`
 how the HTTP sampler learns which region served a request.
 
 Run: STOREFRONT_DSN='host=... dbname=storefront ...' python -m gameday.labs.storefront \
-        --region region-1 --port 8080 [--host 0.0.0.0]
+        --region region-1 --port 8080 [--host 0.0.0.0] [--host 2001:2::11 ...]
+
+One process may listen on several addresses (`--host` repeated): an instance of a
+dual-stack region answers on its IPv4 and its IPv6 address, as a load balancer's node does.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -118,6 +122,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], region: str, db: _Database) -> None:
         self.region = region
         self.db = db
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -133,19 +139,30 @@ class _Server(ThreadingHTTPServer):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--region", required=True)
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", action="append",
+                        help="an address to listen on, repeated for several (default 0.0.0.0)")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     params = os.environ.get("STOREFRONT_CONNECT")
     if not params:
         parser.error("set STOREFRONT_CONNECT to a JSON object of psycopg.connect keyword "
                      "arguments (host, port, dbname, user, password) for this region's database")
-    server = _Server((args.host, args.port), args.region, _Database(json.loads(params)))
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    db = _Database(json.loads(params))
+    servers = [_Server((host, args.port), args.region, db) for host in args.host or ["0.0.0.0"]]
+
+    def shutdown() -> None:
+        for server in servers:
+            server.shutdown()
+
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=shutdown).start())
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                         daemon=True).start()
     try:
-        server.serve_forever(poll_interval=0.2)
+        servers[0].serve_forever(poll_interval=0.2)
     finally:
-        server.server_close()
+        for server in servers:
+            server.server_close()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from click.testing import CliRunner
 
 from gameday import cli
 from gameday.labs.netns.configs import UNBOUND_DIR
+from gameday.labs.netns.resolvers import dnsmasq_files
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -87,6 +88,8 @@ def residue(env: dict[str, str], pids: list[int]) -> list[str]:
     left += [f"dir /etc/netns/{ns}" for ns in NAMESPACES if Path(f"/etc/netns/{ns}").exists()]
     if UNBOUND_DIR.exists():  # the resolver's files, where AppArmor lets unbound read them
         left.append(f"dir {UNBOUND_DIR}")
+    # dnsmasq's (lab up --resolvers dnsmasq), where AppArmor lets it read them
+    left += [f"file {path}" for path in dnsmasq_files().values() if path.exists()]
     if Path(env["GAMEDAY_HOME"]).exists():
         left.append(f"state dir {env['GAMEDAY_HOME']}")
     return left

@@ -100,3 +100,23 @@ def test_a_ledger_line_without_pids_is_reverted_as_before(
     d._restart_processes(d.lab.primary, {"applicable": True,
                                          "stopped": ["postgres-region-1"]})
     assert calls == ["start", "follows"]
+
+
+def test_the_lab_s_own_checks_reach_each_database_at_its_address_not_its_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --db-hostnames, db_host is a name only the lab's DNS knows, and `gameday
+    recover` may run without it: a check through the name would read "down" (a
+    scale-to-zero taken as done, a fence left out). The hosts dialled are recorded."""
+    data = copy.deepcopy(GOOD)
+    data["state_dir"] = str(tmp_path / "state")
+    for region in data["regions"]:
+        region["db_host"] = f"db.{region['name']}.gameday.test"
+    d = driver.NetnsDriver(descriptor.from_dict(data, path=str(tmp_path / "lab.json")))
+    dialled: list[str] = []
+    monkeypatch.setattr(driver, "_connects",
+                        lambda host, port, timeout: dialled.append(host) is not None)
+    assert d._stopped(d.lab.primary, {"stopped": []}) is True
+    monkeypatch.setattr(driver.postgres, "role",
+                        lambda lab, region: dialled.append(region.db_host))
+    assert d._other_is_writable(d.lab.primary) is False
+    assert dialled == ["198.18.0.11", "198.18.0.11", "198.18.0.12"], dialled

@@ -15,6 +15,7 @@ cannot flip back to stale data) whenever the other region's database is writable
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -128,12 +129,14 @@ class NetnsDriver(FaultTable):
     def _plan_stop(self, region: Region) -> dict[str, Any]:
         if self.ha:
             # Patroni first: killed, it cannot start its PostgreSQL again
-            names = [n for n in (f"patroni-{region.name}", f"storefront-{region.name}")
+            names = [n for n in (f"patroni-{region.name}",
+                                 *netns_lab.storefront_names(self.state, region.name))
                      if self.procs.alive(n)]
             return {"applicable": True, "stopped": names, "postmaster": True,
                     "pids": {n: self.procs.pid(n) for n in names}}
-        names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
-                 if self.procs.alive(n)]
+        # every storefront of the region (one per address with --region-addresses)
+        names = [n for n in (*netns_lab.storefront_names(self.state, region.name),
+                             f"postgres-{region.name}") if self.procs.alive(n)]
         return {"applicable": True, "stopped": names,
                 "pids": {n: self.procs.pid(n) for n in names}}
 
@@ -153,7 +156,7 @@ class NetnsDriver(FaultTable):
         if undo.get("postmaster") and \
                 patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
             return False
-        return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
+        return not _connects(region.address, region.db_port, 0.2) and not _connects(
             region.address, topo.STOREFRONT_PORT, 0.2)
 
     # block-egress and blackhole: an nftables table in the region's namespace
@@ -237,11 +240,10 @@ class NetnsDriver(FaultTable):
             self._start_postgres(region)
             if not fenced:
                 self._standby_follows(region)
-        if f"storefront-{region.name}" in undo["stopped"] and \
-                not self.procs.alive(f"storefront-{region.name}"):
+        storefronts = netns_lab.storefront_names(self.state, region.name)
+        if any(n in undo["stopped"] and not self.procs.alive(n) for n in storefronts):
             netns_lab.start_storefront(self.state, region.name, password)
-            netns_lab.wait_port(region.address, topo.STOREFRONT_PORT, 15,
-                                f"storefront in {region.name}")
+            netns_lab.wait_storefronts(self.state, region.name)
 
     def _wait_crashed(self, undo: dict[str, Any]) -> None:
         """The crash the fault began may not be over: a postmaster's immediate shutdown takes
@@ -264,7 +266,7 @@ class NetnsDriver(FaultTable):
 
     def _wait_accepting(self, region: Region, *, timeout: float) -> None:
         def accepts() -> bool:
-            with postgres.connect(self.lab, region, "check it is up"):
+            with postgres.connect(self.lab, _direct(region), "check it is up"):
                 return True
 
         poll_until(accepts, timeout_s=timeout, interval_s=0.1, retry_on=(TargetError,),
@@ -322,7 +324,7 @@ class NetnsDriver(FaultTable):
         other = next(r for r in self.lab.regions if r.name != primary.name)
 
         def streams() -> bool:
-            return postgres.streams_from(self.lab, primary, other)
+            return postgres.streams_from(self.lab, _direct(primary), _direct(other))
 
         if poll_within(streams, timeout_s=PATRONI_FOLLOWS_S, interval_s=0.2,
                        interruptible=False):
@@ -352,7 +354,7 @@ class NetnsDriver(FaultTable):
         then waits for it forever. Seen in CI after interrupted drills. Rewind it then."""
         other = next(r for r in self.lab.regions if r.name != primary.name)
         try:
-            poll_until(lambda: postgres.streams_from(self.lab, primary, other),
+            poll_until(lambda: postgres.streams_from(self.lab, _direct(primary), _direct(other)),
                        timeout_s=timeout, interval_s=0.2, interruptible=False)
             return
         except TargetError:
@@ -376,7 +378,7 @@ class NetnsDriver(FaultTable):
 
     def _other_is_writable(self, region: Region) -> bool:
         """A primary answers elsewhere (read-only or not: a switchover's source counts)."""
-        return any(postgres.role(self.lab, other) in ("primary", "read-only")
+        return any(postgres.role(self.lab, _direct(other)) in ("primary", "read-only")
                    for other in self.lab.regions if other.name != region.name)
 
     def _start_local_writer(self, region: Region, name: str) -> None:
@@ -402,6 +404,15 @@ class NetnsDriver(FaultTable):
         # the descriptor's address is data: an argument of the probe, never part of its code
         return run([sys.executable, "-c", CONNECT_PROBE, target.address,
                     str(topo.STOREFRONT_PORT)], netns=region.netns, check=False).returncode == 0
+
+
+def _direct(region: Region) -> Region:
+    """The region with its database reached at the lab's own address of the region, where
+    the lab's PostgreSQL listens: the lab's own checks never depend on a resolver. With
+    --db-hostnames, db_host is a name only the lab's DNS knows, and `gameday recover` may
+    run without it: a name that does not resolve would read as a database that is down (a
+    scale-to-zero taken as done, or a fence left out)."""
+    return dataclasses.replace(region, db_host=region.address)
 
 
 def _connects(host: str, port: int, timeout: float) -> bool:

@@ -31,7 +31,7 @@ import psycopg
 from gameday.foundation import descriptor, lock
 from gameday.foundation.errors import ConfigError, LabError
 from gameday.foundation.poll import poll_until, poll_within
-from gameday.labs.netns import apparmor, configs, dataroot
+from gameday.labs.netns import apparmor, configs, dataroot, dnsprofile, healthgate, resolvers
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable
@@ -49,6 +49,8 @@ class LabOptions:
     ha: str | None = None  # None: gameday promotes; "patroni": Patroni + an etcd witness
     patroni: patroni_profile.PatroniOptions = dataclasses.field(
         default_factory=patroni_profile.PatroniOptions)
+    # the production-shaped DNS profile (dnsprofile.py); its defaults are the lab as it was
+    dns: dnsprofile.DnsProfile = dataclasses.field(default_factory=dnsprofile.DnsProfile)
 
     def check(self) -> None:
         if self.ha not in (None, "patroni"):
@@ -63,6 +65,7 @@ class LabOptions:
             raise ConfigError("dns_ttl_s must be between 0 and 300")
         if not 1 <= self.health_interval_s <= 60:
             raise ConfigError("health_interval_s must be a whole number of seconds from 1 to 60")
+        self.dns.check(health_interval_s=self.health_interval_s)
 
 
 def state_dir() -> Path:
@@ -194,6 +197,20 @@ def preflight(ha: str | None = None) -> None:
 PG_PROGRAMS = ("initdb", "postgres", "pg_basebackup", "pg_ctl", "pg_rewind")
 
 
+def preflight_dns(profile: dnsprofile.DnsProfile) -> None:
+    """What the DNS profile needs besides the lab's own programs."""
+    for kind in profile.extra_resolvers:
+        if shutil.which(resolvers.PROGRAMS[kind]) is None:
+            raise LabError(f"`{resolvers.PROGRAMS[kind]}` is missing for --resolvers {kind}: "
+                           f"run `make setup` (or apt-get install {resolvers.PACKAGES[kind]})")
+    if profile.gated and shutil.which("pdns_control") is None:
+        raise LabError("`pdns_control` is missing: run `make setup` "
+                       "(or apt-get install pdns-server)")
+    if profile.ipv6 and not Path("/proc/sys/net/ipv6").is_dir():
+        raise LabError("--ipv6: this kernel has no IPv6 (booted with ipv6.disable=1?): "
+                       "leave out --ipv6, or boot with IPv6")
+
+
 def _check_reachable_by_postgres(bindir: Path, ha: str | None) -> None:
     """PostgreSQL (and Patroni) run as the postgres user: refuse now, naming the directory
     in the way, rather than time out waiting for a server that cannot start."""
@@ -234,10 +251,20 @@ def verify_running(lab_state: str, *, ha: bool = False) -> None:
     services = ["pdns", "unbound", "storefront-region-1", "storefront-region-2"]
     if ha:
         services.append("etcd-witness")
+    services += [s for s in _profile_services(state) if s not in services]
     missing += [n for n in services if not procs.alive(n)]
     if missing:
         raise LabError(f"the lab descriptor does not match what is running (missing: "
                        f"{', '.join(missing)}): run `gameday lab down` then `gameday lab up`")
+
+
+def _profile_services(state: Path) -> list[str]:
+    """The processes the DNS profile the lab was brought up with runs."""
+    profile = dnsprofile.load(state)
+    plan = dnsprofile.Plan(profile=profile)
+    names = [i.name for region in topo.REGIONS for i in plan.instances(region)]
+    names += list(profile.extra_resolvers)
+    return names + (["healthgate"] if profile.gated else [])
 
 
 def existing_namespaces() -> list[str]:
@@ -268,6 +295,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
     nothing half-done is left behind."""
     options.check()
     preflight(options.ha)
+    preflight_dns(options.dns)
     state = state_dir()
     if is_up(state):
         raise LabError(f"the lab is already up (state in {state}): use it, "
@@ -279,6 +307,8 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
         password = secrets.token_urlsafe(18)
         progress("network: bridge, namespaces, veths")
         _network(topo.NAMESPACES if options.ha else topo.BASE_NAMESPACES)
+        _profile_network(options.dns)
+        dnsprofile.save(state, options.dns)
         if options.ha:
             progress("etcd witness, Patroni members: leader in region-1, replica in region-2")
             ha_auth = _patroni_databases(state, options, password)
@@ -288,11 +318,14 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
             ha_auth = None
         progress("storefronts")
         _storefronts(state, password)
-        progress("global DNS: PowerDNS with LUA ifurlup, unbound resolver")
+        progress("global DNS: PowerDNS with " + (
+            "the health-check gate" if options.dns.gated else "LUA ifurlup") + ", resolvers "
+            + ", ".join(["unbound", *options.dns.extra_resolvers]))
         _dns(state, options)
+        (state / RESOLV_CONF).write_text(resolv_conf())
         path = _write_descriptor(state, options, password, ha_auth)
         progress("warming up DNS health checks")
-        _warm_up(state)
+        _warm_up(state, options.dns)
     except BaseException as exc:
         kept = _keep_logs(state)
         progress("lab up failed: tearing down what was built"
@@ -318,7 +351,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
 
 def lab_programs() -> list[str]:
     """The programs the lab runs, as a profile or a denial record names them."""
-    programs = [*REQUIRED_PROGRAMS, *HA_PROGRAMS, sys.executable]
+    programs = [*REQUIRED_PROGRAMS, *HA_PROGRAMS, *resolvers.PROGRAMS.values(), sys.executable]
     with contextlib.suppress(LabError):
         programs.append(str(pg_bindir() / "postgres"))
     return programs
@@ -357,6 +390,18 @@ def _network(namespaces: tuple[topo.Namespace, ...]) -> None:
             run(["ip", "addr", "add", f"{address}/{topo.PREFIX}", "dev", "eth0"], netns=ns.name)
         run(["ip", "link", "set", "lo", "up"], netns=ns.name)
         run(["ip", "link", "set", "eth0", "up"], netns=ns.name)
+
+
+def _profile_network(profile: dnsprofile.DnsProfile) -> None:
+    """The DNS profile's addresses beyond topology's: more per region, IPv6, the extra
+    resolvers' (nodad: an IPv6 address is usable at once, not after duplicate detection)."""
+    if profile.ipv6:
+        run(["ip", "-6", "addr", "add", f"{dnsprofile.BRIDGE_ADDRESS6}/{dnsprofile.PREFIX6}",
+             "dev", topo.BRIDGE, "nodad"])
+    for netns, addresses in dnsprofile.Plan(profile=profile).namespace_addresses().items():
+        for address in addresses:
+            run(["ip", "addr", "add", address, "dev", "eth0",
+                 *(["nodad"] if ":" in address else [])], netns=netns)
 
 
 def _pg_run(args: list[str], *, netns: str | None = None, password: str | None = None,
@@ -580,17 +625,38 @@ def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
 
 
 def start_storefront(state: Path, region: str, password: str) -> None:
+    """The region's storefronts that are not running: one on 0.0.0.0, or with the DNS
+    profile's --region-addresses or --ipv6, one per address (dnsprofile.Plan.instances)."""
     # psycopg.connect's keyword arguments, as JSON in the environment (never argv): no
     # connection string to quote, so no character of the password can add a keyword
     params = {"host": "127.0.0.1", "port": topo.DB_PORT, "dbname": topo.DB_NAME,
               "user": topo.DB_USER, "password": password}
-    Processes(state).start(
-        f"storefront-{region}",
-        [sys.executable, "-m", "gameday.labs.storefront", "--region", region,
-         "--port", str(topo.STOREFRONT_PORT)],
-        netns=topo.REGIONS[region].name,
-        env={"STOREFRONT_CONNECT": json.dumps(params), "PYTHONPATH": _package_root()},
-    )
+    procs = Processes(state)
+    instances = dnsprofile.Plan(profile=dnsprofile.load(state)).instances(region)
+    for instance in instances:
+        if procs.alive(instance.name):
+            continue
+        # one instance of one address listens everywhere, as the lab always did
+        hosts = instance.hosts if len(instances) > 1 or len(instance.hosts) > 1 else ()
+        procs.start(
+            instance.name,
+            [sys.executable, "-m", "gameday.labs.storefront", "--region", region,
+             "--port", str(topo.STOREFRONT_PORT), *(f"--host={h}" for h in hosts)],
+            netns=topo.REGIONS[region].name,
+            env={"STOREFRONT_CONNECT": json.dumps(params), "PYTHONPATH": _package_root()},
+        )
+
+
+def storefront_names(state: Path, region: str) -> list[str]:
+    """The region's storefront processes: one, or one per address with --region-addresses."""
+    plan = dnsprofile.Plan(profile=dnsprofile.load(state))
+    return [instance.name for instance in plan.instances(region)]
+
+
+def wait_storefronts(state: Path, region: str, timeout: float = 15) -> None:
+    """Every address of the region's storefronts accepts connections."""
+    for address in dnsprofile.Plan(profile=dnsprofile.load(state)).addresses(region):
+        wait_port(address, topo.STOREFRONT_PORT, timeout, f"storefront in {region}")
 
 
 def _package_root() -> str:
@@ -603,7 +669,7 @@ def _storefronts(state: Path, password: str) -> None:
     for region in ("region-1", "region-2"):
         start_storefront(state, region, password)
     for region in ("region-1", "region-2"):
-        wait_port(topo.address(region), topo.STOREFRONT_PORT, 15, f"storefront in {region}")
+        wait_storefronts(state, region)
 
 
 def _dns(state: Path, options: LabOptions) -> None:
@@ -612,10 +678,46 @@ def _dns(state: Path, options: LabOptions) -> None:
     (dns_dir / "pdns.conf").write_text(
         configs.pdns_conf(str(state), health_interval_s=options.health_interval_s))
     (dns_dir / "named.conf").write_text(configs.named_conf(str(state)))
-    (dns_dir / f"{topo.ZONE}.zone").write_text(configs.zone(ttl_s=options.dns_ttl_s))
+    database_ipv6 = _database_ipv6(options)
+    gate = dnsprofile.gate_config(state, options.dns, ttl_s=options.dns_ttl_s,
+                                  interval_s=options.health_interval_s,
+                                  database_ipv6=database_ipv6) \
+        if options.dns.gated else None
+    if gate:
+        # the primary answers until the gate's checks say otherwise, as Route 53 does
+        healthgate.write_zone(gate, active="region-1", serial=1)
+    else:
+        db_records = dnsprofile.Plan(profile=options.dns).db_records(ipv6=database_ipv6)
+        (dns_dir / f"{topo.ZONE}.zone").write_text(
+            configs.zone(ttl_s=options.dns_ttl_s, extra=db_records))
     procs = Processes(state)
     procs.start("pdns", ["pdns_server", f"--config-dir={dns_dir}"], netns=topo.DNS.name)
     start_unbound(state)
+    for kind in options.dns.extra_resolvers:
+        resolvers.start(state, kind, dnsprofile.RESOLVER_ADDRESSES[kind])
+    if gate:
+        config_file = state / dnsprofile.GATE_CONFIG_FILE
+        config_file.write_text(json.dumps(gate.to_dict(), indent=1))
+        procs.start("healthgate", [sys.executable, "-m", "gameday.labs.netns.healthgate",
+                                   "--config", str(config_file)],
+                    netns=topo.DNS.name, env={"PYTHONPATH": _package_root()})
+
+
+def _database_ipv6(options: LabOptions) -> bool:
+    """The databases listen on their region's IPv6 address: with --ipv6, the scripted lab's
+    PostgreSQL (listen_addresses '*'), not Patroni's (it listens on 0.0.0.0)."""
+    return options.dns.ipv6 and options.ha is None
+
+
+RESOLV_CONF = "resolv.conf"  # in the state directory
+
+
+def resolv_conf() -> str:
+    """A resolv.conf naming the lab's resolver only, for a runner that should resolve the
+    lab's names (--db-hostnames) as the system does: bound over /etc/resolv.conf in a
+    mount namespace of its own (README, The netns lab), never the host's."""
+    return (f"# gameday netns lab: its resolver (unbound), which answers {topo.ZONE} only\n"
+            f"nameserver {topo.RESOLVER}\noptions timeout:1 attempts:2\n")
 
 
 def unbound_argv() -> list[str]:
@@ -656,7 +758,7 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
                 "netns": topo.REGIONS[region].name,
                 "address": topo.address(region),
                 "storefront_url": f"http://{topo.address(region)}:{topo.STOREFRONT_PORT}",
-                "db_host": topo.address(region),
+                "db_host": dnsprofile.Plan(profile=options.dns).db_host(region),
                 "db_port": topo.DB_PORT,
             }
             for region in ("region-1", "region-2")
@@ -668,6 +770,8 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
             "resolver": {"address": topo.RESOLVER, "port": 53},
             "ttl_s": options.dns_ttl_s,
             "health_interval_s": options.health_interval_s,
+            **dnsprofile.descriptor_fields(options.dns,
+                                           health_interval_s=options.health_interval_s),
         },
         "database": {
             "name": topo.DB_NAME,
@@ -701,29 +805,49 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
     return path
 
 
-def _warm_up(state: Path, timeout: float = 20.0) -> None:
-    """ifurlup answers with its first set until checks have run: wait until both the
-    authoritative server and the resolver answer with region-1, seen by real queries."""
+def _warm_up(state: Path, profile: dnsprofile.DnsProfile = dnsprofile.DnsProfile(),  # noqa: B008
+             timeout: float = 20.0) -> None:
+    """ifurlup answers with its first set until checks have run: wait until the
+    authoritative server and every resolver answer with region-1 (its whole set, and its
+    CNAME with --cname), seen by real queries."""
     import dns.exception
-    import dns.message
-    import dns.query
-    import dns.rdatatype
 
-    want = topo.address("region-1")
+    plan = dnsprofile.Plan(profile=profile)
+    chain = tuple(c for c in [plan.cname("region-1")] if c)
+    wanted = [("A", frozenset(plan.ipv4("region-1")))]
+    if profile.ipv6:
+        wanted.append(("AAAA", frozenset(plan.ipv6("region-1"))))
+    servers = [topo.AUTHORITATIVE, topo.RESOLVER]
+    servers += [dnsprofile.RESOLVER_ADDRESSES[r] for r in profile.extra_resolvers]
     deadline = time.monotonic() + timeout
-    for server in (topo.AUTHORITATIVE, topo.RESOLVER):
-        def answers(server: str = server) -> bool:
-            q = dns.message.make_query(topo.GLOBAL_NAME, dns.rdatatype.A)
-            r = dns.query.udp(q, server, timeout=0.5)
-            return [rr.address for rrset in r.answer for rr in rrset] == [want]
+    for server in servers:
+        for rdtype, want in wanted:
+            def answers(server: str = server, rdtype: str = rdtype,
+                        want: frozenset[str] = want) -> bool:
+                got = dnsprofile.resolve(server, topo.GLOBAL_NAME, rdtype, timeout=0.5)
+                return got.addresses == want and got.chain == chain
 
-        def silent(_: object, server: str = server) -> LabError:
-            return LabError(f"DNS at {server} did not answer {topo.GLOBAL_NAME} = {want} "
-                            f"within {timeout:.0f} s (pdns.log says why)")
+            def silent(_: object, server: str = server, rdtype: str = rdtype,
+                       want: frozenset[str] = want) -> LabError:
+                return LabError(f"DNS at {server} did not answer {topo.GLOBAL_NAME} {rdtype} = "
+                                f"{', '.join(sorted(want))} within {timeout:.0f} s "
+                                "(pdns.log says why)")
 
-        poll_until(answers, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
-                   retry_on=(OSError, dns.exception.DNSException), interruptible=False,
-                   error=silent)
+            poll_until(answers, timeout_s=max(0.0, deadline - time.monotonic()),
+                       interval_s=0.1, retry_on=(OSError, dns.exception.DNSException),
+                       interruptible=False, error=silent)
+    if profile.gated:
+        # the zone answers region-1 from the start; the gate's first round is what makes
+        # every endpoint's state known, so that a fault from now on is counted from there
+        def checked() -> bool:
+            status = healthgate.read_status(state / dnsprofile.GATE_STATUS_FILE)
+            return bool(status and status.get("regions", {}).get("region-1"))
+
+        poll_until(checked, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
+                   interruptible=False,
+                   error=lambda _: LabError(
+                       f"the health-check gate did not find region-1 healthy within "
+                       f"{timeout:.0f} s (healthgate.log says why)"))
 
 
 # --- down -------------------------------------------------------------------------------
@@ -773,6 +897,7 @@ def down(*, progress: Callable[[str], None] = _quiet) -> list[str]:
     if configs.UNBOUND_DIR.exists():
         shutil.rmtree(configs.UNBOUND_DIR, ignore_errors=True)
         removed.append(str(configs.UNBOUND_DIR))
+    removed += resolvers.remove_files(state)
     for item in removed:
         progress(f"removed {item}")
     if root is not None:
