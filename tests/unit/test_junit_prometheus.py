@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gameday import cli
 from gameday.report import junit, outputs, prometheus
 from tests.fixtures.report import fixture_run
+from tests.unit.test_report import check_golden
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 XSD = DATA / "junit.xsd"  # ours: strict about counts, times and required names
@@ -328,3 +329,18 @@ def test_a_missing_output_directory_is_one_line_and_writes_nothing(tmp_path: Pat
                                            str(tmp_path / "nope" / "j.xml")])
     assert result.exit_code != 0 and "create it or choose another path" in result.output
     assert not (run_dir / "summary.json").exists()
+
+
+def _before_dns(summary: dict) -> dict:
+    """The summary as runs wrote it before `dns` (resolvers, authority) existed."""
+    return {k: v for k, v in summary.items() if k != "dns"}
+
+
+def test_the_outputs_equal_their_golden_files(tmp_path: Path) -> None:
+    """The fixed game day with its failback, as JUnit XML and as the Prometheus exposition,
+    byte for byte; and the same summary without its `dns` block (older runs) exactly as
+    these outputs were before they read it."""
+    summary = _game_day_with_failback(tmp_path)
+    for suffix, s in (("", summary), ("-before-dns", _before_dns(summary))):
+        check_golden(f"junit{suffix}.xml", junit.render(s))  # type: ignore[arg-type]
+        check_golden(f"gameday{suffix}.prom", prometheus.render(s))  # type: ignore[arg-type]
