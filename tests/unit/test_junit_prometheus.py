@@ -22,6 +22,9 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from gameday import cli
+from gameday.measure import contract
+from gameday.measure.instants import Instant, missing
+from gameday.measure.summary import authority_detection
 from gameday.report import junit, outputs, prometheus
 from tests.fixtures.report import fixture_run
 from tests.unit.test_report import check_golden
@@ -195,10 +198,14 @@ def _families(text: str) -> dict[str, list]:
     return out
 
 
+# a sample per phase, per resolver: a label of their own beside the stable ones
+PER_LABEL = ("gameday_phase_seconds", "gameday_dns_resolver_flip_seconds")
+
+
 def _metrics(prom: Path, *, experiment: str = "fixture-failover") -> dict[str, float]:
     out = {}
     for name, samples in _families(prom.read_text()).items():
-        if name == "gameday_phase_seconds":
+        if name in PER_LABEL:
             continue
         (sample,) = samples
         assert sample.labels == {"lab": "netns", "drill": "failover", "experiment": experiment}
@@ -225,6 +232,14 @@ def test_the_textfile_parses_and_carries_the_numbers(tmp_path: Path) -> None:
                       for name, at in summary["phases"].items()}
     assert set(phases) >= {"detection", "promotion", "dns_authoritative", "first_write"}
     assert "gameday_failback_rto_seconds" not in metrics  # no failback ran
+    authority = summary["dns"]["authority"]
+    assert metrics["gameday_dns_authority_withdrawal_seconds"] == authority["withdrawn_s"] == 0.7
+    assert metrics["gameday_dns_authority_budget_seconds"] == authority["budget_s"] == 2.0
+    assert metrics["gameday_dns_authority_within_budget"] == 1
+    (flip,) = _families(prom.read_text())["gameday_dns_resolver_flip_seconds"]
+    assert flip.labels == {"lab": "netns", "drill": "failover", "experiment": "fixture-failover",
+                           "resolver": "resolver"}
+    assert flip.value == summary["dns"]["resolvers"][0]["flip_s"] == 1.45
     # written through a renamed temporary file: nothing else is left beside it
     assert sorted(p.name for p in prom.parent.iterdir()) == ["gameday.prom", "junit.xml"]
 
@@ -243,6 +258,66 @@ def test_an_unobserved_number_is_nan_and_labels_are_stable() -> None:
         "drill": "failover", "experiment": "game-day", "lab": "netns"}
     assert families["gameday_failback_rto_seconds"][0].value == 2.5
     assert families["gameday_split_brain_writes"][0].value == 3
+
+
+ROUTE53 = {"health_interval_s": 30, "health_failures": 3, "health_timeout_s": 1}
+
+
+def _resolver(name: str, flip_s: float | None, *, slowest: bool = False) -> dict:
+    return {"name": name, "stream": f"resolver:{name}", "kind": name, "address": None,
+            "flip_s": flip_s, "error_s": None if flip_s is None else 0.05,
+            "evidence": None, "reason": "no sample after the fault" if flip_s is None else None,
+            "slowest": slowest}
+
+
+def _with_dns(summary: dict, withdrawal: Instant, *resolvers: dict) -> dict:
+    """The summary of a run on a Route 53-like lab (checks every 30 s, three failures, 1 s
+    timeout: a 91 s budget), its authority's block made by the summary's own code, valid
+    against summary.schema.json."""
+    out = {**summary, "dns": {"resolvers": list(resolvers), "authority": authority_detection(
+        withdrawal, "region-1", ROUTE53)}}
+    contract.validate(out)
+    return out
+
+
+def test_each_resolver_flip_and_the_authority_are_gauges_nan_when_not_observed(
+        tmp_path: Path) -> None:
+    summary = _game_day_with_failback(tmp_path)
+    beyond = _with_dns(summary, Instant(at_s=95.0, error_s=0.05),
+                       _resolver("unbound", 119.266, slowest=True), _resolver("dnsmasq", 117.266),
+                       _resolver("pdns-recursor", None))
+    families = _families(prometheus.render(beyond))  # type: ignore[arg-type]
+    stable = {"drill": "failover", "experiment": "fixture-failover", "lab": "netns"}
+    flips = {s.labels["resolver"]: s.value
+             for s in families["gameday_dns_resolver_flip_seconds"]}
+    assert flips.keys() == {"unbound", "dnsmasq", "pdns-recursor"}
+    assert (flips["unbound"], flips["dnsmasq"]) == (119.266, 117.266)
+    assert math.isnan(flips["pdns-recursor"])
+    assert all(s.labels == {**stable, "resolver": s.labels["resolver"]}
+               for s in families["gameday_dns_resolver_flip_seconds"])
+    (withdrawal,) = families["gameday_dns_authority_withdrawal_seconds"]
+    assert (withdrawal.labels, withdrawal.value) == (stable, 95.0)
+    assert families["gameday_dns_authority_budget_seconds"][0].value == 91.0
+    assert families["gameday_dns_authority_within_budget"][0].value == 0  # beyond
+    unseen = _with_dns(summary, missing("no authoritative flip"), _resolver("unbound", None))
+    families = _families(prometheus.render(unseen))  # type: ignore[arg-type]
+    assert math.isnan(families["gameday_dns_authority_withdrawal_seconds"][0].value)
+    assert math.isnan(families["gameday_dns_authority_within_budget"][0].value)
+    assert families["gameday_dns_authority_budget_seconds"][0].value == 91.0
+    edge = _with_dns(summary, Instant(at_s=91.02, error_s=0.05), _resolver("unbound", 92.0))
+    families = _families(prometheus.render(edge))  # type: ignore[arg-type]
+    assert families["gameday_dns_authority_withdrawal_seconds"][0].value == 91.02
+    assert math.isnan(families["gameday_dns_authority_within_budget"][0].value)
+
+
+def test_a_summary_without_the_dns_blocks_exports_no_dns_series(tmp_path: Path) -> None:
+    summary = _game_day_with_failback(tmp_path)
+    no_authority = {**summary, "dns": {"resolvers": summary["dns"]["resolvers"]}}
+    for s, expected in ((_before_dns(summary), set()),
+                        (no_authority, {"gameday_dns_resolver_flip_seconds"})):
+        families = _families(prometheus.render(s))  # type: ignore[arg-type]
+        assert {n for n in families if n.startswith("gameday_dns_")} == expected
+        assert families["gameday_rto_seconds"][0].value == summary["rto_s"]
 
 
 class _Pushgateway(http.server.ThreadingHTTPServer):
@@ -300,6 +375,22 @@ def test_report_pushes_the_drills_group_to_a_pushgateway(tmp_path: Path) -> None
     assert families["gameday_rto_seconds"][0].value == pytest.approx(summary["rto_s"])
     assert families["gameday_rto_seconds"][0].labels["experiment"] == "fixture-failover"
     assert len(families["gameday_phase_seconds"]) == len(summary["phases"])
+
+
+def test_the_push_with_several_resolvers_keeps_the_drills_one_group(tmp_path: Path) -> None:
+    """The resolver label sits on the samples, not in the grouping key: one PUT to the same
+    group, every resolver in its body."""
+    summary = _with_dns(_game_day_with_failback(tmp_path), Instant(at_s=88.266, error_s=0.05),
+                        _resolver("unbound", 119.266, slowest=True),
+                        _resolver("dnsmasq", 117.266))
+    with _Pushgateway() as gateway:
+        prometheus.push(gateway.url, summary)  # type: ignore[arg-type]
+    (path, (method, body)), = gateway.groups.items()
+    assert path == "/metrics/job/gameday/drill/failover/experiment/fixture-failover/lab/netns"
+    assert method == "PUT"
+    flips = _families(body)["gameday_dns_resolver_flip_seconds"]
+    assert {s.labels["resolver"]: s.value for s in flips} == {"unbound": 119.266,
+                                                                "dnsmasq": 117.266}
 
 
 def test_the_control_setting_pushes_at_the_end_of_the_run(tmp_path: Path, monkeypatch) -> None:
