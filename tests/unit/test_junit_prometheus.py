@@ -106,19 +106,23 @@ def test_junit_from_summary_json_alone_validates_with_one_suite_per_drill(tmp_pa
     assert [float(s.get("time") or 0) for s in suites] == [summary["duration_s"], 41.25]
     failover, failback = ({tc.get("name"): tc for tc in s.iter("testcase")} for s in suites)
     assert list(failover) == ["RTO", "write RTO", "downtime", "RPO", "lost writes",
-                              "unexpected rows", "duplicate rows", "verdict"]
+                              "unexpected rows", "duplicate rows", "DNS authority detection",
+                              "DNS flip: resolver", "verdict"]
     assert list(failback) == ["RTO", "write RTO", "downtime", "lost writes",
                               "split-brain writes", "verdict"]
     for name, key in (("RTO", "rto_s"), ("write RTO", "write_rto_s"), ("downtime", "downtime_s")):
         assert float(failover[name].get("time") or 0) == pytest.approx(summary[key], abs=5e-4)
         assert float(failover[name].get("time") or 0) > 0
+    assert float(failover["DNS authority detection"].get("time") or 0) == 0.7
+    assert float(failover["DNS flip: resolver"].get("time") or 0) == 1.45
     assert float(failback["RTO"].get("time") or 0) == 2.847
     assert {tc.get("classname") for tc in failover.values()} == {"gameday.failover.fixture-failover"}
     out = suites[0].find("system-out")
     assert out is not None and "| RTO (service) | 1.500 s" in (out.text or "")
     props = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
     assert props["target.rto_s"] == "30" and props["run_id"] == fixture_run.RUN_ID
-    assert (root.get("tests"), root.get("failures")) == ("14", "0")
+    assert props["dns.authority.budget_s"] == "2" and props["dns.slowest_resolver"] == "resolver"
+    assert (root.get("tests"), root.get("failures")) == ("16", "0")
     assert not (run_dir / "report.md").exists()  # no timeline: nothing else was rendered
 
 
@@ -159,7 +163,7 @@ def test_a_passing_run_is_valid_junit_with_one_case_per_measure(tmp_path: Path) 
     cases = _cases(xml)
     assert all(v is None for v in cases.values()), cases
     root = ET.parse(xml).getroot()
-    assert (root.get("tests"), root.get("failures")) == ("8", "0")
+    assert (root.get("tests"), root.get("failures")) == ("10", "0")
 
 
 def test_a_run_that_lost_writes_fails_those_cases(tmp_path: Path) -> None:
@@ -308,6 +312,58 @@ def test_each_resolver_flip_and_the_authority_are_gauges_nan_when_not_observed(
     families = _families(prometheus.render(edge))  # type: ignore[arg-type]
     assert families["gameday_dns_authority_withdrawal_seconds"][0].value == 91.02
     assert math.isnan(families["gameday_dns_authority_within_budget"][0].value)
+
+
+def test_junit_fails_the_authority_beyond_its_budget_and_a_resolver_that_never_flipped(
+        tmp_path: Path) -> None:
+    """On a Route 53-like lab: the authority withdrew region-1 4 s beyond its 91 s budget,
+    and the PowerDNS Recursor never answered with region-2. Both fail with the summary's
+    own words, the other resolvers pass with their flips as their times, and the file
+    still validates against both schemas."""
+    summary = _game_day_with_failback(tmp_path)
+    beyond = _with_dns(summary, Instant(at_s=95.0, error_s=0.05),
+                       _resolver("unbound", 119.266, slowest=True), _resolver("dnsmasq", 117.266),
+                       _resolver("pdns-recursor", None))
+    xml = tmp_path / "junit.xml"
+    junit.write(xml, beyond)  # type: ignore[arg-type]
+    _valid(xml)
+    root = ET.parse(xml).getroot()
+    failover = root.findall("testsuite")[0]
+    cases = {tc.get("name"): tc for tc in failover.iter("testcase")}
+    failed = _cases_of(xml.read_text())
+    assert failed["DNS authority detection"] == beyond["dns"]["authority"]["verdict"] == (
+        "the DNS authority withdrew region-1 after 95.000 s ± 0.050 s, 4.000 s beyond its "
+        "health-check budget of 91 s (30 s × 3 + 1 s)")
+    assert float(cases["DNS authority detection"].get("time") or 0) == 95.0
+    assert failed["DNS flip: pdns-recursor"] == (
+        "DNS flip: pdns-recursor was not observed: no sample after the fault")
+    assert failed["DNS flip: unbound"] is None and failed["DNS flip: dnsmasq"] is None
+    assert float(cases["DNS flip: unbound"].get("time") or 0) == 119.266
+    assert (failover.get("tests"), failover.get("failures")) == ("12", "2")
+    assert root.get("failures") == "2"  # the failback's suite has no DNS cases
+    props = {p.get("name"): p.get("value") for p in failover.iter("property")}
+    assert props["dns.authority.budget_s"] == "91" and props["dns.slowest_resolver"] == "unbound"
+    # the same run with every resolver flipped and the authority within, or at the edge of,
+    # its budget: every DNS case passes (at the edge the recorder cannot say it missed)
+    for withdrawal in (Instant(at_s=88.266, error_s=0.05), Instant(at_s=91.02, error_s=0.05)):
+        ok = _with_dns(summary, withdrawal, _resolver("unbound", 119.266, slowest=True))
+        passed = _cases_of(junit.render(ok))  # type: ignore[arg-type]
+        assert passed["DNS authority detection"] is None and passed["DNS flip: unbound"] is None
+    unseen = _with_dns(summary, missing("no authoritative flip"), _resolver("unbound", 92.0))
+    assert _cases_of(junit.render(unseen))["DNS authority detection"] == (  # type: ignore[arg-type]
+        "the DNS authority was not seen withdrawing region-1 (no authoritative flip); its "
+        "health-check budget of 91 s (30 s × 3 + 1 s)")
+
+
+def test_junit_of_a_summary_without_the_dns_blocks_has_the_cases_it_always_had(
+        tmp_path: Path) -> None:
+    summary = _game_day_with_failback(tmp_path)
+    root = ET.fromstring(junit.render(_before_dns(summary)))  # type: ignore[arg-type]
+    failover = root.findall("testsuite")[0]
+    assert [tc.get("name") for tc in failover.iter("testcase")] == [
+        "RTO", "write RTO", "downtime", "RPO", "lost writes", "unexpected rows",
+        "duplicate rows", "verdict"]
+    assert not [p for p in failover.iter("property") if (p.get("name") or "").startswith("dns")]
 
 
 def test_a_summary_without_the_dns_blocks_exports_no_dns_series(tmp_path: Path) -> None:
