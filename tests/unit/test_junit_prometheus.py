@@ -486,7 +486,9 @@ def _before_dns(summary: dict) -> dict:
 def test_the_outputs_equal_their_golden_files(tmp_path: Path) -> None:
     """The fixed game day with its failback, as JUnit XML and as the Prometheus exposition,
     byte for byte; and the same summary without its `dns` block (older runs) exactly as
-    these outputs were before they read it."""
+    these outputs were before they read it. After an intended change:
+    GAMEDAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_junit_prometheus.py -k golden
+    (once per file it rewrites), then review the diff."""
     summary = _game_day_with_failback(tmp_path)
     for suffix, s in (("", summary), ("-before-dns", _before_dns(summary))):
         check_golden(f"junit{suffix}.xml", junit.render(s))  # type: ignore[arg-type]
