@@ -12,6 +12,15 @@ measure's trend; the suite's `time` is the drill's duration and its `system-out`
 headline table. A number not observed is a failure that says so: a target is met only
 when it was measured.
 
+The DNS (summaries that have `dns`; older ones give the XML they always gave): a case for
+the DNS authority's detection, failed when it withdrew the primary beyond its health-check
+budget (or was not seen withdrawing it), passed within it or at the edge of its error bar
+(the measurement cannot say it missed); and a case per resolver, `DNS flip: <name>`, its
+`time` the flip, failed when that resolver never answered with the secondary: its users
+were still sent to the lost region. Cases rather than properties, because a case has a
+history and a duration chart in every CI test view, and a property is shown by few; a
+resolver's name comes from the descriptor, so it is as stable as the measures' names.
+
 Built from summary.json alone (no timeline), with the standard library (xml.etree); the
 same summary gives byte-identical XML. A failback's suite lives in the game day's file,
 where its block is (one report covers both): a CI job publishes each drill once by
@@ -26,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from gameday.measure.contract import Summary, Verdict, experiment_id
+from gameday.measure.contract import AuthorityDetection, Summary, Verdict, experiment_id
 from gameday.report import markdown
 
 
@@ -97,8 +106,38 @@ def failover_cases(s: Summary) -> list[Case]:
         _at_most("lost writes", w["lost"], t["max_lost_writes"], ""),
         _none("unexpected rows", w["unexpected"]),
         _none("duplicate rows", w["duplicate"]),
+        *dns_cases(s),
         _verdict(s["verdict"], s["reasons"], s.get("duration_s")),
     ]
+
+
+def dns_cases(s: Summary) -> list[Case]:
+    """The authority's detection and each resolver's flip, from `dns` (none without it)."""
+    dns = s.get("dns")
+    if not dns:
+        return []
+    out = []
+    authority = dns.get("authority")
+    if authority:
+        out.append(_authority(authority))
+    for r in dns.get("resolvers") or []:
+        what = f"DNS flip: {r['name']}"
+        flip = r.get("flip_s")
+        out.append(Case(name=what, failure=None, time_s=float(flip)) if flip is not None else
+                   Case(name=what, failure=f"{what} was not observed: "
+                                            f"{r.get('reason') or 'no sample'}"))
+    return out
+
+
+def _authority(a: AuthorityDetection) -> Case:
+    """Failed beyond the budget or not observed (`within` False, or no withdrawal); at the
+    edge (`within` None with a withdrawal seen) the budget lies inside the error bar, and
+    the case passes: it did not miss by anything the recorder can tell."""
+    what = "DNS authority detection"
+    at = a.get("withdrawn_s")
+    if at is None or a.get("within") is False:
+        return Case(name=what, failure=a["verdict"], time_s=float(at or 0.0))
+    return Case(name=what, failure=None, time_s=float(at))
 
 
 def failback_cases(s: Summary) -> list[Case]:
@@ -147,7 +186,7 @@ def suites(s: Summary, run_dir: Path | None = None) -> list[Suite]:
         drill=s["drill"], experiment_id=experiment_id(s), cases=failover_cases(s),
         time_s=s.get("duration_s") or 0.0, started_at=s["started_at"],
         properties={"run_id": s["run_id"], "experiment": s["experiment"], **common,
-                    "verdict": s["verdict"], "report": _report(run_dir)},
+                    "verdict": s["verdict"], "report": _report(run_dir), **_dns_properties(s)},
         out=_text(markdown.headline(s))))
     fb = s["failback"]
     if fb is not None:
@@ -161,6 +200,18 @@ def suites(s: Summary, run_dir: Path | None = None) -> list[Suite]:
                         **common, "verdict": fb.get("verdict"), "game_day_run_id": s["run_id"]},
             out=_text(markdown.failback_headline(fb))))
     return out
+
+
+def _dns_properties(s: Summary) -> dict[str, Any]:
+    """The authority's budget (its case's target) and the slowest resolver (the DNS phase
+    of the RTO budget), when the summary has them."""
+    dns = s.get("dns")
+    if not dns:
+        return {}
+    authority = dns.get("authority")
+    slowest = next((r["name"] for r in dns.get("resolvers") or [] if r.get("slowest")), None)
+    return {"dns.authority.budget_s": authority["budget_s"] if authority else None,
+            "dns.slowest_resolver": slowest}
 
 
 def _report(run_dir: Path | None) -> str | None:
