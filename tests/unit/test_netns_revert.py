@@ -45,8 +45,12 @@ def _started(d: driver.NetnsDriver, name: str, code: str) -> None:
         time.sleep(0.01)
 
 
-def _recording(d: driver.NetnsDriver, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _recording(d: driver.NetnsDriver, monkeypatch: pytest.MonkeyPatch, *,
+               serves: bool = False) -> list[str]:
+    """The driver's steps that need the lab's database recorded instead of run; `serves`:
+    whether the region's database answers a query (the stand-in process is not one)."""
     calls: list[str] = []
+    monkeypatch.setattr(d, "_serves", lambda region: serves)
     monkeypatch.setattr(d, "_other_serves_or_was_promoted", lambda region: False)
     monkeypatch.setattr(d, "_start_postgres", lambda region: calls.append("start"))
     monkeypatch.setattr(d, "_standby_follows", lambda region: calls.append("follows"))
@@ -84,10 +88,31 @@ def test_a_crash_that_never_ends_fails_the_revert_and_names_the_fix(
         monkeypatch.setattr(driver, "CRASH_ENDS_S", 0.3)
         d._stop_processes(region, undo)
         with pytest.raises(LabError, match=r"postgres-region-1 \(pid \d+\) still runs 0.3 s "
-                                           r"after scale-to-zero stopped it: stop it, then "
-                                           r"run `gameday recover`"):
+                                           r"after scale-to-zero stopped it, and answers no "
+                                           r"query: stop it, then run `gameday recover`"):
             d._restart_processes(region, undo)
         assert calls == []  # no second postmaster next to the one still running
+    finally:
+        d.procs.stop(f"postgres-{region.name}", sig=signal.SIGKILL)
+
+
+def test_a_fault_planned_but_never_injected_is_reverted_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drill interrupted between recording its plan and sending the signal (seen in CI:
+    SIGINT while the ledger line was written): the database still runs and answers, so
+    the revert waits for nothing and starts nothing."""
+    d = _driver(tmp_path)
+    region = d.lab.primary
+    _started(d, f"postgres-{region.name}", NO_END)
+    try:
+        undo = d._plan_stop(region)
+        calls = _recording(d, monkeypatch, serves=True)
+        started = time.monotonic()
+        d._restart_processes(region, undo)  # no _stop_processes: the signal was never sent
+        took = time.monotonic() - started
+        assert calls == []
+        assert took < 2, took  # not CRASH_ENDS_S
+        assert d.procs.alive(f"postgres-{region.name}")
     finally:
         d.procs.stop(f"postgres-{region.name}", sig=signal.SIGKILL)
 

@@ -22,6 +22,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,10 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 STANDBY_FOLLOWS_S = 3.0
 # the same under Patroni, which also needs a loop (1 s) to point its replica at the leader
 PATRONI_FOLLOWS_S = 8.0
-# how long a process scale-to-zero killed may take to end before its revert gives up
+# how long a database scale-to-zero crashed (SIGQUIT) may take to end before its revert
+# gives up; a process it SIGKILLed ends within KILLED_ENDS_S, or was never signalled
 CRASH_ENDS_S = 15.0
+KILLED_ENDS_S = 0.5
 
 EGRESS_RULES = """table inet gameday {
     chain output {
@@ -227,7 +230,7 @@ class NetnsDriver(FaultTable):
         """scale-to-zero undone: what the record lists starts again, the database fenced
         when another region serves or was promoted."""
         password = self.lab.database.password
-        self._wait_crashed(undo)
+        self._wait_crashed(region, undo)
         if f"patroni-{region.name}" in undo["stopped"]:
             # Patroni is the fence: it starts its PostgreSQL as a replica (pg_rewind
             # first) when the other member holds the leader key
@@ -245,15 +248,40 @@ class NetnsDriver(FaultTable):
             netns_lab.start_storefront(self.state, region.name, password)
             netns_lab.wait_storefronts(self.state, region.name)
 
-    def _wait_crashed(self, undo: dict[str, Any]) -> None:
+    def _wait_crashed(self, region: Region, undo: dict[str, Any]) -> None:
         """The crash the fault began may not be over: a postmaster's immediate shutdown takes
         a moment. A revert that looked before it ended would find the process alive and
         start nothing (seen in CI: a stop condition fired while the drill waited for the
-        fault to take effect, and region-1's database stayed down after the rollback)."""
+        fault to take effect, and region-1's database stayed down after the rollback).
+
+        The fault may also never have been injected (a drill interrupted between recording
+        its plan and sending the signal): a database that still answers queries was never
+        stopped, and there is nothing to wait for. Only the postmaster's SIGQUIT ends
+        slowly; SIGKILL (storefronts, Patroni) ends a process at once."""
         for name, pid in (undo.get("pids") or {}).items():  # none in an older ledger's line
-            if pid is not None and not self.procs.wait_gone(name, pid, CRASH_ENDS_S):
+            if pid is None:
+                continue
+            if not name.startswith("postgres-"):
+                self.procs.wait_gone(name, pid, KILLED_ENDS_S)
+                continue
+            began = time.monotonic()
+
+            def over(name: str = name, pid: int = pid, began: float = began) -> bool:
+                if self.procs.pid(name) != pid:
+                    return True
+                # after a moment in which a signal just sent is surely handled
+                return time.monotonic() - began >= KILLED_ENDS_S and self._serves(region)
+
+            if not poll_within(over, timeout_s=CRASH_ENDS_S, interval_s=0.05,
+                               interruptible=False):
                 raise LabError(f"{name} (pid {pid}) still runs {CRASH_ENDS_S:g} s after "
-                               "scale-to-zero stopped it: stop it, then run `gameday recover`")
+                               "scale-to-zero stopped it, and answers no query: stop it, "
+                               "then run `gameday recover`")
+
+    def _serves(self, region: Region) -> bool:
+        """The region's database answers a query (not one ending its immediate shutdown,
+        which refuses every connection)."""
+        return postgres.role(self.lab, _direct(region)) is not None
 
     # -- helpers ---------------------------------------------------------------------------
 
