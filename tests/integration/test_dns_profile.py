@@ -14,13 +14,13 @@ One lab for the module, `--region-addresses 2 --cname --ipv6 --health-interval 1
   db_addresses), read back from lab.json, and a game day and its failback pass on it, run
   with the lab's resolver as the system's (<state>/resolv.conf bound over /etc/resolv.conf
   in a mount namespace of chaos's own: real glibc and libpq lookups), with a flip per
-  resolver (the slowest the budget's DNS phase), the whole answer of every server (chain, A
-  and AAAA) in the dns table, and every acknowledged write attributed to a database by its
-  name: region-1's until the promotion, region-2's after;
+  resolver (the slowest the budget's DNS phase, each within its own TTL of the authority),
+  the whole answer of every server (chain, A and AAAA) in the dns table, and every
+  acknowledged write attributed to a database by its name: region-1's until the promotion,
+  region-2's after;
 - dnsmasq raises a 1 s TTL to its 10 s floor, where unbound and the Recursor keep it;
-- the gate keeps a region while one endpoint passes, withdraws it at the threshold-th failed
-  check of its last one (not before), each number read from the lab's descriptor, and each
-  resolver follows within its own TTL;
+- the gate keeps a region while one endpoint passes, and withdraws it at the threshold-th
+  failed check of its last one (not before), each number read from the lab's descriptor;
 - the Recursor serves the last answer stale while it cannot reach the authority;
 - `lab down` removes all of it, dnsmasq's files outside the state directory included.
 
@@ -222,7 +222,13 @@ def _every_resolver_flipped(run: Path, summary: dict[str, Any], dns: dict[str, A
     assert None not in flips and all(r["error_s"] < 0.5 for r in resolvers), resolvers
     (slowest,) = [r for r in resolvers if r["slowest"]]
     assert slowest["flip_s"] == max(flips) == summary["phases"]["dns_resolver_s"], summary
-    assert min(flips) >= summary["phases"]["dns_authoritative_s"] - 0.1, summary
+    auth = summary["phases"]["dns_authoritative_s"]
+    assert min(flips) >= auth - 0.1, summary
+    # each follows the authority within its own TTL: all three keep their caches in whole
+    # seconds, so a record of TTL n lives up to n + 1 s (dnsmasq's at least its floor)
+    ttls = {r["name"]: max(dns["ttl_s"], r["min_ttl_s"]) for r in dns["resolvers"]}
+    for r in resolvers:
+        assert r["flip_s"] - auth <= ttls[r["name"]] + 1 + 0.3 + r["error_s"], (r, auth)
     db = sqlite3.connect(run / "timeline.sqlite")
     try:
         answers = set(db.execute("SELECT server, answer, chain, region FROM dns WHERE ok"))
@@ -301,7 +307,7 @@ def _flip(samples: list[dict[str, Any]], server: str) -> float:
     return float(mine[first]["t"])
 
 
-def test_the_gate_withdraws_a_region_at_its_threshold_and_resolvers_follow(
+def test_the_gate_withdraws_a_region_at_its_threshold(
         lab: dict[str, str]) -> None:
     dns = dns_block(lab)
     interval, failures = dns["health"]["interval_s"], dns["health"]["failures"]
@@ -334,10 +340,11 @@ def test_the_gate_withdraws_a_region_at_its_threshold_and_resolvers_follow(
     assert (got["chain"], got["addresses"]) == (CHAIN["region-1"], ["198.18.0.101",
                                                                     "198.18.0.11"])
 
-    # the last one goes: watched from the users' namespace, the authority and each resolver
-    floor = max(r["min_ttl_s"] for r in dns["resolvers"])
-    watch_s = failures * interval + timeout + floor + 8
-    every = servers(lab)
+    # the last one goes: the authority watched from the users' namespace (each resolver's
+    # following it within its TTL is checked on the game day's own samples, above: waiting
+    # here for dnsmasq's 10 s floor again would only cost time)
+    watch_s = failures * interval + timeout + 8
+    every = {"authoritative": servers(lab)["authoritative"]}
     watcher = subprocess.Popen(
         ["ip", "netns", "exec", USERS, sys.executable, str(CLIENT), "watch", str(watch_s),
          NAME, *every.values()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -359,12 +366,7 @@ def test_the_gate_withdraws_a_region_at_its_threshold_and_resolvers_follow(
     change = gate_status(lab)["changes"][-1]
     assert change["active"] == "region-2" and "reloaded_monotonic" in change
     assert killed < change["monotonic"] <= flips["authoritative"], change
-    lags = {who: round(t - flips["authoritative"], 3) for who, t in flips.items()}
-    for r in dns["resolvers"]:
-        # all three keep their caches in whole seconds: a record of TTL n lives up to n + 1 s
-        held = max(dns["ttl_s"], r["min_ttl_s"]) + 1
-        assert -0.1 <= lags[r["name"]] <= held + 0.3, (r["name"], lags)
-    print(f"withdrawn after {withdrawn:.3f} s; resolvers' lag behind the authority: {lags}")
+    print(f"withdrawn after {withdrawn:.3f} s")
 
 
 def test_the_recursor_serves_stale_while_the_authority_is_out_of_reach(
