@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,38 +186,22 @@ def dns_server() -> Iterator[dict[str, list[str]]]:
     """A UDP DNS server on loopback answering the global name with a CNAME to
     region-1.shop.gameday.test and the addresses of `answers` (changed by the test)."""
     answers = copy.deepcopy(ZONE)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
+    target = "region-1.shop.gameday.test."
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                wire, peer = sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(wire)
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            target = "region-1.shop.gameday.test."
-            response.answer.append(dns.rrset.from_text(question.name, 1, "IN", "CNAME",
-                                                       target))
-            kind = dns.rdatatype.to_text(question.rdtype)
-            if answers.get(kind):
-                response.answer.append(dns.rrset.from_text_list(target, 1, "IN", kind,
-                                                                answers[kind]))
-            sock.sendto(response.to_wire(), peer)
+    def reply(wire: bytes) -> bytes:
+        query = dns.message.from_wire(wire)
+        response = dns.message.make_response(query)
+        question = query.question[0]
+        response.answer.append(dns.rrset.from_text(question.name, 1, "IN", "CNAME", target))
+        kind = dns.rdatatype.to_text(question.rdtype)
+        if answers.get(kind):
+            response.answer.append(dns.rrset.from_text_list(target, 1, "IN", kind,
+                                                            answers[kind]))
+        return response.to_wire()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    answers["port"] = [str(sock.getsockname()[1])]
-    try:
+    with fakes.udp_responder(reply) as port:
+        answers["port"] = [str(port)]
         yield answers
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
 
 
 def test_the_gate_s_dns_probe_classifies_a_and_aaaa_through_the_chain(
