@@ -56,7 +56,8 @@ CANCEL_TIMEOUT_S = 1.0
 # How long the writers take at most to end once stopped, each after its write in flight:
 # given up after WRITE_TIMEOUT_S, its cancel answered within CANCEL_TIMEOUT_S, then the
 # write's own answer within as long again before its socket is shut (a writer connecting
-# meanwhile waits at most its connect_timeout, 2 s a region, 4 s for both). The recorder
+# meanwhile waits at most its connect_timeout, 2 s for each address of each region's
+# db_host: 4 s for two one-address regions, twice that for names with A and AAAA). The recorder
 # waits this long for their last attempts before it writes its own last records.
 STOP_S = WRITE_TIMEOUT_S + 2 * CANCEL_TIMEOUT_S + 4 * WATCH_S
 
