@@ -89,3 +89,39 @@ async def _reset_while_the_client_waits() -> bytes | str:
 def test_a_reset_by_the_server_reaches_the_waiting_client() -> None:
     """Without it a standby's WAL receiver (no timeout while it connects) waited for ever."""
     assert asyncio.run(_reset_while_the_client_waits()) in (b"", "ConnectionResetError")
+
+
+async def _half_close() -> tuple[bytes, bytes]:
+    """The server says its last and ends its side (an end of file, not a reset); the client
+    reads it to the end, then still sends, and the server still receives."""
+    got_after_eof: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def half_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"bye")
+        writer.write_eof()
+        got_after_eof.set_result(await reader.read(100))
+        writer.close()
+
+    server = await asyncio.start_server(half_close, "127.0.0.1", 0)
+    stop = asyncio.Event()
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    proxy = asyncio.create_task(serve(("127.0.0.1", 0), ("127.0.0.1",
+                                      server.sockets[0].getsockname()[1]), 10,
+                                      stop=stop, bound=bound))
+    reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
+    heard = await asyncio.wait_for(reader.read(), 3)  # to its end of file
+    writer.write(b"after")
+    await writer.drain()
+    answer = await asyncio.wait_for(got_after_eof, 3)
+    writer.close()
+    stop.set()
+    await proxy
+    server.close()
+    await server.wait_closed()
+    return heard, answer
+
+
+def test_an_end_of_file_is_a_half_close_not_a_reset() -> None:
+    """Only a reset takes the whole connection down: an end of file from one side is passed
+    on as one, and the other direction goes on."""
+    assert asyncio.run(_half_close()) == (b"bye", b"after")
