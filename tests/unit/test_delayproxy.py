@@ -4,9 +4,11 @@ chunks in flight at once arrive one delay later, not one delay each. On loopback
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gameday.labs.netns.delayproxy import serve
 
@@ -55,6 +57,29 @@ def test_delay_is_added_each_way_without_serialising() -> None:
     assert pipelined < 0.25, pipelined  # not 20 x 100 ms
 
 
+@contextlib.asynccontextmanager
+async def _proxied(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                     Awaitable[None]]
+                   ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A server running `handler`, the proxy in front of it (10 ms), and a client
+    connected through the proxy; all of it stopped when the block ends."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    stop = asyncio.Event()
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    proxy = asyncio.create_task(serve(("127.0.0.1", 0), ("127.0.0.1",
+                                      server.sockets[0].getsockname()[1]), 10,
+                                      stop=stop, bound=bound))
+    reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        stop.set()
+        await proxy
+        server.close()
+        await server.wait_closed()
+
+
 async def _reset_while_the_client_waits() -> bytes | str:
     """A server that takes the connection and resets it without a word, as a dying
     postmaster's listen queue does, while the client waits for its reply."""
@@ -64,26 +89,14 @@ async def _reset_while_the_client_waits() -> bytes | str:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()  # closed with SO_LINGER 0: a reset, not an end of file
 
-    server = await asyncio.start_server(reset_at_once, "127.0.0.1", 0)
-    stop = asyncio.Event()
-    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    proxy = asyncio.create_task(serve(("127.0.0.1", 0), ("127.0.0.1",
-                                      server.sockets[0].getsockname()[1]), 10,
-                                      stop=stop, bound=bound))
-    reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
-    writer.write(b"startup packet")
-    try:
-        got: bytes | str = await asyncio.wait_for(reader.read(100), 3)
-    except TimeoutError:
-        got = "still waiting after 3 s"
-    except ConnectionError as exc:
-        got = type(exc).__name__
-    writer.close()
-    stop.set()
-    await proxy
-    server.close()
-    await server.wait_closed()
-    return got
+    async with _proxied(reset_at_once) as (reader, writer):
+        writer.write(b"startup packet")
+        try:
+            return await asyncio.wait_for(reader.read(100), 3)
+        except TimeoutError:
+            return "still waiting after 3 s"
+        except ConnectionError as exc:
+            return type(exc).__name__
 
 
 def test_a_reset_by_the_server_reaches_the_waiting_client() -> None:
@@ -102,23 +115,11 @@ async def _half_close() -> tuple[bytes, bytes]:
         got_after_eof.set_result(await reader.read(100))
         writer.close()
 
-    server = await asyncio.start_server(half_close, "127.0.0.1", 0)
-    stop = asyncio.Event()
-    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    proxy = asyncio.create_task(serve(("127.0.0.1", 0), ("127.0.0.1",
-                                      server.sockets[0].getsockname()[1]), 10,
-                                      stop=stop, bound=bound))
-    reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
-    heard = await asyncio.wait_for(reader.read(), 3)  # to its end of file
-    writer.write(b"after")
-    await writer.drain()
-    answer = await asyncio.wait_for(got_after_eof, 3)
-    writer.close()
-    stop.set()
-    await proxy
-    server.close()
-    await server.wait_closed()
-    return heard, answer
+    async with _proxied(half_close) as (reader, writer):
+        heard = await asyncio.wait_for(reader.read(), 3)  # to its end of file
+        writer.write(b"after")
+        await writer.drain()
+        return heard, await asyncio.wait_for(got_after_eof, 3)
 
 
 def test_an_end_of_file_is_a_half_close_not_a_reset() -> None:
