@@ -240,7 +240,7 @@ PHASES: tuple[Phase, ...] = (
           short="DNS resolver flip", marker="DNS resolver",
           waiting="waiting for the resolver DNS flip", seen="dns-resolver",
           after="dns_authoritative_s",
-          allowance=lambda p: _resolver_allowance(p),
+          allowance=_resolver_allowance,
           measure=_dns_resolvers),
     Phase(name="first_success_s", label="First global request served by the secondary",
           short="First success", marker="first success",
