@@ -142,13 +142,14 @@ def dns_rows(rng: random.Random) -> Iterator[tuple]:
             if t < T_FAULT - 1.0 and rng.random() < 0.0005:
                 # a lost UDP answer now and then (none after the fault: one would mean the
                 # server never settled on region-2, see instants.dns_flip)
-                yield (t, server, 0, None, None, None, 1.0, late, "Timeout")
+                yield (t, server, 0, None, None, None, 1.0, late, "Timeout", None, None)
                 continue
             answer = R2 if t >= flip else R1
             if answer == R2:
                 ANSWERS.setdefault(f"dns_{server}_s", t - T_FAULT)
+            # as the recorder writes it: no CNAME chain, and the region the answer is
             yield (t, server, 1, answer, "NOERROR", 1, round(rng.uniform(0.0003, 0.002), 6),
-                   late, None)
+                   late, None, "", "region-2" if answer == R2 else "region-1")
 
 
 def http_rows(rng: random.Random) -> Iterator[tuple]:

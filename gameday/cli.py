@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,39 @@ def lab() -> None:
     """The embedded netns lab (root, Linux; no Docker)."""
 
 
+def _dns_profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`lab up`'s production-shaped DNS profile (issue 19; labs/netns/dnsprofile.py)."""
+    options = [
+        click.option("--region-addresses", type=click.IntRange(1, 8), default=1,
+                     show_default=True,
+                     help="Storefront instances per region, each on its own address (an "
+                          "ALB's nodes); DNS answers them all."),
+        click.option("--cname", is_flag=True,
+                     help="The global name is a CNAME to a per-region name "
+                          "(region-1.shop.gameday.test), switched like a Route 53 failover "
+                          "alias."),
+        click.option("--ipv6", is_flag=True,
+                     help="AAAA records too: every instance also listens on an address of "
+                          "2001:2::/48."),
+        click.option("--health-failures", type=click.IntRange(1, 10), default=None,
+                     help="Failed checks in a row before a region is unhealthy (and passing "
+                          "ones before it is healthy again), as Route 53's failure threshold. "
+                          "[default: 1, PowerDNS ifurlup]"),
+        click.option("--health-timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=None, help="Time each health check may take (s). [default: 1]"),
+        click.option("--resolvers", "resolver_list", metavar="LIST", default=None,
+                     help="Resolvers to run, comma-separated: unbound,dnsmasq,pdns-recursor "
+                          "(unbound always runs), each on its own address."),
+        click.option("--db-hostnames", is_flag=True,
+                     help="Each region's database by a name of the lab's zone "
+                          "(db.region-1.gameday.test, AAAA too with --ipv6) as its db_host; "
+                          "run drills with the lab's resolver (<state>/resolv.conf)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @lab.command("up")
 @click.option("--replication", type=click.Choice(["sync", "async"]), default="sync",
               show_default=True, help="Streaming replication mode of the region-2 standby.")
@@ -97,7 +131,8 @@ def lab() -> None:
               help="One-way delay on the cross-region paths.")
 @click.option("--ttl", type=float, default=1.0, show_default=True, help="DNS TTL (s).")
 @click.option("--health-interval", type=float, default=1.0, show_default=True,
-              help="PowerDNS health check interval (s).")
+              help="Health check interval (s): PowerDNS ifurlup's, or the health-check "
+                   "gate's with the DNS profile's options.")
 @click.option("--ha", type=click.Choice(["patroni"]), default=None,
               help="Autonomous failover: Patroni members in both regions and a single-member "
                    "etcd witness in gd-witness; the system promotes by itself.")
@@ -127,13 +162,15 @@ def lab() -> None:
 @click.option("--sentinel-failover-timeout-ms", type=click.IntRange(min=1000, max=600000),
               default=10000, show_default=True,
               help="redis-sentinel: failover-timeout.")
+@_dns_profile_options
 @click.pass_context
-def lab_up(ctx: click.Context, replication: str, delay_ms: float, ttl: float,
+def lab_up(ctx: click.Context, /, replication: str, delay_ms: float, ttl: float,
            health_interval: float, ha: str | None, patroni_ttl: int, patroni_loop_wait: int,
            patroni_retry_timeout: int, patroni_max_lag: int, store: str,
            redis_durability: str, sentinel_down_after_ms: int,
-           sentinel_failover_timeout_ms: int) -> None:
+           sentinel_failover_timeout_ms: int, **dns_profile: Any) -> None:
     """Bring the lab up and write its descriptor (.gameday/lab.json)."""
+    from gameday.labs.netns import dnsprofile
     from gameday.labs.netns import lab as netns
     from gameday.labs.netns.patroni import PatroniOptions
     from gameday.labs.netns.redis_sentinel import RedisOptions
@@ -147,7 +184,13 @@ def lab_up(ctx: click.Context, replication: str, delay_ms: float, ttl: float,
                                maximum_lag_on_failover=patroni_max_lag),
         store=store,
         redis=RedisOptions(durability=redis_durability, down_after_ms=sentinel_down_after_ms,
-                           failover_timeout_ms=sentinel_failover_timeout_ms))
+                           failover_timeout_ms=sentinel_failover_timeout_ms),
+        dns=dnsprofile.DnsProfile(
+            region_addresses=dns_profile["region_addresses"], cname=dns_profile["cname"],
+            ipv6=dns_profile["ipv6"], health_failures=dns_profile["health_failures"],
+            health_timeout_s=dns_profile["health_timeout"],
+            resolvers=dnsprofile.parse_resolvers(dns_profile["resolver_list"]),
+            db_hostnames=dns_profile["db_hostnames"]))
     try:
         path = netns.up(options, progress=lambda m: click.echo(f"lab: {m}", err=True))
     except GamedayError as exc:

@@ -10,6 +10,10 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v pdns_server >/dev/null || need+=(pdns-server)
 [ -e /usr/lib/x86_64-linux-gnu/pdns/libbindbackend.so ] || ls /usr/lib/*/pdns/libbindbackend.so >/dev/null 2>&1 || need+=(pdns-backend-bind)
 command -v unbound >/dev/null || need+=(unbound)
+# the production-shaped DNS profile (lab up --resolvers dnsmasq,pdns-recursor): the bare
+# dnsmasq binary (dnsmasq-base: no system service of its own) and the PowerDNS Recursor
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+command -v pdns_recursor >/dev/null || need+=(pdns-recursor)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v shellcheck >/dev/null || need+=(shellcheck)
@@ -39,8 +43,8 @@ fi
 echo "setup: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# policy-rc.d 101: do not start the packages' own services (pdns, unbound, postgresql,
-# redis):
+# policy-rc.d 101: do not start the packages' own services (pdns, unbound, pdns-recursor,
+# postgresql, redis):
 # the lab runs its own instances inside namespaces.
 policy=/usr/sbin/policy-rc.d
 created_policy=0

@@ -56,11 +56,15 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
                       consecutive: int = 0,
                       configuration: Optional[Dict[str, Any]] = None,
                       secrets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Wait until `consecutive` global requests in a row were served by `region` and the
+    """Wait until `consecutive` global requests in a row were served by `region`, the
     canary has a write acknowledged by `region`'s database (on a store without SQL, the
-    application canary one answered from `region`), as the recorder saw them.
-    `consecutive` 0 (the default) takes the configuration's `k_consecutive`: the rule the
-    report's RTO is measured by, so `--var k_consecutive=3` changes both."""
+    application canary one answered from `region`), and every resolver sampled
+    (`dns.resolver` and `dns.resolvers`) last answered with `region`'s endpoints alone, as
+    the recorder saw them: users behind a resolver that clamps a low TTL up are sent to the
+    lost region for longer, and the run must go on until their flip is seen too (the slowest
+    is the budget's DNS phase). `consecutive` 0 (the default) takes the configuration's
+    `k_consecutive`: the rule the report's RTO is measured by, so `--var k_consecutive=3`
+    changes both."""
     drill = context.current(configuration, secrets)
     k = drill.settings.k(consecutive)
     run = _recording(drill, "wait_for_recovery")
@@ -72,6 +76,8 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
     started = time.monotonic()
     served = wrote = False
     sql = stores.has_sql_canary(drill.lab)
+    resolvers = drill.lab.dns.sampled()
+    behind: dict[str, str] = {}  # resolver name -> what it last answered, until it flips
 
     with queries.Samples(run.dir) as samples:
         def recovered() -> bool:
@@ -82,15 +88,24 @@ def wait_for_recovery(region: str = "region-2", timeout_s: float = 60.0,
             served = streak.reached
             wrote = (samples.acked(since=since, server=target.db_host) if sql else
                      samples.app_acked(since=since, region=target.name)) > 0
-            return served and wrote
+            behind.clear()
+            for r in resolvers:
+                last = samples.last_answer(r.stream, since)
+                if last is None or last != (1, region):
+                    behind[r.name] = ("no sample yet" if last is None else
+                                      f"answers {last[1]}" if last[0] else "fails")
+            return served and wrote and not behind
 
         def not_recovered(_: object) -> TargetError:
             writes = "canary writes on its database" if sql else \
                 "application-canary writes answered from it"
             missing = [m for m, ok in (("global requests served by it", served),
                                        (writes, wrote)) if not ok]
-            return TargetError(f"{region} did not recover within {timeout_s:g} s: no "
-                               f"{' and no '.join(missing)}")
+            flips = ", ".join(f"{name} {what}" for name, what in behind.items())
+            return TargetError(f"{region} did not recover within {timeout_s:g} s: "
+                               + "; ".join([*(f"no {m}" for m in missing),
+                                            *([f"resolvers not on {region}: {flips}"]
+                                              if flips else [])]))
 
         poll_until(recovered, timeout_s=timeout_s, interval_s=0.1, error=not_recovered)
     return {"region": region, "waited_s": round(time.monotonic() - started, 3)}

@@ -15,6 +15,7 @@ import dns.rdatatype
 import httpx
 
 from gameday.drill import stores
+from gameday.foundation import endpoints
 from gameday.foundation.descriptor import Lab
 from gameday.foundation.errors import ConfigError, TargetError
 from gameday.foundation.poll import poll_until
@@ -34,24 +35,40 @@ def region_is_healthy(lab: Lab, region: str) -> bool:
 
 
 def dns_answers_region(lab: Lab, region: str, server: str) -> bool:
-    """True when `server` (authoritative or resolver) answers the global name with
-    `region`'s address."""
+    """True when `server` (authoritative or resolver) answers the global name, A and AAAA
+    through any CNAME chain, with `region`'s endpoints only (endpoints.classify)."""
     if server not in ("authoritative", "resolver"):
         raise ConfigError("server must be 'authoritative' or 'resolver'")
-    return sorted(resolve(lab, server)) == [lab.region(region).address]
+    lab.region(region)  # an unknown region is a ConfigError, not a False
+    addresses: list[str] = []
+    chain: list[str] = []
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        found, through = _ask(lab, server, rdtype)
+        addresses += found
+        chain += [name for name in through if name not in chain]
+    return endpoints.classify(addresses, chain, lab.endpoints()) == region
 
 
 def resolve(lab: Lab, server: str = "resolver") -> list[str]:
     """The A records `server` (authoritative or resolver) gives for the global name;
     TargetError when it does not answer."""
+    return _ask(lab, server, dns.rdatatype.A)[0]
+
+
+def _ask(lab: Lab, server: str, rdtype: dns.rdatatype.RdataType) -> tuple[list[str], list[str]]:
+    """(the addresses of type `rdtype`, the CNAME targets in order) that `server` gives for
+    the global name; TargetError when it does not answer."""
     s = lab.dns.authoritative if server == "authoritative" else lab.dns.resolver
     try:
-        r = dns.query.udp(dns.message.make_query(lab.dns.name, dns.rdatatype.A), s.ip(),
-                          port=s.port, timeout=2)
+        r = dns.query.udp(dns.message.make_query(lab.dns.name, rdtype), s.ip(), port=s.port,
+                          timeout=2)
     except (dns.exception.DNSException, OSError) as exc:
         raise TargetError(f"the {server} DNS server {s.address}:{s.port} does not answer "
                           f"({type(exc).__name__}): is the lab up?") from None
-    return [rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == dns.rdatatype.A]
+    addresses = [rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == rdtype]
+    chain = [str(rr.target).rstrip(".") for rrset in r.answer for rr in rrset
+             if rrset.rdtype == dns.rdatatype.CNAME]
+    return addresses, chain
 
 
 def standby_is_streaming(lab: Lab, region: str) -> bool:

@@ -1,7 +1,9 @@
 """The readiness gate before the first fault (docs/design.md, Failover and failback protocol).
 
 Each check names what is wrong, so the one-line error tells the SRE what to fix before
-trying again. Bounds on TTL and health interval keep the RTO target reachable at all.
+trying again. The TTL and health interval are bounded (`max_ttl_s`, `max_health_interval_s`)
+and the RTO target must fit the budget they give (`limits`): a drill whose target the DNS
+settings alone make unreachable measures the wait for a cache, not the system.
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ from gameday.foundation.descriptor import Lab
 from gameday.foundation.errors import GamedayError, TargetError
 from gameday.foundation.poll import poll_until
 from gameday.foundation.settings import GamedaySettings
-from gameday.measure import app_canary
-
-MAX_TTL_S = 60.0
-MAX_HEALTH_INTERVAL_S = 10.0
+from gameday.measure import app_canary, phases
 
 
 def check(settings: GamedaySettings, lab: Lab) -> list[str]:
     """The problems that still stand after waiting up to `ready_timeout_s` (default 20 s)
     for them to clear: a standby reconnects a few seconds after its primary restarted, and
-    a drill started right after another one should wait for that, not fail."""
+    a drill started right after another one should wait for that, not fail. A limit the
+    descriptor or the RTO target breaks does not clear by waiting: no wait then."""
+    if limits(settings, lab):
+        return check_once(settings, lab)
     problems: list[str] = []
 
     def ready() -> bool:
@@ -73,9 +75,31 @@ def check_once(settings: GamedaySettings, lab: Lab) -> list[str]:
             problem = f"the application canary's read-back: {exc}"
         if problem:
             problems.append(problem)
-    if lab.dns.ttl_s is not None and lab.dns.ttl_s > MAX_TTL_S:
-        problems.append(f"DNS TTL {lab.dns.ttl_s:g} s is above {MAX_TTL_S:g} s")
-    if lab.dns.health_interval_s is not None and lab.dns.health_interval_s > MAX_HEALTH_INTERVAL_S:
-        problems.append(f"DNS health interval {lab.dns.health_interval_s:g} s is above "
-                        f"{MAX_HEALTH_INTERVAL_S:g} s")
+    return problems + limits(settings, lab)
+
+
+def limits(settings: GamedaySettings, lab: Lab) -> list[str]:
+    """What the descriptor's DNS settings and the RTO target refuse by themselves, before
+    anything is asked of the lab."""
+    problems: list[str] = []
+    ttl, interval = lab.dns.ttl_s, lab.dns.health_interval_s
+    bounds = settings.gate
+    if ttl is not None and ttl > bounds.max_ttl_s:
+        problems.append(f"DNS TTL {ttl:g} s is above max_ttl_s={bounds.max_ttl_s:g} s: lower "
+                        "the TTL, or raise max_ttl_s in the experiment's configuration")
+    if interval is not None and interval > bounds.max_health_interval_s:
+        problems.append(f"DNS health interval {interval:g} s is above max_health_interval_s="
+                        f"{bounds.max_health_interval_s:g} s: check more often, or raise "
+                        "max_health_interval_s in the experiment's configuration")
+    budget = phases.deadlines(settings.recorded(lab)["configuration"])
+    rto = budget[phases.RTO.name].deadline_s
+    target = settings.targets.rto_s
+    if rto > target:
+        path = "; ".join(f"{d.name.removesuffix('_s')} +{d.allowance_s:g} s ({d.basis})"
+                         for d in phases.path_to(phases.RTO.name, budget))
+        short = round(rto - target, 4)
+        problems.append(f"the RTO target {target:g} s cannot be reached: the lab's health "
+                        f"checks and TTL give an RTO budget of {rto:g} s, {short:g} s more "
+                        f"({path}): raise rto_target_s to {rto:g}, or shorten the TTL or the "
+                        "health checks")
     return problems

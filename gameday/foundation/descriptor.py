@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 
 from gameday.foundation import lab_kinds
+from gameday.foundation.endpoints import NOT_REGIONS, Endpoints
 from gameday.foundation.errors import ConfigError, LabError
 
 DEFAULT_LAB_FILE = ".gameday/lab.json"
@@ -35,6 +36,9 @@ class Region:
     storefront_url: str
     db_host: str
     db_port: int = 5432
+    # what its PostgreSQL servers answer inet_server_addr() with (addresses or CIDRs);
+    # empty: every address db_host resolves to (see Lab.database_identities)
+    db_addresses: tuple[str, ...] = ()
     netns: str | None = None
     kube_context: str | None = None
     namespace: str | None = None
@@ -64,13 +68,65 @@ class DnsServer:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Resolver(DnsServer):
+    """One resolver users sit behind (`dns.resolvers`): sampled like `dns.resolver`, with a
+    flip of its own. `stream` is its name in the timeline's `dns` table."""
+
+    name: str
+    stream: str
+    kind: str | None = None
+    min_ttl_s: float | None = None  # the TTL floor it caches with
+    serve_stale_s: float | None = None  # how long past expiry it may answer (0: never)
+
+    def recorded(self) -> dict[str, Any]:
+        """What a run records of it (meta `dns_resolvers`)."""
+        return {"name": self.name, "stream": self.stream, "kind": self.kind,
+                "address": self.address, "port": self.port, "min_ttl_s": self.min_ttl_s,
+                "serve_stale_s": self.serve_stale_s}
+
+
+RESOLVER_STREAM = "resolver"  # the `dns` stream of `dns.resolver`, the one clients use
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Health:
+    """The authority's health checks (`dns.health`), as Route 53 has them: a check every
+    `interval_s`, each allowed `timeout_s`, an endpoint unhealthy after `failures` failed
+    in a row. They set the detection phase's budget (interval × failures + timeout)."""
+
+    interval_s: float
+    failures: int
+    timeout_s: float | None = None
+    checker: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Dns:
     name: str
     authoritative: DnsServer
     resolver: DnsServer
     zone: str = ""
     ttl_s: float | None = None
+    # `dns.health_interval_s`, or `dns.health.interval_s` when only that is given
     health_interval_s: float | None = None
+    health: Health | None = None
+    # `dns.endpoints`: per region name, what its answers are made of
+    endpoints: tuple[tuple[str, Endpoints], ...] = ()
+    # `dns.resolvers`, as given (`sampled` adds `resolver` when it is not among them)
+    resolvers: tuple[Resolver, ...] = ()
+
+    def sampled(self) -> tuple[Resolver, ...]:
+        """Every resolver the drill samples, each with a flip of its own: `resolver` (the
+        one the global request sampler resolves through), then each of `dns.resolvers`
+        that is another server. A listed resolver that is `resolver` lends it its name and
+        kind, so the same server is not sampled twice."""
+        same = next((r for r in self.resolvers if _same_server(r, self.resolver)), None)
+        main = Resolver(address=self.resolver.address, port=self.resolver.port,
+                        name=same.name if same else RESOLVER_STREAM, stream=RESOLVER_STREAM,
+                        kind=same.kind if same else None,
+                        min_ttl_s=same.min_ttl_s if same else None,
+                        serve_stale_s=same.serve_stale_s if same else None)
+        return (main, *(r for r in self.resolvers if r is not same))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -243,6 +299,31 @@ class Lab:
             return self.secondary, self.primary
         return self.primary, self.secondary
 
+    def endpoints(self) -> dict[str, Endpoints]:
+        """Each region's endpoint set: `dns.endpoints`, or its `address` without one."""
+        given = dict(self.dns.endpoints)
+        return {r.name: given.get(r.name) or Endpoints.of_address(r.address)
+                for r in self.regions}
+
+    def database_identities(self) -> dict[str, Endpoints]:
+        """Each region's database servers by their own address, as inet_server_addr()
+        answers on a connection to them: the region's `db_addresses` when the descriptor
+        gives them (behind a proxy such as PgBouncer, the address a client dials is the
+        proxy's, not the server's), else every address its `db_host` resolves to now (an
+        address, or a host name through the resolver libpq uses); a name that does not
+        resolve gives none, so no write is attributed to that region by guess."""
+        out: dict[str, Endpoints] = {}
+        for r in self.regions:
+            if r.db_addresses:
+                out[r.name] = Endpoints.parse(_split_addresses(r.db_addresses))
+                continue
+            try:
+                infos = socket.getaddrinfo(r.db_host, r.db_port, type=socket.SOCK_STREAM)
+            except OSError:
+                infos = []
+            out[r.name] = Endpoints.parse({"addresses": sorted({str(i[4][0]) for i in infos})})
+        return out
+
     def region_of_address(self, address: str | None) -> str | None:
         for region in self.regions:
             if address in (region.address, region.db_host):
@@ -278,6 +359,10 @@ def validate(data: Any, *, source: str = "lab descriptor") -> None:
         raise ConfigError(f"{source}: field '(top level)': 'database' is a required property "
                           "(a lab without one keeps its data in Redis: store.kind "
                           "redis-sentinel)")
+    taken = sorted({r["name"] for r in data["regions"]} & set(NOT_REGIONS))
+    if taken:
+        raise ConfigError(f"{source}: a region may not be called '{taken[0]}': gameday calls "
+                          "a DNS answer that is no one region's so; rename the region")
     roles = sorted(r["role"] for r in data["regions"])
     if roles != ["primary", "secondary"]:
         raise ConfigError(f"{source}: regions need one 'primary' and one 'secondary' role")
@@ -338,10 +423,17 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
         raise ConfigError(f"{source}: a redis-sentinel store has no 'database' and no 'ha' "
                           "block (its Sentinels are its HA manager): remove them")
     regions = tuple(
-        Region(**{**r, "node_containers": tuple(r.get("node_containers", ()))})
+        Region(**{**r, "node_containers": tuple(r.get("node_containers", ())),
+                  "db_addresses": tuple(r.get("db_addresses", ()))})
         for r in data["regions"]
     )
+    for r in regions:
+        try:
+            Endpoints.parse(_split_addresses(r.db_addresses), where=f"{r.name}.db_addresses")
+        except ValueError as exc:
+            raise ConfigError(f"{path or 'lab descriptor'}: regions: {exc}") from None
     dns = data["dns"]
+    health = _health(dns, path)
     return Lab(
         lab=data["lab"],
         regions=regions,
@@ -351,7 +443,10 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
             authoritative=DnsServer(**dns["authoritative"]),
             resolver=DnsServer(**dns["resolver"]),
             ttl_s=dns.get("ttl_s"),
-            health_interval_s=dns.get("health_interval_s"),
+            health_interval_s=dns.get("health_interval_s", health and health.interval_s),
+            health=health,
+            endpoints=_endpoints(dns, regions, path),
+            resolvers=_resolvers(dns, path),
         ),
         sql_database=Database(**database) if database is not None else None,
         redis=redis,
@@ -362,6 +457,62 @@ def from_dict(data: dict[str, Any], *, path: str = "", password: str | None = No
         ca_bundle=(data.get("tls") or {}).get("ca_bundle"),
         kube_credentials=tuple(sorted((kube_credentials or {}).items())),
     )
+
+
+def _split_addresses(texts: tuple[str, ...]) -> dict[str, list[str]]:
+    """`db_addresses` as Endpoints.parse takes them: CIDRs apart from addresses."""
+    return {"addresses": [t for t in texts if "/" not in t],
+            "cidrs": [t for t in texts if "/" in t]}
+
+
+def _same_server(a: DnsServer, b: DnsServer) -> bool:
+    return (a.address.strip().lower(), a.port) == (b.address.strip().lower(), b.port)
+
+
+def _resolvers(dns: Mapping[str, Any], path: str) -> tuple[Resolver, ...]:
+    """`dns.resolvers`, each named once (its name is its stream's and its flip's)."""
+    out: list[Resolver] = []
+    for raw in dns.get("resolvers") or ():
+        name = str(raw["name"])
+        if name == RESOLVER_STREAM or any(r.name == name for r in out):
+            raise ConfigError(f"{path or 'lab descriptor'}: dns.resolvers names "
+                              f"'{name}' twice (or as '{RESOLVER_STREAM}', the name of "
+                              "dns.resolver): give each resolver a name of its own")
+        out.append(Resolver(address=raw["address"], port=raw.get("port", 53), name=name,
+                            stream=f"{RESOLVER_STREAM}:{name}", kind=raw.get("kind"),
+                            min_ttl_s=raw.get("min_ttl_s"),
+                            serve_stale_s=raw.get("serve_stale_s")))
+    return tuple(out)
+
+
+def _endpoints(dns: Mapping[str, Any], regions: tuple[Region, ...],
+               path: str) -> tuple[tuple[str, Endpoints], ...]:
+    where = path or "lab descriptor"
+    names = [r.name for r in regions]
+    out = []
+    for name, raw in (dns.get("endpoints") or {}).items():
+        if name not in names:
+            raise ConfigError(f"{where}: dns.endpoints names '{name}', which is not a region "
+                              f"of the lab ({', '.join(names)})")
+        try:
+            out.append((name, Endpoints.parse(raw, where=f"dns.endpoints.{name}")))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return tuple(out)
+
+
+def _health(dns: Mapping[str, Any], path: str) -> Health | None:
+    raw = dns.get("health")
+    if raw is None:
+        return None
+    health = Health(interval_s=raw["interval_s"], failures=raw["failures"],
+                    timeout_s=raw.get("timeout_s"), checker=raw.get("checker"))
+    flat = dns.get("health_interval_s")
+    if flat is not None and flat != health.interval_s:
+        raise ConfigError(f"{path or 'lab descriptor'}: dns.health_interval_s ({flat:g} s) and "
+                          f"dns.health.interval_s ({health.interval_s:g} s) disagree: give "
+                          "the interval the health checks run at in dns.health only")
+    return health
 
 
 def _ha(raw: dict[str, Any] | None) -> Ha | None:

@@ -136,6 +136,17 @@ class Hold:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class GateLimits:
+    """The longest DNS TTL and health-check interval the readiness gate accepts. The
+    defaults admit a production edge (Route 53's failover record: TTL 60 s, checks every
+    30 s); beyond them a drill measures mostly the wait for a cache or a check, and the
+    gate also refuses an RTO target that the TTL and checks leave no room for."""
+
+    max_ttl_s: float = 300.0
+    max_health_interval_s: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Budget:
     """The allowances of the RTO budget that no other setting gives (docs/runbook.md):
     recorded with the run, so its report's budget uses the drill's own values."""
@@ -365,8 +376,9 @@ class GamedaySettings:
     reports_dir: Path = Path("reports")
     targets: Targets = dataclasses.field(default_factory=Targets)
     max_lag_s: float = 5.0
-    # how long the readiness gate waits for the lab to be ready (probes.gate)
+    # how long the readiness gate waits for the lab to be ready (drill/gate.py)
     ready_timeout_s: float = 20.0
+    gate: GateLimits = dataclasses.field(default_factory=GateLimits)
     k_consecutive: int = 5
     rates: Rates = dataclasses.field(default_factory=Rates)
     kube: KubeAccess = dataclasses.field(default_factory=KubeAccess)
@@ -399,6 +411,9 @@ class GamedaySettings:
             ),
             max_lag_s=number(c, "max_lag_s", 5.0),
             ready_timeout_s=number(c, "ready_timeout_s", 20.0),
+            gate=GateLimits(max_ttl_s=number(c, "max_ttl_s", 300.0),
+                            max_health_interval_s=number(c, "max_health_interval_s", 30.0,
+                                                         minimum=0.001)),
             k_consecutive=int(number(c, "k_consecutive", 5, integer=True, minimum=1)),
             rates=rates(c),
             kube=kube_access(c),
@@ -449,9 +464,10 @@ class GamedaySettings:
                 "http_interval_s": self.rates.http_s,
                 "dns_interval_s": self.rates.dns_s,
                 "replication_interval_s": self.rates.replication_s,
-                # the lab's DNS health check: one failure marks a region down, within 1 s
-                "health_failures": 1,
-                "health_timeout_s": 1.0,
+                # the authority's health checks (`dns.health`); without them, PowerDNS
+                # ifurlup's defaults: one failure marks a region down, within 1 s
+                **_health_checks(lab.dns.health),
+                **_ttl_floor(lab.dns),
                 "promotion": self.promotion.strategy,
                 "promotion_budget_s": self.budget.promotion_s,
                 "write_reconnect_s": self.budget.write_reconnect_s,
@@ -470,6 +486,24 @@ class GamedaySettings:
             **({"app_canary": self.app_canary.as_config(header_values=False)}
                if self.app_canary is not None else {}),
         }
+
+
+def _health_checks(health: descriptor.Health | None) -> dict[str, float]:
+    """The detection budget's failure threshold and check timeout, as the descriptor gives
+    them (measure/phases.py: interval × failures + timeout)."""
+    return {
+        "health_failures": health.failures if health is not None else 1,
+        "health_timeout_s": health.timeout_s if health is not None and
+        health.timeout_s is not None else 1.0,
+    }
+
+
+def _ttl_floor(dns: descriptor.Dns) -> dict[str, float]:
+    """The highest TTL floor among the resolvers the drill samples, when one has a floor
+    (the DNS phase's budget: measure/phases.py); nothing otherwise, so runs without one
+    record what they always did."""
+    floors = [r.min_ttl_s for r in dns.sampled() if r.min_ttl_s]
+    return {"dns_ttl_floor_s": max(floors)} if floors else {}
 
 
 KUBE_SECRET_KEYS = ("KUBERNETES_API_KEY", "KUBERNETES_API_KEY_PREFIX", "KUBERNETES_CERT_FILE",

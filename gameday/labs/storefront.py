@@ -20,9 +20,13 @@ implements; this is its reference implementation):
 A malformed request gets a 4xx and changes nothing.
 
 Run: STOREFRONT_CONNECT='{"host": ..., "dbname": ...}' python -m gameday.labs.storefront \
-        --region region-1 --port 8080 [--host 0.0.0.0] [--store postgresql]
+        --region region-1 --port 8080 [--host 0.0.0.0] [--host 2001:2::11 ...] \
+        [--store postgresql]
      STOREFRONT_REDIS='{"sentinels": [[host, port], ...], ...}' python -m \
         gameday.labs.storefront --region region-1 --store redis-sentinel
+
+One process may listen on several addresses (`--host` repeated): an instance of a
+dual-stack region answers on its IPv4 and its IPv6 address, as a load balancer's node does.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 import os
 import re
 import signal
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -458,6 +463,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], region: str, store: Store) -> None:
         self.region = region
         self.store = store
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -494,7 +501,8 @@ def make_store(kind: str, environ: dict[str, str] | os._Environ[str]) -> Store:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--region", required=True)
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", action="append",
+                        help="an address to listen on, repeated for several (default 0.0.0.0)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--store", choices=STORES, default="postgresql")
     args = parser.parse_args(argv)
@@ -502,12 +510,22 @@ def main(argv: list[str] | None = None) -> None:
         store = make_store(args.store, os.environ)
     except ValueError as exc:
         parser.error(str(exc))
-    server = _Server((args.host, args.port), args.region, store)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    servers = [_Server((host, args.port), args.region, store)
+               for host in args.host or ["0.0.0.0"]]
+
+    def shutdown() -> None:
+        for server in servers:
+            server.shutdown()
+
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=shutdown).start())
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                         daemon=True).start()
     try:
-        server.serve_forever(poll_interval=0.2)
+        servers[0].serve_forever(poll_interval=0.2)
     finally:
-        server.server_close()
+        for server in servers:
+            server.server_close()
 
 
 if __name__ == "__main__":

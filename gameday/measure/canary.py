@@ -29,6 +29,9 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
+from gameday.foundation import endpoints
+from gameday.foundation.descriptor import Lab
+from gameday.foundation.endpoints import Endpoints
 from gameday.foundation.poll import poll_within
 from gameday.measure.store.timeline import BatchWriter, CanaryAttempt, CanaryConnect, Clock
 from gameday.postgres.canary import insert_sql
@@ -53,7 +56,8 @@ CANCEL_TIMEOUT_S = 1.0
 # How long the writers take at most to end once stopped, each after its write in flight:
 # given up after WRITE_TIMEOUT_S, its cancel answered within CANCEL_TIMEOUT_S, then the
 # write's own answer within as long again before its socket is shut (a writer connecting
-# meanwhile waits at most its connect_timeout, 2 s a region, 4 s for both). The recorder
+# meanwhile waits at most its connect_timeout, 2 s for each address of each region's
+# db_host: 4 s for two one-address regions, twice that for names with A and AAAA). The recorder
 # waits this long for their last attempts before it writes its own last records.
 STOP_S = WRITE_TIMEOUT_S + 2 * CANCEL_TIMEOUT_S + 4 * WATCH_S
 
@@ -76,6 +80,33 @@ def safe_cancel_missing() -> str | None:
             "(pip install -U 'psycopg[binary]>=3.2.3'), and leave PSYCOPG_IMPL unset")
 
 
+# the server's own address on this connection (NULL over a Unix socket): behind a proxy
+# such as PgBouncer the address the client dialled is the proxy's, this one is the server's
+SERVER_ADDRESS_SQL = "SELECT host(inet_server_addr())"
+
+
+class Attribution:
+    """Which region's database acknowledged a write, by the server's own identity: the
+    address it answers inet_server_addr() with, among each region's database addresses
+    (Lab.database_identities: `db_addresses`, or what `db_host` resolves to). A write is
+    recorded as acknowledged by that region's `db_host`, the name every measure knows the
+    region's database by (a host name stays a host name); an address no region holds, or
+    two hold alike, is recorded as it is, so the write is attributed to no region."""
+
+    def __init__(self, identities: Mapping[str, Endpoints], labels: Mapping[str, str]) -> None:
+        self.identities, self.labels = identities, labels
+
+    @classmethod
+    def of(cls, lab: Lab) -> Attribution:
+        return cls(lab.database_identities(), {r.name: r.db_host for r in lab.regions})
+
+    def __call__(self, own: str | None, dialled: str | None) -> str | None:
+        if not own:
+            return dialled  # a Unix socket: the server has no address of its own to give
+        region = endpoints.owner(own, self.identities)
+        return self.labels[region] if region is not None else own
+
+
 class _Slot:
     """What the watchdog needs to know about one writer's write in flight. The writer
     sets `since` before the write and clears it after, without a lock (one assignment);
@@ -93,9 +124,14 @@ class _Slot:
 
 class Canary:
     def __init__(self, params: Mapping[str, Any], table: str, clock: Clock, out: BatchWriter,
-                 *, writers: int = 4, start_seq: int = 1, max_rate: float = 0.0) -> None:
-        """`params`: psycopg.connect's keyword arguments (Lab.writer_params)."""
+                 *, writers: int = 4, start_seq: int = 1, max_rate: float = 0.0,
+                 attribution: Attribution | None = None) -> None:
+        """`params`: psycopg.connect's keyword arguments (Lab.writer_params).
+        `attribution`: each connection's server asked who it is (one query per connection,
+        not per write), and its writes recorded as that region's; without it, the address
+        the client dialled is recorded."""
         self.params, self.table, self.clock, self.out = params, table, clock, out
+        self.attribution = attribution
         self.writers = writers
         # each writer's slot when capped (max_rate writes/s in all): a drift-free schedule
         # that never bursts to catch up, so a slow stretch is not followed by a flood
@@ -195,22 +231,39 @@ class Canary:
                 sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
 
-    def _connect(self, writer: int, notices: list[str]) -> psycopg.Connection | None:
+    def _connect(self, writer: int, notices: list[str]
+                 ) -> tuple[psycopg.Connection, str | None] | None:
+        """A connection to the writable primary and the server its writes are recorded as
+        acknowledged by; None when none was made (recorded)."""
+        slot = self._slots[writer]
         try:
             # each host of the multi-host parameters is given its connect_timeout (2 s in
             # the descriptor's), so a cut-off first region delays reaching the second by
             # that much, not more
             conn = psycopg.connect(**self.params, autocommit=True)
+            server: str | None = conn.info.hostaddr
+            if self.attribution is not None:
+                # one round trip more per connection, before its first write, under a
+                # write's deadline (the watchdog gives it up like a write)
+                with slot.lock:
+                    slot.conn = conn
+                slot.since = time.monotonic()
+                try:
+                    row = conn.execute(SERVER_ADDRESS_SQL).fetchone()
+                finally:
+                    slot.since = None
+                server = self.attribution(row[0] if row else None, server)
         except (psycopg.Error, OSError) as exc:
             # every failed attempt bounds when the new primary began to accept writes:
             # the error bar of the write RTO
+            self._close(slot)
             self._connect_errors[writer] += 1
             self.last_error = type(exc).__name__
             self.out.add(CanaryConnect(self.clock.now(), writer, 0, None, type(exc).__name__))
             return None
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-        self.out.add(CanaryConnect(self.clock.now(), writer, 1, conn.info.hostaddr, None))
-        return conn
+        self.out.add(CanaryConnect(self.clock.now(), writer, 1, server, None))
+        return conn, server
 
     def _close(self, slot: _Slot) -> None:
         with slot.lock:
@@ -253,13 +306,14 @@ class Canary:
         try:
             while not halt.is_set():
                 if conn is None or cur is None:
-                    conn = self._connect(writer, notices)
-                    if conn is None:
+                    connected = self._connect(writer, notices)
+                    if connected is None:
                         halt.wait(0.01)
                         continue
+                    conn, server = connected
                     with slot.lock:
                         slot.conn = conn
-                    cur, server = conn.cursor(), conn.info.hostaddr
+                    cur = conn.cursor()
                 if interval:
                     next_slot += interval
                     wait = next_slot - monotonic()

@@ -149,6 +149,44 @@ class Flapping(TypedDict):
     to_s: float | None  # the last
 
 
+class ResolverFlip(TypedDict):
+    """One resolver's flip: the first sample from which its every answer is the secondary's
+    (a resolver that clamps TTLs up or serves stale answers flips later than the authority
+    says), with its error bar, or why it was not observed."""
+
+    name: str
+    stream: str  # its rows in the timeline's dns table (server = stream)
+    kind: str | None
+    address: str | None
+    flip_s: float | None
+    error_s: float | None
+    evidence: str | None
+    reason: str | None
+    slowest: bool  # the DNS phase of the RTO budget (phases.dns_resolver_s)
+
+
+class AuthorityDetection(TypedDict):
+    """The DNS authority's own detection: the authoritative flip (it stopped answering the
+    primary) against its health-check budget, interval × failures + timeout (dns.health).
+    gameday's detection phase is its own first failed health check; this is the one that
+    decides when users are sent away."""
+
+    region: str  # the region withdrawn (the primary)
+    withdrawn_s: float | None  # the authoritative flip, after t_fault
+    error_s: float | None
+    budget_s: float
+    interval_s: float
+    failures: float
+    timeout_s: float
+    within: bool | None  # None: not observed, or the budget falls inside the error bar
+    verdict: str  # one line, as the report says it
+
+
+class DnsDetail(TypedDict):
+    resolvers: list[ResolverFlip]
+    authority: NotRequired[AuthorityDetection]  # absent from summaries written before it
+
+
 class Hold(TypedDict):
     """A long drill's hold in the secondary region: how available the service was there
     (present only in runs that held, so the summaries of other runs are unchanged)."""
@@ -205,6 +243,7 @@ class Summary(TypedDict):
     hold: NotRequired[Hold]
     app_writes: NotRequired[AppWrites]  # only when the application canary ran
     flapping: NotRequired[dict[str, Flapping]]  # by DNS server; only when one flapped
+    dns: NotRequired[DnsDetail]  # absent from summaries written before it existed
 
 
 def experiment_id(summary: Mapping[str, Any]) -> str:

@@ -9,10 +9,12 @@ import bisect
 import dataclasses
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from operator import attrgetter
 from typing import Any
 
+from gameday.foundation import endpoints
+from gameday.foundation.endpoints import Endpoints
 from gameday.foundation.events import Kind
 from gameday.measure.contract import InstantDetail
 from gameday.measure.store.reader import Stream, Timeline
@@ -150,11 +152,38 @@ def _odown(row: Any) -> bool:
         return False
 
 
-def dns_flip(tl: Timeline, t_fault: float, server: str, address: str) -> Instant:
-    rows = tl.stream("dns", server)
-    return _stays(rows, t_fault, lambda r: r.ok and r.answer == address,
-                  evidence=f"{server} answers {address} from here on",
-                  reason=f"the {server} server never settled on {address}")
+def answer_class(regions: Mapping[str, Endpoints]) -> Callable[[Any], str | None]:
+    """The region a DNS sample's answer is (endpoints.classify), None for a sample with no
+    answer. The class the sampler recorded is the one used; a run recorded before samples
+    had one is classified here, by the same rule, from its addresses (and its chain, when
+    recorded), once per distinct answer."""
+    seen: dict[tuple[str, str], str] = {}
+
+    def of(row: Any) -> str | None:
+        if row.region:
+            return str(row.region)
+        if not row.answer:
+            return None
+        key = (row.answer, row.chain or "")
+        if key not in seen:
+            seen[key] = endpoints.classify(row.answer.split(","),
+                                           [n for n in key[1].split(",") if n], regions)
+        return seen[key]
+
+    return of
+
+
+def dns_flip(tl: Timeline, t_fault: float, server: str, secondary: str,
+             regions: Mapping[str, Endpoints], *, label: str | None = None) -> Instant:
+    """The first sample from which every answer of `server` (a dns stream) is `secondary`'s
+    alone (endpoints.classify: a mixed or unknown answer is not the secondary's). `label`
+    names the server in the evidence (a resolver's name), else the stream does."""
+    of = answer_class(regions)
+    return _stays(tl.stream("dns", server), t_fault, lambda r: r.ok and of(r) == secondary,
+                  evidence=f"{label or server} answers with {secondary}'s endpoints only "
+                           "from here on",
+                  reason=f"{label} never settled on {secondary}" if label
+                  else f"the {server} server never settled on {secondary}")
 
 
 def global_requests(tl: Timeline) -> Stream:

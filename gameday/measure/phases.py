@@ -8,7 +8,9 @@ records are what all six read, in chain order. A phase is an instant after `t_fa
 (docs/design.md, Measurement).
 
 Budget formula: `deadline(phase) = deadline(after) + allowance(parameters)`, with the
-parameters from the run's configuration (see gameday.report.budget for their defaults).
+parameters from the run's configuration over DEFAULTS (`deadlines`). The report's budget
+(gameday.report.budget) and the readiness gate's check that the RTO target is reachable at
+all (gameday.drill.gate) both read them from here.
 """
 
 from __future__ import annotations
@@ -17,11 +19,74 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gameday.foundation.endpoints import Endpoints
 from gameday.measure import instants
 from gameday.measure.instants import Instant
 from gameday.measure.store.reader import Timeline
 
 Params = Mapping[str, float]
+
+# The budget's inputs when the run's configuration does not give them (docs/runbook.md).
+DEFAULTS: dict[str, float] = {
+    "health_interval_s": 1.0,
+    "health_failures": 1,
+    "health_timeout_s": 1.0,
+    "promotion_budget_s": 1.0,
+    "dns_ttl_s": 1.0,
+    "dns_ttl_floor_s": 0.0,  # the highest TTL floor among the resolvers sampled (none: 0)
+    "http_interval_s": 0.05,
+    "write_reconnect_s": 1.0,
+    "k_consecutive": 5,
+    "ha_ttl_s": 30.0,  # Patroni's defaults, when an autonomous run did not record its own
+    "ha_loop_wait_s": 10.0,
+    "sentinel_down_after_s": 30.0,  # Sentinel's default down-after-milliseconds
+}
+
+
+def parameters(configuration: Mapping[str, Any] | None) -> dict[str, float]:
+    """The budget's inputs: the configuration's values over DEFAULTS (bad values ignored)."""
+    out = dict(DEFAULTS)
+    for key in DEFAULTS:
+        raw = (configuration or {}).get(key)
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
+            continue
+        out[key] = float(raw)
+    return out
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Deadline:
+    """One phase's deadline (seconds after t_fault): `after`'s deadline plus `allowance_s`."""
+
+    name: str
+    after: str | None
+    allowance_s: float
+    deadline_s: float
+    basis: str
+
+
+def deadlines(configuration: Mapping[str, Any] | None) -> dict[str, Deadline]:
+    """Deadlines by phase name, in chain order (the keys of summary["phases"] plus "rto"),
+    from each phase's allowance over the configuration's parameters."""
+    p = parameters(configuration)
+    out: dict[str, Deadline] = {}
+    for phase in chain(configuration):
+        allowance, basis = phase.allowance(p)
+        start = out[phase.after].deadline_s if phase.after else 0.0
+        out[phase.name] = Deadline(name=phase.name, after=phase.after,
+                                   allowance_s=round(allowance, 4),
+                                   deadline_s=round(start + allowance, 4), basis=basis)
+    return out
+
+
+def path_to(name: str, budget: Mapping[str, Deadline]) -> list[Deadline]:
+    """The phases whose allowances add up to `name`'s deadline, first to last."""
+    out: list[Deadline] = []
+    at: str | None = name
+    while at is not None:
+        out.append(budget[at])
+        at = budget[at].after
+    return out[::-1]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,11 +96,23 @@ class Roles:
 
     primary: Mapping[str, Any]
     secondary: Mapping[str, Any]
+    # every resolver sampled (meta `dns_resolvers`: name, stream, kind, address, ...); a
+    # run recorded before there were several has its one `resolver`
+    resolvers: tuple[Mapping[str, Any], ...] = ({"name": "resolver", "stream": "resolver"},)
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> Roles:
         regions = meta["regions"]
-        return cls(primary=regions["primary"], secondary=regions["secondary"])
+        found = tuple(meta.get("dns_resolvers") or ())
+        return cls(primary=regions["primary"], secondary=regions["secondary"],
+                   **({"resolvers": found} if found else {}))
+
+    def endpoints(self) -> dict[str, Endpoints]:
+        """Each region's endpoint set as the run recorded it; a run recorded before
+        regions had endpoint sets has each region's address."""
+        return {r["name"]: Endpoints.parse(r["endpoints"]) if r.get("endpoints")
+                else Endpoints.of_address(r["address"])
+                for r in (self.primary, self.secondary)}
 
 
 Measure = Callable[[Timeline, float, Roles], Instant]
@@ -65,9 +142,67 @@ def _promotion(tl: Timeline, t_fault: float, r: Roles) -> Instant:
 
 def _dns(server: str) -> Measure:
     def measure(tl: Timeline, t_fault: float, r: Roles) -> Instant:
-        return instants.dns_flip(tl, t_fault, server, r.secondary["address"])
+        return instants.dns_flip(tl, t_fault, server, r.secondary["name"], r.endpoints())
 
     return measure
+
+
+def resolver_flips(tl: Timeline, t_fault: float, r: Roles
+                   ) -> list[tuple[Mapping[str, Any], Instant]]:
+    """Each resolver's flip (instants.dns_flip of its stream), in the order the run recorded
+    them; asked by the phase and by the summary's `dns.resolvers`, scanned once."""
+    key = ("resolver_flips", t_fault, r.secondary["name"])
+    if key not in tl._answers:
+        tl._answers[key] = [
+            (res, instants.dns_flip(tl, t_fault, str(res["stream"]), r.secondary["name"],
+                                    r.endpoints(), label=_resolver_label(res)))
+            for res in r.resolvers]
+    found: list[tuple[Mapping[str, Any], Instant]] = tl._answers[key]
+    return found
+
+
+def _resolver_label(res: Mapping[str, Any]) -> str | None:
+    """A resolver by its name in the evidence; the one unnamed `resolver` as it always was."""
+    return None if res.get("name") == res.get("stream") else f"the resolver {res.get('name')}"
+
+
+def slowest(flips: list[tuple[Mapping[str, Any], Instant]]
+            ) -> tuple[Mapping[str, Any], Instant] | None:
+    """The resolver whose users see the flip last: one that never settled (unbounded),
+    else the latest flip; None when no resolver was sampled."""
+    if not flips:
+        return None
+    never = [f for f in flips if f[1].at_s is None]
+    return never[0] if never else max(flips, key=lambda f: float(f[1].at_s or 0.0))
+
+
+def _dns_resolvers(tl: Timeline, t_fault: float, r: Roles) -> Instant:
+    """The DNS phase of the budget: the slowest resolver's flip (users behind it are the
+    last to be sent to the secondary); with one resolver, its flip."""
+    flips = resolver_flips(tl, t_fault, r)
+    found = slowest(flips)
+    if found is None:
+        return instants.missing("no resolver was sampled")
+    res, flip = found
+    if len(flips) == 1:
+        return flip
+    name = res.get("name")
+    if flip.at_s is None:
+        return instants.missing(f"the resolver {name} never settled on "
+                                f"{r.secondary['name']} (of {len(flips)} resolvers)")
+    return dataclasses.replace(
+        flip, evidence=f"the slowest of {len(flips)} resolvers, {name}, answers with "
+                       f"{r.secondary['name']}'s endpoints only from here on")
+
+
+def _resolver_allowance(p: Params) -> tuple[float, str]:
+    """The TTL, or a resolver's TTL floor when it is higher: the slowest resolver's users
+    are the budget's, and one that keeps every answer at least its floor (dnsmasq's
+    min-cache-ttl) holds the old region that long, whatever the record's TTL says."""
+    ttl, floor = p["dns_ttl_s"], p["dns_ttl_floor_s"]
+    if floor > ttl:
+        return floor, f"DNS TTL {ttl:g} s, held {floor:g} s by a resolver's TTL floor"
+    return ttl, f"DNS TTL {ttl:g} s"
 
 
 def _first_success(tl: Timeline, t_fault: float, r: Roles) -> Instant:
@@ -106,8 +241,8 @@ PHASES: tuple[Phase, ...] = (
           short="DNS resolver flip", marker="DNS resolver",
           waiting="waiting for the resolver DNS flip", seen="dns-resolver",
           after="dns_authoritative_s",
-          allowance=lambda p: (p["dns_ttl_s"], f"DNS TTL {p['dns_ttl_s']:g} s"),
-          measure=_dns("resolver")),
+          allowance=_resolver_allowance,
+          measure=_dns_resolvers),
     Phase(name="first_success_s", label="First global request served by the secondary",
           short="First success", marker="first success",
           waiting="waiting for the first success via the global name",

@@ -77,11 +77,14 @@ async def record(run_dir: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     http = HttpSampler(lab, clock, out, rates.timeout_s, ca_bundle=lab.ca_bundle)
+    # the authority, then every resolver (dns.resolver and dns.resolvers), each answer
+    # classified by the regions' endpoint sets
+    regions = lab.endpoints()
     dns_samplers = [
-        DnsSampler("authoritative", lab.dns.authoritative.ip(), lab.dns.authoritative.port,
-                   lab.dns.name, clock, out, rates.timeout_s),
-        DnsSampler("resolver", lab.dns.resolver.ip(), lab.dns.resolver.port,
-                   lab.dns.name, clock, out, rates.timeout_s),
+        DnsSampler(name, server.ip(), server.port, lab.dns.name, clock, out, rates.timeout_s,
+                   regions=regions)
+        for name, server in [("authoritative", lab.dns.authoritative),
+                             *((r.stream, r) for r in lab.dns.sampled())]
     ]
     tasks = [every(rates.dns_s, clock, s.sample, stop) for s in dns_samplers]
     tasks.append(every(rates.http_s, clock, http.sample_global, stop))
@@ -106,11 +109,13 @@ async def record(run_dir: Path) -> None:
             # the HA manager's detection, sampled as often as replication
             ha.append(LeaderKeySampler(lab, clock, out, rates.timeout_s))
         # tcp_user_timeout: the kernel fails a connection whose data goes unacknowledged
-        # for 1.5 s, so a write to a cut-off region errors instead of hanging
+        # for 1.5 s, so a write to a cut-off region errors instead of hanging; each write
+        # attributed to a region by its server's own address (inet_server_addr())
         canary = Canary(lab.writer_params(tcp_user_timeout=1500), lab.database.canary_table,
                         clock, out,
                         writers=rates.canary_writers, start_seq=int(meta.get("start_seq", 1)),
-                        max_rate=rates.canary_max_rate)
+                        max_rate=rates.canary_max_rate,
+                        attribution=canary_mod.Attribution.of(lab))
         tasks.append(canary.run(stop))
     tasks += [every(rates.replication_s, clock, s.sample, stop) for s in [*repl, *ha]]
     app_settings = settings.app_canary(given)

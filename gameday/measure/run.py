@@ -173,8 +173,11 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
         "anchor_utc": anchor_utc, "lab": lab.lab, "start_seq": start_seq,
         "lab_file": str(Path(lab.path).absolute()),
         **settings.recorded(lab),
-        "regions": {role: {"name": r.name, "address": r.address, "db_host": r.db_host}
+        "regions": {role: {"name": r.name, "address": r.address, "db_host": r.db_host,
+                           "endpoints": lab.endpoints()[r.name].to_dict()}
                     for role, r in (("primary", source), ("secondary", target))},
+        # every resolver sampled, each with a flip of its own (the slowest is the budget's)
+        "dns_resolvers": [r.recorded() for r in lab.dns.sampled()],
         "experiment_id": experiment_id,
         "game_day_run": game_day_run,
         "replication": lab.replication_mode,

@@ -14,7 +14,7 @@ import contextlib
 import json
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +25,9 @@ import dns.rcode
 import dns.rdatatype
 import psycopg
 
+from gameday.foundation import endpoints
 from gameday.foundation.descriptor import Lab
+from gameday.foundation.endpoints import Endpoints
 from gameday.measure import _http
 from gameday.measure.store.timeline import (
     BatchWriter,
@@ -73,6 +75,7 @@ async def every(interval: float, clock: Clock,
 
 
 def _answers(response: dns.message.Message) -> tuple[list[str], int | None]:
+    """The A records of a response, sorted, and their TTL (the global request sampler)."""
     addresses: list[str] = []
     ttl = None
     for rrset in response.answer:
@@ -82,26 +85,77 @@ def _answers(response: dns.message.Message) -> tuple[list[str], int | None]:
     return sorted(addresses), ttl
 
 
+def whole_answer(responses: Sequence[dns.message.Message]
+                 ) -> tuple[list[str], list[str], int | None]:
+    """(every A and AAAA address, sorted; the CNAME targets in the order they were
+    followed; the smallest TTL) of the responses to one name's A and AAAA queries: what a
+    dual-stack client is given, the whole of it."""
+    addresses: set[str] = set()
+    chain: list[str] = []
+    ttls: list[int] = []
+    for response in responses:
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.CNAME:
+                chain += [t for t in (str(rr.target).rstrip(".").lower() for rr in rrset)
+                          if t not in chain]
+            elif rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                addresses.update(rr.address for rr in rrset)
+            else:
+                continue
+            ttls.append(rrset.ttl)
+    return sorted(addresses, key=_address_order), chain, min(ttls) if ttls else None
+
+
+def _address_order(text: str) -> tuple[int, str]:
+    return (6 if ":" in text else 4, text)  # IPv4 first, then IPv6
+
+
 class DnsSampler:
+    """Asks one DNS server for the global name's A and AAAA records at once, and records the
+    whole answer: every address, the CNAME chain, the smallest TTL, and which region it is
+    (endpoints.classify: a region, or mixed, or unknown; never forced into one). A sample
+    is ok when both queries answer NOERROR with at least one address between them; a query
+    that fails fails the sample (half an answer is not the answer a client gets)."""
+
     def __init__(self, name: str, server: str, port: int, qname: str, clock: Clock,
-                 out: BatchWriter, timeout: float) -> None:
+                 out: BatchWriter, timeout: float, *,
+                 regions: Mapping[str, Endpoints] | None = None) -> None:
         self.name, self.server, self.port, self.qname = name, server, port, qname
         self.clock, self.out, self.timeout = clock, out, timeout
+        self.regions: Mapping[str, Endpoints] = regions or {}
+        self.classes: dict[tuple[str, str], str] = {}  # an answer's class, once per answer
+
+    async def _ask(self, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+        query = dns.message.make_query(self.qname, rdtype)
+        return await dns.asyncquery.udp(query, self.server, port=self.port,
+                                        timeout=self.timeout)
+
+    def classify(self, addresses: list[str], chain: list[str]) -> str:
+        key = (",".join(addresses), ",".join(chain))
+        if key not in self.classes:
+            self.classes[key] = endpoints.classify(addresses, chain, self.regions)
+        return self.classes[key]
 
     async def sample(self, t: float, lateness: float) -> None:
-        query = dns.message.make_query(self.qname, dns.rdatatype.A)
         started = time.perf_counter()
         try:
-            response = await dns.asyncquery.udp(query, self.server, port=self.port,
-                                                timeout=self.timeout)
-            addresses, ttl = _answers(response)
-            rcode = dns.rcode.to_text(response.rcode())
+            both = await asyncio.gather(self._ask(dns.rdatatype.A),
+                                        self._ask(dns.rdatatype.AAAA), return_exceptions=True)
+            for failed in both:
+                if isinstance(failed, BaseException):
+                    raise failed
+            responses = [r for r in both if isinstance(r, dns.message.Message)]
+            addresses, chain, ttl = whole_answer(responses)
+            rcodes = [dns.rcode.to_text(r.rcode()) for r in responses]
+            rcode = next((c for c in rcodes if c != "NOERROR"), "NOERROR")
             ok = rcode == "NOERROR" and bool(addresses)
             self.out.add(DnsSample(t, self.name, int(ok), ",".join(addresses), rcode, ttl,
-                                 time.perf_counter() - started, lateness, None))
+                                   time.perf_counter() - started, lateness, None,
+                                   ",".join(chain),
+                                   self.classify(addresses, chain) if ok else None))
         except (dns.exception.DNSException, OSError) as exc:
             self.out.add(DnsSample(t, self.name, 0, None, None, None,
-                                 time.perf_counter() - started, lateness, type(exc).__name__))
+                                   time.perf_counter() - started, lateness, type(exc).__name__))
 
 
 def url_target(url: str) -> tuple[str, str, int, str]:

@@ -21,11 +21,13 @@ from gameday.measure import rto as rtos
 from gameday.measure.contract import (
     SCHEMA_ID,
     AppWrites,
+    AuthorityDetection,
     Failback,
     FaultRecord,
     Flapping,
     Hold,
     PromotionRecord,
+    ResolverFlip,
     Summary,
     Targets,
     Verdict,
@@ -154,6 +156,11 @@ def compute(tl: reader.Timeline, present: Mapping[int, int] | None) -> Summary:
         "configuration": meta.get("configuration", {}),
         "incomplete": incomplete,
         "notes": failover.notes,
+    }
+    summary["dns"] = {
+        "resolvers": _resolvers(tl, t_fault, roles),
+        "authority": authority_detection(failover.instants.get("dns_authoritative_s"),
+                                         roles.primary["name"], meta.get("configuration")),
     }
     flaps = _flapping(tl, t_fault, roles, failover)
     if flaps:
@@ -467,6 +474,57 @@ def _faults(tl: reader.Timeline, t_fault: float | None) -> list[FaultRecord]:
     return faults
 
 
+def _resolvers(tl: reader.Timeline, t_fault: float | None,
+               roles: phases.Roles) -> list[ResolverFlip]:
+    """Each resolver's flip, the slowest marked (the DNS phase of the budget)."""
+    if t_fault is None:
+        flips = [(r, instants.missing("no fault")) for r in roles.resolvers]
+    else:
+        flips = phases.resolver_flips(tl, t_fault, roles)
+    worst = phases.slowest(flips) if t_fault is not None else None
+    return [{"name": str(r.get("name")), "stream": str(r.get("stream")),
+             "kind": r.get("kind"), "address": r.get("address"),
+             "flip_s": _r(flip.at_s), "error_s": _r(flip.error_s),
+             "evidence": flip.evidence, "reason": flip.reason,
+             "slowest": worst is not None and worst[0] is r}
+            for r, flip in flips]
+
+
+def authority_detection(flip: Instant | None, region: str,
+                        configuration: Mapping[str, Any] | None) -> AuthorityDetection:
+    """The DNS authority's own detection, beside gameday's (the detection phase is gameday's
+    first failed health check, which a Route 53-like authority with 30 s checks and three
+    failures reaches a minute and a half later): the authoritative flip against the
+    authority's health-check budget, interval × failures + timeout, from the same
+    parameters as the detection phase's budget (dns.health). The flip's true instant lies
+    within its error bar before it, so it is within the budget when the flip is, beyond it
+    only when the bar's start is, and undecided between."""
+    p = phases.parameters(configuration)
+    interval, failures, timeout = (p["health_interval_s"], p["health_failures"],
+                                   p["health_timeout_s"])
+    budget = round(interval * failures + timeout, 4)
+    basis = (f"its health-check budget of {budget:g} s ({interval:g} s × {failures:g} + "
+             f"{timeout:g} s)")
+    at = flip.at_s if flip is not None else None
+    err = flip.error_s if flip is not None else None
+    within: bool | None = None
+    if at is None:
+        reason = (flip.reason if flip is not None else None) or "no authoritative flip"
+        verdict = (f"the DNS authority was not seen withdrawing {region} ({reason}); "
+                   f"{basis}")
+    else:
+        seen = f"{at:.3f} s" + (f" ± {err:.3f} s" if err is not None else "")
+        where, note = "at the edge of", " (the budget falls inside the error bar)"
+        if at <= budget:
+            within, where, note = True, "within", ""
+        elif at - (err or 0.0) > budget:
+            within, where, note = False, f"{at - budget:.3f} s beyond", ""
+        verdict = f"the DNS authority withdrew {region} after {seen}, {where} {basis}{note}"
+    return {"region": region, "withdrawn_s": _r(at), "error_s": _r(err), "budget_s": budget,
+            "interval_s": interval, "failures": failures, "timeout_s": timeout,
+            "within": within, "verdict": verdict}
+
+
 FLAP_WINDOW_S = 120.0
 
 
@@ -478,7 +536,8 @@ def _flapping(tl: reader.Timeline, t_fault: float | None, roles: phases.Roles,
     an 8-hour run reads only the minutes that matter."""
     if t_fault is None:
         return {}
-    addresses = {roles.primary["address"], roles.secondary["address"]}
+    names = {roles.primary["name"], roles.secondary["name"]}
+    region_of = instants.answer_class(roles.endpoints())
     rto_at = failover.rto.at_s if failover.rto is not None else None
     until = t_fault + (rto_at if rto_at is not None else FLAP_WINDOW_S)
     out: dict[str, Flapping] = {}
@@ -489,11 +548,12 @@ def _flapping(tl: reader.Timeline, t_fault: float | None, roles: phases.Roles,
         for row in stream.rows(stream.at(t_fault)):
             if row.t > until:
                 break
-            if not row.ok or row.answer not in addresses:
-                continue
-            if last is not None and row.answer != last:
+            region = region_of(row) if row.ok else None
+            if region not in names:
+                continue  # a failed query, or a mixed or unknown answer: neither region
+            if last is not None and region != last:
                 changes.append(row.t - t_fault)
-            last = row.answer
+            last = region
         if len(changes) >= 2:  # flipped, and flipped back at least once
             out[server] = {"changes": len(changes), "from_s": _r(changes[0]),
                            "to_s": _r(changes[-1])}

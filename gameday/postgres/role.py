@@ -73,13 +73,18 @@ def make_read_only(lab: Lab, region: Region) -> None:
 
 
 def make_writable_again(lab: Lab, region: Region) -> bool:
-    """Undo make_read_only on a primary; False when `region` is a standby (or down)."""
+    """Undo make_read_only on a primary; False when there is nothing to undo: `region` is
+    a standby, down, or a primary that is not read-only (a recovery that only started a
+    database must not say it finished a switchover)."""
     try:
         with connect(lab, region, "check it") as conn:
-            if in_recovery(conn):
+            row = conn.execute(ROLE_SQL).fetchone()
+            if row is None or row[0]:
                 return False
+            # reset even when it is off now: a switchover interrupted between its ALTER
+            # SYSTEM and its reload left it in postgresql.auto.conf for the next start
             conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
             conn.execute("SELECT pg_reload_conf()")
-            return True
+            return bool(row[1] == "on")
     except TargetError:
         return False

@@ -30,7 +30,8 @@ def dns_answers_region(region: str = "region-1", server: str = "resolver",
                        configuration: Optional[Dict[str, Any]] = None,
                        secrets: Optional[Dict[str, Any]] = None) -> bool:
     """True when `server` (authoritative or resolver) answers the global name with
-    `region`'s address."""
+    `region`'s endpoints only (the descriptor's `dns.endpoints`, or the region's address):
+    A and AAAA, through any CNAME chain. A mixed or unknown answer is no region's."""
     return checks.dns_answers_region(_lab(configuration, secrets), region, server)
 
 

@@ -29,19 +29,9 @@ from typing import Any
 
 from gameday.measure import phases
 
-DEFAULTS: dict[str, float] = {
-    "health_interval_s": 1.0,
-    "health_failures": 1,
-    "health_timeout_s": 1.0,
-    "promotion_budget_s": 1.0,
-    "dns_ttl_s": 1.0,
-    "http_interval_s": 0.05,
-    "write_reconnect_s": 1.0,
-    "k_consecutive": 5,
-    "ha_ttl_s": 30.0,  # Patroni's defaults, when an autonomous run did not record its own
-    "ha_loop_wait_s": 10.0,
-    "sentinel_down_after_s": 30.0,  # Sentinel's default down-after-milliseconds
-}
+# the inputs and their defaults are the phase registry's (measure/phases.py)
+DEFAULTS = phases.DEFAULTS
+parameters = phases.parameters
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -58,29 +48,11 @@ class PhaseBudget:
         return dataclasses.asdict(self)
 
 
-def parameters(configuration: dict[str, Any] | None) -> dict[str, float]:
-    """The budget's inputs: the configuration's values over DEFAULTS (bad values ignored)."""
-    out = dict(DEFAULTS)
-    for key in DEFAULTS:
-        raw = (configuration or {}).get(key)
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
-            continue
-        out[key] = float(raw)
-    return out
-
-
 def derive(configuration: dict[str, Any] | None) -> dict[str, PhaseBudget]:
     """Deadlines by phase name, in chain order (the keys of summary["phases"] plus "rto"),
     from the phase registry's allowances."""
-    p = parameters(configuration)
-    out: dict[str, PhaseBudget] = {}
-    for phase in phases.chain(configuration):
-        allowance, basis = phase.allowance(p)
-        start = out[phase.after].deadline_s if phase.after else 0.0
-        out[phase.name] = PhaseBudget(name=phase.name, after=phase.after,
-                                      allowance_s=round(allowance, 4),
-                                      deadline_s=round(start + allowance, 4), basis=basis)
-    return out
+    return {name: PhaseBudget(**dataclasses.asdict(d))
+            for name, d in phases.deadlines(configuration).items()}
 
 
 def overrun(at_s: float | None, budget: PhaseBudget) -> float | None:

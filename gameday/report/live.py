@@ -133,8 +133,11 @@ class Reader:
                 self.t_fault = t
             elif kind in (Kind.EXPERIMENT_ENDED, Kind.RECORDER_STOPPED):
                 self.ended = True
-        for server, ok, answer, error in self._rows("dns", "server, ok, answer, error"):
-            self.dns[server] = (self._region(answer) or "no answer") if ok else f"error: {error}"
+        for server, ok, answer, error, region in self._rows(
+                "dns", "server, ok, answer, error, region"):
+            # the sampler's class of the whole answer: a region, mixed or unknown
+            self.dns[server] = (region or self._region(answer) or "no answer") if ok \
+                else f"error: {error}"
         for t, target, ok, status, region, error in self._rows(
                 "http", "t, target, ok, status, region, error"):
             self.http[target] = f"{status} {region or ''}".strip() if ok else \

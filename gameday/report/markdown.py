@@ -196,6 +196,8 @@ def _phases(s: Mapping[str, Any], image: str | None) -> list[str]:
                      f"(by {b.deadline_s:.3f} s) | {over_text} | {_cell(d.get('evidence') or '')} |")
     lines.append("")
     lines += _flapping(s.get("flapping"))
+    lines += _resolvers((s.get("dns") or {}).get("resolvers") or [])
+    lines += _authority((s.get("dns") or {}).get("authority"))
     lines += _promotion(s.get("promotion"))
     if overruns:
         lines += [*(f"- {o}" for o in overruns), ""]
@@ -220,6 +222,39 @@ def _flapping(flapping: Mapping[str, Any] | None) -> list[str]:
                      "can flip before it settles.")
         lines.append("")
     return lines
+
+
+def _resolvers(resolvers: list[Mapping[str, Any]]) -> list[str]:
+    """A flip per resolver, when several were sampled (with one, the phase table's
+    resolver row is its flip): users sit behind resolvers that clamp a low TTL up or serve
+    stale answers, and the slowest is the one the budget's DNS phase waits for."""
+    if len(resolvers) < 2:
+        return []
+    worst = next((r for r in resolvers if r.get("slowest")), None)
+    lines = [f"DNS flip per resolver ({len(resolvers)} sampled"
+             + (f"; the slowest, **{worst.get('name')}**, is the DNS phase of the RTO "
+                "budget above" if worst else "") + "):", "",
+             "| Resolver | Kind | Address | Flip | Evidence |", "|---|---|---|---|---|"]
+    for r in resolvers:
+        flip = r.get("flip_s")
+        shown = (_s(_num(flip), _num(r.get("error_s"))) if flip is not None
+                 else f"not observed: {r.get('reason') or 'no sample'}")
+        name = f"**{r.get('name')}**" if r.get("slowest") else str(r.get("name"))
+        lines.append(f"| {_cell(name)} | {_cell(str(r.get('kind') or '—'))} | "
+                     f"{_cell(str(r.get('address') or '—'))} | {shown} | "
+                     f"{_cell(r.get('evidence') or '')} |")
+    lines.append("")
+    return lines
+
+
+def _authority(a: Mapping[str, Any] | None) -> list[str]:
+    """The DNS authority's own detection in one line: the detection phase above is
+    gameday's first failed health check, while users are sent away only when the authority's
+    checks (dns.health) withdraw the region."""
+    if not a or not a.get("verdict"):
+        return []
+    verdict = str(a["verdict"])
+    return [f"{verdict[0].upper()}{verdict[1:]}.", ""]
 
 
 def _promotion(p: Mapping[str, Any] | None) -> list[str]:

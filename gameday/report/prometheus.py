@@ -10,7 +10,9 @@ with a timeout.
 Labels are stable: the drill, the experiment's stable id (not its title, which people
 reword) and the lab kind. A run id label would make a new series every run. The
 Pushgateway groups by the same labels under job `gameday`, so each drill of each
-experiment keeps its own group, replaced by its next run.
+experiment keeps its own group, replaced by its next run. A series of several values adds
+one label of its own, as stable: a phase's name, a resolver's name from the descriptor
+(never whether it was the slowest this run, which would move its series from run to run).
 """
 
 from __future__ import annotations
@@ -56,6 +58,15 @@ FAILBACK_SERIES = (
     ("gameday_split_brain_writes", "Writes the old primary acknowledged after the promotion, "
      "found at failback (lost)."),
 )
+# only when the summary has `dns.authority` (older summaries lack it)
+AUTHORITY_SERIES = (
+    ("gameday_dns_authority_withdrawal_seconds", "The DNS authority's withdrawal of the "
+     "primary: seconds after the fault from which it no longer answered with it."),
+    ("gameday_dns_authority_budget_seconds", "The DNS authority's health-check budget: "
+     "interval x failures + timeout (dns.health)."),
+    ("gameday_dns_authority_within_budget", "1 when the withdrawal was within the budget, 0 "
+     "when beyond it, NaN when not observed or the budget falls inside its error bar."),
+)
 
 
 def labels(s: Summary) -> dict[str, str]:
@@ -92,6 +103,14 @@ def registry(s: Summary) -> CollectorRegistry:
         series += FAILBACK_SERIES
         values["gameday_failback_rto_seconds"] = fb.get("rto_s")
         values["gameday_split_brain_writes"] = fb.get("split_brain_writes")
+    dns = s.get("dns")
+    authority = dns.get("authority") if dns else None
+    if authority:
+        series += AUTHORITY_SERIES
+        within = authority.get("within")
+        values["gameday_dns_authority_withdrawal_seconds"] = authority.get("withdrawn_s")
+        values["gameday_dns_authority_budget_seconds"] = authority.get("budget_s")
+        values["gameday_dns_authority_within_budget"] = None if within is None else int(within)
     mine = labels(s)
     for name, help_text in series:
         Gauge(name, help_text, LABELS, registry=reg).labels(**mine).set(_number(values[name]))
@@ -100,6 +119,12 @@ def registry(s: Summary) -> CollectorRegistry:
                    (*LABELS, "phase"), registry=reg)
     for name, at in sorted((s["phases"] or {}).items()):
         phases.labels(**mine, phase=name.removesuffix("_s")).set(_number(at))
+    if dns:
+        flips = Gauge("gameday_dns_resolver_flip_seconds", "Each resolver's DNS flip: seconds "
+                      "after the fault from which its every answer was the secondary's "
+                      "(summary dns.resolvers).", (*LABELS, "resolver"), registry=reg)
+        for r in dns.get("resolvers") or []:
+            flips.labels(**mine, resolver=r["name"]).set(_number(r.get("flip_s")))
     return reg
 
 

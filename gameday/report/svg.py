@@ -171,11 +171,14 @@ def render(summary: Mapping[str, Any], tl: reader.Timeline) -> str:
                                    lambda r: (r.region or "?") if r.ok else "fail", origin,
                                    t0, t1, sql_state=reader.HTTP_STATE)))
     answer_state = reader.answer_state(by_address)
-    for server in ("authoritative", "resolver"):
+    # each DNS server sampled: the authority, the resolver, then every other resolver
+    servers = ["authoritative", "resolver"]
+    servers += [s for s in tl.names("dns") if s not in servers]
+    for server in servers:
         lanes.append((f"DNS {server}", _lane(
             tl.stream("dns", server),
-            lambda r: by_address.get(r.answer, "other") if r.ok else "fail", origin, t0, t1,
-            sql_state=answer_state)))
+            lambda r: (r.region or by_address.get(r.answer, "other")) if r.ok else "fail",
+            origin, t0, t1, sql_state=answer_state)))
 
     n_lanes = len(lanes) + 1  # + canary
     plot_bottom = TOP + n_lanes * (LANE_H + LANE_GAP)

@@ -17,12 +17,14 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -32,6 +34,7 @@ from click.testing import CliRunner
 
 from gameday import cli
 from gameday.labs.netns.configs import UNBOUND_DIR
+from gameday.labs.netns.resolvers import dnsmasq_files
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -85,6 +88,8 @@ def residue(env: dict[str, str], pids: list[int]) -> list[str]:
     left += [f"dir /etc/netns/{ns}" for ns in NAMESPACES if Path(f"/etc/netns/{ns}").exists()]
     if UNBOUND_DIR.exists():  # the resolver's files, where AppArmor lets unbound read them
         left.append(f"dir {UNBOUND_DIR}")
+    # dnsmasq's (lab up --resolvers dnsmasq), where AppArmor lets it read them
+    left += [f"file {path}" for path in dnsmasq_files().values() if path.exists()]
     if Path(env["GAMEDAY_HOME"]).exists():
         left.append(f"state dir {env['GAMEDAY_HOME']}")
     return left
@@ -261,8 +266,23 @@ def shared_lab(labs: SharedLab) -> Iterator[dict[str, str]]:
     if labs.up:
         problems = labs.problems()
         if problems:
+            _print_lab_logs(env)  # `lab down` removes them: what they say is all we get
             labs.down()  # the next test gets a fresh one
             pytest.fail(f"the test left the shared lab changed: {problems}")
+
+
+def _print_lab_logs(env: dict[str, str], lines: int = 60) -> None:
+    """The tail of each database's log and of the last chaos run's gameday lines, printed
+    (pytest shows it with the failure): a CI run's failure is otherwise read from its
+    symptom alone."""
+    logs = Path(env["GAMEDAY_HOME"]) / "logs"
+    for log in [*sorted(logs.glob("postgres-*.log")), *sorted(logs.glob("patroni-*.log")),
+                checkout(env) / "chaostoolkit.log"]:
+        if log.is_file():
+            text = log.read_text(errors="replace").splitlines()
+            if log.name == "chaostoolkit.log":
+                text = [line for line in text if "gameday" in line]
+            print(f"---- {log} (last {min(lines, len(text))} lines)", *text[-lines:], sep="\n")
 
 
 @pytest.fixture(autouse=True)
@@ -361,6 +381,37 @@ def lab_conn(lab: dict, region: int) -> psycopg.Connection:
     return psycopg.connect(host=lab["regions"][region]["db_host"], port=db["port"],
                            user=db["user"], password=db["password"], dbname=db["name"],
                            autocommit=True, connect_timeout=3)
+
+
+def canary_rows(lab: dict, region: int, start: int, table: str = "gameday_canary") -> set[int]:
+    """The canary numbers from `start` on that `region`'s database holds in `table` (the
+    database canary's, or the storefront's application canary's), read by the test itself
+    (a known answer's side of the count)."""
+    with lab_conn(lab, region) as c:
+        return {r[0] for r in c.execute(f"SELECT seq FROM {table} WHERE seq >= %s",  # noqa: S608
+                                        (start,))}
+
+
+@dataclass(frozen=True)
+class LatestRun:
+    """The newest run of `GAMEDAY_REPORTS`: what a known answer compares with its own count
+    (the summary's numbers, the run's meta, the canary writes it acknowledged)."""
+
+    dir: Path
+    summary: dict
+    meta: dict
+    acked: set[int]
+
+
+def latest_run(env: dict[str, str]) -> LatestRun:
+    run_dir = (Path(env["GAMEDAY_REPORTS"]) / "latest").resolve()
+    db = sqlite3.connect(run_dir / "timeline.sqlite")
+    try:
+        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        acked = {r[0] for r in db.execute("SELECT seq FROM canary WHERE outcome = 'ok'")}
+    finally:
+        db.close()
+    return LatestRun(run_dir, json.loads((run_dir / "summary.json").read_text()), meta, acked)
 
 
 def assert_starting_topology(env: dict[str, str]) -> None:

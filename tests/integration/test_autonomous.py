@@ -25,7 +25,6 @@ import os
 import pwd
 import shutil
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -43,7 +42,15 @@ import pytest
 from gameday.experiments import compose
 from gameday.foundation.ledger import Ledger
 from tests.fixtures import experiments as composed
-from tests.integration.conftest import ROOT, chaos, gameday, lab_conn, lab_descriptor
+from tests.integration.conftest import (
+    ROOT,
+    canary_rows,
+    chaos,
+    gameday,
+    lab_conn,
+    lab_descriptor,
+    latest_run,
+)
 
 HOLD_S = 1.0
 # Patroni's leader key TTL on these labs: the least loop_wait + 2 × retry_timeout allow (1 +
@@ -314,9 +321,7 @@ def _old_primary_rows(env: dict[str, str], lab: dict, start: int) -> set[int]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with lab_conn(lab, 0) as c1:
-                    return {r[0] for r in c1.execute(
-                        "SELECT seq FROM gameday_canary WHERE seq >= %s", (start,))}
+                return canary_rows(lab, 0, start)
             except psycopg.Error:
                 assert time.monotonic() < deadline, "the old primary did not start read-only"
                 time.sleep(0.2)
@@ -332,16 +337,10 @@ def test_autonomous_async_known_loss(checkout_env: dict[str, str], tmp_path: Pat
     try:
         lab = lab_descriptor(lab_env)
         proc = chaos(str(_known_loss_experiment(tmp_path)), env=lab_env)
-        run_dir = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
-        summary = json.loads((run_dir / "summary.json").read_text())
-        db = sqlite3.connect(run_dir / "timeline.sqlite")
-        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-        acked = {r[0] for r in db.execute("SELECT seq FROM canary WHERE outcome = 'ok'")}
-        start = meta["start_seq"]
-        with lab_conn(lab, 1) as c2:
-            new = {r[0] for r in c2.execute("SELECT seq FROM gameday_canary WHERE seq >= %s",
-                                            (start,))}
-        expected = (_old_primary_rows(lab_env, lab, start) - new) & acked
+        run = latest_run(lab_env)
+        summary, start = run.summary, run.meta["start_seq"]
+        expected = (_old_primary_rows(lab_env, lab, start) - canary_rows(lab, 1, start)) \
+            & run.acked
         assert expected, "the cut lost nothing: the known answer would be trivial"
         assert summary["writes"]["lost"] == len(expected), (summary["writes"], len(expected))
         assert summary["promotion"]["strategy"] == "none"

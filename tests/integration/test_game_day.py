@@ -168,7 +168,15 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str], installed_venv: Path,
     db = sqlite3.connect(latest / "timeline.sqlite")
     meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
     t_fault = db.execute("SELECT min(t) FROM events WHERE kind = 'fault-applied'").fetchone()[0]
+    # the DNS samplers record the whole answer (A and AAAA, the chain) and its region: the
+    # default lab answers one A record per region, no AAAA, no CNAME
+    answers = db.execute("SELECT server, answer, chain, region, count(*) FROM dns WHERE ok "
+                         "GROUP BY server, answer, chain, region").fetchall()
     db.close()
+    regions = {r["address"]: r["name"] for r in lab["regions"]}
+    assert {(answer, chain, region) for _s, answer, chain, region, _n in answers} <= {
+        (address, "", name) for address, name in regions.items()}, answers
+    assert {s for s, *_ in answers} == {"authoritative", "resolver"}, answers
     outside, gap = client.rto(int(meta["anchor_ns"]), t_fault, int(meta["k_consecutive"]),
                               "region-2")
     assert outside is not None and gap is not None, client.samples[-20:]
@@ -187,6 +195,10 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str], installed_venv: Path,
     assert phases["dns_resolver_s"] is not None and phases["dns_authoritative_s"] is not None
     assert phases["dns_resolver_s"] <= summary["rto_s"] + summary["rto_error_s"]
     assert phases["first_success_s"] <= summary["rto_s"]
+    # one resolver: its flip is the budget's DNS phase
+    (resolver,) = summary["dns"]["resolvers"]
+    assert (resolver["name"], resolver["flip_s"], resolver["slowest"]) == (
+        "resolver", phases["dns_resolver_s"], True), summary["dns"]
     # the canary wrote through the failover; no integrity failure
     w = summary["writes"]
     assert w["acked"] > 100 and w["unexpected"] == 0 and w["duplicate"] == 0

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -23,16 +24,17 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rdatatype
-import psycopg
 import pytest
 
 from tests.fixtures import experiments as composed
 from tests.integration.conftest import (
     assert_starting_topology,
+    canary_rows,
     chaos,
     gameday,
     lab_conn,
     lab_descriptor,
+    latest_run,
 )
 
 HOLD_S = 1.0
@@ -49,13 +51,6 @@ def known_loss_experiment(tmp: Path, app_canary: dict | None = None) -> Path:
     path = tmp / "known-loss.json"
     path.write_text(json.dumps(exp))
     return path
-
-
-def _rows(lab: dict, region: int, start: int, table: str = "gameday_canary") -> set[int]:
-    db = lab["database"]
-    with psycopg.connect(host=lab["regions"][region]["db_host"], port=db["port"], user=db["user"],
-                         password=db["password"], dbname=db["name"], autocommit=True) as c:
-        return {r[0] for r in c.execute(f"SELECT seq FROM {table} WHERE seq >= %s", (start,))}
 
 
 class ResolverLoop(threading.Thread):
@@ -144,16 +139,13 @@ def test_async_known_loss_and_independent_dns_loop(async_lab: dict[str, str],
                  env=lab_env)
     loop.stop.set()
     loop.join()
-    run_dir = (Path(lab_env["GAMEDAY_REPORTS"]) / "latest").resolve()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    db = sqlite3.connect(run_dir / "timeline.sqlite")
-    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-    acked = {r[0] for r in db.execute("SELECT seq FROM canary WHERE outcome = 'ok'")}
+    run = latest_run(lab_env)
+    summary, meta = run.summary, run.meta
 
     # the old primary (fenced after the rollback, readable) against the new primary
     start = meta["start_seq"]
-    only_old = _rows(lab, 0, start) - _rows(lab, 1, start)
-    expected = only_old & acked
+    only_old = canary_rows(lab, 0, start) - canary_rows(lab, 1, start)
+    expected = only_old & run.acked
     assert expected, "the cut lost nothing: the known answer would be trivial"
     assert summary["writes"]["lost"] == len(expected), (summary["writes"], len(expected))
     assert summary["replication"]["mode"] == "async"
@@ -164,8 +156,10 @@ def test_async_known_loss_and_independent_dns_loop(async_lab: dict[str, str],
     # the application canary's known answer: the numbers the storefront acknowledged (X-Region
     # region-1) that only the old primary's storefront table holds, read by the test itself
     app_start = meta["app_start_seq"]
-    app_acked = {r[0] for r in db.execute("SELECT seq FROM app_canary WHERE outcome = 'ok'")}
-    app_only_old = _rows(lab, 0, app_start, "storefront_canary") - _rows(
+    with contextlib.closing(sqlite3.connect(run.dir / "timeline.sqlite")) as db:
+        app_acked = {r[0] for r in db.execute("SELECT seq FROM app_canary "
+                                              "WHERE outcome = 'ok'")}
+    app_only_old = canary_rows(lab, 0, app_start, "storefront_canary") - canary_rows(
         lab, 1, app_start, "storefront_canary")
     app_expected = app_only_old & app_acked
     app = summary["app_writes"]
@@ -176,8 +170,9 @@ def test_async_known_loss_and_independent_dns_loop(async_lab: dict[str, str],
     assert app["write_rto_s"] is not None and app["write_rto_s"] > 0
 
     # the resolver flip, seen by the test's own loop, in run-relative seconds
-    t_fault = db.execute("SELECT t FROM events WHERE kind = 'fault-applied' ORDER BY t"
-                         ).fetchone()[0]
+    with contextlib.closing(sqlite3.connect(run.dir / "timeline.sqlite")) as db:
+        t_fault = db.execute("SELECT t FROM events WHERE kind = 'fault-applied' ORDER BY t"
+                             ).fetchone()[0]
     secondary = lab["regions"][1]["address"]
     ours = [((t - meta["anchor_ns"]) / 1e9 - t_fault, a) for t, a in loop.samples]
     after = [(t, a) for t, a in ours if t >= 0]

@@ -236,9 +236,10 @@ def drill(lab_file: Path | str, run: Run | None = None,
 
 
 @contextlib.contextmanager
-def udp_responder(reply: Callable[[bytes], bytes]) -> Iterator[int]:
-    """A UDP server on loopback answering each datagram with `reply(datagram)`, in a thread
-    of its own, until the block ends: yields its port (the fake lab's DNS servers)."""
+def udp_responder(reply: Callable[[bytes], bytes | None]) -> Iterator[int]:
+    """A UDP server on loopback answering each datagram with `reply(datagram)` (None: no
+    answer, a lost datagram), in a thread of its own, until the block ends: yields its
+    port (the fake lab's DNS servers)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.1)
@@ -250,7 +251,9 @@ def udp_responder(reply: Callable[[bytes], bytes]) -> Iterator[int]:
                 data, peer = sock.recvfrom(512)
             except TimeoutError:
                 continue
-            sock.sendto(reply(data), peer)
+            answer = reply(data)
+            if answer is not None:
+                sock.sendto(answer, peer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

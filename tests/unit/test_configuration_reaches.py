@@ -42,6 +42,9 @@ def _stored_recovery(run_dir: Path, served: int) -> runs.Run:
         cols = timeline.COLUMNS["http"]
         conn.executemany(f"INSERT INTO http VALUES ({', '.join('?' * len(cols))})", rows)
         conn.execute("INSERT INTO canary VALUES (1, 0, 2.0, 2.01, 'ok', '127.0.0.1', NULL, NULL)")
+        # the resolver answers region-2 (the wait waits for every resolver's flip too)
+        conn.execute(timeline.insert_sql("dns"), timeline.DnsSample(
+            2.0, "resolver", 1, "198.18.0.12", "NOERROR", 1, 0.001, 0.0, None, "", "region-2"))
     conn.close()
     return runs.Run(run_dir, timeline.Clock(1))
 

@@ -30,6 +30,7 @@ from gameday.measure.store.timeline import DnsSample, Event, HttpSample
 from gameday.report import trend as trends
 from tests.fixtures.report import fixture_run
 from tests.unit import fakes
+from tests.unit.test_endpoints import TWO_REGIONS
 
 T_FAULT = 10.0
 
@@ -129,7 +130,7 @@ def test_dns_already_on_the_secondary_before_the_fault_flips_at_the_first_sample
     r2 = "198.18.0.12"
     rows = [DnsSample(t, "resolver", 1, r2, "NOERROR", 1, 0.001, 0.0, None)
             for t in (9.6, 9.8, 10.1, 10.3, 10.5)]
-    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "resolver", r2)
+    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "resolver", "region-2", TWO_REGIONS)
     assert flip.at_s == pytest.approx(0.1)  # never before the fault
     assert flip.error_s == pytest.approx(0.3)
 
@@ -138,7 +139,7 @@ def test_dns_flip_with_no_sample_before_the_fault_has_no_error_bar() -> None:
     r2 = "198.18.0.12"
     rows = [DnsSample(t, "authoritative", 1, r2, "NOERROR", 1, 0.001, 0.0, None)
             for t in (10.2, 10.4)]
-    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "authoritative", r2)
+    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "authoritative", "region-2", TWO_REGIONS)
     assert flip.at_s == pytest.approx(0.2) and flip.error_s is None
 
 
@@ -148,10 +149,10 @@ def test_a_failed_dns_answer_breaks_the_run_that_stays() -> None:
             DnsSample(10.4, "resolver", 0, r2, "SERVFAIL", 1, 0.001, 0.0, "timeout"),
             DnsSample(10.6, "resolver", 1, r2, "NOERROR", 1, 0.001, 0.0, None),
             DnsSample(10.8, "resolver", 1, r2, "NOERROR", 1, 0.001, 0.0, None)]
-    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "resolver", r2)
+    flip = instants.dns_flip(_timeline(dns=rows), T_FAULT, "resolver", "region-2", TWO_REGIONS)
     assert flip.at_s == pytest.approx(0.6) and flip.error_s == pytest.approx(0.2)
     back = [*rows, DnsSample(11.0, "resolver", 1, r1, "NOERROR", 1, 0.001, 0.0, None)]
-    assert instants.dns_flip(_timeline(dns=back), T_FAULT, "resolver", r2).at_s is None
+    assert instants.dns_flip(_timeline(dns=back), T_FAULT, "resolver", "region-2", TWO_REGIONS).at_s is None
 
 
 # --- the trend's median --------------------------------------------------------------------

@@ -22,8 +22,12 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from gameday import cli
+from gameday.measure import contract
+from gameday.measure.instants import Instant, missing
+from gameday.measure.summary import authority_detection
 from gameday.report import junit, outputs, prometheus
 from tests.fixtures.report import fixture_run
+from tests.unit.test_report import check_golden
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 XSD = DATA / "junit.xsd"  # ours: strict about counts, times and required names
@@ -103,19 +107,23 @@ def test_junit_from_summary_json_alone_validates_with_one_suite_per_drill(tmp_pa
     assert [float(s.get("time") or 0) for s in suites] == [summary["duration_s"], 41.25]
     failover, failback = ({tc.get("name"): tc for tc in s.iter("testcase")} for s in suites)
     assert list(failover) == ["RTO", "write RTO", "downtime", "RPO", "lost writes",
-                              "unexpected rows", "duplicate rows", "verdict"]
+                              "unexpected rows", "duplicate rows", "DNS authority detection",
+                              "DNS flip: resolver", "verdict"]
     assert list(failback) == ["RTO", "write RTO", "downtime", "lost writes",
                               "split-brain writes", "verdict"]
     for name, key in (("RTO", "rto_s"), ("write RTO", "write_rto_s"), ("downtime", "downtime_s")):
         assert float(failover[name].get("time") or 0) == pytest.approx(summary[key], abs=5e-4)
         assert float(failover[name].get("time") or 0) > 0
+    assert float(failover["DNS authority detection"].get("time") or 0) == 0.7
+    assert float(failover["DNS flip: resolver"].get("time") or 0) == 1.45
     assert float(failback["RTO"].get("time") or 0) == 2.847
     assert {tc.get("classname") for tc in failover.values()} == {"gameday.failover.fixture-failover"}
     out = suites[0].find("system-out")
     assert out is not None and "| RTO (service) | 1.500 s" in (out.text or "")
     props = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
     assert props["target.rto_s"] == "30" and props["run_id"] == fixture_run.RUN_ID
-    assert (root.get("tests"), root.get("failures")) == ("14", "0")
+    assert props["dns.authority.budget_s"] == "2" and props["dns.slowest_resolver"] == "resolver"
+    assert (root.get("tests"), root.get("failures")) == ("16", "0")
     assert not (run_dir / "report.md").exists()  # no timeline: nothing else was rendered
 
 
@@ -156,7 +164,7 @@ def test_a_passing_run_is_valid_junit_with_one_case_per_measure(tmp_path: Path) 
     cases = _cases(xml)
     assert all(v is None for v in cases.values()), cases
     root = ET.parse(xml).getroot()
-    assert (root.get("tests"), root.get("failures")) == ("8", "0")
+    assert (root.get("tests"), root.get("failures")) == ("10", "0")
 
 
 def test_a_run_that_lost_writes_fails_those_cases(tmp_path: Path) -> None:
@@ -208,10 +216,14 @@ def _families(text: str) -> dict[str, list]:
     return out
 
 
+# a sample per phase, per resolver: a label of their own beside the stable ones
+PER_LABEL = ("gameday_phase_seconds", "gameday_dns_resolver_flip_seconds")
+
+
 def _metrics(prom: Path, *, experiment: str = "fixture-failover") -> dict[str, float]:
     out = {}
     for name, samples in _families(prom.read_text()).items():
-        if name == "gameday_phase_seconds":
+        if name in PER_LABEL:
             continue
         (sample,) = samples
         assert sample.labels == {"lab": "netns", "drill": "failover", "experiment": experiment}
@@ -238,6 +250,14 @@ def test_the_textfile_parses_and_carries_the_numbers(tmp_path: Path) -> None:
                       for name, at in summary["phases"].items()}
     assert set(phases) >= {"detection", "promotion", "dns_authoritative", "first_write"}
     assert "gameday_failback_rto_seconds" not in metrics  # no failback ran
+    authority = summary["dns"]["authority"]
+    assert metrics["gameday_dns_authority_withdrawal_seconds"] == authority["withdrawn_s"] == 0.7
+    assert metrics["gameday_dns_authority_budget_seconds"] == authority["budget_s"] == 2.0
+    assert metrics["gameday_dns_authority_within_budget"] == 1
+    (flip,) = _families(prom.read_text())["gameday_dns_resolver_flip_seconds"]
+    assert flip.labels == {"lab": "netns", "drill": "failover", "experiment": "fixture-failover",
+                           "resolver": "resolver"}
+    assert flip.value == summary["dns"]["resolvers"][0]["flip_s"] == 1.45
     # written through a renamed temporary file: nothing else is left beside it
     assert sorted(p.name for p in prom.parent.iterdir()) == ["gameday.prom", "junit.xml"]
 
@@ -256,6 +276,122 @@ def test_an_unobserved_number_is_nan_and_labels_are_stable() -> None:
         "drill": "failover", "experiment": "game-day", "lab": "netns"}
     assert families["gameday_failback_rto_seconds"][0].value == 2.5
     assert families["gameday_split_brain_writes"][0].value == 3
+
+
+ROUTE53 = {"health_interval_s": 30, "health_failures": 3, "health_timeout_s": 1}
+
+
+def _resolver(name: str, flip_s: float | None, *, slowest: bool = False) -> dict:
+    return {"name": name, "stream": f"resolver:{name}", "kind": name, "address": None,
+            "flip_s": flip_s, "error_s": None if flip_s is None else 0.05,
+            "evidence": None, "reason": "no sample after the fault" if flip_s is None else None,
+            "slowest": slowest}
+
+
+def _with_dns(summary: dict, withdrawal: Instant, *resolvers: dict) -> dict:
+    """The summary of a run on a Route 53-like lab (checks every 30 s, three failures, 1 s
+    timeout: a 91 s budget), its authority's block made by the summary's own code, valid
+    against summary.schema.json."""
+    out = {**summary, "dns": {"resolvers": list(resolvers), "authority": authority_detection(
+        withdrawal, "region-1", ROUTE53)}}
+    contract.validate(out)
+    return out
+
+
+def test_each_resolver_flip_and_the_authority_are_gauges_nan_when_not_observed(
+        tmp_path: Path) -> None:
+    summary = _game_day_with_failback(tmp_path)
+    beyond = _with_dns(summary, Instant(at_s=95.0, error_s=0.05),
+                       _resolver("unbound", 119.266, slowest=True), _resolver("dnsmasq", 117.266),
+                       _resolver("pdns-recursor", None))
+    families = _families(prometheus.render(beyond))  # type: ignore[arg-type]
+    stable = {"drill": "failover", "experiment": "fixture-failover", "lab": "netns"}
+    flips = {s.labels["resolver"]: s.value
+             for s in families["gameday_dns_resolver_flip_seconds"]}
+    assert flips.keys() == {"unbound", "dnsmasq", "pdns-recursor"}
+    assert (flips["unbound"], flips["dnsmasq"]) == (119.266, 117.266)
+    assert math.isnan(flips["pdns-recursor"])
+    assert all(s.labels == {**stable, "resolver": s.labels["resolver"]}
+               for s in families["gameday_dns_resolver_flip_seconds"])
+    (withdrawal,) = families["gameday_dns_authority_withdrawal_seconds"]
+    assert (withdrawal.labels, withdrawal.value) == (stable, 95.0)
+    assert families["gameday_dns_authority_budget_seconds"][0].value == 91.0
+    assert families["gameday_dns_authority_within_budget"][0].value == 0  # beyond
+    unseen = _with_dns(summary, missing("no authoritative flip"), _resolver("unbound", None))
+    families = _families(prometheus.render(unseen))  # type: ignore[arg-type]
+    assert math.isnan(families["gameday_dns_authority_withdrawal_seconds"][0].value)
+    assert math.isnan(families["gameday_dns_authority_within_budget"][0].value)
+    assert families["gameday_dns_authority_budget_seconds"][0].value == 91.0
+    edge = _with_dns(summary, Instant(at_s=91.02, error_s=0.05), _resolver("unbound", 92.0))
+    families = _families(prometheus.render(edge))  # type: ignore[arg-type]
+    assert families["gameday_dns_authority_withdrawal_seconds"][0].value == 91.02
+    assert math.isnan(families["gameday_dns_authority_within_budget"][0].value)
+
+
+def test_junit_fails_a_resolver_that_never_flipped_not_an_authority_beyond_its_budget(
+        tmp_path: Path) -> None:
+    """On a Route 53-like lab: the authority withdrew region-1 4 s beyond its 91 s budget,
+    and the PowerDNS Recursor never answered with region-2. The resolver fails with the
+    summary's own words; the authority's case passes with its withdrawal as its time (its
+    flip also waits for the secondary's own checks, which that budget does not hold: on
+    the default lab a passing drill's flip came 0.63 s beyond it in CI); the other
+    resolvers pass with their flips as their times, and the file still validates against
+    both schemas."""
+    summary = _game_day_with_failback(tmp_path)
+    beyond = _with_dns(summary, Instant(at_s=95.0, error_s=0.05),
+                       _resolver("unbound", 119.266, slowest=True), _resolver("dnsmasq", 117.266),
+                       _resolver("pdns-recursor", None))
+    xml = tmp_path / "junit.xml"
+    junit.write(xml, beyond)  # type: ignore[arg-type]
+    _valid(xml)
+    root = ET.parse(xml).getroot()
+    failover = root.findall("testsuite")[0]
+    cases = {tc.get("name"): tc for tc in failover.iter("testcase")}
+    failed = _cases_of(xml.read_text())
+    assert failed["DNS authority detection"] is None
+    assert beyond["dns"]["authority"]["verdict"] == (
+        "the DNS authority withdrew region-1 after 95.000 s ± 0.050 s, 4.000 s beyond its "
+        "health-check budget of 91 s (30 s × 3 + 1 s)")  # the report says it
+    assert float(cases["DNS authority detection"].get("time") or 0) == 95.0
+    assert failed["DNS flip: pdns-recursor"] == (
+        "DNS flip: pdns-recursor was not observed: no sample after the fault")
+    assert failed["DNS flip: unbound"] is None and failed["DNS flip: dnsmasq"] is None
+    assert float(cases["DNS flip: unbound"].get("time") or 0) == 119.266
+    assert (failover.get("tests"), failover.get("failures")) == ("12", "1")
+    assert root.get("failures") == "1"  # the failback's suite has no DNS cases
+    props = {p.get("name"): p.get("value") for p in failover.iter("property")}
+    assert props["dns.authority.budget_s"] == "91" and props["dns.slowest_resolver"] == "unbound"
+    # the same run with every resolver flipped and the authority within, or at the edge of,
+    # its budget: every DNS case passes (at the edge the recorder cannot say it missed)
+    for withdrawal in (Instant(at_s=88.266, error_s=0.05), Instant(at_s=91.02, error_s=0.05)):
+        ok = _with_dns(summary, withdrawal, _resolver("unbound", 119.266, slowest=True))
+        passed = _cases_of(junit.render(ok))  # type: ignore[arg-type]
+        assert passed["DNS authority detection"] is None and passed["DNS flip: unbound"] is None
+    unseen = _with_dns(summary, missing("no authoritative flip"), _resolver("unbound", 92.0))
+    assert _cases_of(junit.render(unseen))["DNS authority detection"] == (  # type: ignore[arg-type]
+        "the DNS authority was not seen withdrawing region-1 (no authoritative flip); its "
+        "health-check budget of 91 s (30 s × 3 + 1 s)")
+
+
+def test_junit_of_a_summary_without_the_dns_blocks_has_the_cases_it_always_had(
+        tmp_path: Path) -> None:
+    summary = _game_day_with_failback(tmp_path)
+    root = ET.fromstring(junit.render(_before_dns(summary)))  # type: ignore[arg-type]
+    failover = root.findall("testsuite")[0]
+    assert [tc.get("name") for tc in failover.iter("testcase")] == [
+        "RTO", "write RTO", "downtime", "RPO", "lost writes", "unexpected rows",
+        "duplicate rows", "verdict"]
+    assert not [p for p in failover.iter("property") if (p.get("name") or "").startswith("dns")]
+
+
+def test_a_summary_without_the_dns_blocks_exports_no_dns_series(tmp_path: Path) -> None:
+    summary = _game_day_with_failback(tmp_path)
+    no_authority = {**summary, "dns": {"resolvers": summary["dns"]["resolvers"]}}
+    for s, expected in ((_before_dns(summary), set()),
+                        (no_authority, {"gameday_dns_resolver_flip_seconds"})):
+        families = _families(prometheus.render(s))  # type: ignore[arg-type]
+        assert {n for n in families if n.startswith("gameday_dns_")} == expected
+        assert families["gameday_rto_seconds"][0].value == summary["rto_s"]
 
 
 class _Pushgateway(http.server.ThreadingHTTPServer):
@@ -315,6 +451,22 @@ def test_report_pushes_the_drills_group_to_a_pushgateway(tmp_path: Path) -> None
     assert len(families["gameday_phase_seconds"]) == len(summary["phases"])
 
 
+def test_the_push_with_several_resolvers_keeps_the_drills_one_group(tmp_path: Path) -> None:
+    """The resolver label sits on the samples, not in the grouping key: one PUT to the same
+    group, every resolver in its body."""
+    summary = _with_dns(_game_day_with_failback(tmp_path), Instant(at_s=88.266, error_s=0.05),
+                        _resolver("unbound", 119.266, slowest=True),
+                        _resolver("dnsmasq", 117.266))
+    with _Pushgateway() as gateway:
+        prometheus.push(gateway.url, summary)  # type: ignore[arg-type]
+    (path, (method, body)), = gateway.groups.items()
+    assert path == "/metrics/job/gameday/drill/failover/experiment/fixture-failover/lab/netns"
+    assert method == "PUT"
+    flips = _families(body)["gameday_dns_resolver_flip_seconds"]
+    assert {s.labels["resolver"]: s.value for s in flips} == {"unbound": 119.266,
+                                                                "dnsmasq": 117.266}
+
+
 def test_the_control_setting_pushes_at_the_end_of_the_run(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     run_dir = fixture_run.build(tmp_path / "reports" / fixture_run.RUN_ID)
@@ -342,3 +494,20 @@ def test_a_missing_output_directory_is_one_line_and_writes_nothing(tmp_path: Pat
                                            str(tmp_path / "nope" / "j.xml")])
     assert result.exit_code != 0 and "create it or choose another path" in result.output
     assert not (run_dir / "summary.json").exists()
+
+
+def _before_dns(summary: dict) -> dict:
+    """The summary as runs wrote it before `dns` (resolvers, authority) existed."""
+    return {k: v for k, v in summary.items() if k != "dns"}
+
+
+def test_the_outputs_equal_their_golden_files(tmp_path: Path) -> None:
+    """The fixed game day with its failback, as JUnit XML and as the Prometheus exposition,
+    byte for byte; and the same summary without its `dns` block (older runs) exactly as
+    these outputs were before they read it. After an intended change:
+    GAMEDAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_junit_prometheus.py -k golden
+    (once per file it rewrites), then review the diff."""
+    summary = _game_day_with_failback(tmp_path)
+    for suffix, s in (("", summary), ("-before-dns", _before_dns(summary))):
+        check_golden(f"junit{suffix}.xml", junit.render(s))  # type: ignore[arg-type]
+        check_golden(f"gameday{suffix}.prom", prometheus.render(s))  # type: ignore[arg-type]

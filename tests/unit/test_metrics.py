@@ -11,6 +11,7 @@ from gameday.measure import rto as rtos
 from gameday.measure.store import writes
 from gameday.measure.store.reader import Timeline
 from gameday.measure.store.timeline import DnsSample, Event, HttpSample, ReplicationSample
+from tests.unit.test_endpoints import TWO_REGIONS
 
 
 def http_rows(spec: list[tuple[float, bool, str | None]]) -> list[tuple]:
@@ -59,7 +60,7 @@ def test_dns_flip_is_the_first_answer_that_stays() -> None:
         (9.9, "198.18.0.11"), (10.5, "198.18.0.12"), (10.6, "198.18.0.11"),
         (10.7, "198.18.0.12"), (10.8, "198.18.0.12")]]
     tl = timeline(dns=rows)
-    flip = instants.dns_flip(tl, 10.0, "resolver", "198.18.0.12")
+    flip = instants.dns_flip(tl, 10.0, "resolver", "region-2", TWO_REGIONS)
     assert flip.at_s == pytest.approx(0.7)
     assert flip.error_s == pytest.approx(0.1)
 
@@ -67,7 +68,7 @@ def test_dns_flip_is_the_first_answer_that_stays() -> None:
 def test_phase_not_observed_is_none_with_reason() -> None:
     tl = timeline(dns=[DnsSample(10.5, "authoritative", 1, "198.18.0.11", "NOERROR", 1, 0, 0,
                                  None)])
-    flip = instants.dns_flip(tl, 10.0, "authoritative", "198.18.0.12")
+    flip = instants.dns_flip(tl, 10.0, "authoritative", "region-2", TWO_REGIONS)
     assert flip.at_s is None and "never settled" in flip.reason
 
 

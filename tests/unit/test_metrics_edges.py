@@ -31,6 +31,7 @@ from gameday.measure.store.timeline import (
     ReplicationSample,
 )
 from tests.fixtures.report import fixture_run
+from tests.unit.test_endpoints import TWO_REGIONS
 
 T_FAULT = 10.0
 R1, R2 = "198.18.0.11", "198.18.0.12"
@@ -66,7 +67,7 @@ def test_the_first_sample_after_the_fault_takes_its_error_bar_from_the_one_befor
 def test_the_dns_flip_right_after_one_earlier_answer() -> None:
     rows = [DnsSample(t, "resolver", 1, a, "NOERROR", 1, 0.001, 0.0, None)
             for t, a in ((9.5, R1), (10.2, R2), (10.4, R2))]
-    flip = instants.dns_flip(tl_of(dns=rows), T_FAULT, "resolver", R2)
+    flip = instants.dns_flip(tl_of(dns=rows), T_FAULT, "resolver", "region-2", TWO_REGIONS)
     assert (flip.at_s, flip.error_s) == (pytest.approx(0.2), pytest.approx(0.7))
 
 

@@ -69,6 +69,8 @@ def test_read_only_cuts_the_clients_off_and_writable_again_lets_them_write(
     assert postgres.make_writable_again(lab, one) is True
     assert postgres.role(lab, one) == "primary"
     cluster.primary.sql("INSERT INTO gameday_canary (seq) VALUES (1)")
+    # nothing left to undo: a recovery that only started a database says no more than that
+    assert postgres.make_writable_again(lab, one) is False
 
 
 def test_writable_again_leaves_a_standby_and_a_region_down_alone(cluster: pg.Cluster) -> None:

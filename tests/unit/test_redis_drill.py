@@ -235,6 +235,9 @@ def test_the_wait_for_recovery_counts_the_application_s_writes_on_redis(
         conn.executemany("INSERT INTO http VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          [(2.0 + i / 10, "global", 1, 200, "region-2", "198.18.0.12", 0.01,
                            0.0, None) for i in range(5)])
+        conn.execute(timeline.insert_sql("dns"), timeline.DnsSample(
+            2.0, "resolver", 1, "198.18.0.12", "NOERROR", 1, 0.001, 0.0, None, "",
+            "region-2"))
     conn.close()
     run = runs.Run(run_dir, timeline.Clock(1))
     configuration = {"lab_file": str(lab_file), "promotion": "none",

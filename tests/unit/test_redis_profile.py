@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from gameday import cli
 from gameday.foundation import descriptor
 from gameday.foundation.errors import ConfigError, LabError
+from gameday.labs.netns import dnsprofile, redis_sentinel
 from gameday.labs.netns import lab as netns_lab
-from gameday.labs.netns import redis_sentinel
 from tests.unit.test_descriptor import GOOD
 
 
@@ -107,6 +107,11 @@ def test_the_default_lab_up_is_postgresql() -> None:
     (netns_lab.LabOptions(store="redis-sentinel",
                           redis=redis_sentinel.RedisOptions(durability="sync")),
      "async or wait"),
+    # one storefront per region on its first address: the DNS profile's extra addresses
+    # and host names would be names with nothing behind them
+    *((netns_lab.LabOptions(store="redis-sentinel", dns=dnsprofile.DnsProfile(**given)),
+       "apply to --store postgresql")
+      for given in ({"region_addresses": 2}, {"ipv6": True}, {"db_hostnames": True})),
 ])
 def test_bad_options_are_refused_before_anything_is_made(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: netns_lab.LabOptions,

@@ -601,7 +601,8 @@ def test_authoritative_flapping_is_named_next_to_the_phases(tmp_path: Path) -> N
         answers = [(t, r1 if t < 1.2 else (r2 if round(t * 20) % 3 else r1) if t < 1.7 else r2)
                    for t in fixture_run.ticks(50)]
         conn.executemany("INSERT INTO dns VALUES (?, 'authoritative', 1, ?, 'NOERROR', 1, "
-                         "0.002, 0.0, NULL)", answers)
+                         "0.002, 0.0, NULL, '', ?)",
+                         [(t, a, "region-1" if a == r1 else "region-2") for t, a in answers])
     conn.close()
     summary = outputs.regenerate(run_dir, history=tmp_path / "h.jsonl").summary
     flaps = summary["flapping"]["authoritative"]  # type: ignore[typeddict-item]

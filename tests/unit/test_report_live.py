@@ -33,7 +33,8 @@ def insert(run_dir: Path, table: str, *rows: tuple) -> None:
     conn = sqlite3.connect(run_dir / timeline.FILE)
     with conn:
         width = 4 if table == "events" else len(timeline.COLUMNS[table])
-        conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
+        conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})",
+                         [(*row, *[None] * (width - len(row))) for row in rows])
     conn.close()
 
 

@@ -5,6 +5,7 @@ Kept apart from the orchestration so a reader can see each service's settings in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from gameday.labs.netns import topology as topo
@@ -15,6 +16,8 @@ def pg_hba() -> str:
         "# gameday netns lab: password auth from the lab range and loopback only\n"
         "host all all 127.0.0.1/32 scram-sha-256\n"
         "host all all 198.18.0.0/15 scram-sha-256\n"
+        # the lab's IPv6 range (--ipv6): a database name's AAAA record is dialled too
+        "host all all 2001:2::/48 scram-sha-256\n"
         "host replication all 127.0.0.1/32 scram-sha-256\n"
         "host replication all 198.18.0.0/15 scram-sha-256\n"
     )
@@ -115,8 +118,9 @@ def named_conf(state: str) -> str:
     return f'zone "{topo.ZONE}" {{ type master; file "{state}/dns/{topo.ZONE}.zone"; }};\n'
 
 
-def zone(*, ttl_s: float) -> str:
-    """The global name is an active-passive `ifurlup` over both regions' /healthz."""
+def zone(*, ttl_s: float, extra: Sequence[str] = ()) -> str:
+    """The global name is an active-passive `ifurlup` over both regions' /healthz; `extra`:
+    more records (the database names of --db-hostnames)."""
     r1, r2 = topo.address("region-1"), topo.address("region-2")
     ttl = max(0, round(ttl_s))
     url = f"http://{topo.GLOBAL_NAME}:{topo.STOREFRONT_PORT}/healthz"
@@ -131,6 +135,7 @@ def zone(*, ttl_s: float) -> str:
             f"resolver IN A {topo.RESOLVER}",
             f"region-1 IN A {r1}",
             f"region-2 IN A {r2}",
+            *extra,
             f'shop {ttl} IN LUA A "{lua}"',
             "",
         ]

@@ -16,9 +16,13 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float,
+                reset: Callable[[], None]) -> None:
+    """One direction. An end of file is passed on as one (a half-close: the other direction
+    goes on); a reset or a failed write takes the whole connection down with `reset`."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -44,9 +48,10 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
                 break
         await sender
     except (ConnectionError, OSError):
-        sender.cancel()
+        reset()
     finally:
-        with contextlib.suppress(Exception):
+        sender.cancel()
+        with contextlib.suppress(BaseException):
             await sender
 
 
@@ -57,9 +62,18 @@ async def _handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
     except (TimeoutError, OSError):
         client_w.close()
         return
+
+    def reset() -> None:
+        """Both sides closed at once. Passing on only the end of one direction would leave
+        the other end waiting: a standby's WAL receiver, which waits for the server's reply
+        with no timeout while it connects, hung for good when the primary's dying
+        postmaster reset the connection under it (seen in CI)."""
+        for w in (client_w, server_w):
+            w.transport.abort()
+
     try:
         await asyncio.gather(
-            _pump(client_r, server_w, delay), _pump(server_r, client_w, delay),
+            _pump(client_r, server_w, delay, reset), _pump(server_r, client_w, delay, reset),
             return_exceptions=True,
         )
     finally:

@@ -20,12 +20,14 @@ Sentinels expect.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,10 @@ logger = logging.getLogger(f"chaostoolkit.{__name__}")
 STANDBY_FOLLOWS_S = 3.0
 # the same under Patroni, which also needs a loop (1 s) to point its replica at the leader
 PATRONI_FOLLOWS_S = 8.0
+# how long a database scale-to-zero crashed (SIGQUIT) may take to end before its revert
+# gives up; a process it SIGKILLed ends within KILLED_ENDS_S, or was never signalled
+CRASH_ENDS_S = 15.0
+KILLED_ENDS_S = 0.5
 
 EGRESS_RULES = """table inet gameday {
     chain output {
@@ -137,12 +143,16 @@ class NetnsDriver(FaultTable):
     def _plan_stop(self, region: Region) -> dict[str, Any]:
         if self.ha:
             # Patroni first: killed, it cannot start its PostgreSQL again
-            names = [n for n in (f"patroni-{region.name}", f"storefront-{region.name}")
+            names = [n for n in (f"patroni-{region.name}",
+                                 *netns_lab.storefront_names(self.state, region.name))
                      if self.procs.alive(n)]
-            return {"applicable": True, "stopped": names, "postmaster": True}
-        names = [n for n in (f"storefront-{region.name}", f"postgres-{region.name}")
-                 if self.procs.alive(n)]
-        return {"applicable": True, "stopped": names}
+            return {"applicable": True, "stopped": names, "postmaster": True,
+                    "pids": {n: self.procs.pid(n) for n in names}}
+        # every storefront of the region (one per address with --region-addresses)
+        names = [n for n in (*netns_lab.storefront_names(self.state, region.name),
+                             f"postgres-{region.name}") if self.procs.alive(n)]
+        return {"applicable": True, "stopped": names,
+                "pids": {n: self.procs.pid(n) for n in names}}
 
     def _stop_processes(self, region: Region, undo: dict[str, Any]) -> None:
         """scale-to-zero: every process the record lists, killed as a crash would."""
@@ -160,7 +170,7 @@ class NetnsDriver(FaultTable):
         if undo.get("postmaster") and \
                 patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
             return False
-        return not _connects(region.db_host, region.db_port, 0.2) and not _connects(
+        return not _connects(region.address, region.db_port, 0.2) and not _connects(
             region.address, topo.STOREFRONT_PORT, 0.2)
 
     # block-egress and blackhole: an nftables table in the region's namespace
@@ -231,6 +241,7 @@ class NetnsDriver(FaultTable):
         """scale-to-zero undone: what the record lists starts again, the database fenced
         when another region serves or was promoted."""
         password = self.lab.database.password
+        self._wait_crashed(region, undo)
         if f"patroni-{region.name}" in undo["stopped"]:
             # Patroni is the fence: it starts its PostgreSQL as a replica (pg_rewind
             # first) when the other member holds the leader key
@@ -243,11 +254,45 @@ class NetnsDriver(FaultTable):
             self._start_postgres(region)
             if not fenced:
                 self._standby_follows(region)
-        if f"storefront-{region.name}" in undo["stopped"] and \
-                not self.procs.alive(f"storefront-{region.name}"):
+        storefronts = netns_lab.storefront_names(self.state, region.name)
+        if any(n in undo["stopped"] and not self.procs.alive(n) for n in storefronts):
             netns_lab.start_storefront(self.state, region.name, password)
-            netns_lab.wait_port(region.address, topo.STOREFRONT_PORT, 15,
-                                f"storefront in {region.name}")
+            netns_lab.wait_storefronts(self.state, region.name)
+
+    def _wait_crashed(self, region: Region, undo: dict[str, Any]) -> None:
+        """The crash the fault began may not be over: a postmaster's immediate shutdown takes
+        a moment. A revert that looked before it ended would find the process alive and
+        start nothing (seen in CI: a stop condition fired while the drill waited for the
+        fault to take effect, and region-1's database stayed down after the rollback).
+
+        The fault may also never have been injected (a drill interrupted between recording
+        its plan and sending the signal): a database that still answers queries was never
+        stopped, and there is nothing to wait for. Only the postmaster's SIGQUIT ends
+        slowly; SIGKILL (storefronts, Patroni) ends a process at once."""
+        for name, pid in (undo.get("pids") or {}).items():  # none in an older ledger's line
+            if pid is None:
+                continue
+            if not name.startswith("postgres-"):
+                self.procs.wait_gone(name, pid, KILLED_ENDS_S)
+                continue
+            began = time.monotonic()
+
+            def over(name: str = name, pid: int = pid, began: float = began) -> bool:
+                if self.procs.pid(name) != pid:
+                    return True
+                # after a moment in which a signal just sent is surely handled
+                return time.monotonic() - began >= KILLED_ENDS_S and self._serves(region)
+
+            if not poll_within(over, timeout_s=CRASH_ENDS_S, interval_s=0.05,
+                               interruptible=False):
+                raise LabError(f"{name} (pid {pid}) still runs {CRASH_ENDS_S:g} s after "
+                               "scale-to-zero stopped it, and answers no query: stop it, "
+                               "then run `gameday recover`")
+
+    def _serves(self, region: Region) -> bool:
+        """The region's database answers a query (not one ending its immediate shutdown,
+        which refuses every connection)."""
+        return postgres.role(self.lab, _direct(region)) is not None
 
     # -- the Redis profile's faults ---------------------------------------------------------
 
@@ -344,7 +389,7 @@ class NetnsDriver(FaultTable):
 
     def _wait_accepting(self, region: Region, *, timeout: float) -> None:
         def accepts() -> bool:
-            with postgres.connect(self.lab, region, "check it is up"):
+            with postgres.connect(self.lab, _direct(region), "check it is up"):
                 return True
 
         poll_until(accepts, timeout_s=timeout, interval_s=0.1, retry_on=(TargetError,),
@@ -410,7 +455,7 @@ class NetnsDriver(FaultTable):
         other = next(r for r in self.lab.regions if r.name != primary.name)
 
         def streams() -> bool:
-            return postgres.streams_from(self.lab, primary, other)
+            return postgres.streams_from(self.lab, _direct(primary), _direct(other))
 
         if poll_within(streams, timeout_s=PATRONI_FOLLOWS_S, interval_s=0.2,
                        interruptible=False):
@@ -443,7 +488,7 @@ class NetnsDriver(FaultTable):
         then waits for it forever. Seen in CI after interrupted drills. Rewind it then."""
         other = next(r for r in self.lab.regions if r.name != primary.name)
         try:
-            poll_until(lambda: postgres.streams_from(self.lab, primary, other),
+            poll_until(lambda: postgres.streams_from(self.lab, _direct(primary), _direct(other)),
                        timeout_s=timeout, interval_s=0.2, interruptible=False)
             return
         except TargetError:
@@ -467,7 +512,7 @@ class NetnsDriver(FaultTable):
 
     def _other_is_writable(self, region: Region) -> bool:
         """A primary answers elsewhere (read-only or not: a switchover's source counts)."""
-        return any(postgres.role(self.lab, other) in ("primary", "read-only")
+        return any(postgres.role(self.lab, _direct(other)) in ("primary", "read-only")
                    for other in self.lab.regions if other.name != region.name)
 
     def _start_local_writer(self, region: Region, name: str) -> None:
@@ -493,6 +538,15 @@ class NetnsDriver(FaultTable):
         # the descriptor's address is data: an argument of the probe, never part of its code
         return run([sys.executable, "-c", CONNECT_PROBE, target.address,
                     str(topo.STOREFRONT_PORT)], netns=region.netns, check=False).returncode == 0
+
+
+def _direct(region: Region) -> Region:
+    """The region with its database reached at the lab's own address of the region, where
+    the lab's PostgreSQL listens: the lab's own checks never depend on a resolver. With
+    --db-hostnames, db_host is a name only the lab's DNS knows, and `gameday recover` may
+    run without it: a name that does not resolve would read as a database that is down (a
+    scale-to-zero taken as done, or a fence left out)."""
+    return dataclasses.replace(region, db_host=region.address)
 
 
 def _connects(host: str, port: int, timeout: float) -> bool:

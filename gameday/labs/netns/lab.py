@@ -31,7 +31,7 @@ import psycopg
 from gameday.foundation import descriptor, lock
 from gameday.foundation.errors import ConfigError, LabError
 from gameday.foundation.poll import poll_until, poll_within
-from gameday.labs.netns import apparmor, configs, dataroot, redis_sentinel
+from gameday.labs.netns import apparmor, configs, dataroot, dnsprofile, healthgate, redis_sentinel, resolvers
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable
@@ -54,6 +54,8 @@ class LabOptions:
     store: str = "postgresql"
     redis: redis_sentinel.RedisOptions = dataclasses.field(
         default_factory=redis_sentinel.RedisOptions)
+    # the production-shaped DNS profile (dnsprofile.py); its defaults are the lab as it was
+    dns: dnsprofile.DnsProfile = dataclasses.field(default_factory=dnsprofile.DnsProfile)
 
     @property
     def redis_store(self) -> bool:
@@ -67,6 +69,10 @@ class LabOptions:
                 raise ConfigError("--ha patroni is PostgreSQL's failover manager: with "
                                   "--store redis-sentinel the Sentinels fail over")
             self.redis.check()
+            if (self.dns.region_addresses > 1 or self.dns.ipv6 or self.dns.db_hostnames):
+                raise ConfigError("--region-addresses, --ipv6 and --db-hostnames apply to "
+                                  "--store postgresql: the Redis profile runs one storefront "
+                                  "per region on its first address")
         if self.ha not in (None, "patroni"):
             raise ConfigError(f"--ha must be 'patroni' (or left out), got {self.ha!r}")
         if self.ha:
@@ -79,6 +85,7 @@ class LabOptions:
             raise ConfigError("dns_ttl_s must be between 0 and 300")
         if not 1 <= self.health_interval_s <= 60:
             raise ConfigError("health_interval_s must be a whole number of seconds from 1 to 60")
+        self.dns.check(health_interval_s=self.health_interval_s)
 
 
 STORES = ("postgresql", redis_sentinel.STORE)
@@ -240,6 +247,20 @@ def _check_addresses_free() -> None:
 PG_PROGRAMS = ("initdb", "postgres", "pg_basebackup", "pg_ctl", "pg_rewind")
 
 
+def preflight_dns(profile: dnsprofile.DnsProfile) -> None:
+    """What the DNS profile needs besides the lab's own programs."""
+    for kind in profile.extra_resolvers:
+        if shutil.which(resolvers.PROGRAMS[kind]) is None:
+            raise LabError(f"`{resolvers.PROGRAMS[kind]}` is missing for --resolvers {kind}: "
+                           f"run `make setup` (or apt-get install {resolvers.PACKAGES[kind]})")
+    if profile.gated and shutil.which("pdns_control") is None:
+        raise LabError("`pdns_control` is missing: run `make setup` "
+                       "(or apt-get install pdns-server)")
+    if profile.ipv6 and not Path("/proc/sys/net/ipv6").is_dir():
+        raise LabError("--ipv6: this kernel has no IPv6 (booted with ipv6.disable=1?): "
+                       "leave out --ipv6, or boot with IPv6")
+
+
 def _check_reachable_by_postgres(bindir: Path, ha: str | None) -> None:
     """PostgreSQL (and Patroni) run as the postgres user: refuse now, naming the directory
     in the way, rather than time out waiting for a server that cannot start."""
@@ -284,10 +305,20 @@ def verify_running(lab_state: str, *, ha: bool = False, store: str = "postgresql
         services.append("etcd-witness")
     if redis:
         services.append("sentinel-witness")
+    services += [s for s in _profile_services(state) if s not in services]
     missing += [n for n in services if not procs.alive(n)]
     if missing:
         raise LabError(f"the lab descriptor does not match what is running (missing: "
                        f"{', '.join(missing)}): run `gameday lab down` then `gameday lab up`")
+
+
+def _profile_services(state: Path) -> list[str]:
+    """The processes the DNS profile the lab was brought up with runs."""
+    profile = dnsprofile.load(state)
+    plan = dnsprofile.Plan(profile=profile)
+    names = [i.name for region in topo.REGIONS for i in plan.instances(region)]
+    names += list(profile.extra_resolvers)
+    return names + (["healthgate"] if profile.gated else [])
 
 
 def existing_namespaces() -> list[str]:
@@ -318,6 +349,7 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
     nothing half-done is left behind."""
     options.check()
     preflight(options.ha, options.store)
+    preflight_dns(options.dns)
     state = state_dir()
     if is_up(state):
         raise LabError(f"the lab is already up (state in {state}): use it, "
@@ -330,6 +362,8 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
         progress("network: bridge, namespaces, veths")
         _network(topo.NAMESPACES if options.ha or options.redis_store
                  else topo.BASE_NAMESPACES)
+        _profile_network(options.dns)
+        dnsprofile.save(state, options.dns)
         profile: redis_sentinel.Profile | None = None
         if options.redis_store:
             root = _new_data_root(state, redis_sentinel.REDIS_OS_USER, dataroot.REDIS_PREFIX)
@@ -345,11 +379,14 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
             ha_auth = None
         progress("storefronts")
         _storefronts(state, password)
-        progress("global DNS: PowerDNS with LUA ifurlup, unbound resolver")
+        progress("global DNS: PowerDNS with " + (
+            "the health-check gate" if options.dns.gated else "LUA ifurlup") + ", resolvers "
+            + ", ".join(["unbound", *options.dns.extra_resolvers]))
         _dns(state, options)
+        (state / RESOLV_CONF).write_text(resolv_conf())
         path = _write_descriptor(state, options, password, ha_auth, profile)
         progress("warming up DNS health checks")
-        _warm_up(state)
+        _warm_up(state, options.dns)
     except BaseException as exc:
         kept = _keep_logs(state)
         progress("lab up failed: tearing down what was built"
@@ -375,7 +412,8 @@ def up(options: LabOptions = LabOptions(), *,  # noqa: B008
 
 def lab_programs() -> list[str]:
     """The programs the lab runs, as a profile or a denial record names them."""
-    programs = [*REQUIRED_PROGRAMS, *HA_PROGRAMS, *redis_sentinel.PROGRAMS, sys.executable]
+    programs = [*REQUIRED_PROGRAMS, *HA_PROGRAMS, *redis_sentinel.PROGRAMS,
+                *resolvers.PROGRAMS.values(), sys.executable]
     with contextlib.suppress(LabError):
         programs.append(str(pg_bindir() / "postgres"))
     return programs
@@ -414,6 +452,18 @@ def _network(namespaces: tuple[topo.Namespace, ...]) -> None:
             run(["ip", "addr", "add", f"{address}/{topo.PREFIX}", "dev", "eth0"], netns=ns.name)
         run(["ip", "link", "set", "lo", "up"], netns=ns.name)
         run(["ip", "link", "set", "eth0", "up"], netns=ns.name)
+
+
+def _profile_network(profile: dnsprofile.DnsProfile) -> None:
+    """The DNS profile's addresses beyond topology's: more per region, IPv6, the extra
+    resolvers' (nodad: an IPv6 address is usable at once, not after duplicate detection)."""
+    if profile.ipv6:
+        run(["ip", "-6", "addr", "add", f"{dnsprofile.BRIDGE_ADDRESS6}/{dnsprofile.PREFIX6}",
+             "dev", topo.BRIDGE, "nodad"])
+    for netns, addresses in dnsprofile.Plan(profile=profile).namespace_addresses().items():
+        for address in addresses:
+            run(["ip", "addr", "add", address, "dev", "eth0",
+                 *(["nodad"] if ":" in address else [])], netns=netns)
 
 
 def _pg_run(args: list[str], *, netns: str | None = None, password: str | None = None,
@@ -637,25 +687,48 @@ def wait_streaming(password: str, *, standby: str, timeout: float) -> None:
 
 
 def start_storefront(state: Path, region: str, password: str) -> None:
+    """The region's storefronts that are not running: one on 0.0.0.0, or with the DNS
+    profile's --region-addresses or --ipv6, one per address (dnsprofile.Plan.instances).
+    On the Redis profile, one on 0.0.0.0 (LabOptions.check refuses more)."""
     profile = redis_sentinel.Profile.load(state)
     if profile is not None:  # the Redis profile: its passwords are the profile's
-        Processes(state).start(
-            f"storefront-{region}", redis_sentinel.storefront_argv(region),
-            netns=topo.REGIONS[region].name,
-            env={**redis_sentinel.storefront_env(profile, region),
-                 "PYTHONPATH": _package_root()})
+        if not Processes(state).alive(f"storefront-{region}"):
+            Processes(state).start(
+                f"storefront-{region}", redis_sentinel.storefront_argv(region),
+                netns=topo.REGIONS[region].name,
+                env={**redis_sentinel.storefront_env(profile, region),
+                     "PYTHONPATH": _package_root()})
         return
     # psycopg.connect's keyword arguments, as JSON in the environment (never argv): no
     # connection string to quote, so no character of the password can add a keyword
     params = {"host": "127.0.0.1", "port": topo.DB_PORT, "dbname": topo.DB_NAME,
               "user": topo.DB_USER, "password": password}
-    Processes(state).start(
-        f"storefront-{region}",
-        [sys.executable, "-m", "gameday.labs.storefront", "--region", region,
-         "--port", str(topo.STOREFRONT_PORT)],
-        netns=topo.REGIONS[region].name,
-        env={"STOREFRONT_CONNECT": json.dumps(params), "PYTHONPATH": _package_root()},
-    )
+    procs = Processes(state)
+    instances = dnsprofile.Plan(profile=dnsprofile.load(state)).instances(region)
+    for instance in instances:
+        if procs.alive(instance.name):
+            continue
+        # one instance of one address listens everywhere, as the lab always did
+        hosts = instance.hosts if len(instances) > 1 or len(instance.hosts) > 1 else ()
+        procs.start(
+            instance.name,
+            [sys.executable, "-m", "gameday.labs.storefront", "--region", region,
+             "--port", str(topo.STOREFRONT_PORT), *(f"--host={h}" for h in hosts)],
+            netns=topo.REGIONS[region].name,
+            env={"STOREFRONT_CONNECT": json.dumps(params), "PYTHONPATH": _package_root()},
+        )
+
+
+def storefront_names(state: Path, region: str) -> list[str]:
+    """The region's storefront processes: one, or one per address with --region-addresses."""
+    plan = dnsprofile.Plan(profile=dnsprofile.load(state))
+    return [instance.name for instance in plan.instances(region)]
+
+
+def wait_storefronts(state: Path, region: str, timeout: float = 15) -> None:
+    """Every address of the region's storefronts accepts connections."""
+    for address in dnsprofile.Plan(profile=dnsprofile.load(state)).addresses(region):
+        wait_port(address, topo.STOREFRONT_PORT, timeout, f"storefront in {region}")
 
 
 def _package_root() -> str:
@@ -668,7 +741,7 @@ def _storefronts(state: Path, password: str) -> None:
     for region in ("region-1", "region-2"):
         start_storefront(state, region, password)
     for region in ("region-1", "region-2"):
-        wait_port(topo.address(region), topo.STOREFRONT_PORT, 15, f"storefront in {region}")
+        wait_storefronts(state, region)
 
 
 def _dns(state: Path, options: LabOptions) -> None:
@@ -677,10 +750,46 @@ def _dns(state: Path, options: LabOptions) -> None:
     (dns_dir / "pdns.conf").write_text(
         configs.pdns_conf(str(state), health_interval_s=options.health_interval_s))
     (dns_dir / "named.conf").write_text(configs.named_conf(str(state)))
-    (dns_dir / f"{topo.ZONE}.zone").write_text(configs.zone(ttl_s=options.dns_ttl_s))
+    database_ipv6 = _database_ipv6(options)
+    gate = dnsprofile.gate_config(state, options.dns, ttl_s=options.dns_ttl_s,
+                                  interval_s=options.health_interval_s,
+                                  database_ipv6=database_ipv6) \
+        if options.dns.gated else None
+    if gate:
+        # the primary answers until the gate's checks say otherwise, as Route 53 does
+        healthgate.write_zone(gate, active="region-1", serial=1)
+    else:
+        db_records = dnsprofile.Plan(profile=options.dns).db_records(ipv6=database_ipv6)
+        (dns_dir / f"{topo.ZONE}.zone").write_text(
+            configs.zone(ttl_s=options.dns_ttl_s, extra=db_records))
     procs = Processes(state)
     procs.start("pdns", ["pdns_server", f"--config-dir={dns_dir}"], netns=topo.DNS.name)
     start_unbound(state)
+    for kind in options.dns.extra_resolvers:
+        resolvers.start(state, kind, dnsprofile.RESOLVER_ADDRESSES[kind])
+    if gate:
+        config_file = state / dnsprofile.GATE_CONFIG_FILE
+        config_file.write_text(json.dumps(gate.to_dict(), indent=1))
+        procs.start("healthgate", [sys.executable, "-m", "gameday.labs.netns.healthgate",
+                                   "--config", str(config_file)],
+                    netns=topo.DNS.name, env={"PYTHONPATH": _package_root()})
+
+
+def _database_ipv6(options: LabOptions) -> bool:
+    """The databases listen on their region's IPv6 address: with --ipv6, the scripted lab's
+    PostgreSQL (listen_addresses '*'), not Patroni's (it listens on 0.0.0.0)."""
+    return options.dns.ipv6 and options.ha is None
+
+
+RESOLV_CONF = "resolv.conf"  # in the state directory
+
+
+def resolv_conf() -> str:
+    """A resolv.conf naming the lab's resolver only, for a runner that should resolve the
+    lab's names (--db-hostnames) as the system does: bound over /etc/resolv.conf in a
+    mount namespace of its own (README, The netns lab), never the host's."""
+    return (f"# gameday netns lab: its resolver (unbound), which answers {topo.ZONE} only\n"
+            f"nameserver {topo.RESOLVER}\noptions timeout:1 attempts:2\n")
 
 
 def unbound_argv() -> list[str]:
@@ -722,7 +831,7 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
                 "netns": topo.REGIONS[region].name,
                 "address": topo.address(region),
                 "storefront_url": f"http://{topo.address(region)}:{topo.STOREFRONT_PORT}",
-                "db_host": topo.address(region),
+                "db_host": dnsprofile.Plan(profile=options.dns).db_host(region),
                 "db_port": topo.REDIS_PORT if profile else topo.DB_PORT,
             }
             for region in ("region-1", "region-2")
@@ -734,6 +843,8 @@ def _write_descriptor(state: Path, options: LabOptions, password: str,
             "resolver": {"address": topo.RESOLVER, "port": 53},
             "ttl_s": options.dns_ttl_s,
             "health_interval_s": options.health_interval_s,
+            **dnsprofile.descriptor_fields(options.dns,
+                                           health_interval_s=options.health_interval_s),
         },
         "database": {
             "name": topo.DB_NAME,
@@ -780,29 +891,49 @@ def validate_descriptor(data: dict[str, Any]) -> None:
     descriptor.validate(data)
 
 
-def _warm_up(state: Path, timeout: float = 20.0) -> None:
-    """ifurlup answers with its first set until checks have run: wait until both the
-    authoritative server and the resolver answer with region-1, seen by real queries."""
+def _warm_up(state: Path, profile: dnsprofile.DnsProfile = dnsprofile.DnsProfile(),  # noqa: B008
+             timeout: float = 20.0) -> None:
+    """ifurlup answers with its first set until checks have run: wait until the
+    authoritative server and every resolver answer with region-1 (its whole set, and its
+    CNAME with --cname), seen by real queries."""
     import dns.exception
-    import dns.message
-    import dns.query
-    import dns.rdatatype
 
-    want = topo.address("region-1")
+    plan = dnsprofile.Plan(profile=profile)
+    chain = tuple(c for c in [plan.cname("region-1")] if c)
+    wanted = [("A", frozenset(plan.ipv4("region-1")))]
+    if profile.ipv6:
+        wanted.append(("AAAA", frozenset(plan.ipv6("region-1"))))
+    servers = [topo.AUTHORITATIVE, topo.RESOLVER]
+    servers += [dnsprofile.RESOLVER_ADDRESSES[r] for r in profile.extra_resolvers]
     deadline = time.monotonic() + timeout
-    for server in (topo.AUTHORITATIVE, topo.RESOLVER):
-        def answers(server: str = server) -> bool:
-            q = dns.message.make_query(topo.GLOBAL_NAME, dns.rdatatype.A)
-            r = dns.query.udp(q, server, timeout=0.5)
-            return [rr.address for rrset in r.answer for rr in rrset] == [want]
+    for server in servers:
+        for rdtype, want in wanted:
+            def answers(server: str = server, rdtype: str = rdtype,
+                        want: frozenset[str] = want) -> bool:
+                got = dnsprofile.resolve(server, topo.GLOBAL_NAME, rdtype, timeout=0.5)
+                return got.addresses == want and got.chain == chain
 
-        def silent(_: object, server: str = server) -> LabError:
-            return LabError(f"DNS at {server} did not answer {topo.GLOBAL_NAME} = {want} "
-                            f"within {timeout:.0f} s (pdns.log says why)")
+            def silent(_: object, server: str = server, rdtype: str = rdtype,
+                       want: frozenset[str] = want) -> LabError:
+                return LabError(f"DNS at {server} did not answer {topo.GLOBAL_NAME} {rdtype} = "
+                                f"{', '.join(sorted(want))} within {timeout:.0f} s "
+                                "(pdns.log says why)")
 
-        poll_until(answers, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
-                   retry_on=(OSError, dns.exception.DNSException), interruptible=False,
-                   error=silent)
+            poll_until(answers, timeout_s=max(0.0, deadline - time.monotonic()),
+                       interval_s=0.1, retry_on=(OSError, dns.exception.DNSException),
+                       interruptible=False, error=silent)
+    if profile.gated:
+        # the zone answers region-1 from the start; the gate's first round is what makes
+        # every endpoint's state known, so that a fault from now on is counted from there
+        def checked() -> bool:
+            status = healthgate.read_status(state / dnsprofile.GATE_STATUS_FILE)
+            return bool(status and status.get("regions", {}).get("region-1"))
+
+        poll_until(checked, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
+                   interruptible=False,
+                   error=lambda _: LabError(
+                       f"the health-check gate did not find region-1 healthy within "
+                       f"{timeout:.0f} s (healthgate.log says why)"))
 
 
 # --- down -------------------------------------------------------------------------------
@@ -852,6 +983,7 @@ def down(*, progress: Callable[[str], None] = _quiet) -> list[str]:
     if configs.UNBOUND_DIR.exists():
         shutil.rmtree(configs.UNBOUND_DIR, ignore_errors=True)
         removed.append(str(configs.UNBOUND_DIR))
+    removed += resolvers.remove_files(state)
     for item in removed:
         progress(f"removed {item}")
     if root is not None:

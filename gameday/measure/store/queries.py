@@ -71,6 +71,13 @@ class Samples:
                                  "t >= ? ORDER BY t DESC LIMIT ?", (since, k)).fetchall()
         return list(reversed(rows))
 
+    def last_answer(self, server: str, since: float) -> tuple[int, str | None] | None:
+        """The last stored sample of the `server` DNS stream at or after `since`: (ok, the
+        region its whole answer is); None before there is one."""
+        row = self.conn.execute("SELECT ok, region FROM dns WHERE server = ? AND t >= ? "
+                                "ORDER BY rowid DESC LIMIT 1", (server, since)).fetchone()
+        return None if row is None else (int(row[0]), row[1])
+
     def acked(self, *, since: float, server: str | None = None) -> int:
         """How many canary writes were acknowledged at or after `since` (by `server`, a
         database host, when given)."""

@@ -35,7 +35,7 @@ from gameday.measure.store.timeline import (
 # The columns the metrics and the report read from each sampler table (the others are read
 # as None), and the column that names a table's streams.
 READ: dict[str, Collection[str] | None] = {
-    "dns": {"t", "server", "ok", "answer"},
+    "dns": {"t", "server", "ok", "answer", "chain", "region"},
     "http": {"t", "target", "ok", "region"},
     "replication": {"t", "server", "ok", "in_recovery", "lag_s", "detail"},
     "ha": None,
@@ -368,8 +368,11 @@ class Timeline:
         conn = self._store
         if not has_table(conn, table):
             return Stream.empty(row)
+        # a column the run's table does not have (recorded before it existed) reads as None
+        stored = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         read = READ.get(table)
-        cols = [c for c in timelines.COLUMNS[table] if read is None or c in read]
+        cols = [c if c in stored else f"NULL AS {c}" for c in timelines.COLUMNS[table]
+                if read is None or c in read]
         tmp = f"temp.gameday_stream_{len(self._streams)}"
         where, args = ("", ()) if name is None else (f"WHERE {STREAM_KEY[table]} = ?", (name,))
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
@@ -503,12 +506,14 @@ def _quote(text: str) -> str:
 
 
 def answer_state(by_address: Mapping[Any, str]) -> str | None:
-    """A DNS lane's state in SQL: the region an answer names (or 'other'), 'fail' when the
-    query failed; None when an address is not text (the lane walks its rows instead)."""
+    """A DNS lane's state in SQL: the region the sampler classified the answer as (a
+    region, mixed or unknown), else (a run recorded before samples had one) the region an
+    answer's address names, or 'other'; 'fail' when the query failed. None when an address
+    is not text (the lane walks its rows instead)."""
     if not all(isinstance(a, str) or a is None for a in by_address):
         return None
     cases = " ".join(f"WHEN answer IS NULL THEN {_quote(name)}" if address is None else
                      f"WHEN answer = {_quote(address)} THEN {_quote(name)}"
                      for address, name in by_address.items())
     inner = f"CASE {cases} ELSE 'other' END" if cases else "'other'"
-    return f"CASE WHEN ok THEN ({inner}) ELSE 'fail' END"
+    return f"CASE WHEN ok THEN coalesce(nullif(region, ''), {inner}) ELSE 'fail' END"

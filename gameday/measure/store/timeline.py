@@ -33,14 +33,20 @@ class Event(NamedTuple):
 
 class DnsSample(NamedTuple):
     t: float
-    server: str  # "authoritative" or "resolver"
+    server: str  # "authoritative", "resolver", or "resolver:<name>" (dns.resolvers)
     ok: int
-    answer: str | None  # the A records, comma-separated
+    answer: str | None  # every address of the answer, A and AAAA, sorted, comma-separated
     rcode: str | None
-    ttl: int | None
+    ttl: int | None  # the smallest TTL in the answer
     latency: float | None
     lateness: float | None
     error: str | None
+    # the CNAME targets the answer went through, in order, comma-separated ('' for none);
+    # NULL in runs recorded before the chain was (and in failed samples)
+    chain: str | None = None
+    # the region the whole answer is (foundation.endpoints.classify): a region's name,
+    # 'mixed' or 'unknown'; NULL when the query failed or in runs recorded before
+    region: str | None = None
 
 
 class HttpSample(NamedTuple):
