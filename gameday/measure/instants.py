@@ -134,13 +134,13 @@ def leader_key_lost(tl: Timeline, t_fault: float, primary: str) -> Instant:
 
 
 def sentinel_odown(tl: Timeline, t_fault: float, primary: str) -> Instant:
-    """The Sentinels' detection: the first sample after the fault in which a Sentinel holds
-    the master objectively down (`o_down`, their +odown: a quorum agreed) or already names
-    another master (+switch-master, when the odown fell between two samples)."""
+    """The Sentinels' detection: the first row after the fault in which a Sentinel holds
+    the master objectively down (its +odown announcement, subscribed to, or the `o_down`
+    flag in a sample: a quorum agreed) or already names another master (+switch-master,
+    when nothing of the odown was seen)."""
     ha = tl.stream("ha", None)
     return _first(ha, t_fault, lambda r: bool(r.ok) and (r.leader != primary or _odown(r)),
-                  evidence=f"a Sentinel held {primary}'s Redis objectively down (+odown; "
-                           "Sentinel sample)",
+                  evidence=f"a Sentinel held {primary}'s Redis objectively down (+odown)",
                   reason=f"no Sentinel was seen holding {primary}'s Redis down"
                   if ha else "the Sentinels were not sampled")
 

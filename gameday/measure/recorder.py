@@ -38,6 +38,7 @@ from gameday.measure.samplers import (
     LeaderKeySampler,
     RedisReplicationSampler,
     ReplicationSampler,
+    SentinelEvents,
     SentinelSampler,
     every,
 )
@@ -94,6 +95,7 @@ async def record(run_dir: Path) -> None:
     repl: list[ReplicationSampler | RedisReplicationSampler] = []
     ha: list[LeaderKeySampler | SentinelSampler] = []
     canary: Canary | None = None
+    events: list[SentinelEvents] = []
     if lab.redis is not None:
         # Redis with Sentinel: INFO replication per region, each Sentinel's view of the
         # master (its +odown and +switch-master); no SQL, so no database canary: the
@@ -102,6 +104,10 @@ async def record(run_dir: Path) -> None:
                  for r in lab.regions]
         ha += [SentinelSampler(lab, s.site, clock, out, rates.timeout_s)
                for s in lab.redis.sentinels]
+        # and each Sentinel's +odown and +switch-master, the instant it says them
+        events += [SentinelEvents(lab, s.site, clock, out, rates.timeout_s)
+                   for s in lab.redis.sentinels]
+        tasks += [e.run(stop) for e in events]
     else:
         repl += [ReplicationSampler(lab, r.name, clock, out, rates.timeout_s)
                  for r in lab.regions]
@@ -158,7 +164,7 @@ async def record(run_dir: Path) -> None:
         app_acked=app.acked if app else None), clock.now())
     out.close()
     # only now: a close that waits on a frozen server delays nothing that counts
-    closers = [s.close() for s in [*repl, *ha]] + [http.client.aclose()]
+    closers = [s.close() for s in [*repl, *ha, *events]] + [http.client.aclose()]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*closers, return_exceptions=True), CLOSE_S)
 

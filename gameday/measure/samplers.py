@@ -419,6 +419,81 @@ class SentinelSampler:
         await self.client.aclose()
 
 
+class SentinelEvents:
+    """One Sentinel's own announcements, subscribed to: `+odown` (a quorum holds the master
+    down: the Sentinels' detection) and `+switch-master` (the master they hand clients
+    moved: their promotion), each recorded in the `ha` table the instant it arrives.
+
+    Why beside SentinelSampler: a sample every 0.25 s can miss the `o_down` flag, which a
+    fast failover holds for less than that, and then the detection read from samples is
+    the later +switch-master, after the replica was already seen as master. The message
+    carries no timestamp, so its instant is its arrival (a lab link's latency after the
+    Sentinel said it). A Sentinel that stops answering is subscribed to again every
+    `timeout`; the sampler's failed samples already say it is gone."""
+
+    CHANNELS = ("+odown", "+switch-master")
+
+    def __init__(self, lab: Lab, site: str, clock: Clock, out: BatchWriter,
+                 timeout: float) -> None:
+        from gameday.redis import node
+
+        s = node.store(lab)
+        where = next(n for n in s.sentinels if n.site == site)
+        self.site, self.clock, self.out, self.timeout = site, clock, out, timeout
+        self.master_name = s.master_name
+        self.regions = {f"{n.address} {n.port}": n.region for n in s.nodes}
+        self.errors: tuple[type[BaseException], ...] = (*node.ERRORS, TimeoutError, OSError)
+        self.client = _redis_client(s.sentinel_password, where.address, where.port, timeout)
+
+    def row(self, t: float, channel: str, data: str) -> HaSample | None:
+        """The `ha` row of one message: `+odown` names the master held down ("master
+        <name> <ip> <port> #quorum 2/2"), `+switch-master` the old and the new one ("<name>
+        <old ip> <old port> <new ip> <new port>"); the leader is the region of the master
+        it names last. Another master's message, or one not understood, is no row."""
+        words = data.split()
+        if channel == "+odown" and len(words) >= 4 and words[:2] == ["master",
+                                                                     self.master_name]:
+            leader, odown = self.regions.get(f"{words[2]} {words[3]}"), True
+        elif channel == "+switch-master" and len(words) == 5 and words[0] == self.master_name:
+            leader, odown = self.regions.get(f"{words[3]} {words[4]}"), False
+        else:
+            return None
+        detail = {"site": self.site, "event": channel, "message": data, "odown": odown}
+        return HaSample(t, f"sentinel-{self.site}", 1, leader, json.dumps(detail), None)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._listen(stop)
+            except self.errors:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.timeout)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await asyncio.wait_for(pubsub.subscribe(*self.CHANNELS), self.timeout)
+            while not stop.is_set():
+                message = await asyncio.wait_for(pubsub.get_message(timeout=0.1),
+                                                 self.timeout + 0.1)
+                t = self.clock.now()
+                if message is None or message.get("type") != "message":
+                    continue
+                row = self.row(t, _text(message["channel"]), _text(message["data"]))
+                if row is not None:
+                    self.out.add(row)
+        finally:
+            with contextlib.suppress(*self.errors):
+                await asyncio.wait_for(pubsub.aclose(), self.timeout)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _redis_client(password: str | None, host: str, port: int, timeout: float) -> Any:
     """An asyncio client bounded by `timeout` that never retries on its own (redis-py's
     default retries with backoff for seconds: the sampler's next slot is its retry)."""

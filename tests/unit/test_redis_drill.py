@@ -11,6 +11,7 @@ import copy
 import json
 import signal
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,14 @@ from gameday.foundation import descriptor
 from gameday.foundation.errors import ConfigError
 from gameday.foundation.settings import GamedaySettings
 from gameday.labs.netns import redis_sentinel
-from gameday.measure import app_canary, phases, summary
+from gameday.measure import app_canary, instants, phases, summary
 from gameday.measure import run as runs
-from gameday.measure.samplers import RedisReplicationSampler, SentinelSampler
-from gameday.measure.store import timeline
+from gameday.measure.samplers import (
+    RedisReplicationSampler,
+    SentinelEvents,
+    SentinelSampler,
+)
+from gameday.measure.store import reader, timeline
 from gameday.measure.store.timeline import AppCanaryAttempt, HaSample, ReplicationSample
 from gameday.report import outputs
 from tests.fixtures.report import fixture_run
@@ -187,6 +192,68 @@ def test_the_recorder_samples_each_redis_and_each_sentinel(redis_set: Set) -> No
                if isinstance(r, HaSample))
     _sample(RedisReplicationSampler(lab, "region-2", None, out, 0.5), 6.0)  # type: ignore[arg-type]
     assert out.rows[-1][:4] == (6.0, "region-2", 1, 0)  # promoted: the master
+
+
+def test_the_sentinel_s_own_announcements_are_recorded_the_instant_they_arrive(
+        redis_set: Set) -> None:
+    """+odown then +switch-master, subscribed to on a real Sentinel (quorum 1, down-after
+    0.3 s), each an `ha` row on the run's clock; the detection instant reads the +odown
+    row, whatever the samples between them missed."""
+    lab = redis_set.lab()
+    out = Rows()
+    clock = timeline.Clock(time.monotonic_ns())
+    events = SentinelEvents(lab, "witness", clock, out, 0.5)  # type: ignore[arg-type]
+
+    async def listen() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(events.run(stop))
+        await asyncio.sleep(0.3)  # subscribed
+        killed = clock.now()
+        redis_set.master.stop(signal.SIGKILL)
+        for _ in range(150):
+            if any(r.leader == "region-2" for r in out.rows):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(task, 2)
+        await events.close()
+        return killed
+
+    killed = asyncio.run(listen())
+    odown, switch = out.rows[0], out.rows[-1]
+    assert isinstance(odown, HaSample) and odown[1:4] == ("sentinel-witness", 1, "region-1")
+    assert json.loads(odown.detail or "{}")["event"] == "+odown"
+    assert json.loads(odown.detail or "{}")["odown"] is True
+    # down-after-milliseconds (300) after the master's last answer, which may come a
+    # little before the kill: after the kill, and within a few seconds
+    assert 0.0 < odown.t - killed < 3.0, odown.t - killed
+    assert switch[3] == "region-2" and json.loads(switch.detail or "{}")["event"] == \
+        "+switch-master"
+    assert switch.t >= odown.t
+    # the timeline's detection is the +odown row
+    run_dir = redis_set.base / "run"
+    run_dir.mkdir()
+    timeline.create(run_dir, {"run_id": "r", "anchor_ns": clock.anchor_ns})
+    conn = timeline.connect(run_dir)
+    with conn:
+        conn.executemany(timeline.insert_sql("ha"), out.rows)
+    conn.close()
+    tl, _ = reader.open_run(run_dir)
+    try:
+        at = instants.sentinel_odown(tl, killed, "region-1")
+    finally:
+        tl.close()
+    assert at.at_s is not None and abs(at.at_s - (odown.t - killed)) < 1e-6, at
+
+
+def test_an_announcement_of_another_master_or_not_understood_is_no_row() -> None:
+    events = SentinelEvents.__new__(SentinelEvents)
+    events.site, events.master_name = "witness", "gameday"
+    events.regions = {"198.18.0.11 6379": "region-1", "198.18.0.12 6379": "region-2"}
+    assert events.row(1.0, "+odown", "master other 198.18.0.11 6379 #quorum 2/2") is None
+    assert events.row(1.0, "+switch-master", "gameday 198.18.0.11 6379") is None
+    row = events.row(1.0, "+switch-master", "gameday 198.18.0.11 6379 198.18.0.12 6379")
+    assert row is not None and row.leader == "region-2"
 
 
 # --- the steps and the refusals -------------------------------------------------------------
