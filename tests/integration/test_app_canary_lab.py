@@ -14,7 +14,10 @@ what they leave."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
+import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,7 +37,7 @@ from gameday.labs.netns.processes import run
 from gameday.measure import app_canary
 from gameday.measure.store import reader, timeline
 from gameday.measure.store.timeline import CanaryAttempt
-from tests.integration.conftest import chaos, gameday, lab_pids, residue
+from tests.integration.conftest import BIN, ROOT, chaos, gameday, lab_pids, residue
 
 HTTP_TIMEOUT_S = 5.0
 # the first number of gameday's own application-canary writers here: above the test's own
@@ -410,3 +413,57 @@ def test_the_redis_game_day_and_its_failback_pass_through_chaos_run(
                == {"198.18.0.11"}, timeout_s=20, interval_s=0.2,
                what="all three Sentinels naming region-1")
     assert redis_sentinel.replication(lab.profile, "198.18.0.12")["master_link_status"] == "up"
+
+
+@pytest.mark.parametrize("redis_lab", ["async"], indirect=True)
+def test_a_redis_drill_killed_mid_fault_is_put_back_by_gameday_recover(
+        redis_lab: RedisLab) -> None:
+    """`gameday recover` on the Redis lab: a game day SIGKILLed once its outage is in effect
+    leaves region-1 stopped and cut off, and the Sentinels promote region-2. recover
+    reverts both faults from the fault ledger and promotes nothing of its own (the
+    Sentinels are the HA manager); a second recover has nothing to undo. Region-1 comes
+    back as region-2's replica, never a second master: all three Sentinels name region-2,
+    and only region-2's storefront is healthy."""
+    lab = redis_lab
+    reports = Path(lab.env["GAMEDAY_REPORTS"])
+    before = set(reports.glob("2*"))
+    proc = subprocess.Popen(
+        [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path",
+         str(reports / "journal-killed.json"), str(ROOT / "experiments" / "game-day-redis.json")],
+        env=lab.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def effective() -> bool:
+            assert proc.poll() is None, "the drill ended before its fault was in effect"
+            for run_dir in set(reports.glob("2*")) - before:
+                with contextlib.suppress(sqlite3.Error), contextlib.closing(
+                        sqlite3.connect(run_dir / "timeline.sqlite", timeout=1)) as db:
+                    if db.execute("SELECT 1 FROM events WHERE kind = 'fault-effective'"
+                                  ).fetchone():
+                        return True
+            return False
+
+        poll_until(effective, timeout_s=60, interval_s=0.02, what="the outage in effect")
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert _nft_table(lab, "gd-region-1")  # left as the kill found it
+    # the Sentinels left promote region-2 meanwhile: region-1 must come back as its
+    # replica, not as a second master
+    poll_until(lambda: redis_sentinel.agreed_master(lab.profile, skip="region-1",
+                                                    timeout=5) == "198.18.0.12",
+               timeout_s=30, interval_s=0.1, retry_on=(LabError,),
+               what="the Sentinels promoting region-2")
+    rec = gameday("recover", env=lab.env)
+    assert "nothing to undo" in gameday("recover", env=lab.env).stdout, rec.stdout
+    assert not _nft_table(lab, "gd-region-1")
+    poll_until(lambda: len(set(redis_sentinel.masters_named(lab.profile).values())) == 1,
+               timeout_s=30, interval_s=0.2, retry_on=(LabError,),
+               what="all three Sentinels naming one master")
+    assert set(redis_sentinel.masters_named(lab.profile).values()) == {"198.18.0.12"}
+    assert redis_sentinel.role(lab.profile, "198.18.0.12") == "master"
+    poll_until(lambda: redis_sentinel.replication(lab.profile, "198.18.0.11").get(
+        "master_link_status") == "up", timeout_s=30, retry_on=redis_sentinel._redis_errors(),
+        what="region-1 streaming from region-2")
+    poll_until(lambda: lab.healthy("region-2"), timeout_s=15, what="region-2 healthy")
+    assert not lab.healthy("region-1")
+    print(f"recover on Redis: {rec.stdout.strip()}")
