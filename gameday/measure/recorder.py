@@ -2,8 +2,9 @@
 
 A separate process keeps the samplers' schedule independent of what the experiment's
 activities do in the runner (blocking calls, the GIL). It shares the runner's clock
-(CLOCK_MONOTONIC is system-wide), flushes samples to the timeline every 250 ms, and dies
-with the runner (PR_SET_PDEATHSIG).
+(CLOCK_MONOTONIC is system-wide), flushes samples to the timeline every 250 ms (more
+often until its canary's first write is acknowledged), and dies with the runner
+(PR_SET_PDEATHSIG).
 
 Told to stop (SIGTERM), it keeps flushing while the samplers finish what is in flight (the
 canary's writes, bounded by their deadline), then writes its last rows and the
@@ -40,6 +41,10 @@ from gameday.measure.samplers import (
 from gameday.measure.store import timeline
 
 FLUSH_S = 0.25
+# Until the canary's first write is acknowledged the runner waits (measure.run.start) for
+# the `recorder-ready` event: looked for this often then, not once a flush, so the drill
+# starts when the recorder is ready rather than up to a flush later.
+READY_CHECK_S = 0.02
 # After the stop: the canary's writes in flight end within canary.STOP_S, and every other
 # sampler's within its timeout (`every` waits 2 s at most). Then the last flush (retried
 # while the timeline is locked by a reader) and the connections' close, each bounded.
@@ -105,7 +110,7 @@ async def record(run_dir: Path) -> None:
     stopping_since: float | None = None
     try:
         while not sampling.done():
-            await asyncio.wait({sampling}, timeout=FLUSH_S)
+            await asyncio.wait({sampling}, timeout=FLUSH_S if ready else READY_CHECK_S)
             out.flush()
             if not ready and canary.acked:
                 ready = True

@@ -193,7 +193,7 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
         return False
 
     try:
-        poll_until(ready, timeout_s=ready_timeout, interval_s=0.05, interruptible=False)
+        poll_until(ready, timeout_s=ready_timeout, interval_s=0.02, interruptible=False)
     except (_RecorderGone, TargetError):
         run.stop_recorder()
         tail = (run_dir / "recorder.log").read_text(errors="replace").strip().splitlines()

@@ -8,7 +8,6 @@ A number that was not observed cannot be judged: the probe fails with the reason
 fails the steady state as a missed target would. The `*_within_target` booleans are kept
 for experiments written before the numbers were returned."""
 
-import time
 from typing import Any, Dict, Optional
 
 from gameday.drill import checks, context
@@ -17,6 +16,7 @@ from gameday.foundation.errors import LabError
 from gameday.foundation.events import Kind
 from gameday.measure import summary as summaries
 from gameday.measure.contract import Summary
+from gameday.measure.store import timeline
 
 __all__ = ["rto_seconds", "rpo_seconds", "lost_writes", "integrity_violations",
            "rto_within_target", "rpo_within_target", "lost_writes_within_target",
@@ -36,7 +36,7 @@ def _summary(configuration: Optional[Dict[str, Any]],
     run = drill.run
 
     def read() -> Summary:
-        time.sleep(0.3)  # the recorder flushes every 250 ms
+        timeline.wait_flushed(run.dir)  # the samples up to now, on disk (every 250 ms)
         summaries.snapshot_rows(run.dir, drill.lab, run.now(), live=True)
         return summaries.build(run.dir)
 
