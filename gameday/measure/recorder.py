@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -53,10 +54,15 @@ CLOSE_S = 1.0
 STOP_S = max(canary_mod.STOP_S, 2.0) + LAST_FLUSH_S
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(runner_pid: int | None) -> None:
+    """SIGTERM when the runner dies. Asked for after this module's imports: a runner that
+    died before (a `chaos run` stopped while it waited for the recorder) sends nothing,
+    so a recorder whose parent is no longer its runner exits here."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if runner_pid is not None and os.getppid() != runner_pid:
+        sys.exit(f"gameday recorder: its runner (pid {runner_pid}) is gone")
 
 
 async def record(run_dir: Path) -> None:
@@ -149,7 +155,11 @@ def _last_flush(out: timeline.BatchWriter) -> None:
 
 
 def main(argv: list[str]) -> None:
-    _die_with_parent()
+    try:
+        config = json.loads((Path(argv[0]) / "recorder.json").read_text())
+    except (OSError, ValueError):
+        config = {}  # record() says what is wrong with it
+    _die_with_parent(config.get("runner_pid"))
     why = canary_mod.safe_cancel_missing()
     if why is not None:
         # the runner checks first (measure.run.start): this is for a recorder started by hand

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -202,6 +203,12 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
                        f"{tail[-1] if tail else 'recorder printed nothing'}): is the "
                        "database writable and, in a sync lab, its standby streaming? "
                        f"(see {run_dir}/recorder.log)") from None
+    except BaseException:
+        # interrupted while it waited (SIGTERM, Ctrl-C): the recorder goes with the run, or
+        # it would sample on, unwatched, after the runner exits (seen: a `chaos run` stopped
+        # half-way left one writing for half an hour)
+        run.stop_recorder()
+        raise
     run.watch_recorder()
     logger.info("gameday: recording to %s", run_dir)
     return run
@@ -219,6 +226,9 @@ def spawn_recorder(run: Run, settings: GamedaySettings, lab: Lab) -> None:
     secret = settings.db_password
     (run.dir / "recorder.json").write_text(json.dumps({
         "password_on_stdin": secret is not None,
+        # the recorder dies with this process (PR_SET_PDEATHSIG), and exits at once if
+        # this process is already gone when it asks for that
+        "runner_pid": os.getpid(),
     }, indent=2))
     log = open(run.dir / "recorder.log", "ab")  # noqa: SIM115 (the child keeps it)
     # its own session: a Ctrl-C at the terminal reaches the runner's process group, whose
