@@ -175,7 +175,7 @@ class SharedLab:
         deadline = time.monotonic() + settle_s
         found = starting_state_problems(self.env)
         while found and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
             found = starting_state_problems(self.env)
         self.checked = not found
         return found

@@ -93,7 +93,7 @@ def test_ci_game_day_script_stopped_half_way_still_takes_the_lab_down(
         while not lab_file.exists():
             assert proc.poll() is None, f"exited before the lab was up: {proc.stdout.read()}"
             assert time.monotonic() < deadline, "the lab did not come up in 600 s"
-            time.sleep(0.5)
+            time.sleep(0.1)
         time.sleep(2)  # the drill has started (or is starting)
         os.killpg(proc.pid, signal.SIGTERM)
         output, _ = proc.communicate(timeout=600)
@@ -143,6 +143,6 @@ def _wait_group_gone(pgid: int, timeout: float = 120) -> None:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.5)
+        time.sleep(0.1)
     os.killpg(pgid, signal.SIGKILL)
     raise AssertionError(f"processes of the script's group still ran {timeout:g} s after it ended")

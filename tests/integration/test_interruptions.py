@@ -157,7 +157,7 @@ def assert_consistent(env: dict[str, str]) -> None:
         want = "sync" if db["replication"] == "sync" else "async"
         deadline = time.monotonic() + 30  # a restarted primary's standby reconnects
         while modes != [want] and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
             with psycopg.connect(host=r1["db_host"], port=db["port"], user=db["user"],
                                  password=db["password"], dbname=db["name"],
                                  autocommit=True) as c:
