@@ -45,6 +45,12 @@ from gameday.foundation.poll import poll_until
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 
 SETTLE_S = 15.0
+# A requested promotion (pg_promote) makes its standby writable in well under a second,
+# also on a loaded machine: recovery waits this long for it, then finishes it itself (a
+# second request is harmless). drill.json records the promotion just before it is
+# requested (an interrupted run must leave that trace), so a runner killed in between
+# leaves a standby nobody asked to promote: it was waited on for all of SETTLE_S.
+REQUESTED_PROMOTION_S = 2.0
 
 
 # the SQL side of recovery (the lab's store answers it: gameday.drill.stores)
@@ -134,11 +140,16 @@ def restore_writable_primary(drill: Drill, *, db: Databases | None = None) -> di
         # a promotion was sent (the old primary is fenced because of it): finish it rather
         # than leave no primary at all
         target = lab.region(promoted)
-        _settle(lambda: db.is_writable(lab, target) is not False)
+        _settle(lambda: db.is_writable(lab, target) is not False, REQUESTED_PROMOTION_S)
         if db.role(lab, target) == "standby":
-            db.promote(lab, target, 30, clock=drill.now)
-            changed.append(f"promoted {target.name} (its promotion was requested)")
-            return {"changed": changed, "states": states}
+            try:
+                db.promote(lab, target, 30, clock=drill.now)
+                changed.append(f"promoted {target.name} (its promotion was requested)")
+            except TargetError:
+                # the promotion that was requested ended first: nothing left to finish
+                if db.is_writable(lab, target) is not True:
+                    raise
+            return {"changed": changed or None, "states": states}
     for r in lab.regions:
         if db.make_writable_again(lab, r):
             logger.warning("gameday: switchover interrupted: %s is writable again", r.name)
@@ -179,11 +190,13 @@ def _restore_under_ha(drill: Drill, db: Databases) -> dict[str, Any]:
     return {"changed": changed or None, "states": states}
 
 
-def _settle(done: Callable[[], bool]) -> None:
-    """Wait (bounded, not an error when it runs out) for the databases to settle; not
-    interruptible, since recovery runs after the interruption."""
+def _settle(done: Callable[[], bool], timeout_s: float | None = None) -> None:
+    """Wait (bounded by `timeout_s`, SETTLE_S by default; not an error when it runs out)
+    for the databases to settle; not interruptible, since recovery runs after the
+    interruption."""
     with contextlib.suppress(TargetError):
-        poll_until(done, timeout_s=SETTLE_S, interval_s=0.1, interruptible=False)
+        poll_until(done, timeout_s=SETTLE_S if timeout_s is None else timeout_s,
+                   interval_s=0.1, interruptible=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -2,8 +2,9 @@
 
 A separate process keeps the samplers' schedule independent of what the experiment's
 activities do in the runner (blocking calls, the GIL). It shares the runner's clock
-(CLOCK_MONOTONIC is system-wide), flushes samples to the timeline every 250 ms, and dies
-with the runner (PR_SET_PDEATHSIG).
+(CLOCK_MONOTONIC is system-wide), flushes samples to the timeline every 250 ms (more
+often until its canary's first write is acknowledged), and dies with the runner
+(PR_SET_PDEATHSIG).
 
 Told to stop (SIGTERM), it keeps flushing while the samplers finish what is in flight (the
 canary's writes, bounded by their deadline), then writes its last rows and the
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -45,6 +47,10 @@ from gameday.measure.samplers import (
 from gameday.measure.store import timeline
 
 FLUSH_S = 0.25
+# Until the canary's first write is acknowledged the runner waits (measure.run.start) for
+# the `recorder-ready` event: looked for this often then, not once a flush, so the drill
+# starts when the recorder is ready rather than up to a flush later.
+READY_CHECK_S = 0.02
 # After the stop: the canary's writes in flight end within canary.STOP_S, and every other
 # sampler's within its timeout (`every` waits 2 s at most). Then the last flush (retried
 # while the timeline is locked by a reader) and the connections' close, each bounded.
@@ -53,10 +59,15 @@ CLOSE_S = 1.0
 STOP_S = max(canary_mod.STOP_S, 2.0) + LAST_FLUSH_S
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(runner_pid: int | None) -> None:
+    """SIGTERM when the runner dies. Asked for after this module's imports: a runner that
+    died before (a `chaos run` stopped while it waited for the recorder) sends nothing,
+    so a recorder whose parent is no longer its runner exits here."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if runner_pid is not None and os.getppid() != runner_pid:
+        sys.exit(f"gameday recorder: its runner (pid {runner_pid}) is gone")
 
 
 async def record(run_dir: Path) -> None:
@@ -139,7 +150,7 @@ async def record(run_dir: Path) -> None:
     stopping_since: float | None = None
     try:
         while not sampling.done():
-            await asyncio.wait({sampling}, timeout=FLUSH_S)
+            await asyncio.wait({sampling}, timeout=FLUSH_S if ready else READY_CHECK_S)
             out.flush()
             # ready once the canary that measures the RPO had a write acknowledged
             if not ready and (canary.acked if canary is not None else app and app.acked):
@@ -181,7 +192,11 @@ def _last_flush(out: timeline.BatchWriter) -> None:
 
 
 def main(argv: list[str]) -> None:
-    _die_with_parent()
+    try:
+        config = json.loads((Path(argv[0]) / "recorder.json").read_text())
+    except (OSError, ValueError):
+        config = {}  # record() says what is wrong with it
+    _die_with_parent(config.get("runner_pid"))
     why = canary_mod.safe_cancel_missing()
     if why is not None:
         # the runner checks first (measure.run.start): this is for a recorder started by hand

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -197,7 +198,7 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
         return False
 
     try:
-        poll_until(ready, timeout_s=ready_timeout, interval_s=0.05, interruptible=False)
+        poll_until(ready, timeout_s=ready_timeout, interval_s=0.02, interruptible=False)
     except (_RecorderGone, TargetError):
         run.stop_recorder()
         tail = (run_dir / "recorder.log").read_text(errors="replace").strip().splitlines()
@@ -213,6 +214,12 @@ def start(settings: GamedaySettings, lab: Lab, *, experiment: str, kind: str,
                        f"{tail[-1] if tail else 'recorder printed nothing'}): is the "
                        "database writable and, in a sync lab, its standby streaming? "
                        f"(see {run_dir}/recorder.log)") from None
+    except BaseException:
+        # interrupted while it waited (SIGTERM, Ctrl-C): the recorder goes with the run, or
+        # it would sample on, unwatched, after the runner exits (seen: a `chaos run` stopped
+        # half-way left one writing for half an hour)
+        run.stop_recorder()
+        raise
     run.watch_recorder()
     logger.info("gameday: recording to %s", run_dir)
     return run
@@ -237,6 +244,9 @@ def spawn_recorder(run: Run, settings: GamedaySettings, lab: Lab) -> None:
     secret = json.dumps(stdin) if stdin else None
     (run.dir / "recorder.json").write_text(json.dumps({
         "secrets_on_stdin": secret is not None,
+        # the recorder dies with this process (PR_SET_PDEATHSIG), and exits at once if
+        # this process is already gone when it asks for that
+        "runner_pid": os.getpid(),
     }, indent=2))
     log = open(run.dir / "recorder.log", "ab")  # noqa: SIM115 (the child keeps it)
     # its own session: a Ctrl-C at the terminal reaches the runner's process group, whose

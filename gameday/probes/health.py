@@ -1,13 +1,12 @@
 """Steady-state probes: what must hold before a fault is injected (docs/design.md, Failover
 and failback protocol). Each asks gameday.drill.checks, as the readiness gate does."""
 
-import time
 from typing import Any, Dict, Optional
 
 from gameday.drill import checks, context, stores
 from gameday.drill.activity import activity
 from gameday.foundation.descriptor import Lab
-from gameday.measure.store import queries
+from gameday.measure.store import queries, timeline
 
 __all__ = ["region_is_healthy", "dns_answers_region", "standby_is_streaming",
            "replication_lag_below", "canary_is_writing", "global_name_serves"]
@@ -69,7 +68,7 @@ def canary_is_writing(within_s: float = 2.0,
     drill = context.published()
     if drill is None or drill.run is None:
         return False
-    time.sleep(0.3)  # let the recorder flush its latest batch
+    timeline.wait_flushed(drill.run.dir)  # its latest batch, on disk
     with queries.Samples(drill.run.dir) as samples:
         since = drill.run.now() - within_s
         if not stores.has_sql_canary(drill.lab):

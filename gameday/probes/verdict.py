@@ -9,7 +9,6 @@ fails the steady state as a missed target would. The `*_within_target` booleans 
 for experiments written before the numbers were returned."""
 
 import contextlib
-import time
 from typing import Any, Dict, Optional
 
 from gameday.drill import checks, context, stores
@@ -19,6 +18,7 @@ from gameday.foundation.events import Kind
 from gameday.measure import app_canary
 from gameday.measure import summary as summaries
 from gameday.measure.contract import Summary
+from gameday.measure.store import timeline
 
 __all__ = ["rto_seconds", "rpo_seconds", "lost_writes", "integrity_violations",
            "rto_within_target", "rpo_within_target", "lost_writes_within_target",
@@ -38,7 +38,7 @@ def _summary(configuration: Optional[Dict[str, Any]],
     run = drill.run
 
     def read() -> Summary:
-        time.sleep(0.3)  # the recorder flushes every 250 ms
+        timeline.wait_flushed(run.dir)  # the samples up to now, on disk (every 250 ms)
         summaries.snapshot_rows(run.dir, drill.lab, run.now(), live=True)
         canary = drill.settings.app_canary
         if canary is not None and not stores.has_sql_canary(drill.lab):

@@ -175,7 +175,7 @@ class SharedLab:
         deadline = time.monotonic() + settle_s
         found = starting_state_problems(self.env)
         while found and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
             found = starting_state_problems(self.env)
         self.checked = not found
         return found
@@ -224,9 +224,7 @@ def starting_state_problems(env: dict[str, str]) -> list[str]:
             got = [type(exc).__name__]
         if got != [r1["address"]]:
             problems.append(f"the {server} DNS answers {got}, not region-1's {r1['address']}")
-    # `gameday lab status` in this process: a tenth of the time of the command's own
-    status = json.loads(CliRunner().invoke(cli.main, ["lab", "status"], env={
-        k: env[k] for k in ("GAMEDAY_HOME", "GAMEDAY_LAB")}, catch_exceptions=False).stdout)
+    status = lab_status(env)
     stopped = [name for name, pid in status["processes"].items() if not pid]
     if stopped:
         problems.append(f"not running: {stopped}")
@@ -446,6 +444,18 @@ def lab_up(env: dict[str, str], *args: str) -> Iterator[None]:
         gameday("lab", "down", env=env, check=False)
 
 
+def lab_status(env: dict[str, str]) -> dict:
+    """`gameday lab status`, run in this process (a tenth of the time of the command's own
+    process, most of which is its imports: about 0.4 s a call, and the lab suite asks
+    dozens of times), unless the test runs another checkout's code (GAMEDAY_TEST_CHECKOUT):
+    then that checkout's command."""
+    if env.get("GAMEDAY_TEST_CHECKOUT"):
+        return json.loads(gameday("lab", "status", env=env).stdout)
+    result = CliRunner().invoke(cli.main, ["lab", "status"], env={
+        k: env[k] for k in ("GAMEDAY_HOME", "GAMEDAY_LAB")}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def lab_pids(env: dict[str, str]) -> list[int]:
-    status = json.loads(gameday("lab", "status", env=env).stdout)
-    return [pid for pid in status["processes"].values() if pid]
+    return [pid for pid in lab_status(env)["processes"].values() if pid]

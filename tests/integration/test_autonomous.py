@@ -113,7 +113,7 @@ def _wait_roles(lab: dict, want: tuple[str, str], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while (_role(lab, 0), _role(lab, 1)) != want:
         assert time.monotonic() < deadline, ((_role(lab, 0), _role(lab, 1)), want)
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def _planted_data_root(env: dict[str, str]) -> Path:
@@ -236,7 +236,7 @@ def _assert_one_primary_under_patroni(env: dict[str, str]) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"roles {roles}, not a primary with a streaming standby within 90 s\n"
                         + _member_logs(env))
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def _member_logs(env: dict[str, str], lines: int = 25) -> str:

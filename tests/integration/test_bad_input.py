@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, chaos, gameday
+from tests.integration.conftest import ROOT, chaos, gameday, lab_status
 
 _before: dict[str, str] = {}
 
@@ -31,7 +31,7 @@ def lab(shared_lab: dict[str, str]) -> Iterator[dict[str, str]]:
 def no_fault(env: dict[str, str]) -> None:
     assert _ledger(env) == _before["ledger"], _ledger(env)  # not a line more
     assert not (Path(env["GAMEDAY_HOME"]) / "drill.json").exists()
-    status = json.loads(gameday("lab", "status", env=env).stdout)
+    status = lab_status(env)
     assert all(status["processes"].values()), status["processes"]
 
 

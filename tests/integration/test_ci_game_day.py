@@ -98,7 +98,7 @@ def test_ci_game_day_script_stopped_half_way_still_takes_the_lab_down(
         while not lab_file.exists():
             assert proc.poll() is None, f"exited before the lab was up: {proc.stdout.read()}"
             assert time.monotonic() < deadline, "the lab did not come up in 600 s"
-            time.sleep(0.5)
+            time.sleep(0.1)
         time.sleep(2)  # the drill has started (or is starting)
         os.killpg(proc.pid, signal.SIGTERM)
         output, _ = proc.communicate(timeout=600)
@@ -110,6 +110,33 @@ def test_ci_game_day_script_stopped_half_way_still_takes_the_lab_down(
     assert "taking the lab down" in output, output[-3000:]
     _wait_group_gone(proc.pid)
     assert residue(lab_env, []) == [], output[-3000:]
+    # the recorder runs in a session of its own (a Ctrl-C is for the runner), so it is not
+    # in the script's group: it must end with its runner all the same (a SIGTERM while the
+    # runner waited for it left one sampling for half an hour)
+    deadline = time.monotonic() + 15
+    while (left := _recorders_of(lab_env)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:  # only the recorders writing into this session's reports, by pid
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"recorders outlived the stopped run: {left}"
+
+
+def _recorders_of(env: dict[str, str]) -> list[int]:
+    """The live recorder processes whose run directory is under this session's reports."""
+    reports = env["GAMEDAY_REPORTS"].encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if b"gameday.measure.recorder" in argv and state != "Z" \
+                and any(arg.startswith(reports) for arg in argv):
+            found.append(int(entry.name))
+    return found
 
 
 def _wait_group_gone(pgid: int, timeout: float = 120) -> None:
@@ -121,6 +148,6 @@ def _wait_group_gone(pgid: int, timeout: float = 120) -> None:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.5)
+        time.sleep(0.1)
     os.killpg(pgid, signal.SIGKILL)
     raise AssertionError(f"processes of the script's group still ran {timeout:g} s after it ended")

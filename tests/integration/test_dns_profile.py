@@ -48,7 +48,7 @@ from gameday.foundation import descriptor
 from gameday.labs.netns import healthgate, resolvers
 from gameday.labs.netns.driver import NetnsDriver
 from gameday.labs.netns.processes import Processes
-from tests.integration.conftest import BIN, checkout, gameday, lab_pids, residue
+from tests.integration.conftest import BIN, checkout, gameday, lab_pids, lab_status, residue
 
 PROFILE = ("--region-addresses", "2", "--cname", "--ipv6", "--health-interval", "1",
            "--health-failures", "3", "--health-timeout", "0.5",
@@ -177,7 +177,7 @@ def test_the_descriptor_says_what_the_dns_side_is_made_of_and_drills_measure_it(
         "cnames": CHAIN["region-1"]}
     assert [r["name"] for r in dns["resolvers"]] == ["unbound", "dnsmasq", "pdns-recursor"]
     assert dns["resolver"]["address"] == dns["resolvers"][0]["address"]
-    status = json.loads(gameday("lab", "status", env=lab).stdout)
+    status = lab_status(lab)
     assert {"healthgate", "dnsmasq", "pdns-recursor", "storefront-region-1-2",
             "storefront-region-2-2"} <= {n for n, pid in status["processes"].items() if pid}
     # a region scaled to zero is every instance of it (planned only: nothing injected)
@@ -400,7 +400,7 @@ def test_the_recursor_serves_stale_while_the_authority_is_out_of_reach(
 
 
 def test_lab_down_removes_everything(lab: dict[str, str]) -> None:
-    status = json.loads(gameday("lab", "status", env=lab).stdout)
+    status = lab_status(lab)
     running = {name for name, pid in status["processes"].items() if pid}
     assert {"pdns", "healthgate", "unbound", "dnsmasq", "pdns-recursor",
             "storefront-region-2-2"} <= running, running

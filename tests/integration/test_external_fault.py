@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures import experiments as composed
-from tests.integration.conftest import SharedLab, chaos, gameday
+from tests.integration.conftest import SharedLab, chaos, lab_status
 
 
 @pytest.mark.takes_shared_lab_down
@@ -22,7 +22,7 @@ def test_a_process_action_marked_as_a_fault_is_measured(shared_lab: dict[str, st
     ledger = Path(lab_env["GAMEDAY_HOME"]) / "faults.jsonl"
     before = ledger.read_text() if ledger.exists() else ""
     try:
-        pids = json.loads(gameday("lab", "status", env=lab_env).stdout)["processes"]
+        pids = lab_status(lab_env)["processes"]
         exp = composed.game_day(
             title="Region-1 is lost to another extension's fault",
             outage=composed.process_outage(

@@ -22,7 +22,7 @@ import dns.query
 import dns.rdatatype
 import httpx
 
-from tests.integration.conftest import ROOT, chaos, gameday, lab_pids, residue
+from tests.integration.conftest import ROOT, chaos, lab_pids, lab_status, residue
 
 SUMMARY_KEYS = {"schema", "experiment", "run_id", "started_at", "lab", "verdict", "reasons",
                 "targets", "rto_s", "rto_error_s", "write_rto_s", "downtime_s", "rpo_s",
@@ -213,7 +213,7 @@ def test_game_day_on_the_real_lab(lab_env: dict[str, str], installed_venv: Path,
     assert (proc.returncode == 0) == (summary["verdict"] == "pass"), output[-3000:]
     assert (latest / "report.md").read_text().startswith("# Game day ")
     # the rollback left region-1 fenced: its health check fails, DNS stays on region-2
-    status = json.loads(gameday("lab", "status", env=lab_env).stdout)
+    status = lab_status(lab_env)
     assert status["processes"]["postgres-region-1"], "region-1's database was not restarted"
     assert httpx.get(lab["regions"][0]["storefront_url"] + "/healthz",
                      trust_env=False).status_code == 503

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from gameday.foundation.ledger import Ledger
-from tests.integration.conftest import BIN, ROOT, chaos, gameday
+from tests.integration.conftest import BIN, ROOT, chaos, gameday, lab_status
 
 POINTS = {
     "before-fault": "gate-passed",
@@ -157,7 +157,7 @@ def assert_consistent(env: dict[str, str]) -> None:
         want = "sync" if db["replication"] == "sync" else "async"
         deadline = time.monotonic() + 30  # a restarted primary's standby reconnects
         while modes != [want] and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
             with psycopg.connect(host=r1["db_host"], port=db["port"], user=db["user"],
                                  password=db["password"], dbname=db["name"],
                                  autocommit=True) as c:
@@ -168,7 +168,7 @@ def assert_consistent(env: dict[str, str]) -> None:
     ns = subprocess.run(["ip", "netns", "exec", "gd-region-1", "nft", "list", "tables"],
                         capture_output=True, text=True).stdout
     assert "gameday" not in ns
-    status = json.loads(gameday("lab", "status", env=env).stdout)
+    status = lab_status(env)
     for name in ("storefront-region-1", "storefront-region-2", "postgres-region-2", "pdns",
                  "unbound", "delay-region-1", "delay-region-2"):
         assert status["processes"].get(name), f"{name} is not running: {status['processes']}"

@@ -5,7 +5,9 @@ same paths in tests/integration."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
@@ -14,6 +16,7 @@ from gameday.actions import region as region_actions
 from gameday.drill import recovery
 from gameday.foundation import descriptor
 from gameday.foundation import drill_state as drill
+from gameday.foundation.errors import TargetError
 from gameday.foundation.ledger import Ledger
 from tests.unit import fakes
 
@@ -120,6 +123,42 @@ def test_a_requested_promotion_is_finished_not_undone(lab_file: Path,
     db = fakes.FakeDatabases({"region-1": "standby", "region-2": "standby"})
     out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
     assert out["changed"] == ["promoted region-2 (its promotion was requested)"]
+    assert db.snapshot() == {"region-1": "standby", "region-2": "primary"}
+
+
+def test_a_promotion_recorded_but_never_requested_is_not_waited_on_for_the_whole_settle(
+        lab_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed between drill.json's record of the promotion and pg_promote(): nobody is
+    promoting the standby, so recovery promotes it after REQUESTED_PROMOTION_S, not after
+    SETTLE_S (15 s, which test_interruptions' SIGKILL half a second after the fault hit
+    about every other run)."""
+    drill.write(lab_file, drill.DrillState.from_json({"promoted": "region-2", "old_primary": "region-1"}))
+    # raising=False: on code without the shorter wait, this test waits out SETTLE_S and fails
+    monkeypatch.setattr(recovery, "REQUESTED_PROMOTION_S", 0.05, raising=False)
+    db = fakes.FakeDatabases({"region-1": "standby", "region-2": "standby"})
+    started = time.monotonic()
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
+    assert time.monotonic() - started < recovery.SETTLE_S / 3
+    assert out["changed"] == ["promoted region-2 (its promotion was requested)"]
+    assert db.snapshot() == {"region-1": "standby", "region-2": "primary"}
+
+
+def test_a_requested_promotion_that_ends_while_recovery_finishes_it_is_done(
+        lab_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow promotion outlasts the wait for it and ends as recovery asks again: `promote`
+    finds a primary ("already a primary"), which is what recovery wanted, not an error."""
+
+    class EndsFirst(fakes.FakeDatabases):
+        def promote(self, lab: descriptor.Lab, target: descriptor.Region, timeout_s: float, *,
+                    clock: Any, on_requested: Any = None) -> Any:
+            self.roles[target.name] = "primary"  # the promotion requested before ended
+            raise TargetError(f"the database of {target.name} is already a primary")
+
+    drill.write(lab_file, drill.DrillState.from_json({"promoted": "region-2", "old_primary": "region-1"}))
+    monkeypatch.setattr(recovery, "REQUESTED_PROMOTION_S", 0.05)
+    db = EndsFirst({"region-1": "standby", "region-2": "standby"})
+    out = recovery.restore_writable_primary(fakes.drill(lab_file), db=db)
+    assert out["changed"] is None
     assert db.snapshot() == {"region-1": "standby", "region-2": "primary"}
 
 

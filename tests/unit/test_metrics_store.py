@@ -304,3 +304,46 @@ def test_stored_numbers_are_found_by_windows_of_ranges_or_read_as_rows(
     want = {s for s in seqs if s is not None}
     assert [s for s in range(0, 210) if s in found] == sorted(want)
     assert found.count(0) == len(want)
+
+
+def test_a_flush_marks_when_its_batch_was_cut_and_a_reader_waits_for_it(tmp_path) -> None:
+    """The probes read the samples up to the moment they are called: wait_flushed returns
+    once a flush cut after that moment is committed (every row added before it is then in
+    the timeline), instead of sleeping longer than any flush could take."""
+    import threading
+    import time
+
+    store_timeline.create(tmp_path, {"anchor_ns": 0})
+    out = store_timeline.BatchWriter(tmp_path)
+    assert store_timeline.flushed_ns(tmp_path) == 0
+    assert store_timeline.wait_flushed(tmp_path, timeout_s=0.05) is False  # no flush
+    before = time.monotonic_ns()
+    out.flush()  # nothing pending: still a flush, everything added is on disk
+    assert before <= store_timeline.flushed_ns(tmp_path) <= time.monotonic_ns()
+    out.close()
+
+    # the recorder's flusher (its own thread here, as the recorder is its own process)
+    writers: list[store_timeline.BatchWriter] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    def flusher() -> None:
+        writer = store_timeline.BatchWriter(tmp_path)
+        writers.append(writer)
+        ready.set()
+        while not stop.wait(0.1):
+            writer.flush()
+        writer.close()
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        assert ready.wait(5)
+        writers[0].add(HttpSample(1.0, "global", 1, 200, "region-1", R1, 0.001, 0.0, None))
+        started = time.monotonic()
+        assert store_timeline.wait_flushed(tmp_path, timeout_s=2.0) is True
+        assert time.monotonic() - started < 1.0
+        with sqlite3.connect(tmp_path / store_timeline.FILE) as db:
+            assert db.execute("SELECT count(*) FROM http").fetchone()[0] == 1
+    finally:
+        stop.set()
+        thread.join()

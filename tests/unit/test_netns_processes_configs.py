@@ -60,6 +60,28 @@ def test_a_process_that_ignores_sigterm_is_killed_after_its_timeout(tmp_path: Pa
         with_pid_gone(pid)
 
 
+def test_processes_stopped_together_shut_down_side_by_side(tmp_path: Path) -> None:
+    """`lab down` stops each stage's processes with one stop_all: all are signalled first,
+    so two that each take their whole timeout cost one timeout, not two."""
+    procs = Processes(tmp_path)
+    pids = [procs.start(name, STUBBORN) for name in ("stubborn-1", "stubborn-2")]
+    sleeper = procs.start("sleeper", SLEEPER)
+    try:
+        deadline = time.monotonic() + 10
+        while not all("ready" in (tmp_path / "logs" / f"stubborn-{i}.log").read_text()
+                      for i in (1, 2)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        stopped = procs.stop_all(["stubborn-1", "stubborn-2", "gone"], timeout=1.0)
+        assert stopped == ["stubborn-1", "stubborn-2"]
+        assert 1.0 <= time.monotonic() - started < 2.0  # one timeout (two would be 2 s)
+        assert procs.names() == ["sleeper"] and procs.pid("sleeper") == sleeper
+        assert procs.stop_all(["sleeper"], timeout=5) == ["sleeper"] and procs.names() == []
+    finally:
+        for pid in [*pids, sleeper]:
+            with_pid_gone(pid)
+
+
 def test_a_recorded_pid_now_someone_elses_is_not_ours(tmp_path: Path) -> None:
     """A pid file outliving its process (a reboot, a crash) names a pid the kernel may have
     given another program: its start time differs, so it is not signalled."""

@@ -121,3 +121,39 @@ def test_a_recorder_that_dies_mid_run_is_noticed_and_the_run_is_incomplete(
     reason = next(r for r in summary["reasons"] if "recorder" in r)
     assert reason.startswith("incomplete run: the recorder died ") and "exit code -9" in reason
     assert "\n" not in reason
+
+
+def test_a_recorder_whose_runner_died_before_it_could_follow_it_exits(
+        tmp_path: Path, pki: Path) -> None:  # noqa: F811 (the fixture)
+    """PR_SET_PDEATHSIG is asked for after the recorder's imports: a runner gone by then (a
+    `chaos run` stopped while it waited for its recorder) sends it nothing. The recorder
+    sees that its parent is no longer the runner that started it, and exits; it used to
+    sample on, unwatched, for as long as the machine ran."""
+    import subprocess
+    import sys
+
+    from gameday.labs.netns.processes import is_zombie
+
+    with FrozenTlsServer(_server_tls(pki)) as server:
+        lab_file = _lab(tmp_path, f"https://127.0.0.1:{server.port}/", pki / "ca.pem")
+        runner = subprocess.run(
+            [sys.executable, "-c",
+             "import os, sys; from pathlib import Path; "
+             "from tests.unit.test_recorder_stop import _recorder; "
+             "run = _recorder(Path(sys.argv[1]), Path(sys.argv[2])); "
+             "print(run.recorder.pid, flush=True); os._exit(0)",
+             str(tmp_path), str(lab_file)],
+            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+            timeout=60)
+        assert runner.returncode == 0, runner.stderr
+        pid = int(runner.stdout.split()[-1])
+        try:
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{pid}").exists() and not is_zombie(pid):
+                assert time.monotonic() < deadline, "the recorder outlived its runner"
+                time.sleep(0.05)
+        finally:
+            if Path(f"/proc/{pid}").exists() and not is_zombie(pid):
+                os.kill(pid, signal.SIGKILL)  # the recorder this test started, by its pid
+    log = (tmp_path / "run" / "recorder.log").read_text()
+    assert "its runner (pid" in log and "is gone" in log, log

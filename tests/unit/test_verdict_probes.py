@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +46,7 @@ def cfg(lab_file: Path) -> dict[str, Any]:
 def current(monkeypatch: pytest.MonkeyPatch, lab_file: Path) -> Iterator[Any]:
     """Make a stored run directory the run in progress: `current(run_dir)`."""
     monkeypatch.setattr(summaries, "snapshot_rows", lambda *args, **kwargs: 0)
-    monkeypatch.setattr(verdict, "time", types.SimpleNamespace(sleep=lambda _s: None))
+    monkeypatch.setattr(timeline, "wait_flushed", lambda run_dir, timeout_s=1.0: True)
 
     def make(run_dir: Path) -> Path:
         drills.publish(fakes.drill(lab_file, run=runs.Run(run_dir, timeline.Clock(1))))

@@ -31,6 +31,7 @@ import json
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,18 +263,34 @@ def kill_postmaster(data: Path, sig: int) -> int | None:
 def stop_member(state: Path, data: Path, region: str, *, timeout: float = 30.0) -> bool:
     """Patroni first (it shuts its PostgreSQL down and gives up the leader key), then any
     postmaster it left, by pid. True when something was running."""
-    procs = Processes(state)
-    stopped = procs.stop(f"patroni-{region}", sig=signal.SIGTERM, timeout=timeout)
-    pid = postmaster_pid(data)
-    if pid is not None:
-        stopped = True
+    return bool(stop_members(state, {region: data}, timeout=timeout))
+
+
+def stop_members(state: Path, data: dict[str, Path], *, timeout: float = 30.0) -> list[str]:
+    """`stop_member` for the regions in `data` (region -> its data directory) side by side:
+    every Patroni signalled, then waited for, then the postmasters they left likewise (`lab
+    down` waits for the slower member, not for both in turn, and a replica stopped at the
+    same time as the leader has no leader key to race for). The regions where something
+    was running."""
+    stopped = {name.removeprefix("patroni-") for name in Processes(state).stop_all(
+        [f"patroni-{region}" for region in data], sig=signal.SIGTERM, timeout=timeout)}
+    left = {region: pid for region, path in data.items()
+            if (pid := postmaster_pid(path)) is not None}
+    for pid in left.values():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)  # fast shutdown
-        if not poll_within(lambda: postmaster_pid(data) != pid, timeout_s=15,
-                           interruptible=False):
+    deadline = time.monotonic() + 15
+    for region, pid in left.items():
+        stopped.add(region)
+        if not _postmaster_gone(data[region], pid, max(0.0, deadline - time.monotonic())):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    return stopped
+    return [region for region in data if region in stopped]
+
+
+def _postmaster_gone(data: Path, pid: int, timeout: float) -> bool:
+    return poll_within(lambda: postmaster_pid(data) != pid, timeout_s=timeout,
+                       interruptible=False)
 
 
 def wait_role(state: Path, region: str, role: str, timeout: float) -> None:

@@ -13,6 +13,7 @@ import pwd
 import signal as signals
 import stat
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -190,19 +191,31 @@ class Processes:
         """Signal the recorded pid, wait for it to go, SIGKILL after `timeout`.
 
         Returns True when a live process was stopped. The pid file is removed either way."""
-        pid = self.pid(name)
-        stopped = False
-        if pid is not None:
-            stopped = True
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            if not self.wait_gone(name, pid, timeout):
+        return bool(self.stop_all([name], sig=sig, timeout=timeout))
+
+    def stop_all(self, names: Sequence[str], *, sig: int = signals.SIGTERM,
+                 timeout: float = 10.0) -> list[str]:
+        """`stop` for several at once: every one is signalled first, then each waited for
+        (SIGKILL after `timeout`, counted from the signal), so they shut down side by side
+        and `lab down` waits for the slowest, not for their sum. Returns the names of the
+        live processes stopped; their pid files are removed either way."""
+        signalled: dict[str, int] = {}
+        for name in names:
+            pid = self.pid(name)
+            if pid is not None:
+                signalled[name] = pid
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        for name, pid in signalled.items():
+            if not self.wait_gone(name, pid, max(0.0, deadline - time.monotonic())):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signals.SIGKILL)
                 self.wait_gone(name, pid, 5.0)
-        with contextlib.suppress(FileNotFoundError):
-            (self.pid_dir / f"{name}.json").unlink()
-        return stopped
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                (self.pid_dir / f"{name}.json").unlink()
+        return [name for name in names if name in signalled]
 
     def wait_gone(self, name: str, pid: int, timeout: float) -> bool:
         def gone() -> bool:

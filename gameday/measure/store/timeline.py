@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gameday.foundation.events import Payload
+from gameday.foundation.poll import poll_within
 
 FILE = "timeline.sqlite"
 CHUNK = 8192  # rows per read: a window, never a whole table
@@ -246,9 +247,18 @@ class Clock:
         return time.monotonic_ns(), datetime.now(UTC).isoformat()
 
 
+# The recorder's flush mark: the monotonic ns at which its last committed batch was cut
+# (every row added before that instant is on disk). A probe that reads the samples up to
+# the moment it is called waits for a mark past that moment (wait_flushed), not for a
+# fixed sleep that must outlast any flush.
+FLUSHED = "flushed.ns"
+
+
 class BatchWriter:
     """Samples go to memory and reach disk in one transaction per flush, so a sampler's hot
-    loop never waits on the disk. What was flushed survives a crash.
+    loop never waits on the disk. What was flushed survives a crash. After each flush that
+    succeeds (one with nothing pending too) the flush mark (FLUSHED) says when its batch
+    was cut.
 
     `add` may be called from any thread (the canary's writers are threads); `flush` and
     `close` from one. The lock makes taking the pending rows and adding one exclusive, so
@@ -256,6 +266,7 @@ class BatchWriter:
 
     def __init__(self, run_dir: Path) -> None:
         self.conn = connect(run_dir)
+        self.mark = Path(run_dir) / FLUSHED
         self.pending: dict[str, list[tuple[Any, ...]]] = {name: [] for name in COLUMNS}
         self._lock = threading.Lock()
 
@@ -267,8 +278,10 @@ class BatchWriter:
 
     def flush(self) -> int:
         with self._lock:
+            cut_ns = time.monotonic_ns()
             batches = {k: v for k, v in self.pending.items() if v}
             if not batches:
+                self._mark(cut_ns)
                 return 0
             self.pending = {name: [] for name in COLUMNS}
         n = 0
@@ -287,11 +300,37 @@ class BatchWriter:
                 for table, rows in batches.items():
                     self.pending[table][:0] = rows
             return 0
+        self._mark(cut_ns)
         return n
+
+    def _mark(self, cut_ns: int) -> None:
+        tmp = self.mark.with_suffix(".tmp")
+        try:
+            tmp.write_text(str(cut_ns))
+            tmp.replace(self.mark)
+        except OSError:
+            pass  # a reader then waits out its bound, as it slept before the mark existed
 
     def close(self) -> None:
         self.flush()
         self.conn.close()
+
+
+def flushed_ns(run_dir: Path | str) -> int:
+    """The cut of the recorder's last committed batch (monotonic ns), 0 before its first."""
+    try:
+        return int((Path(run_dir) / FLUSHED).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def wait_flushed(run_dir: Path | str, timeout_s: float = 1.0) -> bool:
+    """Until every sample the recorder was given before this call is committed (a flush
+    cut after it), at most `timeout_s`: False when the recorder did not flush in time (it
+    died, or the timeline stayed locked), and the caller reads what is there."""
+    since = time.monotonic_ns()
+    return poll_within(lambda: flushed_ns(run_dir) >= since, timeout_s=timeout_s,
+                       interval_s=0.01, interruptible=False)
 
 
 def record_event(run_dir: Path | str, payload: Payload, t: float) -> None:
