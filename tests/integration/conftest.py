@@ -283,13 +283,26 @@ def _print_lab_logs(env: dict[str, str], lines: int = 60) -> None:
             print(f"---- {log} (last {min(lines, len(text))} lines)", *text[-lines:], sep="\n")
 
 
+def _shared_lab_down(session: pytest.Session) -> None:
+    shared = session.stash.get(_SHARED, None)
+    if shared is not None:
+        shared.down()
+
+
+@pytest.fixture(scope="module")
+def no_shared_lab(request: pytest.FixtureRequest) -> None:
+    """The shared lab taken down, for a module-scoped fixture that brings up a lab of its
+    own: it is set up before the function-scoped `_one_lab_at_a_time`. (A fixture, not a
+    function to import: pytest loads this file as a module of its own, whose stash key
+    an import of tests.integration.conftest would not share.)"""
+    _shared_lab_down(request.session)
+
+
 @pytest.fixture(autouse=True)
 def _one_lab_at_a_time(request: pytest.FixtureRequest) -> None:
     """A test that brings up its own lab (it takes `lab_env` and not `labs`) finds none."""
     if "lab_env" in request.fixturenames and "labs" not in request.fixturenames:
-        shared = request.session.stash.get(_SHARED, None)
-        if shared is not None:
-            shared.down()
+        _shared_lab_down(request.session)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -148,7 +148,7 @@ def test_plan_changes_nothing_then_a_secrets_only_yaml_run_reports_numbers(
     leaked = [str(p) for p, data in places if secret in data]
     assert not leaked, f"the password appears in {leaked}"
     # and never on a command line: the recorder read it from its stdin
-    assert json.loads((Path(ours["run_dir"]) / "recorder.json").read_text())["password_on_stdin"]
+    assert json.loads((Path(ours["run_dir"]) / "recorder.json").read_text())["secrets_on_stdin"]
     assert os.environ.get("GAMEDAY_DB_PASSWORD") is None
 
     # `gameday recover` after such a run: the descriptor alone has no password, so it stops
