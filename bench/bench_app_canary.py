@@ -229,11 +229,11 @@ def one_round(the_lab: Lab, app_config: AppCanary, seconds: float
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _spread(values: list[float | None], scale: float = 1000.0) -> str:
+def _spread(values: list[float | None], unit: str, scale: float = 1000.0) -> str:
     known = [v * scale for v in values if v is not None]
     if not known:
         return "no data"
-    return (f"{min(known):.1f}-{max(known):.1f} (median {statistics.median(known):.1f})"
+    return (f"{min(known):.1f}-{max(known):.1f} {unit} (median {statistics.median(known):.1f})"
             + (f", {len(values) - len(known)} round(s) without data"
                if len(known) < len(values) else ""))
 
@@ -281,11 +281,12 @@ def main() -> int:
                 print(f"  {line}")
                 ok &= held
             sys.stdout.flush()
-    print(f"over {len(got)} rounds: {DB} {_spread([d.rate for d, _ in got], 1.0)} writes/s, "
-          f"resolution {_spread([d.delay for d, _ in got])} ms; {APP} "
-          f"{_spread([a.rate for _, a in got], 1.0)} writes/s, resolution "
-          f"{_spread([a.delay for _, a in got])} ms; gap p50 {DB} "
-          f"{_spread([d.p50 for d, _ in got])} ms, {APP} {_spread([a.p50 for _, a in got])} ms")
+    print(f"over {len(got)} rounds: {DB} {_spread([d.rate for d, _ in got], 'writes/s', 1.0)}"
+          f", resolution {_spread([d.delay for d, _ in got], 'ms')}; {APP} "
+          f"{_spread([a.rate for _, a in got], 'writes/s', 1.0)}, resolution "
+          f"{_spread([a.delay for _, a in got], 'ms')}; gap p50 {DB} "
+          f"{_spread([d.p50 for d, _ in got], 'ms')}, {APP} "
+          f"{_spread([a.p50 for _, a in got], 'ms')}")
     print(f"every target in every round: {'ok' if ok else 'MISSED'}")
     return 0 if ok else 1
 
