@@ -127,8 +127,8 @@ mutate: venv
 # fails at the end, naming those that missed. Each takes /run/gameday-lab.lock while its
 # lab is up (do not wrap it in flock). bench_http_client.py (a tool to compare two versions
 # of the HTTP client, with no target) and soak.py (many drills: long) run on their own.
-BENCHMARKS = "bench_canary.py" "bench_recorder.py" "bench_metrics.py --hours 1" \
-	"bench_metrics.py --hours 8"
+BENCHMARKS = "bench_canary.py" "bench_app_canary.py" "bench_recorder.py" \
+	"bench_metrics.py --hours 1" "bench_metrics.py --hours 8"
 
 # the report's cost against its committed baseline (bench_metrics.py --check): 1 h of
 # synthetic run, one report, judged as a ratio to a floor timed in the same process, so

@@ -32,6 +32,7 @@ def _script(name: str) -> ModuleType:
 
 
 bench_canary = _script("bench_canary")
+bench_app_canary = _script("bench_app_canary")
 bench_metrics = _script("bench_metrics")
 bench_recorder = _script("bench_recorder")
 Round, Slice = bench_canary.Round, bench_canary.Slice
@@ -84,6 +85,63 @@ def test_too_few_gaps_place_no_stop() -> None:
     assert bench_canary.expected_delay([]) is None
     # one writer, every gap a 43 ms round trip: half a round trip off on average
     assert bench_canary.expected_delay([0.043] * 10) == pytest.approx(0.0215)
+
+
+# --- application canary beside the database canary ------------------------------------
+
+AppMeasured = bench_app_canary.Measured
+
+
+def test_evenly_spaced_acknowledgements_place_a_stop_half_a_gap_off() -> None:
+    acks = [0.044 * i for i in range(1, 227)]  # one per 44 ms round trip, up to 9.944 s
+    m = bench_app_canary.measure(acks, 0.0, 10.0)
+    assert m.acked == 226 and m.rate == pytest.approx(22.6)
+    assert m.p50 == pytest.approx(0.044)
+    assert m.delay == pytest.approx(0.022, abs=0.0005)
+    assert m.error is None
+
+
+def test_a_canary_silent_for_half_the_window_is_judged_by_its_silence() -> None:
+    # the gaps between its acknowledgements alone would say 22 ms off, as above
+    acks = [0.044 * i for i in range(1, 114)]  # up to 4.97 s, then nothing
+    m = bench_app_canary.measure(acks, 0.0, 10.0)
+    assert m.delay is not None and m.delay > 1.0
+    assert not bench_app_canary.judge(m, m, None)[0][1]
+
+
+def test_acknowledgements_outside_the_window_do_not_count() -> None:
+    acks = [-1.0, *(0.5 * i for i in range(1, 20)), 10.5]
+    assert bench_app_canary.measure(acks, 0.0, 10.0).acked == 19
+
+
+def test_too_few_acknowledgements_are_no_data_and_miss_every_target() -> None:
+    few = bench_app_canary.measure([1.0, 2.0], 0.0, 10.0, "HTTP 503")
+    assert few.delay is None and few.error == "HTTP 503"
+    assert bench_app_canary.measure([], 0.0, 10.0).error == "no error recorded"
+    good = bench_app_canary.measure([0.01 * i for i in range(1, 1000)], 0.0, 10.0)
+    # application resolution, database resolution, application rate: no data misses each
+    held = [h for _, h in bench_app_canary.judge(good, few, 0.020)]
+    assert held == [False, True, False]
+    held = [h for _, h in bench_app_canary.judge(few, good, 0.020)]
+    assert held == [True, False, True]
+    assert "no data" in bench_app_canary.judge(few, good, 0.020)[1][0]
+    # async: the application canary alone is judged, and without data it misses
+    assert bench_app_canary.judge(good, few, None) == [
+        ("application canary resolution: MISSED: no data (2 acknowledged, HTTP 503)", False)]
+
+
+def _judged(db_delay: float, app_delay: float, app_rate: float) -> list[bool]:
+    db = AppMeasured(900, 10.0, 0.008, db_delay)
+    app = AppMeasured(round(app_rate * 10), 10.0, 0.044, app_delay)
+    return [held for _, held in bench_app_canary.judge(db, app, 0.020)]
+
+
+def test_the_sync_targets_hold_at_their_bounds_and_not_beyond() -> None:
+    # application resolution <= 50 ms, database <= the one-way delay, rate >= 12.5/s
+    assert _judged(0.020, 0.050, 12.5) == [True, True, True]
+    assert _judged(0.020, 0.0501, 12.5) == [False, True, True]
+    assert _judged(0.0201, 0.050, 12.5) == [True, False, True]
+    assert _judged(0.020, 0.050, 12.4) == [True, True, False]
 
 
 # --- recorder ---------------------------------------------------------------------------
