@@ -160,3 +160,31 @@ def test_a_missing_configuration_names_the_variable() -> None:
         storefront.make_store("redis-sentinel", {})
     with pytest.raises(ValueError, match="set STOREFRONT_CONNECT"):
         storefront.make_store("postgresql", {})
+
+
+def test_every_answer_leaves_at_once_not_after_the_client_s_delayed_ack() -> None:
+    """The handler writes the headers and the body apart: with Nagle on, the body waited
+    for the client's delayed ACK (about 40 ms on Linux) on a keep-alive connection, and
+    every answer of the lab's storefronts, the canaries' writes and the samplers'
+    requests, came 40 ms late (bench/bench_app_canary.py: one writer 11/s). Each
+    connection the server accepts has TCP_NODELAY."""
+    import socket
+
+    seen: list[int] = []
+
+    class Server(storefront._Server):
+        def finish_request(self, request: Any, client_address: Any) -> None:
+            super().finish_request(request, client_address)
+            seen.append(request.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    server = Server(("127.0.0.1", 0), "region-1", MemoryStore())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}") as client:
+            assert client.post("/canary/7").status_code == 201
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen and all(seen), seen
