@@ -16,11 +16,10 @@ are no sharper for it.
 What bounds the application canary here is the lab's storefront, not the canary: it writes
 through one PostgreSQL connection under a lock (labs/storefront.py, PostgresStore), so its
 canary commits go one at a time, at most one per round trip to the standby (2 x 20 ms)
-whatever the number of writers (4 writers: 22.8/s, as 2); and each of its answers reaches
-the client about 40 ms late, as it sends the headers and the body in two writes and Nagle
-holds the body until the client's delayed ACK (one writer: 11.3/s, 88 ms a write; on the
-async lab, with no commit wait, 2 writers reach about 40/s). With two writers (the default)
-each one's stall hides behind the other's commit. `--app-writers` shows both bounds.
+whatever the number of writers (1, 2 or 4 writers: 22-23/s). Until the storefront set
+TCP_NODELAY, each of its answers also reached the client about 40 ms late (the headers and
+the body in two writes, Nagle holding the body until the client's delayed ACK): one writer
+got 11.3/s, and the async lab about 40/s where it now gets about 360/s.
 
 Targets, each in every round (a round where a canary has fewer than MIN_ACKS acknowledged
 writes in its window has no figure, and is a miss, never a pass):
@@ -31,9 +30,9 @@ writes in its window has no figure, and is a miss, never a pass):
 - Sync only: the application canary at least one acknowledged write per two round trips
   (1 / (4 x the one-way delay): 12.5/s at 20 ms). The storefront's ceiling is one per
   round trip (25/s); half of it is a canary whose writes cost a second round trip each
-  (a second statement, a transaction's BEGIN, or the 40 ms stall above with one writer:
-  11.2-11.5/s, missed), which doubles the RPO's error bar while still passing the 50 ms
-  above (one writer: 43-44 ms).
+  (a second statement, a transaction's BEGIN, or the 40 ms stall above, which one writer
+  missed it with: 11.2-11.5/s), which doubles the RPO's error bar while still passing the
+  50 ms above (that writer: 43-44 ms).
 - Sync only: the database canary at most half a round trip off (the one-way delay, 20 ms):
   the most one writer can do (bench_canary: 21-23 ms), so its default writers still divide
   the round trip beside the application canary's (the two share the machine and the
