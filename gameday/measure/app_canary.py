@@ -392,8 +392,8 @@ def snapshot(run_dir: Path, where: Where | None, read: ReadBack, t_read: float,
             found = read_back(client, where, read, start - 1,
                               most=queries.app_attempted(run_dir) + read.page_size)
     except TargetError as exc:
-        timeline.write_meta(run_dir, {"app_read_error": str(exc), "app_read_t": t_read,
-                                      "app_read_live": live})
+        timeline.discard_final_rows(run_dir, table=timeline.APP_FINAL_ROWS, meta={
+            "app_read_error": str(exc), "app_read_t": t_read, "app_read_live": live})
         raise
     timeline.write_final_rows(run_dir, sorted(found.items()),
                               meta={"app_read_t": t_read, "app_read_from": where.base_url,

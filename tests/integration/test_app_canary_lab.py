@@ -361,6 +361,15 @@ def test_a_failover_loses_what_async_acknowledged_and_wait_did_not(
     assert set(lab.read_back("region-1")) == set(read) | {901}
 
 
+def _after_probes(lab: RedisLab) -> list[tuple[str, Any, Any]]:
+    """The last run's steady-state probes after the method, as its journal has them (a
+    failed probe's exception names why)."""
+    journal = json.loads((Path(lab.env["GAMEDAY_REPORTS"]) / "journal.json").read_text())
+    after = (journal.get("steady_states") or {}).get("after") or {}
+    return [(p["activity"]["name"], p.get("output"), p.get("exception"))
+            for p in after.get("probes") or []]
+
+
 def _ledger(lab: RedisLab) -> str:
     path = Path(lab.env["GAMEDAY_LAB"]).parent / "faults.jsonl"
     return path.read_text() if path.exists() else ""
@@ -397,7 +406,7 @@ def test_the_redis_game_day_and_its_failback_pass_through_chaos_run(
     assert app["read_error"] is None and not app["never_sent"]
     lost = app["writes"]["lost"]
     if lost == 0:
-        assert gd.returncode == 0, gd.stdout[-4000:] + gd.stderr[-4000:]
+        assert gd.returncode == 0, (_after_probes(lab), gd.stdout[-4000:] + gd.stderr[-4000:])
         assert s["verdict"] == "pass", s["reasons"]
         assert s["rpo_s"] == 0.0
     else:

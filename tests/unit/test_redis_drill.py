@@ -341,3 +341,45 @@ def test_a_failback_asked_of_the_sentinels_validates_and_reads_as_theirs(
     assert junit._split_brain(None, "manager", 0).failure is None
     assert "not counted (rewound by the HA manager)" in "\n".join(
         markdown.failback_headline({"strategy": "manager", "split_brain_writes": None}))
+
+
+def test_the_verdict_probes_read_the_application_back_again_when_a_read_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """On a store without SQL the RPO probe reads the application canary back live. A read
+    that fails once (the application's connections still finding the new master after a
+    failover) is tried again: before, the probe failed with RPO "not observed" in a run
+    whose final read found the numbers (seen in CI). A read that always fails still does."""
+    from gameday.probes import verdict
+
+    run_dir = redis_run(tmp_path / "run")
+    conn = sqlite3.connect(run_dir / timeline.FILE)
+    saved = conn.execute(f"SELECT seq, n FROM {timeline.APP_FINAL_ROWS}").fetchall()
+    conn.close()
+    lab_file = redis_lab_file(tmp_path)
+    configuration = {"lab_file": str(lab_file), "promotion": "none",
+                     "app_canary": copy.deepcopy(compose.LAB_APP_CANARY)}
+    run = runs.Run(run_dir, timeline.Clock(time.monotonic_ns() - 100 * 10**9))
+    drills.publish(fakes.drill(lab_file, run=run, configuration=configuration))
+    refused = app_canary.Where(base_url="http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(verdict.checks, "global_where", lambda lab, deadline: refused)
+    real, calls = app_canary.snapshot, []
+
+    def flaky(run_dir: Path, where: Any, read: Any, t: float, **kw: Any) -> int:
+        calls.append(t)
+        if len(calls) == 1 or fails_always:  # the real read, refused: its error recorded
+            return real(run_dir, where, read, t, **kw)
+        timeline.write_final_rows(run_dir, saved, table=timeline.APP_FINAL_ROWS, meta={
+            "app_read_t": t, "app_read_from": "http://198.18.0.12:8080",
+            "app_read_error": None, "app_read_live": True})
+        return len(saved)
+
+    monkeypatch.setattr(verdict.app_canary, "snapshot", flaky)
+    fails_always = False
+    with caplog.at_level("WARNING"):
+        assert verdict.rpo_seconds(configuration=configuration) == 0.31
+    assert len(calls) == 2 and "attempt 1 of 3" in caplog.text
+    fails_always, calls[:] = True, []
+    with pytest.raises(Exception, match="RPO was not observed"):
+        verdict.rpo_seconds(configuration=configuration)
+    assert len(calls) == verdict.LIVE_READS

@@ -224,6 +224,24 @@ def write_final_rows(run_dir: Path | str, rows: Iterable[tuple[int, int]], *,
         conn.close()
 
 
+def discard_final_rows(run_dir: Path | str, *, meta: Mapping[str, Any],
+                       table: str = FINAL_ROWS) -> None:
+    """A read that failed: the numbers of an earlier read removed with `meta` saying why, in
+    one transaction. Kept, they would be judged against this read's instant, and every write
+    acknowledged since the earlier read would count as lost (seen: a live RPO probe failed on
+    writes the final read found)."""
+    if table not in (FINAL_ROWS, APP_FINAL_ROWS):
+        raise ValueError(f"no table {table!r} of numbers read back")
+    conn = connect(run_dir)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.executemany(_PUT_META, [(k, json.dumps(v)) for k, v in meta.items()])
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
 def read_meta(run_dir: Path | str) -> dict[str, Any]:
     conn = connect(run_dir)
     try:
