@@ -138,7 +138,7 @@ def test_the_lab_s_own_checks_reach_each_database_at_its_address_not_its_name(
         region["db_host"] = f"db.{region['name']}.gameday.test"
     d = driver.NetnsDriver(descriptor.from_dict(data, path=str(tmp_path / "lab.json")))
     dialled: list[str] = []
-    monkeypatch.setattr(driver, "_connects",
+    monkeypatch.setattr(driver, "connects",
                         lambda host, port, timeout: dialled.append(host) is not None)
     assert d._stopped(d.lab.primary, {"stopped": []}) is True
     monkeypatch.setattr(driver.postgres, "role",

@@ -25,7 +25,6 @@ import functools
 import json
 import logging
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -46,7 +45,7 @@ from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import redis_sentinel
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.database import NodeOps
-from gameday.labs.netns.processes import Processes, run
+from gameday.labs.netns.processes import Processes, connects, run, wait_port
 
 logger = logging.getLogger(f"chaostoolkit.{__name__}")
 # how long the lab's standby may take to stream again after its primary restarted, before
@@ -170,7 +169,7 @@ class NetnsDriver(FaultTable):
         if undo.get("postmaster") and \
                 patroni_profile.postmaster_pid(self.nodes.data(region)) is not None:
             return False
-        return not _connects(region.address, region.db_port, 0.2) and not _connects(
+        return not connects(region.address, region.db_port, 0.2) and not connects(
             region.address, topo.STOREFRONT_PORT, 0.2)
 
     # block-egress and blackhole: an nftables table in the region's namespace
@@ -201,7 +200,7 @@ class NetnsDriver(FaultTable):
         return self._table_present(region) and not self._can_connect_out(region)
 
     def _blackholed(self, region: Region, undo: dict[str, Any]) -> bool:
-        return self._table_present(region) and not _connects(
+        return self._table_present(region) and not connects(
             region.address, topo.STOREFRONT_PORT, 0.3)
 
     def _remove_rules(self, region: Region, undo: dict[str, Any]) -> None:
@@ -362,7 +361,7 @@ class NetnsDriver(FaultTable):
 
     def _start_storefront(self, region: str) -> None:
         netns_lab.start_storefront(self.state, region, "")
-        netns_lab.wait_port(topo.address(region), topo.STOREFRONT_PORT, 15,
+        wait_port(topo.address(region), topo.STOREFRONT_PORT, 15,
                             f"storefront in {region}")
 
     def switch_master(self, region: Region) -> dict[str, Any]:
@@ -547,14 +546,6 @@ def _direct(region: Region) -> Region:
     run without it: a name that does not resolve would read as a database that is down (a
     scale-to-zero taken as done, or a fence left out)."""
     return dataclasses.replace(region, db_host=region.address)
-
-
-def _connects(host: str, port: int, timeout: float) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def verify_running(lab: Lab) -> None:

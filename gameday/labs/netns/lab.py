@@ -17,7 +17,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from gameday.foundation.poll import poll_until, poll_within
 from gameday.labs.netns import apparmor, configs, dataroot, dnsprofile, healthgate, redis_sentinel, resolvers
 from gameday.labs.netns import patroni as patroni_profile
 from gameday.labs.netns import topology as topo
-from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable
+from gameday.labs.netns.processes import Processes, is_zombie, run, unreachable, wait_port
 from gameday.postgres.connection import BULK_TIMEOUT_S, bounds, cause
 
 PG_OS_USER = "postgres"
@@ -500,17 +499,6 @@ def start_postgres(state: Path, region: str) -> None:
         netns=topo.REGIONS[region].name,
         user=PG_OS_USER,
     )
-
-
-def wait_port(host: str, port: int, timeout: float, what: str) -> None:
-    def listens() -> bool:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-
-    poll_until(listens, timeout_s=timeout, interval_s=0.05, retry_on=(OSError,),
-               interruptible=False,
-               error=lambda _: LabError(f"{what} did not listen on {host}:{port} within "
-                                        f"{timeout:.0f} s"))
 
 
 def wait_accepting(host: str, password: str, timeout: float, what: str) -> None:

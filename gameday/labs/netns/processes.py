@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import signal as signals
+import socket
 import stat
 import subprocess
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gameday.foundation.errors import LabError
-from gameday.foundation.poll import poll_within
+from gameday.foundation.poll import poll_until, poll_within
 
 
 def command(argv: Sequence[str], *, netns: str | None = None, user: str | None = None) -> list[str]:
@@ -248,3 +249,21 @@ def run(argv: Sequence[str], *, netns: str | None = None, user: str | None = Non
         msg = (proc.stderr or proc.stdout).strip().splitlines()
         raise LabError(f"`{' '.join(argv[:3])}` failed: {msg[-1] if msg else proc.returncode}")
     return proc
+
+
+def connects(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection to host:port is accepted within `timeout` (from the host's
+    namespace: the lab's addresses are routed there)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(host: str, port: int, timeout: float, what: str) -> None:
+    """Until host:port accepts a connection; LabError naming `what` after `timeout`."""
+    poll_until(lambda: connects(host, port, 0.5), timeout_s=timeout, interval_s=0.05,
+               interruptible=False,
+               error=lambda _: LabError(f"{what} did not listen on {host}:{port} within "
+                                        f"{timeout:.0f} s"))

@@ -47,7 +47,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -59,7 +58,7 @@ from gameday.foundation.errors import ConfigError, LabError
 from gameday.foundation.poll import poll_until
 from gameday.labs.netns import topology as topo
 from gameday.labs.netns.dataroot import DataRoot
-from gameday.labs.netns.processes import Processes, run
+from gameday.labs.netns.processes import Processes, connects, run, wait_port
 
 STORE = "redis-sentinel"
 REDIS_OS_USER = "redis"
@@ -403,17 +402,6 @@ def storefront_env(profile: Profile, region: str) -> dict[str, str]:
     return {"STOREFRONT_REDIS": json.dumps(config)}
 
 
-def wait_port(host: str, port: int, timeout: float, what: str) -> None:
-    def listens() -> bool:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-
-    poll_until(listens, timeout_s=timeout, interval_s=0.05, retry_on=(OSError,),
-               interruptible=False,
-               error=lambda _: LabError(f"{what} did not listen on {host}:{port} within "
-                                        f"{timeout:.0f} s"))
-
-
 def _wait_role(profile: Profile, region: str, wanted: str, timeout: float) -> None:
     poll_until(lambda: role(profile, topo.address(region)) == wanted, timeout_s=timeout,
                interval_s=0.05, interruptible=False,
@@ -503,7 +491,7 @@ def stopped(state: Path, region: str, undo: dict[str, Any]) -> bool:
     if any(procs.alive(n) for n in undo["stopped"]):
         return False
     host = topo.address(region)
-    return not any(_connects(host, port, 0.2) for port in
+    return not any(connects(host, port, 0.2) for port in
                    (topo.REDIS_PORT, topo.SENTINEL_PORT, topo.STOREFRONT_PORT))
 
 
@@ -708,14 +696,6 @@ def _text(value: object) -> str:
 def _table_present(netns: str, table: str) -> bool:
     return run(["nft", "list", "table", "inet", table], netns=netns,
                check=False).returncode == 0
-
-
-def _connects(host: str, port: int, timeout: float) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def storefront_argv(region: str) -> list[str]:
