@@ -435,11 +435,12 @@ class SentinelEvents:
 
     def __init__(self, lab: Lab, site: str, clock: Clock, out: BatchWriter,
                  timeout: float) -> None:
-        from gameday.redis import node
+        from gameday.redis import node, sentinel
 
         s = node.store(lab)
         where = next(n for n in s.sentinels if n.site == site)
         self.site, self.clock, self.out, self.timeout = site, clock, out, timeout
+        self.text = sentinel.text
         self.master_name = s.master_name
         self.regions = {f"{n.address} {n.port}": n.region for n in s.nodes}
         self.errors: tuple[type[BaseException], ...] = (*node.ERRORS, TimeoutError, OSError)
@@ -479,7 +480,7 @@ class SentinelEvents:
                 t = self.clock.now()
                 if message is None or message.get("type") != "message":
                     continue
-                row = self.row(t, _text(message["channel"]), _text(message["data"]))
+                row = self.row(t, self.text(message["channel"]), self.text(message["data"]))
                 if row is not None:
                     self.out.add(row)
         finally:
@@ -488,10 +489,6 @@ class SentinelEvents:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _redis_client(password: str | None, host: str, port: int, timeout: float) -> Any:

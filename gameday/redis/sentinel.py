@@ -50,7 +50,7 @@ def view_of(lab: Lab, site: str, master: Mapping[str, Any] | None,
     SENTINEL GET-MASTER-ADDR-BY-NAME (`address`: [host, port] or None)."""
     host = port = None
     if address:
-        host, port = _text(address[0]), int(_text(address[1]))
+        host, port = text(address[0]), int(text(address[1]))
     region = next((n.region for n in store(lab).nodes
                    if n.address == host and n.port == port), None)
     flags = tuple(sorted(str((master or {}).get("flags", "")).split(","))) if master else ()
@@ -198,5 +198,6 @@ def _naming(lab: Lab, master: str) -> SentinelNode:
                    "asked")
 
 
-def _text(value: object) -> str:
+def text(value: object) -> str:
+    """A reply as text: redis-py answers bytes (these clients do not decode)."""
     return value.decode() if isinstance(value, bytes) else str(value)
