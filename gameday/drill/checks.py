@@ -111,18 +111,15 @@ def ask_global_name(lab: Lab, path: str) -> tuple[int, str | None] | None:
     resolver, connect to the answer, and send the global name as Host and as the TLS name
     (so an https storefront's certificate is checked for the name users type). (status,
     X-Region), or None when no answer came."""
-    addresses = resolve(lab, "resolver")
-    if not addresses:
+    target = _global_target(lab)
+    if target is None:
         return None
-    region = next((x for x in lab.regions if x.address == addresses[0]), None)
-    scheme, port = "http", 8080
-    if region is not None:
-        scheme, _, port, _ = url_target(region.storefront_url)
+    address, scheme, port = target
 
     async def get() -> tuple[int, str | None]:
         client = _http.Client(2.0, ca_bundle=lab.ca_bundle)
         try:
-            return await client.get(addresses[0], port, path, scheme=scheme,
+            return await client.get(address, port, path, scheme=scheme,
                                     host_header=lab.dns.name)
         finally:
             await client.aclose()
@@ -137,15 +134,26 @@ def global_where(lab: Lab, timeout_s: float = 2.0) -> app_canary.Where | None:
     """Where a client of the global name is sent now: the address the caching resolver
     answers, on the port and scheme of the region there, with the global name as Host
     and TLS name. None when the resolver answers no address."""
+    target = _global_target(lab)
+    if target is None:
+        return None
+    address, scheme, port = target
+    return app_canary.Where(base_url=f"{scheme}://{address}:{port}", host=lab.dns.name,
+                            verify=lab.ca_bundle or True, timeout_s=timeout_s)
+
+
+def _global_target(lab: Lab) -> tuple[str, str, int] | None:
+    """(address, scheme, port) a client of the global name is sent to now: the first
+    address the caching resolver answers, on the scheme and port of the region there
+    (http 8080 for an address no region has). None when it answers no address."""
     addresses = resolve(lab, "resolver")
     if not addresses:
         return None
     region = next((x for x in lab.regions if x.address == addresses[0]), None)
-    scheme, port = "http", 8080
-    if region is not None:
-        scheme, _, port, _ = url_target(region.storefront_url)
-    return app_canary.Where(base_url=f"{scheme}://{addresses[0]}:{port}", host=lab.dns.name,
-                            verify=lab.ca_bundle or True, timeout_s=timeout_s)
+    if region is None:
+        return addresses[0], "http", 8080
+    scheme, _, port, _ = url_target(region.storefront_url)
+    return addresses[0], scheme, port
 
 
 def app_read_back_problem(lab: Lab, canary: AppCanary, since: int) -> str | None:
