@@ -25,10 +25,8 @@ that says there is more must have moved on, and a number the canary never sent i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
-import os
 import threading
 import time
 from collections import Counter
@@ -45,6 +43,7 @@ import httpx
 from gameday.foundation.descriptor import Lab
 from gameday.foundation.errors import TargetError
 from gameday.foundation.settings import MAX_APP_SEQ, AppCanary, ReadBack
+from gameday.measure.canary import start_writers
 from gameday.measure.samplers import url_target
 from gameday.measure.store import queries, timeline
 from gameday.measure.store.timeline import AppCanaryAttempt, BatchWriter, CanaryAttempt, Clock
@@ -279,21 +278,8 @@ class AppWriters:
         """Run the writers until `stop` is set; then record every write still in flight
         as unknown, so that what the recorder stores next is complete."""
         crashed: list[BaseException] = []
-
-        def writer(w: int) -> None:
-            with contextlib.suppress(OSError):  # a thread's own nice value (Linux)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
-                               os.getpriority(os.PRIO_PROCESS, 0) + NICER)
-            try:
-                self._writer(w)
-            except BaseException as exc:  # re-raised below, as a coroutine's would be
-                crashed.append(exc)
-                self._halt.set()
-
-        self._threads = [threading.Thread(target=writer, args=(w,), name=f"app-canary-{w}",
-                                          daemon=True) for w in range(self.canary.writers)]
-        for thread in self._threads:
-            thread.start()
+        self._threads = start_writers(self._writer, self.canary.writers, name="app-canary",
+                                      nicer=NICER, halt=self._halt, crashed=crashed)
         try:
             await stop.wait()
         finally:

@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -122,6 +122,29 @@ class _Slot:
         self.expired: float | None = None
 
 
+
+def start_writers(body: Callable[[int], None], count: int, *, name: str, nicer: int,
+                  halt: threading.Event, crashed: list[BaseException]) -> list[threading.Thread]:
+    """Start `count` writer threads running `body(w)`, each `nicer` than its process (a
+    thread's own nice value, Linux: the samplers come first on a busy machine). A writer
+    that raises halts the others and leaves its exception in `crashed`, for the caller to
+    re-raise as a coroutine's would be. The database and the application canary both."""
+    def writer(w: int) -> None:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                           os.getpriority(os.PRIO_PROCESS, 0) + nicer)
+        try:
+            body(w)
+        except BaseException as exc:
+            crashed.append(exc)
+            halt.set()
+
+    threads = [threading.Thread(target=writer, args=(w,), name=f"{name}-{w}", daemon=True)
+               for w in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
 class Canary:
     def __init__(self, params: Mapping[str, Any], table: str, clock: Clock, out: BatchWriter,
                  *, writers: int = 4, start_seq: int = 1, max_rate: float = 0.0,
@@ -163,21 +186,8 @@ class Canary:
     async def run(self, stop: asyncio.Event) -> None:
         """Run the writers until `stop` is set, watching their deadlines from the loop."""
         crashed: list[BaseException] = []
-
-        def writer(w: int) -> None:
-            with contextlib.suppress(OSError):  # a thread's own nice value (Linux)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
-                               os.getpriority(os.PRIO_PROCESS, 0) + NICER)
-            try:
-                self._writer(w)
-            except BaseException as exc:  # re-raised below, as a coroutine's would be
-                crashed.append(exc)
-                self._halt.set()
-
-        threads = [threading.Thread(target=writer, args=(w,), name=f"canary-{w}",
-                                    daemon=True) for w in range(self.writers)]
-        for thread in threads:
-            thread.start()
+        threads = start_writers(self._writer, self.writers, name="canary", nicer=NICER,
+                                halt=self._halt, crashed=crashed)
         try:
             while any(t.is_alive() for t in threads):
                 self._expire_overdue()
