@@ -9,7 +9,6 @@ its `Store` seam); the global name is a UDP responder of the test's own."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ import pytest
 
 from gameday.drill import checks, gate
 from gameday.foundation.settings import GamedaySettings
-from gameday.labs import storefront
 from gameday.measure import app_canary
 from tests.unit import fakes, test_probes_control
-from tests.unit.test_storefront_canary import MemoryStore
+from tests.unit.test_storefront_canary import MemoryStore, serving
 
 dns_server = test_probes_control.dns_server  # the global name's responder, a fixture
 
@@ -32,15 +30,8 @@ ENDPOINTS = {"write": {"path": "/canary/{seq}", "headers": {"X-Canary-Writer": "
 @pytest.fixture
 def shop() -> Iterator[tuple[MemoryStore, str]]:
     store = MemoryStore()
-    server = storefront._Server(("127.0.0.1", 0), "region-1", store)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield store, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(store) as url:
+        yield store, url
 
 
 def settings_for(tmp_path: Path, storefront_url: str, dns_port: int) -> GamedaySettings:

@@ -20,11 +20,10 @@ import pytest
 
 from gameday.foundation.errors import TargetError
 from gameday.foundation.settings import ReadBack
-from gameday.labs import storefront
 from gameday.measure import app_canary
 from gameday.measure.app_canary import Where
 from gameday.measure.store.timeline import CanaryAttempt
-from tests.unit.test_storefront_canary import MemoryStore
+from tests.unit.test_storefront_canary import MemoryStore, serving
 
 START = app_canary.start_seq(1_765_000_000 * 10**9)  # a run's first number
 PAGED = ReadBack(target="/canary?since={since}&limit={limit}", page_size=3)
@@ -34,16 +33,8 @@ PAGED = ReadBack(target="/canary?since={since}&limit={limit}", page_size=3)
 def shop() -> Iterator[tuple[MemoryStore, Where]]:
     """The storefront, serving region-1 on a free port of 127.0.0.1."""
     store = MemoryStore()
-    server = storefront._Server(("127.0.0.1", 0), "region-1", store)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield store, Where(base_url=f"http://127.0.0.1:{server.server_port}",
-                           host="shop.gameday.test", timeout_s=2)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(store) as url:
+        yield store, Where(base_url=url, host="shop.gameday.test", timeout_s=2)
 
 
 def attempt(seq: int, outcome: str, t: float) -> CanaryAttempt:

@@ -8,6 +8,7 @@ stores. The real PostgreSQL and Redis behind it are checked on the netns lab
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -50,20 +51,28 @@ class MemoryStore:
         return sorted(s for s in self.seqs if s > since)[:limit]
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[httpx.Client, MemoryStore]]:
-    store = MemoryStore()
-    server = storefront._Server(("127.0.0.1", 0), "region-1", store)
+@contextlib.contextmanager
+def serving(store: Any, server_class: type[storefront._Server] = storefront._Server
+            ) -> Iterator[str]:
+    """The storefront over `store`, serving region-1 on a free port of 127.0.0.1 in a
+    thread of its own until the block ends: yields its URL (the other unit suites of the
+    application canary use it too)."""
+    server = server_class(("127.0.0.1", 0), "region-1", store)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}",
-                          timeout=5) as client:
-            yield client, store
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[httpx.Client, MemoryStore]]:
+    store = MemoryStore()
+    with serving(store) as url, httpx.Client(base_url=url, timeout=5) as client:
+        yield client, store
 
 
 def test_a_write_is_stored_once_and_a_repeat_is_acknowledged(served: Any) -> None:
@@ -177,14 +186,6 @@ def test_every_answer_leaves_at_once_not_after_the_client_s_delayed_ack() -> Non
             super().finish_request(request, client_address)
             seen.append(request.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
-    server = Server(("127.0.0.1", 0), "region-1", MemoryStore())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}") as client:
-            assert client.post("/canary/7").status_code == 201
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(MemoryStore(), Server) as url, httpx.Client(base_url=url) as client:
+        assert client.post("/canary/7").status_code == 201
     assert seen and all(seen), seen
